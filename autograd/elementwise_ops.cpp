@@ -1,0 +1,73 @@
+// autograd/elementwise_ops.cpp: gradients of pointwise ops.
+//
+// For broadcasting binary ops the upstream gradient has the broadcast shape;
+// sum_to folds it back onto each operand's own shape (the adjoint of expand).
+#include <cmath>
+
+#include "autograd/ops.h"
+
+namespace simba {
+
+Variable unary(UnaryOp op, const Variable& x) {
+  Tensor y = unary(op, x.data());
+  Tensor xs = x.data();
+  return make_result(y, unary_name(op), {x}, [op, xs, y](const Tensor& g) -> std::vector<Tensor> {
+    return {unary_backward(op, g, xs, y)};
+  });
+}
+
+Variable binary(BinaryOp op, const Variable& a, const Variable& b) {
+  Tensor av = a.data(), bv = b.data();
+  Tensor y = binary(op, av, bv);
+  static const char* names[] = {"add", "sub", "mul", "div", "pow"};
+  return make_result(y, names[static_cast<int>(op)], {a, b}, [op, av, bv, y](const Tensor& g) -> std::vector<Tensor> {
+    Tensor ga, gb;
+    switch (op) {
+      case BinaryOp::Add: ga = g; gb = g; break;
+      case BinaryOp::Sub: ga = g; gb = neg(g); break;
+      case BinaryOp::Mul: ga = mul(g, bv); gb = mul(g, av); break;
+      case BinaryOp::Div: {  // d(a/b) = da/b − a·db/b² = (da − y·db)/b
+        ga = div(g, bv);
+        gb = neg(mul(ga, div(av, bv)));
+        break;
+      }
+      case BinaryOp::Pow: {  // d(a^b) = b·a^(b−1)·da + a^b·ln(a)·db
+        ga = mul(g, mul(bv, pow(av, sub(bv, Tensor::scalar(1.0, bv.dtype())))));
+        gb = mul(g, mul(y, log(av)));
+        break;
+      }
+    }
+    return {sum_to(ga, av.shape()), sum_to(gb, bv.shape())};
+  });
+}
+
+Variable affine(const Variable& x, double scale, double shift) {
+  return make_result(affine(x.data(), scale, shift), "affine", {x},
+                     [scale](const Tensor& g) -> std::vector<Tensor> { return {affine(g, scale, 0.0)}; });
+}
+
+Variable pow(const Variable& x, double p) {
+  Tensor xs = x.data();
+  return make_result(pow(xs, p), "pow", {x}, [xs, p](const Tensor& g) -> std::vector<Tensor> {
+    return {mul(g, affine(pow(xs, p - 1.0), p, 0.0))};
+  });
+}
+
+Variable clamp(const Variable& x, double lo, double hi) {
+  Tensor xs = x.data();
+  Tensor y = clamp(xs, lo, hi);
+  return make_result(y, "clamp", {x}, [xs, y](const Tensor& g) -> std::vector<Tensor> {
+    // The gradient passes where clamp is the identity (y == x), zero where it clipped.
+    Tensor pass = Tensor::empty(xs.shape(), xs.dtype());
+    SIMBA_DISPATCH_FLOAT(xs.dtype(), "clamp", [&] {
+      Tensor xc = xs.contiguous();
+      const scalar_t* px = xc.data<scalar_t>();
+      const scalar_t* py = y.data<scalar_t>();
+      scalar_t* pp = pass.data<scalar_t>();
+      for (int64_t i = 0; i < xs.numel(); ++i) pp[i] = px[i] == py[i] ? scalar_t(1) : scalar_t(0);
+    });
+    return {mul(g, pass)};
+  });
+}
+
+}  // namespace simba

@@ -1,0 +1,147 @@
+#include "autograd/variable.h"
+
+#include <unordered_map>
+#include <unordered_set>
+
+#include "tensor/elementwise.h"
+
+namespace simba {
+
+namespace {
+thread_local bool t_grad_enabled = true;
+
+// Add g into slot, allocating on first use. Shapes must agree exactly: a
+// backward function returning a wrongly shaped gradient is a bug we want to
+// catch where it happens, not three ops later.
+void accumulate(Tensor& slot, const Tensor& g, const std::string& where) {
+  SIMBA_CHECK(g.defined(), "internal: undefined gradient accumulated into " << where);
+  if (!slot.defined()) {
+    // Own the memory: g may alias a tensor of the graph (identity backward).
+    slot = g.clone();
+    return;
+  }
+  SIMBA_CHECK(slot.shape() == g.shape(), "gradient shape mismatch in " << where << ": have "
+                                                                       << shape_str(slot.shape()) << ", got "
+                                                                       << shape_str(g.shape()));
+  slot = add(slot, g);
+}
+}  // namespace
+
+bool grad_enabled() { return t_grad_enabled; }
+NoGradGuard::NoGradGuard() : previous_(t_grad_enabled) { t_grad_enabled = false; }
+NoGradGuard::~NoGradGuard() { t_grad_enabled = previous_; }
+
+Variable::Variable(Tensor data, bool requires_grad) : impl_(std::make_shared<VariableImpl>()) {
+  impl_->data = std::move(data);
+  set_requires_grad(requires_grad);
+}
+
+void Variable::set_requires_grad(bool r) {
+  SIMBA_CHECK(!r || is_floating(impl_->data.dtype()),
+              "requires_grad on a " << dtype_name(impl_->data.dtype()) << " tensor: only float tensors have gradients");
+  SIMBA_CHECK(is_leaf() || r, "requires_grad(false) on a non-leaf; use detach()");
+  impl_->requires_grad = r;
+}
+
+void Variable::zero_grad() { impl_->grad = Tensor(); }
+
+void Variable::set_grad(const Tensor& g) {
+  SIMBA_CHECK(!g.defined() || g.shape() == shape(),
+              "set_grad: gradient shape " << shape_str(g.shape()) << " vs variable shape " << shape_str(shape()));
+  impl_->grad = g;
+}
+
+Variable Variable::detach() const { return Variable(impl_->data, false); }
+
+Variable make_result(Tensor data, const char* name, const std::vector<Variable>& inputs, BackwardFn backward) {
+  Variable out(std::move(data));
+  if (!grad_enabled()) return out;
+  bool any = false;
+  for (const Variable& v : inputs) any = any || v.requires_grad();
+  if (!any) return out;
+  auto node = std::make_shared<Node>();
+  node->name = name;
+  node->backward = std::move(backward);
+  node->inputs.reserve(inputs.size());
+  // Undefined Variables (an absent optional input) stay as null edges, so
+  // gradient i still belongs to input i.
+  for (const Variable& v : inputs) node->inputs.push_back(v.impl());
+  out.impl()->requires_grad = true;
+  out.impl()->grad_fn = std::move(node);
+  return out;
+}
+
+void Variable::backward(const Tensor& grad_output, bool retain_graph) const {
+  SIMBA_CHECK(defined(), "backward() on an undefined Variable");
+  SIMBA_CHECK_HINT(requires_grad(), "backward() on a Variable that does not require grad",
+                   "set requires_grad on the parameters, and do not call backward inside a NoGradGuard");
+  Tensor seed = grad_output;
+  if (!seed.defined()) {
+    SIMBA_CHECK_HINT(numel() == 1, "backward() without a gradient on a non-scalar of shape " << shape_str(shape()),
+                     "pass the upstream gradient, or reduce to a scalar loss first");
+    seed = Tensor::ones(shape(), dtype(), data().device());
+  }
+  SIMBA_CHECK(seed.shape() == shape(), "backward(): gradient of shape " << shape_str(seed.shape())
+                                                                       << " for an output of shape "
+                                                                       << shape_str(shape()));
+  if (is_leaf()) {
+    accumulate(impl_->grad, seed, "leaf");
+    return;
+  }
+
+  // Reverse topological order by iterative post-order DFS over nodes. `order`
+  // owns the nodes: freeing one below drops its input edges, which may be the
+  // last owners of nodes that still have to run.
+  std::vector<std::shared_ptr<Node>> order;
+  std::unordered_set<Node*> visited;
+  std::vector<std::pair<std::shared_ptr<Node>, size_t>> stack{{impl_->grad_fn, 0}};
+  visited.insert(impl_->grad_fn.get());
+  while (!stack.empty()) {
+    auto& [node, next] = stack.back();
+    SIMBA_CHECK_HINT(!node->freed,
+                     "backward through a graph that was already freed (node '" << node->name << "')",
+                     "a graph is freed by backward(); call backward(g, /*retain_graph=*/true) the first time "
+                     "to backpropagate twice, or run the forward again");
+    if (next < node->inputs.size()) {
+      const auto& in = node->inputs[next++];
+      Node* child = in ? in->grad_fn.get() : nullptr;
+      if (child && visited.insert(child).second) stack.push_back({in->grad_fn, 0});
+    } else {
+      order.push_back(node);
+      stack.pop_back();
+    }
+  }
+
+  std::unordered_map<Node*, Tensor> grads;
+  grads[impl_->grad_fn.get()] = seed;
+  for (auto it = order.rbegin(); it != order.rend(); ++it) {
+    Node* node = it->get();
+    auto found = grads.find(node);
+    if (found == grads.end()) continue;  // no gradient reached this node
+    Tensor g = std::move(found->second);
+    grads.erase(found);
+    std::vector<Tensor> input_grads = node->backward(g);
+    SIMBA_CHECK(input_grads.size() == node->inputs.size(),
+                "internal: backward of '" << node->name << "' returned " << input_grads.size()
+                                          << " gradients for " << node->inputs.size() << " inputs");
+    for (size_t i = 0; i < input_grads.size(); ++i) {
+      VariableImpl* in = node->inputs[i].get();
+      if (!in || !in->requires_grad || !input_grads[i].defined()) continue;
+      SIMBA_CHECK(input_grads[i].shape() == in->data.shape(),
+                  "internal: backward of '" << node->name << "' gave input " << i << " a gradient of shape "
+                                            << shape_str(input_grads[i].shape()) << ", the input has shape "
+                                            << shape_str(in->data.shape()));
+      if (in->grad_fn)
+        accumulate(grads[in->grad_fn.get()], input_grads[i], "node '" + in->grad_fn->name + "'");
+      else
+        accumulate(in->grad, input_grads[i], "leaf gradient");
+    }
+    if (!retain_graph) {
+      node->backward = nullptr;  // releases the saved tensors
+      node->inputs.clear();
+      node->freed = true;
+    }
+  }
+}
+
+}  // namespace simba

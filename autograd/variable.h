@@ -1,0 +1,107 @@
+// autograd/variable.h: reverse-mode automatic differentiation.
+//
+// A Variable is a shared handle to {data tensor, grad tensor, requires_grad,
+// grad_fn}. Ops on Variables (autograd/ops.h) compute their result with the
+// tensor layer and, when grad mode is on and some input requires a gradient,
+// record a Node: the inputs plus a closure that maps the output's gradient to
+// the inputs' gradients by calling the op's *_backward functions. The Node
+// only wires; the math lives in tensor/, nn/ and ssm/.
+//
+// Semantics (each is pinned by a test in tests/test_autograd.cpp):
+// - backward() walks the graph from this Variable in reverse topological
+//   order, so a Node runs once, after every consumer of its output has
+//   contributed: a value used twice, or a diamond, gets the sum of both paths.
+// - Gradients ACCUMULATE into leaves' grad (requires_grad, no grad_fn). Call
+//   zero_grad() (or the optimiser's) before each step.
+// - Only leaves keep .grad; intermediate gradients are dropped after use.
+// - The graph is freed by backward() (saved tensors released) unless
+//   retain_graph is true. A second backward() through a freed graph is an
+//   error that says so, instead of silently returning wrong gradients.
+// - Gradients flow through views (reshape, permute, narrow, ...) like any op.
+// - NoGradGuard turns recording off in a scope (evaluation, optimiser steps).
+// - detach() returns a Variable sharing the data but cut from the graph.
+// - The seed gradient is 1 for a one-element output; otherwise it must be
+//   given and must have the output's shape.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "tensor/tensor.h"
+
+namespace simba {
+
+class Variable;
+struct VariableImpl;
+
+// Maps the gradient of a node's output to the gradients of its inputs (one
+// per input, in order; an undefined Tensor means "no gradient to this input").
+using BackwardFn = std::function<std::vector<Tensor>(const Tensor& grad_output)>;
+
+struct Node {
+  std::string name;                                  // the op, for error messages
+  std::vector<std::shared_ptr<VariableImpl>> inputs;  // edges to the inputs
+  BackwardFn backward;
+  bool freed = false;
+};
+
+struct VariableImpl {
+  Tensor data;
+  Tensor grad;  // leaves only; undefined until the first backward reaches it
+  bool requires_grad = false;
+  std::shared_ptr<Node> grad_fn;  // null for leaves and for results of no-grad ops
+};
+
+class Variable {
+ public:
+  Variable() = default;  // undefined
+  explicit Variable(Tensor data, bool requires_grad = false);
+
+  bool defined() const { return impl_ != nullptr; }
+  const Tensor& data() const { return impl_->data; }
+  Tensor& data() { return impl_->data; }  // in-place updates of parameters (optimisers)
+  const Tensor& grad() const { return impl_->grad; }
+  bool requires_grad() const { return impl_ && impl_->requires_grad; }
+  void set_requires_grad(bool r);
+  bool is_leaf() const { return !impl_->grad_fn; }
+  const std::shared_ptr<Node>& grad_fn() const { return impl_->grad_fn; }
+  const std::shared_ptr<VariableImpl>& impl() const { return impl_; }
+
+  const Shape& shape() const { return impl_->data.shape(); }
+  int64_t size(int d) const { return impl_->data.size(d); }
+  int dim() const { return impl_->data.dim(); }
+  int64_t numel() const { return impl_->data.numel(); }
+  DType dtype() const { return impl_->data.dtype(); }
+  double item() const { return impl_->data.item(); }
+
+  void backward(const Tensor& grad_output = Tensor(), bool retain_graph = false) const;
+  void zero_grad();  // drops .grad (the next backward starts from zero)
+  void set_grad(const Tensor& g);  // used by gradient clipping and tests
+  Variable detach() const;
+
+ private:
+  std::shared_ptr<VariableImpl> impl_;
+};
+
+// True unless a NoGradGuard is alive on this thread.
+bool grad_enabled();
+
+class NoGradGuard {
+ public:
+  NoGradGuard();
+  ~NoGradGuard();
+  NoGradGuard(const NoGradGuard&) = delete;
+  NoGradGuard& operator=(const NoGradGuard&) = delete;
+
+ private:
+  bool previous_;
+};
+
+// Builds the op's output Variable. When grad mode is on and any input requires
+// a gradient, attaches a Node named `name` with `backward`; otherwise the
+// result is a plain constant and `backward` is discarded.
+Variable make_result(Tensor data, const char* name, const std::vector<Variable>& inputs, BackwardFn backward);
+
+}  // namespace simba

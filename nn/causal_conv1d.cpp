@@ -1,0 +1,246 @@
+// nn/causal_conv1d.cpp: causal depthwise conv1d kernels (full sequence and
+// single recurrent step) and their autograd wiring.
+#include "nn/causal_conv1d.h"
+
+#include <algorithm>
+#include <vector>
+
+#include "nn/init.h"
+#include "tensor/strided_loop.h"
+
+namespace simba {
+
+namespace {
+
+// Channels per task. With the weight transposed to (K, C) every inner loop
+// runs over contiguous channels of out, x and w, which the compiler vectorises.
+constexpr int64_t kChannelBlock = 64;
+
+// wt (K, C) <- w (C, 1, K)
+template <class T>
+std::vector<T> weight_by_tap(const T* w, int64_t C, int64_t K) {
+  std::vector<T> wt(static_cast<size_t>(K * C));
+  for (int64_t c = 0; c < C; ++c)
+    for (int64_t k = 0; k < K; ++k) wt[k * C + c] = w[c * K + k];
+  return wt;
+}
+
+}  // namespace
+
+template <class T>
+void causal_conv1d_forward(T* out, const T* x, const T* w, const T* bias, int64_t B, int64_t L, int64_t C, int64_t K,
+                           int64_t x_stride_b, int64_t x_stride_l) {
+  const std::vector<T> wt = weight_by_tap(w, C, K);
+  const int64_t blocks = (C + kChannelBlock - 1) / kChannelBlock;
+#pragma omp parallel for schedule(static) if (B * L * C * K > kParallelGrain)
+  for (int64_t task = 0; task < B * blocks; ++task) {
+    const int64_t b = task / blocks, c0 = (task % blocks) * kChannelBlock, n = std::min(kChannelBlock, C - c0);
+    for (int64_t t = 0; t < L; ++t) {
+      T* o = out + (b * L + t) * C + c0;
+      for (int64_t i = 0; i < n; ++i) o[i] = bias ? bias[c0 + i] : T(0);
+      // Taps with t−(K−1)+k < 0 read the zero padding: skip them.
+      for (int64_t k = std::max<int64_t>(0, K - 1 - t); k < K; ++k) {
+        const T* xs = x + b * x_stride_b + (t - (K - 1) + k) * x_stride_l + c0;
+        const T* wk = wt.data() + k * C + c0;
+        for (int64_t i = 0; i < n; ++i) o[i] += wk[i] * xs[i];
+      }
+    }
+  }
+}
+
+template <class T>
+void causal_conv1d_backward(T* dx, T* dw, T* dbias, const T* dout, const T* x, const T* w, int64_t B, int64_t L,
+                            int64_t C, int64_t K, int64_t x_stride_b, int64_t x_stride_l) {
+  const std::vector<T> wt = weight_by_tap(w, C, K);
+  const int64_t blocks = (C + kChannelBlock - 1) / kChannelBlock;
+  // Per-batch partial sums: pw (B, K, C), pb (B, C). Each task owns one
+  // (b, channel block) slice of them, so there are no races.
+  std::vector<double> pw(dw ? static_cast<size_t>(B * K * C) : 0, 0.0);
+  std::vector<double> pb(dbias ? static_cast<size_t>(B * C) : 0, 0.0);
+#pragma omp parallel for schedule(static) if (B * L * C * K > kParallelGrain)
+  for (int64_t task = 0; task < B * blocks; ++task) {
+    const int64_t b = task / blocks, c0 = (task % blocks) * kChannelBlock, n = std::min(kChannelBlock, C - c0);
+    const T* db = dout + b * L * C + c0;
+    if (dx) {
+      for (int64_t s = 0; s < L; ++s) {
+        T* d = dx + (b * L + s) * C + c0;
+        for (int64_t i = 0; i < n; ++i) d[i] = T(0);
+        // Output t = s+(K−1)−k used x[s] through tap k; outputs past L do not exist.
+        for (int64_t k = std::max<int64_t>(0, s + K - L); k < K; ++k) {
+          const T* g = db + (s + K - 1 - k) * C;
+          const T* wk = wt.data() + k * C + c0;
+          for (int64_t i = 0; i < n; ++i) d[i] += wk[i] * g[i];
+        }
+      }
+    }
+    for (int64_t t = 0; t < L && (dw || dbias); ++t) {
+      const T* g = db + t * C;
+      if (dbias) {
+        double* acc = pb.data() + b * C + c0;
+        for (int64_t i = 0; i < n; ++i) acc[i] += g[i];
+      }
+      if (!dw) continue;
+      for (int64_t k = std::max<int64_t>(0, K - 1 - t); k < K; ++k) {
+        const T* xs = x + b * x_stride_b + (t - (K - 1) + k) * x_stride_l + c0;
+        double* acc = pw.data() + (b * K + k) * C + c0;
+        for (int64_t i = 0; i < n; ++i) acc[i] += static_cast<double>(g[i]) * xs[i];
+      }
+    }
+  }
+  if (!dw && !dbias) return;
+#pragma omp parallel for schedule(static) if (B * K * C > kParallelGrain)
+  for (int64_t c = 0; c < C; ++c) {
+    if (dw)
+      for (int64_t k = 0; k < K; ++k) {
+        double acc = 0.0;
+        for (int64_t b = 0; b < B; ++b) acc += pw[(b * K + k) * C + c];
+        dw[c * K + k] = static_cast<T>(acc);
+      }
+    if (dbias) {
+      double acc = 0.0;
+      for (int64_t b = 0; b < B; ++b) acc += pb[b * C + c];
+      dbias[c] = static_cast<T>(acc);
+    }
+  }
+}
+
+#define SIMBA_INSTANTIATE_CONV(T)                                                                                  \
+  template void causal_conv1d_forward<T>(T*, const T*, const T*, const T*, int64_t, int64_t, int64_t, int64_t,     \
+                                         int64_t, int64_t);                                                        \
+  template void causal_conv1d_backward<T>(T*, T*, T*, const T*, const T*, const T*, int64_t, int64_t, int64_t,     \
+                                          int64_t, int64_t, int64_t);
+SIMBA_INSTANTIATE_CONV(float)
+SIMBA_INSTANTIATE_CONV(double)
+#undef SIMBA_INSTANTIATE_CONV
+
+namespace {
+
+// Shapes, dtypes and layouts shared by causal_conv1d and the step; returns K.
+int64_t check_conv_weights(const char* op, int64_t C, DType dtype, const Tensor& w, const Tensor& bias) {
+  SIMBA_CHECK(w.dim() == 3 && w.size(0) == C && w.size(1) == 1 && w.size(2) >= 1,
+              op << ": weight of shape " << shape_str(w.shape()) << " for " << C << " channels (expected (" << C
+                 << ", 1, K))");
+  SIMBA_CHECK(w.dtype() == dtype, op << ": weight is " << dtype_name(w.dtype()) << ", input is " << dtype_name(dtype));
+  if (bias.defined()) {
+    SIMBA_CHECK(bias.dim() == 1 && bias.size(0) == C,
+                op << ": bias of shape " << shape_str(bias.shape()) << " for " << C << " channels (expected "
+                   << shape_str({C}) << ")");
+    SIMBA_CHECK(bias.dtype() == dtype,
+                op << ": bias is " << dtype_name(bias.dtype()) << ", input is " << dtype_name(dtype));
+  }
+  return w.size(2);
+}
+
+template <class T>
+void conv_step_kernel(T* out, int64_t out_ld, T* state, const T* x, int64_t x_ld, const T* w, const T* bias, int64_t B,
+                      int64_t C, int64_t K) {
+#pragma omp parallel for schedule(static) if (B * C * K > kParallelGrain)
+  for (int64_t b = 0; b < B; ++b) {
+    for (int64_t c = 0; c < C; ++c) {
+      T* s = state + (b * C + c) * K;
+      std::copy(s + 1, s + K, s);
+      s[K - 1] = x[b * x_ld + c];
+      // Same order as the full forward (bias, then taps 0..K−1), so both agree.
+      T acc = bias ? bias[c] : T(0);
+      for (int64_t k = 0; k < K; ++k) acc += w[c * K + k] * s[k];
+      out[b * out_ld + c] = acc;
+    }
+  }
+}
+
+}  // namespace
+
+Variable causal_conv1d(const Variable& x, const Variable& w, const Variable& bias) {
+  SIMBA_CHECK(x.dim() == 3, "causal_conv1d: expected input (B, L, C), got shape " << shape_str(x.shape()));
+  const Tensor xd = x.data();
+  const int64_t B = xd.size(0), L = xd.size(1), C = xd.size(2);
+  const Tensor wd = w.data().contiguous();
+  const Tensor bd = bias.defined() ? bias.data().contiguous() : Tensor();
+  const int64_t K = check_conv_weights("causal_conv1d", C, xd.dtype(), wd, bd);
+  SIMBA_CHECK_HINT(xd.stride(2) == 1 || C == 1,
+                   "causal_conv1d: input of shape " << shape_str(xd.shape()) << " has channel stride " << xd.stride(2)
+                                                    << ", expected 1",
+                   "pass a channels-last (B, L, C) tensor, or call contiguous() first");
+  SIMBA_CHECK_HINT(xd.device().is_cpu(), "causal_conv1d on " << xd.device().str() << " is not available",
+                   "rebuild with CUDA enabled");
+  const int64_t sb = xd.stride(0), sl = xd.stride(1);
+  Tensor out = Tensor::empty({B, L, C}, xd.dtype(), xd.device());
+  if (out.numel() > 0)
+    SIMBA_DISPATCH_FLOAT(xd.dtype(), "causal_conv1d", [&] {
+      causal_conv1d_forward<scalar_t>(out.data<scalar_t>(), xd.data<scalar_t>(), wd.data<scalar_t>(),
+                                      bd.defined() ? bd.data<scalar_t>() : nullptr, B, L, C, K, sb, sl);
+    });
+
+  const bool has_bias = bias.defined();
+  const bool need_x = x.requires_grad(), need_w = w.requires_grad(), need_b = has_bias && bias.requires_grad();
+  std::vector<Variable> inputs{x, w};
+  if (has_bias) inputs.push_back(bias);
+  return make_result(
+      out, "causal_conv1d", inputs,
+      [xd, wd, has_bias, need_x, need_w, need_b, B, L, C, K, sb, sl](const Tensor& g) -> std::vector<Tensor> {
+        const Tensor gc = g.contiguous();
+        Tensor dx = need_x ? Tensor::empty({B, L, C}, xd.dtype(), xd.device()) : Tensor();
+        Tensor dw = need_w ? Tensor::zeros({C, 1, K}, xd.dtype(), xd.device()) : Tensor();
+        Tensor db = need_b ? Tensor::zeros({C}, xd.dtype(), xd.device()) : Tensor();
+        if (gc.numel() > 0)
+          SIMBA_DISPATCH_FLOAT(xd.dtype(), "causal_conv1d backward", [&] {
+            causal_conv1d_backward<scalar_t>(need_x ? dx.data<scalar_t>() : nullptr,
+                                             need_w ? dw.data<scalar_t>() : nullptr,
+                                             need_b ? db.data<scalar_t>() : nullptr, gc.data<scalar_t>(),
+                                             xd.data<scalar_t>(), wd.data<scalar_t>(), B, L, C, K, sb, sl);
+          });
+        std::vector<Tensor> grads{dx, dw};
+        if (has_bias) grads.push_back(db);
+        return grads;
+      });
+}
+
+void causal_conv1d_step(Tensor& out, Tensor& state, const Tensor& x_t, const Tensor& w, const Tensor& bias) {
+  SIMBA_CHECK(x_t.dim() == 2, "causal_conv1d_step: expected x_t (B, C), got shape " << shape_str(x_t.shape()));
+  const int64_t B = x_t.size(0), C = x_t.size(1);
+  const Tensor wd = w.contiguous();
+  const Tensor bd = bias.defined() ? bias.contiguous() : Tensor();
+  const int64_t K = check_conv_weights("causal_conv1d_step", C, x_t.dtype(), wd, bd);
+  SIMBA_CHECK(state.dim() == 3 && state.size(0) == B && state.size(1) == C && state.size(2) == K,
+              "causal_conv1d_step: state of shape " << shape_str(state.shape()) << ", expected (" << B << ", " << C
+                                                    << ", " << K << ") for x_t " << shape_str(x_t.shape())
+                                                    << " and weight " << shape_str(w.shape()));
+  SIMBA_CHECK(state.is_contiguous(), "causal_conv1d_step: state must be contiguous (it is rolled in place)");
+  SIMBA_CHECK(out.dim() == 2 && out.size(0) == B && out.size(1) == C,
+              "causal_conv1d_step: out of shape " << shape_str(out.shape()) << ", expected (" << B << ", " << C << ")");
+  SIMBA_CHECK((x_t.stride(1) == 1 || C == 1) && (out.stride(1) == 1 || C == 1),
+              "causal_conv1d_step: x_t and out need stride 1 in their channel dim, got "
+                  << x_t.stride(1) << " and " << out.stride(1));
+  SIMBA_CHECK(state.dtype() == x_t.dtype() && out.dtype() == x_t.dtype(),
+              "causal_conv1d_step: dtypes differ: x_t " << dtype_name(x_t.dtype()) << ", state "
+                                                        << dtype_name(state.dtype()) << ", out "
+                                                        << dtype_name(out.dtype()));
+  if (B * C == 0) return;
+  SIMBA_DISPATCH_FLOAT(x_t.dtype(), "causal_conv1d_step", [&] {
+    conv_step_kernel<scalar_t>(out.data<scalar_t>(), out.stride(0), state.data<scalar_t>(), x_t.data<scalar_t>(),
+                               x_t.stride(0), wd.data<scalar_t>(), bd.defined() ? bd.data<scalar_t>() : nullptr, B,
+                               C, K);
+  });
+}
+
+CausalConv1d::CausalConv1d(int64_t C, int64_t K, bool with_bias, Generator& g, DType dtype)
+    : channels(C), kernel(K) {
+  SIMBA_CHECK(C > 0 && K > 0, "CausalConv1d: channels and kernel must be positive, got " << C << ", " << K);
+  Tensor w = Tensor::empty({C, 1, K}, dtype);
+  kaiming_uniform_(w, g);
+  weight = register_parameter("weight", w);
+  if (with_bias) {
+    Tensor b = Tensor::empty({C}, dtype);
+    default_bias_uniform_(b, w.shape(), g);
+    bias = register_parameter("bias", b);
+  }
+}
+
+Variable CausalConv1d::forward(const Variable& x) const {
+  SIMBA_CHECK(x.dim() == 3 && x.size(2) == channels,
+              "CausalConv1d(" << channels << ", K=" << kernel << "): input of shape " << shape_str(x.shape())
+                              << ", expected (B, L, " << channels << ")");
+  return causal_conv1d(x, weight, bias);
+}
+
+}  // namespace simba

@@ -1,0 +1,61 @@
+// nn/causal_conv1d.h: Mamba's causal depthwise 1-D convolution over time.
+//
+//   out[b,t,c] = bias[c] + Σ_{k=0..K-1} w[c,0,k] · x[b, t−(K−1)+k, c],   x[b, t<0, c] = 0
+//
+// i.e. PyTorch's Conv1d(C, C, K, groups=C, padding=K−1) truncated to the first
+// L outputs (reference.md §2(b).3), so step t sees only x[..t]. Sequences are
+// channels-last (B, L, C). The input is usually the first half of in_proj's
+// (B, L, 2·Di) output, a column view, so the kernels take x's batch and time
+// strides instead of requiring a contiguous copy.
+#pragma once
+
+#include "autograd/variable.h"
+#include "nn/module.h"
+#include "tensor/random.h"
+
+namespace simba {
+
+// out (B, L, C) contiguous <- x (B, L, C) with element (b, t, c) at
+// x[b·x_stride_b + t·x_stride_l + c], w (C, 1, K) contiguous, bias (C) or null.
+// Parallel over (batch, block of channels).
+template <class T>
+void causal_conv1d_forward(T* out, const T* x, const T* w, const T* bias, int64_t B, int64_t L, int64_t C, int64_t K,
+                           int64_t x_stride_b, int64_t x_stride_l);
+
+// dx (B, L, C) contiguous, dw (C, 1, K), dbias (C) <- dout (B, L, C) contiguous,
+// x and w as in the forward. Any output may be null (not needed); defined ones
+// are overwritten. From the forward's equation:
+//   dx[b,s,c]  = Σ_k w[c,k] · dout[b, s+(K−1)−k, c]      (terms with that index ≥ L drop)
+//   dw[c,k]    = Σ_{b,t} dout[b,t,c] · x[b, t−(K−1)+k, c]
+//   dbias[c]   = Σ_{b,t} dout[b,t,c]
+// dw and dbias are reduced per batch into double partials, then over batches in
+// order: the same bits whatever the thread count.
+template <class T>
+void causal_conv1d_backward(T* dx, T* dw, T* dbias, const T* dout, const T* x, const T* w, int64_t B, int64_t L,
+                            int64_t C, int64_t K, int64_t x_stride_b, int64_t x_stride_l);
+
+// x (B, L, C) with stride 1 in its last dim (other strides taken as they are),
+// w (C, 1, K), bias (C) or undefined -> (B, L, C) contiguous; differentiable
+// in all three.
+Variable causal_conv1d(const Variable& x, const Variable& w, const Variable& bias);
+
+// One step of recurrent generation, equal to position t of causal_conv1d when
+// state holds x[t−K+1..t−1]. state (B, C, K) contiguous, HF's conv_states
+// layout, newest value last: it is shifted left by one and x_t written into
+// column K−1, then out (B, C) = bias + Σ_k w[c,0,k]·state[b,c,k].
+// x_t (B, C) and out (B, C) need stride 1 in their last dim; bias may be undefined.
+void causal_conv1d_step(Tensor& out, Tensor& state, const Tensor& x_t, const Tensor& w, const Tensor& bias);
+
+class CausalConv1d : public Module {
+ public:
+  // PyTorch's Conv1d defaults with groups = C: weight kaiming-uniform with
+  // fan_in = K (bound 1/sqrt(K)), bias U(±1/sqrt(K)); Mamba keeps both.
+  CausalConv1d(int64_t channels, int64_t kernel, bool bias, Generator& g, DType dtype = DType::F32);
+  Variable forward(const Variable& x) const;  // (B, L, C) -> (B, L, C)
+
+  int64_t channels, kernel;
+  Variable weight;  // (C, 1, K)
+  Variable bias;    // (C), undefined without bias
+};
+
+}  // namespace simba

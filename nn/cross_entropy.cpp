@@ -1,0 +1,129 @@
+// nn/cross_entropy.cpp: fused log-sum-exp cross-entropy kernels and the loss op.
+#include "nn/cross_entropy.h"
+
+#include <cmath>
+
+#include "tensor/elementwise.h"
+#include "tensor/reduce.h"
+#include "tensor/strided_loop.h"
+
+namespace simba {
+
+template <class T>
+void cross_entropy_forward(T* losses, T* lse, const T* logits, const int64_t* targets, int64_t rows, int64_t V,
+                           int64_t ignore) {
+#pragma omp parallel for schedule(static) if (rows * V > kParallelGrain)
+  for (int64_t r = 0; r < rows; ++r) {
+    if (targets[r] == ignore) {
+      losses[r] = lse[r] = T(0);
+      continue;
+    }
+    const T* z = logits + r * V;
+    T m = z[0];
+    for (int64_t v = 1; v < V; ++v) m = z[v] > m ? z[v] : m;
+    double s = 0.0;
+    for (int64_t v = 0; v < V; ++v) s += std::exp(z[v] - m);
+    const double l = static_cast<double>(m) + std::log(s);
+    lse[r] = static_cast<T>(l);
+    losses[r] = static_cast<T>(l - static_cast<double>(z[targets[r]]));
+  }
+}
+
+template <class T>
+void cross_entropy_backward(T* dlogits, const T* dlosses, const T* logits, const T* lse, const int64_t* targets,
+                            int64_t rows, int64_t V, int64_t ignore) {
+#pragma omp parallel for schedule(static) if (rows * V > kParallelGrain)
+  for (int64_t r = 0; r < rows; ++r) {
+    T* d = dlogits + r * V;
+    if (targets[r] == ignore) {
+      for (int64_t v = 0; v < V; ++v) d[v] = T(0);
+      continue;
+    }
+    const T* z = logits + r * V;
+    const T l = lse[r], g = dlosses[r];
+    for (int64_t v = 0; v < V; ++v) d[v] = std::exp(z[v] - l) * g;
+    d[targets[r]] -= g;
+  }
+}
+
+template void cross_entropy_forward<float>(float*, float*, const float*, const int64_t*, int64_t, int64_t, int64_t);
+template void cross_entropy_forward<double>(double*, double*, const double*, const int64_t*, int64_t, int64_t,
+                                            int64_t);
+template void cross_entropy_backward<float>(float*, const float*, const float*, const float*, const int64_t*, int64_t,
+                                            int64_t, int64_t);
+template void cross_entropy_backward<double>(double*, const double*, const double*, const double*, const int64_t*,
+                                             int64_t, int64_t, int64_t);
+
+namespace {
+
+struct CrossEntropyRows {
+  Tensor logits;   // (rows, V) contiguous
+  Tensor targets;  // (rows) contiguous int64
+  Tensor losses, lse;  // (rows)
+  int64_t rows = 0, V = 0, count = 0;  // count: rows not ignored
+};
+
+// Checks shapes and every target, then runs the forward kernel.
+CrossEntropyRows cross_entropy_rows_forward(const char* op, const Tensor& logits, const Tensor& targets,
+                                            int64_t ignore) {
+  SIMBA_CHECK(logits.dim() >= 1, op << ": expected logits (..., V), got a 0-dim tensor");
+  SIMBA_CHECK(targets.dtype() == DType::I64, op << ": targets must be int64, got " << dtype_name(targets.dtype()));
+  Shape lead(logits.shape().begin(), logits.shape().end() - 1);
+  SIMBA_CHECK(targets.shape() == lead, op << ": targets of shape " << shape_str(targets.shape())
+                                          << " for logits of shape " << shape_str(logits.shape())
+                                          << " (expected " << shape_str(lead) << ")");
+  SIMBA_CHECK_HINT(logits.device().is_cpu(), op << " on " << logits.device().str() << " is not available",
+                   "rebuild with CUDA enabled");
+  CrossEntropyRows c;
+  c.V = logits.size(-1);
+  c.rows = shape_numel(lead);
+  SIMBA_CHECK(c.V > 0 || c.rows == 0, op << ": logits of shape " << shape_str(logits.shape()) << " have no classes");
+  c.logits = logits.contiguous().view({c.rows, c.V});
+  c.targets = targets.contiguous().view({c.rows});
+  const int64_t* t = c.rows ? c.targets.data<int64_t>() : nullptr;
+  for (int64_t r = 0; r < c.rows; ++r) {
+    if (t[r] == ignore) continue;
+    SIMBA_CHECK_HINT(t[r] >= 0 && t[r] < c.V,
+                     op << ": target " << t[r] << " at row " << r << " is outside [0, V) with V = " << c.V,
+                     "targets must be token ids below the vocabulary size, or ignore_index (" << ignore << ")");
+    ++c.count;
+  }
+  c.losses = Tensor::empty({c.rows}, logits.dtype(), logits.device());
+  c.lse = Tensor::empty({c.rows}, logits.dtype(), logits.device());
+  if (c.rows > 0)
+    SIMBA_DISPATCH_FLOAT(logits.dtype(), op, [&] {
+      cross_entropy_forward<scalar_t>(c.losses.data<scalar_t>(), c.lse.data<scalar_t>(), c.logits.data<scalar_t>(),
+                                      t, c.rows, c.V, ignore);
+    });
+  return c;
+}
+
+}  // namespace
+
+Variable cross_entropy(const Variable& logits, const Tensor& targets, int64_t ignore_index) {
+  CrossEntropyRows c = cross_entropy_rows_forward("cross_entropy", logits.data(), targets, ignore_index);
+  // sum() accumulates in double; ignored rows hold 0 and add nothing.
+  const double inv_count = c.count > 0 ? 1.0 / static_cast<double>(c.count) : 0.0;
+  Tensor loss = affine(sum(c.losses), inv_count, 0.0);
+  Shape shape = logits.shape();
+  return make_result(loss, "cross_entropy", {logits},
+                     [c, inv_count, shape, ignore_index](const Tensor& g) -> std::vector<Tensor> {
+                       // d mean / d loss_r = 1/count on every counted row.
+                       Tensor dlosses = Tensor::full({c.rows}, g.item() * inv_count, c.logits.dtype());
+                       Tensor dlogits = Tensor::empty({c.rows, c.V}, c.logits.dtype(), c.logits.device());
+                       if (c.rows > 0)
+                         SIMBA_DISPATCH_FLOAT(c.logits.dtype(), "cross_entropy backward", [&] {
+                           cross_entropy_backward<scalar_t>(dlogits.data<scalar_t>(), dlosses.data<scalar_t>(),
+                                                            c.logits.data<scalar_t>(), c.lse.data<scalar_t>(),
+                                                            c.targets.data<int64_t>(), c.rows, c.V, ignore_index);
+                         });
+                       return {dlogits.view(shape)};
+                     });
+}
+
+Tensor cross_entropy_rows(const Tensor& logits, const Tensor& targets, int64_t ignore_index) {
+  CrossEntropyRows c = cross_entropy_rows_forward("cross_entropy_rows", logits, targets, ignore_index);
+  return c.losses.view(targets.shape());
+}
+
+}  // namespace simba

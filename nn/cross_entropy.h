@@ -1,0 +1,40 @@
+// nn/cross_entropy.h: softmax cross-entropy of logits against integer targets.
+//
+//   loss_r = lse_r − logits[r, target_r],   lse_r = m_r + log Σ_v exp(logits[r,v] − m_r),  m_r = max_v logits[r,v]
+//
+// Subtracting the row max first keeps exp() ≤ 1, so logits of 1000 or −1000
+// give exact finite losses. Rows whose target equals ignore_index (padding)
+// contribute nothing. The training loss is the mean over the other rows; the
+// per-row losses serve bits-per-byte evaluation.
+#pragma once
+
+#include "autograd/variable.h"
+
+namespace simba {
+
+// losses (rows), lse (rows) <- logits (rows, V) contiguous, targets (rows) int64.
+// Ignored rows get loss 0 and lse 0. Σ exp is accumulated in double. Targets
+// must already be checked to lie in [0, V) or equal `ignore`. Rows run in parallel.
+template <class T>
+void cross_entropy_forward(T* losses, T* lse, const T* logits, const int64_t* targets, int64_t rows, int64_t V,
+                           int64_t ignore);
+
+// dlogits (rows, V) <- dlosses (rows), logits (rows, V), lse (rows), targets (rows):
+//   dlogits[r, v] = (softmax(logits_r)_v − [v == target_r]) · dlosses[r]
+// (softmax_v = exp(logits[r,v] − lse_r)); ignored rows get zeros.
+template <class T>
+void cross_entropy_backward(T* dlogits, const T* dlosses, const T* logits, const T* lse, const int64_t* targets,
+                            int64_t rows, int64_t V, int64_t ignore);
+
+// logits (..., V), targets (...) int64 -> 0-dim mean of loss_r over rows whose
+// target != ignore_index. The gradient is (softmax − onehot)·g / count on
+// those rows. If every row is ignored the mean has no rows to average: we
+// return 0 with a zero gradient (PyTorch returns NaN), so a fully padded batch
+// cannot poison the parameters. A target outside [0, V) that is not
+// ignore_index is an error naming the target, its row and V.
+Variable cross_entropy(const Variable& logits, const Tensor& targets, int64_t ignore_index = -100);
+
+// Per-row losses, same shape as targets, no autograd; ignored rows give 0.
+Tensor cross_entropy_rows(const Tensor& logits, const Tensor& targets, int64_t ignore_index = -100);
+
+}  // namespace simba

@@ -1,0 +1,329 @@
+// nn/optim.cpp: the update kernels of SGD and AdamW, the optimiser state
+// bookkeeping and global-norm gradient clipping (see nn/optim.h).
+#include "nn/optim.h"
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+#include <set>
+
+#include "tensor/elementwise.h"
+#include "tensor/strided_loop.h"
+
+namespace simba {
+
+namespace {
+
+// One SGD step over one parameter (nn/optim.h, SGD).
+//   param (n) contiguous, updated in place
+//   buf   (n) contiguous momentum buffer, updated in place; null when μ = 0
+//   grad  (n) contiguous
+// Elementwise, so the OpenMP split cannot change any value.
+template <class T>
+void sgd_update(T* param, T* buf, const T* grad, int64_t n, double lr, double momentum, double weight_decay) {
+  const T lr_t = static_cast<T>(lr), mu = static_cast<T>(momentum), wd = static_cast<T>(weight_decay);
+  if (buf) {
+#pragma omp parallel for simd schedule(static) if (n > kParallelGrain)
+    for (int64_t i = 0; i < n; ++i) {
+      const T g = grad[i] + wd * param[i];
+      const T b = mu * buf[i] + g;
+      buf[i] = b;
+      param[i] -= lr_t * b;
+    }
+  } else {
+#pragma omp parallel for simd schedule(static) if (n > kParallelGrain)
+    for (int64_t i = 0; i < n; ++i) param[i] -= lr_t * (grad[i] + wd * param[i]);
+  }
+}
+
+// Scalars of one AdamW step, formed in double once per parameter so that the
+// per-element loop is pure multiply-add/divide/sqrt.
+struct AdamWCoefficients {
+  double decay;      // 1 − lr·wd (decoupled weight decay)
+  double beta1, beta2;
+  double step_size;  // lr / (1 − β1^t)
+  double bc2_sqrt;   // sqrt(1 − β2^t)
+  double eps;
+};
+
+// One AdamW step over one parameter (nn/optim.h, AdamW).
+//   param      (n) contiguous, updated in place
+//   exp_avg    (n) contiguous first moment m, updated in place
+//   exp_avg_sq (n) contiguous second moment v, updated in place
+//   grad       (n) contiguous
+// Elementwise, so the OpenMP split cannot change any value.
+template <class T>
+void adamw_update(T* param, T* exp_avg, T* exp_avg_sq, const T* grad, int64_t n, const AdamWCoefficients& c) {
+  const T decay = static_cast<T>(c.decay), b1 = static_cast<T>(c.beta1), b2 = static_cast<T>(c.beta2);
+  const T omb1 = static_cast<T>(1.0 - c.beta1), omb2 = static_cast<T>(1.0 - c.beta2);
+  const T step_size = static_cast<T>(c.step_size), bc2_sqrt = static_cast<T>(c.bc2_sqrt), eps = static_cast<T>(c.eps);
+#pragma omp parallel for simd schedule(static) if (n > kParallelGrain)
+  for (int64_t i = 0; i < n; ++i) {
+    const T g = grad[i];
+    const T m = b1 * exp_avg[i] + omb1 * g;
+    const T v = b2 * exp_avg_sq[i] + omb2 * g * g;
+    exp_avg[i] = m;
+    exp_avg_sq[i] = v;
+    const T denom = std::sqrt(v) / bc2_sqrt + eps;
+    param[i] = param[i] * decay - step_size * (m / denom);
+  }
+}
+
+// Σ x_i² in double over x (n) contiguous. Chunks of kParallelGrain elements
+// are summed independently (in parallel) and the chunk sums added in chunk
+// order, so the result is the same for any thread count: a resumed run on a
+// machine with another core count clips exactly as the original did. A
+// fused pass instead of sum(square(g)): no temporary, and no float32
+// overflow of g² for huge gradients.
+template <class T>
+double sum_squares(const T* x, int64_t n) {
+  const int64_t chunks = (n + kParallelGrain - 1) / kParallelGrain;
+  std::vector<double> partial(static_cast<size_t>(chunks));
+#pragma omp parallel for schedule(static) if (chunks > 1)
+  for (int64_t c = 0; c < chunks; ++c) {
+    const int64_t begin = c * kParallelGrain, end = std::min(n, begin + kParallelGrain);
+    double s = 0.0;
+#pragma omp simd reduction(+ : s)
+    for (int64_t i = begin; i < end; ++i) {
+      const double v = static_cast<double>(x[i]);
+      s += v * v;
+    }
+    partial[static_cast<size_t>(c)] = s;
+  }
+  double total = 0.0;
+  for (double s : partial) total += s;
+  return total;
+}
+
+}  // namespace
+
+std::vector<ParamGroup> split_decay_groups(const Module& module, double weight_decay,
+                                           const std::function<bool(const std::string&)>& no_decay) {
+  std::vector<ParamGroup> groups(2);
+  groups[0].weight_decay = weight_decay;
+  groups[1].weight_decay = 0.0;
+  for (auto& named : module.named_parameters()) groups[no_decay(named.first) ? 1 : 0].params.push_back(named);
+  return groups;
+}
+
+// ---------------------------------------------------------------- Optimizer
+
+Optimizer::Optimizer(std::vector<ParamGroup> groups, double lr, const char* name)
+    : groups_(std::move(groups)), lr_(0.0), name_(name), step_count_(Tensor::zeros({}, DType::I64)) {
+  set_lr(lr);
+  // State entries are keyed by parameter name, and a parameter updated twice
+  // per step would silently double its learning rate: both must be unique.
+  std::set<std::string> names;
+  std::set<const VariableImpl*> seen;
+  for (size_t gi = 0; gi < groups_.size(); ++gi) {
+    const double wd = groups_[gi].weight_decay;
+    SIMBA_CHECK(std::isfinite(wd) && wd >= 0.0,
+                name_ << ": parameter group " << gi << " has weight_decay " << wd << ", expected a finite value >= 0");
+    for (const auto& [pname, p] : groups_[gi].params) {
+      SIMBA_CHECK(p.defined(), name_ << ": parameter '" << pname << "' is an undefined Variable");
+      SIMBA_CHECK_HINT(p.is_leaf() && p.requires_grad(),
+                       name_ << ": parameter '" << pname << "' is not a leaf that requires grad",
+                       "pass the module's parameters (Module::named_parameters()), not results of ops");
+      SIMBA_CHECK(is_floating(p.dtype()), name_ << ": parameter '" << pname << "' is " << dtype_name(p.dtype())
+                                                << ", expected float32 or float64");
+      SIMBA_CHECK(p.data().is_contiguous(), name_ << ": parameter '" << pname << "' of shape "
+                                                  << shape_str(p.shape()) << " is not contiguous");
+      SIMBA_CHECK(p.data().device().is_cpu(), name_ << ": parameter '" << pname << "' is on "
+                                                    << p.data().device().str() << ", expected cpu");
+      SIMBA_CHECK(names.insert(pname).second, name_ << ": two parameters are named '" << pname << "'");
+      SIMBA_CHECK(seen.insert(p.impl().get()).second,
+                  name_ << ": parameter '" << pname << "' is listed twice (under two names or in two groups)");
+    }
+  }
+}
+
+void Optimizer::zero_grad() {
+  for (auto& group : groups_)
+    for (auto& named : group.params) named.second.zero_grad();
+}
+
+void Optimizer::set_lr(double lr) {
+  SIMBA_CHECK(std::isfinite(lr) && lr >= 0.0, name_ << ": learning rate " << lr << ", expected a finite value >= 0");
+  lr_ = lr;
+}
+
+int64_t Optimizer::step_count() const { return step_count_.data<int64_t>()[0]; }
+
+void Optimizer::count_step() { ++step_count_.data<int64_t>()[0]; }
+
+Tensor Optimizer::grad_of(const std::string& name, const Variable& p) const {
+  const Tensor& g = p.grad();
+  if (!g.defined()) return Tensor();
+  SIMBA_CHECK(g.dtype() == p.dtype(), name_ << ": gradient of '" << name << "' is " << dtype_name(g.dtype())
+                                            << ", the parameter is " << dtype_name(p.dtype()));
+  return g.contiguous();
+}
+
+NamedTensors Optimizer::state_tensors() const {
+  NamedTensors out = live_state();
+  for (auto& entry : out) entry.second = entry.second.clone();
+  return out;
+}
+
+void Optimizer::load_state(const NamedTensors& state) {
+  const char* hint = "the state must come from state_tensors() of the same kind of optimiser over the same "
+                     "parameters (same names, shapes and dtypes)";
+  std::map<std::string, const Tensor*> given;
+  for (const auto& [n, t] : state)
+    SIMBA_CHECK_HINT(given.emplace(n, &t).second, name_ << "::load_state: entry '" << n << "' is given twice", hint);
+  // Check everything before copying anything, so a bad state leaves the
+  // optimiser as it was.
+  NamedTensors live = live_state();
+  std::set<std::string> expected;
+  for (const auto& [n, t] : live) {
+    expected.insert(n);
+    auto it = given.find(n);
+    SIMBA_CHECK_HINT(it != given.end(), name_ << "::load_state: missing entry '" << n << "' (expected "
+                                              << dtype_name(t.dtype()) << " " << shape_str(t.shape()) << ")",
+                     hint);
+    const Tensor& src = *it->second;
+    SIMBA_CHECK_HINT(src.defined(), name_ << "::load_state: entry '" << n << "' is an undefined tensor", hint);
+    SIMBA_CHECK_HINT(src.shape() == t.shape() && src.dtype() == t.dtype(),
+                     name_ << "::load_state: entry '" << n << "' is " << dtype_name(src.dtype()) << " "
+                           << shape_str(src.shape()) << ", expected " << dtype_name(t.dtype()) << " "
+                           << shape_str(t.shape()),
+                     hint);
+  }
+  for (const auto& entry : given)
+    SIMBA_CHECK_HINT(expected.count(entry.first), name_ << "::load_state: unexpected entry '" << entry.first << "'",
+                     hint);
+  // Same dtype, so copy_ moves the exact bits.
+  for (auto& [n, t] : live) t.copy_(*given.at(n));
+}
+
+// ---------------------------------------------------------------- SGD
+
+SGD::SGD(std::vector<ParamGroup> groups, const SGDOptions& options)
+    : Optimizer(std::move(groups), options.lr, "SGD"), momentum_(options.momentum) {
+  SIMBA_CHECK(std::isfinite(momentum_) && momentum_ >= 0.0,
+              "SGD: momentum " << momentum_ << ", expected a finite value >= 0");
+  if (momentum_ == 0.0) return;
+  for (const auto& group : groups_) {
+    buffers_.emplace_back();
+    for (const auto& named : group.params)
+      buffers_.back().push_back(Tensor::zeros(named.second.shape(), named.second.dtype()));
+  }
+}
+
+void SGD::step() {
+  NoGradGuard no_grad;
+  for (size_t gi = 0; gi < groups_.size(); ++gi) {
+    const ParamGroup& group = groups_[gi];
+    for (size_t pi = 0; pi < group.params.size(); ++pi) {
+      const auto& [pname, p] = group.params[pi];
+      const Tensor g = grad_of(pname, p);
+      if (!g.defined()) continue;
+      const Tensor& data = p.data();  // a view: writes through data<T>() update the parameter
+      SIMBA_DISPATCH_FLOAT(data.dtype(), "SGD::step", [&] {
+        scalar_t* buf = buffers_.empty() ? nullptr : buffers_[gi][pi].data<scalar_t>();
+        sgd_update<scalar_t>(data.data<scalar_t>(), buf, g.data<scalar_t>(), data.numel(), lr_, momentum_,
+                             group.weight_decay);
+      });
+    }
+  }
+  count_step();
+}
+
+NamedTensors SGD::live_state() const {
+  NamedTensors out{{"step", step_count_}};
+  for (size_t gi = 0; gi < buffers_.size(); ++gi)
+    for (size_t pi = 0; pi < buffers_[gi].size(); ++pi)
+      out.emplace_back("momentum_buffer." + groups_[gi].params[pi].first, buffers_[gi][pi]);
+  return out;
+}
+
+// ---------------------------------------------------------------- AdamW
+
+AdamW::AdamW(std::vector<ParamGroup> groups, const AdamWOptions& options)
+    : Optimizer(std::move(groups), options.lr, "AdamW"), options_(options) {
+  SIMBA_CHECK(options.beta1 >= 0.0 && options.beta1 < 1.0, "AdamW: beta1 " << options.beta1 << ", expected [0, 1)");
+  SIMBA_CHECK(options.beta2 >= 0.0 && options.beta2 < 1.0, "AdamW: beta2 " << options.beta2 << ", expected [0, 1)");
+  SIMBA_CHECK(std::isfinite(options.eps) && options.eps >= 0.0,
+              "AdamW: eps " << options.eps << ", expected a finite value >= 0");
+  for (const auto& group : groups_) {
+    exp_avg_.emplace_back();
+    exp_avg_sq_.emplace_back();
+    steps_.emplace_back();
+    for (const auto& named : group.params) {
+      const Variable& p = named.second;
+      // Zero moments and t = 0 are exactly PyTorch's lazily created state.
+      exp_avg_.back().push_back(Tensor::zeros(p.shape(), p.dtype()));
+      exp_avg_sq_.back().push_back(Tensor::zeros(p.shape(), p.dtype()));
+      steps_.back().push_back(Tensor::zeros({}, DType::I64));
+    }
+  }
+}
+
+AdamW::AdamW(const NamedVariables& params, const AdamWOptions& options, double weight_decay)
+    : AdamW(std::vector<ParamGroup>{ParamGroup{params, weight_decay}}, options) {}
+
+void AdamW::step() {
+  NoGradGuard no_grad;
+  for (size_t gi = 0; gi < groups_.size(); ++gi) {
+    const ParamGroup& group = groups_[gi];
+    for (size_t pi = 0; pi < group.params.size(); ++pi) {
+      const auto& [pname, p] = group.params[pi];
+      const Tensor g = grad_of(pname, p);
+      if (!g.defined()) continue;
+      int64_t& t = steps_[gi][pi].data<int64_t>()[0];
+      ++t;
+      AdamWCoefficients c;
+      c.decay = 1.0 - lr_ * group.weight_decay;
+      c.beta1 = options_.beta1;
+      c.beta2 = options_.beta2;
+      c.step_size = lr_ / (1.0 - std::pow(options_.beta1, static_cast<double>(t)));
+      c.bc2_sqrt = std::sqrt(1.0 - std::pow(options_.beta2, static_cast<double>(t)));
+      c.eps = options_.eps;
+      const Tensor& data = p.data();  // a view: writes through data<T>() update the parameter
+      SIMBA_DISPATCH_FLOAT(data.dtype(), "AdamW::step", [&] {
+        adamw_update<scalar_t>(data.data<scalar_t>(), exp_avg_[gi][pi].data<scalar_t>(),
+                               exp_avg_sq_[gi][pi].data<scalar_t>(), g.data<scalar_t>(), data.numel(), c);
+      });
+    }
+  }
+  count_step();
+}
+
+NamedTensors AdamW::live_state() const {
+  NamedTensors out{{"step", step_count_}};
+  for (size_t gi = 0; gi < groups_.size(); ++gi) {
+    for (size_t pi = 0; pi < groups_[gi].params.size(); ++pi) {
+      const std::string& pname = groups_[gi].params[pi].first;
+      out.emplace_back("exp_avg." + pname, exp_avg_[gi][pi]);
+      out.emplace_back("exp_avg_sq." + pname, exp_avg_sq_[gi][pi]);
+      out.emplace_back("step." + pname, steps_[gi][pi]);
+    }
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------- clipping
+
+double clip_grad_norm(const std::vector<Variable>& params, double max_norm) {
+  SIMBA_CHECK(std::isfinite(max_norm) && max_norm > 0.0,
+              "clip_grad_norm: max_norm " << max_norm << ", expected a finite value > 0");
+  double sum = 0.0;
+  for (size_t i = 0; i < params.size(); ++i) {
+    const Variable& p = params[i];
+    SIMBA_CHECK(p.defined(), "clip_grad_norm: parameter " << i << " is an undefined Variable");
+    if (!p.grad().defined()) continue;
+    const Tensor g = p.grad().contiguous();
+    sum += SIMBA_DISPATCH_FLOAT(g.dtype(), "clip_grad_norm",
+                                [&] { return sum_squares<scalar_t>(g.data<scalar_t>(), g.numel()); });
+  }
+  const double total = std::sqrt(sum);
+  if (!std::isfinite(total) || total <= max_norm) return total;
+  const double coef = max_norm / (total + 1e-6);
+  for (Variable p : params) {  // a handle: set_grad reaches the caller's parameter
+    if (!p.grad().defined()) continue;
+    p.set_grad(affine(p.grad(), coef, 0.0));
+  }
+  return total;
+}
+
+}  // namespace simba

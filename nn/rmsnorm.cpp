@@ -1,0 +1,122 @@
+// nn/rmsnorm.cpp: fused RMSNorm kernels and their autograd wiring.
+#include "nn/rmsnorm.h"
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "tensor/strided_loop.h"
+
+namespace simba {
+
+namespace {
+// Rows per dw partial. Fixed (not per thread) so that the summation order,
+// and hence every bit of dw, does not depend on the thread count.
+constexpr int64_t kRowsPerChunk = 32;
+}  // namespace
+
+template <class T>
+void rmsnorm_forward(T* y, T* rstd, const T* x, const T* w, int64_t rows, int64_t D, double eps) {
+#pragma omp parallel for schedule(static) if (rows * D > kParallelGrain)
+  for (int64_t r = 0; r < rows; ++r) {
+    const T* xr = x + r * D;
+    T* yr = y + r * D;
+    double ss = 0.0;
+    for (int64_t j = 0; j < D; ++j) ss += static_cast<double>(xr[j]) * xr[j];
+    const T s = static_cast<T>(1.0 / std::sqrt(ss / static_cast<double>(D) + eps));
+    rstd[r] = s;
+    for (int64_t j = 0; j < D; ++j) yr[j] = xr[j] * s * w[j];
+  }
+}
+
+// With s = rstd = (mean(x²) + eps)^(-1/2), ∂s/∂x_k = −s³·x_k / D, so for one row
+//   y_j   = x_j·s·w_j
+//   dx_k  = Σ_j dy_j·∂y_j/∂x_k = s·w_k·dy_k − (s³·x_k / D)·Σ_j dy_j·w_j·x_j
+//   dw_j  = Σ_rows dy_j·x_j·s
+template <class T>
+void rmsnorm_backward(T* dx, T* dw, const T* dy, const T* x, const T* w, const T* rstd, int64_t rows, int64_t D) {
+  const int64_t chunks = (rows + kRowsPerChunk - 1) / kRowsPerChunk;
+  std::vector<double> partial(dw ? static_cast<size_t>(chunks * D) : 0, 0.0);
+#pragma omp parallel for schedule(static) if (rows * D > kParallelGrain)
+  for (int64_t c = 0; c < chunks; ++c) {
+    double* pw = dw ? partial.data() + c * D : nullptr;
+    const int64_t end = std::min(rows, (c + 1) * kRowsPerChunk);
+    for (int64_t r = c * kRowsPerChunk; r < end; ++r) {
+      const T* xr = x + r * D;
+      const T* dyr = dy + r * D;
+      const double s = rstd[r];
+      if (dx) {
+        double dot = 0.0;  // Σ_j dy_j·w_j·x_j
+        for (int64_t j = 0; j < D; ++j) dot += static_cast<double>(dyr[j]) * w[j] * xr[j];
+        const T a = static_cast<T>(s), b = static_cast<T>(s * s * s * dot / static_cast<double>(D));
+        T* dxr = dx + r * D;
+        for (int64_t j = 0; j < D; ++j) dxr[j] = a * w[j] * dyr[j] - b * xr[j];
+      }
+      if (pw)
+        for (int64_t j = 0; j < D; ++j) pw[j] += static_cast<double>(dyr[j]) * xr[j] * s;
+    }
+  }
+  if (!dw) return;
+#pragma omp parallel for schedule(static) if (chunks * D > kParallelGrain)
+  for (int64_t j = 0; j < D; ++j) {
+    double acc = 0.0;
+    for (int64_t c = 0; c < chunks; ++c) acc += partial[c * D + j];
+    dw[j] = static_cast<T>(acc);
+  }
+}
+
+template void rmsnorm_forward<float>(float*, float*, const float*, const float*, int64_t, int64_t, double);
+template void rmsnorm_forward<double>(double*, double*, const double*, const double*, int64_t, int64_t, double);
+template void rmsnorm_backward<float>(float*, float*, const float*, const float*, const float*, const float*,
+                                      int64_t, int64_t);
+template void rmsnorm_backward<double>(double*, double*, const double*, const double*, const double*,
+                                       const double*, int64_t, int64_t);
+
+Variable rms_norm(const Variable& x, const Variable& w, double eps) {
+  SIMBA_CHECK(x.dim() >= 1, "rms_norm: expected an input of shape (..., D), got a 0-dim tensor");
+  const int64_t D = x.size(-1);
+  SIMBA_CHECK(w.dim() == 1 && w.size(0) == D,
+              "rms_norm: weight of shape " << shape_str(w.shape()) << " for input of shape " << shape_str(x.shape())
+                                           << " (expected " << shape_str({D}) << ")");
+  SIMBA_CHECK(eps >= 0, "rms_norm: eps must be >= 0, got " << eps);
+  check_same_dtype("rms_norm", x.data(), w.data());
+  SIMBA_CHECK_HINT(x.data().device().is_cpu(), "rms_norm on " << x.data().device().str() << " is not available",
+                   "rebuild with CUDA enabled");
+  const int64_t rows = D ? x.numel() / D : 0;
+  Tensor xc = x.data().contiguous(), wc = w.data().contiguous();
+  Tensor y = Tensor::empty(x.shape(), x.dtype(), xc.device());
+  Tensor rstd = Tensor::empty({rows}, x.dtype(), xc.device());
+  if (x.numel() > 0)
+    SIMBA_DISPATCH_FLOAT(x.dtype(), "rms_norm", [&] {
+      rmsnorm_forward<scalar_t>(y.data<scalar_t>(), rstd.data<scalar_t>(), xc.data<scalar_t>(),
+                                wc.data<scalar_t>(), rows, D, eps);
+    });
+  const bool need_x = x.requires_grad(), need_w = w.requires_grad();
+  return make_result(y, "rms_norm", {x, w},
+                     [xc, wc, rstd, rows, D, need_x, need_w](const Tensor& g) -> std::vector<Tensor> {
+                       Tensor gc = g.contiguous();
+                       Tensor dx = need_x ? Tensor::empty(xc.shape(), xc.dtype(), xc.device()) : Tensor();
+                       Tensor dw = need_w ? Tensor::zeros({D}, xc.dtype(), xc.device()) : Tensor();
+                       if (rows > 0)
+                         SIMBA_DISPATCH_FLOAT(xc.dtype(), "rms_norm backward", [&] {
+                           rmsnorm_backward<scalar_t>(need_x ? dx.data<scalar_t>() : nullptr,
+                                                      need_w ? dw.data<scalar_t>() : nullptr, gc.data<scalar_t>(),
+                                                      xc.data<scalar_t>(), wc.data<scalar_t>(),
+                                                      rstd.data<scalar_t>(), rows, D);
+                         });
+                       return {dx, dw};
+                     });
+}
+
+RMSNorm::RMSNorm(int64_t D, double eps_, DType dtype) : dim(D), eps(eps_) {
+  SIMBA_CHECK(D > 0, "RMSNorm: dim must be positive, got " << D);
+  weight = register_parameter("weight", Tensor::ones({D}, dtype));
+}
+
+Variable RMSNorm::forward(const Variable& x) const {
+  SIMBA_CHECK(x.dim() >= 1 && x.size(-1) == dim,
+              "RMSNorm(" << dim << "): input of shape " << shape_str(x.shape()) << ", expected last dim " << dim);
+  return rms_norm(x, weight, eps);
+}
+
+}  // namespace simba

@@ -1,0 +1,43 @@
+// nn/rmsnorm.h: root-mean-square normalisation over the last dim.
+//
+//   y = x · rstd · w,   rstd = 1 / sqrt(mean(x²) + eps)      (per row of D)
+//
+// Mamba's pre-mixer norm and its final norm_f (no bias, eps = 1e-5 from the
+// config). The kernels are fused: one pass over a row in the forward, one in
+// the backward, with rstd saved in between so the backward never recomputes it.
+#pragma once
+
+#include "autograd/variable.h"
+#include "nn/module.h"
+
+namespace simba {
+
+// y (rows, D), rstd (rows) <- x (rows, D), w (D); all contiguous row-major.
+// mean(x²) is accumulated in double for both dtypes (one row of D = 768 or so
+// costs nothing extra), then rstd is stored in T. Rows run in parallel.
+template <class T>
+void rmsnorm_forward(T* y, T* rstd, const T* x, const T* w, int64_t rows, int64_t D, double eps);
+
+// dx (rows, D), dw (D) <- dy (rows, D), x (rows, D), w (D), rstd (rows).
+// dx or dw may be null (not needed). dw is overwritten, not accumulated.
+// dw is summed over fixed chunks of rows into double partials, then the
+// partials are added in chunk order: the result is the same bits whatever
+// the number of threads.
+template <class T>
+void rmsnorm_backward(T* dx, T* dw, const T* dy, const T* x, const T* w, const T* rstd, int64_t rows, int64_t D);
+
+// x (..., D), w (D) -> (..., D); differentiable in x and w.
+Variable rms_norm(const Variable& x, const Variable& w, double eps);
+
+class RMSNorm : public Module {
+ public:
+  // weight = ones (PyTorch and Mamba); no random draw, so no Generator.
+  explicit RMSNorm(int64_t dim, double eps = 1e-5, DType dtype = DType::F32);
+  Variable forward(const Variable& x) const;
+
+  int64_t dim;
+  double eps;
+  Variable weight;  // (D)
+};
+
+}  // namespace simba

@@ -1,0 +1,299 @@
+// ssm/mamba_config.cpp: MambaConfig <-> config.json (HF names, mamba_ssm
+// aliases), with type checks and validation that name the offending key.
+#include "ssm/mamba_config.h"
+
+#include <cmath>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "tensor/error.h"
+#include "tensor/file_io.h"
+
+namespace simba {
+
+namespace {
+
+using json = nlohmann::json;
+
+// One spelling of a field that is present in the file.
+struct Found {
+  std::string key;  // as written in messages: "d_model", "ssm_cfg.d_state"
+  const json* value;
+};
+
+// Typed access to the keys of one config object, with every error prefixed
+// by the config's name.
+class ConfigReader {
+ public:
+  ConfigReader(const json& j, const std::string& source) : j_(j), where_("config '" + source + "'") {
+    SIMBA_CHECK(j.is_object(), where_ << ": expected a JSON object, got " << j.type_name());
+    if (j.contains("ssm_cfg")) {
+      SIMBA_CHECK(j["ssm_cfg"].is_object(),
+                  where_ << ": key 'ssm_cfg': expected an object, got " << describe(j["ssm_cfg"]));
+    }
+  }
+
+  const std::string& where() const { return where_; }
+
+  // The spellings of one field that the file uses, HF name first. A key
+  // "ssm_cfg.x" is x inside the legacy ssm_cfg object.
+  std::vector<Found> find(std::initializer_list<const char*> keys) const {
+    std::vector<Found> found;
+    for (const std::string key : keys) {
+      const json* obj = &j_;
+      std::string leaf = key;
+      const size_t dot = key.find('.');
+      if (dot != std::string::npos) {
+        const std::string parent = key.substr(0, dot);
+        if (!j_.contains(parent)) continue;
+        obj = &j_[parent];
+        leaf = key.substr(dot + 1);
+      }
+      if (obj->contains(leaf)) found.push_back({key, &(*obj)[leaf]});
+    }
+    return found;
+  }
+
+  // Sets `field` from whichever spellings are present (leaves the default if
+  // none is); all present spellings must convert to the same value.
+  template <class T, class Convert>
+  void read(T& field, std::initializer_list<const char*> keys, Convert convert) const {
+    const std::vector<Found> found = find(keys);
+    for (size_t i = 0; i < found.size(); ++i) {
+      T value = convert(found[i]);
+      if (i == 0)
+        field = value;
+      else
+        SIMBA_CHECK(value == field, where_ << ": '" << found[0].key << "' = " << found[0].value->dump()
+                                           << " and '" << found[i].key << "' = " << found[i].value->dump()
+                                           << " are two spellings of the same setting and must agree");
+    }
+  }
+
+  int64_t as_int(const Found& f) const {
+    if (!f.value->is_number_integer()) type_error(f, "an integer");
+    SIMBA_CHECK(!f.value->is_number_unsigned() ||
+                    f.value->get<uint64_t>() <= static_cast<uint64_t>(INT64_MAX),
+                where_ << ": key '" << f.key << "' = " << f.value->dump() << " is too large");
+    return f.value->get<int64_t>();
+  }
+  double as_double(const Found& f) const {
+    if (!f.value->is_number()) type_error(f, "a number");
+    return f.value->get<double>();
+  }
+  bool as_bool(const Found& f) const {
+    if (!f.value->is_boolean()) type_error(f, "true or false");
+    return f.value->get<bool>();
+  }
+  std::string as_string(const Found& f) const {
+    if (!f.value->is_string()) type_error(f, "a string");
+    return f.value->get<std::string>();
+  }
+  std::optional<int64_t> as_optional_int(const Found& f) const {
+    if (f.value->is_null()) return std::nullopt;
+    if (!f.value->is_number_integer()) type_error(f, "an integer or null");
+    return as_int(f);
+  }
+
+  [[noreturn]] void type_error(const Found& f, const char* expected) const {
+    SIMBA_FAIL(where_ << ": key '" << f.key << "': expected " << expected << ", got " << describe(*f.value));
+  }
+
+ private:
+  static std::string describe(const json& v) { return std::string(v.type_name()) + " " + v.dump(); }
+
+  const json& j_;
+  std::string where_;
+};
+
+// mamba_ssm can build variants simba does not implement; their legacy keys
+// must hold the plain Mamba-1 values.
+void reject_unsupported_variants(const ConfigReader& r) {
+  auto bool_of = [&](const Found& f) { return r.as_bool(f); };
+  auto string_of = [&](const Found& f) { return r.as_string(f); };
+
+  std::string model_type = "mamba";
+  r.read(model_type, {"model_type"}, string_of);
+  SIMBA_CHECK(model_type == "mamba", r.where() << ": model_type is '" << model_type
+                                               << "'; simba implements only 'mamba' (Mamba-1)");
+  std::string layer = "Mamba1";
+  r.read(layer, {"ssm_cfg.layer"}, string_of);
+  SIMBA_CHECK(layer == "Mamba1", r.where() << ": ssm_cfg.layer is '" << layer
+                                           << "'; simba implements only 'Mamba1' blocks");
+  bool rms_norm = true;
+  r.read(rms_norm, {"rms_norm"}, bool_of);
+  SIMBA_CHECK(rms_norm, r.where() << ": rms_norm is false (LayerNorm); simba implements only RMSNorm");
+  int64_t d_intermediate = 0;
+  r.read(d_intermediate, {"d_intermediate"}, [&](const Found& f) { return r.as_int(f); });
+  SIMBA_CHECK(d_intermediate == 0, r.where() << ": d_intermediate is " << d_intermediate
+                                             << "; simba has no MLP after the mixer (expected 0)");
+  for (const Found& f : r.find({"attn_layer_idx"})) {
+    if (!f.value->is_array()) r.type_error(f, "an array");
+    SIMBA_CHECK(f.value->empty(), r.where() << ": attn_layer_idx is " << f.value->dump()
+                                            << "; simba has no attention layers (expected [])");
+  }
+}
+
+}  // namespace
+
+int64_t MambaConfig::auto_time_step_rank(int64_t hidden_size) { return (hidden_size + 15) / 16; }
+
+MambaConfig MambaConfig::from_json_file(const std::string& path) {
+  const std::string text = read_file(path);
+  json j;
+  try {
+    j = json::parse(text);
+  } catch (const json::exception& e) {
+    SIMBA_FAIL("config '" << path << "': not valid JSON: " << e.what());
+  }
+  return from_json(j, path);
+}
+
+MambaConfig MambaConfig::from_json(const json& j, const std::string& source_name) {
+  const ConfigReader r(j, source_name);
+  reject_unsupported_variants(r);
+
+  auto int_of = [&](const Found& f) { return r.as_int(f); };
+  auto double_of = [&](const Found& f) { return r.as_double(f); };
+  auto bool_of = [&](const Found& f) { return r.as_bool(f); };
+  auto string_of = [&](const Found& f) { return r.as_string(f); };
+  auto id_of = [&](const Found& f) { return r.as_optional_int(f); };
+
+  MambaConfig c;
+  r.read(c.vocab_size, {"vocab_size"}, int_of);
+  r.read(c.hidden_size, {"hidden_size", "d_model"}, int_of);
+  r.read(c.state_size, {"state_size", "ssm_cfg.d_state"}, int_of);
+  r.read(c.num_hidden_layers, {"num_hidden_layers", "n_layer"}, int_of);
+  r.read(c.expand, {"expand", "ssm_cfg.expand"}, int_of);
+  r.read(c.conv_kernel, {"conv_kernel", "ssm_cfg.d_conv"}, int_of);
+  // HF's default is "auto", so an absent key resolves against this file's D.
+  c.time_step_rank = auto_time_step_rank(c.hidden_size);
+  r.read(c.time_step_rank, {"time_step_rank", "ssm_cfg.dt_rank"}, [&](const Found& f) {
+    if (f.value->is_string() && f.value->get<std::string>() == "auto") return auto_time_step_rank(c.hidden_size);
+    if (!f.value->is_number_integer()) r.type_error(f, "a positive integer or \"auto\"");
+    return r.as_int(f);
+  });
+
+  r.read(c.use_bias, {"use_bias", "ssm_cfg.bias"}, bool_of);
+  r.read(c.use_conv_bias, {"use_conv_bias", "ssm_cfg.conv_bias"}, bool_of);
+  r.read(c.tie_word_embeddings, {"tie_word_embeddings", "tie_embeddings"}, bool_of);
+  r.read(c.hidden_act, {"hidden_act"}, string_of);
+  r.read(c.layer_norm_epsilon, {"layer_norm_epsilon"}, double_of);
+  r.read(c.residual_in_fp32, {"residual_in_fp32"}, bool_of);
+  r.read(c.pad_vocab_size_multiple, {"pad_vocab_size_multiple"}, int_of);
+
+  r.read(c.initializer_range, {"initializer_range"}, double_of);
+  r.read(c.rescale_prenorm_residual, {"rescale_prenorm_residual"}, bool_of);
+  r.read(c.time_step_scale, {"time_step_scale", "ssm_cfg.dt_scale"}, double_of);
+  r.read(c.time_step_min, {"time_step_min", "ssm_cfg.dt_min"}, double_of);
+  r.read(c.time_step_max, {"time_step_max", "ssm_cfg.dt_max"}, double_of);
+  r.read(c.time_step_floor, {"time_step_floor", "ssm_cfg.dt_init_floor"}, double_of);
+  r.read(c.time_step_init_scheme, {"time_step_init_scheme", "ssm_cfg.dt_init"}, string_of);
+
+  r.read(c.bos_token_id, {"bos_token_id"}, id_of);
+  r.read(c.eos_token_id, {"eos_token_id"}, id_of);
+  r.read(c.pad_token_id, {"pad_token_id"}, id_of);
+
+  // A pure mamba_ssm config states the tokenizer vocab; its embedding has
+  // that many rows rounded up to pad_vocab_size_multiple (see the header).
+  // Non-positive values are left for validate() to report.
+  const bool legacy_only = j.contains("d_model") && !j.contains("hidden_size");
+  if (legacy_only && c.pad_vocab_size_multiple > 0 && c.vocab_size > 0) {
+    const int64_t m = c.pad_vocab_size_multiple;
+    c.vocab_size = (c.vocab_size + m - 1) / m * m;
+  }
+
+  c.validate(source_name);
+
+  // HF writes the derived Di too (and mamba-130m-hf the legacy d_inner);
+  // a value that does not match E·D describes some other model.
+  int64_t inner = c.intermediate_size();
+  r.read(inner, {"intermediate_size", "d_inner"}, int_of);
+  SIMBA_CHECK(inner == c.intermediate_size(),
+              r.where() << ": intermediate_size " << inner << " != expand (" << c.expand << ") x hidden_size ("
+                        << c.hidden_size << ") = " << c.intermediate_size()
+                        << "; simba derives the inner width from expand");
+  return c;
+}
+
+json MambaConfig::to_json() const {
+  auto id = [](const std::optional<int64_t>& v) { return v ? json(*v) : json(nullptr); };
+  return json{
+      {"model_type", "mamba"},
+      {"architectures", json::array({"MambaForCausalLM"})},
+      {"vocab_size", vocab_size},
+      {"hidden_size", hidden_size},
+      {"state_size", state_size},
+      {"num_hidden_layers", num_hidden_layers},
+      {"expand", expand},
+      {"intermediate_size", intermediate_size()},
+      {"conv_kernel", conv_kernel},
+      {"time_step_rank", time_step_rank},
+      {"use_bias", use_bias},
+      {"use_conv_bias", use_conv_bias},
+      {"tie_word_embeddings", tie_word_embeddings},
+      {"hidden_act", hidden_act},
+      {"layer_norm_epsilon", layer_norm_epsilon},
+      {"residual_in_fp32", residual_in_fp32},
+      {"pad_vocab_size_multiple", pad_vocab_size_multiple},
+      {"initializer_range", initializer_range},
+      {"rescale_prenorm_residual", rescale_prenorm_residual},
+      {"time_step_scale", time_step_scale},
+      {"time_step_min", time_step_min},
+      {"time_step_max", time_step_max},
+      {"time_step_floor", time_step_floor},
+      {"time_step_init_scheme", time_step_init_scheme},
+      {"bos_token_id", id(bos_token_id)},
+      {"eos_token_id", id(eos_token_id)},
+      {"pad_token_id", id(pad_token_id)},
+  };
+}
+
+void MambaConfig::save(const std::string& path) const {
+  validate(path);
+  write_file_atomic(path, to_json().dump(2) + "\n");
+}
+
+void MambaConfig::validate(const std::string& source_name) const {
+  const std::string where = "config '" + source_name + "'";
+  auto positive = [&](const char* key, int64_t v) {
+    SIMBA_CHECK(v >= 1, where << ": " << key << " must be a positive integer, got " << v);
+  };
+  positive("vocab_size", vocab_size);
+  positive("hidden_size", hidden_size);
+  positive("state_size", state_size);
+  positive("num_hidden_layers", num_hidden_layers);
+  positive("expand", expand);
+  positive("conv_kernel", conv_kernel);
+  positive("time_step_rank", time_step_rank);
+  positive("pad_vocab_size_multiple", pad_vocab_size_multiple);
+
+  SIMBA_CHECK(hidden_act == "silu",
+              where << ": hidden_act is '" << hidden_act << "'; Mamba-1 in simba implements only 'silu'");
+  // ε is added to mean(x²) before rsqrt; it must keep that strictly positive.
+  SIMBA_CHECK(std::isfinite(layer_norm_epsilon) && layer_norm_epsilon > 0,
+              where << ": layer_norm_epsilon must be a finite number > 0, got " << layer_norm_epsilon);
+  SIMBA_CHECK(time_step_init_scheme == "random" || time_step_init_scheme == "constant",
+              where << ": time_step_init_scheme is '" << time_step_init_scheme
+                    << "'; expected 'random' or 'constant'");
+  // Δ at init is exp(U(log min, log max)), so both ends must be > 0 and ordered.
+  SIMBA_CHECK(std::isfinite(time_step_min) && std::isfinite(time_step_max) && time_step_min > 0 &&
+                  time_step_min <= time_step_max,
+              where << ": expected 0 < time_step_min <= time_step_max, got time_step_min = " << time_step_min
+                    << ", time_step_max = " << time_step_max);
+  SIMBA_CHECK(std::isfinite(time_step_floor) && time_step_floor >= 0,
+              where << ": time_step_floor must be a finite number >= 0, got " << time_step_floor);
+  SIMBA_CHECK(std::isfinite(time_step_scale) && time_step_scale >= 0,
+              where << ": time_step_scale must be a finite number >= 0, got " << time_step_scale);
+  SIMBA_CHECK(std::isfinite(initializer_range) && initializer_range >= 0,
+              where << ": initializer_range must be a finite number >= 0, got " << initializer_range);
+  for (const auto& [key, id] : {std::pair<const char*, const std::optional<int64_t>&>{"bos_token_id", bos_token_id},
+                                {"eos_token_id", eos_token_id},
+                                {"pad_token_id", pad_token_id}}) {
+    SIMBA_CHECK(!id || (*id >= 0 && *id < vocab_size),
+                where << ": " << key << " = " << *id << " is not a token id in [0, vocab_size = " << vocab_size << ")");
+  }
+}
+
+}  // namespace simba

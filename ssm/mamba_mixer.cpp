@@ -1,0 +1,126 @@
+#include "ssm/mamba_mixer.h"
+
+#include <cmath>
+
+#include "autograd/ops.h"
+#include "nn/init.h"
+#include "ssm/selective_scan.h"
+#include "ssm/selective_scan_autograd.h"
+
+namespace simba {
+
+MambaMixer::MambaMixer(const MambaConfig& cfg, Generator& g, DType dtype)
+    : D(cfg.hidden_size),
+      Di(cfg.intermediate_size()),
+      N(cfg.state_size),
+      R(cfg.time_step_rank),
+      K(cfg.conv_kernel) {
+  // Construction order = registration order = the order of draws from g, and
+  // the order of named_parameters(), matching HF's MambaMixer attributes.
+  conv1d = register_module("conv1d", std::make_shared<CausalConv1d>(Di, K, cfg.use_conv_bias, g, dtype));
+  in_proj = register_module("in_proj", std::make_shared<Linear>(D, 2 * Di, cfg.use_bias, g, dtype));
+  x_proj = register_module("x_proj", std::make_shared<Linear>(Di, R + 2 * N, false, g, dtype));
+  dt_proj = register_module("dt_proj", std::make_shared<Linear>(R, Di, true, g, dtype));
+
+  // dt_proj.weight: U(±R^-0.5·scale) ("random") or the constant R^-0.5·scale.
+  const double dt_std = std::pow(static_cast<double>(R), -0.5) * cfg.time_step_scale;
+  if (cfg.time_step_init_scheme == "constant")
+    dt_proj->weight.data().fill_(dt_std);
+  else
+    uniform_(dt_proj->weight.data(), g, -dt_std, dt_std);
+  // dt_proj.bias = softplus⁻¹(dt), dt log-uniform in [dt_min, dt_max], floored,
+  // so that Δ = softplus(dt_proj(·)) starts in that range (mamba_simple.py).
+  {
+    Tensor dt = Tensor::empty({Di}, DType::F64);
+    uniform_(dt, g, std::log(cfg.time_step_min), std::log(cfg.time_step_max));
+    dt = clamp(exp(dt), cfg.time_step_floor, INFINITY);
+    dt_proj->bias.data().copy_(inverse_softplus(dt));
+  }
+  // S4D-real: A[d, n] = −(n+1), stored as A_log = log(n+1); D skip = 1.
+  Tensor a_log = Tensor::empty({Di, N}, dtype);
+  {
+    Tensor row = Tensor::empty({N}, DType::F64);
+    for (int64_t n = 0; n < N; ++n) row.data<double>()[n] = std::log(static_cast<double>(n + 1));
+    a_log.copy_(row);
+  }
+  A_log = register_parameter("A_log", a_log);
+  Dskip = register_parameter("D", Tensor::ones({Di}, dtype));
+
+  out_proj = register_module("out_proj", std::make_shared<Linear>(Di, D, cfg.use_bias, g, dtype));
+  // GPT-2-style rescale of the residual branch: with n_layer residual adds,
+  // out_proj is scaled by 1/sqrt(n_layer) (mixer_seq_simple._init_weights).
+  if (cfg.rescale_prenorm_residual)
+    out_proj->weight.data().copy_(affine(out_proj->weight.data(), 1.0 / std::sqrt(double(cfg.num_hidden_layers)), 0.0));
+  // mamba_ssm zeroes every Linear bias except dt_proj's.
+  if (cfg.use_bias) {
+    in_proj->bias.data().zero_();
+    out_proj->bias.data().zero_();
+  }
+}
+
+Variable MambaMixer::forward(const Variable& hidden, MixerTrace* trace) const {
+  SIMBA_CHECK(hidden.dim() == 3 && hidden.size(2) == D,
+              "MambaMixer: expected hidden states (B, L, " << D << "), got " << shape_str(hidden.shape()));
+  Variable xz = in_proj->forward(hidden);                       // (B, L, 2Di)
+  Variable x = narrow(xz, -1, 0, Di);                           // (B, L, Di) column view
+  Variable z = narrow(xz, -1, Di, Di);                          // (B, L, Di) column view
+  Variable u = silu(conv1d->forward(x));                        // (B, L, Di)
+  Variable x_dbl = x_proj->forward(u);                          // (B, L, R+2N)
+  Variable delta = softplus(dt_proj->forward(narrow(x_dbl, -1, 0, R)));  // (B, L, Di)
+  Variable Bm = narrow(x_dbl, -1, R, N);                        // (B, L, N)
+  Variable Cm = narrow(x_dbl, -1, R + N, N);                    // (B, L, N)
+  Variable A = neg(exp(A_log));                                 // (Di, N)
+  if (trace) *trace = MixerTrace{u.data(), delta.data(), A.data(), Bm.data(), Cm.data()};
+  Variable y = selective_scan(u, delta, A, Bm, Cm, Dskip, z);   // (B, L, Di), gated
+  return out_proj->forward(y);                                  // (B, L, D)
+}
+
+MixerState MambaMixer::new_state(int64_t batch) const {
+  DType dt = A_log.dtype();
+  return MixerState{Tensor::zeros({batch, Di, K}, dt), Tensor::zeros({batch, Di, N}, dt)};
+}
+
+Tensor MambaMixer::step(const Tensor& hidden, MixerState& state) const {
+  NoGradGuard no_grad;
+  const int64_t batch = hidden.size(0);
+  SIMBA_CHECK(hidden.dim() == 2 && hidden.size(1) == D,
+              "MambaMixer::step: expected hidden (B, " << D << "), got " << shape_str(hidden.shape()));
+  SIMBA_CHECK(state.ssm.shape() == (Shape{batch, Di, N}),
+              "MambaMixer::step: state for " << shape_str(state.ssm.shape()) << ", hidden " << shape_str(hidden.shape()));
+  Tensor xz = in_proj->forward(Variable(hidden)).data();        // (B, 2Di)
+  Tensor xc = Tensor::empty({batch, Di}, hidden.dtype());
+  causal_conv1d_step(xc, state.conv, xz.narrow(1, 0, Di), conv1d->weight.data(),
+                     conv1d->bias.defined() ? conv1d->bias.data() : Tensor());
+  Tensor u = silu(xc);                                          // (B, Di)
+  Tensor x_dbl = x_proj->forward(Variable(u)).data();           // (B, R+2N)
+  Tensor delta = softplus(dt_proj->forward(Variable(x_dbl.narrow(1, 0, R))).data());
+  Tensor A = neg(exp(A_log.data()));
+  // A length-1 scan from h0 = state.ssm is exactly the recurrence of one step.
+  Tensor y = Tensor::empty({batch, Di}, hidden.dtype());
+  Tensor h = Tensor::empty({batch, Di, N}, hidden.dtype());
+  Tensor z = xz.narrow(1, Di, Di);
+  SIMBA_DISPATCH_FLOAT(hidden.dtype(), "MambaMixer::step", [&] {
+    using T = scalar_t;
+    selective_scan_forward<T>({y.data<T>(), Di}, h.data<T>(), {u.data<T>(), Di}, {delta.data<T>(), Di}, A.data<T>(),
+                              {x_dbl.data<T>() + R, R + 2 * N}, {x_dbl.data<T>() + R + N, R + 2 * N},
+                              Dskip.data().data<T>(), {z.data<T>(), 2 * Di}, state.ssm.data<T>(), batch, 1, Di, N);
+  });
+  state.ssm = h;
+  return out_proj->forward(Variable(y)).data();                 // (B, D)
+}
+
+MambaBlock::MambaBlock(const MambaConfig& cfg, Generator& g, DType dtype) {
+  norm = register_module("norm", std::make_shared<RMSNorm>(cfg.hidden_size, cfg.layer_norm_epsilon, dtype));
+  mixer = register_module("mixer", std::make_shared<MambaMixer>(cfg, g, dtype));
+}
+
+Variable MambaBlock::forward(const Variable& hidden, MixerTrace* trace) const {
+  return hidden + mixer->forward(norm->forward(hidden), trace);
+}
+
+Tensor MambaBlock::step(const Tensor& hidden, MixerState& state) const {
+  NoGradGuard no_grad;
+  return add(hidden, mixer->step(norm->forward(Variable(hidden)).data(), state));
+}
+
+}  // namespace simba

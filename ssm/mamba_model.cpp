@@ -1,0 +1,127 @@
+#include "ssm/mamba_model.h"
+
+#include <set>
+
+#include "autograd/ops.h"
+#include "nn/cross_entropy.h"
+#include "nn/linear.h"
+#include "nn/safetensors.h"
+#include "tensor/file_io.h"
+
+namespace simba {
+
+MambaBackbone::MambaBackbone(const MambaConfig& cfg, Generator& g, DType dtype) {
+  embeddings = register_module("embeddings", std::make_shared<Embedding>(cfg.vocab_size, cfg.hidden_size, g, dtype));
+  // Official init: embeddings ~ N(0, 0.02) (mixer_seq_simple._init_weights).
+  normal_(embeddings->weight.data(), g, 0.0, 0.02);
+  for (int64_t l = 0; l < cfg.num_hidden_layers; ++l)
+    layers.push_back(register_module("layers." + std::to_string(l), std::make_shared<MambaBlock>(cfg, g, dtype)));
+  norm_f = register_module("norm_f", std::make_shared<RMSNorm>(cfg.hidden_size, cfg.layer_norm_epsilon, dtype));
+}
+
+MambaLM::MambaLM(const MambaConfig& cfg, uint64_t seed, DType dtype) : cfg_(cfg) {
+  cfg_.validate("MambaLM");
+  Generator g(seed);
+  backbone_ = register_module("backbone", std::make_shared<MambaBackbone>(cfg_, g, dtype));
+  if (!cfg_.tie_word_embeddings) {
+    Tensor w = Tensor::empty({cfg_.vocab_size, cfg_.hidden_size}, dtype);
+    normal_(w, g, 0.0, 0.02);
+    lm_head_ = register_parameter("lm_head.weight", w);
+  }
+}
+
+const Variable& MambaLM::head_weight() const {
+  return cfg_.tie_word_embeddings ? backbone_->embeddings->weight : lm_head_;
+}
+
+Variable MambaLM::embed(const Tensor& ids) const {
+  SIMBA_CHECK(ids.dtype() == DType::I64 && ids.dim() == 2,
+              "MambaLM: expected int64 token ids (B, L), got " << dtype_name(ids.dtype()) << " " << shape_str(ids.shape()));
+  return backbone_->embeddings->forward(ids);
+}
+
+Variable MambaLM::head(const Variable& hidden) const {
+  return linear(backbone_->norm_f->forward(hidden), head_weight(), Variable());
+}
+
+Variable MambaLM::forward(const Tensor& ids) const {
+  Variable h = embed(ids);
+  for (const auto& layer : backbone_->layers) h = layer->forward(h);
+  return head(h);
+}
+
+Variable MambaLM::loss(const Tensor& ids) const {
+  SIMBA_CHECK(ids.dim() == 2 && ids.size(1) >= 2,
+              "MambaLM::loss: need (B, L) ids with L >= 2, got " << shape_str(ids.shape()));
+  const int64_t B = ids.size(0), L = ids.size(1);
+  Variable logits = forward(ids.narrow(1, 0, L - 1));         // (B, L−1, V)
+  Tensor targets = ids.narrow(1, 1, L - 1).contiguous();      // (B, L−1)
+  return cross_entropy(reshape(logits, {B * (L - 1), cfg_.vocab_size}), targets.reshape({B * (L - 1)}));
+}
+
+std::vector<MixerState> MambaLM::new_state(int64_t batch) const {
+  std::vector<MixerState> s;
+  for (const auto& layer : backbone_->layers) s.push_back(layer->mixer->new_state(batch));
+  return s;
+}
+
+Tensor MambaLM::step(const Tensor& ids_t, std::vector<MixerState>& state) const {
+  NoGradGuard no_grad;
+  SIMBA_CHECK(ids_t.dim() == 1, "MambaLM::step: expected ids (B,), got " << shape_str(ids_t.shape()));
+  SIMBA_CHECK(state.size() == backbone_->layers.size(),
+              "MambaLM::step: state has " << state.size() << " layers, model has " << backbone_->layers.size());
+  Tensor h = embed(ids_t.unsqueeze(1)).data().squeeze(1);     // (B, D)
+  for (size_t l = 0; l < backbone_->layers.size(); ++l) h = backbone_->layers[l]->step(h, state[l]);
+  return head(Variable(h)).data();                             // (B, V)
+}
+
+std::map<std::string, Tensor> MambaLM::state_tensors() const {
+  std::map<std::string, Tensor> out;
+  for (auto& [name, p] : named_parameters()) out[name] = p.data();
+  return out;
+}
+
+void MambaLM::load_tensors(const std::map<std::string, Tensor>& tensors, const std::string& source) {
+  std::set<std::string> used;
+  for (auto& [name, p] : named_parameters()) {
+    auto it = tensors.find(name);
+    // The original state-spaces checkpoints spell the embedding in the singular.
+    if (it == tensors.end() && name == "backbone.embeddings.weight") it = tensors.find("backbone.embedding.weight");
+    SIMBA_CHECK_HINT(it != tensors.end(), source << ": missing tensor '" << name << "'",
+                     "the file must hold every parameter of the config's model (HF MambaForCausalLM names)");
+    SIMBA_CHECK(it->second.shape() == p.shape(), source << ": tensor '" << it->first << "' has shape "
+                                                        << shape_str(it->second.shape()) << ", the config needs "
+                                                        << shape_str(p.shape()));
+    SIMBA_CHECK(is_floating(it->second.dtype()),
+                source << ": tensor '" << it->first << "' is " << dtype_name(it->second.dtype()) << ", expected floats");
+    p.data().copy_(it->second);
+    used.insert(it->first);
+  }
+  for (auto& [name, t] : tensors) {
+    if (used.count(name)) continue;
+    // A tied head may still be stored (transformers sometimes writes it); it is the embedding.
+    if (name == "lm_head.weight" && cfg_.tie_word_embeddings) continue;
+    SIMBA_FAIL_HINT(source << ": unexpected tensor '" << name << "' " << shape_str(t.shape()),
+                    "the checkpoint does not match config.json (another architecture or layer count?)");
+  }
+}
+
+std::shared_ptr<MambaLM> MambaLM::load(const std::string& dir, DType dtype) {
+  MambaConfig cfg = MambaConfig::from_json_file(dir + "/config.json");
+  auto model = std::make_shared<MambaLM>(cfg, 0, dtype);
+  const std::string path = dir + "/model.safetensors";
+  model->load_tensors(load_safetensors(path), path);
+  return model;
+}
+
+void MambaLM::save(const std::string& dir) const {
+  make_dirs(dir);
+  // Weights first, config last: a directory whose config.json is new always
+  // has weights at least as new.
+  TensorMap tensors;
+  for (auto& [name, t] : state_tensors()) tensors[name] = t.to(DType::F32);
+  save_safetensors(dir + "/model.safetensors", tensors, {{"format", "pt"}});
+  cfg_.save(dir + "/config.json");
+}
+
+}  // namespace simba

@@ -1,0 +1,76 @@
+// ssm/mamba_model.h: the Mamba language model (Hugging Face MambaForCausalLM).
+//
+// Dimension letters as in ssm/mamba_mixer.h (B, L, D, Di, N, R, K, V).
+//
+//   h_0   = embeddings[ids]                       (B, L, D)
+//   h_ℓ+1 = h_ℓ + mixer_ℓ(RMSNorm_ℓ(h_ℓ))          ℓ = 0 .. num_hidden_layers−1
+//   logits = RMSNorm_f(h) · Wᵀ                     (B, L, V), W = embeddings (tied) or lm_head
+//
+// Parameter names are Hugging Face's (backbone.embeddings.weight,
+// backbone.layers.ℓ.norm.weight, backbone.layers.ℓ.mixer.in_proj.weight, ...,
+// backbone.norm_f.weight, lm_head.weight when untied), so a checkpoint directory
+// (config.json + model.safetensors) moves between simba and transformers as is.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "nn/embedding.h"
+#include "nn/module.h"
+#include "nn/rmsnorm.h"
+#include "ssm/mamba_config.h"
+#include "ssm/mamba_mixer.h"
+
+namespace simba {
+
+class MambaBackbone : public Module {
+ public:
+  MambaBackbone(const MambaConfig& cfg, Generator& g, DType dtype);
+  std::shared_ptr<Embedding> embeddings;
+  std::vector<std::shared_ptr<MambaBlock>> layers;
+  std::shared_ptr<RMSNorm> norm_f;
+};
+
+class MambaLM : public Module {
+ public:
+  // A freshly initialised model (official mamba_ssm init, seeded).
+  MambaLM(const MambaConfig& cfg, uint64_t seed, DType dtype = DType::F32);
+
+  // Loads `dir`/config.json and `dir`/model.safetensors (HF layout). Accepts
+  // F32/F16/BF16 tensors, the original `backbone.embedding.weight` spelling,
+  // and a missing lm_head.weight when tied. Shapes are checked against the
+  // config; missing and unexpected tensors are errors naming them.
+  static std::shared_ptr<MambaLM> load(const std::string& dir, DType dtype = DType::F32);
+  // Writes config.json and model.safetensors into `dir` (created), atomically each.
+  void save(const std::string& dir) const;
+  // Copies named tensors into the parameters (the map uses HF names).
+  void load_tensors(const std::map<std::string, Tensor>& tensors, const std::string& source);
+  std::map<std::string, Tensor> state_tensors() const;  // HF name -> parameter data
+
+  // ids (B, L) int64 -> logits (B, L, V).
+  Variable forward(const Tensor& ids) const;
+  // Mean next-token cross-entropy: position t predicts ids[t+1] (labels are the
+  // ids shifted by one, as MambaForCausalLM computes it with labels = input_ids).
+  Variable loss(const Tensor& ids) const;
+
+  // The pieces of forward, for callers that walk the layers themselves (Simba).
+  Variable embed(const Tensor& ids) const;              // (B, L) -> (B, L, D)
+  Variable head(const Variable& hidden) const;          // (B, L, D) -> (B, L, V), norm_f then head
+  const Variable& head_weight() const;                  // (V, D)
+
+  // Recurrent generation: one token per sequence at a time.
+  std::vector<MixerState> new_state(int64_t batch) const;
+  Tensor step(const Tensor& ids_t, std::vector<MixerState>& state) const;  // (B) -> logits (B, V)
+
+  const MambaConfig& config() const { return cfg_; }
+  const MambaBackbone& backbone() const { return *backbone_; }
+
+ private:
+  MambaConfig cfg_;
+  std::shared_ptr<MambaBackbone> backbone_;
+  Variable lm_head_;  // untied only
+};
+
+}  // namespace simba

@@ -1,0 +1,78 @@
+// ssm/selective_scan.h: the Mamba-1 selective scan (S6) compute kernels on CPU.
+//
+// Per batch b, channel d, state n and time t (implements mamba_ssm's
+// selective_scan_ref, with the softplus of Δ and A = -exp(A_log) left to the
+// caller):
+//   a_t[d,n] = exp(Δ_t[d]·A[d,n])                                   (1)
+//   h_t[d,n] = a_t[d,n]·h_{t-1}[d,n] + Δ_t[d]·B_t[n]·u_t[d]          (2)  h_{-1} = h0 or 0
+//   y_t[d]   = Σ_n C_t[n]·h_t[d,n] + Dskip[d]·u_t[d]                 (3)
+//   out_t[d] = y_t[d]·silu(z_t[d])  (or y_t[d] without z)           (4)  silu(v) = v·σ(v)
+//
+// Two implementations with identical signatures:
+//   *_ref: plain sequential loops, the specification; every fast path is tested against it.
+//   plain names: the fast path (OpenMP over (batch, channel block), vectorised across
+//   channels, states recomputed in backward instead of stored). Deterministic: the same
+//   inputs give bit-identical outputs on every run and for any number of threads.
+//
+// Layout. Sequence operands are "(B, L, W) rows": element (b, t, w) lives at
+// p[(b·L + t)·ld + w] with row stride ld >= W, so u/z can be column views of the in_proj
+// output (width 2·Di) and B/C column views of the x_proj output (width R + 2N), no copies.
+// A is (Di, N) and the states h0 / h_last / dh0 / dh_last are (B, Di, N), all contiguous.
+// Dimension letters: B batch, L sequence length, Di inner channels, N state size.
+#pragma once
+
+#include <cstdint>
+
+namespace simba {
+
+// A (B, L, width) operand stored as rows `ld` elements apart (see the layout note above).
+template <class T>
+struct SeqView {
+  T* p;
+  int64_t ld;
+};
+
+// out:    (B, L, Di) rows, written.
+// h_last: (B, Di, N) contiguous, the final state h_{L-1}; nullptr to skip. Passing it as
+//         h0 of the next call continues the scan exactly (recurrent step / segment hand-off).
+// u, delta: (B, L, Di) rows; delta > 0 already (softplus applied by the caller).
+// A:      (Di, N) contiguous, A = -exp(A_log).
+// Bm, Cm: (B, L, N) rows, shared by all channels.
+// Dskip:  (Di) or nullptr (no skip term).
+// z:      (B, L, Di) rows; z.p == nullptr means no gate.
+// h0:     (B, Di, N) contiguous initial state, or nullptr for zeros.
+template <class T>
+void selective_scan_forward(SeqView<T> out, T* h_last, SeqView<const T> u, SeqView<const T> delta,
+                            const T* A, SeqView<const T> Bm, SeqView<const T> Cm, const T* Dskip,
+                            SeqView<const T> z, const T* h0, int64_t B, int64_t L, int64_t Di,
+                            int64_t N);
+template <class T>
+void selective_scan_forward_ref(SeqView<T> out, T* h_last, SeqView<const T> u,
+                                SeqView<const T> delta, const T* A, SeqView<const T> Bm,
+                                SeqView<const T> Cm, const T* Dskip, SeqView<const T> z,
+                                const T* h0, int64_t B, int64_t L, int64_t Di, int64_t N);
+
+// Gradients of Σ dout·out + Σ dh_last·h_last with respect to every input. Outputs are
+// OVERWRITTEN (never accumulated); their shapes and layouts mirror the inputs:
+//   du, ddelta: (B, L, Di) rows;  dA: (Di, N), summed over batch and time;
+//   dB, dC: (B, L, N) rows, summed over channels;  dD: (Di), summed over batch and time;
+//   dz: (B, L, Di) rows;  dh0: (B, Di, N).
+// dD, dz.p and dh0 may be nullptr (not wanted); dz needs z, dD needs Dskip.
+// dout: (B, L, Di) rows. dh_last: (B, Di, N) or nullptr (h_last not used downstream).
+// The remaining inputs and sizes are exactly those given to the forward.
+template <class T>
+void selective_scan_backward(SeqView<T> du, SeqView<T> ddelta, T* dA, SeqView<T> dB,
+                             SeqView<T> dC, T* dD, SeqView<T> dz, T* dh0, SeqView<const T> dout,
+                             const T* dh_last, SeqView<const T> u, SeqView<const T> delta,
+                             const T* A, SeqView<const T> Bm, SeqView<const T> Cm,
+                             const T* Dskip, SeqView<const T> z, const T* h0, int64_t B,
+                             int64_t L, int64_t Di, int64_t N);
+template <class T>
+void selective_scan_backward_ref(SeqView<T> du, SeqView<T> ddelta, T* dA, SeqView<T> dB,
+                                 SeqView<T> dC, T* dD, SeqView<T> dz, T* dh0,
+                                 SeqView<const T> dout, const T* dh_last, SeqView<const T> u,
+                                 SeqView<const T> delta, const T* A, SeqView<const T> Bm,
+                                 SeqView<const T> Cm, const T* Dskip, SeqView<const T> z,
+                                 const T* h0, int64_t B, int64_t L, int64_t Di, int64_t N);
+
+}  // namespace simba

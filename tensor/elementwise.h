@@ -1,0 +1,59 @@
+// tensor/elementwise.h: pointwise math with numpy broadcasting.
+//
+// Float dtypes only (float32, float64); both operands of a binary op must have
+// the same dtype and device, and their shapes must broadcast (an error names
+// the op and both shapes). Results are new contiguous tensors.
+//
+// The *_backward functions return dx given the upstream gradient dy, the
+// input x and the forward output y (each uses what it needs). They are one
+// fused pass, so a unary op costs two sweeps over memory in training.
+#pragma once
+
+#include "tensor/tensor.h"
+
+namespace simba {
+
+enum class UnaryOp { Neg, Exp, Log, Log1p, Sqrt, Rsqrt, Sigmoid, Silu, Softplus, Abs, Square };
+enum class BinaryOp { Add, Sub, Mul, Div, Pow };
+
+const char* unary_name(UnaryOp op);
+Tensor unary(UnaryOp op, const Tensor& x);
+Tensor unary_backward(UnaryOp op, const Tensor& dy, const Tensor& x, const Tensor& y);
+Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b);
+
+inline Tensor neg(const Tensor& x) { return unary(UnaryOp::Neg, x); }
+inline Tensor exp(const Tensor& x) { return unary(UnaryOp::Exp, x); }
+inline Tensor log(const Tensor& x) { return unary(UnaryOp::Log, x); }
+inline Tensor log1p(const Tensor& x) { return unary(UnaryOp::Log1p, x); }
+inline Tensor sqrt(const Tensor& x) { return unary(UnaryOp::Sqrt, x); }
+inline Tensor rsqrt(const Tensor& x) { return unary(UnaryOp::Rsqrt, x); }
+inline Tensor sigmoid(const Tensor& x) { return unary(UnaryOp::Sigmoid, x); }
+inline Tensor silu(const Tensor& x) { return unary(UnaryOp::Silu, x); }
+// softplus(x) = x > 20 ? x : log1p(exp(x)), the rule of Mamba's CUDA kernel.
+inline Tensor softplus(const Tensor& x) { return unary(UnaryOp::Softplus, x); }
+inline Tensor abs(const Tensor& x) { return unary(UnaryOp::Abs, x); }
+inline Tensor square(const Tensor& x) { return unary(UnaryOp::Square, x); }
+
+inline Tensor add(const Tensor& a, const Tensor& b) { return binary(BinaryOp::Add, a, b); }
+inline Tensor sub(const Tensor& a, const Tensor& b) { return binary(BinaryOp::Sub, a, b); }
+inline Tensor mul(const Tensor& a, const Tensor& b) { return binary(BinaryOp::Mul, a, b); }
+inline Tensor div(const Tensor& a, const Tensor& b) { return binary(BinaryOp::Div, a, b); }
+inline Tensor pow(const Tensor& a, const Tensor& b) { return binary(BinaryOp::Pow, a, b); }
+
+// x·scale + shift in one pass (add a scalar, multiply by a scalar, both).
+Tensor affine(const Tensor& x, double scale, double shift);
+Tensor pow(const Tensor& x, double p);
+// min(max(x, lo), hi); the gradient passes where lo < x < hi.
+Tensor clamp(const Tensor& x, double lo, double hi);
+
+inline Tensor operator+(const Tensor& a, const Tensor& b) { return add(a, b); }
+inline Tensor operator-(const Tensor& a, const Tensor& b) { return sub(a, b); }
+inline Tensor operator*(const Tensor& a, const Tensor& b) { return mul(a, b); }
+inline Tensor operator/(const Tensor& a, const Tensor& b) { return div(a, b); }
+inline Tensor operator-(const Tensor& x) { return neg(x); }
+inline Tensor operator*(const Tensor& x, double s) { return affine(x, s, 0.0); }
+inline Tensor operator*(double s, const Tensor& x) { return affine(x, s, 0.0); }
+inline Tensor operator+(const Tensor& x, double s) { return affine(x, 1.0, s); }
+inline Tensor operator-(const Tensor& x, double s) { return affine(x, 1.0, -s); }
+
+}  // namespace simba

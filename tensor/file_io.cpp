@@ -1,0 +1,156 @@
+// tensor/file_io.cpp: whole-file reads and crash-safe (atomic) writes on POSIX.
+//
+// Every failure is reported with the path and the operating system's reason
+// (strerror), because "could not save checkpoint" alone does not tell a user
+// whether the disk is full, the directory is missing or permissions are wrong.
+#include "tensor/file_io.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <system_error>
+
+#include "tensor/error.h"
+
+namespace simba {
+
+namespace {
+
+std::string errno_text(int err) { return std::strerror(err); }
+
+// Closes a descriptor when it goes out of scope; release() hands it back so
+// that close() errors can be checked on the success path.
+class FdGuard {
+ public:
+  explicit FdGuard(int fd) : fd_(fd) {}
+  ~FdGuard() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  FdGuard(const FdGuard&) = delete;
+  FdGuard& operator=(const FdGuard&) = delete;
+  int get() const { return fd_; }
+  int release() {
+    int fd = fd_;
+    fd_ = -1;
+    return fd;
+  }
+
+ private:
+  int fd_;
+};
+
+// Writes all of `bytes`: write() may write less than asked (signals, pipes,
+// some filesystems), so a single call is not enough. Returns 0 or an errno.
+int write_all(int fd, const char* data, size_t size) {
+  while (size > 0) {
+    ssize_t n = ::write(fd, data, size);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return errno;
+    }
+    data += n;
+    size -= static_cast<size_t>(n);
+  }
+  return 0;
+}
+
+std::string parent_dir(const std::string& path) {
+  std::string dir = std::filesystem::path(path).parent_path().string();
+  return dir.empty() ? std::string(".") : dir;
+}
+
+}  // namespace
+
+std::string read_file(const std::string& path) {
+  FdGuard fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  int err = errno;
+  SIMBA_CHECK(fd.get() >= 0, "cannot open '" << path << "' for reading: " << errno_text(err));
+  struct stat st {};
+  SIMBA_CHECK(::fstat(fd.get(), &st) == 0, "cannot stat '" << path << "': " << errno_text(errno));
+  SIMBA_CHECK(!S_ISDIR(st.st_mode), "cannot read '" << path << "': it is a directory, expected a file");
+
+  // st_size is only a hint (the file may change while we read, and special
+  // files report 0), so read until end of file rather than exactly st_size.
+  std::string bytes;
+  bytes.reserve(st.st_size > 0 ? static_cast<size_t>(st.st_size) : 0);
+  char buffer[1 << 16];
+  for (;;) {
+    ssize_t n = ::read(fd.get(), buffer, sizeof buffer);
+    if (n < 0) {
+      err = errno;
+      if (err == EINTR) continue;
+      SIMBA_FAIL("cannot read '" << path << "': " << errno_text(err));
+    }
+    if (n == 0) break;
+    bytes.append(buffer, static_cast<size_t>(n));
+  }
+  return bytes;
+}
+
+void write_file_atomic(const std::string& path, const std::string& bytes) {
+  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
+  const std::string failed = "cannot write '" + path + "'";
+  const char* hint = "the previous contents of the file (if any) are unchanged";
+
+  FdGuard fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+  int err = errno;
+  SIMBA_CHECK_HINT(fd.get() >= 0,
+                   failed << ": cannot create temporary file '" << tmp << "': " << errno_text(err),
+                   hint);
+
+  // From here on, every failure must remove the temporary file before
+  // throwing, so an interrupted save leaves no debris next to the target.
+  auto fail = [&](const char* step) {
+    ::unlink(tmp.c_str());
+    SIMBA_FAIL_HINT(failed << ": " << step << " '" << tmp << "' failed: " << errno_text(err), hint);
+  };
+  err = write_all(fd.get(), bytes.data(), bytes.size());
+  if (err != 0) fail("writing");
+  // fsync before rename: otherwise the rename can reach the disk before the
+  // data, and a crash leaves a correctly named but empty or torn file.
+  if (::fsync(fd.get()) != 0) {
+    err = errno;
+    fail("fsync of");
+  }
+  if (::close(fd.release()) != 0) {
+    err = errno;
+    fail("closing");
+  }
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    err = errno;
+    fail("renaming");
+  }
+
+  // fsync the directory so that the rename itself (the directory entry) is
+  // durable. Some filesystems cannot fsync a directory and say so with
+  // EINVAL; the rename has still happened, so that is not an error.
+  const std::string dir = parent_dir(path);
+  FdGuard dfd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  err = errno;
+  SIMBA_CHECK(dfd.get() >= 0, "wrote '" << path << "' but cannot open its directory '" << dir
+                                        << "' to make the rename durable: " << errno_text(err));
+  err = ::fsync(dfd.get()) == 0 ? 0 : errno;
+  SIMBA_CHECK(err == 0 || err == EINVAL, "wrote '" << path << "' but fsync of its directory '" << dir
+                                                   << "' failed: " << errno_text(err));
+}
+
+// True if anything (file, directory, ...) exists at `path`.
+bool file_exists(const std::string& path) {
+  struct stat st {};
+  return ::stat(path.c_str(), &st) == 0;
+}
+
+// An empty path means "the current directory", which exists: a no-op, so that
+// make_dirs(parent of a bare file name) needs no special case at the caller.
+void make_dirs(const std::string& path) {
+  if (path.empty()) return;
+  std::error_code ec;
+  std::filesystem::create_directories(path, ec);
+  SIMBA_CHECK(!ec, "cannot create directory '" << path << "': " << ec.message());
+}
+
+}  // namespace simba

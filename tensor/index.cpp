@@ -1,0 +1,257 @@
+// tensor/index.cpp: gathering and scattering rows along one dim by int64 index.
+//
+// Every op sees its data as (outer, S, inner): the dims before `dim`, the
+// indexed dim, the dims after it. Two kernel pairs do all the work:
+//   index_select_forward / _backward: one index per row (index_select,
+//     index_add, embedding, embedding_backward);
+//   gather_forward / _backward: one index per element (gather, scatter_add).
+// The backward kernels accumulate into rows that the index may name several
+// times. They are parallelised over (outer, column chunk) and walk the index
+// list in order inside each task, so no two threads touch one element and the
+// sum is formed in the same order on any thread count: bit-reproducible.
+// All indices are checked before any kernel runs.
+#include "tensor/index.h"
+
+#include <algorithm>
+
+#include "tensor/strided_loop.h"
+
+namespace simba {
+
+namespace {
+
+// Columns per task of the accumulating kernels: 64 elements span whole cache
+// lines, so neighbouring tasks do not write to one line.
+constexpr int64_t kColumnChunk = 64;
+
+struct IndexGeometry {
+  int64_t outer = 1, inner = 1;
+};
+
+// (outer, inner) of `shape` around dim d.
+IndexGeometry geometry(const Shape& shape, int d) {
+  IndexGeometry g;
+  for (int k = 0; k < static_cast<int>(shape.size()); ++k) {
+    if (k < d) g.outer *= shape[k];
+    if (k > d) g.inner *= shape[k];
+  }
+  return g;
+}
+
+void check_data(const char* op, const Tensor& x) {
+  SIMBA_CHECK(x.defined(), op << ": undefined tensor");
+  SIMBA_CHECK(x.dim() >= 1, op << ": expected a tensor with at least 1 dim, got shape " << shape_str(x.shape()));
+  SIMBA_CHECK_HINT(x.device().is_cpu(), op << " on " << x.device().str() << " is not available in this build",
+                   "rebuild with CUDA enabled");
+}
+
+void check_float(const char* op, const Tensor& x) {
+  SIMBA_CHECK(is_floating(x.dtype()), op << ": expected a float32 or float64 tensor, got "
+                                         << dtype_name(x.dtype()) << " " << shape_str(x.shape()));
+}
+
+// index must be int64; every entry must lie in [0, size).
+void check_index(const char* op, const Tensor& index, int d, int64_t size) {
+  SIMBA_CHECK(index.defined(), op << ": undefined index tensor");
+  SIMBA_CHECK(index.dtype() == DType::I64, op << ": index must be int64, got " << dtype_name(index.dtype()) << " "
+                                              << shape_str(index.shape()));
+  const Tensor c = index.contiguous();
+  const int64_t* p = c.numel() ? c.data<int64_t>() : nullptr;
+  for (int64_t k = 0; k < c.numel(); ++k)
+    SIMBA_CHECK(p[k] >= 0 && p[k] < size,
+                op << ": index " << p[k] << " out of range for dim " << d << " of size " << size);
+}
+
+// out (outer, n, inner) = x (outer, S, inner)[:, index[i], :]; index (n) in [0, S).
+// All contiguous.
+template <class T>
+void index_select_forward(T* out, const T* x, const int64_t* index, int64_t outer, int64_t S, int64_t n,
+                          int64_t inner) {
+#pragma omp parallel for schedule(static) if (outer * n * inner > kParallelGrain)
+  for (int64_t r = 0; r < outer * n; ++r) {
+    const int64_t o = r / n, i = r % n;
+    const T* src = x + (o * S + index[i]) * inner;
+    std::copy(src, src + inner, out + r * inner);
+  }
+}
+
+// dx (outer, S, inner) += dout (outer, n, inner) scattered to rows index (n):
+// the adjoint of index_select_forward. All contiguous; index in [0, S).
+template <class T>
+void index_select_backward(T* dx, const T* dout, const int64_t* index, int64_t outer, int64_t S, int64_t n,
+                           int64_t inner) {
+  const int64_t chunks = (inner + kColumnChunk - 1) / kColumnChunk;
+#pragma omp parallel for schedule(static) if (outer * n * inner > kParallelGrain)
+  for (int64_t t = 0; t < outer * chunks; ++t) {
+    const int64_t o = t / chunks, j0 = (t % chunks) * kColumnChunk, j1 = std::min(inner, j0 + kColumnChunk);
+    for (int64_t i = 0; i < n; ++i) {
+      T* dst = dx + (o * S + index[i]) * inner;
+      const T* src = dout + (o * n + i) * inner;
+      for (int64_t j = j0; j < j1; ++j) dst[j] += src[j];
+    }
+  }
+}
+
+// out (outer, n, inner): out[o, i, j] = x[o, index[o, i, j], j], with
+// x (outer, S, inner) and index (outer, n, inner) in [0, S). All contiguous.
+template <class T>
+void gather_forward(T* out, const T* x, const int64_t* index, int64_t outer, int64_t S, int64_t n,
+                    int64_t inner) {
+#pragma omp parallel for schedule(static) if (outer * n * inner > kParallelGrain)
+  for (int64_t r = 0; r < outer * n; ++r) {
+    const int64_t o = r / n;
+    const T* src = x + o * S * inner;
+    const int64_t* idx = index + r * inner;
+    T* dst = out + r * inner;
+    for (int64_t j = 0; j < inner; ++j) dst[j] = src[idx[j] * inner + j];
+  }
+}
+
+// dx (outer, S, inner): dx[o, index[o, i, j], j] += dout[o, i, j], with
+// dout and index (outer, n, inner): the adjoint of gather_forward. All contiguous.
+template <class T>
+void gather_backward(T* dx, const T* dout, const int64_t* index, int64_t outer, int64_t S, int64_t n,
+                     int64_t inner) {
+  const int64_t chunks = (inner + kColumnChunk - 1) / kColumnChunk;
+#pragma omp parallel for schedule(static) if (outer * n * inner > kParallelGrain)
+  for (int64_t t = 0; t < outer * chunks; ++t) {
+    const int64_t o = t / chunks, j0 = (t % chunks) * kColumnChunk, j1 = std::min(inner, j0 + kColumnChunk);
+    T* dst = dx + o * S * inner;
+    for (int64_t i = 0; i < n; ++i) {
+      const int64_t row = (o * n + i) * inner;
+      for (int64_t j = j0; j < j1; ++j) dst[index[row + j] * inner + j] += dout[row + j];
+    }
+  }
+}
+
+// index_select with the op name used in messages (embedding shares it).
+Tensor select_rows(const char* op, const Tensor& x, int d, const Tensor& index) {
+  check_data(op, x);
+  SIMBA_CHECK(index.defined() && index.dim() == 1,
+              op << ": index must be 1-D, got shape " << (index.defined() ? shape_str(index.shape()) : "undefined"));
+  check_index(op, index, d, x.size(d));
+  Shape shape = x.shape();
+  shape[d] = index.size(0);
+  Tensor out = Tensor::empty(shape, x.dtype(), x.device());
+  if (out.numel() == 0) return out;
+  const Tensor xc = x.contiguous(), ic = index.contiguous();
+  const IndexGeometry g = geometry(x.shape(), d);
+  SIMBA_DISPATCH_ALL(x.dtype(), op, [&] {
+    index_select_forward<scalar_t>(out.data<scalar_t>(), xc.data<scalar_t>(), ic.data<int64_t>(), g.outer,
+                                   x.size(d), index.size(0), g.inner);
+  });
+  return out;
+}
+
+// out[.., index[i], ..] += src[.., i, ..] in place; out is fresh and
+// contiguous (a copy of index_add's base, or embedding_backward's zeros). The
+// op name is used in messages.
+void accumulate_rows(const char* op, Tensor& out, int d, const Tensor& index, const Tensor& src) {
+  check_float(op, out);
+  SIMBA_CHECK(src.defined(), op << ": undefined source tensor");
+  check_same_dtype(op, out, src);
+  check_same_device(op, out, src);
+  SIMBA_CHECK(index.defined() && index.dim() == 1,
+              op << ": index must be 1-D, got shape " << (index.defined() ? shape_str(index.shape()) : "undefined"));
+  Shape expected = out.shape();
+  expected[d] = index.size(0);
+  SIMBA_CHECK(src.shape() == expected, op << ": source has shape " << shape_str(src.shape()) << ", expected "
+                                          << shape_str(expected) << " (base " << shape_str(out.shape())
+                                          << " with dim " << d << " set to the " << index.size(0) << " indices)");
+  check_index(op, index, d, out.size(d));
+  if (src.numel() == 0) return;
+  const Tensor sc = src.contiguous(), ic = index.contiguous();
+  const IndexGeometry g = geometry(out.shape(), d);
+  SIMBA_DISPATCH_FLOAT(out.dtype(), op, [&] {
+    index_select_backward<scalar_t>(out.data<scalar_t>(), sc.data<scalar_t>(), ic.data<int64_t>(), g.outer,
+                                    out.size(d), index.size(0), g.inner);
+  });
+}
+
+// index has x's number of dims and x's sizes except in dim d.
+void check_elementwise_index(const char* op, const Tensor& x, int d, const Tensor& index) {
+  SIMBA_CHECK(index.defined(), op << ": undefined index tensor");
+  bool match = index.dim() == x.dim();
+  for (int k = 0; k < x.dim() && match; ++k) match = k == d || index.size(k) == x.size(k);
+  SIMBA_CHECK(match, op << ": index of shape " << shape_str(index.shape()) << " does not fit data of shape "
+                        << shape_str(x.shape()) << "; all sizes except dim " << d << " must match");
+  check_index(op, index, d, x.size(d));
+}
+
+}  // namespace
+
+Tensor index_select(const Tensor& x, int dim, const Tensor& index) {
+  SIMBA_CHECK(x.defined(), "index_select: undefined tensor");
+  return select_rows("index_select", x, x.wrap_dim(dim), index);
+}
+
+Tensor index_add(const Tensor& base, int dim, const Tensor& index, const Tensor& src) {
+  check_data("index_add", base);
+  const int d = base.wrap_dim(dim);
+  Tensor out = base.clone();
+  accumulate_rows("index_add", out, d, index, src);
+  return out;
+}
+
+Tensor gather(const Tensor& x, int dim, const Tensor& index) {
+  check_data("gather", x);
+  const int d = x.wrap_dim(dim);
+  check_elementwise_index("gather", x, d, index);
+  Tensor out = Tensor::empty(index.shape(), x.dtype(), x.device());
+  if (out.numel() == 0) return out;
+  const Tensor xc = x.contiguous(), ic = index.contiguous();
+  const IndexGeometry g = geometry(index.shape(), d);
+  SIMBA_DISPATCH_ALL(x.dtype(), "gather", [&] {
+    gather_forward<scalar_t>(out.data<scalar_t>(), xc.data<scalar_t>(), ic.data<int64_t>(), g.outer, x.size(d),
+                             index.size(d), g.inner);
+  });
+  return out;
+}
+
+Tensor scatter_add(const Tensor& base, int dim, const Tensor& index, const Tensor& src) {
+  check_data("scatter_add", base);
+  check_float("scatter_add", base);
+  const int d = base.wrap_dim(dim);
+  SIMBA_CHECK(src.defined(), "scatter_add: undefined source tensor");
+  check_same_dtype("scatter_add", base, src);
+  check_same_device("scatter_add", base, src);
+  check_elementwise_index("scatter_add", base, d, index);
+  SIMBA_CHECK(src.shape() == index.shape(), "scatter_add: source has shape " << shape_str(src.shape())
+                                                                             << ", index has shape "
+                                                                             << shape_str(index.shape())
+                                                                             << "; they must match");
+  Tensor out = base.clone();
+  if (src.numel() == 0) return out;
+  const Tensor sc = src.contiguous(), ic = index.contiguous();
+  const IndexGeometry g = geometry(index.shape(), d);
+  SIMBA_DISPATCH_FLOAT(base.dtype(), "scatter_add", [&] {
+    gather_backward<scalar_t>(out.data<scalar_t>(), sc.data<scalar_t>(), ic.data<int64_t>(), g.outer, base.size(d),
+                              index.size(d), g.inner);
+  });
+  return out;
+}
+
+Tensor embedding(const Tensor& weight, const Tensor& ids) {
+  SIMBA_CHECK(weight.defined() && weight.dim() == 2,
+              "embedding: weight must be 2-D (V, D), got shape "
+                  << (weight.defined() ? shape_str(weight.shape()) : "undefined"));
+  check_float("embedding", weight);
+  SIMBA_CHECK(ids.defined(), "embedding: undefined ids tensor");
+  Shape shape = ids.shape();
+  shape.push_back(weight.size(1));
+  return select_rows("embedding", weight, 0, ids.reshape({ids.numel()})).view(shape);
+}
+
+Tensor embedding_backward(const Tensor& dout, const Tensor& ids, int64_t num_embeddings) {
+  SIMBA_CHECK(dout.defined() && ids.defined(), "embedding_backward: undefined tensor");
+  SIMBA_CHECK(num_embeddings >= 0, "embedding_backward: negative num_embeddings " << num_embeddings);
+  SIMBA_CHECK(dout.dim() == ids.dim() + 1 && Shape(dout.shape().begin(), dout.shape().end() - 1) == ids.shape(),
+              "embedding_backward: dout of shape " << shape_str(dout.shape()) << " does not match ids of shape "
+                                                   << shape_str(ids.shape()) << " (expected ids' shape + (D,))");
+  const int64_t D = dout.size(-1);
+  Tensor dweight = Tensor::zeros({num_embeddings, D}, dout.dtype(), dout.device());
+  accumulate_rows("embedding_backward", dweight, 0, ids.reshape({ids.numel()}), dout.reshape({ids.numel(), D}));
+  return dweight;
+}
+
+}  // namespace simba

@@ -1,0 +1,140 @@
+// Finite-difference gradient checks (float64, random upstream gradient, autograd/gradcheck.h
+// defaults: eps 1e-5, error |a−n|/max(|a|,|n|,1e-3) <= 1e-6) for pointwise ops, views and
+// reductions, including broadcasting and non-contiguous inputs; plus float32 vs float64
+// agreement of every forward.
+#include <doctest/doctest.h>
+
+#include <cmath>
+
+#include "autograd/gradcheck.h"
+#include "autograd/ops.h"
+
+using namespace simba;
+
+namespace {
+
+Tensor randn64(const Shape& s, uint64_t seed, double scale = 1.0, double shift = 0.0) {
+  Generator g(seed);
+  return affine(randn(s, g, DType::F64), scale, shift);
+}
+
+void expect_ok(const GradcheckResult& r) {
+  INFO("max error " << r.max_error << " at " << r.where);
+  CHECK(r.checked > 0);
+  CHECK(r.ok);
+}
+
+// Inputs kept where every op is smooth: log/sqrt/rsqrt/pow need x > 0, abs needs x away from 0.
+Tensor positive(const Shape& s, uint64_t seed) { return affine(abs(randn64(s, seed)), 1.0, 0.5); }
+
+}  // namespace
+
+TEST_CASE("gradcheck: every unary op, on a permuted (non-contiguous) input") {
+  const UnaryOp ops[] = {UnaryOp::Neg,  UnaryOp::Exp,     UnaryOp::Log,      UnaryOp::Log1p,
+                         UnaryOp::Sqrt, UnaryOp::Rsqrt,   UnaryOp::Sigmoid,  UnaryOp::Silu,
+                         UnaryOp::Softplus, UnaryOp::Abs, UnaryOp::Square};
+  for (UnaryOp op : ops) {
+    INFO("op " << unary_name(op));
+    Tensor x = positive({3, 4}, 11);
+    expect_ok(gradcheck([op](const std::vector<Variable>& v) { return unary(op, transpose(v[0], 0, 1)); }, {x}));
+  }
+  // softplus on both sides of its x > 20 switch, and silu/sigmoid on negative inputs.
+  Tensor wide = Tensor::from_vector({6}, {-4.0, -1.0, 0.3, 19.5, 20.5, 30.0}, DType::F64);
+  for (UnaryOp op : {UnaryOp::Softplus, UnaryOp::Silu, UnaryOp::Sigmoid}) {
+    INFO("op " << unary_name(op));
+    expect_ok(gradcheck([op](const std::vector<Variable>& v) { return unary(op, v[0]); }, {wide}));
+  }
+}
+
+TEST_CASE("gradcheck: binary ops with broadcasting in both operands") {
+  const BinaryOp ops[] = {BinaryOp::Add, BinaryOp::Sub, BinaryOp::Mul, BinaryOp::Div, BinaryOp::Pow};
+  for (BinaryOp op : ops) {
+    INFO("op " << static_cast<int>(op));
+    Tensor a = positive({2, 1, 4}, 3);
+    Tensor b = positive({3, 1}, 4);
+    expect_ok(gradcheck([op](const std::vector<Variable>& v) { return binary(op, v[0], v[1]); }, {a, b}));
+    // A sliced (strided) left operand against a 1-D right operand.
+    Tensor c = positive({3, 6}, 5);
+    Tensor d = positive({3}, 6);
+    expect_ok(gradcheck([op](const std::vector<Variable>& v) { return binary(op, narrow(v[0], 1, 2, 3), v[1]); },
+                        {c, d}));
+  }
+}
+
+TEST_CASE("gradcheck: affine, scalar pow, clamp") {
+  Tensor x = positive({5}, 8);
+  expect_ok(gradcheck([](const std::vector<Variable>& v) { return affine(v[0], -1.5, 0.25); }, {x}));
+  expect_ok(gradcheck([](const std::vector<Variable>& v) { return pow(v[0], 2.5); }, {x}));
+  // Points away from the clamp corners (lo = 0.8, hi = 1.6), where it is differentiable.
+  Tensor y = Tensor::from_vector({5}, {0.1, 0.9, 1.2, 1.5, 2.0}, DType::F64);
+  expect_ok(gradcheck([](const std::vector<Variable>& v) { return clamp(v[0], 0.8, 1.6); }, {y}));
+}
+
+TEST_CASE("gradcheck: views (reshape, permute, narrow, select, expand, unsqueeze, squeeze)") {
+  Tensor x = randn64({2, 3, 4}, 21);
+  expect_ok(gradcheck([](const std::vector<Variable>& v) { return reshape(permute(v[0], {2, 0, 1}), {4, 6}); }, {x}));
+  expect_ok(gradcheck([](const std::vector<Variable>& v) { return narrow(v[0], 2, 1, 2); }, {x}));
+  expect_ok(gradcheck([](const std::vector<Variable>& v) { return select(v[0], 1, -1); }, {x}));
+  Tensor s = randn64({3, 1}, 22);
+  expect_ok(gradcheck([](const std::vector<Variable>& v) { return expand(v[0], {2, 3, 5}); }, {s}));
+  expect_ok(gradcheck([](const std::vector<Variable>& v) { return squeeze(unsqueeze(v[0], 0), 2); }, {s}));
+  expect_ok(gradcheck([](const std::vector<Variable>& v) { return contiguous(transpose(v[0], 0, 2)); }, {x}));
+}
+
+TEST_CASE("gradcheck: reductions over a dim and over all, on non-contiguous inputs") {
+  Tensor x = randn64({3, 4, 5}, 31);
+  for (int d = -3; d < 3; ++d) {
+    INFO("dim " << d);
+    for (bool keep : {false, true}) {
+      expect_ok(gradcheck([d, keep](const std::vector<Variable>& v) { return sum(permute(v[0], {1, 2, 0}), d, keep); }, {x}));
+      expect_ok(gradcheck([d, keep](const std::vector<Variable>& v) { return mean(v[0], d, keep); }, {x}));
+      expect_ok(gradcheck([d, keep](const std::vector<Variable>& v) { return max(transpose(v[0], 0, 1), d, keep); }, {x}));
+    }
+  }
+  expect_ok(gradcheck([](const std::vector<Variable>& v) { return sum(narrow(v[0], 1, 1, 2)); }, {x}));
+  expect_ok(gradcheck([](const std::vector<Variable>& v) { return mean(v[0]); }, {x}));
+  expect_ok(gradcheck([](const std::vector<Variable>& v) { return max(v[0]); }, {x}));
+}
+
+TEST_CASE("gradcheck catches a wrong gradient") {
+  // A deliberately wrong op: forward exp, backward claims 2·exp.
+  auto wrong = [](const std::vector<Variable>& v) {
+    Tensor xs = v[0].data();
+    Tensor y = exp(xs);
+    return make_result(y, "wrong", {v[0]}, [y](const Tensor& g) -> std::vector<Tensor> { return {mul(g, y) * 2.0}; });
+  };
+  GradcheckResult r = gradcheck(wrong, {randn64({4}, 41)});
+  CHECK(!r.ok);
+  CHECK(r.max_error > 0.1);
+  CHECK(r.where.find("input 0") != std::string::npos);
+}
+
+TEST_CASE("float32 forwards agree with the float64 reference") {
+  // Tolerance: |f32 − f64| <= 1e-6·(1 + |f64|): a few float32 ulps of the result.
+  Tensor a64 = positive({4, 5}, 51), b64 = positive({5}, 52);
+  Tensor a32 = a64.to(DType::F32), b32 = b64.to(DType::F32);
+  auto close = [](const Tensor& t32, const Tensor& t64) {
+    auto v32 = t32.to_vector(), v64 = t64.to_vector();
+    REQUIRE(v32.size() == v64.size());
+    double worst = 0;
+    for (size_t i = 0; i < v32.size(); ++i) worst = std::max(worst, std::fabs(v32[i] - v64[i]) / (1 + std::fabs(v64[i])));
+    CHECK(worst <= 1e-6);
+  };
+  const UnaryOp unaries[] = {UnaryOp::Neg,  UnaryOp::Exp,     UnaryOp::Log,      UnaryOp::Log1p,
+                             UnaryOp::Sqrt, UnaryOp::Rsqrt,   UnaryOp::Sigmoid,  UnaryOp::Silu,
+                             UnaryOp::Softplus, UnaryOp::Abs, UnaryOp::Square};
+  // Inputs rounded to float32 first, so both dtypes see the same values.
+  Tensor a = a32.to(DType::F64), b = b32.to(DType::F64);
+  for (UnaryOp op : unaries) {
+    INFO(unary_name(op));
+    close(unary(op, a32), unary(op, a));
+  }
+  for (BinaryOp op : {BinaryOp::Add, BinaryOp::Sub, BinaryOp::Mul, BinaryOp::Div, BinaryOp::Pow})
+    close(binary(op, a32, b32), binary(op, a, b));
+  close(sum(a32, 1), sum(a, 1));
+  close(mean(a32, 0), mean(a, 0));
+  close(max(a32, 1).values, max(a, 1).values);
+  close(sum(a32), sum(a));
+  close(clamp(a32, 0.7, 1.5), clamp(a, 0.7, 1.5));
+  close(pow(a32, 1.7), pow(a, 1.7));
+}

@@ -1,0 +1,242 @@
+// The Mamba mixer and language model: float64 finite-difference checks of the
+// selective-scan op, the whole mixer and the LM loss w.r.t. every parameter
+// (autograd/gradcheck.h: eps 1e-5, |a−n|/max(|a|,|n|,1e-3) <= 1e-6), recurrent
+// step mode vs the parallel forward, checkpoint round trip and load errors.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <filesystem>
+
+#include <unistd.h>
+
+#include "autograd/gradcheck.h"
+#include "autograd/ops.h"
+#include "nn/safetensors.h"
+#include "ssm/mamba_model.h"
+#include "ssm/selective_scan_autograd.h"
+#include "tests/test_util.h"
+
+using namespace simba;
+
+namespace {
+
+MambaConfig tiny_config() {
+  MambaConfig c;
+  c.vocab_size = 11;
+  c.hidden_size = 6;
+  c.state_size = 3;
+  c.num_hidden_layers = 2;
+  c.expand = 2;
+  c.conv_kernel = 3;
+  c.time_step_rank = 2;
+  c.rescale_prenorm_residual = true;
+  return c;
+}
+
+Tensor random_ids(int64_t B, int64_t L, int64_t V, uint64_t seed) {
+  Generator g(seed);
+  std::vector<int64_t> v(B * L);
+  for (auto& x : v) x = g.randint(0, V);
+  return Tensor::from_ints({B, L}, v);
+}
+
+// Moves every parameter away from its structured init (ones, zeros, log(n))
+// so that no gradient is accidentally zero or symmetric.
+void jitter(Module& m, uint64_t seed, double scale) {
+  Generator g(seed);
+  NoGradGuard ng;
+  for (auto& [name, p] : m.named_parameters()) {
+    Tensor noise = randn(p.shape(), g, p.dtype());
+    p.data().copy_(add(p.data(), affine(noise, scale, 0.0)));
+  }
+}
+
+void expect_ok(const GradcheckResult& r) {
+  INFO("max error " << r.max_error << " at " << r.where << " (" << r.checked << " elements)");
+  CHECK(r.checked > 0);
+  CHECK(r.ok);
+}
+
+std::vector<std::string> names_of(const std::vector<std::pair<std::string, Variable>>& ps) {
+  std::vector<std::string> n;
+  for (auto& p : ps) n.push_back(p.first);
+  return n;
+}
+std::vector<Variable> vars_of(const std::vector<std::pair<std::string, Variable>>& ps) {
+  std::vector<Variable> v;
+  for (auto& p : ps) v.push_back(p.second);
+  return v;
+}
+
+}  // namespace
+
+TEST_CASE("gradcheck: selective_scan op in every input, with column-view operands") {
+  const int64_t B = 2, L = 5, Di = 3, N = 2;
+  Generator g(5);
+  Tensor xz = randn({B, L, 2 * Di}, g, DType::F64);
+  Tensor delta = affine(rand({B, L, Di}, g, DType::F64), 0.5, 0.1);
+  Tensor A = affine(rand({Di, N}, g, DType::F64), -1.5, -0.2);
+  Tensor bc = randn({B, L, 2 * N + 1}, g, DType::F64);
+  Tensor D = randn({Di}, g, DType::F64);
+  auto f = [&](const std::vector<Variable>& v) {
+    // u and z as the two halves of one (B, L, 2Di) tensor, B and C as column views of another.
+    return selective_scan(narrow(v[0], -1, 0, Di), v[1], v[2], narrow(v[3], -1, 1, N), narrow(v[3], -1, 1 + N, N), v[4],
+                          narrow(v[0], -1, Di, Di));
+  };
+  expect_ok(gradcheck(f, {xz, delta, A, bc, D}));
+  // Without the optional skip and gate.
+  auto g2 = [&](const std::vector<Variable>& v) {
+    return selective_scan(v[0], v[1], v[2], v[3], v[4], Variable(), Variable());
+  };
+  expect_ok(gradcheck(g2, {randn({B, L, Di}, g, DType::F64), delta, A, randn({B, L, N}, g, DType::F64),
+                           randn({B, L, N}, g, DType::F64)}));
+}
+
+TEST_CASE("gradcheck: the whole mixer, w.r.t. its input and every parameter") {
+  MambaConfig cfg = tiny_config();
+  Generator init(3);
+  MambaMixer mixer(cfg, init, DType::F64);
+  jitter(mixer, 4, 0.1);
+  Generator g(6);
+  Variable x(randn({2, 4, cfg.hidden_size}, g, DType::F64), true);
+  auto params = mixer.named_parameters();
+  std::vector<Variable> wrt = vars_of(params);
+  std::vector<std::string> names = names_of(params);
+  wrt.push_back(x);
+  names.push_back("input");
+  expect_ok(gradcheck_variables([&] { return mixer.forward(x); }, wrt, names));
+}
+
+TEST_CASE("gradcheck: LM loss w.r.t. every parameter (tiny config, tied and untied head)") {
+  for (bool tied : {true, false}) {
+    INFO("tied " << tied);
+    MambaConfig cfg = tiny_config();
+    cfg.tie_word_embeddings = tied;
+    cfg.use_bias = !tied;  // exercise the optional in/out_proj biases too
+    MambaLM model(cfg, 7, DType::F64);
+    jitter(model, 8, 0.05);
+    Tensor ids = random_ids(2, 5, cfg.vocab_size, 9);
+    auto params = model.named_parameters();
+    expect_ok(gradcheck_variables([&] { return model.loss(ids); }, vars_of(params), names_of(params)));
+  }
+}
+
+TEST_CASE("parameter names and shapes follow Hugging Face MambaForCausalLM") {
+  MambaConfig cfg = tiny_config();
+  MambaLM model(cfg, 1);
+  auto params = model.named_parameters();
+  std::vector<std::string> expect{
+      "backbone.embeddings.weight",           "backbone.layers.0.norm.weight",
+      "backbone.layers.0.mixer.conv1d.weight", "backbone.layers.0.mixer.conv1d.bias",
+      "backbone.layers.0.mixer.in_proj.weight", "backbone.layers.0.mixer.x_proj.weight",
+      "backbone.layers.0.mixer.dt_proj.weight", "backbone.layers.0.mixer.dt_proj.bias",
+      "backbone.layers.0.mixer.A_log",         "backbone.layers.0.mixer.D",
+      "backbone.layers.0.mixer.out_proj.weight"};
+  REQUIRE(params.size() == 2 + 10 * 2);
+  for (size_t i = 0; i < expect.size(); ++i) CHECK(params[i].first == expect[i]);
+  CHECK(params.back().first == "backbone.norm_f.weight");
+  const int64_t Di = 12;
+  CHECK(model.parameter("backbone.layers.1.mixer.in_proj.weight").shape() == Shape{2 * Di, 6});
+  CHECK(model.parameter("backbone.layers.1.mixer.conv1d.weight").shape() == Shape{Di, 1, 3});
+  CHECK(model.parameter("backbone.layers.1.mixer.x_proj.weight").shape() == Shape{2 + 2 * 3, Di});
+  CHECK(model.parameter("backbone.layers.1.mixer.A_log").shape() == Shape{Di, 3});
+}
+
+TEST_CASE("official initialisation: A_log = log(1..N), D = 1, dt bias gives Δ in [dt_min, dt_max]") {
+  MambaConfig cfg = tiny_config();
+  cfg.hidden_size = 32;
+  cfg.time_step_rank = 2;
+  MambaLM model(cfg, 3);
+  Tensor a_log = model.parameter("backbone.layers.0.mixer.A_log").data();
+  for (int64_t n = 0; n < 3; ++n) CHECK(a_log.at({5, n}) == doctest::Approx(std::log(n + 1.0)));
+  CHECK(sum(model.parameter("backbone.layers.0.mixer.D").data()).item() == 64.0);
+  Tensor delta = softplus(model.parameter("backbone.layers.1.mixer.dt_proj.bias").data());
+  CHECK(-max(neg(delta)).item() >= 1e-3 * (1 - 1e-5));
+  CHECK(max(delta).item() <= 0.1 * (1 + 1e-5));
+  Tensor emb = model.parameter("backbone.embeddings.weight").data();
+  double sd = std::sqrt(mean(square(emb)).item());
+  CHECK(sd == doctest::Approx(0.02).epsilon(0.25));
+  // The same seed gives the same model.
+  MambaLM again(cfg, 3);
+  CHECK(again.parameter("backbone.layers.1.mixer.in_proj.weight").data().to_vector() ==
+        model.parameter("backbone.layers.1.mixer.in_proj.weight").data().to_vector());
+}
+
+TEST_CASE("recurrent step mode gives the parallel forward's logits") {
+  MambaConfig cfg = tiny_config();
+  cfg.hidden_size = 16;
+  cfg.state_size = 4;
+  cfg.conv_kernel = 4;
+  cfg.num_hidden_layers = 3;
+  cfg.vocab_size = 19;
+  MambaLM model(cfg, 21);
+  jitter(model, 22, 0.05);
+  const int64_t B = 3, L = 9;
+  Tensor ids = random_ids(B, L, cfg.vocab_size, 23);
+  Tensor logits;
+  {
+    NoGradGuard ng;
+    logits = model.forward(ids).data();  // (B, L, V)
+  }
+  auto state = model.new_state(B);
+  // Error per position relative to that position's logit scale:
+  // max_v |step − parallel| / max_v |parallel|, worst over (b, t).
+  double worst = 0;
+  for (int64_t t = 0; t < L; ++t) {
+    Tensor step_logits = model.step(ids.select(1, t).contiguous(), state);  // (B, V)
+    Tensor ref = logits.select(1, t);
+    for (int64_t b = 0; b < B; ++b) {
+      double diff = 0, scale = 0;
+      for (int64_t v = 0; v < cfg.vocab_size; ++v) {
+        double r = ref.at({b, v}), s = step_logits.at({b, v});
+        diff = std::max(diff, std::fabs(r - s));
+        scale = std::max(scale, std::fabs(r));
+      }
+      worst = std::max(worst, diff / scale);
+    }
+  }
+  MESSAGE("step vs parallel logits (float32): max relative error " << worst);
+  CHECK(worst <= 1e-5);
+}
+
+TEST_CASE("checkpoint round trip and loader errors") {
+  namespace fs = std::filesystem;
+  const std::string dir = (fs::temp_directory_path() / ("simba_model_" + std::to_string(::getpid()))).string();
+  fs::remove_all(dir);
+  MambaConfig cfg = tiny_config();
+  MambaLM model(cfg, 31);
+  model.save(dir);
+  auto loaded = MambaLM::load(dir);
+  Tensor ids = random_ids(2, 6, cfg.vocab_size, 32);
+  {
+    NoGradGuard ng;
+    CHECK(loaded->forward(ids).data().to_vector() == model.forward(ids).data().to_vector());
+  }
+  TensorMap tensors = load_safetensors(dir + "/model.safetensors");
+  CHECK(tensors.count("lm_head.weight") == 0);  // tied: not stored
+
+  // The original spelling of the embedding is accepted.
+  TensorMap renamed = tensors;
+  renamed["backbone.embedding.weight"] = renamed["backbone.embeddings.weight"];
+  renamed.erase("backbone.embeddings.weight");
+  MambaLM other(cfg, 99);
+  other.load_tensors(renamed, "renamed");
+  CHECK(other.parameter("backbone.embeddings.weight").data().to_vector() ==
+        model.parameter("backbone.embeddings.weight").data().to_vector());
+
+  TensorMap missing = tensors;
+  missing.erase("backbone.layers.1.mixer.A_log");
+  CHECK(error_of([&] { other.load_tensors(missing, "m.safetensors"); }).find("missing tensor 'backbone.layers.1.mixer.A_log'") !=
+        std::string::npos);
+  TensorMap wrong = tensors;
+  wrong["backbone.norm_f.weight"] = Tensor::zeros({7});
+  std::string e = error_of([&] { other.load_tensors(wrong, "w.safetensors"); });
+  CHECK(e.find("backbone.norm_f.weight") != std::string::npos);
+  CHECK(e.find("(7,)") != std::string::npos);
+  CHECK(e.find("(6,)") != std::string::npos);
+  TensorMap extra = tensors;
+  extra["backbone.layers.2.norm.weight"] = Tensor::zeros({6});
+  CHECK(error_of([&] { other.load_tensors(extra, "x.safetensors"); }).find("unexpected tensor 'backbone.layers.2.norm.weight'") !=
+        std::string::npos);
+  fs::remove_all(dir);
+}
