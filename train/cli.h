@@ -1,0 +1,20 @@
+// train/cli.h: the subcommands of the `simba` program.
+//
+// Each subcommand lives in its own train/cli_<name>.cpp and registers itself
+// on the CLI11 app: its flags (with help text, defaults and checks) and the
+// callback that runs it. train/main/simba_main.cpp only collects them. Errors
+// inside a command are simba::Error; main prints them and exits with 1. Flag
+// parsing errors are CLI11's and exit with its code and message.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+namespace simba {
+
+void add_train_command(CLI::App& app);     // train (dense or Simba-aware), resume
+void add_eval_command(CLI::App& app);      // validation loss / bits per byte; Simba comparison
+void add_generate_command(CLI::App& app);  // sample text from a checkpoint
+void add_info_command(CLI::App& app);      // describe a checkpoint directory
+void add_forward_command(CLI::App& app);   // logits, loss and gradients of given ids
+
+}  // namespace simba

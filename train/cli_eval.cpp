@@ -1,0 +1,94 @@
+// train/cli_eval.cpp: `simba eval`, the validation loss of a model on a text
+// file, in nats per token and bits per byte.
+//
+// The file is split exactly as `simba train` splits it (TextData with the
+// same --val-fraction), so the number is the held-out loss the training run
+// reported; the windows are TextData's deterministic validation tiling, so
+// two models evaluated with the same flags score the same tokens.
+#include <cmath>
+#include <cstdio>
+#include <iostream>
+#include <memory>
+
+#include <nlohmann/json.hpp>
+
+#include "nn/cross_entropy.h"
+#include "tensor/error.h"
+#include "tensor/file_io.h"
+#include "tensor/reduce.h"
+#include "train/byte_tokenizer.h"
+#include "train/cli.h"
+#include "train/commands.h"
+#include "train/metrics_log.h"
+#include "train/model_dir.h"
+
+namespace simba {
+
+EvalResult run_eval(const EvalArgs& args, std::ostream& out) {
+  SIMBA_CHECK(args.batch >= 1, "--batch: expected a batch size >= 1, got " << args.batch);
+  SIMBA_CHECK(args.len >= 1, "--len: expected a window length >= 1, got " << args.len);
+  SIMBA_CHECK(args.max_batches >= 1 || args.max_batches == TextData::kAllBatches,
+              "--max-batches: expected a number of batches >= 1, got " << args.max_batches);
+  SIMBA_CHECK(args.val_fraction > 0.0 && args.val_fraction < 1.0,
+              "--val-fraction: expected a fraction in (0, 1), got " << args.val_fraction);
+  std::shared_ptr<MambaLM> model = load_model_dir(args.model_dir);
+  const ByteTokenizer tokenizer;
+  const int64_t V = model->config().vocab_size;
+  SIMBA_CHECK_HINT(V >= tokenizer.vocab_size(),
+                   "eval: the model in '" << args.model_dir << "' has vocab_size " << V << ", but the "
+                                          << tokenizer.name() << " tokenizer needs at least "
+                                          << tokenizer.vocab_size(),
+                   "eval reads text with the byte tokenizer; the model must have been trained on bytes");
+  const TextData data = TextData::from_file(args.data_path, tokenizer, args.val_fraction);
+  const std::vector<Batch> batches = data.validation_batches(args.batch, args.len, args.max_batches);
+
+  NoGradGuard no_grad;
+  double total = 0.0;  // Σ per-token nats, in double over the whole split
+  EvalResult r;
+  for (const Batch& b : batches) {
+    Tensor logits = model->forward(b.inputs).data();  // (B, L, V)
+    total += sum(cross_entropy_rows(logits, b.targets)).item();
+    r.tokens += b.targets.numel();
+  }
+  r.batches = static_cast<int64_t>(batches.size());
+  r.loss = total / static_cast<double>(r.tokens);
+  r.bits_per_byte = bits_per_byte(r.loss);
+
+  char line[160];
+  std::snprintf(line, sizeof line, "validation loss %.4f nats/token | %.4f bits/byte | %lld tokens in %lld batches\n",
+                r.loss, r.bits_per_byte, static_cast<long long>(r.tokens), static_cast<long long>(r.batches));
+  out << line << std::flush;
+  if (!args.json_path.empty()) {
+    nlohmann::json j = {{"model", args.model_dir},   {"data", args.data_path},
+                        {"split", split_name(Split::Validation)},
+                        {"val_fraction", args.val_fraction}, {"batch", args.batch},
+                        {"len", args.len},           {"batches", r.batches},
+                        {"tokens", r.tokens},        {"loss", r.loss},
+                        {"bits_per_byte", r.bits_per_byte}};
+    write_file_atomic(args.json_path, j.dump(2) + "\n");
+  }
+  return r;
+}
+
+void add_eval_command(CLI::App& app) {
+  auto args = std::make_shared<EvalArgs>();
+  CLI::App* cmd = app.add_subcommand(
+      "eval",
+      "Validation loss (nats/token) and bits per byte of a model on a text file (byte tokenizer).\n"
+      "The validation split is the last --val-fraction of the file, as in simba train.");
+  cmd->add_option("--model", args->model_dir, "model directory (config.json + model.safetensors)")
+      ->required()
+      ->check(CLI::ExistingDirectory);
+  cmd->add_option("--data", args->data_path, "text file (read as bytes)")->required()->check(CLI::ExistingFile);
+  cmd->add_option("--batch", args->batch, "windows per batch")->check(CLI::PositiveNumber)->capture_default_str();
+  cmd->add_option("--len", args->len, "window length L (tokens)")->check(CLI::PositiveNumber)->capture_default_str();
+  cmd->add_option("--max-batches", args->max_batches, "evaluate at most this many batches (default: all)")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--val-fraction", args->val_fraction, "fraction of the file (its tail) held out for validation")
+      ->check(CLI::Range(0.0, 1.0))
+      ->capture_default_str();
+  cmd->add_option("--json", args->json_path, "also write the result to this JSON file");
+  cmd->callback([args] { run_eval(*args, std::cout); });
+}
+
+}  // namespace simba

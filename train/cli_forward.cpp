@@ -1,0 +1,105 @@
+// train/cli_forward.cpp: `simba forward`, the logits, loss and parameter
+// gradients of given token ids, written to a safetensors file.
+//
+// It exists to compare simba with transformers number for number: a script
+// runs MambaForCausalLM(input_ids, labels=input_ids) on the same checkpoint
+// and ids, calls loss.backward(), and diffs every tensor of the output file.
+// So the loss is computed the way transformers does it: the logits of the
+// full sequence, the last position dropped, labels shifted by one.
+#include <memory>
+
+#include "autograd/ops.h"
+#include "nn/cross_entropy.h"
+#include "nn/safetensors.h"
+#include "tensor/error.h"
+#include "train/cli.h"
+#include "train/commands.h"
+#include "train/model_dir.h"
+
+namespace simba {
+
+namespace {
+
+// The `input_ids` tensor of the --ids file, checked against the model's vocabulary.
+Tensor read_input_ids(const std::string& path, int64_t V) {
+  const TensorMap tensors = load_safetensors(path);
+  auto it = tensors.find("input_ids");
+  if (it == tensors.end()) {
+    std::string names;
+    for (const auto& [name, t] : tensors) names += (names.empty() ? "'" : ", '") + name + "'";
+    SIMBA_FAIL_HINT("--ids: '" << path << "' has no tensor 'input_ids' (it holds "
+                               << (names.empty() ? std::string("no tensors") : names) << ")",
+                    "write the ids as safetensors.torch.save_file({'input_ids': ids}, path), ids int64 (B, L)");
+  }
+  const Tensor& ids = it->second;
+  SIMBA_CHECK_HINT(ids.dtype() == DType::I64,
+                   "--ids: 'input_ids' in '" << path << "' is " << dtype_name(ids.dtype()) << ", expected int64",
+                   "convert with ids.to(torch.int64) before saving");
+  SIMBA_CHECK(ids.dim() == 2, "--ids: 'input_ids' in '" << path << "' has shape " << shape_str(ids.shape())
+                                                         << ", expected a 2-D (B, L) tensor");
+  SIMBA_CHECK(ids.size(0) >= 1 && ids.size(1) >= 2,
+              "--ids: 'input_ids' in '" << path << "' has shape " << shape_str(ids.shape())
+                                        << ", expected B >= 1 and L >= 2 (the loss needs a next token)");
+  const int64_t* p = ids.data<int64_t>();
+  for (int64_t i = 0; i < ids.numel(); ++i)
+    SIMBA_CHECK_HINT(p[i] >= 0 && p[i] < V,
+                     "--ids: 'input_ids' in '" << path << "' holds id " << p[i] << " at [" << i / ids.size(1) << ", "
+                                               << i % ids.size(1) << "], outside the model's vocabulary [0, " << V << ")",
+                     "tokenize with the tokenizer the model was trained with");
+  return ids;
+}
+
+}  // namespace
+
+void run_forward(const ForwardArgs& args) {
+  SIMBA_CHECK(is_floating(args.dtype),
+              "--dtype: expected float32 or float64, got " << dtype_name(args.dtype));
+  SIMBA_CHECK(!args.out_path.empty(), "--out: expected an output file path, got an empty string");
+  std::shared_ptr<MambaLM> model = load_model_dir(args.model_dir, args.dtype);
+  const int64_t V = model->config().vocab_size;
+  const Tensor ids = read_input_ids(args.ids_path, V);
+  const int64_t L = ids.size(1);
+
+  // HF: logits of every position; loss over positions 0..L-2 against ids[1..L-1].
+  Variable logits = model->forward(ids);                                      // (B, L, V)
+  Tensor labels = ids.narrow(1, 1, L - 1).contiguous();                       // (B, L-1)
+  Variable loss = cross_entropy(narrow(logits, 1, 0, L - 1), labels);        // ()
+  loss.backward();
+
+  TensorMap out;
+  out["logits"] = logits.data().to(DType::F32);
+  out["loss"] = loss.data().to(DType::F32);
+  for (const auto& [name, p] : model->named_parameters()) {
+    SIMBA_CHECK(p.grad().defined(), "forward: parameter '" << name << "' received no gradient");
+    out["grad." + name] = p.grad().to(DType::F32);
+  }
+  save_safetensors(args.out_path, out,
+                   {{"format", "pt"}, {"compute_dtype", dtype_name(args.dtype)}, {"model", args.model_dir}});
+}
+
+void add_forward_command(CLI::App& app) {
+  auto args = std::make_shared<ForwardArgs>();
+  auto dtype = std::make_shared<std::string>("float32");
+  CLI::App* cmd = app.add_subcommand(
+      "forward",
+      "Logits, loss and parameter gradients of given token ids, for comparison with transformers.\n"
+      "Writes 'logits' (B, L, V), 'loss' (mean next-token cross-entropy, labels = ids shifted by one, as\n"
+      "MambaForCausalLM(input_ids, labels=input_ids).loss) and 'grad.<parameter name>' for every\n"
+      "parameter, all float32.");
+  cmd->add_option("--model", args->model_dir, "model directory (config.json + model.safetensors)")
+      ->required()
+      ->check(CLI::ExistingDirectory);
+  cmd->add_option("--ids", args->ids_path, "safetensors file holding int64 'input_ids' of shape (B, L), L >= 2")
+      ->required()
+      ->check(CLI::ExistingFile);
+  cmd->add_option("--out", args->out_path, "output safetensors file (written atomically)")->required();
+  cmd->add_option("--dtype", *dtype, "compute precision")
+      ->check(CLI::IsMember({"float32", "float64"}))
+      ->capture_default_str();
+  cmd->callback([args, dtype] {
+    args->dtype = *dtype == "float64" ? DType::F64 : DType::F32;
+    run_forward(*args);
+  });
+}
+
+}  // namespace simba
