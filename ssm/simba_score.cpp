@@ -1,0 +1,210 @@
+// ssm/simba_score.cpp: the Simba score kernels (Q1)-(Q2), the baseline criteria and the top-k
+// selection of ssm/simba_score.h.
+#include "ssm/simba_score.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include "tensor/ops.h"
+#include "tensor/strided_loop.h"
+
+namespace simba {
+
+namespace {
+
+// What every row of (Q1) needs, built once per sequence: S of (Q2) as (n, Di) rows and A
+// transposed to (N, Di), so the inner loop over channels reads both contiguously.
+template <class T>
+struct ScoreSetup {
+  std::vector<T> S, At;
+};
+
+template <class T>
+void check_score_inputs(const char* op, SeqView<const T> u, SeqView<const T> delta, const T* A, SeqView<const T> Bm,
+                        SeqView<const T> Cm, int64_t n, int64_t Di, int64_t N) {
+  SIMBA_CHECK(n >= 1 && Di >= 1 && N >= 1, op << ": sizes must be >= 1, got n=" << n << " Di=" << Di << " N=" << N);
+  SIMBA_CHECK(u.p && delta.p && A && Bm.p && Cm.p, op << ": a null input (u, delta, A, B or C)");
+  SIMBA_CHECK(u.ld >= Di && delta.ld >= Di && Bm.ld >= N && Cm.ld >= N,
+              op << ": row strides u=" << u.ld << " delta=" << delta.ld << " B=" << Bm.ld << " C=" << Cm.ld
+                 << " must be >= the widths Di=" << Di << " (u, delta) and N=" << N << " (B, C)");
+}
+
+template <class T>
+ScoreSetup<T> setup(SeqView<const T> delta, const T* A, int64_t n, int64_t Di, int64_t N) {
+  ScoreSetup<T> s;
+  s.S.assign(n * Di, T(0));
+  s.At.resize(N * Di);
+  for (int64_t d = 0; d < Di; ++d)
+    for (int64_t k = 0; k < N; ++k) s.At[k * Di + d] = A[d * N + k];
+  std::vector<double> acc(Di, 0.0);
+  for (int64_t t = n - 2; t >= 0; --t) {  // S_{n−1} = 0
+    const T* next = delta.p + (t + 1) * delta.ld;
+    T* row = s.S.data() + t * Di;
+    for (int64_t d = 0; d < Di; ++d) {
+      acc[d] += next[d];
+      row[d] = static_cast<T>(acc[d]);
+    }
+  }
+  return s;
+}
+
+// out (Di) = Δy_T(t) of (Q1), row t.
+template <class T>
+void contribution_row(T* out, int64_t t, const ScoreSetup<T>& s, SeqView<const T> u, SeqView<const T> delta,
+                      SeqView<const T> Bm, SeqView<const T> Cm, int64_t n, int64_t Di, int64_t N) {
+  const T* St = s.S.data() + t * Di;
+  const T* Bt = Bm.p + t * Bm.ld;
+  const T* CT = Cm.p + (n - 1) * Cm.ld;
+  std::fill(out, out + Di, T(0));
+  for (int64_t k = 0; k < N; ++k) {
+    const T cb = CT[k] * Bt[k];
+    const T* Ak = s.At.data() + k * Di;
+    for (int64_t d = 0; d < Di; ++d) out[d] += cb * std::exp(Ak[d] * St[d]);
+  }
+  const T* ut = u.p + t * u.ld;
+  const T* dt = delta.p + t * delta.ld;
+  for (int64_t d = 0; d < Di; ++d) out[d] *= dt[d] * ut[d];
+}
+
+template <class T>
+T reduce_row(const T* v, int64_t Di, SimbaCriterion criterion) {
+  bool nan = false;
+  T m = -std::numeric_limits<T>::infinity();
+  double ss = 0.0;
+  for (int64_t d = 0; d < Di; ++d) {
+    nan = nan || std::isnan(v[d]);
+    if (criterion == SimbaCriterion::Simba)
+      m = std::max(m, v[d]);
+    else if (criterion == SimbaCriterion::SimbaAbs)
+      m = std::max(m, std::fabs(v[d]));
+    else
+      ss += static_cast<double>(v[d]) * v[d];
+  }
+  if (nan) return std::numeric_limits<T>::quiet_NaN();
+  return criterion == SimbaCriterion::SimbaL2 ? static_cast<T>(std::sqrt(ss)) : m;
+}
+
+// A (B, L, W) tensor as one with a dense last dim, so each sequence is a SeqView.
+Tensor dense_rows(const Tensor& t) { return t.stride(2) == 1 ? t : t.contiguous(); }
+
+template <class T>
+SeqView<const T> sequence(const Tensor& t, int64_t b) {
+  return {t.data<T>() + b * t.stride(0), t.stride(1)};
+}
+
+template <class T>
+void scores_per_sequence(Tensor& out, const MixerTrace& tr, int64_t n, SimbaCriterion criterion) {
+  const Tensor u = dense_rows(tr.u), delta = dense_rows(tr.delta), Bm = dense_rows(tr.Bm), Cm = dense_rows(tr.Cm);
+  const Tensor A = tr.A.contiguous();
+  const int64_t B = u.size(0), Di = u.size(2), N = A.size(1);
+  for (int64_t b = 0; b < B; ++b)
+    simba_score_forward<T>(out.data<T>() + b * n, sequence<T>(u, b), sequence<T>(delta, b), A.data<T>(),
+                           sequence<T>(Bm, b), sequence<T>(Cm, b), n, Di, N, criterion);
+}
+
+void check_stream(const char* op, const Tensor& x, int64_t n) {
+  SIMBA_CHECK(x.defined() && x.dim() == 3 && x.size(1) >= n && n >= 1,
+              op << ": expected a (B, L, D) stream with L >= n = " << n << ", got "
+                 << (x.defined() ? shape_str(x.shape()) : "undefined"));
+}
+
+}  // namespace
+
+template <class T>
+void simba_contribution_forward(SeqView<T> dy, SeqView<const T> u, SeqView<const T> delta, const T* A,
+                                SeqView<const T> Bm, SeqView<const T> Cm, int64_t n, int64_t Di, int64_t N) {
+  check_score_inputs("simba_contribution_forward", u, delta, A, Bm, Cm, n, Di, N);
+  SIMBA_CHECK(dy.p && dy.ld >= Di, "simba_contribution_forward: dy is null or its row stride " << dy.ld << " < Di=" << Di);
+  const ScoreSetup<T> s = setup(delta, A, n, Di, N);
+#pragma omp parallel for schedule(static) if (n * Di * N > kParallelGrain)
+  for (int64_t t = 0; t < n; ++t) contribution_row(dy.p + t * dy.ld, t, s, u, delta, Bm, Cm, n, Di, N);
+}
+
+template <class T>
+void simba_score_forward(T* scores, SeqView<const T> u, SeqView<const T> delta, const T* A, SeqView<const T> Bm,
+                         SeqView<const T> Cm, int64_t n, int64_t Di, int64_t N, SimbaCriterion criterion) {
+  check_score_inputs("simba_score_forward", u, delta, A, Bm, Cm, n, Di, N);
+  SIMBA_CHECK(scores, "simba_score_forward: scores is null");
+  SIMBA_CHECK(is_ssm_criterion(criterion), "simba_score_forward: criterion " << criterion_name(criterion)
+                                               << " is not computed from the SSM (expected simba, simba-abs or simba-l2)");
+  const ScoreSetup<T> s = setup(delta, A, n, Di, N);
+#pragma omp parallel if (n * Di * N > kParallelGrain)
+  {
+    std::vector<T> row(Di);
+#pragma omp for schedule(static)
+    for (int64_t t = 0; t < n; ++t) {
+      contribution_row(row.data(), t, s, u, delta, Bm, Cm, n, Di, N);
+      scores[t] = reduce_row(row.data(), Di, criterion);
+    }
+  }
+}
+
+#define SIMBA_INSTANTIATE_SCORE(T)                                                                               \
+  template void simba_contribution_forward<T>(SeqView<T>, SeqView<const T>, SeqView<const T>, const T*,          \
+                                              SeqView<const T>, SeqView<const T>, int64_t, int64_t, int64_t);    \
+  template void simba_score_forward<T>(T*, SeqView<const T>, SeqView<const T>, const T*, SeqView<const T>,      \
+                                       SeqView<const T>, int64_t, int64_t, int64_t, SimbaCriterion);
+SIMBA_INSTANTIATE_SCORE(float)
+SIMBA_INSTANTIATE_SCORE(double)
+#undef SIMBA_INSTANTIATE_SCORE
+
+Tensor simba_scores(const MixerTrace& trace, int64_t n, SimbaCriterion criterion) {
+  SIMBA_CHECK(trace.u.defined() && trace.u.dim() == 3 && n >= 1 && trace.u.size(1) >= n,
+              "simba_scores: expected a layer trace with u (B, L, Di), L >= n = "
+                  << n << ", got " << (trace.u.defined() ? shape_str(trace.u.shape()) : "no trace"));
+  const int64_t B = trace.u.size(0), L = trace.u.size(1), Di = trace.u.size(2);
+  SIMBA_CHECK(trace.A.dim() == 2 && trace.A.size(0) == Di, "simba_scores: A must be (Di=" << Di << ", N), got "
+                                                               << shape_str(trace.A.shape()));
+  const int64_t N = trace.A.size(1);
+  SIMBA_CHECK(trace.delta.shape() == (Shape{B, L, Di}) && trace.Bm.shape() == (Shape{B, L, N}) &&
+                  trace.Cm.shape() == (Shape{B, L, N}),
+              "simba_scores: trace shapes u " << shape_str(trace.u.shape()) << ", delta "
+                                              << shape_str(trace.delta.shape()) << ", B " << shape_str(trace.Bm.shape())
+                                              << ", C " << shape_str(trace.Cm.shape()) << " do not fit A "
+                                              << shape_str(trace.A.shape()));
+  Tensor out = Tensor::empty({B, n}, trace.u.dtype());
+  SIMBA_DISPATCH_FLOAT(trace.u.dtype(), "simba_scores", [&] { scores_per_sequence<scalar_t>(out, trace, n, criterion); });
+  return out;
+}
+
+Tensor norm_scores(const Tensor& hidden, int64_t n) {
+  check_stream("norm_scores", hidden, n);
+  return sqrt(sum(square(hidden.narrow(1, 0, n)), -1));
+}
+
+Tensor clip_scores(const Tensor& mixer_out, int64_t n) {
+  check_stream("clip_scores", mixer_out, n);
+  return sum(clamp(mixer_out.narrow(1, 0, n), 0.0, INFINITY), -1);
+}
+
+Tensor random_scores(int64_t B, int64_t n, uint64_t seed, int64_t layer, DType dtype) {
+  Generator g(seed ^ (0x9E3779B97F4A7C15ull * static_cast<uint64_t>(layer + 1)));
+  return rand({n}, g, dtype).unsqueeze(0).expand({B, n}).contiguous();
+}
+
+Tensor stride_scores(int64_t B, int64_t n, int64_t k, DType dtype) {
+  SIMBA_CHECK(k >= 1 && k <= n, "stride_scores: keep k=" << k << " of n=" << n << " tokens, expected 1 <= k <= n");
+  std::vector<double> row(n, 0.0);
+  for (int64_t j = 0; j < k; ++j) row[(n - 1) - j * n / k] = 1.0;
+  return Tensor::from_vector({n}, row, dtype).unsqueeze(0).expand({B, n}).contiguous();
+}
+
+std::vector<int64_t> select_kept(const std::vector<double>& scores, int64_t k) {
+  const int64_t n = static_cast<int64_t>(scores.size());
+  SIMBA_CHECK(n >= 1 && k >= 1 && k <= n, "select_kept: keep k=" << k << " of n=" << n << " tokens, expected 1 <= k <= n");
+  std::vector<int64_t> others(n - 1);
+  for (int64_t t = 0; t < n - 1; ++t) others[t] = t;
+  const auto key = [&](int64_t t) { return std::isnan(scores[t]) ? -INFINITY : scores[t]; };
+  // Higher score first; NaN (as −inf) last; equal keys: earlier position first.
+  std::partial_sort(others.begin(), others.begin() + (k - 1), others.end(), [&](int64_t a, int64_t b) {
+    const double ka = key(a), kb = key(b);
+    return ka != kb ? ka > kb : a < b;
+  });
+  std::vector<int64_t> kept(others.begin(), others.begin() + (k - 1));
+  kept.push_back(n - 1);
+  std::sort(kept.begin(), kept.end());
+  return kept;
+}
+
+}  // namespace simba

@@ -1,0 +1,92 @@
+// ssm/simba_score.h: how a layer ranks its context tokens, and the top-k choice of the kept set.
+//
+// Simba's criterion (the paper [S]: "s(t) = max(Δy_T(t)), where Δy_T(t) captures the influence of
+// token x_t on the final output via the SSM recurrence"). For one layer and one sequence, with
+// that layer's own Δ (after softplus), A = −exp(A_log), B, C and SSM input u (post-conv, post-SiLU)
+// over the n context tokens the layer processes, in their compacted order t = 0..n−1, and the
+// anchor T = n − 1 (the last context token):
+//   Δy_T(t)[d] = Σ_n C_T[n]·exp(A[d,n]·Σ_{k=t+1..T} Δ_k[d])·Δ_t[d]·B_t[n]·u_t[d]        (Q1)
+// which is exactly what u_t contributes to the scan output y_T (ssm/selective_scan.h (1)-(3),
+// unrolled: Π_{k=t+1..T} exp(Δ_k·A) = exp(A·Σ Δ_k)), i.e. y_T minus y_T recomputed with u_t = 0
+// and Δ, B, C held fixed. The reduction over the Di channels is the criterion:
+//   simba      s(t) = max_d Δy_T(t)[d]        (default: the paper's signed max)
+//   simba-abs  s(t) = max_d |Δy_T(t)[d]|
+//   simba-l2   s(t) = ||Δy_T(t)||_2
+// Choices where the paper is silent (simba-paper.md §4.2, [UNK]/[I]):
+//   - the state dim N is contracted with C_T (y_T = C_T·h_T), not maxed over;
+//   - the signed max is the default (the only formula seen has no absolute value); abs and l2
+//     are the alternatives;
+//   - the D-skip term D·u_T is excluded (it touches t = T only), as are the SiLU(z) gate and
+//     out_proj: the score is of the SSM output y_T before gating;
+//   - "x_t" is the scan input u_t;
+//   - the sums over k run over the tokens this layer processes only (after pruning, dropped
+//     tokens no longer take part in the recurrence), and continuation tokens never enter: the
+//     anchor is the last CONTEXT token (ssm/simba_forward.h);
+//   - scores are per sequence.
+// Computation: O(n·Di·N) time, one exp per (t, d, n), from the reverse cumulative sum
+//   S_t[d] = Σ_{k=t+1..n−1} Δ_k[d]                                                       (Q2)
+// (accumulated in double, stored in T); no (n, Di, N) tensor is formed, the scratch is
+// S (n, Di), A transposed (N, Di) and one Di row per thread. There is no backward: the scores
+// only choose an index set, and gradients never flow through a discrete choice.
+//
+// Baseline criteria for ablations (simba-paper.md §5.4):
+//   random  uniform [0, 1) numbers from Generator(seed ^ (0x9E3779B97F4A7C15·(ℓ + 1))) for layer ℓ,
+//           drawn for t = 0..n−1 in order and shared by every sequence of a batch (so a batch
+//           gives the same kept sets as its sequences run one by one).
+//   stride  uniform positions: of the n tokens, keep t_j = (n − 1) − floor(j·n/k), j = 0..k−1
+//           (evenly spaced counting back from the anchor, which is t_0); the score is 1 for those
+//           and 0 for the rest, so top-k picks exactly them.
+//   norm    ||h_t||_2 of the layer's INPUT residual stream (before its RMSNorm).
+//   clip    Σ_d max(0, o_t[d]) with o = the layer's mixer output, UTR's 'clip' metric
+//           (wuyushuwys/ToR_SSM mamba_wrap.py: hidden_states.clamp(min=0).sum(-1) on what the
+//           mamba_ssm Block returns as hidden_states, i.e. mixer(norm(residual)) without the
+//           residual). UTR maps a sum of exactly 0 to −inf; 0 is already the lowest possible
+//           value, so the ranking is the same and we keep 0.
+//
+// Selection (select_kept): the anchor plus the k − 1 highest-scoring other tokens; ties go to
+// the earlier position; a NaN score ranks as −∞; the result is in ascending order
+// (original order, which the recurrence of the next layer needs).
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "ssm/mamba_mixer.h"
+#include "ssm/selective_scan.h"
+#include "ssm/simba.h"
+
+namespace simba {
+
+// dy:      (n, Di) rows, written: Δy_T(t)[d] of (Q1) for every t and d.
+// u, delta:(n, Di) rows of one sequence (delta > 0, softplus applied).
+// A:       (Di, N) contiguous, A = −exp(A_log).
+// Bm, Cm:  (n, N) rows. The anchor T is row n − 1.
+// Rows of a SeqView are `ld` elements apart (ssm/selective_scan.h). OpenMP over t, each row
+// computed by one thread in a fixed order: bit-identical for any thread count.
+template <class T>
+void simba_contribution_forward(SeqView<T> dy, SeqView<const T> u, SeqView<const T> delta, const T* A,
+                                SeqView<const T> Bm, SeqView<const T> Cm, int64_t n, int64_t Di, int64_t N);
+
+// scores: (n) contiguous, written: s(t) for criterion simba, simba-abs or simba-l2 (anything
+// else is an error). Inputs as for simba_contribution_forward. l2 accumulates Σ_d v² in double.
+// A NaN anywhere in Δy_T(t) makes s(t) NaN. Deterministic like the above.
+template <class T>
+void simba_score_forward(T* scores, SeqView<const T> u, SeqView<const T> delta, const T* A, SeqView<const T> Bm,
+                         SeqView<const T> Cm, int64_t n, int64_t Di, int64_t N, SimbaCriterion criterion);
+
+// The scores of the first n rows of every sequence of a layer, (B, n) in the trace's dtype.
+// trace: the layer's MixerTrace (u, delta (B, L, Di); A (Di, N); Bm, Cm (B, L, N)), L >= n.
+Tensor simba_scores(const MixerTrace& trace, int64_t n, SimbaCriterion criterion);
+// hidden (B, L, D), the layer's input residual stream -> (B, n): ||hidden[b, t]||_2, t < n.
+Tensor norm_scores(const Tensor& hidden, int64_t n);
+// mixer_out (B, L, D) -> (B, n): Σ_d max(0, mixer_out[b, t, d]), t < n.
+Tensor clip_scores(const Tensor& mixer_out, int64_t n);
+// (B, n): the random criterion's numbers for layer `layer` (the same row for every b).
+Tensor random_scores(int64_t B, int64_t n, uint64_t seed, int64_t layer, DType dtype);
+// (B, n): 1 at the k stride positions, 0 elsewhere (1 <= k <= n).
+Tensor stride_scores(int64_t B, int64_t n, int64_t k, DType dtype);
+
+// The kept set: k (1 <= k <= n) indices into 0..n−1, ascending, always holding n − 1.
+std::vector<int64_t> select_kept(const std::vector<double>& scores, int64_t k);
+
+}  // namespace simba
