@@ -30,7 +30,7 @@ Variable matmul(const Variable& a, const Variable& b) {
                        Tensor da, db;
                        if (need_a) da = sum_to(matmul(g, bv.transpose(-1, -2)), av.shape());
                        if (need_b) {
-                         if (shared_matrix(bv.shape()) && av.dim() >= 2) {
+                         if (shared_matrix(bv.shape())) {
                            const int64_t rows = shape_numel(Shape(av.shape().begin(), av.shape().end() - 1));
                            const Tensor a_flat = av.reshape({rows, av.size(-1)});
                            const Tensor g_flat = g.reshape({rows, g.size(-1)});

@@ -13,11 +13,13 @@ thread_local bool t_grad_enabled = true;
 // Add g into slot, allocating on first use. Shapes must agree exactly: a
 // backward function returning a wrongly shaped gradient is a bug we want to
 // catch where it happens, not three ops later.
-void accumulate(Tensor& slot, const Tensor& g, const std::string& where) {
+// Gradients are never modified in place (a sum makes a new tensor), so an
+// intermediate gradient may share memory with whatever a backward returned;
+// a leaf's .grad is handed to the user and optimisers, so it gets its own copy.
+void accumulate(Tensor& slot, const Tensor& g, const std::string& where, bool own) {
   SIMBA_CHECK(g.defined(), "internal: undefined gradient accumulated into " << where);
   if (!slot.defined()) {
-    // Own the memory: g may alias a tensor of the graph (identity backward).
-    slot = g.clone();
+    slot = own ? g.clone() : g;
     return;
   }
   SIMBA_CHECK(slot.shape() == g.shape(), "gradient shape mismatch in " << where << ": have "
@@ -85,7 +87,7 @@ void Variable::backward(const Tensor& grad_output, bool retain_graph) const {
                                                                        << " for an output of shape "
                                                                        << shape_str(shape()));
   if (is_leaf()) {
-    accumulate(impl_->grad, seed, "leaf");
+    accumulate(impl_->grad, seed, "leaf", /*own=*/true);
     return;
   }
 
@@ -132,9 +134,9 @@ void Variable::backward(const Tensor& grad_output, bool retain_graph) const {
                                             << shape_str(input_grads[i].shape()) << ", the input has shape "
                                             << shape_str(in->data.shape()));
       if (in->grad_fn)
-        accumulate(grads[in->grad_fn.get()], input_grads[i], "node '" + in->grad_fn->name + "'");
+        accumulate(grads[in->grad_fn.get()], input_grads[i], "node '" + in->grad_fn->name + "'", /*own=*/false);
       else
-        accumulate(in->grad, input_grads[i], "leaf gradient");
+        accumulate(in->grad, input_grads[i], "leaf gradient", /*own=*/true);
     }
     if (!retain_graph) {
       node->backward = nullptr;  // releases the saved tensors

@@ -105,7 +105,7 @@ void BM_scan(benchmark::State& state) {
 
 }  // namespace
 
-BENCHMARK(BM_train_step)->Arg(0)->Arg(1)->Unit(benchmark::kMillisecond)->MinTime(3.0)->UseRealTime();
-BENCHMARK(BM_inference)->Arg(0)->Arg(1)->Unit(benchmark::kMillisecond)->MinTime(2.0)->UseRealTime();
+BENCHMARK(BM_train_step)->Arg(0)->Arg(1)->Unit(benchmark::kMillisecond)->MinWarmUpTime(2.0)->MinTime(8.0)->UseRealTime();
+BENCHMARK(BM_inference)->Arg(0)->Arg(1)->Unit(benchmark::kMillisecond)->MinWarmUpTime(1.0)->MinTime(3.0)->UseRealTime();
 BENCHMARK(BM_scan)->Args({0, 0})->Args({0, 1})->Args({1, 0})->Args({1, 1})->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK_MAIN();

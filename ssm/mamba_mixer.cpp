@@ -61,9 +61,13 @@ MambaMixer::MambaMixer(const MambaConfig& cfg, Generator& g, DType dtype)
 Variable MambaMixer::forward(const Variable& hidden, MixerTrace* trace) const {
   SIMBA_CHECK(hidden.dim() == 3 && hidden.size(2) == D,
               "MambaMixer: expected hidden states (B, L, " << D << "), got " << shape_str(hidden.shape()));
-  Variable xz = in_proj->forward(hidden);                       // (B, L, 2Di)
-  Variable x = narrow(xz, -1, 0, Di);                           // (B, L, Di) column view
-  Variable z = narrow(xz, -1, Di, Di);                          // (B, L, Di) column view
+  // in_proj as two GEMMs on the two row blocks of its weight, x = h·W[:Di]ᵀ and
+  // z = h·W[Di:]ᵀ: the same products as splitting h·Wᵀ, but the backward then
+  // slices the small (2Di, D) weight gradient instead of scattering two
+  // (B, L, Di) gradients into a zeroed (B, L, 2Di) buffer.
+  auto rows = [&](const Variable& p, int64_t start) { return p.defined() ? narrow(p, 0, start, Di) : Variable(); };
+  Variable x = linear(hidden, rows(in_proj->weight, 0), rows(in_proj->bias, 0));    // (B, L, Di)
+  Variable z = linear(hidden, rows(in_proj->weight, Di), rows(in_proj->bias, Di));  // (B, L, Di)
   Variable u = silu(conv1d->forward(x));                        // (B, L, Di)
   Variable x_dbl = x_proj->forward(u);                          // (B, L, R+2N)
   Variable delta = softplus(dt_proj->forward(narrow(x_dbl, -1, 0, R)));  // (B, L, Di)

@@ -114,13 +114,15 @@ std::shared_ptr<MambaLM> MambaLM::load(const std::string& dir, DType dtype) {
   return model;
 }
 
-void MambaLM::save(const std::string& dir) const {
+void MambaLM::save(const std::string& dir, const std::map<std::string, std::string>& metadata) const {
   make_dirs(dir);
   // Weights first, config last: a directory whose config.json is new always
   // has weights at least as new.
   TensorMap tensors;
   for (auto& [name, t] : state_tensors()) tensors[name] = t.to(DType::F32);
-  save_safetensors(dir + "/model.safetensors", tensors, {{"format", "pt"}});
+  SafetensorsMetadata all = metadata;
+  all["format"] = "pt";  // what transformers' loader requires
+  save_safetensors(dir + "/model.safetensors", tensors, all);
   cfg_.save(dir + "/config.json");
 }
 

@@ -44,7 +44,9 @@ class MambaLM : public Module {
   // config; missing and unexpected tensors are errors naming them.
   static std::shared_ptr<MambaLM> load(const std::string& dir, DType dtype = DType::F32);
   // Writes config.json and model.safetensors into `dir` (created), atomically each.
-  void save(const std::string& dir) const;
+  // `metadata` entries are added to model.safetensors' __metadata__ next to
+  // {"format": "pt"} (a training run stamps its step there).
+  void save(const std::string& dir, const std::map<std::string, std::string>& metadata = {}) const;
   // Copies named tensors into the parameters (the map uses HF names).
   void load_tensors(const std::map<std::string, Tensor>& tensors, const std::string& source);
   std::map<std::string, Tensor> state_tensors() const;  // HF name -> parameter data

@@ -15,24 +15,25 @@
 // (9) and (10) use ∂a_t/∂Δ_t = A·a_t and ∂a_t/∂A = Δ_t·a_t from (1).
 //
 // Fast path design.
-// - Work unit = (batch, block of W channels). Channels are contiguous in every (B, L, Di)
-//   row, so each time step is a few contiguous loads, and the block's state h[n][c] (N·W
-//   values) stays in L1/L2. Loops over c have the compile-time trip count W and `omp simd`,
-//   so exp (1) runs as the vectorised polynomial exp_fast below. A partial last block is
-//   padded with Δ = u = dout = 0, which keeps a = 1 and h = G = 0 there.
+// - Work unit = (batch, block of W channels) in the forward, (batch, group of consecutive
+//   blocks) in the backward. Channels are contiguous in every (B, L, Di) row, so each time
+//   step is a few contiguous loads, and a block's state h[n][c] (N·W values) stays in L1/L2.
+//   Loops over c have the compile-time trip count W and `omp simd`, so exp (1) runs as the
+//   vectorised polynomial exp_fast below. A partial last block is padded with
+//   Δ = u = dout = 0, which keeps a = 1 and h = G = 0 there.
 // - Backward never stores all L states: a first sweep keeps h at every kChunk-th step, then
 //   chunks are processed last to first, each recomputing its kChunk states (and a_t) from its
 //   saved start state before running (5)-(13) backwards through it. Scratch per thread is
 //   O((L/kChunk + kChunk)·N·W).
 // - Determinism: dB, dC (summed over channels) and dA, dD (summed over batch) are written to
-//   per-unit partial buffers and then summed in a fixed order. How the units are grouped
-//   depends only on the sizes, never on the thread count, so results are bit-identical run
-//   to run and for any number of threads.
+//   per-unit partial buffers and then summed in a fixed order. A unit's result depends only
+//   on its inputs (per-thread scratch is re-initialised per unit) and the grouping only on
+//   the sizes, so results are bit-identical run to run and for any number of threads, and
+//   units can be scheduled dynamically (which absorbs cores shared with other work).
 #include "ssm/selective_scan.h"
 
 #include <algorithm>
 #include <cmath>
-#include <cstring>
 #include <vector>
 
 #ifdef _OPENMP
@@ -45,7 +46,7 @@
 // exp_fast rounds with the (x + 1.5·2^m) − 1.5·2^m trick, which value-changing
 // reassociation would fold away.
 #ifdef __FAST_MATH__
-#error "ssm/selective_scan.cpp must not be compiled with -ffast-math (exp_fast relies on IEEE rounding)"
+#error "selective_scan.cpp needs IEEE rounding: build it without -ffast-math"
 #endif
 
 namespace simba {
@@ -108,8 +109,8 @@ inline double exp_fast(double x) {
   p = p * r + 0.5;
   p = p * r + 1.0;
   p = p * r + 1.0;
-  const uint64_t bits =
-      (__builtin_bit_cast(uint64_t, shifted) - 0x4338000000000000ull + 1023u) << 52;
+  const uint64_t bits = (__builtin_bit_cast(uint64_t, shifted) - 0x4338000000000000ull + 1023u)
+                        << 52;
   double e = p * __builtin_bit_cast(double, bits);
   e = x < -708.0 ? 0.0 : e;
   e = x > 709.0 ? HUGE_VAL : e;
@@ -150,9 +151,9 @@ template <class T>
 void check_inputs(const char* op, SeqView<const T> u, SeqView<const T> delta, const T* A,
                   SeqView<const T> Bm, SeqView<const T> Cm, SeqView<const T> z, int64_t B,
                   int64_t L, int64_t Di, int64_t N) {
-  SIMBA_CHECK(B >= 1 && L >= 1 && Di >= 1 && N >= 1,
-              op << ": sizes must be >= 1, got B=" << B << " L=" << L << " Di=" << Di
-                 << " N=" << N);
+  SIMBA_CHECK(B >= 1 && L >= 1 && Di >= 1 && N >= 1, op << ": sizes must be >= 1, got B=" << B
+                                                        << " L=" << L << " Di=" << Di
+                                                        << " N=" << N);
   check_rows(op, "u", u, Di, "Di");
   check_rows(op, "delta", delta, Di, "Di");
   SIMBA_CHECK(A != nullptr, op << ": A (Di, N) is null");
@@ -286,7 +287,7 @@ void selective_scan_forward_ref(SeqView<T> out, T* h_last, SeqView<const T> u,
         T y = 0;
         for (int64_t n = 0; n < N; ++n) {
           h[n] = std::exp(dt * A[d * N + n]) * h[n] + dt * Bm.p[r * Bm.ld + n] * x;  // (1)-(2)
-          y += Cm.p[r * Cm.ld + n] * h[n];                                            // (3)
+          y += Cm.p[r * Cm.ld + n] * h[n];                                           // (3)
         }
         if (Dskip) y += Dskip[d] * x;
         if (z.p) {
@@ -303,11 +304,11 @@ void selective_scan_forward_ref(SeqView<T> out, T* h_last, SeqView<const T> u,
 
 template <class T>
 void selective_scan_backward_ref(SeqView<T> du, SeqView<T> ddelta, T* dA, SeqView<T> dB,
-                                 SeqView<T> dC, T* dD, SeqView<T> dz, T* dh0,
-                                 SeqView<const T> dout, const T* dh_last, SeqView<const T> u,
-                                 SeqView<const T> delta, const T* A, SeqView<const T> Bm,
-                                 SeqView<const T> Cm, const T* Dskip, SeqView<const T> z,
-                                 const T* h0, int64_t B, int64_t L, int64_t Di, int64_t N) {
+                                 SeqView<T> dC, T* dD, SeqView<T> dz, T* dh0, SeqView<const T> dout,
+                                 const T* dh_last, SeqView<const T> u, SeqView<const T> delta,
+                                 const T* A, SeqView<const T> Bm, SeqView<const T> Cm,
+                                 const T* Dskip, SeqView<const T> z, const T* h0, int64_t B,
+                                 int64_t L, int64_t Di, int64_t N) {
   const char* op = "selective_scan_backward_ref";
   check_inputs(op, u, delta, A, Bm, Cm, z, B, L, Di, N);
   check_grads(op, du, ddelta, dA, dB, dC, dD, dz, dout, Dskip, z, Di, N);
@@ -347,21 +348,21 @@ void selective_scan_backward_ref(SeqView<T> du, SeqView<T> ddelta, T* dA, SeqVie
           }
         }
         if (dD) dD[d] += dy * x;  // (11)
-        T dx = Dskip ? Dskip[d] * dy : T(0);
-        T ddt = 0;
+        T gu = Dskip ? Dskip[d] * dy : T(0);
+        T gdelta = 0;
         for (int64_t n = 0; n < N; ++n) {
           const T bn = Bm.p[r * Bm.ld + n], cn = Cm.p[r * Cm.ld + n];
           const T a = std::exp(dt * A[d * N + n]);
-          const T g = G[n] + cn * dy;                           // (5)
-          dC.p[r * dC.ld + n] += dy * ht[n];                    // (6)
-          dB.p[r * dB.ld + n] += g * dt * x;                    // (7)
-          dx += g * dt * bn;                                    // (8)
-          ddt += g * (A[d * N + n] * a * hp[n] + bn * x);       // (9)
-          dA[d * N + n] += g * dt * a * hp[n];                  // (10)
+          const T g = G[n] + cn * dy;                         // (5)
+          dC.p[r * dC.ld + n] += dy * ht[n];                  // (6)
+          dB.p[r * dB.ld + n] += g * dt * x;                  // (7)
+          gu += g * dt * bn;                                  // (8)
+          gdelta += g * (A[d * N + n] * a * hp[n] + bn * x);  // (9)
+          dA[d * N + n] += g * dt * a * hp[n];                // (10)
           G[n] = g * a;
         }
-        du.p[r * du.ld + d] = dx;
-        ddelta.p[r * ddelta.ld + d] = ddt;
+        du.p[r * du.ld + d] = gu;
+        ddelta.p[r * ddelta.ld + d] = gdelta;
       }
       if (dh0)
         for (int64_t n = 0; n < N; ++n) dh0[(b * Di + d) * N + n] = G[n];  // (13)
@@ -396,7 +397,7 @@ void selective_scan_forward(SeqView<T> out, T* h_last, SeqView<const T> u, SeqVi
     T* dx = x + W;
     T* y = dx + W;
     T* zz = y + W;
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic)
     for (int64_t unit = 0; unit < units; ++unit) {
       const int64_t b = unit / nblk, c0 = unit % nblk * W;
       const int64_t nc = std::min(W, Di - c0);
@@ -411,13 +412,12 @@ void selective_scan_forward(SeqView<T> out, T* h_last, SeqView<const T> u, SeqVi
         load_step<W>(dt, x, dx, delta, u, r, c0, nc);
 #pragma omp simd
         for (int64_t c = 0; c < W; ++c) y[c] = Dv[c] * x[c];
-        advance_state<W, true, false>(h, static_cast<T*>(nullptr), y, h, At, dt, dx,
-                                   Bm.p + r * Bm.ld, Cm.p + r * Cm.ld, N);
+        advance_state<W, true, false, T>(h, nullptr, y, h, At, dt, dx, Bm.p + r * Bm.ld,
+                                         Cm.p + r * Cm.ld, N);
         if (z.p) {
           load_block<W>(zz, z.p + r * z.ld + c0, nc);
 #pragma omp simd
-          for (int64_t c = 0; c < W; ++c)
-            y[c] *= zz[c] / (T(1) + exp_fast(-zz[c]));  // (4)
+          for (int64_t c = 0; c < W; ++c) y[c] *= zz[c] / (T(1) + exp_fast(-zz[c]));  // (4)
         }
         store_block<W>(out.p + r * out.ld + c0, y, nc);
       }
@@ -427,12 +427,12 @@ void selective_scan_forward(SeqView<T> out, T* h_last, SeqView<const T> u, SeqVi
 }
 
 template <class T>
-void selective_scan_backward(SeqView<T> du, SeqView<T> ddelta, T* dA, SeqView<T> dB,
-                             SeqView<T> dC, T* dD, SeqView<T> dz, T* dh0, SeqView<const T> dout,
-                             const T* dh_last, SeqView<const T> u, SeqView<const T> delta,
-                             const T* A, SeqView<const T> Bm, SeqView<const T> Cm,
-                             const T* Dskip, SeqView<const T> z, const T* h0, int64_t B,
-                             int64_t L, int64_t Di, int64_t N) {
+void selective_scan_backward(SeqView<T> du, SeqView<T> ddelta, T* dA, SeqView<T> dB, SeqView<T> dC,
+                             T* dD, SeqView<T> dz, T* dh0, SeqView<const T> dout, const T* dh_last,
+                             SeqView<const T> u, SeqView<const T> delta, const T* A,
+                             SeqView<const T> Bm, SeqView<const T> Cm, const T* Dskip,
+                             SeqView<const T> z, const T* h0, int64_t B, int64_t L, int64_t Di,
+                             int64_t N) {
   const char* op = "selective_scan_backward";
   constexpr int64_t W = kBackwardBlock;
   check_inputs(op, u, delta, A, Bm, Cm, z, B, L, Di, N);
@@ -481,11 +481,11 @@ void selective_scan_backward(SeqView<T> du, SeqView<T> ddelta, T* dA, SeqView<T>
     T* sg = zz + W;
     T* dy = sg + W;
     T* y = dy + W;
-    T* dxg = y + W;
-    T* ddt = dxg + W;
-    T* dDacc = ddt + W;
+    T* gu = y + W;
+    T* gdelta = gu + W;
+    T* dDacc = gdelta + W;
 
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic)
     for (int64_t unit = 0; unit < units; ++unit) {
       const int64_t b = unit / groups, g = unit % groups;
       T* dBrows = dBp + (g * B + b) * L * N;
@@ -511,9 +511,8 @@ void selective_scan_backward(SeqView<T> du, SeqView<T> ddelta, T* dA, SeqView<T>
           for (int64_t t = (k - 1) * kChunk; t < k * kChunk; ++t) {
             const int64_t r = b * L + t;
             load_step<W>(dt, x, dx, delta, u, r, c0, nc);
-            advance_state<W, false, false>(hk, static_cast<T*>(nullptr), static_cast<T*>(nullptr),
-                                        hk, At, dt, dx, Bm.p + r * Bm.ld,
-                                        static_cast<const T*>(nullptr), N);
+            advance_state<W, false, false, T>(hk, nullptr, nullptr, hk, At, dt, dx,
+                                              Bm.p + r * Bm.ld, nullptr, N);
           }
         }
 
@@ -524,10 +523,9 @@ void selective_scan_backward(SeqView<T> du, SeqView<T> ddelta, T* dA, SeqView<T>
           for (int64_t t = t0; t < t1; ++t) {
             const int64_t r = b * L + t, i = t - t0;
             load_step<W>(dtbuf + i * W, xbuf + i * W, dxbuf + i * W, delta, u, r, c0, nc);
-            advance_state<W, false, true>(hbuf + (i + 1) * nc_arr, abuf + i * nc_arr,
-                                          static_cast<T*>(nullptr), hbuf + i * nc_arr, At,
-                                          dtbuf + i * W, dxbuf + i * W, Bm.p + r * Bm.ld,
-                                          static_cast<const T*>(nullptr), N);
+            advance_state<W, false, true, T>(hbuf + (i + 1) * nc_arr, abuf + i * nc_arr, nullptr,
+                                             hbuf + i * nc_arr, At, dtbuf + i * W, dxbuf + i * W,
+                                             Bm.p + r * Bm.ld, nullptr, N);
           }
           for (int64_t t = t1 - 1; t >= t0; --t) {
             const int64_t r = b * L + t, i = t - t0;
@@ -548,8 +546,8 @@ void selective_scan_backward(SeqView<T> du, SeqView<T> ddelta, T* dA, SeqView<T>
 #pragma omp simd
             for (int64_t c = 0; c < W; ++c) {
               y[c] = Dv[c] * xr[c];
-              dxg[c] = Dv[c] * dy[c];  // second term of (8)
-              ddt[c] = T(0);
+              gu[c] = Dv[c] * dy[c];  // second term of (8)
+              gdelta[c] = T(0);
               dDacc[c] += dy[c] * xr[c];  // (11)
             }
             const T* Bt = Bm.p + r * Bm.ld;
@@ -568,20 +566,20 @@ void selective_scan_backward(SeqView<T> du, SeqView<T> ddelta, T* dA, SeqView<T>
 #pragma omp simd reduction(+ : sB, sC)
               for (int64_t c = 0; c < W; ++c) {
                 const T gt = Gn[c] + cn * dy[c];  // (5)
-                y[c] += cn * ht[c];                // (3), for (12)
-                sC += dy[c] * ht[c];               // (6)
-                sB += gt * dxr[c];                  // (7)
-                dxg[c] += gt * dtr[c] * bn;         // (8)
+                y[c] += cn * ht[c];               // (3), for (12)
+                sC += dy[c] * ht[c];              // (6)
+                sB += gt * dxr[c];                // (7)
+                gu[c] += gt * dtr[c] * bn;        // (8)
                 const T w = gt * an[c] * hp[c];
-                ddt[c] += w * Atn[c] + gt * bn * xr[c];  // (9)
-                dAn[c] += w * dtr[c];                    // (10)
+                gdelta[c] += w * Atn[c] + gt * bn * xr[c];  // (9)
+                dAn[c] += w * dtr[c];                       // (10)
                 Gn[c] = gt * an[c];
               }
               dBt[n] += sB;
               dCt[n] += sC;
             }
-            store_block<W>(du.p + r * du.ld + c0, dxg, nc);
-            store_block<W>(ddelta.p + r * ddelta.ld + c0, ddt, nc);
+            store_block<W>(du.p + r * du.ld + c0, gu, nc);
+            store_block<W>(ddelta.p + r * ddelta.ld + c0, gdelta, nc);
             if (dz.p) {
 #pragma omp simd
               for (int64_t c = 0; c < W; ++c)
@@ -626,25 +624,21 @@ void selective_scan_backward(SeqView<T> du, SeqView<T> ddelta, T* dA, SeqView<T>
   }
 }
 
-#define SIMBA_SELECTIVE_SCAN_INSTANTIATE(T)                                                     \
-  template void selective_scan_forward<T>(SeqView<T>, T*, SeqView<const T>, SeqView<const T>,   \
-                                          const T*, SeqView<const T>, SeqView<const T>,         \
-                                          const T*, SeqView<const T>, const T*, int64_t,        \
-                                          int64_t, int64_t, int64_t);                           \
-  template void selective_scan_forward_ref<T>(                                                  \
-      SeqView<T>, T*, SeqView<const T>, SeqView<const T>, const T*, SeqView<const T>,           \
-      SeqView<const T>, const T*, SeqView<const T>, const T*, int64_t, int64_t, int64_t,        \
-      int64_t);                                                                                 \
-  template void selective_scan_backward<T>(                                                     \
-      SeqView<T>, SeqView<T>, T*, SeqView<T>, SeqView<T>, T*, SeqView<T>, T*, SeqView<const T>, \
-      const T*, SeqView<const T>, SeqView<const T>, const T*, SeqView<const T>,                 \
-      SeqView<const T>, const T*, SeqView<const T>, const T*, int64_t, int64_t, int64_t,        \
-      int64_t);                                                                                 \
-  template void selective_scan_backward_ref<T>(                                                 \
-      SeqView<T>, SeqView<T>, T*, SeqView<T>, SeqView<T>, T*, SeqView<T>, T*, SeqView<const T>, \
-      const T*, SeqView<const T>, SeqView<const T>, const T*, SeqView<const T>,                 \
-      SeqView<const T>, const T*, SeqView<const T>, const T*, int64_t, int64_t, int64_t,        \
-      int64_t);
+#define SIMBA_SELECTIVE_SCAN_INSTANTIATE(T)                                                        \
+  template void selective_scan_forward<T>(                                                         \
+      SeqView<T>, T*, SeqView<const T>, SeqView<const T>, const T*, SeqView<const T>,              \
+      SeqView<const T>, const T*, SeqView<const T>, const T*, int64_t, int64_t, int64_t, int64_t); \
+  template void selective_scan_forward_ref<T>(                                                     \
+      SeqView<T>, T*, SeqView<const T>, SeqView<const T>, const T*, SeqView<const T>,              \
+      SeqView<const T>, const T*, SeqView<const T>, const T*, int64_t, int64_t, int64_t, int64_t); \
+  template void selective_scan_backward<T>(                                                        \
+      SeqView<T>, SeqView<T>, T*, SeqView<T>, SeqView<T>, T*, SeqView<T>, T*, SeqView<const T>,    \
+      const T*, SeqView<const T>, SeqView<const T>, const T*, SeqView<const T>, SeqView<const T>,  \
+      const T*, SeqView<const T>, const T*, int64_t, int64_t, int64_t, int64_t);                   \
+  template void selective_scan_backward_ref<T>(                                                    \
+      SeqView<T>, SeqView<T>, T*, SeqView<T>, SeqView<T>, T*, SeqView<T>, T*, SeqView<const T>,    \
+      const T*, SeqView<const T>, SeqView<const T>, const T*, SeqView<const T>, SeqView<const T>,  \
+      const T*, SeqView<const T>, const T*, int64_t, int64_t, int64_t, int64_t);
 
 SIMBA_SELECTIVE_SCAN_INSTANTIATE(float)
 SIMBA_SELECTIVE_SCAN_INSTANTIATE(double)

@@ -34,7 +34,8 @@ struct SeqView {
 
 // out:    (B, L, Di) rows, written.
 // h_last: (B, Di, N) contiguous, the final state h_{L-1}; nullptr to skip. Passing it as
-//         h0 of the next call continues the scan exactly (recurrent step / segment hand-off).
+//         h0 of the next call continues the scan exactly (recurrent step / segment hand-off);
+//         it may be the same buffer as h0, which then updates the state in place.
 // u, delta: (B, L, Di) rows; delta > 0 already (softplus applied by the caller).
 // A:      (Di, N) contiguous, A = -exp(A_log).
 // Bm, Cm: (B, L, N) rows, shared by all channels.
@@ -61,18 +62,18 @@ void selective_scan_forward_ref(SeqView<T> out, T* h_last, SeqView<const T> u,
 // dout: (B, L, Di) rows. dh_last: (B, Di, N) or nullptr (h_last not used downstream).
 // The remaining inputs and sizes are exactly those given to the forward.
 template <class T>
-void selective_scan_backward(SeqView<T> du, SeqView<T> ddelta, T* dA, SeqView<T> dB,
-                             SeqView<T> dC, T* dD, SeqView<T> dz, T* dh0, SeqView<const T> dout,
-                             const T* dh_last, SeqView<const T> u, SeqView<const T> delta,
-                             const T* A, SeqView<const T> Bm, SeqView<const T> Cm,
-                             const T* Dskip, SeqView<const T> z, const T* h0, int64_t B,
-                             int64_t L, int64_t Di, int64_t N);
+void selective_scan_backward(SeqView<T> du, SeqView<T> ddelta, T* dA, SeqView<T> dB, SeqView<T> dC,
+                             T* dD, SeqView<T> dz, T* dh0, SeqView<const T> dout, const T* dh_last,
+                             SeqView<const T> u, SeqView<const T> delta, const T* A,
+                             SeqView<const T> Bm, SeqView<const T> Cm, const T* Dskip,
+                             SeqView<const T> z, const T* h0, int64_t B, int64_t L, int64_t Di,
+                             int64_t N);
 template <class T>
 void selective_scan_backward_ref(SeqView<T> du, SeqView<T> ddelta, T* dA, SeqView<T> dB,
-                                 SeqView<T> dC, T* dD, SeqView<T> dz, T* dh0,
-                                 SeqView<const T> dout, const T* dh_last, SeqView<const T> u,
-                                 SeqView<const T> delta, const T* A, SeqView<const T> Bm,
-                                 SeqView<const T> Cm, const T* Dskip, SeqView<const T> z,
-                                 const T* h0, int64_t B, int64_t L, int64_t Di, int64_t N);
+                                 SeqView<T> dC, T* dD, SeqView<T> dz, T* dh0, SeqView<const T> dout,
+                                 const T* dh_last, SeqView<const T> u, SeqView<const T> delta,
+                                 const T* A, SeqView<const T> Bm, SeqView<const T> Cm,
+                                 const T* Dskip, SeqView<const T> z, const T* h0, int64_t B,
+                                 int64_t L, int64_t Di, int64_t N);
 
 }  // namespace simba

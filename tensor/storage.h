@@ -33,7 +33,7 @@ class Allocator {
  public:
   virtual ~Allocator() = default;
   virtual void* allocate(size_t nbytes, int device_index) = 0;
-  virtual void deallocate(void* ptr, int device_index) = 0;
+  virtual void deallocate(void* ptr, size_t nbytes, int device_index) = 0;
 };
 
 // The allocator for a device type; throws a clear error for a device type

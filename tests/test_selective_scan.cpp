@@ -5,13 +5,16 @@
 // 3. The fast path equals the reference, forward and backward, float64 and float32, over
 //    awkward sizes, optional operands and strided (ld > width) views.
 // 4. The fast backward is deterministic: bit-identical on repeat and for 1 vs 2 threads.
-// 5. h_last is the final state, and h_last -> h0 hand-off reproduces the concatenated scan.
+// 5. h_last is the final state, and h_last -> h0 hand-off reproduces the concatenated scan,
+//    forward and backward (dh0 of a segment -> dh_last of the one before); step mode (L = 1,
+//    state updated in place) reproduces the full scan bit for bit.
+// 6. Unwanted gradients (dD, dz, dh0 = nullptr) are skipped without changing the others, and
+//    inconsistent arguments throw simba::Error.
 #include <doctest/doctest.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
-#include <cstring>
 #include <limits>
 #include <map>
 #include <random>
@@ -44,10 +47,10 @@ struct Config {
 };
 
 std::string describe(const Config& c) {
-  return "B=" + std::to_string(c.B) + " L=" + std::to_string(c.L) + " Di=" +
-         std::to_string(c.Di) + " N=" + std::to_string(c.N) + " z=" + std::to_string(c.z) +
-         " D=" + std::to_string(c.D) + " h0=" + std::to_string(c.h0) +
-         " dh_last=" + std::to_string(c.dh_last) + " pad=" + std::to_string(c.pad);
+  return "B=" + std::to_string(c.B) + " L=" + std::to_string(c.L) + " Di=" + std::to_string(c.Di) +
+         " N=" + std::to_string(c.N) + " z=" + std::to_string(c.z) + " D=" + std::to_string(c.D) +
+         " h0=" + std::to_string(c.h0) + " dh_last=" + std::to_string(c.dh_last) +
+         " pad=" + std::to_string(c.pad);
 }
 
 // Value in every cell a kernel must neither read (inputs: NaN poisons any result that reads
@@ -165,8 +168,8 @@ Results run_forward(const Inputs<T>& in, bool fast) {
   const auto fwd = fast ? selective_scan_forward<T> : selective_scan_forward_ref<T>;
   std::vector<T> out(c.B * c.L * in.ld_d, T(kPadOut));
   std::vector<T> h_last(c.B * c.Di * c.N, T(kPadOut));
-  fwd({out.data(), in.ld_d}, h_last.data(), in.u(), in.dl(), in.A.data(), in.Bm(), in.Cm(),
-      in.Dp(), in.z(), in.h0p(), c.B, c.L, c.Di, c.N);
+  fwd({out.data(), in.ld_d}, h_last.data(), in.u(), in.dl(), in.A.data(), in.Bm(), in.Cm(), in.Dp(),
+      in.z(), in.h0p(), c.B, c.L, c.Di, c.N);
   Results res;
   res["out"] = take_rows(out, c.B * c.L, in.ld_d, {{0, c.Di}}, 0);
   res["h_last"] = to_double(h_last);
@@ -174,34 +177,39 @@ Results run_forward(const Inputs<T>& in, bool fast) {
 }
 
 // Every output buffer starts filled with kPadOut, so a kernel that accumulates instead of
-// overwriting, or writes outside its views, is caught.
+// overwriting, or writes outside its views, is caught. optional = false passes nullptr for
+// dD, dz and dh0 even where the forward had Dskip, z and h0.
 template <class T>
-Results run_backward(const Inputs<T>& in, bool fast) {
+Results run_backward(const Inputs<T>& in, bool fast, bool optional = true) {
   const Config& c = in.cfg;
   const auto bwd = fast ? selective_scan_backward<T> : selective_scan_backward_ref<T>;
+  const bool want_D = c.D && optional, want_z = c.z && optional, want_h0 = c.h0 && optional;
   const int64_t rows = c.B * c.L;
   std::vector<T> dxz(rows * in.ld_xz, T(kPadOut)), dbc(rows * in.ld_bc, T(kPadOut));
   std::vector<T> ddelta(rows * in.ld_d, T(kPadOut)), dA(c.Di * c.N, T(kPadOut));
   std::vector<T> dD(c.Di, T(kPadOut)), dh0(c.B * c.Di * c.N, T(kPadOut));
   const int64_t R = Inputs<T>::R;
   bwd({dxz.data(), in.ld_xz}, {ddelta.data(), in.ld_d}, dA.data(), {dbc.data() + R, in.ld_bc},
-      {dbc.data() + R + c.N, in.ld_bc}, c.D ? dD.data() : nullptr,
-      {c.z ? dxz.data() + c.Di : nullptr, in.ld_xz}, c.h0 ? dh0.data() : nullptr, in.go(),
-      in.dhp(), in.u(), in.dl(), in.A.data(), in.Bm(), in.Cm(), in.Dp(), in.z(), in.h0p(), c.B,
-      c.L, c.Di, c.N);
+      {dbc.data() + R + c.N, in.ld_bc}, want_D ? dD.data() : nullptr,
+      {want_z ? dxz.data() + c.Di : nullptr, in.ld_xz}, want_h0 ? dh0.data() : nullptr, in.go(),
+      in.dhp(), in.u(), in.dl(), in.A.data(), in.Bm(), in.Cm(), in.Dp(), in.z(), in.h0p(), c.B, c.L,
+      c.Di, c.N);
   Results res;
   std::vector<std::pair<int64_t, int64_t>> xz_cols = {{0, c.Di}};
-  if (c.z) xz_cols.push_back({c.Di, c.Di});
+  if (want_z) xz_cols.push_back({c.Di, c.Di});
   res["u"] = take_rows(dxz, rows, in.ld_xz, xz_cols, 0);
-  if (c.z) res["z"] = take_rows(dxz, rows, in.ld_xz, xz_cols, 1);
+  if (want_z) res["z"] = take_rows(dxz, rows, in.ld_xz, xz_cols, 1);
   res["delta"] = take_rows(ddelta, rows, in.ld_d, {{0, c.Di}}, 0);
   res["B"] = take_rows(dbc, rows, in.ld_bc, {{R, c.N}, {R + c.N, c.N}}, 0);
   res["C"] = take_rows(dbc, rows, in.ld_bc, {{R, c.N}, {R + c.N, c.N}}, 1);
   res["A"] = to_double(dA);
-  if (c.D) res["D"] = to_double(dD);
-  if (c.h0) res["h0"] = to_double(dh0);
-  if (!c.D) CHECK(std::all_of(dD.begin(), dD.end(), [](T v) { return v == T(kPadOut); }));
-  if (!c.h0) CHECK(std::all_of(dh0.begin(), dh0.end(), [](T v) { return v == T(kPadOut); }));
+  if (want_D) res["D"] = to_double(dD);
+  if (want_h0) res["h0"] = to_double(dh0);
+  const auto untouched = [](const std::vector<T>& v) {
+    return std::all_of(v.begin(), v.end(), [](T e) { return e == T(kPadOut); });
+  };
+  if (!want_D) CHECK(untouched(dD));
+  if (!want_h0) CHECK(untouched(dh0));
   return res;
 }
 
@@ -274,7 +282,8 @@ TEST_CASE("selective_scan_forward_ref matches the unrolled closed form") {
             }
           }
           const double got = f.at("out")[(b * cfg.L + T) * cfg.Di + d];
-          worst = std::max(worst, std::fabs(got - y) / std::max({std::fabs(got), std::fabs(y), 1e-3}));
+          worst =
+              std::max(worst, std::fabs(got - y) / std::max({std::fabs(got), std::fabs(y), 1e-3}));
         }
     MESSAGE("closed form, h0=" << with_h0 << ": max relative error " << worst);
     CHECK(worst <= 1e-12);
@@ -306,8 +315,8 @@ TEST_CASE("selective_scan_backward_ref matches float64 central differences for e
         const double e =
             std::fabs(a[i] - numeric) / std::max({std::fabs(a[i]), std::fabs(numeric), 1e-3});
         worst = std::max(worst, e);
-        CHECK_MESSAGE(e <= tol, describe(cfg) << " d" << name << "[" << i << "]: analytic "
-                                              << a[i] << " numeric " << numeric);
+        CHECK_MESSAGE(e <= tol, describe(cfg) << " d" << name << "[" << i << "]: analytic " << a[i]
+                                              << " numeric " << numeric);
       }
     }
     MESSAGE(describe(cfg) << ": max gradcheck error " << worst);
@@ -316,15 +325,18 @@ TEST_CASE("selective_scan_backward_ref matches float64 central differences for e
 
 namespace {
 
-// Sizes that hit every edge of the fast path: L = 1, L around the backward chunk (64),
-// L not a multiple of it; N = 1; Di around and not a multiple of the channel block (32) or
-// a vector; B = 1 (channel groups) and B > 1; every optional operand on and off; ld > width.
+// Sizes that hit every edge of the fast path (as tuned: 32-step backward chunks, 32-channel
+// forward and 128-channel backward blocks): L = 1, L around and not a multiple of the chunk;
+// N = 1; Di below, around and not a multiple of a block or a vector; B = 1 (many channel
+// groups) and B > 1; channel groups that do not divide the blocks evenly (Di = 1664, B = 3);
+// every optional operand on and off; row strides ld > width.
 const std::vector<Config> kFastConfigs = {
     {1, 1, 5, 1, false, false, false, false, 0},   {2, 7, 33, 4, true, true, true, true, 3},
-    {3, 63, 17, 16, true, false, false, false, 1}, {1, 64, 64, 16, false, true, true, false, 0},
-    {1, 65, 31, 2, true, true, false, true, 0},    {2, 129, 40, 3, true, true, false, true, 5},
+    {3, 31, 17, 16, true, false, false, false, 1}, {1, 32, 64, 16, false, true, true, false, 0},
+    {1, 33, 31, 2, true, true, false, true, 0},    {2, 63, 129, 3, true, false, true, true, 2},
+    {2, 65, 127, 16, false, false, true, true, 0}, {2, 129, 40, 3, true, true, false, true, 5},
     {2, 300, 70, 16, true, true, true, true, 2},   {5, 130, 100, 8, false, true, true, true, 1},
-    {1, 129, 300, 4, true, false, true, false, 0}, {3, 70, 416, 4, true, true, true, true, 1},
+    {1, 129, 300, 4, true, false, true, false, 0}, {3, 10, 1664, 4, true, true, true, true, 1},
 };
 
 template <class T>
@@ -338,7 +350,7 @@ void check_fast_matches_reference(double tol) {
     check_close(run_backward(in, true), run_backward(in, false), tol, "backward", worst_bwd);
   }
   MESSAGE((sizeof(T) * 8) << "-bit fast vs reference: max scaled error forward " << worst_fwd
-                        << ", backward " << worst_bwd << " (tolerance " << tol << ")");
+                          << ", backward " << worst_bwd << " (tolerance " << tol << ")");
 }
 
 }  // namespace
@@ -369,6 +381,16 @@ TEST_CASE("selective_scan fast path is bit-identical on repeat and across thread
 #endif
 }
 
+TEST_CASE("selective_scan backward skips unwanted dD, dz, dh0 without changing the rest") {
+  const Inputs<double> in({2, 70, 40, 4, true, true, true, true, 1}, 9);
+  for (bool fast : {false, true}) {
+    CAPTURE(fast);
+    const Results all = run_backward(in, fast), some = run_backward(in, fast, false);
+    REQUIRE(some.size() == 5);  // u, delta, A, B, C
+    for (const auto& [name, v] : some) CHECK(v == all.at(name));
+  }
+}
+
 namespace {
 
 // Columns [t0, t0 + len) of every sequence operand of `in`, as a problem of length len.
@@ -391,8 +413,8 @@ Inputs<T> segment(const Inputs<T>& in, int64_t t0, int64_t len) {
 }
 
 // Rows of a (B, L1 + L2, W) result made from the (B, L1, W) and (B, L2, W) ones.
-std::vector<double> concat(const std::vector<double>& a, const std::vector<double>& b,
-                           int64_t B, int64_t L1, int64_t L2) {
+std::vector<double> concat(const std::vector<double>& a, const std::vector<double>& b, int64_t B,
+                           int64_t L1, int64_t L2) {
   const int64_t W = static_cast<int64_t>(a.size()) / (B * L1);
   std::vector<double> v;
   for (int64_t i = 0; i < B; ++i) {
@@ -445,24 +467,49 @@ TEST_CASE("selective_scan h_last hand-off reproduces the concatenated scan") {
   }
 }
 
+TEST_CASE("selective_scan step mode (L = 1, h_last = h0 in place) reproduces the full scan") {
+  const int64_t L = 20;
+  const Inputs<double> whole({2, L, 45, 5, true, true, true, false, 1}, 31);
+  for (bool fast : {false, true}) {
+    CAPTURE(fast);
+    const auto fwd = fast ? selective_scan_forward<double> : selective_scan_forward_ref<double>;
+    const Results full = run_forward(whole, fast);
+    std::vector<double> state = whole.h0, out;
+    for (int64_t t = 0; t < L; ++t) {
+      const Inputs<double> step = segment(whole, t, 1);
+      std::vector<double> y(2 * step.ld_d);
+      fwd({y.data(), step.ld_d}, state.data(), step.u(), step.dl(), step.A.data(), step.Bm(),
+          step.Cm(), step.Dp(), step.z(), state.data(), 2, 1, 45, 5);
+      for (int64_t d = 0; d < 45; ++d) out.push_back(y[d]);              // batch 0, step t
+      for (int64_t d = 0; d < 45; ++d) out.push_back(y[step.ld_d + d]);  // batch 1, step t
+    }
+    // out is (L, B, Di); the full scan's is (B, L, Di).
+    std::vector<double> expect;
+    for (int64_t t = 0; t < L; ++t)
+      for (int64_t b = 0; b < 2; ++b)
+        for (int64_t d = 0; d < 45; ++d) expect.push_back(full.at("out")[(b * L + t) * 45 + d]);
+    CHECK(out == expect);  // same operations in the same order: bit-identical
+    CHECK(state == full.at("h_last"));
+  }
+}
+
 TEST_CASE("selective_scan rejects inconsistent arguments") {
   const Inputs<float> in({1, 4, 8, 2, true, true, false, false, 0}, 3);
   std::vector<float> out(4 * 8);
   for (const auto fwd : {selective_scan_forward<float>, selective_scan_forward_ref<float>}) {
     // out row stride smaller than Di.
-    CHECK_THROWS_AS(fwd({out.data(), 4}, nullptr, in.u(), in.dl(), in.A.data(), in.Bm(),
-                        in.Cm(), in.Dp(), in.z(), nullptr, 1, 4, 8, 2),
+    CHECK_THROWS_AS(fwd({out.data(), 4}, nullptr, in.u(), in.dl(), in.A.data(), in.Bm(), in.Cm(),
+                        in.Dp(), in.z(), nullptr, 1, 4, 8, 2),
                     Error);
-    CHECK_THROWS_AS(fwd({out.data(), 8}, nullptr, in.u(), in.dl(), in.A.data(), in.Bm(),
-                        in.Cm(), in.Dp(), in.z(), nullptr, 1, 0, 8, 2),
+    CHECK_THROWS_AS(fwd({out.data(), 8}, nullptr, in.u(), in.dl(), in.A.data(), in.Bm(), in.Cm(),
+                        in.Dp(), in.z(), nullptr, 1, 0, 8, 2),
                     Error);
   }
   std::vector<float> g(4 * 16), gA(16), gbc(4 * 4), gD(8);
   // dz wanted but the forward had no gate.
   CHECK_THROWS_AS(selective_scan_backward<float>(
-                      {g.data(), 8}, {g.data(), 8}, gA.data(), {gbc.data(), 4},
-                      {gbc.data() + 2, 4}, gD.data(), {g.data() + 8, 16}, nullptr, in.go(),
-                      nullptr, in.u(), in.dl(), in.A.data(), in.Bm(), in.Cm(), in.Dp(),
-                      {nullptr, 0}, nullptr, 1, 4, 8, 2),
+                      {g.data(), 8}, {g.data(), 8}, gA.data(), {gbc.data(), 4}, {gbc.data() + 2, 4},
+                      gD.data(), {g.data() + 8, 16}, nullptr, in.go(), nullptr, in.u(), in.dl(),
+                      in.A.data(), in.Bm(), in.Cm(), in.Dp(), {nullptr, 0}, nullptr, 1, 4, 8, 2),
                   Error);
 }

@@ -60,7 +60,8 @@ void run_forward(const ForwardArgs& args) {
   const Tensor ids = read_input_ids(args.ids_path, V);
   const int64_t L = ids.size(1);
 
-  // HF: logits of every position; loss over positions 0..L-2 against ids[1..L-1].
+  // As MambaForCausalLM: logits of every position, then the loss of positions
+  // 0..L-2 against ids[1..L-1] (the last position has no next token).
   Variable logits = model->forward(ids);                                      // (B, L, V)
   Tensor labels = ids.narrow(1, 1, L - 1).contiguous();                       // (B, L-1)
   Variable loss = cross_entropy(narrow(logits, 1, 0, L - 1), labels);        // ()

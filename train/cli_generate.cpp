@@ -53,8 +53,8 @@ void add_generate_command(CLI::App& app) {
   auto args = std::make_shared<GenerateArgs>();
   CLI::App* cmd = app.add_subcommand(
       "generate",
-      "Sample text from a model (byte tokenizer): the prompt, then --tokens sampled bytes, printed as they come.\n"
-      "--temperature 0 is greedy decoding (the most likely byte each step).");
+      "Sample text from a model (byte tokenizer): the prompt, then --tokens sampled bytes, printed\n"
+      "as they come. --temperature 0 is greedy decoding (the most likely byte each step).");
   cmd->add_option("--model", args->model_dir, "model directory (config.json + model.safetensors)")
       ->required()
       ->check(CLI::ExistingDirectory);

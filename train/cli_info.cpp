@@ -37,8 +37,9 @@ std::map<std::string, std::string> stored_dtypes(const std::string& path) {
   std::string header(n, '\0');
   f.read(header.data(), static_cast<std::streamsize>(n));
   SIMBA_CHECK(f, "info: cannot re-read the header of '" << path << "'");
+  const nlohmann::json entries = nlohmann::json::parse(header);
   std::map<std::string, std::string> out;
-  for (const auto& [name, entry] : nlohmann::json::parse(header).items())
+  for (const auto& [name, entry] : entries.items())
     if (name != "__metadata__") out[name] = entry.at("dtype").get<std::string>();
   return out;
 }
@@ -76,7 +77,9 @@ void run_info(const std::string& model_dir, std::ostream& out) {
   s << "config (" << dir.config_path << "):\n";
   print_config(cfg, s);
   const int64_t n = model.num_parameters();
-  s << "parameters: " << n << " (" << std::fixed << std::setprecision(2) << static_cast<double>(n) / 1e6 << "M)\n";
+  s << "parameters: " << n;
+  if (n >= 1000000) s << " (" << std::fixed << std::setprecision(1) << static_cast<double>(n) / 1e6 << "M)";
+  s << "\n";
 
   size_t width = 4;
   for (const auto& [name, t] : tensors) width = std::max(width, name.size());

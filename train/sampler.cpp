@@ -20,7 +20,7 @@ std::vector<double> logit_values(const char* op, const Tensor& logits) {
   for (size_t i = 0; i < v.size(); ++i)
     SIMBA_CHECK_HINT(!std::isnan(v[i]) && v[i] != INFINITY,
                      op << ": logit " << i << " of " << v.size() << " is " << v[i] << ", expected a number or -inf",
-                     "the model produced NaN; check the checkpoint (simba info) and its training loss");
+                     "the model produced NaN or +inf; check the checkpoint (simba info) and its training loss");
   SIMBA_CHECK(*std::max_element(v.begin(), v.end()) > -INFINITY,
               op << ": every one of the " << v.size() << " logits is -inf; there is no token to choose");
   return v;

@@ -1,0 +1,207 @@
+// train/cli_train.cpp: `simba train`, training a Mamba language model on a
+// text file with the byte tokenizer (train/trainer.h does the work).
+//
+// Three ways to start:
+//   from scratch   the model of --hidden-size/--layers/... (default: the demo
+//                  config) or of --config config.json, freshly initialised
+//   --init DIR     the weights of a model directory (config.json +
+//                  model.safetensors), with a fresh optimiser and schedule
+//   --resume       the run in --out, continued from OUT/checkpoint exactly
+//                  where it stopped. It reuses the checkpoint's model and
+//                  options; flags typed with --resume override the reporting
+//                  ones (--steps, --eval-every, ...), and an optimisation flag
+//                  that differs from the checkpoint is an error.
+// A new run refuses an --out that already holds a checkpoint, so a typo
+// cannot overwrite a finished run.
+#include <charconv>
+#include <cmath>
+#include <filesystem>
+#include <iostream>
+#include <limits>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+
+#include "tensor/error.h"
+#include "train/byte_tokenizer.h"
+#include "train/cli.h"
+#include "train/model_dir.h"
+#include "train/trainer.h"
+
+namespace simba {
+
+namespace {
+
+struct TrainArgs {
+  std::string data_path;
+  TrainOptions options;
+  MambaConfig model = demo_model_config();
+  std::optional<int64_t> dt_rank;  // default: auto, ceil(hidden_size / 16)
+  std::string config_path;
+  std::string init_dir;
+  bool resume = false;
+};
+
+// CLI11 validators whose messages say what the flag takes (CLI11 puts the
+// flag's name in front): "--steps: expected an integer >= 1, got '0'".
+CLI::Validator integer_at_least(int64_t lo) {
+  const std::string what = "an integer >= " + std::to_string(lo);
+  return CLI::Validator(
+      [lo, what](std::string& s) -> std::string {
+        int64_t v = 0;
+        if (!CLI::detail::lexical_cast(s, v) || v < lo) return "expected " + what + ", got '" + s + "'";
+        return "";
+      },
+      "INT>=" + std::to_string(lo));
+}
+
+// A uint64 in decimal; CLI11 alone would wrap "-1" around to 2^64 - 1.
+CLI::Validator unsigned_integer() {
+  return CLI::Validator(
+      [](std::string& s) -> std::string {
+        uint64_t v = 0;
+        const char* end = s.data() + s.size();
+        const auto [ptr, ec] = std::from_chars(s.data(), end, v);
+        return ec == std::errc() && ptr == end ? "" : "expected an integer in [0, 2^64), got '" + s + "'";
+      },
+      "UINT64");
+}
+
+// A finite number in the interval lo..hi, each end open or closed as asked.
+// `name` is the short form --help shows next to the type.
+CLI::Validator number_in(double lo, bool lo_closed, double hi, bool hi_closed, const std::string& what,
+                         const std::string& name) {
+  return CLI::Validator(
+      [=](std::string& s) -> std::string {
+        double v = 0.0;
+        const bool ok = CLI::detail::lexical_cast(s, v) && std::isfinite(v) && (lo_closed ? v >= lo : v > lo) &&
+                        (hi_closed ? v <= hi : v < hi);
+        return ok ? "" : "expected " + what + ", got '" + s + "'";
+      },
+      name);
+}
+
+const double kInf = std::numeric_limits<double>::infinity();
+
+void run_train(const TrainArgs& a, const std::set<std::string>& given, std::ostream& out) {
+  const ByteTokenizer tokenizer;
+  const std::string dir = checkpoint_dir(a.options.out_dir);
+  if (a.resume) {
+    SIMBA_CHECK_HINT(std::filesystem::exists(dir), "--resume: there is no checkpoint to resume at '" << dir << "'",
+                     "--out must be the directory of the run to continue; leave out --resume to start a new run");
+    const Checkpoint checkpoint = load_checkpoint(dir);
+    const TrainOptions options =
+        TrainOptions::from_json(checkpoint.state.options, "'" + checkpoint.state_path + "' metadata 'options'")
+            .overridden_by(a.options, given);
+    auto model = std::make_shared<MambaLM>(checkpoint.config, options.seed);
+    Trainer trainer(options, model, TextData::from_file(a.data_path, tokenizer, options.val_fraction, options.seed));
+    trainer.restore(checkpoint);
+    trainer.run(out);
+    return;
+  }
+  a.options.validate();
+  SIMBA_CHECK_HINT(!std::filesystem::exists(dir),
+                   "--out '" << a.options.out_dir << "' already holds a checkpoint ('" << dir << "')",
+                   "pass --resume to continue that run, or choose another --out to start a new one");
+  std::shared_ptr<MambaLM> model;
+  if (!a.init_dir.empty()) {
+    model = load_model_dir(a.init_dir, DType::F32, "--init");
+  } else {
+    MambaConfig cfg = a.model;
+    if (!a.config_path.empty()) {
+      cfg = MambaConfig::from_json_file(a.config_path);
+    } else {
+      cfg.time_step_rank = a.dt_rank.value_or(MambaConfig::auto_time_step_rank(cfg.hidden_size));
+      cfg.validate("the model flags of simba train");
+    }
+    model = std::make_shared<MambaLM>(cfg, a.options.seed);
+  }
+  Trainer trainer(a.options, model, TextData::from_file(a.data_path, tokenizer, a.options.val_fraction, a.options.seed));
+  trainer.run(out);
+}
+
+}  // namespace
+
+void add_train_command(CLI::App& app) {
+  auto a = std::make_shared<TrainArgs>();
+  TrainOptions& o = a->options;
+  CLI::App* cmd = app.add_subcommand(
+      "train",
+      "Train a Mamba language model on a text file (byte tokenizer, vocab 256).\n"
+      "Writes OUT/checkpoint (config.json + model.safetensors in Hugging Face layout, plus\n"
+      "training_state.safetensors for --resume) and OUT/metrics.jsonl.");
+
+  cmd->add_option("--data", a->data_path, "text file to train on (read as bytes)")->required()->check(CLI::ExistingFile);
+  cmd->add_option("--out", o.out_dir, "run directory: OUT/checkpoint, OUT/metrics.jsonl")->required();
+  cmd->add_option("--steps", o.steps, "optimiser steps of the whole run")->check(integer_at_least(1))->capture_default_str();
+  cmd->add_option("--batch-size", o.batch_size, "windows per micro-batch (B)")->check(integer_at_least(1))->capture_default_str();
+  cmd->add_option("--seq-len", o.seq_len, "tokens per window (L)")->check(integer_at_least(1))->capture_default_str();
+  cmd->add_option("--grad-accum", o.grad_accum, "micro-batches per optimiser step")
+      ->check(integer_at_least(1))
+      ->capture_default_str();
+  cmd->add_option("--lr", o.lr, "peak learning rate")
+      ->check(number_in(0.0, false, kInf, false, "a finite number > 0", ">0"))
+      ->capture_default_str();
+  cmd->add_option("--min-lr", o.min_lr, "final learning rate of the cosine decay [default: lr / 10]")
+      ->check(number_in(0.0, true, kInf, false, "a finite number >= 0", ">=0"));
+  cmd->add_option("--warmup", o.warmup_steps, "linear warmup steps [default: steps / 10]")->check(integer_at_least(0));
+  cmd->add_option("--weight-decay", o.weight_decay, "AdamW weight decay of matrices (never norms, biases, A_log, D)")
+      ->check(number_in(0.0, true, kInf, false, "a finite number >= 0", ">=0"))
+      ->capture_default_str();
+  cmd->add_option("--beta1", o.beta1, "AdamW first-moment decay")
+      ->check(number_in(0.0, true, 1.0, false, "a number in [0, 1)", "[0,1)"))
+      ->capture_default_str();
+  cmd->add_option("--beta2", o.beta2, "AdamW second-moment decay")
+      ->check(number_in(0.0, true, 1.0, false, "a number in [0, 1)", "[0,1)"))
+      ->capture_default_str();
+  cmd->add_option("--grad-clip", o.grad_clip, "max global gradient norm; 0 = no clipping")
+      ->check(number_in(0.0, true, kInf, false, "a finite number >= 0", ">=0"))
+      ->capture_default_str();
+  cmd->add_option("--seed", o.seed, "seed of the model initialisation and the data order")
+      ->check(unsigned_integer())
+      ->capture_default_str();
+  cmd->add_option("--val-fraction", o.val_fraction, "tail of the file held out for validation")
+      ->check(number_in(0.0, false, 1.0, false, "a number in (0, 1)", "(0,1)"))
+      ->capture_default_str();
+  cmd->add_option("--eval-every", o.eval_every, "steps between validations; 0 = at the start and end only")
+      ->check(integer_at_least(0))
+      ->capture_default_str();
+  cmd->add_option("--eval-batches", o.eval_batches, "validation batches (of --batch-size windows) per validation")
+      ->check(integer_at_least(1))
+      ->capture_default_str();
+  cmd->add_option("--save-every", o.save_every, "steps between checkpoints; 0 = at the end only")
+      ->check(integer_at_least(0))
+      ->capture_default_str();
+  cmd->add_option("--log-every", o.log_every, "steps between progress lines")->check(integer_at_least(1))->capture_default_str();
+  cmd->add_option("--log-file", o.log_file, "JSONL metrics log [default: OUT/metrics.jsonl]");
+
+  CLI::Option* resume = cmd->add_flag("--resume", a->resume, "continue the run in --out from OUT/checkpoint");
+  CLI::Option* init =
+      cmd->add_option("--init", a->init_dir, "start from the weights of this model directory")->check(CLI::ExistingDirectory);
+  CLI::Option* config = cmd->add_option("--config", a->config_path, "model config.json (Hugging Face MambaConfig)")
+                            ->check(CLI::ExistingFile);
+  init->excludes(resume);
+  config->excludes(resume)->excludes(init);
+  MambaConfig& m = a->model;
+  for (CLI::Option* flag :
+       {cmd->add_option("--hidden-size", m.hidden_size, "model width D")->check(integer_at_least(1))->capture_default_str(),
+        cmd->add_option("--layers", m.num_hidden_layers, "Mamba blocks")->check(integer_at_least(1))->capture_default_str(),
+        cmd->add_option("--state-size", m.state_size, "SSM state size N")->check(integer_at_least(1))->capture_default_str(),
+        cmd->add_option("--expand", m.expand, "inner width factor E")->check(integer_at_least(1))->capture_default_str(),
+        cmd->add_option("--conv-kernel", m.conv_kernel, "causal conv width K")->check(integer_at_least(1))->capture_default_str(),
+        cmd->add_option("--dt-rank", a->dt_rank, "rank R of the dt projection [default: ceil(D / 16)]")
+            ->check(integer_at_least(1))}) {
+    flag->group("Model (new runs without --config or --init)");
+    flag->excludes(resume)->excludes(init)->excludes(config);
+  }
+
+  cmd->callback([a, cmd] {
+    std::set<std::string> given;
+    for (const CLI::Option* opt : cmd->get_options())
+      if (opt->count() > 0) given.insert(opt->get_name());
+    run_train(*a, given, std::cout);
+  });
+}
+
+}  // namespace simba

@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# train/demo.sh: the `make demo` run. Trains the default small Mamba (the
+# demo config of train/trainer.h) on the King James Bible for a few minutes
+# on the CPU, then samples from it.
+#
+#   bash train/demo.sh path/to/simba
+#
+# 1. data/kjv.txt: the whole KJV text from Debian's bible-kjv package
+#    (`bible -l0 Gen1:1-Rev22:21`: -l0 turns off line wrapping, so the file
+#    does not depend on the terminal width), made once and then reused.
+# 2. runs/demo: a fresh training run (any earlier demo run is replaced), with
+#    validation bits/byte before and after training.
+# 3. 300 bytes generated from the trained model after "In the beginning".
+set -euo pipefail
+
+if [ $# -ne 1 ]; then
+  echo "usage: bash train/demo.sh path/to/simba" >&2
+  exit 2
+fi
+SIMBA=$(realpath "$1")
+[ -x "$SIMBA" ] || { echo "demo: '$1' is not an executable; build it first (make)" >&2; exit 1; }
+cd "$(dirname "$0")/.."  # the repository root: data/ and runs/ live there
+
+# Steps chosen so that training takes about 4-5 minutes on 2 cores.
+STEPS=${DEMO_STEPS:-200}
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
+
+CORPUS=data/kjv.txt
+MIN_BYTES=4000000  # the full text is about 4.3 MB; less means bible printed an error or a part
+if [ ! -f "$CORPUS" ]; then
+  command -v bible >/dev/null ||
+    { echo "demo: the 'bible' program is missing; install the bible-kjv package (make deps)" >&2; exit 1; }
+  mkdir -p data
+  echo "demo: writing $CORPUS from the bible-kjv package"
+  bible -l0 Gen1:1-Rev22:21 </dev/null >"$CORPUS.tmp"
+  mv "$CORPUS.tmp" "$CORPUS"
+fi
+bytes=$(wc -c <"$CORPUS")
+if [ "$bytes" -lt "$MIN_BYTES" ]; then
+  echo "demo: $CORPUS has $bytes bytes, expected the whole Bible (> $MIN_BYTES); delete it and rerun" >&2
+  exit 1
+fi
+
+RUN=runs/demo
+rm -rf "$RUN"
+mkdir -p "$RUN"
+echo "demo: training for $STEPS steps on $OMP_NUM_THREADS threads (run directory $RUN)"
+start=$(date +%s)
+"$SIMBA" train --data "$CORPUS" --out "$RUN" --steps "$STEPS" --eval-every 0 --save-every 0 | tee "$RUN/train.log"
+seconds=$(($(date +%s) - start))
+
+echo
+echo "demo: sample from $RUN/checkpoint:"
+echo "------------------------------------------------------------------------"
+"$SIMBA" generate --model "$RUN/checkpoint" --prompt "In the beginning" --tokens 300
+echo
+echo "------------------------------------------------------------------------"
+before=$(grep -m1 '^validation bits/byte:' "$RUN/train.log" | awk '{print $3}')
+after=$(grep '^validation bits/byte:' "$RUN/train.log" | tail -n1 | awk '{print $3}')
+echo "demo: validation bits/byte before training: $before"
+echo "demo: validation bits/byte after training:  $after   ($STEPS steps in ${seconds}s)"

@@ -1,0 +1,418 @@
+// train/trainer.cpp: training options, the optimiser step, validation, the
+// run loop and checkpoint restore (see train/trainer.h).
+#include "train/trainer.h"
+
+#include <cmath>
+#include <cstdio>
+#include <limits>
+#include <type_traits>
+#include <utility>
+
+#include "autograd/ops.h"
+#include "nn/cross_entropy.h"
+#include "tensor/error.h"
+
+namespace simba {
+
+namespace {
+
+// Calls f(key, flag, shapes_trajectory, o.field...) for every field of
+// TrainOptions, passing that field of each of the objects `o` (const or not).
+// key is the JSON name, flag the `simba train` option; shapes_trajectory
+// marks the fields a resumed run must keep, because the parameters after
+// step n depend on them (steps is checked on its own: a resumed run may
+// extend it).
+template <class F, class... Options>
+void for_each_option(F&& f, Options&... o) {
+  f("batch_size", "--batch-size", true, o.batch_size...);
+  f("seq_len", "--seq-len", true, o.seq_len...);
+  f("grad_accum", "--grad-accum", true, o.grad_accum...);
+  f("steps", "--steps", false, o.steps...);
+  f("lr", "--lr", true, o.lr...);
+  f("min_lr", "--min-lr", true, o.min_lr...);
+  f("warmup_steps", "--warmup", true, o.warmup_steps...);
+  f("weight_decay", "--weight-decay", true, o.weight_decay...);
+  f("beta1", "--beta1", true, o.beta1...);
+  f("beta2", "--beta2", true, o.beta2...);
+  f("grad_clip", "--grad-clip", true, o.grad_clip...);
+  f("seed", "--seed", true, o.seed...);
+  f("val_fraction", "--val-fraction", true, o.val_fraction...);
+  f("eval_every", "--eval-every", false, o.eval_every...);
+  f("eval_batches", "--eval-batches", false, o.eval_batches...);
+  f("save_every", "--save-every", false, o.save_every...);
+  f("log_every", "--log-every", false, o.log_every...);
+  f("out_dir", "--out", false, o.out_dir...);
+  f("log_file", "--log-file", false, o.log_file...);
+}
+
+template <class T>
+struct is_optional : std::false_type {};
+template <class T>
+struct is_optional<std::optional<T>> : std::true_type {};
+
+// Whether JSON value v can be read as a T without loss.
+template <class T>
+bool json_holds(const nlohmann::json& v) {
+  if constexpr (std::is_same_v<T, std::string>) return v.is_string();
+  else if constexpr (std::is_floating_point_v<T>) return v.is_number();
+  else if constexpr (std::is_unsigned_v<T>) return v.is_number_unsigned();
+  else return v.is_number_integer() && (!v.is_number_unsigned() || v.get<uint64_t>() <= static_cast<uint64_t>(std::numeric_limits<T>::max()));
+}
+
+template <class T>
+const char* json_type_name() {
+  if constexpr (std::is_same_v<T, std::string>) return "a string";
+  else if constexpr (std::is_floating_point_v<T>) return "a number";
+  else if constexpr (std::is_unsigned_v<T>) return "a non-negative integer";
+  else return "an integer";
+}
+
+// Values as the error messages show them: JSON's shortest exact form, so two
+// doubles that differ never print alike.
+template <class T>
+std::string show(const T& value) {
+  return nlohmann::json(value).dump();
+}
+
+template <class T>
+std::string show(const std::optional<T>& value) {
+  return value ? show(*value) : "(default)";
+}
+
+bool all_finite(const Tensor& t) {
+  for (double v : t.to_vector())
+    if (!std::isfinite(v)) return false;
+  return true;
+}
+
+// Mean cross-entropy of the batch's next-token predictions, as a graph node.
+Variable batch_loss(const MambaLM& model, const Batch& batch) {
+  const int64_t rows = batch.inputs.numel();
+  Variable logits = model.forward(batch.inputs);  // (B, L, V)
+  return cross_entropy(reshape(logits, {rows, model.config().vocab_size}), batch.targets.reshape({rows}));
+}
+
+TrainOptions validated(TrainOptions o) {
+  o.validate();
+  return o;
+}
+
+std::string thousands(int64_t n) {
+  std::string digits = std::to_string(n);
+  for (int i = static_cast<int>(digits.size()) - 3; i > 0; i -= 3) digits.insert(static_cast<size_t>(i), ",");
+  return digits;
+}
+
+}  // namespace
+
+MambaConfig demo_model_config() {
+  MambaConfig c;
+  c.vocab_size = 256;
+  c.hidden_size = 128;
+  c.num_hidden_layers = 4;
+  c.state_size = 16;
+  c.expand = 2;
+  c.conv_kernel = 4;
+  c.time_step_rank = MambaConfig::auto_time_step_rank(c.hidden_size);
+  return c;
+}
+
+// ---------------------------------------------------------------- TrainOptions
+
+void TrainOptions::validate() const {
+  auto positive_int = [](const char* flag, int64_t v) {
+    SIMBA_CHECK(v >= 1, flag << " must be >= 1, got " << v);
+  };
+  auto non_negative_int = [](const char* flag, int64_t v) {
+    SIMBA_CHECK(v >= 0, flag << " must be >= 0, got " << v);
+  };
+  positive_int("--batch-size", batch_size);
+  positive_int("--seq-len", seq_len);
+  positive_int("--grad-accum", grad_accum);
+  positive_int("--steps", steps);
+  SIMBA_CHECK(std::isfinite(lr) && lr > 0.0, "--lr must be a finite number > 0, got " << lr);
+  const double min = resolved_min_lr();
+  SIMBA_CHECK(std::isfinite(min) && min >= 0.0 && min <= lr,
+              "--min-lr must be in [0, --lr] = [0, " << lr << "], got " << min);
+  const int64_t warmup = resolved_warmup();
+  SIMBA_CHECK(warmup >= 0 && warmup <= steps, "--warmup must be in [0, --steps] = [0, " << steps << "], got " << warmup);
+  SIMBA_CHECK(std::isfinite(weight_decay) && weight_decay >= 0.0,
+              "--weight-decay must be a finite number >= 0, got " << weight_decay);
+  SIMBA_CHECK(beta1 >= 0.0 && beta1 < 1.0, "--beta1 must be in [0, 1), got " << beta1);
+  SIMBA_CHECK(beta2 >= 0.0 && beta2 < 1.0, "--beta2 must be in [0, 1), got " << beta2);
+  SIMBA_CHECK(std::isfinite(grad_clip) && grad_clip >= 0.0,
+              "--grad-clip must be a finite number >= 0 (0 = no clipping), got " << grad_clip);
+  SIMBA_CHECK(val_fraction > 0.0 && val_fraction < 1.0, "--val-fraction must be in (0, 1), got " << val_fraction);
+  non_negative_int("--eval-every", eval_every);
+  positive_int("--eval-batches", eval_batches);
+  non_negative_int("--save-every", save_every);
+  positive_int("--log-every", log_every);
+  SIMBA_CHECK(!out_dir.empty(), "--out must name a directory, got an empty string");
+}
+
+nlohmann::json TrainOptions::to_json() const {
+  TrainOptions r = *this;
+  r.min_lr = resolved_min_lr();
+  r.warmup_steps = resolved_warmup();
+  nlohmann::json j = nlohmann::json::object();
+  for_each_option([&](const char* key, const char*, bool, const auto& value) {
+    if constexpr (is_optional<std::decay_t<decltype(value)>>::value) j[key] = *value;
+    else j[key] = value;
+  }, r);
+  return j;
+}
+
+TrainOptions TrainOptions::from_json(const nlohmann::json& j, const std::string& source) {
+  SIMBA_CHECK(j.is_object(), source << ": training options must be a JSON object, got " << j.type_name());
+  TrainOptions o;
+  for_each_option([&](const char* key, const char*, bool, auto& field) {
+    using Field = std::decay_t<decltype(field)>;
+    auto it = j.find(key);
+    SIMBA_CHECK(it != j.end(), source << ": training options have no '" << key << "'");
+    if constexpr (is_optional<Field>::value) {
+      using T = typename Field::value_type;
+      SIMBA_CHECK(json_holds<T>(*it), source << ": training option '" << key << "' must be " << json_type_name<T>()
+                                             << ", got " << it->dump());
+      field = it->template get<T>();
+    } else {
+      SIMBA_CHECK(json_holds<Field>(*it), source << ": training option '" << key << "' must be "
+                                                 << json_type_name<Field>() << ", got " << it->dump());
+      field = it->template get<Field>();
+    }
+  }, o);
+  return o;
+}
+
+void TrainOptions::check_resumable(const TrainOptions& saved, int64_t saved_step, const std::string& source) const {
+  TrainOptions mine = *this, theirs = saved;
+  for (TrainOptions* o : {&mine, &theirs}) {
+    o->min_lr = o->resolved_min_lr();
+    o->warmup_steps = o->resolved_warmup();
+  }
+  for_each_option([&](const char*, const char* flag, bool shapes_trajectory, const auto& value, const auto& other) {
+    SIMBA_CHECK_HINT(!shapes_trajectory || value == other,
+                     flag << " is " << show(value) << ", but the run in '" << source << "' was trained with " << flag
+                          << " " << show(other),
+                     "a resumed run continues the original only with the same optimisation flags; leave "
+                         << flag << " out to use the checkpoint's value, or start a new run");
+  }, mine, theirs);
+  SIMBA_CHECK(steps >= saved_step, "--steps " << steps << " is below the step of the checkpoint in '" << source
+                                              << "' (" << saved_step << "): that run is already past it");
+}
+
+TrainOptions TrainOptions::overridden_by(const TrainOptions& given, const std::set<std::string>& flags) const {
+  TrainOptions out = *this;
+  for_each_option([&](const char*, const char* flag, bool, auto& field, const auto& value) {
+    if (flags.count(flag)) field = value;
+  }, out, given);
+  return out;
+}
+
+bool is_no_decay_parameter(const std::string& name) {
+  auto ends_with = [&](const std::string& suffix) {
+    return name.size() >= suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0;
+  };
+  return ends_with("norm.weight") || ends_with("norm_f.weight") || ends_with(".bias") || ends_with(".A_log") ||
+         ends_with(".D");
+}
+
+ValidationResult evaluate(const MambaLM& model, const TextData& data, int64_t B, int64_t L, int64_t max_batches) {
+  NoGradGuard no_grad;
+  double total = 0.0;  // Σ per-token nats in double over every batch
+  ValidationResult r;
+  for (const Batch& batch : data.validation_batches(B, L, max_batches)) {
+    const Tensor logits = model.forward(batch.inputs).data();  // (B, L, V)
+    for (double loss : cross_entropy_rows(logits, batch.targets).to_vector()) total += loss;
+    r.tokens += batch.targets.numel();
+  }
+  r.loss = total / static_cast<double>(r.tokens);
+  r.bits_per_byte = bits_per_byte(r.loss);
+  return r;
+}
+
+// ---------------------------------------------------------------- Trainer
+
+Trainer::Trainer(TrainOptions options, std::shared_ptr<MambaLM> model, TextData data)
+    : options_(validated(std::move(options))),
+      model_(std::move(model)),
+      data_(std::move(data)),
+      schedule_(options_.lr, options_.resolved_min_lr(), options_.resolved_warmup(), options_.steps) {
+  SIMBA_CHECK(model_ != nullptr, "Trainer: no model given");
+  data_.check_window(Split::Train, options_.seq_len);
+  data_.check_window(Split::Validation, options_.seq_len);
+  const int64_t V = model_->config().vocab_size;
+  for (Split split : {Split::Train, Split::Validation})
+    for (int64_t id : data_.tokens(split))
+      SIMBA_CHECK_HINT(id >= 0 && id < V, "text data '" << data_.source() << "': token id " << id << " in the "
+                                                         << split_name(split) << " split is outside the model's vocabulary [0, "
+                                                         << V << ")",
+                       "the model's vocab_size must cover the tokenizer (256 for bytes)");
+  AdamWOptions adamw;
+  adamw.lr = options_.lr;
+  adamw.beta1 = options_.beta1;
+  adamw.beta2 = options_.beta2;
+  optimizer_ = std::make_unique<AdamW>(split_decay_groups(*model_, options_.weight_decay, is_no_decay_parameter), adamw);
+}
+
+double Trainer::accumulate_gradients() {
+  optimizer_->zero_grad();
+  const double scale = 1.0 / static_cast<double>(options_.grad_accum);
+  double total = 0.0;
+  for (int64_t i = 0; i < options_.grad_accum; ++i) {
+    const Batch batch = data_.next_train_batch(options_.batch_size, options_.seq_len);
+    const Variable loss = batch_loss(*model_, batch);
+    total += loss.item();
+    (loss * scale).backward();  // the gradient of the mean over micro-batches
+  }
+  return total * scale;
+}
+
+StepStats Trainer::train_step() {
+  SIMBA_CHECK(step_ < options_.steps,
+              "train_step: the run is complete (" << step_ << " of --steps " << options_.steps << " done)");
+  Stopwatch clock;
+  StepStats s;
+  s.lr = schedule_.lr(step_);
+  s.loss = accumulate_gradients();
+  const double max_norm = options_.grad_clip > 0.0 ? options_.grad_clip : std::numeric_limits<double>::max();
+  s.grad_norm = clip_grad_norm(model_->parameters(), max_norm);
+  if (!std::isfinite(s.loss) || !std::isfinite(s.grad_norm)) {
+    const std::string dir = checkpoint_dir(options_.out_dir);
+    SIMBA_FAIL_HINT("training stopped at step " << step_ + 1 << ": "
+                        << (std::isfinite(s.loss) ? "the gradient norm" : "the loss") << " is not finite (loss "
+                        << s.loss << ", gradient norm " << s.grad_norm << "); no parameter was updated",
+                    "lower the learning rate (--lr " << options_.lr << ", this step's lr " << s.lr
+                        << ") or check the data; "
+                        << (last_saved_step_ >= 0
+                                ? "the last good checkpoint, '" + dir + "' (step " + std::to_string(last_saved_step_) +
+                                      "), was kept"
+                                : std::string("no checkpoint had been written yet")));
+  }
+  optimizer_->set_lr(s.lr);
+  optimizer_->step();
+  s.step = ++step_;
+  s.tokens = options_.grad_accum * options_.batch_size * options_.seq_len;
+  s.seconds = clock.seconds();
+  return s;
+}
+
+ValidationResult Trainer::validate() const {
+  return evaluate(*model_, data_, options_.batch_size, options_.seq_len, options_.eval_batches);
+}
+
+void Trainer::save_checkpoint() {
+  for (const auto& [name, p] : model_->named_parameters())
+    SIMBA_CHECK(all_finite(p.data()), "refusing to save a checkpoint at step " << step_ << ": parameter '" << name
+                                                                               << "' holds NaN or Inf");
+  TrainingState state;
+  state.step = step_;
+  state.data_cursor = data_.cursor_state();
+  state.options = options_.to_json();
+  state.elapsed_seconds = elapsed_seconds();
+  state.optimizer = optimizer_->state_tensors();
+  simba::save_checkpoint(checkpoint_dir(options_.out_dir), *model_, state);
+  last_saved_step_ = step_;
+}
+
+void Trainer::restore(const Checkpoint& c) {
+  const nlohmann::json mine = model_->config().to_json(), theirs = c.config.to_json();
+  for (const auto& [key, value] : mine.items())
+    SIMBA_CHECK_HINT(theirs.contains(key) && theirs[key] == value,
+                     "checkpoint '" << c.dir << "' holds a model with " << key << " = "
+                                    << (theirs.contains(key) ? theirs[key].dump() : "(none)")
+                                    << ", but this run's model has " << key << " = " << value.dump(),
+                     "resume with the model of the checkpoint (simba train --resume reads its config.json)");
+  const TrainOptions saved = TrainOptions::from_json(c.state.options, "'" + c.state_path + "' metadata 'options'");
+  options_.check_resumable(saved, c.state.step, c.state_path);
+  try {
+    optimizer_->load_state(c.state.optimizer);
+  } catch (const Error& e) {
+    SIMBA_FAIL_HINT("'" << c.state_path << "': " << e.message(), e.hint());
+  }
+  SIMBA_CHECK(optimizer_->step_count() == c.state.step,
+              "'" << c.state_path << "': the optimiser state has taken " << optimizer_->step_count()
+                  << " steps, but the metadata says step " << c.state.step);
+  model_->load_tensors(c.weights, c.weights_path);
+  data_.set_cursor_state(c.state.data_cursor);
+  step_ = c.state.step;
+  last_saved_step_ = step_;
+  elapsed_before_ = c.state.elapsed_seconds;
+  session_clock_.reset();
+}
+
+ValidationResult Trainer::run(std::ostream& out) {
+  MetricsLog log(options_.resolved_log_file());
+  const MambaConfig& cfg = model_->config();
+  const int64_t tokens_per_step = options_.grad_accum * options_.batch_size * options_.seq_len;
+  char line[320];
+  std::snprintf(line, sizeof line,
+                "model: %.2fM parameters (hidden %lld, %lld layers, state %lld, expand %lld, conv %lld, dt rank %lld, "
+                "vocab %lld)\n",
+                static_cast<double>(model_->num_parameters()) / 1e6, static_cast<long long>(cfg.hidden_size),
+                static_cast<long long>(cfg.num_hidden_layers), static_cast<long long>(cfg.state_size),
+                static_cast<long long>(cfg.expand), static_cast<long long>(cfg.conv_kernel),
+                static_cast<long long>(cfg.time_step_rank), static_cast<long long>(cfg.vocab_size));
+  out << line;
+  out << "data: '" << data_.source() << "': " << thousands(static_cast<int64_t>(data_.tokens(Split::Train).size()))
+      << " train + " << thousands(static_cast<int64_t>(data_.tokens(Split::Validation).size()))
+      << " validation tokens\n";
+  std::snprintf(line, sizeof line,
+                "training: %lld steps x %s tokens (batch %lld x seq %lld x accum %lld), lr %.2e -> %.2e, warmup %lld, "
+                "weight decay %g, clip %g, seed %llu\n",
+                static_cast<long long>(options_.steps), thousands(tokens_per_step).c_str(),
+                static_cast<long long>(options_.batch_size), static_cast<long long>(options_.seq_len),
+                static_cast<long long>(options_.grad_accum), options_.lr, options_.resolved_min_lr(),
+                static_cast<long long>(options_.resolved_warmup()), options_.weight_decay, options_.grad_clip,
+                static_cast<unsigned long long>(options_.seed));
+  out << line;
+  if (step_ > 0) out << "resuming from '" << checkpoint_dir(options_.out_dir) << "' at step " << step_ << "\n";
+  log.write({{"event", step_ == 0 ? "start" : "resume"},
+             {"step", step_},
+             {"data", data_.source()},
+             {"parameters", model_->num_parameters()},
+             {"model", cfg.to_json()},
+             {"options", options_.to_json()}});
+
+  auto report_validation = [&](const ValidationResult& v) {
+    std::snprintf(line, sizeof line, "validation bits/byte: %.4f  (loss %.4f nats/token, step %lld, %s tokens)\n",
+                  v.bits_per_byte, v.loss, static_cast<long long>(step_), thousands(v.tokens).c_str());
+    out << line << std::flush;
+    log.write({{"step", step_}, {"val_loss", v.loss}, {"val_bpb", v.bits_per_byte}, {"elapsed", elapsed_seconds()}});
+  };
+
+  report_validation(validate());
+  double interval_loss = 0.0, interval_seconds = 0.0;
+  int64_t interval_steps = 0, interval_tokens = 0;
+  while (step_ < options_.steps) {
+    const StepStats s = train_step();
+    log.write({{"step", s.step},
+               {"loss", s.loss},
+               {"lr", s.lr},
+               {"grad_norm", s.grad_norm},
+               {"tokens_per_sec", static_cast<double>(s.tokens) / s.seconds},
+               {"elapsed", elapsed_seconds()}});
+    interval_loss += s.loss;
+    interval_seconds += s.seconds;
+    interval_tokens += s.tokens;
+    ++interval_steps;
+    if (s.step % options_.log_every == 0 || s.step == options_.steps) {
+      // The loss shown is the mean over the steps since the last line: one step's loss is noisy.
+      out << progress_line(s.step, options_.steps, interval_loss / static_cast<double>(interval_steps),
+                           static_cast<double>(interval_tokens) / interval_seconds, elapsed_seconds(), s.lr)
+          << "\n"
+          << std::flush;
+      interval_loss = interval_seconds = 0.0;
+      interval_steps = interval_tokens = 0;
+    }
+    if (s.step == options_.steps) break;  // the final validation and checkpoint follow the loop
+    if (options_.eval_every > 0 && s.step % options_.eval_every == 0) report_validation(validate());
+    if (options_.save_every > 0 && s.step % options_.save_every == 0) save_checkpoint();
+  }
+  const ValidationResult final_validation = validate();
+  report_validation(final_validation);
+  save_checkpoint();
+  out << "checkpoint: '" << checkpoint_dir(options_.out_dir) << "' (step " << step_ << ")\n" << std::flush;
+  return final_validation;
+}
+
+}  // namespace simba

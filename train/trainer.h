@@ -1,0 +1,181 @@
+// train/trainer.h: training a Mamba language model on a text stream.
+//
+// One optimiser step (Trainer::train_step):
+//   1. lr = warmup-cosine schedule at this step (nn/lr_schedule.h)
+//   2. grad_accum micro-batches of batch_size random windows of seq_len
+//      tokens, each contributing (mean cross-entropy) / grad_accum to the
+//      gradient, so the step follows the mean loss over all
+//      grad_accum·batch_size windows, as one batch of that size would
+//   3. global gradient norm clipped to grad_clip (measured before clipping)
+//   4. AdamW with weight decay on the matrices only: norms, biases, A_log and
+//      D are not decayed (is_no_decay_parameter)
+// If the loss or the gradient norm is not finite, the step throws before any
+// parameter changes and nothing is saved, so the last checkpoint on disk is
+// the last good one.
+//
+// Trainer::run adds the rest of a run: validation at the start, every
+// eval_every steps and at the end (loss and bits per byte), a progress line
+// every log_every steps, a JSONL record per step and per validation, and a
+// checkpoint every save_every steps and at the end (train/train_state.h).
+//
+// Determinism: the kernels are deterministic, so the same options, model and
+// data give bit-identical parameters. A checkpoint holds every piece of state
+// a step reads (parameters, AdamW moments and step counts, the step, which
+// fixes the schedule position, and the data cursor with its generator), so a
+// run stopped at step K and resumed reaches step N with the same bits as a run
+// that never stopped.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <ostream>
+#include <set>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "nn/lr_schedule.h"
+#include "nn/optim.h"
+#include "ssm/mamba_model.h"
+#include "train/metrics_log.h"
+#include "train/text_data.h"
+#include "train/train_state.h"
+
+namespace simba {
+
+// The model `simba train` builds when given no --config or --init: small
+// enough to learn visibly in a few minutes on two CPU cores. V 256 (bytes),
+// D 128, 4 layers, N 16, E 2, K 4, R = auto (ceil(D/16) = 8), tied head.
+MambaConfig demo_model_config();
+
+// Every knob of a training run. Field comments give the default and the
+// `simba train` flag; validate() names the flag in its errors.
+struct TrainOptions {
+  // --- optimisation ---
+  int64_t batch_size = 16;   // --batch-size: windows per micro-batch (B)
+  int64_t seq_len = 256;     // --seq-len: tokens per window (L)
+  int64_t grad_accum = 1;    // --grad-accum: micro-batches per optimiser step
+  int64_t steps = 1000;      // --steps: optimiser steps of the whole run
+  double lr = 2e-3;          // --lr: peak learning rate
+  std::optional<double> min_lr;          // --min-lr: final learning rate; default lr / 10
+  std::optional<int64_t> warmup_steps;   // --warmup: linear warmup steps; default steps / 10
+  double weight_decay = 0.1; // --weight-decay: AdamW decay of the decay group
+  double beta1 = 0.9;        // --beta1: AdamW first-moment decay
+  double beta2 = 0.95;       // --beta2: AdamW second-moment decay
+  double grad_clip = 1.0;    // --grad-clip: max global gradient norm; 0 = no clipping
+  uint64_t seed = 1337;      // --seed: model initialisation and data order
+  double val_fraction = 0.1; // --val-fraction: tail of the data held out for validation
+
+  // --- reporting and checkpoints (a resumed run may change these) ---
+  int64_t eval_every = 100;  // --eval-every: steps between validations; 0 = start and end only
+  int64_t eval_batches = 16; // --eval-batches: validation batches of batch_size windows
+  int64_t save_every = 100;  // --save-every: steps between checkpoints; 0 = at the end only
+  int64_t log_every = 10;    // --log-every: steps between progress lines
+  std::string out_dir = "runs/train";  // --out: OUT/checkpoint and OUT/metrics.jsonl
+  std::string log_file;      // --log-file: the JSONL metrics log; default OUT/metrics.jsonl
+
+  double resolved_min_lr() const { return min_lr.value_or(lr / 10.0); }
+  int64_t resolved_warmup() const { return warmup_steps.value_or(steps / 10); }
+  std::string resolved_log_file() const { return log_file.empty() ? out_dir + "/metrics.jsonl" : log_file; }
+
+  // Throws on any value out of range, naming the flag, its value and the
+  // allowed range (e.g. "--min-lr 0.1 must be <= --lr 0.01").
+  void validate() const;
+
+  // Every field under its flag name without dashes (batch_size, ...), with
+  // min_lr and warmup_steps resolved, so that a checkpoint records the exact
+  // schedule the run followed.
+  nlohmann::json to_json() const;
+  // Reads to_json's output; `source` names it in errors (missing key, wrong type).
+  static TrainOptions from_json(const nlohmann::json& j, const std::string& source);
+
+  // Throws, naming the flag and both values, if these options would not
+  // continue the trajectory of the run that `saved` describes: every
+  // optimisation field must be equal (after resolving defaults), and steps
+  // must be at least `saved_step`. Reporting and checkpoint fields may differ.
+  void check_resumable(const TrainOptions& saved, int64_t saved_step, const std::string& source) const;
+
+  // A copy of these options in which the field of every flag named in
+  // `flags` (e.g. "--lr") is taken from `given`: a resumed run starts from
+  // its checkpoint's options and applies only the flags typed on the command
+  // line. Names of other flags (--data, --resume, ...) are ignored.
+  TrainOptions overridden_by(const TrainOptions& given, const std::set<std::string>& flags) const;
+};
+
+// True for the parameters AdamW must not decay: norm weights (...norm.weight,
+// norm_f.weight), every bias, A_log and D. Decaying them would pull norms
+// towards zero gain and the SSM's decay rates and skip gain towards zero.
+bool is_no_decay_parameter(const std::string& name);
+
+struct StepStats {
+  int64_t step = 0;         // steps completed, this one included
+  double loss = 0.0;        // mean training loss over the step's micro-batches (nats/token)
+  double lr = 0.0;          // learning rate used by this step
+  double grad_norm = 0.0;   // global gradient norm before clipping
+  double seconds = 0.0;     // wall time of the step
+  int64_t tokens = 0;       // tokens predicted in the step
+};
+
+struct ValidationResult {
+  double loss = 0.0;           // mean cross-entropy, nats per token
+  double bits_per_byte = 0.0;  // loss / ln 2 (byte tokenizer)
+  int64_t tokens = 0;          // predicted tokens scored
+};
+
+// Mean cross-entropy of `model` over data.validation_batches(B, L, max_batches),
+// averaged over tokens (the last batch may hold fewer windows).
+ValidationResult evaluate(const MambaLM& model, const TextData& data, int64_t B, int64_t L, int64_t max_batches);
+
+class Trainer {
+ public:
+  // A run starting at step 0 with `model` as it is. `data` should be split
+  // with options.val_fraction and seeded with options.seed, as `simba train`
+  // does. Throws if the options are invalid, a split is too short for one
+  // window, or a token id is outside the model's vocabulary.
+  Trainer(TrainOptions options, std::shared_ptr<MambaLM> model, TextData data);
+
+  // Continues the run saved in `checkpoint` (train/train_state.h
+  // load_checkpoint): parameters, AdamW state, step and data cursor. Throws
+  // if it was written for another model config, its optimiser state does not
+  // fit this model, its data cursor does not fit this data, or
+  // check_resumable fails. After a throw the Trainer may be partly restored:
+  // discard it.
+  void restore(const Checkpoint& checkpoint);
+  // Writes checkpoint_dir(options.out_dir). Refuses (throws) if a parameter
+  // holds NaN or Inf, so a checkpoint on disk is always finite.
+  void save_checkpoint();
+
+  // Forward and backward of one step's micro-batches into the parameters'
+  // .grad (cleared first); returns the mean loss. Draws from the data cursor.
+  double accumulate_gradients();
+  // One optimiser step (see the file comment). Throws on a non-finite loss or
+  // gradient norm without updating anything.
+  StepStats train_step();
+  ValidationResult validate() const;
+
+  // train_step until options.steps, with validation, logging and checkpoints;
+  // human-readable output goes to `out`. Returns the final validation.
+  ValidationResult run(std::ostream& out);
+
+  int64_t step() const { return step_; }
+  const TrainOptions& options() const { return options_; }
+  const MambaLM& model() const { return *model_; }
+  const AdamW& optimizer() const { return *optimizer_; }
+  const TextData& data() const { return data_; }
+
+ private:
+  double elapsed_seconds() const { return elapsed_before_ + session_clock_.seconds(); }
+
+  TrainOptions options_;
+  std::shared_ptr<MambaLM> model_;
+  TextData data_;
+  WarmupCosineSchedule schedule_;
+  std::unique_ptr<AdamW> optimizer_;
+  int64_t step_ = 0;
+  int64_t last_saved_step_ = -1;  // -1: no checkpoint written or loaded yet
+  double elapsed_before_ = 0.0;   // seconds trained by earlier processes of this run
+  Stopwatch session_clock_;       // since this process started (or resumed) the run
+};
+
+}  // namespace simba
