@@ -23,12 +23,7 @@ cmake -S . -B build-compare "${cmake_flags[@]}" > "$out/cmake.log"
 cmake --build build-compare -j "$(nproc)" --target simba bench_mamba > "$out/build.log" 2>&1
 lscpu | grep -E "Model name|^CPU\(s\)" > "$out/machine.txt"
 
-export OMP_NUM_THREADS=2
-taskset -c 0,1 build-compare/bench_mamba | tee "$out/bench_mamba.txt"
-peer_args=(--threads 2 --seconds 10)
-[ -n "$mambapy" ] && peer_args+=(--mambapy "$mambapy")
-PYTHONUNBUFFERED=1 taskset -c 0,1 python3 bench/pytorch_peers.py "${peer_args[@]}" 2>&1 \
-  | grep -v -i warn | tee "$out/pytorch_peers.txt"
+cmake --build build-compare -j "$(nproc)" --target bench_sgemm >> "$out/build.log" 2>&1
 
 # The other direction of Hugging Face parity: transformers reads what simba's trainer wrote.
 run=/tmp/simba_parity_run
@@ -39,4 +34,14 @@ python3 tests/fixtures/check_transformers_loads_simba.py --checkpoint "$run/chec
   --simba "$run/out.safetensors" --make-ids 2 40 256
 build-compare/simba forward --model "$run/checkpoint" --ids "$run/ids.safetensors" --out "$run/out.safetensors"
 python3 tests/fixtures/check_transformers_loads_simba.py --checkpoint "$run/checkpoint" --ids "$run/ids.safetensors" \
-  --simba "$run/out.safetensors" 2>&1 | grep -v -i warn | tee "$out/parity_reverse.txt"
+  --simba "$run/out.safetensors" 2>&1 | grep --line-buffered -v -i warn | tee "$out/parity_reverse.txt"
+
+# Throughput, every program pinned to the same 2 cores.
+export OMP_NUM_THREADS=2
+taskset -c 0,1 build-compare/bench_sgemm | tee "$out/bench_sgemm.txt"
+taskset -c 0,1 build-compare/bench_mamba | tee "$out/bench_mamba.txt"
+OMP_NUM_THREADS=1 taskset -c 0 build-compare/bench_mamba --benchmark_filter="train|inference" | tee "$out/bench_mamba_1thread.txt"
+peer_args=(--threads 2 --seconds "${PEER_SECONDS:-5}")
+[ -n "$mambapy" ] && peer_args+=(--mambapy "$mambapy")
+PYTHONUNBUFFERED=1 taskset -c 0,1 python3 bench/pytorch_peers.py "${peer_args[@]}" 2>&1 \
+  | grep --line-buffered -v -i warn | tee "$out/pytorch_peers.txt"

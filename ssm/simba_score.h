@@ -28,9 +28,12 @@
 // (accumulated in double, stored in T); no (n, Di, N) tensor is formed, the scratch is
 // S (n, Di), A transposed (N, Di) and one Di row per thread. There is no backward: the scores
 // only choose an index set, and gradients never flow through a discrete choice.
-// Limitation: the n·Di·N exps use std::exp, which does not vectorise (the scan's vectorised
-// exp is private to ssm/selective_scan.cpp), so scoring a layer costs about 25× its scan
-// (float32, n = 1024, Di = 1536, N = 16, one thread: 0.54 s vs 0.021 s).
+// The n·Di·N exps run as the vectorised exp_fast of tensor/vector_math.h (the scan's exp), and
+// the channel loops are `omp simd`, so scoring a layer costs about as much as its scan
+// (float32, n = 1024, Di = 1536, N = 16, one thread: 6.3 ms vs 5.7 ms; with std::exp it was
+// about 25× the scan). Each exp still counts as one FLOP (ssm/flops.h) though it costs ~15
+// vector operations, so in wall clock the score weighs more than its FLOP share
+// (bench/RESULTS.md, ## Simba).
 //
 // Baseline criteria for ablations (simba-paper.md §5.4):
 //   random  uniform [0, 1) numbers from Generator(seed ^ (0x9E3779B97F4A7C15·(ℓ + 1))) for layer ℓ,

@@ -37,23 +37,8 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// A scratch directory for this test process, removed at exit.
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    path = fs::temp_directory_path() / ("simba_test_cli_" + std::to_string(::getpid()));
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string file(const std::string& name) const { return (path / name).string(); }
-};
-const TempDir g_tmp;
+const TempDir g_tmp("test_cli");
 
-bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
 
 // A small model with vocabulary V, its parameters moved off their structured
 // init (ones, zeros) so that no gradient or logit is accidentally symmetric.

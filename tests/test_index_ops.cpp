@@ -22,7 +22,7 @@
 #include "autograd/gradcheck.h"
 #include "autograd/ops.h"
 #include "tensor/strided_loop.h"
-#include "test_util.h"
+#include "tests/test_util.h"
 
 using namespace simba;
 
@@ -116,7 +116,6 @@ double scaled_error(const Tensor& got, const Tensor& ref) {
   return worst;
 }
 
-bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
 
 // f evaluated on 1 thread and on all threads; the two results must be bit-identical.
 template <class F>

@@ -14,26 +14,15 @@
 #include "tensor/error.h"
 #include "tensor/file_io.h"
 
+#include "tests/test_util.h"
+
 using namespace simba;
 using json = nlohmann::json;
 namespace fs = std::filesystem;
 
 namespace {
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    path = fs::temp_directory_path() / ("simba_test_mamba_config_" + std::to_string(::getpid()));
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string file(const std::string& name) const { return (path / name).string(); }
-};
-const TempDir g_tmp;
+const TempDir g_tmp("test_mamba_config");
 
 // state-spaces/mamba-130m-hf config.json (transformers 4.40), legacy keys included.
 const char* kMamba130mHf = R"({
@@ -78,15 +67,6 @@ const char* kMamba130mHf = R"({
 // state-spaces/mamba-130m config.json (mamba_ssm, no HF names at all).
 const char* kMamba130mLegacy = R"({"d_model": 768, "n_layer": 24, "vocab_size": 50277, "ssm_cfg": {},
   "rms_norm": true, "residual_in_fp32": true, "fused_add_norm": true, "pad_vocab_size_multiple": 8})";
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "<no error was thrown>";
-}
 
 // from_json on the HF config with `patch` merged in must fail, naming the
 // config and each of `parts`.

@@ -5,51 +5,18 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
-#include <filesystem>
-
-#include <unistd.h>
 
 #include "autograd/gradcheck.h"
 #include "autograd/ops.h"
 #include "nn/safetensors.h"
 #include "ssm/mamba_model.h"
 #include "ssm/selective_scan_autograd.h"
+#include "tests/model_util.h"
 #include "tests/test_util.h"
 
 using namespace simba;
 
 namespace {
-
-MambaConfig tiny_config() {
-  MambaConfig c;
-  c.vocab_size = 11;
-  c.hidden_size = 6;
-  c.state_size = 3;
-  c.num_hidden_layers = 2;
-  c.expand = 2;
-  c.conv_kernel = 3;
-  c.time_step_rank = 2;
-  c.rescale_prenorm_residual = true;
-  return c;
-}
-
-Tensor random_ids(int64_t B, int64_t L, int64_t V, uint64_t seed) {
-  Generator g(seed);
-  std::vector<int64_t> v(B * L);
-  for (auto& x : v) x = g.randint(0, V);
-  return Tensor::from_ints({B, L}, v);
-}
-
-// Moves every parameter away from its structured init (ones, zeros, log(n))
-// so that no gradient is accidentally zero or symmetric.
-void jitter(Module& m, uint64_t seed, double scale) {
-  Generator g(seed);
-  NoGradGuard ng;
-  for (auto& [name, p] : m.named_parameters()) {
-    Tensor noise = randn(p.shape(), g, p.dtype());
-    p.data().copy_(add(p.data(), affine(noise, scale, 0.0)));
-  }
-}
 
 void expect_ok(const GradcheckResult& r) {
   INFO("max error " << r.max_error << " at " << r.where << " (" << r.checked << " elements)");
@@ -200,9 +167,8 @@ TEST_CASE("recurrent step mode gives the parallel forward's logits") {
 }
 
 TEST_CASE("checkpoint round trip and loader errors") {
-  namespace fs = std::filesystem;
-  const std::string dir = (fs::temp_directory_path() / ("simba_model_" + std::to_string(::getpid()))).string();
-  fs::remove_all(dir);
+  TempDir tmp("test_mamba_model");
+  const std::string dir = tmp.file("model");
   MambaConfig cfg = tiny_config();
   MambaLM model(cfg, 31);
   model.save(dir);
@@ -238,5 +204,4 @@ TEST_CASE("checkpoint round trip and loader errors") {
   extra["backbone.layers.2.norm.weight"] = Tensor::zeros({6});
   CHECK(error_of([&] { other.load_tensors(extra, "x.safetensors"); }).find("unexpected tensor 'backbone.layers.2.norm.weight'") !=
         std::string::npos);
-  fs::remove_all(dir);
 }

@@ -16,7 +16,7 @@
 
 #include "autograd/gradcheck.h"
 #include "autograd/ops.h"
-#include "test_util.h"
+#include "tests/test_util.h"
 
 using namespace simba;
 
@@ -52,7 +52,6 @@ double scaled_error(const Tensor& got, const Tensor& ref) {
   return worst;
 }
 
-bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
 
 // A (rows, cols) float64 matrix of normals in the requested layout: a plain
 // tensor, the transpose of a (cols, rows) tensor, and/or a slice of a larger

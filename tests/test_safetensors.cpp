@@ -20,35 +20,15 @@
 #include "nn/safetensors.h"
 #include "tensor/file_io.h"
 
+#include "tests/test_util.h"
+
 using namespace simba;
 namespace fs = std::filesystem;
 
 namespace {
 
-// A scratch directory for this test process, removed at exit.
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    path = fs::temp_directory_path() / ("simba_test_safetensors_" + std::to_string(::getpid()));
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string file(const std::string& name) const { return (path / name).string(); }
-};
-const TempDir g_tmp;
+const TempDir g_tmp("test_safetensors");
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "<no error was thrown>";
-}
 
 // A safetensors file from its parts: u64 header length, header, data.
 std::string st_bytes(const std::string& header, const std::string& data, uint64_t header_len) {

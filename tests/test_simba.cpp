@@ -22,6 +22,7 @@
 #include "ssm/simba_forward.h"
 #include "ssm/simba_schedule.h"
 #include "ssm/simba_score.h"
+#include "tests/model_util.h"
 #include "tests/test_util.h"
 
 using namespace simba;
@@ -32,33 +33,6 @@ const SimbaCriterion kAllCriteria[] = {SimbaCriterion::Simba,  SimbaCriterion::S
                                        SimbaCriterion::Random, SimbaCriterion::Stride,   SimbaCriterion::Norm,
                                        SimbaCriterion::Clip};
 const SimbaCriterion kSsmCriteria[] = {SimbaCriterion::Simba, SimbaCriterion::SimbaAbs, SimbaCriterion::SimbaL2};
-
-MambaConfig tiny_config(int64_t layers) {
-  MambaConfig c;
-  c.vocab_size = 11;
-  c.hidden_size = 6;
-  c.state_size = 3;
-  c.num_hidden_layers = layers;
-  c.expand = 2;
-  c.conv_kernel = 3;
-  c.time_step_rank = 2;
-  c.rescale_prenorm_residual = true;
-  return c;
-}
-
-Tensor random_ids(int64_t B, int64_t L, int64_t V, uint64_t seed) {
-  Generator g(seed);
-  std::vector<int64_t> v(B * L);
-  for (auto& x : v) x = g.randint(0, V);
-  return Tensor::from_ints({B, L}, v);
-}
-
-// Moves every parameter away from its structured init so no gradient is accidentally zero.
-void jitter(Module& m, uint64_t seed, double scale) {
-  Generator g(seed);
-  NoGradGuard ng;
-  for (auto& [name, p] : m.named_parameters()) p.data().copy_(add(p.data(), affine(randn(p.shape(), g, p.dtype()), scale, 0.0)));
-}
 
 SimbaOptions options(const std::string& text) { return parse_simba_options(text, "test"); }
 

@@ -409,7 +409,7 @@ TEST_CASE("options: JSON round trip, overrides, and every bad value named by its
   CHECK(contains(bad([](TrainOptions& b) { b.steps = 0; }), "--steps must be >= 1, got 0"));
   CHECK(contains(bad([](TrainOptions& b) { b.lr = 0; }), "--lr must be a finite number > 0, got 0"));
   CHECK(contains(bad([](TrainOptions& b) { b.lr = INFINITY; }), "--lr must be a finite number > 0, got inf"));
-  CHECK(contains(bad([](TrainOptions& b) { b.min_lr = 0.01; }), "--min-lr must be in [0, --lr] = [0, 0.002], got 0.01"));
+  CHECK(contains(bad([](TrainOptions& b) { b.min_lr = 0.01; }), "--min-lr must be in [0, --lr] = [0, 0.006], got 0.01"));
   CHECK(contains(bad([](TrainOptions& b) { b.warmup_steps = 2000; }),
                  "--warmup must be in [0, --steps] = [0, 1000], got 2000"));
   CHECK(contains(bad([](TrainOptions& b) { b.weight_decay = -1; }), "--weight-decay must be a finite number >= 0, got -1"));

@@ -16,5 +16,7 @@ void add_eval_command(CLI::App& app);      // validation loss / bits per byte; S
 void add_generate_command(CLI::App& app);  // sample text from a checkpoint
 void add_info_command(CLI::App& app);      // describe a checkpoint directory
 void add_forward_command(CLI::App& app);   // logits, loss and gradients of given ids
+void add_inspect_command(CLI::App& app);   // Simba kept sets, scores and logits of given ids
+void add_highway_command(CLI::App& app);   // Simba: |Δy_T(t)| against distance, per layer
 
 }  // namespace simba

@@ -1,10 +1,15 @@
-// train/cli_eval.cpp: `simba eval`, the validation loss of a model on a text
-// file, in nats per token and bits per byte.
+// train/cli_eval.cpp: `simba eval`, in two modes.
 //
-// The file is split exactly as `simba train` splits it (TextData with the
-// same --val-fraction), so the number is the held-out loss the training run
-// reported; the windows are TextData's deterministic validation tiling, so
-// two models evaluated with the same flags score the same tokens.
+// Dense validation (no --context): the validation loss of a model on a text file, in nats per
+// token and bits per byte. The file is split exactly as `simba train` splits it (TextData with
+// the same --val-fraction), so the number is the held-out loss the training run reported; the
+// windows are TextData's deterministic validation tiling, so two models evaluated with the same
+// flags score the same tokens.
+//
+// Simba comparison (--context C1,C2,...): for each context length, the continuation loss and
+// FLOPs of the dense model and of Simba pruning (--simba, one row per --criteria entry) on the
+// same windows (run_simba_eval, train/simba_eval.h). The flags of one mode are refused in the
+// other (CLI11 needs/excludes), so a flag never silently does nothing.
 #include <cmath>
 #include <cstdio>
 #include <iostream>
@@ -20,7 +25,7 @@
 #include "train/cli.h"
 #include "train/commands.h"
 #include "train/metrics_log.h"
-#include "train/model_dir.h"
+#include "train/simba_eval.h"
 
 namespace simba {
 
@@ -31,14 +36,8 @@ EvalResult run_eval(const EvalArgs& args, std::ostream& out) {
               "--max-batches: expected a number of batches >= 1, got " << args.max_batches);
   SIMBA_CHECK(args.val_fraction > 0.0 && args.val_fraction < 1.0,
               "--val-fraction: expected a fraction in (0, 1), got " << args.val_fraction);
-  std::shared_ptr<MambaLM> model = load_model_dir(args.model_dir);
+  std::shared_ptr<MambaLM> model = load_byte_model(args.model_dir, "eval");
   const ByteTokenizer tokenizer;
-  const int64_t V = model->config().vocab_size;
-  SIMBA_CHECK_HINT(V >= tokenizer.vocab_size(),
-                   "eval: the model in '" << args.model_dir << "' has vocab_size " << V << ", but the "
-                                          << tokenizer.name() << " tokenizer needs at least "
-                                          << tokenizer.vocab_size(),
-                   "eval reads text with the byte tokenizer; the model must have been trained on bytes");
   const TextData data = TextData::from_file(args.data_path, tokenizer, args.val_fraction);
   const std::vector<Batch> batches = data.validation_batches(args.batch, args.len, args.max_batches);
 
@@ -72,23 +71,66 @@ EvalResult run_eval(const EvalArgs& args, std::ostream& out) {
 
 void add_eval_command(CLI::App& app) {
   auto args = std::make_shared<EvalArgs>();
+  auto simba = std::make_shared<SimbaEvalArgs>();
   CLI::App* cmd = app.add_subcommand(
       "eval",
       "Validation loss (nats/token) and bits per byte of a model on a text file (byte tokenizer).\n"
-      "The validation split is the last --val-fraction of the file, as in simba train.");
+      "The validation split is the last --val-fraction of the file, as in simba train.\n"
+      "With --context: dense vs Simba continuation loss and FLOPs per context length, on windows of\n"
+      "context + continuation validation tokens (docs/simba.md).");
   cmd->add_option("--model", args->model_dir, "model directory (config.json + model.safetensors)")
       ->required()
       ->check(CLI::ExistingDirectory);
   cmd->add_option("--data", args->data_path, "text file (read as bytes)")->required()->check(CLI::ExistingFile);
-  cmd->add_option("--batch", args->batch, "windows per batch")->check(CLI::PositiveNumber)->capture_default_str();
-  cmd->add_option("--len", args->len, "window length L (tokens)")->check(CLI::PositiveNumber)->capture_default_str();
-  cmd->add_option("--max-batches", args->max_batches, "evaluate at most this many batches (default: all)")
-      ->check(CLI::PositiveNumber);
+  cmd->add_option("--batch", args->batch, "windows per batch (forward pass)")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  CLI::Option* len =
+      cmd->add_option("--len", args->len, "dense mode: window length L (tokens)")->check(CLI::PositiveNumber)->capture_default_str();
+  CLI::Option* max_batches =
+      cmd->add_option("--max-batches", args->max_batches, "dense mode: evaluate at most this many batches (default: all)")
+          ->check(CLI::PositiveNumber);
   cmd->add_option("--val-fraction", args->val_fraction, "fraction of the file (its tail) held out for validation")
       ->check(CLI::Range(0.0, 1.0))
       ->capture_default_str();
   cmd->add_option("--json", args->json_path, "also write the result to this JSON file");
-  cmd->callback([args] { run_eval(*args, std::cout); });
+  CLI::Option* context =
+      cmd->add_option("--context", simba->contexts,
+                      "Simba mode: comma-separated context lengths, e.g. 256,512,1024 (each window is context +\n"
+                      "continuation validation tokens)")
+          ->delimiter(',')
+          ->excludes(len)
+          ->excludes(max_batches);
+  cmd->add_option("--continuation", simba->continuation, "Simba mode: continuation length m (the scored tokens)")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str()
+      ->needs(context);
+  cmd->add_option("--max-windows", simba->max_windows, "Simba mode: windows per context length (at most)")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str()
+      ->needs(context);
+  cmd->add_option("--simba", simba->simba,
+                  "Simba mode: pruning options, e.g. keep=0.1,schedule=linear,criterion=simba,start=0\n"
+                  "(all optional; ssm/simba.h lists every key)")
+      ->needs(context);
+  cmd->add_option("--criteria", simba->criteria,
+                  "Simba mode: comma-separated criteria, one row each at --simba's schedule (replaces --simba's\n"
+                  "criterion): simba, simba-abs, simba-l2, random, stride, norm, clip")
+      ->delimiter(',')
+      ->needs(context);
+  cmd->add_option("--csv", simba->csv_path, "Simba mode: also write the table to this CSV file")->needs(context);
+  cmd->callback([args, simba, context] {
+    if (context->count() == 0) {
+      run_eval(*args, std::cout);
+      return;
+    }
+    simba->model_dir = args->model_dir;
+    simba->data_path = args->data_path;
+    simba->batch = args->batch;
+    simba->val_fraction = args->val_fraction;
+    simba->json_path = args->json_path;
+    run_simba_eval(*simba, std::cout);
+  });
 }
 
 }  // namespace simba

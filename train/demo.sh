@@ -52,7 +52,7 @@ seconds=$(($(date +%s) - start))
 echo
 echo "demo: sample from $RUN/checkpoint:"
 echo "------------------------------------------------------------------------"
-"$SIMBA" generate --model "$RUN/checkpoint" --prompt "In the beginning" --tokens 300
+"$SIMBA" generate --model "$RUN/checkpoint" --prompt "In the beginning" --tokens 300 --temperature 0.8
 echo
 echo "------------------------------------------------------------------------"
 before=$(grep -m1 '^validation bits/byte:' "$RUN/train.log" | awk '{print $3}')

@@ -14,6 +14,8 @@ int main(int argc, char** argv) {
   simba::add_generate_command(app);
   simba::add_info_command(app);
   simba::add_forward_command(app);
+  simba::add_inspect_command(app);
+  simba::add_highway_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
