@@ -27,10 +27,10 @@
 #include <omp.h>
 #endif
 
-#include "autograd/ops.h"
 #include "ssm/simba_forward.h"
 #include "ssm/simba_score.h"
 #include "train/metrics_log.h"
+#include "train/simba_eval.h"
 
 using namespace simba;
 
@@ -70,32 +70,18 @@ double seconds_of(const MambaLM& model, const Tensor& ids, const SimbaOptions& o
   return w.seconds();
 }
 
-// Seconds spent in the score kernels of one pruned forward: each layer whose scores choose the
-// next kept set is re-run on its kept rows with a trace, and only simba_scores is timed.
+// Seconds spent in the score kernels of one pruned forward: simba_scores timed alone on the trace
+// of each layer whose scores choose the next kept set.
 double score_seconds(const MambaLM& model, const Tensor& ids, const SimbaOptions& opt, int reps) {
   const SimbaResult r = simba_forward(model, ids, kContext, opt, true);
-  const int64_t B = ids.size(0), L = ids.size(1), m = L - kContext;
   double total = 0;
   for (size_t l = 0; l + 1 < r.counts.size(); ++l) {
     if (r.counts[l + 1] == r.counts[l]) continue;
-    const int64_t n = r.counts[l];
-    std::vector<int64_t> rows;
-    const std::vector<int64_t> kept = r.kept[l].to_ints();
-    for (int64_t b = 0; b < B; ++b) {
-      for (int64_t i = 0; i < n; ++i) rows.push_back(b * L + kept[b * n + i]);
-      for (int64_t p = kContext; p < L; ++p) rows.push_back(b * L + p);
-    }
-    const Tensor in = l == 0 ? model.embed(ids).data() : r.layer_hidden[l - 1];
-    const int64_t D = in.size(2);
-    const Tensor x = index_select(in.reshape({B * L, D}), 0, Tensor::from_ints({B * (n + m)}, rows))
-                         .reshape({B, n + m, D});
-    const MambaBlock& block = *model.backbone().layers[l];
-    MixerTrace trace;
-    block.mixer->forward(block.norm->forward(Variable(x)), &trace);
+    const MixerTrace trace = simba_layer_trace(model, ids, r, static_cast<int64_t>(l));
     std::vector<double> t;
     for (int i = 0; i < reps; ++i) {
       Stopwatch w;
-      simba_scores(trace, n, opt.criterion);
+      simba_scores(trace, r.counts[l], opt.criterion);
       t.push_back(w.seconds());
     }
     total += min_of(t);

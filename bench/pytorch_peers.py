@@ -67,6 +67,9 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--mambapy", default=None, help="folder containing the mambapy package")
     ap.add_argument("--seconds", type=float, default=10.0)
+    ap.add_argument("--runs", default="transformers:train,transformers:infer,mamba.py:train,mamba.py:infer",
+                    help="comma-separated peer:mode pairs to measure (transformers' eager training takes "
+                         "tens of seconds per step: leave it out for a short run)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -74,8 +77,12 @@ def main():
     if args.mambapy:
         sys.path.insert(0, args.mambapy)
         peers["mamba.py"] = mambapy_model
+    wanted = {tuple(r.split(":")) for r in args.runs.split(",")}
     results = []
     for peer, build in peers.items():
+        modes = [m for m in ("train", "infer") if (peer, m) in wanted]
+        if not modes:
+            continue
         for name, c in CONFIGS.items():
             model, loss_fn, infer_fn = build(c)
             opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
@@ -91,11 +98,13 @@ def main():
             def infer_step():
                 with torch.no_grad():
                     infer_fn(ids)
-            model.train()
-            t_train = timed(train_step, args.seconds)
-            model.eval()
-            t_infer = timed(infer_step, args.seconds)
-            for mode, t in (("train", t_train), ("infer", t_infer)):
+            for mode in modes:
+                if mode == "train":
+                    model.train()
+                    t = timed(train_step, args.seconds)
+                else:
+                    model.eval()
+                    t = timed(infer_step, args.seconds)
                 r = dict(peer=peer, config=name, mode=mode, tokens_per_s=tokens / t, seconds_per_step=t)
                 results.append(r)
                 print(f"{peer:13s} {name:5s} {mode:6s} {tokens / t:10.0f} tok/s ({t * 1000:.0f} ms/step)", flush=True)

@@ -13,7 +13,8 @@ namespace {
 // Each op is a compile-time constant in its kernel (with_unary_op below), so
 // every op gets its own loop that the compiler can vectorise; exp goes
 // through exp_fast (tensor/vector_math.h, < 1 ulp), which vectorises where a
-// libm call would not. log, log1p and sqrt stay libm calls.
+// libm call would not; softplus likewise uses log1p_fast. The log, log1p and
+// sqrt ops stay libm calls (they are not on the model's hot path).
 template <class T>
 inline T sigmoid_of(T v) {
   return T(1) / (T(1) + exp_fast(-v));
@@ -23,7 +24,7 @@ inline T sigmoid_of(T v) {
 // to float64 rounding, while exp(x) would overflow for x > ~88 in float32.
 template <class T>
 inline T softplus_of(T v) {
-  return v > T(20) ? v : std::log1p(exp_fast(v));
+  return v > T(20) ? v : log1p_fast(exp_fast(v));
 }
 
 template <UnaryOp OP, class T>

@@ -7,6 +7,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <limits>
 
 // exp_fast rounds with the (x + 1.5·2^m) − 1.5·2^m trick, which value-changing
 // reassociation would fold away.
@@ -69,6 +70,61 @@ inline double exp_fast(double x) {
   e = x < -708.0 ? 0.0 : e;
   e = x > 709.0 ? HUGE_VAL : e;
   return e;
+}
+
+// log(u) for finite u > 0 in the normal range, vectorisable like exp_fast: u = m·2^e with
+// m in [√½, √2) (exponent and mantissa read from the bits), then
+// log m = 2·atanh(s) = 2·(s + s³/3 + s⁵/5 + ...), s = (m−1)/(m+1), |s| <= 0.1716, so
+// s² <= 0.0295 and the series is cut where the next term is below half an ulp
+// (s^11/11 for float, s^23/23 for double). ln2 is split as in exp_fast so e·ln2_hi is exact.
+// Measured (tests/test_vector_math.cpp): at most 2.1 ulp (float), 1.3 ulp (double).
+template <class T>
+inline T log_fast(T u);
+
+template <>
+inline float log_fast(float u) {
+  const uint32_t bits = __builtin_bit_cast(uint32_t, u);
+  int32_t e = static_cast<int32_t>(bits >> 23) - 127;
+  float m = __builtin_bit_cast(float, (bits & 0x007FFFFFu) | 0x3F800000u);  // [1, 2)
+  const bool big = m > 1.41421356f;
+  m = big ? m * 0.5f : m;
+  e = big ? e + 1 : e;
+  const float s = (m - 1.0f) / (m + 1.0f), s2 = s * s;
+  float p = 1.0f / 9;
+  p = p * s2 + 1.0f / 7;
+  p = p * s2 + 1.0f / 5;
+  p = p * s2 + 1.0f / 3;
+  p = p * s2 + 1.0f;
+  const float ef = static_cast<float>(e);
+  return (ef * 0.693359375f + 2.0f * s * p) - ef * 2.12194440e-4f;
+}
+
+template <>
+inline double log_fast(double u) {
+  const uint64_t bits = __builtin_bit_cast(uint64_t, u);
+  int64_t e = static_cast<int64_t>(bits >> 52) - 1023;
+  double m = __builtin_bit_cast(double, (bits & 0x000FFFFFFFFFFFFFull) | 0x3FF0000000000000ull);
+  const bool big = m > 1.4142135623730951;
+  m = big ? m * 0.5 : m;
+  e = big ? e + 1 : e;
+  const double s = (m - 1.0) / (m + 1.0), s2 = s * s;
+  double p = 1.0 / 21;
+  for (int k = 19; k >= 1; k -= 2) p = p * s2 + 1.0 / k;
+  const double ed = static_cast<double>(e);
+  return (ed * 6.93145751953125e-1 + 2.0 * s * p) + ed * 1.42860682030941723212e-6;
+}
+
+// log1p(y) for y >= 0 (softplus feeds it e^x), vectorisable: u = 1 + y rounds, and
+// log1p(y) = log(u) + (y − (u − 1))/u puts the rounding error of u back to first order,
+// which keeps full precision for tiny y (there log u = 0 and the correction is y).
+// Measured: at most 2.8 ulp for y in [1e-30, 1e30].
+// +inf gives +inf, NaN stays NaN.
+template <class T>
+inline T log1p_fast(T y) {
+  const T u = T(1) + y;
+  T r = log_fast(u) + (y - (u - T(1))) / u;
+  r = y == std::numeric_limits<T>::infinity() ? y : r;
+  return y != y ? y : r;
 }
 
 }  // namespace simba

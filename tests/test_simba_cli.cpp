@@ -7,6 +7,7 @@
 //                   ssm/flops.h's formulas; JSON and CSV hold the printed rows.
 //   inspect         kept/scores/logits with the documented shapes and dtypes, kept.0 = every
 //                   context position, logits equal to simba_forward's.
+//   layer trace     simba_layer_trace reproduces the pruned run's scores exactly.
 //   highway         token counts per distance bin; the anchor bin against Δy_T(T) computed from
 //                   a hand-run layer trace, a distance-1 bin against a float64 brute-force oracle
 //                   (the reference scan with u_t zeroed), rel. 1e-4; layer 0 identical dense vs
@@ -34,6 +35,7 @@
 #include "ssm/flops.h"
 #include "ssm/selective_scan.h"
 #include "ssm/simba_schedule.h"
+#include "ssm/simba_score.h"
 #include "tensor/file_io.h"
 #include "tensor/ops.h"
 #include "tests/model_util.h"
@@ -384,6 +386,27 @@ TEST_CASE("inspect: an anchor outside the sequence, bad options and a bad ids fi
 }
 
 // ---------------------------------------------------------------- highway
+
+TEST_CASE("simba_layer_trace: a layer's recomputed trace gives that layer's scores in the pruned run") {
+  MambaLM model(byte_config(), 11);
+  jitter(model, 12, 0.3);
+  const int64_t c = 14, m = 3;
+  const Tensor ids = random_ids(2, c + m, 256, 13);
+  NoGradGuard ng;
+  const SimbaResult r = simba_forward(model, ids, c, parse_simba_options("keep=0.2"), true);
+  REQUIRE(r.counts == std::vector<int64_t>{14, 9, 3});
+  for (int64_t l = 0; l < 3; ++l) {
+    INFO("layer " << l);
+    const MixerTrace tr = simba_layer_trace(model, ids, r, l);
+    CHECK(tr.u.shape() == (Shape{2, r.counts[l] + m, 16}));
+    CHECK(simba_scores(tr, r.counts[l], SimbaCriterion::Simba).to_vector() == r.scores[l].to_vector());
+  }
+  const SimbaResult plain = simba_forward(model, ids, c, parse_simba_options("keep=0.2"));
+  CHECK(contains(error_of([&] { simba_layer_trace(model, ids, plain, 1); }),
+                 "simba_layer_trace: layer 1 of a run with 3 layers and 0 recorded streams (run simba_forward with "
+                 "keep_trace)"));
+}
+
 
 TEST_CASE("highway: bin counts, the anchor and distance-1 bins against direct computations, CSV and SVG") {
   const std::string dir = saved_model("highway_model");

@@ -7,12 +7,13 @@
 // relative tolerance. Every error case asserts the message text.
 #include <doctest/doctest.h>
 
-#include <unistd.h>
-
 #include <cmath>
 #include <cstring>
 #include <filesystem>
+#include <functional>
 #include <iostream>
+#include <map>
+#include <set>
 #include <sstream>
 
 #include <nlohmann/json.hpp>
@@ -30,23 +31,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// A scratch directory for this test process, removed at exit.
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    path = fs::temp_directory_path() / ("simba_test_trainer_" + std::to_string(::getpid()));
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;  // a leftover temp dir is harmless; a throwing destructor is not
-    fs::remove_all(path, ec);
-  }
-  std::string file(const std::string& name) const { return (path / name).string(); }
-};
-const TempDir g_tmp;
-
-bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
+const TempDir g_tmp("test_trainer");
 
 MambaConfig tiny_config() {
   MambaConfig c;

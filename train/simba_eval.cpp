@@ -26,12 +26,12 @@ namespace simba {
 
 namespace {
 
-// snprintf into a string (table cells).
+// snprintf into a string of the length it needs (table cells and lines).
 template <class... Args>
 std::string cell(const char* fmt, Args... args) {
-  char buf[256];
-  std::snprintf(buf, sizeof buf, fmt, args...);
-  return buf;
+  std::string s(static_cast<size_t>(std::snprintf(nullptr, 0, fmt, args...)), '\0');
+  std::snprintf(s.data(), s.size() + 1, fmt, args...);
+  return s;
 }
 
 std::string join_counts(const std::vector<int64_t>& v) {
@@ -126,22 +126,12 @@ struct HighwaySums {
 };
 
 // Adds the contributions of every layer of one simba_forward run (keep_trace) on ids (B, T).
-// Each layer's SSM inputs are recomputed from its input stream gathered at its kept rows,
-// the computation simba_forward ran (ssm/simba_forward.h step 2).
 void add_contributions(HighwaySums& acc, const MambaLM& model, const Tensor& ids, const SimbaResult& r) {
-  const int64_t B = ids.size(0), T = ids.size(1), D = model.config().hidden_size;
-  const Tensor embedded = model.embed(ids).data();
+  const int64_t B = ids.size(0), T = ids.size(1);
   for (size_t l = 0; l < r.counts.size(); ++l) {
     const int64_t n = r.counts[l];
     const std::vector<int64_t> kept = r.kept[l].to_ints();  // (B, n) original positions
-    std::vector<int64_t> rows(kept.size());
-    for (int64_t b = 0; b < B; ++b)
-      for (int64_t i = 0; i < n; ++i) rows[b * n + i] = b * T + kept[b * n + i];
-    const Tensor in = l == 0 ? embedded : r.layer_hidden[l - 1];  // (B, T, D)
-    const Tensor x = index_select(in.reshape({B * T, D}), 0, Tensor::from_ints({B * n}, rows)).reshape({B, n, D});
-    const MambaBlock& block = *model.backbone().layers[l];
-    MixerTrace tr;
-    block.mixer->forward(block.norm->forward(Variable(x)), &tr);
+    const MixerTrace tr = simba_layer_trace(model, ids, r, static_cast<int64_t>(l));
     const Tensor u = tr.u.contiguous(), delta = tr.delta.contiguous(), A = tr.A.contiguous(),
                  Bm = tr.Bm.contiguous(), Cm = tr.Cm.contiguous();
     const int64_t Di = u.size(2), N = A.size(1);
@@ -175,6 +165,29 @@ std::shared_ptr<MambaLM> load_byte_model(const std::string& model_dir, const cha
                            << tokenizer.name() << " tokenizer needs at least " << tokenizer.vocab_size(),
                    command << " reads text with the byte tokenizer; the model must have been trained on bytes");
   return model;
+}
+
+MixerTrace simba_layer_trace(const MambaLM& model, const Tensor& ids, const SimbaResult& r, int64_t layer) {
+  const int64_t layers = static_cast<int64_t>(r.counts.size());
+  SIMBA_CHECK(layer >= 0 && layer < layers && static_cast<int64_t>(r.layer_hidden.size()) == layers,
+              "simba_layer_trace: layer " << layer << " of a run with " << layers << " layers and "
+                                          << r.layer_hidden.size() << " recorded streams (run simba_forward with "
+                                          << "keep_trace)");
+  const int64_t B = ids.size(0), L = ids.size(1), c = r.context, n = r.counts[layer], D = model.config().hidden_size;
+  const std::vector<int64_t> kept = r.kept[layer].to_ints();  // (B, n)
+  std::vector<int64_t> rows;
+  rows.reserve(B * (n + L - c));
+  for (int64_t b = 0; b < B; ++b) {
+    for (int64_t i = 0; i < n; ++i) rows.push_back(b * L + kept[b * n + i]);
+    for (int64_t p = c; p < L; ++p) rows.push_back(b * L + p);
+  }
+  const Tensor in = layer == 0 ? model.embed(ids).data() : r.layer_hidden[layer - 1];  // (B, L, D)
+  const Tensor x = index_select(in.reshape({B * L, D}), 0, Tensor::from_ints({B * (n + L - c)}, rows))
+                       .reshape({B, n + L - c, D});
+  const MambaBlock& block = *model.backbone().layers[layer];
+  MixerTrace trace;
+  block.mixer->forward(block.norm->forward(Variable(x)), &trace);
+  return trace;
 }
 
 Tensor context_windows(const TextData& data, int64_t c, int64_t m, int64_t count, const std::string& flag) {
@@ -368,8 +381,11 @@ std::vector<HighwayRow> run_highway(const HighwayArgs& args, std::ostream& out) 
       series.push_back(s);
     }
   PlotOptions po;
-  po.title = "Highway: mean |Δy_T(t)| per layer vs distance T − t (T = " + std::to_string(T) + ", " +
-             std::to_string(W) + " windows); dashed: Simba " + opt.to_string();
+  std::ostringstream keep;
+  keep << opt.keep;
+  po.title = "mean |Δy_T(t)| per layer vs distance, T = " + std::to_string(T) + ", " + std::to_string(W) +
+             " windows; dashed: Simba keep=" + keep.str() + " " + schedule_name(opt.schedule) + " " +
+             criterion_name(opt.criterion) + " start=" + std::to_string(opt.start);
   po.x_label = "distance T − t in original positions (log scale; points at the bins' geometric centres)";
   po.y_label = "mean over channels of |Δy_T(t)[d]|";
   po.log_x = po.log_y = true;

@@ -37,6 +37,12 @@ namespace simba {
 // byte tokenizer; `command` ("eval", "highway", ...) starts the error message.
 std::shared_ptr<MambaLM> load_byte_model(const std::string& model_dir, const char* command);
 
+// Layer `layer`'s MixerTrace in a simba_forward run `r` on `ids` (B, c + m) made with keep_trace:
+// the SSM inputs u, Δ, A, B, C on the n_ℓ + m rows the layer processed (its kept context tokens in
+// original order, then the continuation), recomputed from the layer's input stream gathered at
+// those rows, as simba_forward computed them (ssm/simba_forward.h step 2).
+MixerTrace simba_layer_trace(const MambaLM& model, const Tensor& ids, const SimbaResult& r, int64_t layer);
+
 // (count, c + m) int64: the first `count` windows of c + m validation tokens (see above), or
 // all that fit when count is TextData::kAllBatches. Errors, naming `flag` and the data source:
 // c < 1, m < 0, count < 1, and a window longer than the validation split.

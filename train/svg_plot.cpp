@@ -122,7 +122,7 @@ std::string line_plot_svg(const std::vector<PlotSeries>& series, const PlotOptio
     << "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" << opt.width << "\" height=\"" << opt.height
     << "\" viewBox=\"0 0 " << opt.width << " " << opt.height << "\" font-family=\"sans-serif\" font-size=\"12\">\n"
     << "<rect x=\"0\" y=\"0\" width=\"" << opt.width << "\" height=\"" << opt.height << "\" fill=\"white\"/>\n"
-    << "<text x=\"" << num((x0 + x1) / 2) << "\" y=\"" << num(kTop - 14) << "\" text-anchor=\"middle\" font-size=\"14\">"
+    << "<text x=\"" << num(W / 2) << "\" y=\"" << num(kTop - 14) << "\" text-anchor=\"middle\" font-size=\"14\">"
     << escape(opt.title) << "</text>\n";
   // Grid and tick labels.
   o << "<g stroke=\"#dddddd\" stroke-width=\"1\">\n";
