@@ -36,12 +36,15 @@ build-compare/simba forward --model "$run/checkpoint" --ids "$run/ids.safetensor
 python3 tests/fixtures/check_transformers_loads_simba.py --checkpoint "$run/checkpoint" --ids "$run/ids.safetensors" \
   --simba "$run/out.safetensors" 2>&1 | grep --line-buffered -v -i warn | tee "$out/parity_reverse.txt"
 
-# Throughput, every program pinned to the same 2 cores.
+# Throughput, every program pinned to the same 2 cores. OpenBLAS picks its
+# kernels by CPU model; inside some VMs it does not recognise the model and
+# falls back to a generic kernel several times slower. OPENBLAS_CORETYPE (e.g.
+# SkylakeX) overrides the choice; the core in use is recorded either way.
 export OMP_NUM_THREADS=2
+OPENBLAS_VERBOSE=2 build-compare/bench_sgemm --benchmark_filter=none 2>&1 | grep -i core | tee "$out/openblas_core.txt"
 taskset -c 0,1 build-compare/bench_sgemm | tee "$out/bench_sgemm.txt"
 taskset -c 0,1 build-compare/bench_mamba | tee "$out/bench_mamba.txt"
-OMP_NUM_THREADS=1 taskset -c 0 build-compare/bench_mamba --benchmark_filter="train|inference" | tee "$out/bench_mamba_1thread.txt"
-peer_args=(--threads 2 --seconds "${PEER_SECONDS:-5}")
+peer_args=(--threads 2 --seconds "${PEER_SECONDS:-5}" --runs "${PEER_RUNS:-transformers:infer,mamba.py:train,mamba.py:infer}")
 [ -n "$mambapy" ] && peer_args+=(--mambapy "$mambapy")
 PYTHONUNBUFFERED=1 taskset -c 0,1 python3 bench/pytorch_peers.py "${peer_args[@]}" 2>&1 \
   | grep --line-buffered -v -i warn | tee "$out/pytorch_peers.txt"

@@ -56,7 +56,9 @@ bool json_holds(const nlohmann::json& v) {
   if constexpr (std::is_same_v<T, std::string>) return v.is_string();
   else if constexpr (std::is_floating_point_v<T>) return v.is_number();
   else if constexpr (std::is_unsigned_v<T>) return v.is_number_unsigned();
-  else return v.is_number_integer() && (!v.is_number_unsigned() || v.get<uint64_t>() <= static_cast<uint64_t>(std::numeric_limits<T>::max()));
+  else
+    return v.is_number_integer() &&
+           (!v.is_number_unsigned() || v.get<uint64_t>() <= static_cast<uint64_t>(std::numeric_limits<T>::max()));
 }
 
 template <class T>
@@ -243,9 +245,9 @@ Trainer::Trainer(TrainOptions options, std::shared_ptr<MambaLM> model, TextData 
   const int64_t V = model_->config().vocab_size;
   for (Split split : {Split::Train, Split::Validation})
     for (int64_t id : data_.tokens(split))
-      SIMBA_CHECK_HINT(id >= 0 && id < V, "text data '" << data_.source() << "': token id " << id << " in the "
-                                                         << split_name(split) << " split is outside the model's vocabulary [0, "
-                                                         << V << ")",
+      SIMBA_CHECK_HINT(id >= 0 && id < V,
+                       "text data '" << data_.source() << "': token id " << id << " in the " << split_name(split)
+                                     << " split is outside the model's vocabulary [0, " << V << ")",
                        "the model's vocab_size must cover the tokenizer (256 for bytes)");
   AdamWOptions adamw;
   adamw.lr = options_.lr;
