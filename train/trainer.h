@@ -60,7 +60,7 @@ struct TrainOptions {
   // --lr: peak learning rate. Tuned on the demo config and the KJV text:
   // validation bits/byte after 200 steps was 2.14 at 2e-3, 2.05 at 4e-3 and
   // 2.03 from 6e-3 to 1.2e-2; after 800 steps 1.796 at 4e-3, 1.787 at 6e-3 and
-  // 1.782 at 1e-2. 6e-3 is on the plateau with room below its unstable edge.
+  // 1.782 at 1e-2: 6e-3 is on the plateau, and going higher gains little.
   double lr = 6e-3;
   std::optional<double> min_lr;          // --min-lr: final learning rate; default lr / 10
   std::optional<int64_t> warmup_steps;   // --warmup: linear warmup steps; default steps / 10
@@ -84,7 +84,7 @@ struct TrainOptions {
   std::string resolved_log_file() const { return log_file.empty() ? out_dir + "/metrics.jsonl" : log_file; }
 
   // Throws on any value out of range, naming the flag, its value and the
-  // allowed range (e.g. "--min-lr 0.1 must be <= --lr 0.01").
+  // allowed range (e.g. "--min-lr must be in [0, --lr] = [0, 0.01], got 0.1").
   void validate() const;
 
   // Every field under its flag name without dashes (batch_size, ...), with
