@@ -36,7 +36,8 @@ configure: deps
 test: all
 	cd $(BUILD) && ctest -V --timeout 1800
 
-demo: all
+demo: configure
+	cmake --build $(BUILD) -j $(JOBS) --target simba
 	bash train/demo.sh $(BUILD)/simba
 
 bench: all
