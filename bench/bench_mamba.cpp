@@ -17,6 +17,7 @@
 #include "nn/optim.h"
 #include "ssm/mamba_model.h"
 #include "ssm/selective_scan.h"
+#include "train/trainer.h"
 
 using namespace simba;
 
@@ -28,16 +29,12 @@ struct BenchConfig {
 };
 const BenchConfig kConfigs[] = {{"demo", 128, 4, 16, 256}, {"A", 256, 4, 32, 256}};
 
+// simba train's default model (byte vocabulary, N 16, expand 2, K 4) at this width and depth.
 MambaConfig model_config(const BenchConfig& b) {
-  MambaConfig c;
-  c.vocab_size = 256;
+  MambaConfig c = demo_model_config();
   c.hidden_size = b.d_model;
   c.num_hidden_layers = b.layers;
-  c.state_size = 16;
-  c.expand = 2;
-  c.conv_kernel = 4;
   c.time_step_rank = MambaConfig::auto_time_step_rank(b.d_model);
-  c.rescale_prenorm_residual = true;
   return c;
 }
 

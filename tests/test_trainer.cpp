@@ -33,14 +33,12 @@ namespace {
 
 const TempDir g_tmp("test_trainer");
 
+// The demo config (byte vocabulary) shrunk to a few thousand parameters.
 MambaConfig tiny_config() {
-  MambaConfig c;
-  c.vocab_size = 256;
+  MambaConfig c = demo_model_config();
   c.hidden_size = 16;
   c.num_hidden_layers = 2;
   c.state_size = 4;
-  c.expand = 2;
-  c.conv_kernel = 4;
   c.time_step_rank = MambaConfig::auto_time_step_rank(c.hidden_size);
   return c;
 }

@@ -116,6 +116,8 @@ MambaConfig demo_model_config() {
   c.expand = 2;
   c.conv_kernel = 4;
   c.time_step_rank = MambaConfig::auto_time_step_rank(c.hidden_size);
+  // mamba_ssm's official init scales out_proj by 1/sqrt(n_layer) (HF's config default is off).
+  c.rescale_prenorm_residual = true;
   return c;
 }
 
