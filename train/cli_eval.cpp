@@ -24,6 +24,7 @@
 #include "train/byte_tokenizer.h"
 #include "train/cli.h"
 #include "train/commands.h"
+#include "train/trainer.h"
 #include "train/metrics_log.h"
 #include "train/simba_eval.h"
 
@@ -39,19 +40,7 @@ EvalResult run_eval(const EvalArgs& args, std::ostream& out) {
   std::shared_ptr<MambaLM> model = load_byte_model(args.model_dir, "eval");
   const ByteTokenizer tokenizer;
   const TextData data = TextData::from_file(args.data_path, tokenizer, args.val_fraction);
-  const std::vector<Batch> batches = data.validation_batches(args.batch, args.len, args.max_batches);
-
-  NoGradGuard no_grad;
-  double total = 0.0;  // Σ per-token nats, in double over the whole split
-  EvalResult r;
-  for (const Batch& b : batches) {
-    Tensor logits = model->forward(b.inputs).data();  // (B, L, V)
-    total += sum(cross_entropy_rows(logits, b.targets)).item();
-    r.tokens += b.targets.numel();
-  }
-  r.batches = static_cast<int64_t>(batches.size());
-  r.loss = total / static_cast<double>(r.tokens);
-  r.bits_per_byte = bits_per_byte(r.loss);
+  const EvalResult r = evaluate(*model, data, args.batch, args.len, args.max_batches);
 
   char line[160];
   std::snprintf(line, sizeof line, "validation loss %.4f nats/token | %.4f bits/byte | %lld tokens in %lld batches\n",

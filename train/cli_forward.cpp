@@ -14,42 +14,10 @@
 #include "tensor/error.h"
 #include "train/cli.h"
 #include "train/commands.h"
+#include "train/ids_file.h"
 #include "train/model_dir.h"
 
 namespace simba {
-
-namespace {
-
-// The `input_ids` tensor of the --ids file, checked against the model's vocabulary.
-Tensor read_input_ids(const std::string& path, int64_t V) {
-  const TensorMap tensors = load_safetensors(path);
-  auto it = tensors.find("input_ids");
-  if (it == tensors.end()) {
-    std::string names;
-    for (const auto& [name, t] : tensors) names += (names.empty() ? "'" : ", '") + name + "'";
-    SIMBA_FAIL_HINT("--ids: '" << path << "' has no tensor 'input_ids' (it holds "
-                               << (names.empty() ? std::string("no tensors") : names) << ")",
-                    "write the ids as safetensors.torch.save_file({'input_ids': ids}, path), ids int64 (B, L)");
-  }
-  const Tensor& ids = it->second;
-  SIMBA_CHECK_HINT(ids.dtype() == DType::I64,
-                   "--ids: 'input_ids' in '" << path << "' is " << dtype_name(ids.dtype()) << ", expected int64",
-                   "convert with ids.to(torch.int64) before saving");
-  SIMBA_CHECK(ids.dim() == 2, "--ids: 'input_ids' in '" << path << "' has shape " << shape_str(ids.shape())
-                                                         << ", expected a 2-D (B, L) tensor");
-  SIMBA_CHECK(ids.size(0) >= 1 && ids.size(1) >= 2,
-              "--ids: 'input_ids' in '" << path << "' has shape " << shape_str(ids.shape())
-                                        << ", expected B >= 1 and L >= 2 (the loss needs a next token)");
-  const int64_t* p = ids.data<int64_t>();
-  for (int64_t i = 0; i < ids.numel(); ++i)
-    SIMBA_CHECK_HINT(p[i] >= 0 && p[i] < V,
-                     "--ids: 'input_ids' in '" << path << "' holds id " << p[i] << " at [" << i / ids.size(1) << ", "
-                                               << i % ids.size(1) << "], outside the model's vocabulary [0, " << V << ")",
-                     "tokenize with the tokenizer the model was trained with");
-  return ids;
-}
-
-}  // namespace
 
 void run_forward(const ForwardArgs& args) {
   SIMBA_CHECK(is_floating(args.dtype),
@@ -57,7 +25,7 @@ void run_forward(const ForwardArgs& args) {
   SIMBA_CHECK(!args.out_path.empty(), "--out: expected an output file path, got an empty string");
   std::shared_ptr<MambaLM> model = load_model_dir(args.model_dir, args.dtype);
   const int64_t V = model->config().vocab_size;
-  const Tensor ids = read_input_ids(args.ids_path, V);
+  const Tensor ids = read_input_ids(args.ids_path, V, 2, "the loss needs a next token");
   const int64_t L = ids.size(1);
 
   // As MambaForCausalLM: logits of every position, then the loss of positions

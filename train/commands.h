@@ -15,6 +15,7 @@
 #include "tensor/dtype.h"
 #include "train/sampler.h"
 #include "train/text_data.h"
+#include "train/trainer.h"
 
 namespace simba {
 
@@ -44,12 +45,7 @@ struct EvalArgs {
   double val_fraction = 0.1;
   std::string json_path;  // also write the result here as JSON, unless empty
 };
-struct EvalResult {
-  double loss = 0.0;           // nats per token
-  double bits_per_byte = 0.0;  // = loss / ln 2 for the byte tokenizer
-  int64_t tokens = 0;          // predicted tokens (B·L summed over batches)
-  int64_t batches = 0;
-};
+using EvalResult = ValidationResult;  // train/trainer.h: loss, bits_per_byte, tokens, batches
 EvalResult run_eval(const EvalArgs& args, std::ostream& out);
 
 // simba generate: feeds the prompt's bytes through MambaLM::step, then samples

@@ -18,6 +18,7 @@
 #include "tensor/file_io.h"
 #include "tensor/ops.h"
 #include "train/byte_tokenizer.h"
+#include "train/ids_file.h"
 #include "train/metrics_log.h"
 #include "train/model_dir.h"
 #include "train/svg_plot.h"
@@ -85,29 +86,6 @@ SimbaEvalRow evaluate(const MambaLM& model, const Tensor& windows, int64_t c, in
   return row;
 }
 
-// `input_ids` (B, L) int64 of a safetensors file, every id inside the vocabulary.
-Tensor read_ids(const std::string& path, int64_t V) {
-  const TensorMap tensors = load_safetensors(path);
-  const auto it = tensors.find("input_ids");
-  if (it == tensors.end()) {
-    std::string names;
-    for (const auto& [name, t] : tensors) names += (names.empty() ? "'" : ", '") + name + "'";
-    SIMBA_FAIL_HINT("--ids: '" << path << "' has no tensor 'input_ids' (it holds "
-                               << (names.empty() ? std::string("no tensors") : names) << ")",
-                    "write the ids as safetensors.torch.save_file({'input_ids': ids}, path), ids int64 (B, L)");
-  }
-  const Tensor& ids = it->second;
-  SIMBA_CHECK(ids.dtype() == DType::I64 && ids.dim() == 2 && ids.size(0) >= 1 && ids.size(1) >= 1,
-              "--ids: 'input_ids' in '" << path << "' is " << dtype_name(ids.dtype()) << " " << shape_str(ids.shape())
-                                        << ", expected int64 (B, L) with B, L >= 1");
-  const int64_t* p = ids.data<int64_t>();
-  for (int64_t i = 0; i < ids.numel(); ++i)
-    SIMBA_CHECK_HINT(p[i] >= 0 && p[i] < V,
-                     "--ids: 'input_ids' in '" << path << "' holds id " << p[i] << " at [" << i / ids.size(1) << ", "
-                                               << i % ids.size(1) << "], outside the model's vocabulary [0, " << V << ")",
-                     "tokenize with the tokenizer the model was trained with");
-  return ids;
-}
 
 // Distance bin of highway (train/simba_eval.h): 0 for d = 0, else 1 + floor(log2 d).
 int64_t distance_bin(int64_t d) {
@@ -297,7 +275,7 @@ SimbaResult run_inspect(const InspectArgs& args) {
   const SimbaOptions opt = parse_simba_options(args.simba, "--simba");
   SIMBA_CHECK(!args.out_path.empty(), "--out: expected an output file path, got an empty string");
   std::shared_ptr<MambaLM> model = load_model_dir(args.model_dir);
-  const Tensor ids = read_ids(args.ids_path, model->config().vocab_size);
+  const Tensor ids = read_input_ids(args.ids_path, model->config().vocab_size, 1, "a context token");
   const int64_t L = ids.size(1), c = args.context;
   SIMBA_CHECK_HINT(c >= 1 && c <= L,
                    "--context " << c << ": the anchor (the last context token, position " << c - 1

@@ -228,6 +228,7 @@ ValidationResult evaluate(const MambaLM& model, const TextData& data, int64_t B,
     const Tensor logits = model.forward(batch.inputs).data();  // (B, L, V)
     for (double loss : cross_entropy_rows(logits, batch.targets).to_vector()) total += loss;
     r.tokens += batch.targets.numel();
+    ++r.batches;
   }
   r.loss = total / static_cast<double>(r.tokens);
   r.bits_per_byte = bits_per_byte(r.loss);

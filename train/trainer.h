@@ -125,6 +125,7 @@ struct ValidationResult {
   double loss = 0.0;           // mean cross-entropy, nats per token
   double bits_per_byte = 0.0;  // loss / ln 2 (byte tokenizer)
   int64_t tokens = 0;          // predicted tokens scored
+  int64_t batches = 0;         // validation batches run
 };
 
 // Mean cross-entropy of `model` over data.validation_batches(B, L, max_batches),
