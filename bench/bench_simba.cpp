@@ -30,6 +30,7 @@
 #include "ssm/simba_forward.h"
 #include "ssm/simba_score.h"
 #include "train/metrics_log.h"
+#include "train/trainer.h"
 #include "train/simba_eval.h"
 
 using namespace simba;
@@ -37,19 +38,6 @@ using namespace simba;
 namespace {
 
 constexpr int64_t kContext = 2048;
-
-MambaConfig demo_config() {
-  MambaConfig c;
-  c.vocab_size = 256;
-  c.hidden_size = 128;
-  c.num_hidden_layers = 4;
-  c.state_size = 16;
-  c.expand = 2;
-  c.conv_kernel = 4;
-  c.time_step_rank = MambaConfig::auto_time_step_rank(c.hidden_size);
-  c.rescale_prenorm_residual = true;
-  return c;
-}
 
 Tensor random_ids(int64_t B, int64_t L, uint64_t seed) {
   Generator g(seed);
@@ -102,7 +90,7 @@ int main(int argc, char** argv) {
 #ifdef _OPENMP
   threads = omp_get_max_threads();
 #endif
-  const MambaConfig cfg = demo_config();
+  const MambaConfig cfg = demo_model_config();
   const MambaLM model(cfg, 1);
   const SimbaOptions dense = parse_simba_options("keep=1", "bench");
   const SimbaOptions pruned = parse_simba_options("keep=0.1,schedule=linear,criterion=simba", "bench");

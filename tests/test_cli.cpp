@@ -559,22 +559,12 @@ TEST_CASE("info: config, parameter count, every tensor with shape and stored dty
 // ---------------------------------------------------------------- the binary
 
 TEST_CASE("the simba binary: help, info, and an error exit (skipped if not built)") {
-  const fs::path exe = fs::read_symlink("/proc/self/exe").parent_path() / "simba";
+  const fs::path exe = simba_binary();
   if (!fs::exists(exe)) {
     MESSAGE("skipped: " << exe.string() << " is not built (build the 'simba' target to run this test)");
     return;
   }
-  // stdout and stderr together, and the exit status.
-  auto run = [&](const std::string& args) {
-    std::string output;
-    FILE* p = ::popen((exe.string() + " " + args + " 2>&1").c_str(), "r");
-    REQUIRE(p != nullptr);
-    char buf[4096];
-    size_t n;
-    while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) output.append(buf, n);
-    const int status = ::pclose(p);
-    return std::make_pair(WIFEXITED(status) ? WEXITSTATUS(status) : -1, output);
-  };
+  const auto run = run_simba;
   for (const char* cmd : {"forward", "eval", "generate", "info"}) {
     INFO(cmd);
     auto [code, text] = run(std::string(cmd) + " --help");

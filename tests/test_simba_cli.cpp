@@ -581,21 +581,12 @@ TEST_CASE("svg: bad series and sizes are errors") {
 // ---------------------------------------------------------------- the binary
 
 TEST_CASE("the simba binary: inspect/highway help, eval --context errors (skipped if not built)") {
-  const fs::path exe = fs::read_symlink("/proc/self/exe").parent_path() / "simba";
+  const fs::path exe = simba_binary();
   if (!fs::exists(exe)) {
     MESSAGE("skipped: " << exe.string() << " is not built (build the 'simba' target to run this test)");
     return;
   }
-  auto run = [&](const std::string& args) {
-    std::string output;
-    FILE* p = ::popen((exe.string() + " " + args + " 2>&1").c_str(), "r");
-    REQUIRE(p != nullptr);
-    char buf[4096];
-    size_t n;
-    while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) output.append(buf, n);
-    const int status = ::pclose(p);
-    return std::make_pair(WIFEXITED(status) ? WEXITSTATUS(status) : -1, output);
-  };
+  const auto run = run_simba;
   for (const char* cmd : {"inspect", "highway"}) {
     auto [code, text] = run(std::string(cmd) + " --help");
     CHECK(code == 0);

@@ -18,7 +18,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include "nn/cross_entropy.h"
 #include "nn/safetensors.h"
+#include "ssm/simba_forward.h"
 #include "tensor/file_io.h"
 #include "tests/test_util.h"
 #include "train/byte_tokenizer.h"
@@ -722,4 +724,173 @@ TEST_CASE("simba train: bad flags are errors naming the flag") {
   const std::string empty = write_text("empty.txt", "");
   CHECK(contains(cli_error("train --data " + empty + " --out " + g_tmp.file("e")), "is empty"));
   CHECK(!fs::exists(g_tmp.file("flags_out") + "/checkpoint"));
+}
+
+// ------------------------------------------------------------ --simba training
+
+namespace {
+
+// The tiny options with Simba pruning: the second of the 2 layers keeps 40 % of the context.
+TrainOptions tiny_simba_options(const std::string& out_name) {
+  TrainOptions o = tiny_options(out_name);
+  o.simba = parse_simba_options("keep=0.4", "test");
+  return o;
+}
+
+// Mean continuation loss of `model` on the first validation batch split at c, pruned by `opt`.
+double continuation_val_loss(const MambaLM& model, const TextData& data, int64_t B, int64_t L, int64_t c,
+                             const SimbaOptions& opt) {
+  NoGradGuard no_grad;
+  const Tensor ids = data.validation_batches(B, L, 1).at(0).inputs;
+  return continuation_loss(simba_forward(model, ids, c, opt), ids).item();
+}
+
+}  // namespace
+
+TEST_CASE("simba training: split points in range and deterministic; the continuation loss falls within 30 steps") {
+  TrainOptions o = tiny_simba_options("simba_learns");
+  o.steps = 30;
+  o.lr = 0.03;
+  o.batch_size = 4;
+  o.grad_accum = 1;
+  o.seq_len = 32;
+  o.warmup_steps = 3;
+  o.grad_clip = 1.0;
+  o.eval_every = 0;
+  o.save_every = 0;
+  o.log_every = 10;
+  CHECK(o.resolved_simba_min_context() == 16);
+  std::set<int64_t> seen;
+  for (int64_t step = 0; step < 200; ++step)
+    for (int64_t micro = 0; micro < 2; ++micro) {
+      const int64_t c = simba_split_point(o, step, micro);
+      CHECK(c >= 16);
+      CHECK(c <= 31);
+      CHECK(c == simba_split_point(o, step, micro));
+      seen.insert(c);
+    }
+  CHECK(seen.size() == 16);  // every c in [16, 31] is drawn
+  TrainOptions other_seed = o;
+  other_seed.seed = o.seed + 1;
+  int differ = 0;
+  for (int64_t step = 0; step < 20; ++step) differ += simba_split_point(o, step, 0) != simba_split_point(other_seed, step, 0);
+  CHECK(differ >= 10);
+
+  auto t = tiny_trainer(o);
+  const double before = continuation_val_loss(t->model(), t->data(), 4, 32, 20, *o.simba);
+  std::ostringstream out;
+  t->run(out);
+  const double after = continuation_val_loss(t->model(), t->data(), 4, 32, 20, *o.simba);
+  MESSAGE("simba training, continuation loss (keep=0.4, c=20): " << before << " -> " << after << " nats/token");
+  CHECK(before > 5.0);  // near uniform over 256 bytes (ln 256 = 5.55)
+  CHECK(after < before - 2.0);
+  CHECK(contains(out.str(), "simba: keep=0.4,schedule=linear,criterion=simba,start=0,seed=0, context split uniform "
+                            "in [16, 31], loss on the continuation; validation dense"));
+  CHECK(contains(out.str(), "step 30/30 | loss "));
+}
+
+TEST_CASE("simba training: resume is bit-identical, and the options are saved and enforced") {
+  const int64_t N = 6, K = 3;
+  TrainOptions o = tiny_simba_options("simba_resume_straight");
+  o.simba_min_context = 4;
+  auto straight = tiny_trainer(o);
+  std::vector<double> losses;
+  for (int64_t i = 0; i < N; ++i) losses.push_back(straight->train_step().loss);
+
+  TrainOptions oa = o;
+  oa.out_dir = g_tmp.file("simba_resume_split");
+  fs::remove_all(oa.out_dir);
+  auto first = tiny_trainer(oa);
+  for (int64_t i = 0; i < K; ++i) CHECK(first->train_step().loss == losses[static_cast<size_t>(i)]);
+  first->save_checkpoint();
+  const Checkpoint cp = load_checkpoint(checkpoint_dir(oa.out_dir));
+  CHECK(cp.state.options["simba"] == "keep=0.4,schedule=linear,criterion=simba,start=0,seed=0");
+  CHECK(cp.state.options["simba_min_context"] == 4);
+
+  auto resumed = tiny_trainer(oa, /*model_seed=*/99);
+  resumed->restore(cp);
+  for (int64_t i = K; i < N; ++i) CHECK(resumed->train_step().loss == losses[static_cast<size_t>(i)]);  // exact
+  check_same_state(*straight, *resumed);
+
+  // The dense run of the same options follows another trajectory.
+  TrainOptions dense = o;
+  dense.simba.reset();
+  auto d = tiny_trainer(dense);
+  CHECK(d->train_step().loss != losses[0]);
+
+  // Options JSON round trip; a resume that changes --simba or --simba-min-context is refused.
+  const TrainOptions back = TrainOptions::from_json(o.to_json(), "test");
+  CHECK(back.to_json() == o.to_json());
+  CHECK(TrainOptions::from_json(dense.to_json(), "test").simba == std::nullopt);
+  TrainOptions changed = oa;
+  changed.simba = parse_simba_options("keep=0.5", "test");
+  CHECK(contains(error_of([&] { tiny_trainer(changed)->restore(cp); }),
+                 "--simba is keep=0.5,schedule=linear,criterion=simba,start=0,seed=0, but the run in '" + cp.state_path +
+                     "' was trained with --simba keep=0.4,schedule=linear,criterion=simba,start=0,seed=0"));
+  CHECK(contains(error_of([&] { tiny_trainer(dense)->restore(cp); }), "--simba is (none), but the run in"));
+  changed = oa;
+  changed.simba_min_context = 5;
+  CHECK(contains(error_of([&] { tiny_trainer(changed)->restore(cp); }),
+                 "--simba-min-context is 5, but the run in '" + cp.state_path + "' was trained with --simba-min-context 4"));
+  const TrainOptions merged = dense.overridden_by(o, {"--simba"});
+  CHECK(merged.simba->to_string() == o.simba->to_string());
+}
+
+TEST_CASE("simba training: with keep=1 the step's loss is the dense mean cross-entropy of the continuation") {
+  TrainOptions o = tiny_options("simba_keep1");
+  o.grad_accum = 1;
+  o.simba = parse_simba_options("keep=1", "test");
+  auto model = std::make_shared<MambaLM>(tiny_config(), 5);
+  Trainer t(o, model, toy_data(o));
+  TextData same = toy_data(o);  // the trainer's data, same seed: it draws the same first batch
+  const Batch batch = same.next_train_batch(o.batch_size, o.seq_len);
+  const int64_t c = simba_split_point(o, 0, 0), L = o.seq_len, B = o.batch_size;
+  double dense = 0.0;
+  {
+    NoGradGuard no_grad;
+    // Row j of the dense logits predicts targets[:, j] = inputs[:, j + 1]: rows c − 1 .. L − 2
+    // predict the continuation inputs[:, c:].
+    const std::vector<double> rows = cross_entropy_rows(model->forward(batch.inputs).data(), batch.targets).to_vector();
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t j = c - 1; j <= L - 2; ++j) dense += rows[static_cast<size_t>(b * L + j)];
+    dense /= static_cast<double>(B * (L - c));
+  }
+  const double simba_loss = t.accumulate_gradients();
+  MESSAGE("keep=1, c = " << c << ": simba step loss " << simba_loss << ", dense " << dense << ", difference "
+                         << std::abs(simba_loss - dense));
+  CHECK(std::abs(simba_loss - dense) <= 1e-6 * std::abs(dense));
+}
+
+TEST_CASE("simba train: --simba from scratch and with --init; bad --simba and --simba-min-context name the flag") {
+  const std::string data = write_text("simba_cli_data.txt", toy_text(120));
+  const std::string dense = g_tmp.file("simba_cli_dense"), tuned = g_tmp.file("simba_cli_tuned");
+  for (const std::string& dir : {dense, tuned}) fs::remove_all(dir);
+  run_cli("train --data " + data + " --out " + dense + " --steps 2" + kTinyFlags);
+  const std::string printed = run_cli("train --data " + data + " --out " + tuned + " --init " + dense +
+                                      "/checkpoint --steps 2 --batch-size 2 --seq-len 16 --eval-batches 1 "
+                                      "--simba keep=0.25,criterion=norm --simba-min-context 3");
+  CHECK(contains(printed, "simba: keep=0.25,schedule=linear,criterion=norm,start=0,seed=0, context split uniform in "
+                          "[3, 15]"));
+  CHECK(contains(printed, "step 2/2 | loss "));
+  const Checkpoint cp = load_checkpoint(tuned + "/checkpoint");
+  CHECK(cp.state.options["simba"] == "keep=0.25,schedule=linear,criterion=norm,start=0,seed=0");
+  CHECK(cp.state.options["simba_min_context"] == 3);
+  // --resume keeps the checkpoint's --simba; a different one is refused.
+  CHECK(contains(run_cli("train --data " + data + " --out " + tuned + " --resume --steps 3"), "step 3/3 | loss "));
+  CHECK(contains(cli_error("train --data " + data + " --out " + tuned + " --resume --steps 4 --simba keep=0.5"),
+                 "--simba is keep=0.5,schedule=linear,criterion=simba,start=0,seed=0, but the run in"));
+
+  const std::string base = "train --data " + data + " --out " + g_tmp.file("simba_flags_out") + kTinyFlags;
+  CHECK(contains(cli_error(base + " --simba keep=1.5"), "--simba: keep=1.5"));
+  CHECK(contains(cli_error(base + " --simba bogus=1"), "--simba"));
+  CHECK(contains(cli_error(base + " --simba keep=0.5 --simba-min-context 16"),
+                 "--simba-min-context must be in [1, --seq-len - 1] = [1, 15], got 16"));
+  CHECK(contains(cli_parse_error(base + " --simba keep=0.5 --simba-min-context 0"),
+                 "--simba-min-context: expected an integer >= 1, got '0'"));
+  TrainOptions short_window;
+  short_window.seq_len = 1;
+  short_window.simba = SimbaOptions();
+  CHECK(contains(error_of([&] { short_window.validate(); }),
+                 "--simba-min-context must be in [1, --seq-len - 1] = [1, 0], got 0"));
+  CHECK(!fs::exists(g_tmp.file("simba_flags_out") + "/checkpoint"));
 }

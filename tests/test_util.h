@@ -1,7 +1,11 @@
 // tests/test_util.h: small helpers shared by the test files.
 #pragma once
 
+#include <sys/wait.h>
 #include <unistd.h>
+
+#include <cstdio>
+#include <utility>
 
 #include <filesystem>
 #include <functional>
@@ -40,5 +44,23 @@ struct TempDir {
   TempDir& operator=(const TempDir&) = delete;
   std::string file(const std::string& name) const { return (path / name).string(); }
 };
+
+// The `simba` program built next to the test executables (it may be absent
+// when only the tests were built; the caller then skips with a message).
+inline std::filesystem::path simba_binary() {
+  return std::filesystem::read_symlink("/proc/self/exe").parent_path() / "simba";
+}
+
+// Runs `simba_binary() args` through the shell; returns (exit status, stdout + stderr).
+inline std::pair<int, std::string> run_simba(const std::string& args) {
+  std::string output;
+  FILE* p = ::popen((simba_binary().string() + " " + args + " 2>&1").c_str(), "r");
+  if (!p) return {-1, "popen failed"};
+  char buf[4096];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) output.append(buf, n);
+  const int status = ::pclose(p);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, output};
+}
 
 }  // namespace simba

@@ -11,6 +11,8 @@
 //                  options; flags typed with --resume override the reporting
 //                  ones (--steps, --eval-every, ...), and an optimisation flag
 //                  that differs from the checkpoint is an error.
+// Any of them with --simba trains with Simba pruning active (see
+// train/trainer.h): fine-tuning a dense model is --init DIR --simba ....
 // A new run refuses an --out that already holds a checkpoint, so a typo
 // cannot overwrite a finished run.
 #include <charconv>
@@ -40,6 +42,7 @@ struct TrainArgs {
   std::optional<int64_t> dt_rank;  // default: auto, ceil(hidden_size / 16)
   std::string config_path;
   std::string init_dir;
+  std::string simba;  // --simba as typed; parsed into options.simba
   bool resume = false;
 };
 
@@ -173,6 +176,13 @@ void add_train_command(CLI::App& app) {
   cmd->add_option("--save-every", o.save_every, "steps between checkpoints; 0 = at the end only")
       ->check(integer_at_least(0))
       ->capture_default_str();
+  cmd->add_option("--simba", a->simba,
+                  "train with Simba pruning: each micro-batch's windows split at a random c into context and "
+                  "continuation, loss on the continuation (validation stays dense); keep=0.1,schedule=linear,... "
+                  "as for simba eval (docs/simba.md)");
+  cmd->add_option("--simba-min-context", o.simba_min_context,
+                  "with --simba: smallest context c; c is uniform in [this, seq-len - 1] [default: seq-len / 2]")
+      ->check(integer_at_least(1));
   cmd->add_option("--log-every", o.log_every, "steps between progress lines")->check(integer_at_least(1))->capture_default_str();
   cmd->add_option("--log-file", o.log_file, "JSONL metrics log [default: OUT/metrics.jsonl]");
 
@@ -200,6 +210,7 @@ void add_train_command(CLI::App& app) {
     std::set<std::string> given;
     for (const CLI::Option* opt : cmd->get_options())
       if (opt->count() > 0) given.insert(opt->get_name());
+    if (given.count("--simba")) a->options.simba = parse_simba_options(a->simba, "--simba");
     run_train(*a, given, std::cout);
   });
 }

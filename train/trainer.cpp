@@ -10,6 +10,7 @@
 
 #include "autograd/ops.h"
 #include "nn/cross_entropy.h"
+#include "ssm/simba_forward.h"
 #include "tensor/error.h"
 
 namespace simba {
@@ -37,6 +38,7 @@ void for_each_option(F&& f, Options&... o) {
   f("grad_clip", "--grad-clip", true, o.grad_clip...);
   f("seed", "--seed", true, o.seed...);
   f("val_fraction", "--val-fraction", true, o.val_fraction...);
+  f("simba_min_context", "--simba-min-context", true, o.simba_min_context...);
   f("eval_every", "--eval-every", false, o.eval_every...);
   f("eval_batches", "--eval-batches", false, o.eval_batches...);
   f("save_every", "--save-every", false, o.save_every...);
@@ -85,6 +87,26 @@ bool all_finite(const Tensor& t) {
   for (double v : t.to_vector())
     if (!std::isfinite(v)) return false;
   return true;
+}
+
+// --simba as the checkpoint records and error messages show it.
+std::string simba_text(const std::optional<SimbaOptions>& simba) {
+  return simba ? simba->to_string() : "(none)";
+}
+
+uint64_t splitmix64(uint64_t x) {
+  x += 0x9e3779b97f4a7c15ULL;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+  return x ^ (x >> 31);
+}
+
+// Mean cross-entropy of the continuation inputs[:, c:] given the pruned
+// context inputs[:, :c] (docs/simba.md §3). The window's own inputs are the
+// whole sequence, so every continuation target lies inside it; the batch's
+// last target column is not used.
+Variable simba_batch_loss(const MambaLM& model, const Batch& batch, int64_t context, const SimbaOptions& opt) {
+  return continuation_loss(simba_forward(model, batch.inputs, context, opt), batch.inputs);
 }
 
 // Mean cross-entropy of the batch's next-token predictions, as a graph node.
@@ -152,17 +174,27 @@ void TrainOptions::validate() const {
   non_negative_int("--save-every", save_every);
   positive_int("--log-every", log_every);
   SIMBA_CHECK(!out_dir.empty(), "--out must name a directory, got an empty string");
+  if (simba) {
+    simba->validate("--simba");
+    const int64_t c = resolved_simba_min_context();
+    SIMBA_CHECK_HINT(c >= 1 && c <= seq_len - 1,
+                     "--simba-min-context must be in [1, --seq-len - 1] = [1, " << seq_len - 1 << "], got " << c,
+                     "a window of --seq-len tokens is split into a context of at least one token and a "
+                     "continuation of at least one");
+  }
 }
 
 nlohmann::json TrainOptions::to_json() const {
   TrainOptions r = *this;
   r.min_lr = resolved_min_lr();
   r.warmup_steps = resolved_warmup();
+  r.simba_min_context = resolved_simba_min_context();
   nlohmann::json j = nlohmann::json::object();
   for_each_option([&](const char* key, const char*, bool, const auto& value) {
     if constexpr (is_optional<std::decay_t<decltype(value)>>::value) j[key] = *value;
     else j[key] = value;
   }, r);
+  j["simba"] = simba ? nlohmann::json(simba->to_string()) : nlohmann::json(nullptr);
   return j;
 }
 
@@ -184,6 +216,11 @@ TrainOptions TrainOptions::from_json(const nlohmann::json& j, const std::string&
       field = it->template get<Field>();
     }
   }, o);
+  auto it = j.find("simba");
+  SIMBA_CHECK(it != j.end(), source << ": training options have no 'simba'");
+  SIMBA_CHECK(it->is_null() || it->is_string(),
+              source << ": training option 'simba' must be null or a string, got " << it->dump());
+  if (it->is_string()) o.simba = parse_simba_options(it->get<std::string>(), source + " option 'simba'");
   return o;
 }
 
@@ -192,7 +229,14 @@ void TrainOptions::check_resumable(const TrainOptions& saved, int64_t saved_step
   for (TrainOptions* o : {&mine, &theirs}) {
     o->min_lr = o->resolved_min_lr();
     o->warmup_steps = o->resolved_warmup();
+    o->simba_min_context = o->resolved_simba_min_context();
   }
+  const std::string simba_mine = simba_text(simba), simba_theirs = simba_text(saved.simba);
+  SIMBA_CHECK_HINT(simba_mine == simba_theirs,
+                   "--simba is " << simba_mine << ", but the run in '" << source << "' was trained with --simba "
+                                 << simba_theirs,
+                   "a resumed run continues the original only with the same optimisation flags; leave --simba "
+                   "out to use the checkpoint's value, or start a new run");
   for_each_option([&](const char*, const char* flag, bool shapes_trajectory, const auto& value, const auto& other) {
     SIMBA_CHECK_HINT(!shapes_trajectory || value == other,
                      flag << " is " << show(value) << ", but the run in '" << source << "' was trained with " << flag
@@ -209,7 +253,18 @@ TrainOptions TrainOptions::overridden_by(const TrainOptions& given, const std::s
   for_each_option([&](const char*, const char* flag, bool, auto& field, const auto& value) {
     if (flags.count(flag)) field = value;
   }, out, given);
+  if (flags.count("--simba")) out.simba = given.simba;
   return out;
+}
+
+int64_t simba_split_point(const TrainOptions& options, int64_t step, int64_t micro_batch) {
+  const int64_t m = options.resolved_simba_min_context();
+  SIMBA_CHECK(m >= 1 && m < options.seq_len,
+              "simba_split_point: --simba-min-context " << m << " is outside [1, --seq-len - 1] = [1, "
+                                                         << options.seq_len - 1 << "]");
+  const uint64_t h = splitmix64(splitmix64(splitmix64(options.seed) ^ static_cast<uint64_t>(step)) ^
+                                static_cast<uint64_t>(micro_batch));
+  return m + static_cast<int64_t>(h % static_cast<uint64_t>(options.seq_len - m));
 }
 
 bool is_no_decay_parameter(const std::string& name) {
@@ -265,7 +320,10 @@ double Trainer::accumulate_gradients() {
   double total = 0.0;
   for (int64_t i = 0; i < options_.grad_accum; ++i) {
     const Batch batch = data_.next_train_batch(options_.batch_size, options_.seq_len);
-    const Variable loss = batch_loss(*model_, batch);
+    const Variable loss =
+        options_.simba
+            ? simba_batch_loss(*model_, batch, simba_split_point(options_, step_, i), *options_.simba)
+            : batch_loss(*model_, batch);
     total += loss.item();
     (loss * scale).backward();  // the gradient of the mean over micro-batches
   }
@@ -370,6 +428,10 @@ ValidationResult Trainer::run(std::ostream& out) {
                 static_cast<long long>(options_.resolved_warmup()), options_.weight_decay, options_.grad_clip,
                 static_cast<unsigned long long>(options_.seed));
   out << line;
+  if (options_.simba)
+    out << "simba: " << options_.simba->to_string() << ", context split uniform in ["
+        << options_.resolved_simba_min_context() << ", " << options_.seq_len - 1
+        << "], loss on the continuation; validation dense\n";
   if (step_ > 0) out << "resuming from '" << checkpoint_dir(options_.out_dir) << "' at step " << step_ << "\n";
   log.write({{"event", step_ == 0 ? "start" : "resume"},
              {"step", step_},

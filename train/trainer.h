@@ -18,6 +18,16 @@
 // every log_every steps, a JSONL record per step and per validation, and a
 // checkpoint every save_every steps and at the end (train/train_state.h).
 //
+// Simba-aware training (--simba): each micro-batch's windows are split at
+// one point c into a context (the first c tokens, pruned as docs/simba.md §3
+// describes) and a continuation (the other L − c tokens); the loss is the
+// mean cross-entropy of the continuation given the pruned context
+// (continuation_loss of simba_forward, differentiable in every parameter; the
+// kept sets are constants of the step). c is uniform in
+// [simba_min_context, L − 1] and a pure function of (seed, step, micro-batch)
+// (simba_split_point), so it needs no state in the checkpoint. Validation
+// stays dense, so its numbers compare with dense runs.
+//
 // Determinism: the kernels are deterministic, so the same options, model and
 // data give bit-identical parameters. A checkpoint holds every piece of state
 // a step reads (parameters, AdamW moments and step counts, the step, which
@@ -38,6 +48,7 @@
 #include "nn/lr_schedule.h"
 #include "nn/optim.h"
 #include "ssm/mamba_model.h"
+#include "ssm/simba.h"
 #include "train/metrics_log.h"
 #include "train/text_data.h"
 #include "train/train_state.h"
@@ -70,6 +81,8 @@ struct TrainOptions {
   double grad_clip = 1.0;    // --grad-clip: max global gradient norm; 0 = no clipping
   uint64_t seed = 1337;      // --seed: model initialisation and data order
   double val_fraction = 0.1; // --val-fraction: tail of the data held out for validation
+  std::optional<SimbaOptions> simba;          // --simba: train with pruning active; default dense
+  std::optional<int64_t> simba_min_context;   // --simba-min-context: smallest context c; default seq_len / 2
 
   // --- reporting and checkpoints (a resumed run may change these) ---
   int64_t eval_every = 100;  // --eval-every: steps between validations; 0 = start and end only
@@ -81,6 +94,7 @@ struct TrainOptions {
 
   double resolved_min_lr() const { return min_lr.value_or(lr / 10.0); }
   int64_t resolved_warmup() const { return warmup_steps.value_or(steps / 10); }
+  int64_t resolved_simba_min_context() const { return simba_min_context.value_or(seq_len / 2); }
   std::string resolved_log_file() const { return log_file.empty() ? out_dir + "/metrics.jsonl" : log_file; }
 
   // Throws on any value out of range, naming the flag, its value and the
@@ -88,7 +102,8 @@ struct TrainOptions {
   void validate() const;
 
   // Every field under its flag name without dashes (batch_size, ...), with
-  // min_lr and warmup_steps resolved, so that a checkpoint records the exact
+  // min_lr, warmup_steps and simba_min_context resolved and simba as its
+  // canonical string (null when dense), so that a checkpoint records the exact
   // schedule the run followed.
   nlohmann::json to_json() const;
   // Reads to_json's output; `source` names it in errors (missing key, wrong type).
@@ -107,6 +122,15 @@ struct TrainOptions {
   TrainOptions overridden_by(const TrainOptions& given, const std::set<std::string>& flags) const;
 };
 
+// The split point c of micro-batch `micro_batch` of optimiser step `step`
+// (0-based) under --simba: c = m + h mod (L − m) with m = resolved_simba_min_context() and
+// h = splitmix64(splitmix64(splitmix64(seed) ^ step) ^ micro_batch), so c is
+// in [m, L − 1] (the modulo bias, below (L − m) / 2^64, is immaterial).
+// splitmix64 is the 64-bit finaliser of Steele, Lea and Flood's SplitMix (as
+// in Java's SplittableRandom): a bijection in which every input bit flips
+// about half of the output bits, so neighbouring steps get unrelated c.
+int64_t simba_split_point(const TrainOptions& options, int64_t step, int64_t micro_batch);
+
 // True for the parameters AdamW must not decay: norm weights (...norm.weight,
 // norm_f.weight), every bias, A_log and D. Decaying them would pull norms
 // towards zero gain and the SSM's decay rates and skip gain towards zero.
@@ -118,7 +142,7 @@ struct StepStats {
   double lr = 0.0;          // learning rate used by this step
   double grad_norm = 0.0;   // global gradient norm before clipping
   double seconds = 0.0;     // wall time of the step
-  int64_t tokens = 0;       // tokens predicted in the step
+  int64_t tokens = 0;       // tokens in the step's windows (with --simba, context included)
 };
 
 struct ValidationResult {
