@@ -238,7 +238,12 @@ json MambaConfig::to_json() const {
       {"residual_in_fp32", residual_in_fp32},
       {"pad_vocab_size_multiple", pad_vocab_size_multiple},
       {"initializer_range", initializer_range},
-      {"rescale_prenorm_residual", rescale_prenorm_residual},
+      // Always false in a written config: the rescale is an init step, already
+      // applied to any weights saved beside this file, and transformers 5
+      // applies it again to loaded weights (its _init_weights divides
+      // out_proj.weight in place, outside the guard that spares loaded
+      // parameters), which would shrink every out_proj by sqrt(num_hidden_layers).
+      {"rescale_prenorm_residual", false},
       {"time_step_scale", time_step_scale},
       {"time_step_min", time_step_min},
       {"time_step_max", time_step_max},

@@ -56,7 +56,9 @@ struct MambaConfig {
 
   // --- initialisation (official mamba_ssm init; HF names) ---
   double initializer_range = 0.1;         // std of HF's from-scratch Linear init
-  bool rescale_prenorm_residual = false;  // scale out_proj init by 1/sqrt(num_hidden_layers)
+  // Scale out_proj's init by 1/sqrt(num_hidden_layers). Read from a config
+  // that initialises a new model; to_json always writes false (see there).
+  bool rescale_prenorm_residual = false;
   double time_step_scale = 1.0;           // dt_proj weight init std = R^-0.5 · scale. alias: ssm_cfg.dt_scale
   double time_step_min = 0.001;           // Δ at init drawn log-uniform in [min, max]. alias: ssm_cfg.dt_min
   double time_step_max = 0.1;             // alias: ssm_cfg.dt_max
@@ -78,7 +80,9 @@ struct MambaConfig {
 
   // HF-style JSON: every field above under its HF name, plus the derived
   // intermediate_size, "model_type": "mamba" and "architectures":
-  // ["MambaForCausalLM"], so transformers can load the directory.
+  // ["MambaForCausalLM"], so transformers can load the directory. It
+  // describes a model whose weights exist, so no option in it makes
+  // transformers change loaded weights (rescale_prenorm_residual is false).
   nlohmann::json to_json() const;
   void save(const std::string& path) const;  // pretty-printed, atomic
 

@@ -291,6 +291,8 @@ TEST_CASE("MambaConfig to_json / save round trip, HF-loadable keys") {
   CHECK(j["intermediate_size"] == 288);
   CHECK(j["time_step_rank"] == 6);
   CHECK(MambaConfig::from_json(j, "j").to_json() == j);
+  // The one field that does not survive: an init step, written as false (to_json).
+  CHECK(j["rescale_prenorm_residual"] == false);
 
   const std::string path = g_tmp.file("saved/config.json");
   make_dirs(g_tmp.file("saved"));
@@ -300,7 +302,7 @@ TEST_CASE("MambaConfig to_json / save round trip, HF-loadable keys") {
   const MambaConfig back = MambaConfig::from_json_file(path);
   CHECK(back.to_json() == j);
   CHECK(back.layer_norm_epsilon == c.layer_norm_epsilon);
-  CHECK(back.rescale_prenorm_residual == true);
+  CHECK(back.rescale_prenorm_residual == false);
   CHECK(back.bos_token_id == std::optional<int64_t>(1));
   CHECK_FALSE(back.pad_token_id.has_value());
 
@@ -315,4 +317,24 @@ TEST_CASE("MambaConfig::save validates first and writes nothing for a bad config
   const std::string msg = error_of([&] { c.save(path); });
   CHECK(msg.find("config '" + path + "': hidden_act is 'relu'") != std::string::npos);
   CHECK_FALSE(file_exists(path));
+}
+
+// transformers 5 re-runs part of its init on every model it loads: with
+// rescale_prenorm_residual true it divides each loaded out_proj.weight by
+// sqrt(num_hidden_layers) (a simba checkpoint then gave logits 7-13% off).
+// A config simba writes must never ask for that, whatever the model was
+// initialised with.
+TEST_CASE("a saved config never makes transformers change the loaded weights") {
+  MambaConfig c;
+  c.hidden_size = 32;
+  c.num_hidden_layers = 4;
+  c.vocab_size = 64;
+  c.time_step_rank = MambaConfig::auto_time_step_rank(c.hidden_size);
+  c.rescale_prenorm_residual = true;  // as simba's default training model is initialised
+  const std::string path = g_tmp.file("rescaled/config.json");
+  make_dirs(g_tmp.file("rescaled"));
+  c.save(path);
+  const json saved = json::parse(read_file(path));
+  REQUIRE(saved.contains("rescale_prenorm_residual"));  // written explicitly: transformers' default may change
+  CHECK(saved["rescale_prenorm_residual"] == false);
 }

@@ -17,6 +17,7 @@
 #include <nlohmann/json.hpp>
 
 #include "nn/safetensors.h"
+#include "tensor/blas_core.h"
 #include "tensor/error.h"
 #include "train/cli.h"
 #include "train/commands.h"
@@ -91,6 +92,7 @@ void run_info(const std::string& model_dir, std::ostream& out) {
     s << "__metadata__:\n";
     for (const auto& [key, value] : metadata) s << "  " << key << " = " << value << "\n";
   }
+  s << "cpu: OpenBLAS core " << blas_core_description() << "\n";
   out << s.str() << std::flush;
 }
 

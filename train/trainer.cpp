@@ -11,6 +11,7 @@
 #include "autograd/ops.h"
 #include "nn/cross_entropy.h"
 #include "ssm/simba_forward.h"
+#include "tensor/blas_core.h"
 #include "tensor/error.h"
 
 namespace simba {
@@ -416,6 +417,7 @@ ValidationResult Trainer::run(std::ostream& out) {
                 static_cast<long long>(cfg.expand), static_cast<long long>(cfg.conv_kernel),
                 static_cast<long long>(cfg.time_step_rank), static_cast<long long>(cfg.vocab_size));
   out << line;
+  out << "cpu: OpenBLAS core " << blas_core_description() << "\n";
   out << "data: '" << data_.source() << "': " << thousands(static_cast<int64_t>(data_.tokens(Split::Train).size()))
       << " train + " << thousands(static_cast<int64_t>(data_.tokens(Split::Validation).size()))
       << " validation tokens\n";

@@ -2,10 +2,12 @@
 // pruned with Simba. `simba --help` and `simba <command> --help` list the flags.
 #include <iostream>
 
+#include "tensor/blas_core.h"
 #include "train/cli.h"
 #include "tensor/error.h"
 
 int main(int argc, char** argv) {
+  simba::ensure_fast_blas_core(argv);  // may restart the program with OPENBLAS_CORETYPE set
   CLI::App app{"simba: Mamba language models and Simba token pruning, from scratch in C++"};
   app.require_subcommand(1);
   app.fallthrough(false);
