@@ -18,5 +18,6 @@ void add_info_command(CLI::App& app);      // describe a checkpoint directory
 void add_forward_command(CLI::App& app);   // logits, loss and gradients of given ids
 void add_inspect_command(CLI::App& app);   // Simba kept sets, scores and logits of given ids
 void add_highway_command(CLI::App& app);   // Simba: |Δy_T(t)| against distance, per layer
+void add_score_command(CLI::App& app);     // multiple-choice task scoring (lm-eval style), dense or Simba
 
 }  // namespace simba

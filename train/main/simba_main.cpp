@@ -18,6 +18,7 @@ int main(int argc, char** argv) {
   simba::add_forward_command(app);
   simba::add_inspect_command(app);
   simba::add_highway_command(app);
+  simba::add_score_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
