@@ -205,8 +205,9 @@ void add_train_command(CLI::App& app) {
   cmd->add_option("--log-every", o.log_every, "steps between progress lines")->check(integer_at_least(1))->capture_default_str();
   cmd->add_option("--log-file", o.log_file, "JSONL metrics log [default: OUT/metrics.jsonl]");
 
-  CLI::Option* resume = cmd->add_flag("--resume", a->resume, "continue the run in --out from its last complete checkpoint, OUT/checkpoint "
-                                     "(an error if the run has none)");
+  CLI::Option* resume = cmd->add_flag(
+      "--resume", a->resume,
+      "continue the run in --out from its last complete checkpoint, OUT/checkpoint (an error if it has none)");
   CLI::Option* init =
       cmd->add_option("--init", a->init_dir, "start from the weights of this model directory")->check(CLI::ExistingDirectory);
   CLI::Option* config = cmd->add_option("--config", a->config_path, "model config.json (Hugging Face MambaConfig)")

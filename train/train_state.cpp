@@ -108,7 +108,7 @@ void save_checkpoint(const std::string& dir, const MambaLM& model, const Trainin
 void recover_checkpoint(const std::string& dir) {
   remove_stale_temps(dir);
   if (file_exists(dir + ".new")) switch_in(dir);
-  else remove_tree(dir + ".old");
+  else if (file_exists(dir + ".old")) remove_tree(dir + ".old");
 }
 
 Checkpoint load_checkpoint(const std::string& dir) {

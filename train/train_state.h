@@ -87,8 +87,9 @@ void save_checkpoint(const std::string& dir, const MambaLM& model, const Trainin
 
 // Resolves what a killed save_checkpoint left next to `dir` (the table
 // above), so that afterwards `dir` is the newest complete checkpoint or does
-// not exist, and no dir.tmp.*, dir.new or dir.old remains. Run it before
-// reading or writing `dir`, while no other process writes it.
+// not exist, and no dir.tmp.*, dir.new or dir.old remains. simba train runs
+// it before it reads or writes `dir`, and save_checkpoint before it writes;
+// no other process may be writing `dir` meanwhile.
 void recover_checkpoint(const std::string& dir);
 
 // Reads all three files. Errors name the file and what is wrong: a missing
