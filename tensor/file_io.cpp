@@ -9,6 +9,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -92,7 +94,7 @@ std::string read_file(const std::string& path) {
 }
 
 void write_file_atomic(const std::string& path, const std::string& bytes) {
-  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
+  const std::string tmp = temp_path_for(path);
   const std::string failed = "cannot write '" + path + "'";
   const char* hint = "the previous contents of the file (if any) are unchanged";
 
@@ -126,16 +128,8 @@ void write_file_atomic(const std::string& path, const std::string& bytes) {
   }
 
   // fsync the directory so that the rename itself (the directory entry) is
-  // durable. Some filesystems cannot fsync a directory and say so with
-  // EINVAL; the rename has still happened, so that is not an error.
-  const std::string dir = parent_dir(path);
-  FdGuard dfd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  err = errno;
-  SIMBA_CHECK(dfd.get() >= 0, "wrote '" << path << "' but cannot open its directory '" << dir
-                                        << "' to make the rename durable: " << errno_text(err));
-  err = ::fsync(dfd.get()) == 0 ? 0 : errno;
-  SIMBA_CHECK(err == 0 || err == EINVAL, "wrote '" << path << "' but fsync of its directory '" << dir
-                                                   << "' failed: " << errno_text(err));
+  // durable.
+  fsync_dir(parent_dir(path));
 }
 
 // True if anything (file, directory, ...) exists at `path`.
@@ -151,6 +145,48 @@ void make_dirs(const std::string& path) {
   std::error_code ec;
   std::filesystem::create_directories(path, ec);
   SIMBA_CHECK(!ec, "cannot create directory '" << path << "': " << ec.message());
+}
+
+std::string temp_path_for(const std::string& path) { return path + ".tmp." + std::to_string(::getpid()); }
+
+void remove_stale_temps(const std::string& path) {
+  const std::filesystem::path target(path);
+  const std::string prefix = target.filename().string() + ".tmp.";
+  const std::string dir = parent_dir(path);
+  std::error_code ec;
+  if (!std::filesystem::is_directory(dir, ec)) return;  // nothing was ever written there
+  std::filesystem::directory_iterator it(dir, ec), end;
+  SIMBA_CHECK(!ec, "cannot list directory '" << dir << "' to remove temp files of '" << path << "': " << ec.message());
+  for (; it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    const bool stale = name.size() > prefix.size() && name.compare(0, prefix.size(), prefix) == 0 &&
+                       std::all_of(name.begin() + static_cast<std::ptrdiff_t>(prefix.size()), name.end(),
+                                   [](unsigned char c) { return std::isdigit(c) != 0; });
+    if (stale) remove_tree(it->path().string());
+  }
+  SIMBA_CHECK(!ec, "cannot list directory '" << dir << "' to remove temp files of '" << path << "': " << ec.message());
+}
+
+void rename_durable(const std::string& from, const std::string& to) {
+  const int err = ::rename(from.c_str(), to.c_str()) == 0 ? 0 : errno;
+  SIMBA_CHECK(err == 0, "cannot rename '" << from << "' to '" << to << "': " << errno_text(err));
+  fsync_dir(parent_dir(to));
+}
+
+void remove_tree(const std::string& path) {
+  std::error_code ec;
+  std::filesystem::remove_all(path, ec);
+  SIMBA_CHECK(!ec, "cannot remove '" << path << "': " << ec.message());
+}
+
+// Some filesystems cannot fsync a directory and say so with EINVAL; the
+// entries are still there, so that is not an error.
+void fsync_dir(const std::string& dir) {
+  FdGuard dfd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  int err = errno;
+  SIMBA_CHECK(dfd.get() >= 0, "cannot open directory '" << dir << "' to make its entries durable: " << errno_text(err));
+  err = ::fsync(dfd.get()) == 0 ? 0 : errno;
+  SIMBA_CHECK(err == 0 || err == EINVAL, "fsync of directory '" << dir << "' failed: " << errno_text(err));
 }
 
 }  // namespace simba

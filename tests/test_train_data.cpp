@@ -285,12 +285,12 @@ TEST_CASE("text data errors name the file and what was expected") {
   CHECK(error_of([&] { d.check_window(Split::Train, 8); }).empty());
 }
 
-TEST_CASE("MetricsLog appends one flushed JSON object per line") {
+TEST_CASE("MetricsLog writes one flushed JSON object per line") {
   const std::string dir = scratch_dir() + "/metrics_run/nested";
   std::filesystem::remove_all(scratch_dir() + "/metrics_run");
   const std::string path = dir + "/metrics.jsonl";
   {
-    MetricsLog log(path);  // creates the missing parent directories
+    MetricsLog log(path, 0);  // creates the missing parent directories
     CHECK(log.path() == path);
     log.write({{"step", 1}, {"loss", 2.5}, {"split", "train"}});
     log.write({{"step", 2}, {"loss", 2.25}, {"sample", std::string("ok \xFF bytes")}});
@@ -309,15 +309,45 @@ TEST_CASE("MetricsLog appends one flushed JSON object per line") {
     CHECK(not_object.find("a record must be a JSON object, got array") != std::string::npos);
   }
   {
-    MetricsLog resumed(path);  // appends, never truncates
+    MetricsLog resumed(path, 2);  // a resumed run keeps the records up to its step
     resumed.write({{"step", 3}});
   }
   const std::vector<std::string> lines = lines_of(read_file(path));
   REQUIRE(lines.size() == 3);
   CHECK(nlohmann::json::parse(lines[2]).at("step") == 3);
 
-  const std::string is_dir = error_of([&] { MetricsLog bad(dir); });
+  const std::string is_dir = error_of([&] { MetricsLog bad(dir, 0); });
   CHECK(is_dir.find("cannot open metrics log '" + dir + "'") != std::string::npos);
+}
+
+TEST_CASE("MetricsLog at the start of a run: a resume drops what a killed run logged after its checkpoint") {
+  const std::string path = scratch_dir() + "/metrics_resume.jsonl";
+  // A run killed after step 3, with its checkpoint at step 2; the last line is torn.
+  const std::string logged =
+      "{\"event\":\"start\",\"step\":0}\n{\"step\":0,\"val_loss\":5.5}\n{\"step\":1,\"loss\":5.4}\n"
+      "{\"step\":2,\"loss\":5.3}\n{\"step\":2,\"val_loss\":5.2}\n{\"step\":3,\"loss\":5.1}\n{\"step\":4,\"lo";
+  write_file_atomic(path, logged);
+  std::filesystem::create_directories(path + ".tmp.123");  // a killed rewrite's leftover
+  write_file_atomic(path + ".tmp.456", "x");
+  {
+    MetricsLog resumed(path, 2);
+    resumed.write({{"step", 2}, {"val_loss", 5.2}});
+  }
+  // Steps before 2, the training record of step 2 (its validation is logged again by the resumed run).
+  CHECK(read_file(path) ==
+        "{\"event\":\"start\",\"step\":0}\n{\"step\":0,\"val_loss\":5.5}\n{\"step\":1,\"loss\":5.4}\n"
+        "{\"step\":2,\"loss\":5.3}\n{\"step\":2,\"val_loss\":5.2}\n");
+  CHECK(!std::filesystem::exists(path + ".tmp.123"));
+  CHECK(!std::filesystem::exists(path + ".tmp.456"));
+
+  { MetricsLog fresh(path, 0); }  // a new run starts an empty log
+  CHECK(read_file(path).empty());
+
+  write_file_atomic(path, "{\"step\":1,\"loss\":5.4}\n[1,2]\n");
+  const std::string bad = error_of([&] { MetricsLog resumed(path, 1); });
+  CHECK(bad.find("metrics log '" + path + "' line 2 is not a JSON object with an integer \"step\": '[1,2]'") !=
+        std::string::npos);
+  CHECK(bad.find("fix or delete that line") != std::string::npos);
 }
 
 TEST_CASE("progress_line formats step, loss, lr, throughput, elapsed time and ETA") {

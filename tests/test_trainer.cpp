@@ -217,6 +217,79 @@ TEST_CASE("checkpoint layout: HF model directory with the step stamped, and the 
   for (const auto& [name, p] : t->model().state_tensors()) CHECK(same_bytes(p, loaded->state_tensors().at(name)));
 }
 
+TEST_CASE("checkpoint switch: a kill at any stage leaves the old or the new checkpoint, and recovery picks the newest") {
+  TrainOptions o = tiny_options("switch");
+  auto t = tiny_trainer(o);
+  const std::string dir = checkpoint_dir(o.out_dir);
+  t->train_step();
+  t->save_checkpoint();  // step 1
+  const std::string one = g_tmp.file("switch_step1");
+  fs::remove_all(one);
+  fs::copy(dir, one, fs::copy_options::recursive);
+  t->train_step();
+  t->save_checkpoint();  // step 2
+  const std::string two = g_tmp.file("switch_step2");
+  fs::remove_all(two);
+  fs::copy(dir, two, fs::copy_options::recursive);
+  // A save leaves exactly the checkpoint and the metrics log's directory entries behind.
+  std::set<std::string> entries;
+  for (const auto& e : fs::directory_iterator(o.out_dir)) entries.insert(e.path().filename().string());
+  CHECK(entries == std::set<std::string>{"checkpoint"});
+
+  // Each state a kill can leave (train/train_state.h), and the step recovery must end at.
+  auto put = [&](const std::string& from, const std::string& to) {
+    fs::copy(from, to, fs::copy_options::recursive);
+  };
+  struct Case {
+    const char* name;
+    std::function<void()> make;
+    int64_t expected_step;
+  };
+  const std::string partial = dir + ".tmp.4242";
+  const std::vector<Case> cases = {
+      {"an unfinished first write", [&] { put(one, partial); fs::remove(partial + "/training_state.safetensors"); }, -1},
+      {"an unfinished write next to the checkpoint",
+       [&] {
+         put(one, dir);
+         put(two, partial);
+         fs::remove(partial + "/training_state.safetensors");
+       },
+       1},
+      {"committed, not switched in", [&] { put(one, dir); put(two, dir + ".new"); }, 2},
+      {"between the two renames", [&] { put(one, dir + ".old"); put(two, dir + ".new"); }, 2},
+      {"switched, the old one not yet removed", [&] { put(one, dir + ".old"); put(two, dir); }, 2},
+      {"the old one half removed", [&] { put(one, dir + ".old"); fs::remove(dir + ".old/config.json"); put(two, dir); },
+       2},
+  };
+  for (const Case& c : cases) {
+    INFO(c.name);
+    fs::remove_all(o.out_dir);
+    fs::create_directories(o.out_dir);
+    c.make();
+    recover_checkpoint(dir);
+    entries.clear();
+    for (const auto& e : fs::directory_iterator(o.out_dir)) entries.insert(e.path().filename().string());
+    if (c.expected_step < 0) {
+      CHECK(entries.empty());
+    } else {
+      CHECK(entries == std::set<std::string>{"checkpoint"});
+      CHECK(load_checkpoint(dir).state.step == c.expected_step);
+    }
+  }
+
+  // A save after a kill first finishes the interrupted switch, then replaces the result.
+  fs::remove_all(o.out_dir);
+  fs::create_directories(o.out_dir);
+  put(one, dir + ".old");
+  put(two, dir + ".new");
+  t->train_step();
+  t->save_checkpoint();  // step 3
+  entries.clear();
+  for (const auto& e : fs::directory_iterator(o.out_dir)) entries.insert(e.path().filename().string());
+  CHECK(entries == std::set<std::string>{"checkpoint"});
+  CHECK(load_checkpoint(dir).state.step == 3);
+}
+
 TEST_CASE("NaN/Inf: the step stops with a clear message, updates nothing and keeps the last good checkpoint") {
   TrainOptions o = tiny_options("nan");
   auto t = tiny_trainer(o);
@@ -259,6 +332,66 @@ TEST_CASE("NaN/Inf: the step stops with a clear message, updates nothing and kee
     CHECK(contains(run_msg, "no checkpoint had been written yet"));
     CHECK(!fs::exists(checkpoint_dir(big.out_dir)));
   }
+}
+
+TEST_CASE("divergence guard: exploded but finite weights are not saved over the last good checkpoint") {
+  TrainOptions o = tiny_options("diverged");
+  auto t = tiny_trainer(o);
+  t->train_step();
+  t->train_step();
+  t->save_checkpoint();
+  const std::string dir = checkpoint_dir(o.out_dir);
+  const std::string model_bytes = read_file(dir + "/model.safetensors");
+
+  // About what one AdamW step at lr 1e6 does: every weight moves by 1e6. All finite.
+  for (const auto& [name, p] : t->model().named_parameters()) {
+    Tensor weights = p.data();  // shares the parameter's storage
+    weights.fill_(1e6);
+  }
+  const std::string msg = error_of([&] { t->save_checkpoint(); });
+  CHECK(contains(msg, "training stopped at step 2: the model has diverged: its loss on the first validation batch is "));
+  CHECK(contains(msg, "a checkpoint needs a finite loss of at most 2 ln V = 11.09"));
+  CHECK(contains(msg, "the checkpoint of step 2 was not written"));
+  CHECK(contains(msg, "the last good checkpoint, '" + dir + "' (step 2), was kept"));
+  CHECK(read_file(dir + "/model.safetensors") == model_bytes);
+
+  // The last good checkpoint loads and has a finite loss below the bound.
+  const auto good = MambaLM::load(dir);
+  const double good_loss = evaluate(*good, t->data(), o.batch_size, o.seq_len, o.eval_batches).loss;
+  CHECK(std::isfinite(good_loss));
+  CHECK(good_loss < 2.0 * std::log(256.0));
+}
+
+TEST_CASE("simba train: --lr 1e6 --grad-clip 0 --warmup 0 --save-every 1 stops without writing exploded weights") {
+  const std::string data = write_text("diverge_data.txt", toy_text(120));
+  const std::string out = g_tmp.file("cli_diverge");
+  const std::string model = " --hidden-size 16 --layers 2 --state-size 4 --batch-size 2 --seq-len 16 --eval-batches 1";
+  fs::remove_all(out);
+  const std::string msg =
+      cli_error("train --data " + data + " --out " + out + model + " --lr 1e6 --grad-clip 0 --warmup 0 --save-every 1");
+  CHECK(contains(msg, "training stopped at step 1: the model has diverged: its loss on the first validation batch is "));
+  CHECK(contains(msg, "no checkpoint had been written yet"));
+  CHECK(!fs::exists(checkpoint_dir(out)));
+
+  // A learning rate that warms up into divergence: checkpoints are written until the
+  // model diverges, and the error names the last one, which evaluates to a finite loss.
+  fs::remove_all(out);
+  const std::string later = cli_error("train --data " + data + " --out " + out + model +
+                                      " --steps 30 --lr 3 --grad-clip 0 --warmup 10 --save-every 1");
+  CHECK(contains(later, "the model has diverged"));
+  const std::string named = "the last good checkpoint, '" + checkpoint_dir(out) + "' (step ";
+  REQUIRE(contains(later, named));
+  const int64_t good_step = std::stoll(later.substr(later.find(named) + named.size()));
+  CHECK(good_step >= 1);
+  CHECK(contains(later, "training stopped at step " + std::to_string(good_step + 1) + ": "));
+  const Checkpoint good = load_checkpoint(checkpoint_dir(out));
+  CHECK(good.state.step == good_step);
+  const TrainOptions defaults;
+  const TextData text = TextData::from_file(data, ByteTokenizer(), defaults.val_fraction, defaults.seed);
+  const double good_loss = evaluate(*MambaLM::load(checkpoint_dir(out)), text, 2, 16, 1).loss;
+  MESSAGE("--lr 3 --warmup 10: diverged after step " << good_step << ", whose checkpoint has loss " << good_loss);
+  CHECK(std::isfinite(good_loss));
+  CHECK(good_loss <= 2.0 * std::log(256.0));
 }
 
 TEST_CASE("weight decay groups: norms, biases, A_log and D are not decayed, and nothing else") {
@@ -666,6 +799,47 @@ TEST_CASE("simba train: a run, its files and output, and --resume continuing it 
             "/checkpoint/config.json --steps 1 --batch-size 2 --seq-len 16 --eval-batches 1");
     CHECK(MambaConfig::from_json_file(config_out + "/checkpoint/config.json").to_json() == a->config().to_json());
   }
+}
+
+TEST_CASE("simba train: a run killed before its first checkpoint is started again; a resume cuts the log back") {
+  const std::string data = write_text("restart_data.txt", toy_text(120));
+  const std::string out = g_tmp.file("cli_restart");
+  fs::remove_all(out);
+  // What a run killed during its first checkpoint write leaves.
+  fs::create_directories(out + "/checkpoint.tmp.31337");
+  write_text("cli_restart/checkpoint.tmp.31337/config.json", "{}");
+  write_text("cli_restart/metrics.jsonl", "{\"event\":\"start\",\"step\":0}\n{\"step\":1,\"loss\":9.0}\n");
+  write_text("cli_restart/metrics.jsonl.tmp.31337", "");
+
+  std::string msg = cli_error("train --data " + data + " --out " + out + " --resume");
+  CHECK(contains(msg, "--resume: there is no checkpoint to resume at '" + out + "/checkpoint': the run stopped before "
+                      "it completed its first checkpoint, so there is nothing to resume"));
+  CHECK(contains(msg, "start the run again without --resume"));
+
+  run_cli("train --data " + data + " --out " + out + " --steps 2" + kTinyFlags);
+  std::set<std::string> entries;
+  for (const auto& e : fs::directory_iterator(out)) entries.insert(e.path().filename().string());
+  CHECK(entries == std::set<std::string>{"checkpoint", "metrics.jsonl"});
+  auto loss_steps = [&] {
+    std::vector<int64_t> steps;
+    std::istringstream log(read_file(out + "/metrics.jsonl"));
+    std::string line;
+    while (std::getline(log, line)) {
+      const nlohmann::json r = nlohmann::json::parse(line);
+      if (r.contains("loss")) steps.push_back(r["step"].get<int64_t>());
+    }
+    return steps;
+  };
+  CHECK(loss_steps() == std::vector<int64_t>{1, 2});  // the killed run's records are gone
+  msg = cli_error("train --data " + data + " --out " + out + " --steps 2" + kTinyFlags);
+  CHECK(contains(msg, "--out '" + out + "' already holds a checkpoint"));
+
+  // A process killed after step 4, its last checkpoint at step 2: its records of steps 3 and 4 are dropped.
+  const std::string log_path = out + "/metrics.jsonl";
+  write_file_atomic(log_path, read_file(log_path) + "{\"step\":3,\"loss\":1.0}\n{\"step\":4,\"loss\":1.0}\n{\"st");
+  run_cli("train --data " + data + " --out " + out + " --resume --steps 4");
+  CHECK(loss_steps() == std::vector<int64_t>{1, 2, 3, 4});
+  CHECK(read_file(log_path).find("\"loss\":1.0}") == std::string::npos);
 }
 
 TEST_CASE("simba train: bad flags are errors naming the flag") {

@@ -14,7 +14,11 @@
 // Any of them with --simba trains with Simba pruning active (see
 // train/trainer.h): fine-tuning a dense model is --init DIR --simba ....
 // A new run refuses an --out that already holds a checkpoint, so a typo
-// cannot overwrite a finished run.
+// cannot overwrite a finished run. Both first finish or discard what a killed
+// run left in --out (train/train_state.h recover_checkpoint): a run killed at
+// any instant is continued with --resume from its last complete checkpoint,
+// and one killed before its first checkpoint completed has none, so it is
+// started again without --resume (and --resume says there is nothing to resume).
 #include <charconv>
 #include <cmath>
 #include <filesystem>
@@ -26,6 +30,7 @@
 #include <string>
 
 #include "tensor/error.h"
+#include "tensor/file_io.h"
 #include "train/byte_tokenizer.h"
 #include "train/cli.h"
 #include "train/model_dir.h"
@@ -90,9 +95,18 @@ const double kInf = std::numeric_limits<double>::infinity();
 void run_train(const TrainArgs& a, const std::set<std::string>& given, std::ostream& out) {
   const ByteTokenizer tokenizer;
   const std::string dir = checkpoint_dir(a.options.out_dir);
+  if (!a.resume) a.options.validate();  // before anything in --out changes
+  recover_checkpoint(dir);  // what a killed run left: afterwards dir is complete or absent
   if (a.resume) {
-    SIMBA_CHECK_HINT(std::filesystem::exists(dir), "--resume: there is no checkpoint to resume at '" << dir << "'",
-                     "--out must be the directory of the run to continue; leave out --resume to start a new run");
+    if (!file_exists(dir)) {
+      const std::string missing = "--resume: there is no checkpoint to resume at '" + dir + "'";
+      SIMBA_CHECK_HINT(!file_exists(a.options.out_dir),
+                       missing << ": the run stopped before it completed its first checkpoint, so there is nothing "
+                                  "to resume",
+                       "start the run again without --resume, with the flags it was started with");
+      SIMBA_FAIL_HINT(missing, "--out must be the directory of the run to continue; leave out --resume to start a "
+                               "new run");
+    }
     const Checkpoint checkpoint = load_checkpoint(dir);
     const TrainOptions options =
         TrainOptions::from_json(checkpoint.state.options, "'" + checkpoint.state_path + "' metadata 'options'")
@@ -103,7 +117,6 @@ void run_train(const TrainArgs& a, const std::set<std::string>& given, std::ostr
     trainer.run(out);
     return;
   }
-  a.options.validate();
   SIMBA_CHECK_HINT(!std::filesystem::exists(dir),
                    "--out '" << a.options.out_dir << "' already holds a checkpoint ('" << dir << "')",
                    "pass --resume to continue that run, or choose another --out to start a new one");
@@ -133,7 +146,13 @@ void add_train_command(CLI::App& app) {
       "train",
       "Train a Mamba language model on a text file (byte tokenizer, vocab 256).\n"
       "Writes OUT/checkpoint (config.json + model.safetensors in Hugging Face layout, plus\n"
-      "training_state.safetensors for --resume) and OUT/metrics.jsonl.");
+      "training_state.safetensors for --resume) and OUT/metrics.jsonl.\n"
+      "Each checkpoint replaces the previous one as a unit: a run killed at any moment (even\n"
+      "kill -9) keeps its last complete checkpoint, and --resume continues from it (the\n"
+      "metrics log is cut back to its step). A run killed before its first checkpoint\n"
+      "completed is started again without --resume. A checkpoint is written only if the\n"
+      "model has not diverged (loss finite and at most 2 ln V nats/token, V the vocabulary\n"
+      "size); otherwise the run stops, naming the last good checkpoint.");
 
   cmd->add_option("--data", a->data_path, "text file to train on (read as bytes)")->required()->check(CLI::ExistingFile);
   cmd->add_option("--out", o.out_dir, "run directory: OUT/checkpoint, OUT/metrics.jsonl")->required();
@@ -186,7 +205,9 @@ void add_train_command(CLI::App& app) {
   cmd->add_option("--log-every", o.log_every, "steps between progress lines")->check(integer_at_least(1))->capture_default_str();
   cmd->add_option("--log-file", o.log_file, "JSONL metrics log [default: OUT/metrics.jsonl]");
 
-  CLI::Option* resume = cmd->add_flag("--resume", a->resume, "continue the run in --out from OUT/checkpoint");
+  CLI::Option* resume = cmd->add_flag(
+      "--resume", a->resume,
+      "continue the run in --out from its last complete checkpoint, OUT/checkpoint (an error if it has none)");
   CLI::Option* init =
       cmd->add_option("--init", a->init_dir, "start from the weights of this model directory")->check(CLI::ExistingDirectory);
   CLI::Option* config = cmd->add_option("--config", a->config_path, "model config.json (Hugging Face MambaConfig)")

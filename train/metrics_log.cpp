@@ -35,10 +35,39 @@ std::string format_count(double value) {
   return digits;
 }
 
+// The lines of the metrics log `path` that a run starting at `start_step`
+// keeps (train/metrics_log.h). A last line without its newline is the torn
+// write of a killed process and is dropped.
+std::string kept_records(const std::string& path, int64_t start_step) {
+  std::string kept;
+  if (start_step == 0 || !file_exists(path)) return kept;
+  const std::string text = read_file(path);
+  size_t begin = 0;
+  for (int64_t line = 1;; ++line) {
+    const size_t end = text.find('\n', begin);
+    if (end == std::string::npos) break;
+    const std::string record_text = text.substr(begin, end - begin);
+    begin = end + 1;
+    const nlohmann::json record = nlohmann::json::parse(record_text, nullptr, /*allow_exceptions=*/false);
+    const auto step = record.is_object() ? record.find("step") : record.end();
+    SIMBA_CHECK_HINT(record.is_object() && step != record.end() && step->is_number_integer(),
+                     "metrics log '" << path << "' line " << line << " is not a JSON object with an integer \"step\": '"
+                                     << record_text.substr(0, 80) << (record_text.size() > 80 ? "..." : "") << "'",
+                     "a resumed run rewrites the log up to its checkpoint's step; fix or delete that line");
+    const int64_t s = step->get<int64_t>();
+    if (s < start_step || (s == start_step && record.contains("loss"))) kept += record_text + "\n";
+  }
+  return kept;
+}
+
 }  // namespace
 
-MetricsLog::MetricsLog(const std::string& path) : path_(path) {
+MetricsLog::MetricsLog(const std::string& path, int64_t start_step) : path_(path) {
   make_dirs(std::filesystem::path(path).parent_path().string());
+  SIMBA_CHECK(!std::filesystem::is_directory(path),
+              "cannot open metrics log '" << path << "': it is a directory, expected a file");
+  remove_stale_temps(path);
+  write_file_atomic(path, kept_records(path, start_step));
   out_.open(path, std::ios::out | std::ios::app | std::ios::binary);
   const int err = errno;
   SIMBA_CHECK(out_.is_open(), "cannot open metrics log '" << path << "' for appending: " << std::strerror(err));

@@ -4,7 +4,15 @@
 //
 // The metrics file is written one flushed line at a time, so a crashed or
 // killed run leaves every record it completed readable, and `tail -f` or a
-// plotting script can follow a live run.
+// plotting script can follow a live run. Every record has a "step".
+//
+// A run that starts at step s (0 for a new run, the checkpoint's step for a
+// resumed one) first rewrites the file, atomically, to what the run up to
+// that checkpoint logged: the records of steps < s and the training record
+// (the one with "loss") of step s. Records a killed process wrote after its
+// last checkpoint are dropped, since the resumed run repeats those steps, and
+// so is its validation at step s, which the resumed run logs again: no step
+// appears twice. A new run (s = 0) starts an empty file.
 #pragma once
 
 #include <chrono>
@@ -18,9 +26,10 @@ namespace simba {
 
 class MetricsLog {
  public:
-  // Opens `path` for appending (a resumed run continues the same file),
-  // creating missing parent directories. Error naming the path on failure.
-  explicit MetricsLog(const std::string& path);
+  // Rewrites `path` for a run starting at `start_step` (see above), creating
+  // missing parent directories, and opens it for appending. Errors name the
+  // path, and the line of a record that is not a JSON object with a "step".
+  MetricsLog(const std::string& path, int64_t start_step);
   // Appends `record` (a JSON object) as one line and flushes it.
   void write(const nlohmann::json& record);
   const std::string& path() const { return path_; }

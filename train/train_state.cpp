@@ -4,6 +4,9 @@
 
 #include <charconv>
 #include <cmath>
+#include <csignal>
+#include <cstdlib>
+#include <cstring>
 #include <filesystem>
 
 #include "tensor/error.h"
@@ -54,6 +57,28 @@ std::string exact_text(double value) {
   return std::string(buf, ptr);
 }
 
+// The test hook of train/train_state.h: SIGKILL at the stage named by
+// SIMBA_TEST_KILL_IN_CHECKPOINT.
+void crash_point(const char* stage) {
+  static const char* const target = std::getenv("SIMBA_TEST_KILL_IN_CHECKPOINT");
+  if (target != nullptr && std::strcmp(target, stage) == 0) std::raise(SIGKILL);
+}
+
+// Steps 3 and 4 of the sequence in train/train_state.h: the complete
+// checkpoint dir.new becomes dir. A dir.old left by an earlier interrupted
+// switch is stale (dir.new or dir is complete whenever it exists) and goes first.
+void switch_in(const std::string& dir) {
+  const std::string fresh = dir + ".new", old = dir + ".old";
+  remove_tree(old);
+  if (file_exists(dir)) {
+    rename_durable(dir, old);
+    crash_point("moved-old");
+  }
+  rename_durable(fresh, dir);
+  crash_point("switched");
+  remove_tree(old);
+}
+
 }  // namespace
 
 std::string checkpoint_dir(const std::string& out_dir) { return out_dir + "/checkpoint"; }
@@ -62,16 +87,28 @@ void save_checkpoint(const std::string& dir, const MambaLM& model, const Trainin
   SIMBA_CHECK(state.options.is_object(), "save_checkpoint: options must be a JSON object, got "
                                              << state.options.type_name());
   const std::string step = std::to_string(state.step);
-  model.save(dir, {{"step", step}});
+  recover_checkpoint(dir);  // whatever an earlier failed or killed save left
+  const std::string staging = temp_path_for(dir);
+  model.save(staging, {{"step", step}});
+  crash_point("weights");
   TensorMap tensors;
   for (const auto& [name, t] : state.optimizer) tensors[name] = t;
-  save_safetensors(dir + "/" + kStateFile, tensors,
+  save_safetensors(staging + "/" + kStateFile, tensors,
                    {{"format", kStateFormat},
                     {"version", kStateVersion},
                     {"step", step},
                     {"data_cursor", state.data_cursor},
                     {"options", state.options.dump()},
                     {"elapsed_seconds", exact_text(state.elapsed_seconds)}});
+  rename_durable(staging, dir + ".new");
+  crash_point("staged");
+  switch_in(dir);
+}
+
+void recover_checkpoint(const std::string& dir) {
+  remove_stale_temps(dir);
+  if (file_exists(dir + ".new")) switch_in(dir);
+  else if (file_exists(dir + ".old")) remove_tree(dir + ".old");
 }
 
 Checkpoint load_checkpoint(const std::string& dir) {
@@ -111,9 +148,9 @@ Checkpoint load_checkpoint(const std::string& dir) {
   SIMBA_CHECK_HINT(weights_step == c.state.step,
                    "torn checkpoint '" << dir << "': " << kWeightsFile << " is at step " << weights_step << " but "
                                        << kStateFile << " is at step " << c.state.step
-                                       << " (the run stopped between the two writes)",
+                                       << " (files of two different checkpoints)",
                    "the weights cannot be resumed with another step's optimiser state; start a new run "
-                   "from them with --init " << dir << ", or restore an older copy of the directory");
+                   "from them with --init " << dir << ", or restore a whole copy of the directory");
 
   c.state.data_cursor = metadata_entry(state_meta, "data_cursor", c.state_path, "");
   const std::string& options = metadata_entry(state_meta, "options", c.state_path, "");

@@ -20,10 +20,32 @@
 // The first two files alone are a plain model directory: MambaLM::load and
 // transformers' MambaForCausalLM.from_pretrained read them as they are.
 //
-// Each file is written atomically, but three files cannot be replaced at once:
-// a crash between the writes leaves weights of one step next to optimiser
-// moments of another. Both files carry the step, and load_checkpoint refuses a
-// checkpoint whose steps differ instead of resuming from a silent mix.
+// The checkpoint is replaced as one unit, so that a kill (SIGKILL, power
+// loss) at any instant leaves the old checkpoint or the new one, whole.
+// save_checkpoint, with D = OUT/checkpoint:
+//   1. writes the three files into D.tmp.<pid>; each is fsynced, and so is
+//      the directory (tensor/file_io.h write_file_atomic)
+//   2. renames D.tmp.<pid> to D.new and fsyncs OUT: the commit point. D.new
+//      exists only when it is complete.
+//   3. renames D to D.old (if D exists), then D.new to D, and fsyncs OUT
+//   4. removes D.old
+// D itself is therefore either absent or a complete checkpoint at every
+// instant, and a reader (simba eval --model D, transformers) never sees a
+// mix. A kill leaves one of these states, which recover_checkpoint resolves
+// deterministically (the newest complete checkpoint wins):
+//   D.tmp.<pid> present   an unfinished write: removed (D, if any, stays)
+//   D.new present         a committed checkpoint not yet switched in (killed
+//                         between steps 2 and 3, or between the two renames
+//                         of step 3, when D is absent): it becomes D, as in 3-4
+//   D.old present, no D.new  the switch finished: D.old is removed
+// Each file still carries the step and load_checkpoint checks that the steps
+// agree, which catches a directory assembled by hand from two checkpoints.
+//
+// Test hook (tests/test_crash_consistency.cpp): with the environment variable
+// SIMBA_TEST_KILL_IN_CHECKPOINT set to a stage name, the process kills itself
+// with SIGKILL when the sequence reaches that stage: "weights" (D.tmp.<pid>
+// holds config.json and model.safetensors only), "staged" (after 2),
+// "moved-old" (between the two renames of 3) or "switched" (before 4).
 #pragma once
 
 #include <cstdint>
@@ -58,9 +80,17 @@ struct Checkpoint {
 // OUT/checkpoint: where a run with output directory `out_dir` keeps its checkpoint.
 std::string checkpoint_dir(const std::string& out_dir);
 
-// Writes config.json and model.safetensors (stamped with state.step), then
-// training_state.safetensors, into `dir` (created if missing).
+// Writes config.json, model.safetensors (stamped with state.step) and
+// training_state.safetensors as a new checkpoint `dir`, replacing the one
+// there as one unit (the sequence above).
 void save_checkpoint(const std::string& dir, const MambaLM& model, const TrainingState& state);
+
+// Resolves what a killed save_checkpoint left next to `dir` (the table
+// above), so that afterwards `dir` is the newest complete checkpoint or does
+// not exist, and no dir.tmp.*, dir.new or dir.old remains. simba train runs
+// it before it reads or writes `dir`, and save_checkpoint before it writes;
+// no other process may be writing `dir` meanwhile.
+void recover_checkpoint(const std::string& dir);
 
 // Reads all three files. Errors name the file and what is wrong: a missing
 // file (a weights-only directory gets a hint to use --init), a metadata entry

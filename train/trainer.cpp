@@ -2,9 +2,11 @@
 // run loop and checkpoint restore (see train/trainer.h).
 #include "train/trainer.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <limits>
+#include <sstream>
 #include <type_traits>
 #include <utility>
 
@@ -340,18 +342,11 @@ StepStats Trainer::train_step() {
   s.loss = accumulate_gradients();
   const double max_norm = options_.grad_clip > 0.0 ? options_.grad_clip : std::numeric_limits<double>::max();
   s.grad_norm = clip_grad_norm(model_->parameters(), max_norm);
-  if (!std::isfinite(s.loss) || !std::isfinite(s.grad_norm)) {
-    const std::string dir = checkpoint_dir(options_.out_dir);
+  if (!std::isfinite(s.loss) || !std::isfinite(s.grad_norm))
     SIMBA_FAIL_HINT("training stopped at step " << step_ + 1 << ": "
                         << (std::isfinite(s.loss) ? "the gradient norm" : "the loss") << " is not finite (loss "
                         << s.loss << ", gradient norm " << s.grad_norm << "); no parameter was updated",
-                    "lower the learning rate (--lr " << options_.lr << ", this step's lr " << s.lr
-                        << ") or check the data; "
-                        << (last_saved_step_ >= 0
-                                ? "the last good checkpoint, '" + dir + "' (step " + std::to_string(last_saved_step_) +
-                                      "), was kept"
-                                : std::string("no checkpoint had been written yet")));
-  }
+                    stopped_hint(s.lr));
   optimizer_->set_lr(s.lr);
   optimizer_->step();
   s.step = ++step_;
@@ -364,10 +359,37 @@ ValidationResult Trainer::validate() const {
   return evaluate(*model_, data_, options_.batch_size, options_.seq_len, options_.eval_batches);
 }
 
+std::string Trainer::stopped_hint(double step_lr) const {
+  std::ostringstream hint;
+  hint << "lower the learning rate (--lr " << options_.lr << ", this step's lr " << step_lr << ") or check the data; ";
+  if (last_saved_step_ >= 0)
+    hint << "the last good checkpoint, '" << checkpoint_dir(options_.out_dir) << "' (step " << last_saved_step_
+         << "), was kept";
+  else
+    hint << "no checkpoint had been written yet";
+  return hint.str();
+}
+
 void Trainer::save_checkpoint() {
+  // The checkpoint rule of train/trainer.h. The losses of the steps since the
+  // last checkpoint were finite (train_step checks each), but each was taken
+  // before its step's update: only a loss of the weights themselves shows
+  // whether the last update blew them up.
+  const double step_lr = schedule_.lr(std::max<int64_t>(step_ - 1, 0));
   for (const auto& [name, p] : model_->named_parameters())
-    SIMBA_CHECK(all_finite(p.data()), "refusing to save a checkpoint at step " << step_ << ": parameter '" << name
-                                                                               << "' holds NaN or Inf");
+    SIMBA_CHECK_HINT(all_finite(p.data()),
+                     "refusing to save a checkpoint at step " << step_ << ": parameter '" << name
+                                                              << "' holds NaN or Inf",
+                     stopped_hint(step_lr));
+  const int64_t V = model_->config().vocab_size;
+  const double bound = 2.0 * std::log(static_cast<double>(V));
+  const double loss = evaluate(*model_, data_, options_.batch_size, options_.seq_len, 1).loss;
+  SIMBA_CHECK_HINT(std::isfinite(loss) && loss <= bound,
+                   "training stopped at step " << step_ << ": the model has diverged: its loss on the first "
+                       << "validation batch is " << loss << " nats/token, and a checkpoint needs a finite loss of at "
+                       << "most 2 ln V = " << bound << " (twice that of a uniform guess over the " << V
+                       << " tokens of the vocabulary); the checkpoint of step " << step_ << " was not written",
+                   stopped_hint(step_lr));
   TrainingState state;
   state.step = step_;
   state.data_cursor = data_.cursor_state();
@@ -405,7 +427,7 @@ void Trainer::restore(const Checkpoint& c) {
 }
 
 ValidationResult Trainer::run(std::ostream& out) {
-  MetricsLog log(options_.resolved_log_file());
+  MetricsLog log(options_.resolved_log_file(), step_);
   const MambaConfig& cfg = model_->config();
   const int64_t tokens_per_step = options_.grad_accum * options_.batch_size * options_.seq_len;
   char line[320];
@@ -449,7 +471,9 @@ ValidationResult Trainer::run(std::ostream& out) {
     log.write({{"step", step_}, {"val_loss", v.loss}, {"val_bpb", v.bits_per_byte}, {"elapsed", elapsed_seconds()}});
   };
 
-  report_validation(validate());
+  ValidationResult last_validation = validate();
+  report_validation(last_validation);
+  const int64_t start_step = step_;
   double interval_loss = 0.0, interval_seconds = 0.0;
   int64_t interval_steps = 0, interval_tokens = 0;
   while (step_ < options_.steps) {
@@ -477,11 +501,15 @@ ValidationResult Trainer::run(std::ostream& out) {
     if (options_.eval_every > 0 && s.step % options_.eval_every == 0) report_validation(validate());
     if (options_.save_every > 0 && s.step % options_.save_every == 0) save_checkpoint();
   }
-  const ValidationResult final_validation = validate();
-  report_validation(final_validation);
+  // A resumed run that was already complete has taken no step: the first
+  // validation scored the final weights, and logging it twice would repeat the step.
+  if (step_ > start_step) {
+    last_validation = validate();
+    report_validation(last_validation);
+  }
   save_checkpoint();
   out << "checkpoint: '" << checkpoint_dir(options_.out_dir) << "' (step " << step_ << ")\n" << std::flush;
-  return final_validation;
+  return last_validation;
 }
 
 }  // namespace simba

@@ -10,12 +10,30 @@
 //   4. AdamW with weight decay on the matrices only: norms, biases, A_log and
 //      D are not decayed (is_no_decay_parameter)
 // If the loss or the gradient norm is not finite, the step throws before any
-// parameter changes and nothing is saved, so the last checkpoint on disk is
-// the last good one.
+// parameter changes and nothing is saved.
+//
+// A good checkpoint: Trainer::save_checkpoint writes the checkpoint of step s
+// only if
+//   1. the training loss of every step since the last checkpoint was finite
+//      (train_step throws otherwise),
+//   2. every parameter is finite, and
+//   3. the loss of the weights being saved, the mean cross-entropy of the
+//      first validation batch, is finite and at most 2 ln V: twice the loss
+//      of a uniform guess over the vocabulary of V tokens (11.09 nats for
+//      bytes). A fresh model starts near ln V and a learning one goes below
+//      it; a diverged one is far above the bound, or NaN.
+// Rule 3 is needed because a step's training loss is taken before its
+// update: after one update with an absurd learning rate every training loss
+// so far is fine but the weights are not. The bound depends on V only, so a
+// resumed run judges each checkpoint exactly as the run that never stopped.
+// Otherwise training stops with an error that names the last good checkpoint
+// and its step, which stays on disk unchanged: every checkpoint on disk has
+// passed the rule, so it loads and evaluates to a finite loss.
 //
 // Trainer::run adds the rest of a run: validation at the start, every
 // eval_every steps and at the end (loss and bits per byte), a progress line
-// every log_every steps, a JSONL record per step and per validation, and a
+// every log_every steps, a JSONL record per step and per validation (the log
+// first cut back to the run's starting step, train/metrics_log.h), and a
 // checkpoint every save_every steps and at the end (train/train_state.h).
 //
 // Simba-aware training (--simba): each micro-batch's windows are split at
@@ -171,8 +189,9 @@ class Trainer {
   // check_resumable fails. After a throw the Trainer may be partly restored:
   // discard it.
   void restore(const Checkpoint& checkpoint);
-  // Writes checkpoint_dir(options.out_dir). Refuses (throws) if a parameter
-  // holds NaN or Inf, so a checkpoint on disk is always finite.
+  // Writes checkpoint_dir(options.out_dir) as one unit (train/train_state.h)
+  // if it is a good checkpoint (the rule in the file comment); otherwise
+  // throws, naming the last good checkpoint, and writes nothing.
   void save_checkpoint();
 
   // Forward and backward of one step's micro-batches into the parameters'
@@ -195,6 +214,9 @@ class Trainer {
 
  private:
   double elapsed_seconds() const { return elapsed_before_ + session_clock_.seconds(); }
+  // The hint of an error that stops training: what to change, and which
+  // checkpoint on disk is the last good one. step_lr: the failing step's lr.
+  std::string stopped_hint(double step_lr) const;
 
   TrainOptions options_;
   std::shared_ptr<MambaLM> model_;
