@@ -39,9 +39,18 @@ class DeviceGuard {
   int previous_ = 0;
 };
 
-std::mutex g_mutex;  // guards the streams and the memory statistics
-std::map<int, cudaStream_t> g_streams;
-std::map<int, CudaMemoryStats> g_memory;
+// The streams and memory statistics of every device, guarded by one mutex. Created on first
+// use and never destroyed: device storage held by static objects may be freed during exit,
+// after this file's statics would have been destroyed.
+struct DeviceTable {
+  std::mutex mutex;
+  std::map<int, cudaStream_t> streams;
+  std::map<int, CudaMemoryStats> memory;
+};
+DeviceTable& table() {
+  static DeviceTable* t = new DeviceTable;
+  return *t;
+}
 
 void check_device_index(int device) {
   const int count = cuda_device_count();
@@ -64,8 +73,8 @@ class CudaAllocator final : public Allocator {
                                              << device << " failed: " << cudaGetErrorName(err)
                                              << " (" << cudaGetErrorString(err) << ")",
                      "reduce the batch size or sequence length");
-    std::lock_guard<std::mutex> lock(g_mutex);
-    CudaMemoryStats& s = g_memory[device];
+    std::lock_guard<std::mutex> lock(table().mutex);
+    CudaMemoryStats& s = table().memory[device];
     s.current_bytes += nbytes;
     if (s.current_bytes > s.peak_bytes) s.peak_bytes = s.current_bytes;
     return p;
@@ -77,9 +86,9 @@ class CudaAllocator final : public Allocator {
   void deallocate(void* p, size_t nbytes, int device) override {
     cudaStream_t stream;
     {
-      std::lock_guard<std::mutex> lock(g_mutex);
-      g_memory[device].current_bytes -= nbytes;
-      stream = g_streams.at(device);  // allocate() created it
+      std::lock_guard<std::mutex> lock(table().mutex);
+      table().memory[device].current_bytes -= nbytes;
+      stream = table().streams.at(device);  // allocate() created it
     }
     int previous = 0;
     if (cudaGetDevice(&previous) != cudaSuccess) return;  // runtime torn down
@@ -129,9 +138,9 @@ int cuda_current_device() {
 }
 
 cudaStream_t cuda_stream(int device) {
-  std::lock_guard<std::mutex> lock(g_mutex);
-  auto it = g_streams.find(device);
-  if (it != g_streams.end()) return it->second;
+  std::lock_guard<std::mutex> lock(table().mutex);
+  auto it = table().streams.find(device);
+  if (it != table().streams.end()) return it->second;
   check_device_index(device);
   DeviceGuard guard(device);
   // Keep freed blocks in the pool instead of returning them to the driver at each
@@ -142,7 +151,7 @@ cudaStream_t cuda_stream(int device) {
   SIMBA_CUDA_CHECK(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep_all));
   cudaStream_t stream;
   SIMBA_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
-  g_streams[device] = stream;  // lives until the process exits
+  table().streams[device] = stream;  // lives until the process exits
   return stream;
 }
 
@@ -184,14 +193,14 @@ CudaSyncCounts cuda_sync_counts() {
 
 CudaMemoryStats cuda_memory_stats(int device) {
   check_device_index(device);
-  std::lock_guard<std::mutex> lock(g_mutex);
-  return g_memory[device];
+  std::lock_guard<std::mutex> lock(table().mutex);
+  return table().memory[device];
 }
 
 void cuda_reset_peak_bytes(int device) {
   check_device_index(device);
-  std::lock_guard<std::mutex> lock(g_mutex);
-  CudaMemoryStats& s = g_memory[device];
+  std::lock_guard<std::mutex> lock(table().mutex);
+  CudaMemoryStats& s = table().memory[device];
   s.peak_bytes = s.current_bytes;
 }
 
