@@ -86,12 +86,12 @@ void BM_scan(benchmark::State& state) {
   auto v = [](const Tensor& t) { return SeqView<const float>{t.data<float>(), t.size(2)}; };
   auto m = [](Tensor& t) { return SeqView<float>{t.data<float>(), t.size(2)}; };
   for (auto _ : state) {
-    selective_scan_forward<float>(m(out), nullptr, v(u), v(delta), A.data<float>(), v(Bm), v(Cm), D.data<float>(), v(z),
-                                  nullptr, B, L, Di, N);
+    selective_scan_forward_cpu<float>(m(out), nullptr, v(u), v(delta), A.data<float>(), v(Bm), v(Cm), D.data<float>(), v(z),
+                                      nullptr, B, L, Di, N);
     if (backward)
-      selective_scan_backward<float>(m(du), m(dd), dA.data<float>(), m(dB), m(dC), dD.data<float>(), m(dz), nullptr,
-                                     v(dout), nullptr, v(u), v(delta), A.data<float>(), v(Bm), v(Cm), D.data<float>(),
-                                     v(z), nullptr, B, L, Di, N);
+      selective_scan_backward_cpu<float>(m(du), m(dd), dA.data<float>(), m(dB), m(dC), dD.data<float>(), m(dz), nullptr,
+                                         v(dout), nullptr, v(u), v(delta), A.data<float>(), v(Bm), v(Cm), D.data<float>(),
+                                         v(z), nullptr, B, L, Di, N);
     benchmark::ClobberMemory();
   }
   state.SetLabel(std::string(b.name) + (backward ? " fwd+bwd" : " fwd"));

@@ -105,9 +105,9 @@ Tensor MambaMixer::step(const Tensor& hidden, MixerState& state) const {
   Tensor z = xz.narrow(1, Di, Di);
   SIMBA_DISPATCH_FLOAT(hidden.dtype(), "MambaMixer::step", [&] {
     using T = scalar_t;
-    selective_scan_forward<T>({y.data<T>(), Di}, h.data<T>(), {u.data<T>(), Di}, {delta.data<T>(), Di}, A.data<T>(),
-                              {x_dbl.data<T>() + R, R + 2 * N}, {x_dbl.data<T>() + R + N, R + 2 * N},
-                              Dskip.data().data<T>(), {z.data<T>(), 2 * Di}, state.ssm.data<T>(), batch, 1, Di, N);
+    selective_scan_forward_cpu<T>({y.data<T>(), Di}, h.data<T>(), {u.data<T>(), Di}, {delta.data<T>(), Di}, A.data<T>(),
+                                  {x_dbl.data<T>() + R, R + 2 * N}, {x_dbl.data<T>() + R + N, R + 2 * N},
+                                  Dskip.data().data<T>(), {z.data<T>(), 2 * Di}, state.ssm.data<T>(), batch, 1, Di, N);
   });
   state.ssm = h;
   return out_proj->forward(Variable(y)).data();                 // (B, D)

@@ -40,12 +40,16 @@
 #include <omp.h>
 #endif
 
-#include "tensor/error.h"
+#include "ssm/selective_scan_check.h"
 #include "tensor/storage.h"
 #include "tensor/vector_math.h"
 
 namespace simba {
 namespace {
+
+using scan_check::check_grads;
+using scan_check::check_inputs;
+using scan_check::check_rows;
 
 // Channels per work unit (W below). The forward wants a small state block that lives in L1;
 // the backward sums dB, dC over the block's channels at every (t, n), and a wider block
@@ -76,47 +80,6 @@ int thread_id() {
 #else
   return 0;
 #endif
-}
-
-// ---- argument checks (shared by reference and fast path) ----------------------------------
-
-template <class V>
-void check_rows(const char* op, const char* name, V v, int64_t width, const char* width_name) {
-  SIMBA_CHECK(v.p != nullptr, op << ": " << name << " is null");
-  SIMBA_CHECK(v.ld >= width, op << ": " << name << " has row stride ld=" << v.ld
-                                << ", expected >= its width " << width_name << "=" << width);
-}
-
-template <class T>
-void check_inputs(const char* op, SeqView<const T> u, SeqView<const T> delta, const T* A,
-                  SeqView<const T> Bm, SeqView<const T> Cm, SeqView<const T> z, int64_t B,
-                  int64_t L, int64_t Di, int64_t N) {
-  SIMBA_CHECK(B >= 1 && L >= 1 && Di >= 1 && N >= 1, op << ": sizes must be >= 1, got B=" << B
-                                                        << " L=" << L << " Di=" << Di
-                                                        << " N=" << N);
-  check_rows(op, "u", u, Di, "Di");
-  check_rows(op, "delta", delta, Di, "Di");
-  SIMBA_CHECK(A != nullptr, op << ": A (Di, N) is null");
-  check_rows(op, "B", Bm, N, "N");
-  check_rows(op, "C", Cm, N, "N");
-  if (z.p) check_rows(op, "z", z, Di, "Di");
-}
-
-template <class T>
-void check_grads(const char* op, SeqView<T> du, SeqView<T> ddelta, T* dA, SeqView<T> dB,
-                 SeqView<T> dC, T* dD, SeqView<T> dz, SeqView<const T> dout, const T* Dskip,
-                 SeqView<const T> z, int64_t Di, int64_t N) {
-  check_rows(op, "du", du, Di, "Di");
-  check_rows(op, "ddelta", ddelta, Di, "Di");
-  SIMBA_CHECK(dA != nullptr, op << ": dA (Di, N) is null");
-  check_rows(op, "dB", dB, N, "N");
-  check_rows(op, "dC", dC, N, "N");
-  check_rows(op, "dout", dout, Di, "Di");
-  SIMBA_CHECK(dD == nullptr || Dskip != nullptr,
-              op << ": dD requested but the forward had no Dskip (pass dD = nullptr)");
-  SIMBA_CHECK(dz.p == nullptr || z.p != nullptr,
-              op << ": dz requested but the forward had no gate z (pass dz.p = nullptr)");
-  if (dz.p) check_rows(op, "dz", dz, Di, "Di");
 }
 
 // ---- fast-path building blocks -------------------------------------------------------------
@@ -313,11 +276,11 @@ void selective_scan_backward_ref(SeqView<T> du, SeqView<T> ddelta, T* dA, SeqVie
 // ---- fast path -----------------------------------------------------------------------------
 
 template <class T>
-void selective_scan_forward(SeqView<T> out, T* h_last, SeqView<const T> u, SeqView<const T> delta,
-                            const T* A, SeqView<const T> Bm, SeqView<const T> Cm, const T* Dskip,
-                            SeqView<const T> z, const T* h0, int64_t B, int64_t L, int64_t Di,
-                            int64_t N) {
-  const char* op = "selective_scan_forward";
+void selective_scan_forward_cpu(SeqView<T> out, T* h_last, SeqView<const T> u,
+                                SeqView<const T> delta, const T* A, SeqView<const T> Bm,
+                                SeqView<const T> Cm, const T* Dskip, SeqView<const T> z,
+                                const T* h0, int64_t B, int64_t L, int64_t Di, int64_t N) {
+  const char* op = "selective_scan_forward_cpu";
   constexpr int64_t W = kForwardBlock;
   check_inputs(op, u, delta, A, Bm, Cm, z, B, L, Di, N);
   check_rows(op, "out", out, Di, "Di");
@@ -367,13 +330,13 @@ void selective_scan_forward(SeqView<T> out, T* h_last, SeqView<const T> u, SeqVi
 }
 
 template <class T>
-void selective_scan_backward(SeqView<T> du, SeqView<T> ddelta, T* dA, SeqView<T> dB, SeqView<T> dC,
-                             T* dD, SeqView<T> dz, T* dh0, SeqView<const T> dout, const T* dh_last,
-                             SeqView<const T> u, SeqView<const T> delta, const T* A,
-                             SeqView<const T> Bm, SeqView<const T> Cm, const T* Dskip,
-                             SeqView<const T> z, const T* h0, int64_t B, int64_t L, int64_t Di,
-                             int64_t N) {
-  const char* op = "selective_scan_backward";
+void selective_scan_backward_cpu(SeqView<T> du, SeqView<T> ddelta, T* dA, SeqView<T> dB,
+                                 SeqView<T> dC, T* dD, SeqView<T> dz, T* dh0, SeqView<const T> dout,
+                                 const T* dh_last, SeqView<const T> u, SeqView<const T> delta,
+                                 const T* A, SeqView<const T> Bm, SeqView<const T> Cm,
+                                 const T* Dskip, SeqView<const T> z, const T* h0, int64_t B,
+                                 int64_t L, int64_t Di, int64_t N) {
+  const char* op = "selective_scan_backward_cpu";
   constexpr int64_t W = kBackwardBlock;
   check_inputs(op, u, delta, A, Bm, Cm, z, B, L, Di, N);
   check_grads(op, du, ddelta, dA, dB, dC, dD, dz, dout, Dskip, z, Di, N);
@@ -565,13 +528,13 @@ void selective_scan_backward(SeqView<T> du, SeqView<T> ddelta, T* dA, SeqView<T>
 }
 
 #define SIMBA_SELECTIVE_SCAN_INSTANTIATE(T)                                                        \
-  template void selective_scan_forward<T>(                                                         \
+  template void selective_scan_forward_cpu<T>(                                                         \
       SeqView<T>, T*, SeqView<const T>, SeqView<const T>, const T*, SeqView<const T>,              \
       SeqView<const T>, const T*, SeqView<const T>, const T*, int64_t, int64_t, int64_t, int64_t); \
   template void selective_scan_forward_ref<T>(                                                     \
       SeqView<T>, T*, SeqView<const T>, SeqView<const T>, const T*, SeqView<const T>,              \
       SeqView<const T>, const T*, SeqView<const T>, const T*, int64_t, int64_t, int64_t, int64_t); \
-  template void selective_scan_backward<T>(                                                        \
+  template void selective_scan_backward_cpu<T>(                                                        \
       SeqView<T>, SeqView<T>, T*, SeqView<T>, SeqView<T>, T*, SeqView<T>, T*, SeqView<const T>,    \
       const T*, SeqView<const T>, SeqView<const T>, const T*, SeqView<const T>, SeqView<const T>,  \
       const T*, SeqView<const T>, const T*, int64_t, int64_t, int64_t, int64_t);                   \

@@ -1,4 +1,4 @@
-// ssm/selective_scan.h: the Mamba-1 selective scan (S6) compute kernels on CPU.
+// ssm/selective_scan.h: the Mamba-1 selective scan (S6) compute kernels, CPU and CUDA.
 //
 // Per batch b, channel d, state n and time t (implements mamba_ssm's
 // selective_scan_ref, with the softplus of Δ and A = -exp(A_log) left to the
@@ -8,11 +8,17 @@
 //   y_t[d]   = Σ_n C_t[n]·h_t[d,n] + Dskip[d]·u_t[d]                 (3)
 //   out_t[d] = y_t[d]·silu(z_t[d])  (or y_t[d] without z)           (4)  silu(v) = v·σ(v)
 //
-// Two implementations with identical signatures:
+// Three implementations with identical signatures:
 //   *_ref: plain sequential loops, the specification; every fast path is tested against it.
-//   plain names: the fast path (OpenMP over (batch, channel block), vectorised across
-//   channels, states recomputed in backward instead of stored). Deterministic: the same
-//   inputs give bit-identical outputs on every run and for any number of threads.
+//   *_cpu: the fast CPU path (OpenMP over (batch, channel block), vectorised across
+//   channels, states recomputed in backward instead of stored). ssm/selective_scan.cpp.
+//   *_cuda: the CUDA kernels (a thread per (batch, channel) with its N states in registers,
+//   backward recomputed per chunk from saved chunk-boundary states). ssm/selective_scan.cu,
+//   built with the CUDA backend only; T = float; every pointer is CUDA device memory on the
+//   current device, and the call returns once the work is queued on that device's stream
+//   (tensor/cuda_check.cuh). N <= 64.
+// All are deterministic: the same inputs give bit-identical outputs on every run (and for
+// any number of CPU threads).
 //
 // Layout. Sequence operands are "(B, L, W) rows": element (b, t, w) lives at
 // p[(b·L + t)·ld + w] with row stride ld >= W, so u/z can be column views of the in_proj
@@ -43,10 +49,15 @@ struct SeqView {
 // z:      (B, L, Di) rows; z.p == nullptr means no gate.
 // h0:     (B, Di, N) contiguous initial state, or nullptr for zeros.
 template <class T>
-void selective_scan_forward(SeqView<T> out, T* h_last, SeqView<const T> u, SeqView<const T> delta,
-                            const T* A, SeqView<const T> Bm, SeqView<const T> Cm, const T* Dskip,
-                            SeqView<const T> z, const T* h0, int64_t B, int64_t L, int64_t Di,
-                            int64_t N);
+void selective_scan_forward_cpu(SeqView<T> out, T* h_last, SeqView<const T> u,
+                                SeqView<const T> delta, const T* A, SeqView<const T> Bm,
+                                SeqView<const T> Cm, const T* Dskip, SeqView<const T> z,
+                                const T* h0, int64_t B, int64_t L, int64_t Di, int64_t N);
+template <class T>
+void selective_scan_forward_cuda(SeqView<T> out, T* h_last, SeqView<const T> u,
+                                 SeqView<const T> delta, const T* A, SeqView<const T> Bm,
+                                 SeqView<const T> Cm, const T* Dskip, SeqView<const T> z,
+                                 const T* h0, int64_t B, int64_t L, int64_t Di, int64_t N);
 template <class T>
 void selective_scan_forward_ref(SeqView<T> out, T* h_last, SeqView<const T> u,
                                 SeqView<const T> delta, const T* A, SeqView<const T> Bm,
@@ -62,12 +73,19 @@ void selective_scan_forward_ref(SeqView<T> out, T* h_last, SeqView<const T> u,
 // dout: (B, L, Di) rows. dh_last: (B, Di, N) or nullptr (h_last not used downstream).
 // The remaining inputs and sizes are exactly those given to the forward.
 template <class T>
-void selective_scan_backward(SeqView<T> du, SeqView<T> ddelta, T* dA, SeqView<T> dB, SeqView<T> dC,
-                             T* dD, SeqView<T> dz, T* dh0, SeqView<const T> dout, const T* dh_last,
-                             SeqView<const T> u, SeqView<const T> delta, const T* A,
-                             SeqView<const T> Bm, SeqView<const T> Cm, const T* Dskip,
-                             SeqView<const T> z, const T* h0, int64_t B, int64_t L, int64_t Di,
-                             int64_t N);
+void selective_scan_backward_cpu(SeqView<T> du, SeqView<T> ddelta, T* dA, SeqView<T> dB,
+                                 SeqView<T> dC, T* dD, SeqView<T> dz, T* dh0, SeqView<const T> dout,
+                                 const T* dh_last, SeqView<const T> u, SeqView<const T> delta,
+                                 const T* A, SeqView<const T> Bm, SeqView<const T> Cm,
+                                 const T* Dskip, SeqView<const T> z, const T* h0, int64_t B,
+                                 int64_t L, int64_t Di, int64_t N);
+template <class T>
+void selective_scan_backward_cuda(SeqView<T> du, SeqView<T> ddelta, T* dA, SeqView<T> dB,
+                                  SeqView<T> dC, T* dD, SeqView<T> dz, T* dh0,
+                                  SeqView<const T> dout, const T* dh_last, SeqView<const T> u,
+                                  SeqView<const T> delta, const T* A, SeqView<const T> Bm,
+                                  SeqView<const T> Cm, const T* Dskip, SeqView<const T> z,
+                                  const T* h0, int64_t B, int64_t L, int64_t Di, int64_t N);
 template <class T>
 void selective_scan_backward_ref(SeqView<T> du, SeqView<T> ddelta, T* dA, SeqView<T> dB,
                                  SeqView<T> dC, T* dD, SeqView<T> dz, T* dh0, SeqView<const T> dout,

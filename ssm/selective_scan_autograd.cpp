@@ -54,8 +54,8 @@ Variable selective_scan(const Variable& u, const Variable& delta, const Variable
   Tensor out = Tensor::empty({B, L, Di}, u.dtype());
   SIMBA_DISPATCH_FLOAT(u.dtype(), "selective_scan", [&] {
     using T = scalar_t;
-    selective_scan_forward<T>(mview<T>(out), nullptr, cview<T>(tu), cview<T>(tdelta), tA.data<T>(), cview<T>(tB),
-                              cview<T>(tC), tD.defined() ? tD.data<T>() : nullptr, cview<T>(tz), nullptr, B, L, Di, N);
+    selective_scan_forward_cpu<T>(mview<T>(out), nullptr, cview<T>(tu), cview<T>(tdelta), tA.data<T>(), cview<T>(tB),
+                                  cview<T>(tC), tD.defined() ? tD.data<T>() : nullptr, cview<T>(tz), nullptr, B, L, Di, N);
   });
 
   return make_result(out, "selective_scan", {u, delta, A, Bm, Cm, D, z},
@@ -69,7 +69,7 @@ Variable selective_scan(const Variable& u, const Variable& delta, const Variable
                        Tensor dz = tz.defined() ? Tensor::empty({B, L, Di}, dt) : Tensor();
                        SIMBA_DISPATCH_FLOAT(dt, "selective_scan backward", [&] {
                          using T = scalar_t;
-                         selective_scan_backward<T>(
+                         selective_scan_backward_cpu<T>(
                              mview<T>(du), mview<T>(ddelta), dA.data<T>(), mview<T>(dB), mview<T>(dC),
                              dD.defined() ? dD.data<T>() : nullptr, mview<T>(dz), nullptr, cview<T>(dout), nullptr,
                              cview<T>(tu), cview<T>(tdelta), tA.data<T>(), cview<T>(tB), cview<T>(tC),

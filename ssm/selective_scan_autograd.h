@@ -1,7 +1,7 @@
 // ssm/selective_scan_autograd.h: the selective scan as one differentiable op.
 //
 // Wires the fused kernels of ssm/selective_scan.h into the autograd graph:
-// one node whose backward calls selective_scan_backward (states recomputed,
+// one node whose backward calls selective_scan_backward_cpu (states recomputed,
 // nothing of size (B, L, Di, N) saved).
 #pragma once
 

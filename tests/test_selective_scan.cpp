@@ -165,7 +165,7 @@ std::vector<double> to_double(const std::vector<T>& v) {
 template <class T>
 Results run_forward(const Inputs<T>& in, bool fast) {
   const Config& c = in.cfg;
-  const auto fwd = fast ? selective_scan_forward<T> : selective_scan_forward_ref<T>;
+  const auto fwd = fast ? selective_scan_forward_cpu<T> : selective_scan_forward_ref<T>;
   std::vector<T> out(c.B * c.L * in.ld_d, T(kPadOut));
   std::vector<T> h_last(c.B * c.Di * c.N, T(kPadOut));
   fwd({out.data(), in.ld_d}, h_last.data(), in.u(), in.dl(), in.A.data(), in.Bm(), in.Cm(), in.Dp(),
@@ -182,7 +182,7 @@ Results run_forward(const Inputs<T>& in, bool fast) {
 template <class T>
 Results run_backward(const Inputs<T>& in, bool fast, bool optional = true) {
   const Config& c = in.cfg;
-  const auto bwd = fast ? selective_scan_backward<T> : selective_scan_backward_ref<T>;
+  const auto bwd = fast ? selective_scan_backward_cpu<T> : selective_scan_backward_ref<T>;
   const bool want_D = c.D && optional, want_z = c.z && optional, want_h0 = c.h0 && optional;
   const int64_t rows = c.B * c.L;
   std::vector<T> dxz(rows * in.ld_xz, T(kPadOut)), dbc(rows * in.ld_bc, T(kPadOut));
@@ -472,7 +472,7 @@ TEST_CASE("selective_scan step mode (L = 1, h_last = h0 in place) reproduces the
   const Inputs<double> whole({2, L, 45, 5, true, true, true, false, 1}, 31);
   for (bool fast : {false, true}) {
     CAPTURE(fast);
-    const auto fwd = fast ? selective_scan_forward<double> : selective_scan_forward_ref<double>;
+    const auto fwd = fast ? selective_scan_forward_cpu<double> : selective_scan_forward_ref<double>;
     const Results full = run_forward(whole, fast);
     std::vector<double> state = whole.h0, out;
     for (int64_t t = 0; t < L; ++t) {
@@ -496,7 +496,7 @@ TEST_CASE("selective_scan step mode (L = 1, h_last = h0 in place) reproduces the
 TEST_CASE("selective_scan rejects inconsistent arguments") {
   const Inputs<float> in({1, 4, 8, 2, true, true, false, false, 0}, 3);
   std::vector<float> out(4 * 8);
-  for (const auto fwd : {selective_scan_forward<float>, selective_scan_forward_ref<float>}) {
+  for (const auto fwd : {selective_scan_forward_cpu<float>, selective_scan_forward_ref<float>}) {
     // out row stride smaller than Di.
     CHECK_THROWS_AS(fwd({out.data(), 4}, nullptr, in.u(), in.dl(), in.A.data(), in.Bm(), in.Cm(),
                         in.Dp(), in.z(), nullptr, 1, 4, 8, 2),
@@ -507,7 +507,7 @@ TEST_CASE("selective_scan rejects inconsistent arguments") {
   }
   std::vector<float> g(4 * 16), gA(16), gbc(4 * 4), gD(8);
   // dz wanted but the forward had no gate.
-  CHECK_THROWS_AS(selective_scan_backward<float>(
+  CHECK_THROWS_AS(selective_scan_backward_cpu<float>(
                       {g.data(), 8}, {g.data(), 8}, gA.data(), {gbc.data(), 4}, {gbc.data() + 2, 4},
                       gD.data(), {g.data() + 8, 16}, nullptr, in.go(), nullptr, in.u(), in.dl(),
                       in.A.data(), in.Bm(), in.Cm(), in.Dp(), {nullptr, 0}, nullptr, 1, 4, 8, 2),

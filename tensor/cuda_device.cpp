@@ -1,0 +1,33 @@
+// tensor/cuda_device.cpp: the device layer of a build without the CUDA backend: the functions
+// of tensor/cuda_device.h exist and say that CUDA was not compiled in. A build with the backend
+// compiles tensor/cuda_device.cu instead, and this file is empty.
+#include "tensor/cuda_device.h"
+
+#ifndef SIMBA_HAS_CUDA
+
+#include "tensor/error.h"
+
+namespace simba {
+namespace {
+
+const char* const kNotCompiledIn = "CUDA not compiled in";
+
+[[noreturn]] void fail_no_cuda(const char* fn) {
+  SIMBA_FAIL_HINT(fn << ": " << kNotCompiledIn,
+                  "rebuild simba with the CUDA toolkit installed (cmake -DSIMBA_CUDA=ON)");
+}
+
+}  // namespace
+
+bool cuda_compiled_in() { return false; }
+int cuda_device_count() { return 0; }
+std::string cuda_unavailable_reason() { return kNotCompiledIn; }
+void cuda_copy(void*, Device, const void*, Device, size_t) { fail_no_cuda("cuda_copy"); }
+void cuda_synchronize(int) { fail_no_cuda("cuda_synchronize"); }
+CudaSyncCounts cuda_sync_counts() { return {}; }
+CudaMemoryStats cuda_memory_stats(int) { fail_no_cuda("cuda_memory_stats"); }
+void cuda_reset_peak_bytes(int) { fail_no_cuda("cuda_reset_peak_bytes"); }
+
+}  // namespace simba
+
+#endif  // SIMBA_HAS_CUDA

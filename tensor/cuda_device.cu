@@ -1,0 +1,207 @@
+// tensor/cuda_device.cu: the CUDA device layer (tensor/cuda_device.h, tensor/cuda_check.cuh)
+// and the caching device allocator registered for DeviceType::CUDA.
+//
+// The allocator is the CUDA runtime's stream-ordered pool (cudaMallocAsync / cudaFreeAsync on
+// the device's simba stream) with its release threshold raised to "never", so freed blocks stay
+// cached in the pool and are handed out again without a cudaMalloc or a device synchronisation;
+// the pool reuses a freed block for later work on the same stream at once, because that work
+// runs after everything issued before the free. We count current and peak bytes ourselves.
+#include <cuda_runtime.h>
+
+#include <atomic>
+#include <cstdio>
+#include <cstdint>
+#include <map>
+#include <mutex>
+#include <string>
+
+#include "tensor/cuda_check.cuh"
+#include "tensor/cuda_device.h"
+
+namespace simba {
+namespace {
+
+std::atomic<int64_t> g_device_to_host_copies{0};
+std::atomic<int64_t> g_synchronizations{0};
+
+// Runs the enclosed calls with `device` current, restoring the caller's device afterwards.
+class DeviceGuard {
+ public:
+  explicit DeviceGuard(int device) {
+    SIMBA_CUDA_CHECK(cudaGetDevice(&previous_));
+    if (device != previous_) SIMBA_CUDA_CHECK(cudaSetDevice(device));
+  }
+  ~DeviceGuard() { cudaSetDevice(previous_); }
+  DeviceGuard(const DeviceGuard&) = delete;
+  DeviceGuard& operator=(const DeviceGuard&) = delete;
+
+ private:
+  int previous_ = 0;
+};
+
+// The streams and memory statistics of every device, guarded by one mutex. Created on first
+// use and never destroyed: device storage held by static objects may be freed during exit,
+// after this file's statics would have been destroyed.
+struct DeviceTable {
+  std::mutex mutex;
+  std::map<int, cudaStream_t> streams;
+  std::map<int, CudaMemoryStats> memory;
+};
+DeviceTable& table() {
+  static DeviceTable* t = new DeviceTable;
+  return *t;
+}
+
+void check_device_index(int device) {
+  const int count = cuda_device_count();
+  SIMBA_CHECK_HINT(device >= 0 && device < count,
+                   "CUDA device cuda:" << device << " does not exist (" << count
+                                       << " device(s) usable)",
+                   (count == 0 ? cuda_unavailable_reason()
+                               : "use cuda:0 .. cuda:" + std::to_string(count - 1)));
+}
+
+class CudaAllocator final : public Allocator {
+ public:
+  void* allocate(size_t nbytes, int device) override {
+    if (nbytes == 0) return nullptr;
+    cudaStream_t stream = cuda_stream(device);
+    DeviceGuard guard(device);
+    void* p = nullptr;
+    const cudaError_t err = cudaMallocAsync(&p, nbytes, stream);
+    SIMBA_CHECK_HINT(err == cudaSuccess, "cudaMallocAsync of " << nbytes << " bytes on cuda:"
+                                             << device << " failed: " << cudaGetErrorName(err)
+                                             << " (" << cudaGetErrorString(err) << ")",
+                     "reduce the batch size or sequence length");
+    std::lock_guard<std::mutex> lock(table().mutex);
+    CudaMemoryStats& s = table().memory[device];
+    s.current_bytes += nbytes;
+    if (s.current_bytes > s.peak_bytes) s.peak_bytes = s.current_bytes;
+    return p;
+  }
+
+  // Called from destructors, so it reports instead of throwing. A free fails only when the
+  // device is already in an error state (which the next checked call reports) or the runtime is
+  // being torn down at process exit.
+  void deallocate(void* p, size_t nbytes, int device) override {
+    cudaStream_t stream;
+    {
+      std::lock_guard<std::mutex> lock(table().mutex);
+      table().memory[device].current_bytes -= nbytes;
+      stream = table().streams.at(device);  // allocate() created it
+    }
+    int previous = 0;
+    if (cudaGetDevice(&previous) != cudaSuccess) return;  // runtime torn down
+    cudaSetDevice(device);
+    const cudaError_t err = cudaFreeAsync(p, stream);
+    cudaSetDevice(previous);
+    if (err != cudaSuccess && err != cudaErrorCudartUnloading)
+      std::fprintf(stderr, "simba: cudaFreeAsync on cuda:%d failed: %s (%s)\n", device,
+                   cudaGetErrorName(err), cudaGetErrorString(err));
+  }
+};
+
+CudaAllocator g_allocator;
+
+// Registers the allocator at load time; only a pointer is stored, no CUDA call is made, so a
+// process without a GPU is unaffected.
+[[maybe_unused]] const bool g_registered = (register_allocator(DeviceType::CUDA, &g_allocator), true);
+
+}  // namespace
+
+bool cuda_compiled_in() { return true; }
+
+int cuda_device_count() {
+  int count = 0;
+  if (cudaGetDeviceCount(&count) != cudaSuccess) {
+    cudaGetLastError();  // not sticky: clear it so later calls do not report it again
+    return 0;
+  }
+  return count;
+}
+
+std::string cuda_unavailable_reason() {
+  int count = 0;
+  const cudaError_t err = cudaGetDeviceCount(&count);
+  if (err != cudaSuccess) {
+    cudaGetLastError();
+    return std::string("cudaGetDeviceCount: ") + cudaGetErrorName(err) + ": " +
+           cudaGetErrorString(err);
+  }
+  return count == 0 ? "cudaGetDeviceCount found 0 devices" : "";
+}
+
+int cuda_current_device() {
+  int device = 0;
+  SIMBA_CUDA_CHECK(cudaGetDevice(&device));
+  return device;
+}
+
+cudaStream_t cuda_stream(int device) {
+  std::lock_guard<std::mutex> lock(table().mutex);
+  auto it = table().streams.find(device);
+  if (it != table().streams.end()) return it->second;
+  check_device_index(device);
+  DeviceGuard guard(device);
+  // Keep freed blocks in the pool instead of returning them to the driver at each
+  // synchronisation: that is what makes the allocator a caching one.
+  cudaMemPool_t pool;
+  SIMBA_CUDA_CHECK(cudaDeviceGetDefaultMemPool(&pool, device));
+  uint64_t keep_all = UINT64_MAX;
+  SIMBA_CUDA_CHECK(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep_all));
+  cudaStream_t stream;
+  SIMBA_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  table().streams[device] = stream;  // lives until the process exits
+  return stream;
+}
+
+void cuda_check_device_pointer(const void* p, const char* op, const char* name) {
+  if (!p) return;
+  cudaPointerAttributes attr;
+  SIMBA_CUDA_CHECK(cudaPointerGetAttributes(&attr, p));
+  SIMBA_CHECK_HINT(attr.type == cudaMemoryTypeDevice || attr.type == cudaMemoryTypeManaged,
+                   op << ": " << name << " is not CUDA device memory",
+                   "allocate it with Storage(nbytes, {DeviceType::CUDA, i}) and copy with cuda_copy");
+}
+
+void cuda_copy(void* dst, Device dst_device, const void* src, Device src_device, size_t nbytes) {
+  SIMBA_CHECK(!dst_device.is_cpu() || !src_device.is_cpu(),
+              "cuda_copy: both sides are on the CPU (use std::memcpy)");
+  if (nbytes == 0) return;
+  const int device = dst_device.is_cpu() ? src_device.index : dst_device.index;
+  cudaStream_t stream = cuda_stream(device);
+  DeviceGuard guard(device);
+  SIMBA_CUDA_CHECK(cudaMemcpyAsync(dst, src, nbytes, cudaMemcpyDefault, stream));
+  if (dst_device.is_cpu()) {
+    SIMBA_CUDA_CHECK(cudaStreamSynchronize(stream));
+    ++g_device_to_host_copies;
+  }
+}
+
+void cuda_synchronize(int device) {
+  cudaStream_t stream = cuda_stream(device);
+  SIMBA_CUDA_CHECK(cudaStreamSynchronize(stream));
+  ++g_synchronizations;
+}
+
+CudaSyncCounts cuda_sync_counts() {
+  CudaSyncCounts c;
+  c.device_to_host_copies = g_device_to_host_copies.load();
+  c.synchronizations = g_synchronizations.load();
+  return c;
+}
+
+CudaMemoryStats cuda_memory_stats(int device) {
+  check_device_index(device);
+  std::lock_guard<std::mutex> lock(table().mutex);
+  return table().memory[device];
+}
+
+void cuda_reset_peak_bytes(int device) {
+  check_device_index(device);
+  std::lock_guard<std::mutex> lock(table().mutex);
+  CudaMemoryStats& s = table().memory[device];
+  s.peak_bytes = s.current_bytes;
+}
+
+}  // namespace simba

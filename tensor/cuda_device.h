@@ -1,0 +1,61 @@
+// tensor/cuda_device.h: the CUDA device layer as the C++ side sees it: which devices exist,
+// host<->device copies, host waits, and device memory statistics.
+//
+// This header is CUDA-free, so any C++ file may include it. tensor/cuda_device.cu implements
+// it when simba is built with the CUDA backend (cmake -DSIMBA_CUDA=ON); otherwise
+// tensor/cuda_device.cpp does, and every call that needs a device throws "CUDA not compiled in".
+//
+// All of simba's work on a device is ordered on one stream per device (tensor/cuda_check.cuh).
+// Every host<->device copy and every host wait goes through cuda_copy / cuda_synchronize, which
+// count the device-to-host copies and the synchronisations: the training step's sync budget
+// (only the loss and the gradient norm are read back) is tested against these counts.
+// Device memory comes from the caching allocator registered for DeviceType::CUDA in the
+// allocator registry (tensor/storage.h), so Storage(nbytes, {DeviceType::CUDA, i}) allocates
+// on device i, ordered on its stream.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "tensor/storage.h"
+
+namespace simba {
+
+// Whether this build has the CUDA backend.
+bool cuda_compiled_in();
+
+// The number of usable CUDA devices: 0 without the backend, without a driver or without a GPU.
+int cuda_device_count();
+
+// Why CUDA cannot be used here ("CUDA not compiled in", the CUDA runtime's error, ...), or ""
+// when at least one device is usable.
+std::string cuda_unavailable_reason();
+
+// Copies nbytes between host and device memory (or device to device). Host-to-device and
+// device-to-device copies are ordered on the device's stream and return without waiting for
+// the device (the host source may be reused at once); a device-to-host copy waits until the
+// bytes are in host memory and counts as one device-to-host copy.
+void cuda_copy(void* dst, Device dst_device, const void* src, Device src_device, size_t nbytes);
+
+// Waits until all work queued on the device's stream has finished; reports any error a kernel
+// raised. Counts one synchronisation.
+void cuda_synchronize(int device);
+
+// Running totals since the process started (diff two snapshots to count a region).
+struct CudaSyncCounts {
+  int64_t device_to_host_copies = 0;
+  int64_t synchronizations = 0;
+};
+CudaSyncCounts cuda_sync_counts();
+
+// Bytes the caching allocator has handed out on a device and not taken back (current), and the
+// most it ever had out at once (peak, since the start or the last cuda_reset_peak_bytes).
+struct CudaMemoryStats {
+  size_t current_bytes = 0;
+  size_t peak_bytes = 0;
+};
+CudaMemoryStats cuda_memory_stats(int device);
+void cuda_reset_peak_bytes(int device);
+
+}  // namespace simba

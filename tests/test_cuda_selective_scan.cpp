@@ -1,0 +1,437 @@
+// tests/test_cuda_selective_scan.cpp: the CUDA selective-scan kernels (ssm/selective_scan.cu)
+// against the CPU reference (ssm/selective_scan.h). Skipped without a CUDA device
+// (tests/cuda_doctest_main.cpp).
+//
+// 1. Forward and backward equal the reference over the CPU tests' shapes plus long sequences
+//    (L up to 8192), every state bound (N = 1 .. 64), Di not a multiple of the 128-channel
+//    block, B = 1, strided rows (column views of wider buffers) and every optional operand.
+//    The reference runs in float64 on the same float32 inputs, so the error measured is the
+//    CUDA kernels' own; tolerance: normwise relative error ||got − ref||₂ / ||ref||₂ <= 1e-5
+//    per output tensor (float32 recurrences are contractive, a < 1, so rounding does not grow
+//    with L; the sums over L·B terms of dA, dD add about eps·sqrt(L) relative).
+//    Every device output buffer is poisoned with NaN before each call: an element the kernel
+//    fails to write stays NaN and fails; the cells outside the views must still be NaN after.
+//    Input padding cells are NaN too, so reading outside a view poisons a result.
+// 2. Unwanted gradients (dD, dz, dh0 = nullptr) are left untouched and the others unchanged.
+// 3. The backward is bit-identical on repeat (no order-dependent atomics).
+// 4. h_last -> h0 hand-off: two calls of L/2 equal one call of L; step mode (L = 1, h_last = h0
+//    in place, the recurrent generation step) reproduces the full scan.
+// 5. The calls queue work only: no device-to-host copy, no synchronisation.
+// 6. Bad calls (N > 64, host pointers) throw simba::Error naming the problem.
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <map>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "ssm/selective_scan.h"
+#include "tensor/cuda_device.h"
+#include "tensor/error.h"
+#include "tensor/storage.h"
+
+using namespace simba;
+
+namespace {
+
+const Device kGpu{DeviceType::CUDA, 0};
+const float kNaN = std::numeric_limits<float>::quiet_NaN();
+
+// A float buffer on the GPU, filled from a host vector (NaN-filled for outputs: the poison).
+struct DevBuf {
+  std::unique_ptr<Storage> s;
+  size_t n = 0;
+  DevBuf() = default;
+  explicit DevBuf(const std::vector<float>& host)
+      : s(std::make_unique<Storage>(host.size() * sizeof(float), kGpu)), n(host.size()) {
+    cuda_copy(s->data(), kGpu, host.data(), cpu(), n * sizeof(float));
+  }
+  float* p() const { return s ? static_cast<float*>(s->data()) : nullptr; }
+  std::vector<float> read() const {
+    std::vector<float> h(n);
+    cuda_copy(h.data(), cpu(), p(), kGpu, n * sizeof(float));
+    return h;
+  }
+};
+
+struct Config {
+  int64_t B, L, Di, N;
+  bool z, D, h0, dh_last;
+  int64_t pad;  // extra row stride beyond the packed width of every sequence buffer
+};
+
+std::string describe(const Config& c) {
+  return "B=" + std::to_string(c.B) + " L=" + std::to_string(c.L) + " Di=" + std::to_string(c.Di) +
+         " N=" + std::to_string(c.N) + " z=" + std::to_string(c.z) + " D=" + std::to_string(c.D) +
+         " h0=" + std::to_string(c.h0) + " dh_last=" + std::to_string(c.dh_last) +
+         " pad=" + std::to_string(c.pad);
+}
+
+// Host inputs laid out like the Mamba block: u and z are the two halves of one in_proj-like
+// buffer of width 2·Di, B and C sit after R dt columns of an x_proj-like buffer of width
+// R + 2N; every row has cfg.pad extra NaN cells. Fresh random values, never zeros.
+struct Inputs {
+  static constexpr int64_t R = 3;
+  Config c;
+  int64_t ld_xz, ld_bc, ld_d;
+  std::vector<float> xz, bc, delta, dout, A, D, h0, dh_last;
+
+  Inputs(const Config& cfg, uint64_t seed) : c(cfg) {
+    const int64_t rows = c.B * c.L;
+    ld_xz = 2 * c.Di + c.pad;
+    ld_bc = R + 2 * c.N + c.pad;
+    ld_d = c.Di + c.pad;
+    xz.assign(rows * ld_xz, kNaN);
+    bc.assign(rows * ld_bc, kNaN);
+    delta.assign(rows * ld_d, kNaN);
+    dout.assign(rows * ld_d, kNaN);
+    std::mt19937_64 gen(seed);
+    auto uni = [&](double lo, double hi) {
+      return float(std::uniform_real_distribution<double>(lo, hi)(gen));
+    };
+    for (int64_t r = 0; r < rows; ++r) {
+      for (int64_t d = 0; d < c.Di; ++d) {
+        xz[r * ld_xz + d] = uni(-1, 1);
+        if (c.z) xz[r * ld_xz + c.Di + d] = uni(-2, 2);
+        delta[r * ld_d + d] = uni(0.05, 1.0);
+        dout[r * ld_d + d] = uni(-1, 1);
+      }
+      for (int64_t n = 0; n < 2 * c.N; ++n) bc[r * ld_bc + R + n] = uni(-1, 1);
+    }
+    A.resize(c.Di * c.N);
+    for (float& a : A) a = -uni(0.1, 3.0);
+    if (c.D) D.resize(c.Di);
+    for (float& v : D) v = uni(-1, 1);
+    if (c.h0) h0.resize(c.B * c.Di * c.N);
+    for (float& v : h0) v = uni(-1, 1);
+    if (c.dh_last) dh_last.resize(c.B * c.Di * c.N);
+    for (float& v : dh_last) v = uni(-1, 1);
+  }
+};
+
+std::vector<double> widen(const std::vector<float>& v) { return {v.begin(), v.end()}; }
+
+// The inputs on the GPU.
+struct DevInputs {
+  const Inputs& in;
+  DevBuf xz, bc, delta, dout, A, D, h0, dh_last;
+  explicit DevInputs(const Inputs& i)
+      : in(i), xz(i.xz), bc(i.bc), delta(i.delta), dout(i.dout), A(i.A) {
+    if (i.c.D) D = DevBuf(i.D);
+    if (i.c.h0) h0 = DevBuf(i.h0);
+    if (i.c.dh_last) dh_last = DevBuf(i.dh_last);
+  }
+  SeqView<const float> u() const { return {xz.p(), in.ld_xz}; }
+  SeqView<const float> z() const { return {in.c.z ? xz.p() + in.c.Di : nullptr, in.ld_xz}; }
+  SeqView<const float> Bm() const { return {bc.p() + Inputs::R, in.ld_bc}; }
+  SeqView<const float> Cm() const { return {bc.p() + Inputs::R + in.c.N, in.ld_bc}; }
+  SeqView<const float> dl() const { return {delta.p(), in.ld_d}; }
+  SeqView<const float> go() const { return {dout.p(), in.ld_d}; }
+};
+
+// Named results, each the valid elements in canonical order (b, t, w) / (d, n) / (b, d, n).
+using Results = std::map<std::string, std::vector<double>>;
+
+// The valid (rows, w) block at column c0 of a buffer with row stride ld; checks that every cell
+// outside the column ranges `written` (all the views the kernel may write) is still NaN.
+std::vector<double> take(const std::vector<float>& buf, int64_t rows, int64_t ld, int64_t c0,
+                         int64_t w, const std::vector<std::pair<int64_t, int64_t>>& written) {
+  std::vector<bool> valid(buf.size(), false);
+  for (int64_t r = 0; r < rows; ++r)
+    for (auto [a, n] : written)
+      for (int64_t c = a; c < a + n; ++c) valid[r * ld + c] = true;
+  int64_t stray = 0;
+  for (size_t i = 0; i < buf.size(); ++i) stray += !valid[i] && !std::isnan(buf[i]);
+  CHECK_MESSAGE(stray == 0, "kernel wrote " << stray << " cells outside its views");
+  std::vector<double> v;
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = c0; c < c0 + w; ++c) v.push_back(buf[r * ld + c]);
+  return v;
+}
+
+Results reference_forward(const Inputs& in) {
+  const Config& c = in.c;
+  const std::vector<double> xz = widen(in.xz), bc = widen(in.bc), dl = widen(in.delta);
+  const std::vector<double> A = widen(in.A), D = widen(in.D), h0 = widen(in.h0);
+  std::vector<double> out(c.B * c.L * c.Di), h_last(c.B * c.Di * c.N);
+  selective_scan_forward_ref<double>({out.data(), c.Di}, h_last.data(), {xz.data(), in.ld_xz},
+                                     {dl.data(), in.ld_d}, A.data(), {bc.data() + Inputs::R, in.ld_bc},
+                                     {bc.data() + Inputs::R + c.N, in.ld_bc}, c.D ? D.data() : nullptr,
+                                     {c.z ? xz.data() + c.Di : nullptr, in.ld_xz},
+                                     c.h0 ? h0.data() : nullptr, c.B, c.L, c.Di, c.N);
+  return {{"out", out}, {"h_last", h_last}};
+}
+
+Results reference_backward(const Inputs& in) {
+  const Config& c = in.c;
+  const std::vector<double> xz = widen(in.xz), bc = widen(in.bc), dl = widen(in.delta);
+  const std::vector<double> go = widen(in.dout), A = widen(in.A), D = widen(in.D);
+  const std::vector<double> h0 = widen(in.h0), dh = widen(in.dh_last);
+  const int64_t rows = c.B * c.L, Di = c.Di, N = c.N;
+  std::vector<double> du(rows * Di), dz(rows * Di), ddelta(rows * Di), dB(rows * N), dC(rows * N);
+  std::vector<double> dA(Di * N), dD(Di), dh0(c.B * Di * N);
+  selective_scan_backward_ref<double>(
+      {du.data(), Di}, {ddelta.data(), Di}, dA.data(), {dB.data(), N}, {dC.data(), N},
+      c.D ? dD.data() : nullptr, {c.z ? dz.data() : nullptr, Di}, c.h0 ? dh0.data() : nullptr,
+      {go.data(), in.ld_d}, c.dh_last ? dh.data() : nullptr, {xz.data(), in.ld_xz},
+      {dl.data(), in.ld_d}, A.data(), {bc.data() + Inputs::R, in.ld_bc},
+      {bc.data() + Inputs::R + N, in.ld_bc}, c.D ? D.data() : nullptr,
+      {c.z ? xz.data() + Di : nullptr, in.ld_xz}, c.h0 ? h0.data() : nullptr, c.B, c.L, Di, N);
+  Results r{{"u", du}, {"delta", ddelta}, {"A", dA}, {"B", dB}, {"C", dC}};
+  if (c.z) r["z"] = dz;
+  if (c.D) r["D"] = dD;
+  if (c.h0) r["h0"] = dh0;
+  return r;
+}
+
+Results cuda_forward(const DevInputs& dev) {
+  const Inputs& in = dev.in;
+  const Config& c = in.c;
+  DevBuf out(std::vector<float>(c.B * c.L * in.ld_d, kNaN));
+  DevBuf h_last(std::vector<float>(c.B * c.Di * c.N, kNaN));
+  selective_scan_forward_cuda<float>({out.p(), in.ld_d}, h_last.p(), dev.u(), dev.dl(), dev.A.p(),
+                                     dev.Bm(), dev.Cm(), dev.D.p(), dev.z(), dev.h0.p(), c.B, c.L,
+                                     c.Di, c.N);
+  return {{"out", take(out.read(), c.B * c.L, in.ld_d, 0, c.Di, {{0, c.Di}})},
+          {"h_last", widen(h_last.read())}};
+}
+
+// optional = false passes nullptr for dD, dz and dh0 even where the forward had D, z and h0,
+// and checks those buffers stay untouched (all NaN).
+Results cuda_backward(const DevInputs& dev, bool optional = true) {
+  const Inputs& in = dev.in;
+  const Config& c = in.c;
+  const int64_t rows = c.B * c.L, R = Inputs::R;
+  const bool want_D = c.D && optional, want_z = c.z && optional, want_h0 = c.h0 && optional;
+  DevBuf dxz(std::vector<float>(rows * in.ld_xz, kNaN)), dbc(std::vector<float>(rows * in.ld_bc, kNaN));
+  DevBuf ddelta(std::vector<float>(rows * in.ld_d, kNaN)), dA(std::vector<float>(c.Di * c.N, kNaN));
+  DevBuf dD(std::vector<float>(c.Di, kNaN)), dh0(std::vector<float>(c.B * c.Di * c.N, kNaN));
+  selective_scan_backward_cuda<float>(
+      {dxz.p(), in.ld_xz}, {ddelta.p(), in.ld_d}, dA.p(), {dbc.p() + R, in.ld_bc},
+      {dbc.p() + R + c.N, in.ld_bc}, want_D ? dD.p() : nullptr,
+      {want_z ? dxz.p() + c.Di : nullptr, in.ld_xz}, want_h0 ? dh0.p() : nullptr, dev.go(),
+      dev.dh_last.p(), dev.u(), dev.dl(), dev.A.p(), dev.Bm(), dev.Cm(), dev.D.p(), dev.z(),
+      dev.h0.p(), c.B, c.L, c.Di, c.N);
+  std::vector<std::pair<int64_t, int64_t>> xz_cols = {{0, c.Di}};
+  if (want_z) xz_cols.push_back({c.Di, c.Di});
+  const std::vector<std::pair<int64_t, int64_t>> bc_cols = {{R, c.N}, {R + c.N, c.N}};
+  const std::vector<float> hxz = dxz.read(), hbc = dbc.read();
+  Results r;
+  r["u"] = take(hxz, rows, in.ld_xz, 0, c.Di, xz_cols);
+  if (want_z) r["z"] = take(hxz, rows, in.ld_xz, c.Di, c.Di, xz_cols);
+  r["delta"] = take(ddelta.read(), rows, in.ld_d, 0, c.Di, {{0, c.Di}});
+  r["B"] = take(hbc, rows, in.ld_bc, R, c.N, bc_cols);
+  r["C"] = take(hbc, rows, in.ld_bc, R + c.N, c.N, bc_cols);
+  r["A"] = widen(dA.read());
+  const auto all_nan = [](const std::vector<float>& v) {
+    for (float e : v)
+      if (!std::isnan(e)) return false;
+    return true;
+  };
+  if (want_D) r["D"] = widen(dD.read());
+  else CHECK(all_nan(dD.read()));
+  if (want_h0) r["h0"] = widen(dh0.read());
+  else CHECK(all_nan(dh0.read()));
+  return r;
+}
+
+// ||got − ref||₂ / ||ref||₂, or ||got||₂ where ref is exactly zero (dA with L = 1 and no h0);
+// any NaN gives infinity.
+double normwise_error(const std::vector<double>& got, const std::vector<double>& ref) {
+  REQUIRE(got.size() == ref.size());
+  double num = 0, den = 0;
+  for (size_t i = 0; i < ref.size(); ++i) {
+    num += (got[i] - ref[i]) * (got[i] - ref[i]);
+    den += ref[i] * ref[i];
+  }
+  const double e = den == 0 ? std::sqrt(num) : std::sqrt(num) / std::sqrt(den);
+  return std::isnan(e) ? INFINITY : e;
+}
+
+constexpr double kTol = 1e-5;
+
+void check_close(const Results& got, const Results& ref, const std::string& what, double& worst) {
+  REQUIRE(got.size() == ref.size());
+  for (const auto& [name, r] : ref) {
+    REQUIRE(got.count(name) == 1);
+    const double e = normwise_error(got.at(name), r);
+    worst = std::max(worst, e);
+    CHECK_MESSAGE(e <= kTol, what << " " << name << ": normwise error " << e << " > " << kTol);
+  }
+}
+
+// The CPU tests' shapes (tests/test_selective_scan.cpp) and the CUDA-specific edges: every
+// state bound NMAX (N = 1, 7, 8, 9, 16, 17, 32, 33, 64), chunk lengths around each bound's
+// chunk (8 .. 64 steps), Di below, at and past the 128-channel block, L up to 8192, B = 1.
+const std::vector<Config> kConfigs = {
+    {1, 1, 5, 1, false, false, false, false, 0},    {2, 7, 33, 4, true, true, true, true, 3},
+    {3, 31, 17, 16, true, false, false, false, 1},  {1, 32, 64, 16, false, true, true, false, 0},
+    {1, 33, 31, 2, true, true, false, true, 0},     {2, 63, 129, 3, true, false, true, true, 2},
+    {2, 65, 127, 16, false, false, true, true, 0},  {2, 129, 40, 3, true, true, false, true, 5},
+    {2, 300, 70, 16, true, true, true, true, 2},    {5, 130, 100, 8, false, true, true, true, 1},
+    {1, 129, 300, 4, true, false, true, false, 0},  {3, 10, 1664, 4, true, true, true, true, 1},
+    {2, 100, 130, 7, true, true, true, true, 1},    {2, 97, 200, 9, true, true, true, true, 0},
+    {1, 77, 129, 17, true, true, true, true, 3},    {2, 50, 257, 32, true, true, true, true, 0},
+    {1, 41, 131, 33, true, true, true, true, 1},    {2, 23, 150, 64, true, true, true, true, 2},
+    {1, 1, 300, 64, true, true, true, true, 0},     {1, 8192, 130, 16, true, true, true, true, 1},
+    {1, 4096, 70, 64, true, true, true, true, 0},   {2, 2048, 129, 1, false, true, false, true, 0},
+};
+
+}  // namespace
+
+TEST_CASE("CUDA selective scan matches the float64 reference, forward and backward") {
+  double worst_fwd = 0, worst_bwd = 0;
+  uint64_t seed = 1000;
+  for (const Config& cfg : kConfigs) {
+    CAPTURE(describe(cfg));
+    const Inputs in(cfg, ++seed);
+    const DevInputs dev(in);
+    check_close(cuda_forward(dev), reference_forward(in), "forward", worst_fwd);
+    check_close(cuda_backward(dev), reference_backward(in), "backward", worst_bwd);
+  }
+  MESSAGE("CUDA vs float64 reference: max normwise error forward " << worst_fwd << ", backward "
+                                                                   << worst_bwd << " (tolerance "
+                                                                   << kTol << ")");
+}
+
+TEST_CASE("CUDA selective scan backward skips unwanted dD, dz, dh0 and is bit-identical on repeat") {
+  const Inputs in({2, 170, 140, 16, true, true, true, true, 1}, 9);
+  const DevInputs dev(in);
+  const Results all = cuda_backward(dev), again = cuda_backward(dev);
+  CHECK(all == again);
+  const Results some = cuda_backward(dev, false);
+  REQUIRE(some.size() == 5);  // u, delta, A, B, C
+  for (const auto& [name, v] : some) CHECK(v == all.at(name));
+}
+
+TEST_CASE("CUDA selective scan h_last hand-off and in-place step mode reproduce the full scan") {
+  const int64_t B = 2, L = 150, Di = 140, N = 16, L1 = 75;
+  const Inputs in({B, L, Di, N, true, true, true, true, 1}, 21);
+  const DevInputs dev(in);
+  const Results full = cuda_forward(dev);
+  const Results full_bwd = cuda_backward(dev);
+
+  // A segment [t0, t0 + len) of every (B, L, W) operand is a view with the row stride L·ld
+  // (batch rows L·ld apart) starting at row t0: no copies.
+  auto seg = [&](SeqView<const float> v, int64_t t0) { return SeqView<const float>{v.p + t0 * v.ld, L * v.ld}; };
+  const int64_t ld_out = in.ld_d;
+  auto seg_out = [&](const DevBuf& buf, int64_t t0) { return SeqView<float>{buf.p() + t0 * ld_out, L * ld_out}; };
+
+  SUBCASE("two halves with h_last -> h0 equal one call, forward and backward") {
+    DevBuf out(std::vector<float>(B * L * ld_out, kNaN));
+    DevBuf h_mid(std::vector<float>(B * Di * N, kNaN)), h_last(std::vector<float>(B * Di * N, kNaN));
+    selective_scan_forward_cuda<float>(seg_out(out, 0), h_mid.p(), seg(dev.u(), 0), seg(dev.dl(), 0),
+                                       dev.A.p(), seg(dev.Bm(), 0), seg(dev.Cm(), 0), dev.D.p(),
+                                       seg(dev.z(), 0), dev.h0.p(), B, L1, Di, N);
+    selective_scan_forward_cuda<float>(seg_out(out, L1), h_last.p(), seg(dev.u(), L1),
+                                       seg(dev.dl(), L1), dev.A.p(), seg(dev.Bm(), L1),
+                                       seg(dev.Cm(), L1), dev.D.p(), seg(dev.z(), L1), h_mid.p(), B,
+                                       L - L1, Di, N);
+    // Each thread runs the same operations in the same order: bit-identical.
+    CHECK(take(out.read(), B * L, ld_out, 0, Di, {{0, Di}}) == full.at("out"));
+    CHECK(widen(h_last.read()) == full.at("h_last"));
+
+    // Backward: dh0 of the second half is dh_last of the first.
+    const int64_t rows = B * L;
+    DevBuf du(std::vector<float>(rows * Di, kNaN)), dz(std::vector<float>(rows * Di, kNaN));
+    DevBuf dd(std::vector<float>(rows * Di, kNaN)), dB(std::vector<float>(rows * N, kNaN));
+    DevBuf dC(std::vector<float>(rows * N, kNaN)), dh_mid(std::vector<float>(B * Di * N, kNaN));
+    DevBuf dh0(std::vector<float>(B * Di * N, kNaN));
+    DevBuf dA2(std::vector<float>(Di * N, kNaN)), dA1(std::vector<float>(Di * N, kNaN));
+    DevBuf dD2(std::vector<float>(Di, kNaN)), dD1(std::vector<float>(Di, kNaN));
+    auto sv = [&](const DevBuf& b, int64_t w, int64_t t0) { return SeqView<float>{b.p() + t0 * w, L * w}; };
+    selective_scan_backward_cuda<float>(
+        sv(du, Di, L1), sv(dd, Di, L1), dA2.p(), sv(dB, N, L1), sv(dC, N, L1), dD2.p(),
+        sv(dz, Di, L1), dh_mid.p(), seg(dev.go(), L1), dev.dh_last.p(), seg(dev.u(), L1),
+        seg(dev.dl(), L1), dev.A.p(), seg(dev.Bm(), L1), seg(dev.Cm(), L1), dev.D.p(),
+        seg(dev.z(), L1), h_mid.p(), B, L - L1, Di, N);
+    selective_scan_backward_cuda<float>(
+        sv(du, Di, 0), sv(dd, Di, 0), dA1.p(), sv(dB, N, 0), sv(dC, N, 0), dD1.p(), sv(dz, Di, 0),
+        dh0.p(), seg(dev.go(), 0), dh_mid.p(), seg(dev.u(), 0), seg(dev.dl(), 0), dev.A.p(),
+        seg(dev.Bm(), 0), seg(dev.Cm(), 0), dev.D.p(), seg(dev.z(), 0), dev.h0.p(), B, L1, Di, N);
+    std::vector<double> dA = widen(dA1.read()), dD = widen(dD1.read());
+    const std::vector<float> a2 = dA2.read(), d2 = dD2.read();
+    for (size_t i = 0; i < dA.size(); ++i) dA[i] += a2[i];
+    for (size_t i = 0; i < dD.size(); ++i) dD[i] += d2[i];
+    const Results halves{{"u", widen(du.read())}, {"z", widen(dz.read())},
+                         {"delta", widen(dd.read())}, {"B", widen(dB.read())},
+                         {"C", widen(dC.read())},  {"A", dA},
+                         {"D", dD},                {"h0", widen(dh0.read())}};
+    double worst = 0;
+    check_close(halves, full_bwd, "hand-off backward", worst);
+    MESSAGE("hand-off backward: max normwise error " << worst);
+  }
+
+  SUBCASE("L = 1 steps with the state updated in place (h_last = h0) reproduce the full scan") {
+    DevBuf out(std::vector<float>(B * L * ld_out, kNaN));
+    DevBuf state(in.h0);
+    for (int64_t t = 0; t < L; ++t)
+      selective_scan_forward_cuda<float>(seg_out(out, t), state.p(), seg(dev.u(), t), seg(dev.dl(), t),
+                                         dev.A.p(), seg(dev.Bm(), t), seg(dev.Cm(), t), dev.D.p(),
+                                         seg(dev.z(), t), state.p(), B, 1, Di, N);
+    CHECK(take(out.read(), B * L, ld_out, 0, Di, {{0, Di}}) == full.at("out"));
+    CHECK(widen(state.read()) == full.at("h_last"));
+  }
+}
+
+TEST_CASE("CUDA selective scan queues work without device-to-host copies or synchronisations") {
+  const Inputs in({2, 300, 200, 16, true, true, true, true, 0}, 5);
+  const DevInputs dev(in);
+  const Config& c = in.c;
+  DevBuf out(std::vector<float>(c.B * c.L * in.ld_d, kNaN));
+  DevBuf dxz(std::vector<float>(c.B * c.L * in.ld_xz, kNaN)), dd(std::vector<float>(c.B * c.L * c.Di, kNaN));
+  DevBuf dbc(std::vector<float>(c.B * c.L * 2 * c.N, kNaN)), dA(std::vector<float>(c.Di * c.N, kNaN));
+  DevBuf dD(std::vector<float>(c.Di, kNaN)), dh0(std::vector<float>(c.B * c.Di * c.N, kNaN));
+  cuda_reset_peak_bytes(0);
+  const size_t before_bytes = cuda_memory_stats(0).current_bytes;
+  const CudaSyncCounts before = cuda_sync_counts();
+  selective_scan_forward_cuda<float>({out.p(), in.ld_d}, nullptr, dev.u(), dev.dl(), dev.A.p(), dev.Bm(),
+                                     dev.Cm(), dev.D.p(), dev.z(), dev.h0.p(), c.B, c.L, c.Di, c.N);
+  selective_scan_backward_cuda<float>(
+      {dxz.p(), in.ld_xz}, {dd.p(), c.Di}, dA.p(), {dbc.p(), 2 * c.N}, {dbc.p() + c.N, 2 * c.N},
+      dD.p(), {dxz.p() + c.Di, in.ld_xz}, dh0.p(), dev.go(), dev.dh_last.p(), dev.u(), dev.dl(),
+      dev.A.p(), dev.Bm(), dev.Cm(), dev.D.p(), dev.z(), dev.h0.p(), c.B, c.L, c.Di, c.N);
+  const CudaSyncCounts after = cuda_sync_counts();
+  CHECK(after.device_to_host_copies == before.device_to_host_copies);
+  CHECK(after.synchronizations == before.synchronizations);
+  // The backward's scratch was allocated and given back (stream-ordered).
+  const CudaMemoryStats mem = cuda_memory_stats(0);
+  CHECK(mem.current_bytes == before_bytes);
+  CHECK(mem.peak_bytes > before_bytes);
+  cuda_synchronize(0);
+  CHECK(cuda_sync_counts().synchronizations == after.synchronizations + 1);
+  const std::vector<float> o = out.read();
+  CHECK(cuda_sync_counts().device_to_host_copies == after.device_to_host_copies + 1);
+  CHECK(!std::isnan(o[0]));
+}
+
+TEST_CASE("CUDA selective scan rejects unsupported sizes and host pointers") {
+  const Inputs in({1, 4, 8, 65, true, true, false, false, 0}, 3);
+  const DevInputs dev(in);
+  DevBuf out(std::vector<float>(4 * 8, kNaN));
+  auto message_of = [](auto&& f) -> std::string {
+    try {
+      f();
+    } catch (const Error& e) {
+      return e.what();
+    }
+    return "";
+  };
+  const std::string big_n = message_of([&] {
+    selective_scan_forward_cuda<float>({out.p(), 8}, nullptr, dev.u(), dev.dl(), dev.A.p(), dev.Bm(),
+                                       dev.Cm(), dev.D.p(), dev.z(), nullptr, 1, 4, 8, 65);
+  });
+  CHECK_MESSAGE(big_n.find("state size N=65 exceeds the CUDA kernels' maximum 64") != std::string::npos, big_n);
+  std::vector<float> host_out(4 * 8);
+  const std::string host = message_of([&] {
+    selective_scan_forward_cuda<float>({host_out.data(), 8}, nullptr, dev.u(), dev.dl(), dev.A.p(),
+                                       dev.Bm(), dev.Cm(), dev.D.p(), dev.z(), nullptr, 1, 4, 8, 64);
+  });
+  CHECK_MESSAGE(host.find("selective_scan_forward_cuda: out is not CUDA device memory") != std::string::npos,
+                host);
+}
