@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cstring>
 #include <limits>
 #include <unordered_map>
 #include <utility>
@@ -112,6 +113,82 @@ class MergeTable {
   size_t mask_ = 0;
 };
 
+// The words a thread has merged already -> their ids. Text repeats its words,
+// so most words are found here and never reach the merge loop. Open
+// addressing over one byte arena and one id arena: a lookup is a hash and,
+// usually, one memcmp, with no allocation per word.
+class WordCache {
+ public:
+  static constexpr size_t kMaxWords = 1 << 18;   // then it starts over: bounded memory, no recency to track
+  static constexpr size_t kMaxWordBytes = 256;   // longer words are rare and not worth keeping
+
+  static uint64_t hash(const char* p, size_t n) {
+    uint64_t h = n * 0x9E3779B97F4A7C15ull;
+    uint64_t w;
+    for (; n >= 8; p += 8, n -= 8) {
+      std::memcpy(&w, p, 8);
+      h = (h ^ w) * 0xBF58476D1CE4E5B9ull;
+      h ^= h >> 31;
+    }
+    w = 0;
+    std::memcpy(&w, p, n);
+    h = (h ^ w) * 0x94D049BB133111EBull;
+    return (h ^ (h >> 29)) | 1;  // 0 marks an empty slot
+  }
+
+  // The cached ids of word p[0..n) with hash h, appended to out; false if absent.
+  bool find(const char* p, size_t n, uint64_t h, std::vector<int64_t>& out) const {
+    if (slots_.empty()) return false;
+    for (size_t i = h & (slots_.size() - 1);; i = (i + 1) & (slots_.size() - 1)) {
+      const Slot& s = slots_[i];
+      if (s.hash == 0) return false;
+      if (s.hash == h && s.word_len == n && std::memcmp(words_.data() + s.word_offset, p, n) == 0) {
+        out.insert(out.end(), ids_.begin() + s.ids_offset, ids_.begin() + s.ids_offset + s.ids_count);
+        return true;
+      }
+    }
+  }
+
+  void insert(const char* p, size_t n, uint64_t h, const int64_t* ids, size_t count) {
+    if (n > kMaxWordBytes) return;
+    if (used_ >= kMaxWords) clear();
+    if (2 * (used_ + 1) > slots_.size()) grow();
+    Slot& s = probe(h);
+    s = {h, static_cast<uint32_t>(words_.size()), static_cast<uint32_t>(n), static_cast<uint32_t>(ids_.size()),
+         static_cast<uint32_t>(count)};
+    words_.append(p, n);
+    ids_.insert(ids_.end(), ids, ids + count);
+    ++used_;
+  }
+
+ private:
+  struct Slot {
+    uint64_t hash;
+    uint32_t word_offset, word_len, ids_offset, ids_count;
+  };
+  Slot& probe(uint64_t h) {
+    size_t i = h & (slots_.size() - 1);
+    while (slots_[i].hash != 0) i = (i + 1) & (slots_.size() - 1);
+    return slots_[i];
+  }
+  void grow() {
+    std::vector<Slot> old(std::max<size_t>(1024, 2 * slots_.size()), Slot{});
+    old.swap(slots_);
+    for (const Slot& s : old)
+      if (s.hash != 0) probe(s.hash) = s;
+  }
+  void clear() {
+    slots_.assign(slots_.size(), Slot{});
+    words_.clear();
+    ids_.clear();
+    used_ = 0;
+  }
+  std::vector<Slot> slots_;
+  std::string words_;
+  std::vector<int32_t> ids_;
+  size_t used_ = 0;
+};
+
 }  // namespace
 
 struct BpeTokenizer::Impl {
@@ -126,23 +203,18 @@ struct BpeTokenizer::Impl {
   std::vector<bool> id_defined;
   ByteLevelSplit split;
 
-  // Per-thread state of encode: PCRE2 scratch, buffers, and the cache of
-  // words already merged (text repeats its words, so most never reach BPE).
+  // Per-thread state of encode: PCRE2 scratch, buffers, the word cache.
   struct Workspace {
     explicit Workspace(const Impl& impl) : scratch(impl.split) {}
     ByteLevelSplit::Scratch scratch;
     std::vector<std::pair<size_t, size_t>> words;
-    std::string key;
-    std::unordered_map<std::string, std::pair<uint32_t, uint32_t>> cache;  // word -> (offset, count) in cache_ids
-    std::vector<int32_t> cache_ids;
+    WordCache cache;
     struct Symbol {
       int32_t id, prev, next;  // id -1: merged into the symbol on its left
     };
     std::vector<Symbol> symbols;
     std::vector<std::pair<int32_t, int32_t>> heap;  // (rank, position of the left symbol)
   };
-  static constexpr size_t kCacheMaxWords = 1 << 18;
-  static constexpr size_t kCacheMaxWordBytes = 256;
 
   void encode(const std::string& text, Workspace& ws, std::vector<int64_t>& out) const;
   void encode_normalized(const std::string& text, Workspace& ws, std::vector<int64_t>& out) const;
@@ -188,28 +260,16 @@ void BpeTokenizer::Impl::encode_word(const char* p, size_t n, Workspace& ws, std
     out.push_back(byte_id[static_cast<unsigned char>(*p)]);
     return;
   }
-  ws.key.assign(p, n);
-  const auto hit = ws.cache.find(ws.key);
-  if (hit != ws.cache.end()) {
-    const auto [offset, count] = hit->second;
-    out.insert(out.end(), ws.cache_ids.begin() + offset, ws.cache_ids.begin() + offset + count);
-    return;
-  }
+  const uint64_t h = WordCache::hash(p, n);
+  if (ws.cache.find(p, n, h, out)) return;
   const size_t first = out.size();
-  const auto whole = ignore_merges ? vocab.find(ws.key) : vocab.end();
+  const auto whole = ignore_merges ? vocab.find(std::string(p, n)) : vocab.end();
   if (whole != vocab.end()) {
     out.push_back(whole->second);
   } else {
     merge_word(p, n, ws, out);
   }
-  if (n > kCacheMaxWordBytes) return;
-  if (ws.cache.size() >= kCacheMaxWords) {  // bounded memory: start over rather than track recency
-    ws.cache.clear();
-    ws.cache_ids.clear();
-  }
-  ws.cache.emplace(ws.key, std::make_pair(static_cast<uint32_t>(ws.cache_ids.size()),
-                                          static_cast<uint32_t>(out.size() - first)));
-  ws.cache_ids.insert(ws.cache_ids.end(), out.begin() + first, out.end());
+  ws.cache.insert(p, n, h, out.data() + first, out.size() - first);
 }
 
 void BpeTokenizer::Impl::merge_word(const char* p, size_t n, Workspace& ws, std::vector<int64_t>& out) const {
