@@ -195,6 +195,11 @@ TEST_CASE("utf8 helpers: validation, lossy decoding by maximal subparts, byte-le
   CHECK(byte_level_char('a') == 'a');
   for (int b = 0; b < 256; ++b) CHECK(byte_level_byte(byte_level_char(static_cast<unsigned char>(b))) == b);
   CHECK(byte_level_byte(' ') == -1);
+  bool in_alphabet = false;
+  CHECK(byte_level_decode("\xC4\xA0hi\xC4\x8A", &in_alphabet) == " hi\n");  // "Ġhi" + "Ċ"
+  CHECK(in_alphabet);
+  CHECK(byte_level_decode("  x", &in_alphabet) == "  x");  // plain spaces: not byte-level, kept as they are
+  CHECK(!in_alphabet);
 }
 
 // ---------------------------------------------------------------- errors

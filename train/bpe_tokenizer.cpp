@@ -93,21 +93,22 @@ class MergeTable {
   }
   // A pair listed twice keeps its later rank, as Hugging Face's HashMap insert does.
   void insert(int32_t a, int32_t b, int32_t rank, int32_t result) {
-    Entry& e = slot(key_of(a, b));
-    e = {key_of(a, b), rank, result};
+    const uint64_t key = key_of(a, b);
+    slots_[slot_of(key)] = {key, rank, result};
   }
   const Entry* find(int32_t a, int32_t b) const {
-    const Entry& e = const_cast<MergeTable*>(this)->slot(key_of(a, b));
+    const Entry& e = slots_[slot_of(key_of(a, b))];
     return e.key == kEmpty ? nullptr : &e;
   }
 
  private:
   static constexpr uint64_t kEmpty = ~uint64_t{0};
   static uint64_t key_of(int32_t a, int32_t b) { return (uint64_t(uint32_t(a)) << 32) | uint32_t(b); }
-  Entry& slot(uint64_t key) {
+  // The slot holding `key`, or the empty slot where it would go.
+  size_t slot_of(uint64_t key) const {
     size_t i = static_cast<size_t>((key * 0x9E3779B97F4A7C15ull) >> 20) & mask_;
     while (slots_[i].key != kEmpty && slots_[i].key != key) i = (i + 1) & mask_;
-    return slots_[i];
+    return i;
   }
   std::vector<Entry> slots_;
   size_t mask_ = 0;
@@ -360,31 +361,6 @@ std::string BpeTokenizer::decode(const std::vector<int64_t>& ids) const {
 
 namespace {
 
-// The bytes that a token string decodes to under the ByteLevel decoder: each
-// character's byte when every character is in the byte-level alphabet, else
-// the string's own UTF-8 (added tokens such as a run of plain spaces; BPE never
-// produces those, `in_alphabet` says which case it was).
-std::string token_bytes(const std::string& token, bool* in_alphabet = nullptr) {
-  std::string bytes;
-  const auto* s = reinterpret_cast<const unsigned char*>(token.data());
-  size_t i = 0;
-  while (i < token.size()) {
-    char32_t c;
-    int len;
-    if (s[i] < 0x80) { c = s[i]; len = 1; }
-    else if (s[i] < 0xE0) { c = s[i] & 0x1F; len = 2; }
-    else if (s[i] < 0xF0) { c = s[i] & 0x0F; len = 3; }
-    else { c = s[i] & 0x07; len = 4; }
-    for (int k = 1; k < len; ++k) c = (c << 6) | (s[i + k] & 0x3F);
-    const int b = byte_level_byte(c);
-    if (in_alphabet) *in_alphabet = b >= 0;
-    if (b < 0) return token;
-    bytes += static_cast<char>(b);
-    i += static_cast<size_t>(len);
-  }
-  return bytes;
-}
-
 std::string describe(const json& v) {
   std::string text = v.dump();
   if (text.size() > 80) text = text.substr(0, 77) + "...";
@@ -556,7 +532,7 @@ BpeTokenizer BpeTokenizer::from_json_text(const std::string& json_text, const st
   for (size_t id = 0; id < token_of.size(); ++id) {
     if (!defined[id]) continue;
     bool in_alphabet = true;
-    impl->id_bytes[id] = token_bytes(token_of[id], &in_alphabet);
+    impl->id_bytes[id] = byte_level_decode(token_of[id], &in_alphabet);
     if (impl->ignore_merges && in_alphabet) impl->vocab.emplace(impl->id_bytes[id], static_cast<int32_t>(id));
   }
   std::vector<bool> added_id;
@@ -591,7 +567,7 @@ BpeTokenizer BpeTokenizer::from_json_text(const std::string& json_text, const st
       added_id[id] = true;
       defined[id] = true;
       token_of[id] = content;
-      impl->id_bytes[id] = token_bytes(content);
+      impl->id_bytes[id] = byte_level_decode(content);
       if (normalized) {
         // Matched in normalized text, so in its normalized form.
         impl->normalized_added.add(impl->nfc ? nfc(content) : content, static_cast<int32_t>(id));

@@ -121,6 +121,26 @@ int byte_level_byte(char32_t c) {
   return c < to_byte.size() ? to_byte[c] : -1;
 }
 
+std::string byte_level_decode(const std::string& token, bool* in_alphabet) {
+  std::string bytes;
+  const auto* s = reinterpret_cast<const utf8proc_uint8_t*>(token.data());
+  utf8proc_ssize_t i = 0, n = static_cast<utf8proc_ssize_t>(token.size());
+  while (i < n) {
+    utf8proc_int32_t c;
+    const utf8proc_ssize_t len = utf8proc_iterate(s + i, n - i, &c);
+    SIMBA_CHECK(len > 0, "byte_level_decode: token is not valid UTF-8 at byte " << i);
+    const int b = byte_level_byte(static_cast<char32_t>(c));
+    if (b < 0) {
+      if (in_alphabet) *in_alphabet = false;
+      return token;
+    }
+    bytes += static_cast<char>(b);
+    i += len;
+  }
+  if (in_alphabet) *in_alphabet = true;
+  return bytes;
+}
+
 void append_utf8(std::string& out, char32_t c) {
   utf8proc_uint8_t buf[4];
   const utf8proc_ssize_t n = utf8proc_encode_char(static_cast<utf8proc_int32_t>(c), buf);

@@ -38,6 +38,12 @@ char32_t byte_level_char(unsigned char b);
 // byte-level alphabet.
 int byte_level_byte(char32_t c);
 
+// The bytes that a token string (valid UTF-8) stands for under the ByteLevel
+// decoder: each character's byte when every character is in the byte-level
+// alphabet, else the string's own UTF-8 (an added token such as a run of plain
+// spaces). `in_alphabet`, if given, says which case it was.
+std::string byte_level_decode(const std::string& token, bool* in_alphabet = nullptr);
+
 // Appends code point c as UTF-8.
 void append_utf8(std::string& out, char32_t c);
 
