@@ -49,9 +49,8 @@ class BpeTokenizer : public Tokenizer {
   std::vector<std::vector<int64_t>> encode_batch(const std::vector<std::string>& texts) const;
   std::string decode(const std::vector<int64_t>& ids) const override;
 
-  struct Impl;
-
  private:
+  struct Impl;
   explicit BpeTokenizer(std::shared_ptr<const Impl> impl) : impl_(std::move(impl)) {}
   std::shared_ptr<const Impl> impl_;  // immutable, so copies share it
 };
