@@ -13,7 +13,7 @@ BUILD ?= build
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 PACKAGES = cmake g++ make libopenblas-openmp-dev doctest-dev nlohmann-json3-dev libcli11-dev \
-           libbenchmark-dev bible-kjv
+           libbenchmark-dev bible-kjv libutf8proc-dev libpcre2-dev
 SUDO = $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: all deps configure test demo bench clean

@@ -15,6 +15,7 @@ void add_train_command(CLI::App& app);     // train (dense or Simba-aware), resu
 void add_eval_command(CLI::App& app);      // validation loss / bits per byte; Simba comparison
 void add_generate_command(CLI::App& app);  // sample text from a checkpoint
 void add_info_command(CLI::App& app);      // describe a checkpoint directory
+void add_tokenize_command(CLI::App& app);  // token ids of text with a tokenizer.json
 void add_forward_command(CLI::App& app);   // logits, loss and gradients of given ids
 void add_inspect_command(CLI::App& app);   // Simba kept sets, scores and logits of given ids
 void add_highway_command(CLI::App& app);   // Simba: |Δy_T(t)| against distance, per layer

@@ -15,6 +15,7 @@ int main(int argc, char** argv) {
   simba::add_eval_command(app);
   simba::add_generate_command(app);
   simba::add_info_command(app);
+  simba::add_tokenize_command(app);
   simba::add_forward_command(app);
   simba::add_inspect_command(app);
   simba::add_highway_command(app);
