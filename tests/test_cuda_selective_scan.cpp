@@ -316,48 +316,64 @@ TEST_CASE("CUDA selective scan h_last hand-off and in-place step mode reproduce 
   const Results full = cuda_forward(dev);
   const Results full_bwd = cuda_backward(dev);
 
-  // A segment [t0, t0 + len) of every (B, L, W) operand is a view with the row stride L·ld
-  // (batch rows L·ld apart) starting at row t0: no copies.
-  auto seg = [&](SeqView<const float> v, int64_t t0) { return SeqView<const float>{v.p + t0 * v.ld, L * v.ld}; };
+  // A (B, L, W) view places batch row b at rows b·L of the call's own L, so a time segment of a
+  // batched operand is not a SeqView; each batch row is therefore handed off on its own, through
+  // B = 1 calls on the segment [t0, t0 + len) of row b: no copies.
   const int64_t ld_out = in.ld_d;
-  auto seg_out = [&](const DevBuf& buf, int64_t t0) { return SeqView<float>{buf.p() + t0 * ld_out, L * ld_out}; };
+  auto seg = [&](SeqView<const float> v, int64_t b, int64_t t0) {
+    return SeqView<const float>{v.p + (b * L + t0) * v.ld, v.ld};
+  };
+  auto seg_out = [&](const DevBuf& buf, int64_t w, int64_t b, int64_t t0) {
+    return SeqView<float>{buf.p() + (b * L + t0) * w, w};
+  };
+  auto state_of = [&](const float* p, int64_t b) { return p + b * Di * N; };
+  auto state_of_mut = [&](const DevBuf& buf, int64_t b) { return buf.p() + b * Di * N; };
 
   SUBCASE("two halves with h_last -> h0 equal one call, forward and backward") {
     DevBuf out(std::vector<float>(B * L * ld_out, kNaN));
     DevBuf h_mid(std::vector<float>(B * Di * N, kNaN)), h_last(std::vector<float>(B * Di * N, kNaN));
-    selective_scan_forward_cuda<float>(seg_out(out, 0), h_mid.p(), seg(dev.u(), 0), seg(dev.dl(), 0),
-                                       dev.A.p(), seg(dev.Bm(), 0), seg(dev.Cm(), 0), dev.D.p(),
-                                       seg(dev.z(), 0), dev.h0.p(), B, L1, Di, N);
-    selective_scan_forward_cuda<float>(seg_out(out, L1), h_last.p(), seg(dev.u(), L1),
-                                       seg(dev.dl(), L1), dev.A.p(), seg(dev.Bm(), L1),
-                                       seg(dev.Cm(), L1), dev.D.p(), seg(dev.z(), L1), h_mid.p(), B,
-                                       L - L1, Di, N);
+    for (int64_t b = 0; b < B; ++b) {
+      selective_scan_forward_cuda<float>(seg_out(out, ld_out, b, 0), state_of_mut(h_mid, b), seg(dev.u(), b, 0),
+                                         seg(dev.dl(), b, 0), dev.A.p(), seg(dev.Bm(), b, 0), seg(dev.Cm(), b, 0),
+                                         dev.D.p(), seg(dev.z(), b, 0), state_of(dev.h0.p(), b), 1, L1, Di, N);
+      selective_scan_forward_cuda<float>(seg_out(out, ld_out, b, L1), state_of_mut(h_last, b), seg(dev.u(), b, L1),
+                                         seg(dev.dl(), b, L1), dev.A.p(), seg(dev.Bm(), b, L1),
+                                         seg(dev.Cm(), b, L1), dev.D.p(), seg(dev.z(), b, L1),
+                                         state_of(h_mid.p(), b), 1, L - L1, Di, N);
+    }
     // Each thread runs the same operations in the same order: bit-identical.
     CHECK(take(out.read(), B * L, ld_out, 0, Di, {{0, Di}}) == full.at("out"));
     CHECK(widen(h_last.read()) == full.at("h_last"));
 
-    // Backward: dh0 of the second half is dh_last of the first.
+    // Backward: dh0 of the second half is dh_last of the first; dA and dD, sums over batch and
+    // time, are the sums of the four calls' results.
     const int64_t rows = B * L;
     DevBuf du(std::vector<float>(rows * Di, kNaN)), dz(std::vector<float>(rows * Di, kNaN));
     DevBuf dd(std::vector<float>(rows * Di, kNaN)), dB(std::vector<float>(rows * N, kNaN));
     DevBuf dC(std::vector<float>(rows * N, kNaN)), dh_mid(std::vector<float>(B * Di * N, kNaN));
     DevBuf dh0(std::vector<float>(B * Di * N, kNaN));
-    DevBuf dA2(std::vector<float>(Di * N, kNaN)), dA1(std::vector<float>(Di * N, kNaN));
-    DevBuf dD2(std::vector<float>(Di, kNaN)), dD1(std::vector<float>(Di, kNaN));
-    auto sv = [&](const DevBuf& b, int64_t w, int64_t t0) { return SeqView<float>{b.p() + t0 * w, L * w}; };
-    selective_scan_backward_cuda<float>(
-        sv(du, Di, L1), sv(dd, Di, L1), dA2.p(), sv(dB, N, L1), sv(dC, N, L1), dD2.p(),
-        sv(dz, Di, L1), dh_mid.p(), seg(dev.go(), L1), dev.dh_last.p(), seg(dev.u(), L1),
-        seg(dev.dl(), L1), dev.A.p(), seg(dev.Bm(), L1), seg(dev.Cm(), L1), dev.D.p(),
-        seg(dev.z(), L1), h_mid.p(), B, L - L1, Di, N);
-    selective_scan_backward_cuda<float>(
-        sv(du, Di, 0), sv(dd, Di, 0), dA1.p(), sv(dB, N, 0), sv(dC, N, 0), dD1.p(), sv(dz, Di, 0),
-        dh0.p(), seg(dev.go(), 0), dh_mid.p(), seg(dev.u(), 0), seg(dev.dl(), 0), dev.A.p(),
-        seg(dev.Bm(), 0), seg(dev.Cm(), 0), dev.D.p(), seg(dev.z(), 0), dev.h0.p(), B, L1, Di, N);
-    std::vector<double> dA = widen(dA1.read()), dD = widen(dD1.read());
-    const std::vector<float> a2 = dA2.read(), d2 = dD2.read();
-    for (size_t i = 0; i < dA.size(); ++i) dA[i] += a2[i];
-    for (size_t i = 0; i < dD.size(); ++i) dD[i] += d2[i];
+    DevBuf dA_call(std::vector<float>(Di * N, kNaN)), dD_call(std::vector<float>(Di, kNaN));
+    std::vector<double> dA(Di * N, 0.0), dD(Di, 0.0);
+    auto add_call = [&] {
+      const std::vector<float> a = dA_call.read(), d = dD_call.read();
+      for (size_t i = 0; i < dA.size(); ++i) dA[i] += a[i];
+      for (size_t i = 0; i < dD.size(); ++i) dD[i] += d[i];
+    };
+    for (int64_t b = 0; b < B; ++b) {
+      selective_scan_backward_cuda<float>(
+          seg_out(du, Di, b, L1), seg_out(dd, Di, b, L1), dA_call.p(), seg_out(dB, N, b, L1),
+          seg_out(dC, N, b, L1), dD_call.p(), seg_out(dz, Di, b, L1), state_of_mut(dh_mid, b),
+          seg(dev.go(), b, L1), state_of(dev.dh_last.p(), b), seg(dev.u(), b, L1), seg(dev.dl(), b, L1),
+          dev.A.p(), seg(dev.Bm(), b, L1), seg(dev.Cm(), b, L1), dev.D.p(), seg(dev.z(), b, L1),
+          state_of(h_mid.p(), b), 1, L - L1, Di, N);
+      add_call();
+      selective_scan_backward_cuda<float>(
+          seg_out(du, Di, b, 0), seg_out(dd, Di, b, 0), dA_call.p(), seg_out(dB, N, b, 0), seg_out(dC, N, b, 0),
+          dD_call.p(), seg_out(dz, Di, b, 0), state_of_mut(dh0, b), seg(dev.go(), b, 0),
+          state_of(dh_mid.p(), b), seg(dev.u(), b, 0), seg(dev.dl(), b, 0), dev.A.p(), seg(dev.Bm(), b, 0),
+          seg(dev.Cm(), b, 0), dev.D.p(), seg(dev.z(), b, 0), state_of(dev.h0.p(), b), 1, L1, Di, N);
+      add_call();
+    }
     const Results halves{{"u", widen(du.read())}, {"z", widen(dz.read())},
                          {"delta", widen(dd.read())}, {"B", widen(dB.read())},
                          {"C", widen(dC.read())},  {"A", dA},
@@ -370,10 +386,11 @@ TEST_CASE("CUDA selective scan h_last hand-off and in-place step mode reproduce 
   SUBCASE("L = 1 steps with the state updated in place (h_last = h0) reproduce the full scan") {
     DevBuf out(std::vector<float>(B * L * ld_out, kNaN));
     DevBuf state(in.h0);
-    for (int64_t t = 0; t < L; ++t)
-      selective_scan_forward_cuda<float>(seg_out(out, t), state.p(), seg(dev.u(), t), seg(dev.dl(), t),
-                                         dev.A.p(), seg(dev.Bm(), t), seg(dev.Cm(), t), dev.D.p(),
-                                         seg(dev.z(), t), state.p(), B, 1, Di, N);
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t t = 0; t < L; ++t)
+        selective_scan_forward_cuda<float>(seg_out(out, ld_out, b, t), state_of_mut(state, b), seg(dev.u(), b, t),
+                                           seg(dev.dl(), b, t), dev.A.p(), seg(dev.Bm(), b, t), seg(dev.Cm(), b, t),
+                                           dev.D.p(), seg(dev.z(), b, t), state_of(state.p(), b), 1, 1, Di, N);
     CHECK(take(out.read(), B * L, ld_out, 0, Di, {{0, Di}}) == full.at("out"));
     CHECK(widen(state.read()) == full.at("h_last"));
   }
