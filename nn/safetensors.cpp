@@ -7,12 +7,13 @@
 #include <algorithm>
 #include <cstring>
 #include <limits>
-#include <set>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
+#include "tensor/checked_math.h"
 #include "tensor/file_io.h"
+#include "tensor/json.h"
 
 // The file format is little-endian; on a little-endian host the tensor bytes
 // can be copied as they are.
@@ -70,38 +71,11 @@ std::string json_type(const json& v) {
   return v.type_name();
 }
 
-// Parses the header, rejecting duplicate keys at any level: nlohmann keeps the
-// last duplicate silently, but the format forbids them, and a file where a
-// tensor name appears twice is ambiguous about which data is meant.
+// The header: bounded, strict JSON (tensor/json.h: no trailing bytes, no
+// duplicate keys, since a tensor name appearing twice is ambiguous about which
+// data is meant), and an object.
 json parse_header(const std::string& where, const char* first, const char* last) {
-  std::vector<std::pair<std::string, std::set<std::string>>> open;  // enclosing objects, innermost last
-  std::string last_key, duplicate;
-  auto on_event = [&](int, json::parse_event_t event, json& parsed) {
-    switch (event) {
-      case json::parse_event_t::object_start:
-        open.emplace_back(open.empty() ? std::string("the top level") : "entry '" + last_key + "'",
-                          std::set<std::string>{});
-        break;
-      case json::parse_event_t::object_end:
-        open.pop_back();
-        break;
-      case json::parse_event_t::key:
-        last_key = parsed.get<std::string>();
-        if (!open.back().second.insert(last_key).second && duplicate.empty())
-          duplicate = "'" + last_key + "' in " + open.back().first;
-        break;
-      default:
-        break;
-    }
-    return true;
-  };
-  json header;
-  try {
-    header = json::parse(first, last, on_event);
-  } catch (const json::exception& e) {
-    SIMBA_FAIL(where << ": the header is not valid JSON: " << e.what());
-  }
-  SIMBA_CHECK(duplicate.empty(), where << ": duplicate key " << duplicate << " in the JSON header");
+  const json header = parse_json_bounded(std::string(first, last), where + ": the JSON header");
   SIMBA_CHECK(header.is_object(), where << ": the JSON header must be an object, got " << json_type(header));
   return header;
 }
@@ -148,13 +122,14 @@ Entry parse_entry(const std::string& where, const std::string& name, const json&
 
   // numel · itemsize must equal the byte range; computed with overflow checks
   // because a crafted shape could wrap around to a small, plausible size.
-  uint64_t nbytes = out.dtype->itemsize;
-  bool overflow = false;
+  int64_t nbytes = static_cast<int64_t>(out.dtype->itemsize);
   for (size_t d = 0; d < shape.size(); ++d) {
     uint64_t size = non_negative_integer(at, "shape[" + std::to_string(d) + "]", shape[d],
                                          static_cast<uint64_t>(std::numeric_limits<int64_t>::max()));
     out.shape.push_back(static_cast<int64_t>(size));
-    overflow = overflow || __builtin_mul_overflow(nbytes, size, &nbytes);
+    nbytes = checked_mul(nbytes, static_cast<int64_t>(size), [&] {
+      return at + ": the byte count of shape " + shape.dump() + " of dtype " + dtype_str;
+    });
   }
 
   SIMBA_CHECK(offsets.size() == 2, at << ": 'data_offsets' must be [begin, end], got " << offsets.dump());
@@ -162,9 +137,8 @@ Entry parse_entry(const std::string& where, const std::string& name, const json&
   out.end = non_negative_integer(at, "data_offsets[1]", offsets[1], std::numeric_limits<uint64_t>::max());
   SIMBA_CHECK(out.begin <= out.end, at << ": data_offsets [" << out.begin << ", " << out.end
                                        << "] must have begin <= end");
-  SIMBA_CHECK(!overflow && nbytes == out.end - out.begin,
-              at << ": shape " << shape_str(out.shape) << " of dtype " << dtype_str << " needs "
-                 << (overflow ? std::string("more than 2^64") : std::to_string(nbytes))
+  SIMBA_CHECK(static_cast<uint64_t>(nbytes) == out.end - out.begin,
+              at << ": shape " << shape_str(out.shape) << " of dtype " << dtype_str << " needs " << nbytes
                  << " bytes, but data_offsets [" << out.begin << ", " << out.end << "] hold "
                  << out.end - out.begin);
   return out;

@@ -3,12 +3,15 @@
 #include "ssm/mamba_config.h"
 
 #include <cmath>
+#include <sstream>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
+#include "tensor/checked_math.h"
 #include "tensor/error.h"
 #include "tensor/file_io.h"
+#include "tensor/json.h"
 
 namespace simba {
 
@@ -137,17 +140,31 @@ void reject_unsupported_variants(const ConfigReader& r) {
 
 }  // namespace
 
-int64_t MambaConfig::auto_time_step_rank(int64_t hidden_size) { return (hidden_size + 15) / 16; }
+// Written so that no hidden_size overflows (validate() reports the value).
+int64_t MambaConfig::auto_time_step_rank(int64_t hidden_size) { return hidden_size / 16 + (hidden_size % 16 > 0); }
+
+int64_t MambaConfig::intermediate_size() const {
+  return checked_mul(expand, hidden_size, "intermediate_size = expand x hidden_size");
+}
+
+// One term per tensor of MambaLM (ssm/mamba_mixer.cpp, ssm/mamba_model.cpp).
+int64_t MambaConfig::num_parameters() const {
+  const int64_t D = hidden_size, Di = intermediate_size(), N = state_size, R = time_step_rank, K = conv_kernel;
+  auto mul = [](int64_t a, int64_t b) { return checked_mul(a, b, "the parameter count of the config"); };
+  auto add = [](int64_t a, int64_t b) { return checked_add(a, b, "the parameter count of the config"); };
+  int64_t block = D;                                                            // norm
+  block = add(block, add(mul(D, mul(2, Di)), use_bias ? mul(2, Di) : 0));       // in_proj
+  block = add(block, add(mul(Di, K), use_conv_bias ? Di : 0));                  // conv1d
+  block = add(block, mul(Di, add(R, mul(2, N))));                               // x_proj
+  block = add(block, add(mul(R, Di), Di));                                      // dt_proj
+  block = add(block, add(mul(Di, N), Di));                                      // A_log, D
+  block = add(block, add(mul(Di, D), use_bias ? D : 0));                        // out_proj
+  const int64_t embedding = mul(vocab_size, D);
+  return add(add(mul(num_hidden_layers, block), add(embedding, D)), tie_word_embeddings ? 0 : embedding);
+}
 
 MambaConfig MambaConfig::from_json_file(const std::string& path) {
-  const std::string text = read_file(path);
-  json j;
-  try {
-    j = json::parse(text);
-  } catch (const json::exception& e) {
-    SIMBA_FAIL("config '" << path << "': not valid JSON: " << e.what());
-  }
-  return from_json(j, path);
+  return from_json(parse_json_bounded(read_file(path), "config '" + path + "'"), path);
 }
 
 MambaConfig MambaConfig::from_json(const json& j, const std::string& source_name) {
@@ -201,7 +218,9 @@ MambaConfig MambaConfig::from_json(const json& j, const std::string& source_name
   const bool legacy_only = j.contains("d_model") && !j.contains("hidden_size");
   if (legacy_only && c.pad_vocab_size_multiple > 0 && c.vocab_size > 0) {
     const int64_t m = c.pad_vocab_size_multiple;
-    c.vocab_size = (c.vocab_size + m - 1) / m * m;
+    c.vocab_size = checked_add(c.vocab_size, m - 1, [&] {
+                     return r.where() + ": vocab_size rounded up to a multiple of pad_vocab_size_multiple";
+                   }) / m * m;
   }
 
   c.validate(source_name);
@@ -273,6 +292,30 @@ void MambaConfig::validate(const std::string& source_name) const {
   positive("conv_kernel", conv_kernel);
   positive("time_step_rank", time_step_rank);
   positive("pad_vocab_size_multiple", pad_vocab_size_multiple);
+  auto at_most = [&](const char* key, int64_t v, int64_t max) {
+    SIMBA_CHECK_HINT(v <= max, where << ": " << key << " = " << v << " is larger than simba's limit of " << max,
+                     "the limits (ssm/mamba_config.h) are far above any published Mamba model; check the value");
+  };
+  at_most("vocab_size", vocab_size, kMaxVocabSize);
+  at_most("hidden_size", hidden_size, kMaxHiddenSize);
+  at_most("state_size", state_size, kMaxStateSize);
+  at_most("num_hidden_layers", num_hidden_layers, kMaxLayers);
+  at_most("expand", expand, kMaxExpand);
+  at_most("conv_kernel", conv_kernel, kMaxConvKernel);
+  at_most("time_step_rank", time_step_rank, kMaxTimeStepRank);
+  at_most("pad_vocab_size_multiple", pad_vocab_size_multiple, kMaxPadVocabMultiple);
+  // The memory budget: the float32 weights alone must fit in physical memory.
+  const int64_t params = num_parameters();
+  const int64_t weight_bytes = checked_mul(params, 4, "the float32 weight bytes of the config");
+  // Under the caps these products are far from overflowing.
+  const int64_t embedding = vocab_size * hidden_size;
+  const int64_t blocks = params - embedding * (tie_word_embeddings ? 1 : 2) - hidden_size;
+  std::ostringstream what;
+  what << where << ": the float32 weights of the model's " << params << " parameters (vocab_size " << vocab_size
+       << " x hidden_size " << hidden_size << " = " << embedding << " in the embedding"
+       << (tie_word_embeddings ? "" : " and as many in lm_head") << ", " << blocks << " in num_hidden_layers "
+       << num_hidden_layers << " blocks of expand " << expand << ", state_size " << state_size << ")";
+  check_memory_budget(weight_bytes, what.str(), "reduce hidden_size, num_hidden_layers, vocab_size, expand or state_size");
 
   SIMBA_CHECK(hidden_act == "silu",
               where << ": hidden_act is '" << hidden_act << "'; Mamba-1 in simba implements only 'silu'");

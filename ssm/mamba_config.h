@@ -22,6 +22,18 @@
 // ignored, since HF configs carry many that do not affect the model
 // (use_cache, torch_dtype, transformers_version, ...); keys we do know must
 // have the right JSON type.
+//
+// Sizes are bounded before anything is allocated, in two steps, so that an
+// absurd config is refused at once with the name of the field instead of
+// overflowing 64 bits, allocating for minutes or running out of memory:
+//  1. Hard caps per field (kMax* below), far above every published Mamba
+//     model (mamba-2.8b: V 50280, D 2560, 64 layers, N 16, E 2, K 4, R 160)
+//     and low enough that every derived size (Di, parameter counts, bytes)
+//     fits in int64 with room to spare.
+//  2. A memory budget: the weights alone, as float32 (4 bytes per parameter,
+//     the least any command needs; training needs about four times that for
+//     gradients and AdamW moments), must fit in the host's physical memory.
+// Derived sizes are computed with tensor/checked_math.h all the same.
 #pragma once
 
 #include <cstdint>
@@ -33,6 +45,16 @@
 namespace simba {
 
 struct MambaConfig {
+  // Hard caps of step 1 above, inclusive.
+  static constexpr int64_t kMaxVocabSize = int64_t(1) << 24;    // 16.7M rows; large tokenizers have ~256k
+  static constexpr int64_t kMaxHiddenSize = int64_t(1) << 16;   // 65536
+  static constexpr int64_t kMaxStateSize = int64_t(1) << 12;    // 4096
+  static constexpr int64_t kMaxLayers = int64_t(1) << 12;       // 4096
+  static constexpr int64_t kMaxExpand = int64_t(1) << 6;        // 64
+  static constexpr int64_t kMaxConvKernel = int64_t(1) << 12;   // 4096
+  static constexpr int64_t kMaxTimeStepRank = kMaxHiddenSize;  // R is normally ceil(D / 16)
+  static constexpr int64_t kMaxPadVocabMultiple = kMaxVocabSize;
+
   // --- sizes ---
   int64_t vocab_size = 50280;     // V: rows of the embedding and of lm_head (already padded)
   int64_t hidden_size = 768;      // D: width of the residual stream. alias: d_model
@@ -70,8 +92,11 @@ struct MambaConfig {
   std::optional<int64_t> eos_token_id = 0;
   std::optional<int64_t> pad_token_id = 0;
 
-  int64_t intermediate_size() const { return expand * hidden_size; }  // Di
-  static int64_t auto_time_step_rank(int64_t hidden_size);            // ceil(D / 16)
+  int64_t intermediate_size() const;                         // Di = E·D, overflow-checked
+  static int64_t auto_time_step_rank(int64_t hidden_size);   // ceil(D / 16)
+  // Parameters of MambaLM(*this) (the lm_head only when untied), computed
+  // from the sizes with overflow checks; needs no allocation.
+  int64_t num_parameters() const;
 
   // Parses and validates; `source_name` (normally the file path) names the
   // config in every error message.
@@ -86,9 +111,10 @@ struct MambaConfig {
   nlohmann::json to_json() const;
   void save(const std::string& path) const;  // pretty-printed, atomic
 
-  // Throws if any field is out of range or names something simba does not
-  // implement. Called by from_json and save; call it after building a config
-  // by hand.
+  // Throws if any field is out of range (including the caps and the memory
+  // budget above) or names something simba does not implement. Called by
+  // from_json, save and the MambaLM constructor; call it after building a
+  // config by hand.
   void validate(const std::string& source_name) const;
 };
 

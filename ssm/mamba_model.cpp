@@ -1,5 +1,6 @@
 #include "ssm/mamba_model.h"
 
+#include <cmath>
 #include <set>
 
 #include "autograd/ops.h"
@@ -9,6 +10,21 @@
 #include "tensor/file_io.h"
 
 namespace simba {
+
+namespace {
+
+// The flat index of the first NaN or ±Inf of a floating tensor, or -1.
+int64_t first_non_finite(const Tensor& t) {
+  const Tensor c = t.contiguous();
+  return SIMBA_DISPATCH_FLOAT(c.dtype(), "first_non_finite", [&]() -> int64_t {
+    const scalar_t* p = c.numel() ? c.data<scalar_t>() : nullptr;
+    for (int64_t i = 0; i < c.numel(); ++i)
+      if (!std::isfinite(p[i])) return i;
+    return -1;
+  });
+}
+
+}  // namespace
 
 MambaBackbone::MambaBackbone(const MambaConfig& cfg, Generator& g, DType dtype) {
   embeddings = register_module("embeddings", std::make_shared<Embedding>(cfg.vocab_size, cfg.hidden_size, g, dtype));
@@ -94,6 +110,14 @@ void MambaLM::load_tensors(const std::map<std::string, Tensor>& tensors, const s
                                                         << shape_str(p.shape()));
     SIMBA_CHECK(is_floating(it->second.dtype()),
                 source << ": tensor '" << it->first << "' is " << dtype_name(it->second.dtype()) << ", expected floats");
+    // A NaN or Inf weight makes every output it touches NaN: refuse it here,
+    // once for every command that loads weights, instead of reporting a NaN
+    // loss or sampling from NaN logits.
+    const int64_t bad = first_non_finite(it->second);
+    SIMBA_CHECK_HINT(bad < 0, source << ": tensor '" << it->first << "' " << shape_str(it->second.shape())
+                                     << " holds a non-finite value (" << it->second.flatten().select(0, bad).item()
+                                     << ") at flat index " << bad,
+                     "the checkpoint is damaged or comes from a diverged run; use an earlier checkpoint");
     p.data().copy_(it->second);
     used.insert(it->first);
   }

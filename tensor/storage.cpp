@@ -5,6 +5,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "tensor/checked_math.h"
 #include "tensor/error.h"
 
 namespace simba {
@@ -40,7 +41,8 @@ class CpuAllocator final : public Allocator {
     }
     void* p = std::aligned_alloc(64, rounded);
     SIMBA_CHECK_HINT(p != nullptr, "out of host memory allocating " << nbytes << " bytes",
-                     "reduce the batch size or sequence length");
+                     "the model (config.json) or the batch (batch size x sequence length) is too large for "
+                     "this machine's " << host_memory_bytes() << " bytes of memory");
     return p;
   }
 

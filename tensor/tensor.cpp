@@ -5,6 +5,7 @@
 #include <cstring>
 #include <sstream>
 
+#include "tensor/checked_math.h"
 #include "tensor/strided_loop.h"
 
 namespace simba {
@@ -20,7 +21,7 @@ std::string shape_str(const Shape& s) {
 
 int64_t shape_numel(const Shape& s) {
   int64_t n = 1;
-  for (int64_t d : s) n *= d;
+  for (int64_t d : s) n = checked_mul(n, d, [&] { return "the element count of shape " + shape_str(s); });
   return n;
 }
 
@@ -29,7 +30,7 @@ Shape contiguous_strides(const Shape& s) {
   int64_t acc = 1;
   for (int i = static_cast<int>(s.size()) - 1; i >= 0; --i) {
     st[i] = acc;
-    acc *= s[i];
+    acc = checked_mul(acc, s[i], [&] { return "the strides of shape " + shape_str(s); });
   }
   return st;
 }
@@ -59,8 +60,10 @@ Tensor Tensor::with_view(int64_t offset, Shape shape, Shape strides) const {
 Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {
   for (int64_t d : shape)
     SIMBA_CHECK(d >= 0, "cannot create a tensor of shape " << shape_str(shape) << ": negative size");
-  int64_t n = shape_numel(shape);
-  auto storage = std::make_shared<Storage>(static_cast<size_t>(n) * dtype_size(dtype), device);
+  const int64_t nbytes = checked_mul(shape_numel(shape), static_cast<int64_t>(dtype_size(dtype)), [&] {
+    return std::string("the byte count of a ") + dtype_name(dtype) + " tensor of shape " + shape_str(shape);
+  });
+  auto storage = std::make_shared<Storage>(static_cast<size_t>(nbytes), device);
   return Tensor(std::move(storage), 0, shape, contiguous_strides(shape), dtype, device);
 }
 
@@ -141,7 +144,7 @@ Tensor Tensor::view(const Shape& shape) const {
       infer = static_cast<int>(i);
     } else {
       SIMBA_CHECK(s[i] >= 0, "view " << shape_str(shape) << ": negative size");
-      known *= s[i];
+      known = checked_mul(known, s[i], [&] { return "view " + shape_str(shape); });
     }
   }
   if (infer >= 0) {

@@ -463,6 +463,20 @@ TEST_CASE("eval: errors for a file shorter than one window, bad sizes and a non-
   CHECK(out.str().empty());
 }
 
+TEST_CASE("eval: a non-finite validation loss is an error, not a printed nan") {
+  // Finite weights (so the loader accepts them) that overflow float32 in the
+  // final norm: every logit is ±inf and the loss NaN.
+  std::shared_ptr<MambaLM> model = MambaLM::load(saved_model("eval_overflow", 256));
+  model->parameter("backbone.norm_f.weight").data().fill_(3e38);
+  const std::string dir = g_tmp.file("eval_overflow_huge");
+  model->save(dir);
+  std::ostringstream out;
+  const std::string e = error_of([&] { run_eval(eval_args(dir, text_file("overflow.txt", sample_text(3000))), out); });
+  CHECK(contains(e, "eval: the validation loss of the model in '" + dir + "' is "));
+  CHECK(contains(e, "not a finite number"));
+  CHECK(out.str().empty());
+}
+
 // ---------------------------------------------------------------- generate
 
 TEST_CASE("generate: greedy bytes equal the argmax of the parallel forward, and sampling is seeded") {

@@ -338,3 +338,58 @@ TEST_CASE("a saved config never makes transformers change the loaded weights") {
   REQUIRE(saved.contains("rescale_prenorm_residual"));  // written explicitly: transformers' default may change
   CHECK(saved["rescale_prenorm_residual"] == false);
 }
+
+TEST_CASE("MambaConfig: absurd sizes are refused before any allocation, naming the field") {
+  // hidden_size 2^62 without intermediate_size: E·D would overflow int64.
+  // (The mamba-130m-hf config also spells the sizes the mamba_ssm way: d_model,
+  // d_inner, n_layer; those spellings are deleted with null.)
+  const json no_d = {{"d_model", nullptr}, {"d_inner", nullptr}, {"intermediate_size", nullptr}};
+  json patch = no_d;
+  patch["hidden_size"] = 4611686018427387904LL;
+  check_rejected(patch,
+                 {"hidden_size = 4611686018427387904 is larger than simba's limit of 65536"});
+  check_rejected({{"num_hidden_layers", 1000000}, {"n_layer", nullptr}}, {"num_hidden_layers = 1000000 is larger than simba's limit of 4096"});
+  check_rejected({{"vocab_size", 9223372036854775807LL}}, {"vocab_size = 9223372036854775807 is larger than"});
+  check_rejected({{"state_size", 1 << 20}}, {"state_size = 1048576 is larger than"});
+  patch = no_d;
+  patch["expand"] = 1000;
+  check_rejected(patch, {"expand = 1000 is larger than"});
+  check_rejected({{"conv_kernel", 1 << 20}}, {"conv_kernel = 1048576 is larger than"});
+  check_rejected({{"time_step_rank", 1 << 20}}, {"time_step_rank = 1048576 is larger than"});
+  // Within every cap, but 2^24 x 2^16 embedding rows need 2^42 x 4 bytes (16 TiB):
+  // the memory budget names the fields that make it up, never an allocation size.
+  patch = no_d;
+  patch["vocab_size"] = 1 << 24;
+  patch["hidden_size"] = 1 << 16;
+  check_rejected(patch,
+                 {"the float32 weights of the model's", "vocab_size 16777216 x hidden_size 65536",
+                  "more than this machine's physical memory", "reduce hidden_size, num_hidden_layers, vocab_size"});
+}
+
+TEST_CASE("MambaConfig: legacy vocab padding and the auto dt rank cannot overflow") {
+  const std::string msg = error_of([] {
+    MambaConfig::from_json({{"d_model", 64}, {"n_layer", 1}, {"vocab_size", 9223372036854775807LL}}, "legacy.json");
+  });
+  CHECK(contains(msg, "config 'legacy.json': vocab_size rounded up to a multiple of pad_vocab_size_multiple"));
+  CHECK(contains(msg, "9223372036854775807 + 7 is larger than the largest size simba supports"));
+  CHECK(MambaConfig::auto_time_step_rank(9223372036854775807LL) == 576460752303423488LL);  // ceil((2^63 - 1) / 16)
+  CHECK(MambaConfig::auto_time_step_rank(17) == 2);
+}
+
+TEST_CASE("MambaConfig file: trailing bytes after a NUL and deep nesting are refused") {
+  const std::string nul = g_tmp.file("nul.json");
+  write_file_atomic(nul, std::string(kMamba130mHf) + std::string(1, '\0') + "garbage");
+  std::string msg = error_of([&] { MambaConfig::from_json_file(nul); });
+  CHECK(contains(msg, "config '" + nul + "': NUL byte at offset"));
+  const std::string trailing = g_tmp.file("trailing.json");
+  write_file_atomic(trailing, std::string(kMamba130mHf) + " {}");
+  msg = error_of([&] { MambaConfig::from_json_file(trailing); });
+  CHECK(contains(msg, "config '" + trailing + "': not valid JSON"));
+  const std::string deep = g_tmp.file("deep.json");
+  write_file_atomic(deep, "{\"a\":" + std::string(100000, '[') + std::string(100000, ']') + "}");
+  msg = error_of([&] { MambaConfig::from_json_file(deep); });
+  CHECK(contains(msg, "config '" + deep + "': JSON nested deeper than 64 levels"));
+  const std::string dup = g_tmp.file("dup.json");
+  write_file_atomic(dup, R"({"hidden_size": 64, "hidden_size": 768})");
+  CHECK(contains(error_of([&] { MambaConfig::from_json_file(dup); }), "duplicate key 'hidden_size' in the top level"));
+}

@@ -205,3 +205,32 @@ TEST_CASE("checkpoint round trip and loader errors") {
   CHECK(error_of([&] { other.load_tensors(extra, "x.safetensors"); }).find("unexpected tensor 'backbone.layers.2.norm.weight'") !=
         std::string::npos);
 }
+
+TEST_CASE("loading refuses NaN and Inf weights, naming the tensor and the index") {
+  MambaLM model(tiny_config(), 31);
+  TensorMap tensors = model.state_tensors();
+  for (const double bad : {std::nan(""), HUGE_VAL, -HUGE_VAL}) {
+    TensorMap damaged;
+    for (const auto& [name, t] : tensors) damaged[name] = t.clone();
+    Tensor w = damaged["backbone.layers.1.mixer.out_proj.weight"];
+    w.view({-1}).narrow(0, 5, 1).fill_(bad);
+    MambaLM other(tiny_config(), 7);
+    const std::string e = error_of([&] { other.load_tensors(damaged, "d.safetensors"); });
+    INFO(e);
+    CHECK(contains(e, "d.safetensors: tensor 'backbone.layers.1.mixer.out_proj.weight' (6, 12) holds a non-finite value ("));
+    CHECK(contains(e, ") at flat index 5"));
+  }
+}
+
+TEST_CASE("MambaConfig::num_parameters counts exactly the parameters MambaLM allocates") {
+  for (const bool tied : {true, false}) {
+    for (const bool bias : {true, false}) {
+      MambaConfig c = tiny_config(3);
+      c.tie_word_embeddings = tied;
+      c.use_bias = bias;
+      c.use_conv_bias = !bias;
+      INFO("tied " << tied << ", bias " << bias);
+      CHECK(c.num_parameters() == MambaLM(c, 1).num_parameters());
+    }
+  }
+}

@@ -1,8 +1,8 @@
 // tests/test_safetensors.cpp: the safetensors reader/writer (nn/safetensors.h)
-// and the file helpers under it (tensor/file_io.h): round trips, hand-built
-// files with F16/BF16 data, one test per malformed-file rule (each asserting
-// the message), exact half-precision widening, and atomic-write behaviour
-// when a write fails.
+// and the helpers under it (tensor/file_io.h, tensor/json.h): round trips,
+// hand-built files with F16/BF16 data, one test per malformed-file rule (each
+// asserting the message), the bounded JSON reader, exact half-precision
+// widening, and atomic-write behaviour when a write fails.
 #include <doctest/doctest.h>
 
 #include <signal.h>
@@ -19,6 +19,7 @@
 
 #include "nn/safetensors.h"
 #include "tensor/file_io.h"
+#include "tensor/json.h"
 
 #include "tests/test_util.h"
 
@@ -356,7 +357,8 @@ TEST_CASE("safetensors: shape x itemsize must equal the byte range, overflow inc
                    st_bytes(R"({"a":{"dtype":"F32","shape":[4611686018427387904,4611686018427387904],)"
                             R"("data_offsets":[0,0]}})",
                             ""),
-                   {"needs more than 2^64 bytes"});
+                   {"the byte count of shape [4611686018427387904,4611686018427387904] of dtype F32",
+                    "is larger than the largest size simba supports", "9223372036854775807"});
   check_load_error("f16_mismatch.safetensors",
                    st_bytes(R"({"a":{"dtype":"F16","shape":[2],"data_offsets":[0,8]}})", kGoodData),
                    {"of dtype F16 needs 4 bytes"});
@@ -510,4 +512,31 @@ TEST_CASE("read_file of a directory is an error naming it") {
   const std::string msg = error_of([&] { read_file(g_tmp.path.string()); });
   CHECK(msg.find(g_tmp.path.string()) != std::string::npos);
   CHECK(msg.find("is a directory") != std::string::npos);
+}
+
+TEST_CASE("safetensors: a header followed by a NUL and garbage, or nested 100,000 deep, is refused") {
+  // The header length covers the NUL and the garbage: nlohmann alone stops at the NUL.
+  check_load_error("nul_header.safetensors", st_bytes(std::string(kGoodHeader) + std::string(1, '\0') + "garbage", kGoodData),
+                   {"the JSON header: NUL byte at offset"});
+  check_load_error("trailing_header.safetensors", st_bytes(std::string(kGoodHeader) + "xx", kGoodData),
+                   {"the JSON header: not valid JSON"});
+  const std::string deep = "{\"a\":" + std::string(100000, '[') + std::string(100000, ']') + "}";
+  check_load_error("deep_header.safetensors", st_bytes(deep, ""), {"the JSON header: JSON nested deeper than 64 levels"});
+  check_load_error("deep_open.safetensors", st_bytes(std::string(100000, '{'), ""), {"JSON nested deeper than 64 levels"});
+}
+
+TEST_CASE("parse_json_bounded: depth limit, strings, NUL bytes, trailing text and duplicates") {
+  auto nested = [](int depth) { return std::string(depth, '[') + std::string(depth, ']'); };
+  CHECK(parse_json_bounded(nested(kMaxJsonDepth), "src").is_array());
+  CHECK(contains(error_of([&] { parse_json_bounded(nested(kMaxJsonDepth + 1), "src"); }),
+                 "src: JSON nested deeper than 64 levels at offset 64"));
+  // Brackets and escaped quotes inside strings are not nesting.
+  const nlohmann::json s = parse_json_bounded(R"({"k": "[[[[\"{{{{", "n": [[1]]})", "src");
+  CHECK(s["k"] == "[[[[\"{{{{");
+  CHECK(parse_json_bounded("  {\"a\": 1}\n\t ", "src")["a"] == 1);  // whitespace after the value is fine
+  CHECK(contains(error_of([] { parse_json_bounded(std::string("{}\0x", 4), "src"); }), "src: NUL byte at offset 2 of 4"));
+  CHECK(contains(error_of([] { parse_json_bounded("{} {}", "src"); }), "src: not valid JSON"));
+  CHECK(contains(error_of([] { parse_json_bounded("", "src"); }), "src: not valid JSON"));
+  CHECK(contains(error_of([] { parse_json_bounded(R"({"a": {"b": 1, "b": 2}})", "src"); }),
+                 "src: duplicate key 'b' in entry 'a'"));
 }

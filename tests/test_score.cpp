@@ -174,7 +174,7 @@ TEST_CASE("score: Simba pruning is leak-free, the choices never change the kept 
 
 TEST_CASE("score: malformed task files are errors naming the file, the line and the field") {
   auto err = [](const std::string& text) { return error_of([&] { read_score_tasks(write_tasks("bad.jsonl", text)); }); };
-  CHECK(contains(err("{\"context\": \"a\", \"choices\": [\"b\"], \"gold\": 0}\nnot json\n"), "bad.jsonl' line 2: not a JSON object"));
+  CHECK(contains(err("{\"context\": \"a\", \"choices\": [\"b\"], \"gold\": 0}\nnot json\n"), "bad.jsonl' line 2: expected a JSON object: not valid JSON"));
   CHECK(contains(err("[1, 2]\n"), "line 1: expected a JSON object, got array"));
   CHECK(contains(err("{\"choices\": [\"b\"], \"gold\": 0}\n"), "line 1: \"context\" must be a string"));
   CHECK(contains(err("{\"context\": \"a\", \"choices\": [], \"gold\": 0}\n"), "\"choices\" must be a non-empty array"));

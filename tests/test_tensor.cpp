@@ -3,6 +3,7 @@
 
 #include <cmath>
 
+#include "tensor/checked_math.h"
 #include "tensor/ops.h"
 #include "tests/test_util.h"
 
@@ -167,4 +168,36 @@ TEST_CASE("generator is seeded, reproducible and its state round-trips exactly")
   Tensor u = rand({20000}, g1, DType::F64);
   CHECK(max(u).item() < 1.0);
   CHECK(mean(u).item() == doctest::Approx(0.5).epsilon(0.02));
+}
+
+TEST_CASE("checked size arithmetic: overflow is an error naming what was computed, never a wrapped number") {
+  CHECK(checked_mul(int64_t(3) << 40, 1 << 20, "x") == int64_t(3) << 60);
+  CHECK(checked_add(9223372036854775806LL, 1, "x") == 9223372036854775807LL);
+  std::string e = error_of([] { checked_mul(4611686018427387904LL, 4, "the bytes of something"); });
+  CHECK(contains(e, "the bytes of something: 4611686018427387904 x 4 is larger than the largest size simba supports"));
+  e = error_of([] { checked_add(9223372036854775807LL, 1, "a sum"); });
+  CHECK(contains(e, "a sum: 9223372036854775807 + 1 is larger than"));
+  e = error_of([] { checked_mul(-2, 3, "a product"); });
+  CHECK(contains(e, "a product: -2 x 3: a size cannot be negative"));
+  // The description may be computed lazily; it is only built on failure.
+  bool built = false;
+  checked_mul(2, 3, [&] { built = true; return std::string("lazy"); });
+  CHECK_FALSE(built);
+}
+
+TEST_CASE("tensor shapes whose element, stride or byte counts overflow int64 are refused") {
+  // 2^31 x 2^31 x 4 elements = 2^64: wraps to 0 without checks.
+  std::string e = error_of([] { Tensor::empty({int64_t(1) << 31, int64_t(1) << 31, 4}); });
+  INFO(e);
+  CHECK(contains(e, "shape (2147483648, 2147483648, 4)"));
+  CHECK(contains(e, "is larger than the largest size simba supports"));
+  // Fits as elements, not as float32 bytes.
+  e = error_of([] { Tensor::empty({int64_t(1) << 62}); });
+  CHECK(contains(e, "the byte count of a float32 tensor of shape (4611686018427387904,)"));
+  // A broadcast view of a huge shape.
+  Tensor one = Tensor::ones({1, 1});
+  e = error_of([&] { one.expand({int64_t(1) << 40, int64_t(1) << 40}); });
+  CHECK(contains(e, "the element count of shape (1099511627776, 1099511627776)"));
+  e = error_of([&] { one.view({-1, int64_t(1) << 40, int64_t(1) << 40}); });
+  CHECK(contains(e, "view (-1, 1099511627776, 1099511627776)"));
 }

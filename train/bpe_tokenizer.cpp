@@ -13,6 +13,7 @@
 
 #include "tensor/error.h"
 #include "tensor/file_io.h"
+#include "tensor/json.h"
 #include "train/byte_level_split.h"
 #include "train/utf8_text.h"
 
@@ -402,12 +403,7 @@ BpeTokenizer BpeTokenizer::from_file(const std::string& path) {
 BpeTokenizer BpeTokenizer::from_json_text(const std::string& json_text, const std::string& source) {
   auto impl = std::make_shared<Impl>();
   impl->source = source;
-  json j;
-  try {
-    j = json::parse(json_text);
-  } catch (const json::exception& e) {
-    SIMBA_FAIL(source << ": not valid JSON: " << e.what());
-  }
+  const json j = parse_json_bounded(json_text, source);
   SIMBA_CHECK(j.is_object(), source << ": expected a JSON object at the top level, got " << describe(j));
 
   // The pipeline around the model: only the GPT-NeoX components.

@@ -2,9 +2,11 @@
 //
 // Each subcommand lives in its own train/cli_<name>.cpp and registers itself
 // on the CLI11 app: its flags (with help text, defaults and checks) and the
-// callback that runs it. train/main/simba_main.cpp only collects them. Errors
-// inside a command are simba::Error; main prints them and exits with 1. Flag
-// parsing errors are CLI11's and exit with its code and message.
+// callback that runs it. train/main/simba_main.cpp only collects them and is
+// the one error boundary: a simba::Error inside a command, a flag CLI11
+// rejects, or any other exception is printed as "simba: error: ..." and exits
+// with 1. Numeric flags are checked by the shared validators of
+// train/cli_options.h.
 #pragma once
 
 #include <CLI/CLI.hpp>

@@ -18,11 +18,13 @@
 #include <nlohmann/json.hpp>
 
 #include "nn/cross_entropy.h"
+#include "tensor/checked_math.h"
 #include "tensor/error.h"
 #include "tensor/file_io.h"
 #include "tensor/reduce.h"
 #include "train/byte_tokenizer.h"
 #include "train/cli.h"
+#include "train/cli_options.h"
 #include "train/commands.h"
 #include "train/trainer.h"
 #include "train/metrics_log.h"
@@ -41,6 +43,12 @@ EvalResult run_eval(const EvalArgs& args, std::ostream& out) {
   const ByteTokenizer tokenizer;
   const TextData data = TextData::from_file(args.data_path, tokenizer, args.val_fraction);
   const EvalResult r = evaluate(*model, data, args.batch, args.len, args.max_batches);
+  // Finite weights can still overflow to an infinite or NaN loss; that is no
+  // measurement, so it is an error rather than a printed "nan".
+  SIMBA_CHECK_HINT(std::isfinite(r.loss), "eval: the validation loss of the model in '"
+                                              << args.model_dir << "' is " << r.loss << ", not a finite number",
+                   "the weights are finite but overflow float32 in the forward pass; the checkpoint comes from "
+                   "a diverged run, use an earlier one");
 
   char line[160];
   std::snprintf(line, sizeof line, "validation loss %.4f nats/token | %.4f bits/byte | %lld tokens in %lld batches\n",
@@ -72,13 +80,13 @@ void add_eval_command(CLI::App& app) {
       ->check(CLI::ExistingDirectory);
   cmd->add_option("--data", args->data_path, "text file (read as bytes)")->required()->check(CLI::ExistingFile);
   cmd->add_option("--batch", args->batch, "windows per batch (forward pass)")
-      ->check(CLI::PositiveNumber)
+      ->check(integer_in(1))
       ->capture_default_str();
   CLI::Option* len =
-      cmd->add_option("--len", args->len, "dense mode: window length L (tokens)")->check(CLI::PositiveNumber)->capture_default_str();
+      cmd->add_option("--len", args->len, "dense mode: window length L (tokens)")->check(integer_in(1))->capture_default_str();
   CLI::Option* max_batches =
       cmd->add_option("--max-batches", args->max_batches, "dense mode: evaluate at most this many batches (default: all)")
-          ->check(CLI::PositiveNumber);
+          ->check(integer_in(1));
   cmd->add_option("--val-fraction", args->val_fraction, "fraction of the file (its tail) held out for validation")
       ->check(CLI::Range(0.0, 1.0))
       ->capture_default_str();
@@ -88,14 +96,15 @@ void add_eval_command(CLI::App& app) {
                       "Simba mode: comma-separated context lengths, e.g. 256,512,1024 (each window is context +\n"
                       "continuation validation tokens)")
           ->delimiter(',')
+          ->check(integer_in(1))
           ->excludes(len)
           ->excludes(max_batches);
   cmd->add_option("--continuation", simba->continuation, "Simba mode: continuation length m (the scored tokens)")
-      ->check(CLI::PositiveNumber)
+      ->check(integer_in(1))
       ->capture_default_str()
       ->needs(context);
   cmd->add_option("--max-windows", simba->max_windows, "Simba mode: windows per context length (at most)")
-      ->check(CLI::PositiveNumber)
+      ->check(integer_in(1))
       ->capture_default_str()
       ->needs(context);
   cmd->add_option("--simba", simba->simba,
@@ -109,10 +118,15 @@ void add_eval_command(CLI::App& app) {
       ->needs(context);
   cmd->add_option("--csv", simba->csv_path, "Simba mode: also write the table to this CSV file")->needs(context);
   cmd->callback([args, simba, context] {
+    const int64_t vocab = ByteTokenizer().vocab_size();
     if (context->count() == 0) {
+      check_batch_budget(args->batch, "--batch", args->len, "--len", vocab);
       run_eval(*args, std::cout);
       return;
     }
+    for (int64_t c : simba->contexts)
+      check_batch_budget(args->batch, "--batch", checked_add(c, simba->continuation, "--context + --continuation"),
+                         "--context + --continuation", vocab);
     simba->model_dir = args->model_dir;
     simba->data_path = args->data_path;
     simba->batch = args->batch;

@@ -7,11 +7,13 @@
 // fed back. Bytes are written raw: a model that has not learnt UTF-8 may emit
 // invalid sequences, and they are passed through as they are.
 #include <iostream>
+#include <limits>
 #include <memory>
 
 #include "tensor/error.h"
 #include "train/byte_tokenizer.h"
 #include "train/cli.h"
+#include "train/cli_options.h"
 #include "train/commands.h"
 #include "train/model_dir.h"
 #include "train/sampler.h"
@@ -59,15 +61,15 @@ void add_generate_command(CLI::App& app) {
       ->required()
       ->check(CLI::ExistingDirectory);
   cmd->add_option("--prompt", args->prompt, "text to continue (non-empty)")->required();
-  cmd->add_option("--tokens", args->tokens, "number of bytes to generate")->required()->check(CLI::NonNegativeNumber);
+  cmd->add_option("--tokens", args->tokens, "number of bytes to generate")->required()->check(integer_in(0));
   cmd->add_option("--temperature", args->sampling.temperature,
                   "softmax temperature: 0 greedy, < 1 sharper, > 1 flatter")
-      ->check(CLI::NonNegativeNumber)
+      ->check(number_in(0.0, true, std::numeric_limits<double>::infinity(), false, "a finite number >= 0", ">=0"))
       ->capture_default_str();
   cmd->add_option("--top-k", args->sampling.top_k, "sample only among the k most likely bytes; 0 = all")
-      ->check(CLI::NonNegativeNumber)
+      ->check(integer_in(0))
       ->capture_default_str();
-  cmd->add_option("--seed", args->seed, "random seed of the sampler")->capture_default_str();
+  cmd->add_option("--seed", args->seed, "random seed of the sampler")->check(seed_value())->capture_default_str();
   cmd->callback([args] {
     run_generate(*args, std::cout);
     std::cout << "\n";

@@ -19,6 +19,7 @@
 #include "nn/safetensors.h"
 #include "tensor/blas_core.h"
 #include "tensor/error.h"
+#include "tensor/json.h"
 #include "train/cli.h"
 #include "train/commands.h"
 #include "train/model_dir.h"
@@ -38,7 +39,7 @@ std::map<std::string, std::string> stored_dtypes(const std::string& path) {
   std::string header(n, '\0');
   f.read(header.data(), static_cast<std::streamsize>(n));
   SIMBA_CHECK(f, "info: cannot re-read the header of '" << path << "'");
-  const nlohmann::json entries = nlohmann::json::parse(header);
+  const nlohmann::json entries = parse_json_bounded(header, "safetensors file '" + path + "'");
   std::map<std::string, std::string> out;
   for (const auto& [name, entry] : entries.items())
     if (name != "__metadata__") out[name] = entry.at("dtype").get<std::string>();

@@ -10,7 +10,9 @@
 #include <iostream>
 #include <memory>
 
+#include "train/byte_tokenizer.h"
 #include "train/cli.h"
+#include "train/cli_options.h"
 #include "train/simba_eval.h"
 
 namespace simba {
@@ -31,7 +33,8 @@ void add_inspect_command(CLI::App& app) {
       ->check(CLI::ExistingFile);
   cmd->add_option("--context", args->context,
                   "context length C, 1 <= C <= L: the anchor is token C - 1, the continuation the last L - C tokens")
-      ->required();
+      ->required()
+      ->check(integer_in(1));
   cmd->add_option("--simba", args->simba,
                   "pruning options, e.g. keep=0.1,schedule=linear,criterion=simba,start=0 (all optional;\n"
                   "ssm/simba.h lists every key)");
@@ -51,16 +54,21 @@ void add_highway_command(CLI::App& app) {
       ->check(CLI::ExistingDirectory);
   cmd->add_option("--data", args->data_path, "text file (read as bytes)")->required()->check(CLI::ExistingFile);
   cmd->add_option("--out", args->out_prefix, "output path prefix: writes <out>.csv and <out>.svg")->required();
-  cmd->add_option("--context", args->context, "window length T (the anchor is its last token)")->capture_default_str();
-  cmd->add_option("--windows", args->windows, "validation windows to average over (at most)")
-      ->check(CLI::PositiveNumber)
+  cmd->add_option("--context", args->context, "window length T (the anchor is its last token)")
+      ->check(integer_in(1))
       ->capture_default_str();
-  cmd->add_option("--batch", args->batch, "windows per forward pass")->check(CLI::PositiveNumber)->capture_default_str();
+  cmd->add_option("--windows", args->windows, "validation windows to average over (at most)")
+      ->check(integer_in(1))
+      ->capture_default_str();
+  cmd->add_option("--batch", args->batch, "windows per forward pass")->check(integer_in(1))->capture_default_str();
   cmd->add_option("--val-fraction", args->val_fraction, "fraction of the file (its tail) held out for validation")
       ->check(CLI::Range(0.0, 1.0))
       ->capture_default_str();
   cmd->add_option("--simba", args->simba, "the pruned run's options (ssm/simba.h syntax; default keep=0.1 linear)");
-  cmd->callback([args] { run_highway(*args, std::cout); });
+  cmd->callback([args] {
+    check_batch_budget(args->batch, "--batch", args->context, "--context", ByteTokenizer().vocab_size());
+    run_highway(*args, std::cout);
+  });
 }
 
 }  // namespace simba

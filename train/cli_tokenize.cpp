@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "tensor/error.h"
+#include "tensor/json.h"
 #include "tensor/file_io.h"
 #include "train/bpe_tokenizer.h"
 #include "train/cli.h"
@@ -35,12 +36,7 @@ std::vector<ojson> read_records(const std::string& path) {
     size_t end = content.find('\n', begin);
     if (end == std::string::npos) end = content.size();
     const std::string where = "--input '" + path + "' line " + std::to_string(line);
-    ojson record;
-    try {
-      record = ojson::parse(content.begin() + begin, content.begin() + end);
-    } catch (const ojson::exception& e) {
-      SIMBA_FAIL(where << ": not valid JSON: " << e.what());
-    }
+    ojson record = parse_json_bounded<ojson>(content.substr(begin, end - begin), where);
     SIMBA_CHECK(record.is_object() && record.contains("text") && record["text"].is_string(),
                 where << ": expected an object with a string \"text\", got " << record.dump().substr(0, 80));
     records.push_back(std::move(record));

@@ -19,8 +19,6 @@
 // any instant is continued with --resume from its last complete checkpoint,
 // and one killed before its first checkpoint completed has none, so it is
 // started again without --resume (and --resume says there is nothing to resume).
-#include <charconv>
-#include <cmath>
 #include <filesystem>
 #include <iostream>
 #include <limits>
@@ -29,10 +27,12 @@
 #include <set>
 #include <string>
 
+#include "tensor/checked_math.h"
 #include "tensor/error.h"
 #include "tensor/file_io.h"
 #include "train/byte_tokenizer.h"
 #include "train/cli.h"
+#include "train/cli_options.h"
 #include "train/model_dir.h"
 #include "train/trainer.h"
 
@@ -50,45 +50,6 @@ struct TrainArgs {
   std::string simba;  // --simba as typed; parsed into options.simba
   bool resume = false;
 };
-
-// CLI11 validators whose messages say what the flag takes (CLI11 puts the
-// flag's name in front): "--steps: expected an integer >= 1, got '0'".
-CLI::Validator integer_at_least(int64_t lo) {
-  const std::string what = "an integer >= " + std::to_string(lo);
-  return CLI::Validator(
-      [lo, what](std::string& s) -> std::string {
-        int64_t v = 0;
-        if (!CLI::detail::lexical_cast(s, v) || v < lo) return "expected " + what + ", got '" + s + "'";
-        return "";
-      },
-      "INT>=" + std::to_string(lo));
-}
-
-// A uint64 in decimal; CLI11 alone would wrap "-1" around to 2^64 - 1.
-CLI::Validator unsigned_integer() {
-  return CLI::Validator(
-      [](std::string& s) -> std::string {
-        uint64_t v = 0;
-        const char* end = s.data() + s.size();
-        const auto [ptr, ec] = std::from_chars(s.data(), end, v);
-        return ec == std::errc() && ptr == end ? "" : "expected an integer in [0, 2^64), got '" + s + "'";
-      },
-      "UINT64");
-}
-
-// A finite number in the interval lo..hi, each end open or closed as asked.
-// `name` is the short form --help shows next to the type.
-CLI::Validator number_in(double lo, bool lo_closed, double hi, bool hi_closed, const std::string& what,
-                         const std::string& name) {
-  return CLI::Validator(
-      [=](std::string& s) -> std::string {
-        double v = 0.0;
-        const bool ok = CLI::detail::lexical_cast(s, v) && std::isfinite(v) && (lo_closed ? v >= lo : v > lo) &&
-                        (hi_closed ? v <= hi : v < hi);
-        return ok ? "" : "expected " + what + ", got '" + s + "'";
-      },
-      name);
-}
 
 const double kInf = std::numeric_limits<double>::infinity();
 
@@ -156,18 +117,18 @@ void add_train_command(CLI::App& app) {
 
   cmd->add_option("--data", a->data_path, "text file to train on (read as bytes)")->required()->check(CLI::ExistingFile);
   cmd->add_option("--out", o.out_dir, "run directory: OUT/checkpoint, OUT/metrics.jsonl")->required();
-  cmd->add_option("--steps", o.steps, "optimiser steps of the whole run")->check(integer_at_least(1))->capture_default_str();
-  cmd->add_option("--batch-size", o.batch_size, "windows per micro-batch (B)")->check(integer_at_least(1))->capture_default_str();
-  cmd->add_option("--seq-len", o.seq_len, "tokens per window (L)")->check(integer_at_least(1))->capture_default_str();
+  cmd->add_option("--steps", o.steps, "optimiser steps of the whole run")->check(integer_in(1))->capture_default_str();
+  cmd->add_option("--batch-size", o.batch_size, "windows per micro-batch (B)")->check(integer_in(1))->capture_default_str();
+  cmd->add_option("--seq-len", o.seq_len, "tokens per window (L)")->check(integer_in(1))->capture_default_str();
   cmd->add_option("--grad-accum", o.grad_accum, "micro-batches per optimiser step")
-      ->check(integer_at_least(1))
+      ->check(integer_in(1))
       ->capture_default_str();
   cmd->add_option("--lr", o.lr, "peak learning rate")
       ->check(number_in(0.0, false, kInf, false, "a finite number > 0", ">0"))
       ->capture_default_str();
   cmd->add_option("--min-lr", o.min_lr, "final learning rate of the cosine decay [default: lr / 10]")
       ->check(number_in(0.0, true, kInf, false, "a finite number >= 0", ">=0"));
-  cmd->add_option("--warmup", o.warmup_steps, "linear warmup steps [default: steps / 10]")->check(integer_at_least(0));
+  cmd->add_option("--warmup", o.warmup_steps, "linear warmup steps [default: steps / 10]")->check(integer_in(0));
   cmd->add_option("--weight-decay", o.weight_decay, "AdamW weight decay of matrices (never norms, biases, A_log, D)")
       ->check(number_in(0.0, true, kInf, false, "a finite number >= 0", ">=0"))
       ->capture_default_str();
@@ -181,19 +142,19 @@ void add_train_command(CLI::App& app) {
       ->check(number_in(0.0, true, kInf, false, "a finite number >= 0", ">=0"))
       ->capture_default_str();
   cmd->add_option("--seed", o.seed, "seed of the model initialisation and the data order")
-      ->check(unsigned_integer())
+      ->check(seed_value())
       ->capture_default_str();
   cmd->add_option("--val-fraction", o.val_fraction, "tail of the file held out for validation")
       ->check(number_in(0.0, false, 1.0, false, "a number in (0, 1)", "(0,1)"))
       ->capture_default_str();
   cmd->add_option("--eval-every", o.eval_every, "steps between validations; 0 = at the start and end only")
-      ->check(integer_at_least(0))
+      ->check(integer_in(0))
       ->capture_default_str();
   cmd->add_option("--eval-batches", o.eval_batches, "validation batches (of --batch-size windows) per validation")
-      ->check(integer_at_least(1))
+      ->check(integer_in(1))
       ->capture_default_str();
   cmd->add_option("--save-every", o.save_every, "steps between checkpoints; 0 = at the end only")
-      ->check(integer_at_least(0))
+      ->check(integer_in(0))
       ->capture_default_str();
   cmd->add_option("--simba", a->simba,
                   "train with Simba pruning: each micro-batch's windows split at a random c into context and "
@@ -201,8 +162,8 @@ void add_train_command(CLI::App& app) {
                   "as for simba eval (docs/simba.md)");
   cmd->add_option("--simba-min-context", o.simba_min_context,
                   "with --simba: smallest context c; c is uniform in [this, seq-len - 1] [default: seq-len / 2]")
-      ->check(integer_at_least(1));
-  cmd->add_option("--log-every", o.log_every, "steps between progress lines")->check(integer_at_least(1))->capture_default_str();
+      ->check(integer_in(1));
+  cmd->add_option("--log-every", o.log_every, "steps between progress lines")->check(integer_in(1))->capture_default_str();
   cmd->add_option("--log-file", o.log_file, "JSONL metrics log [default: OUT/metrics.jsonl]");
 
   CLI::Option* resume = cmd->add_flag(
@@ -216,13 +177,23 @@ void add_train_command(CLI::App& app) {
   config->excludes(resume)->excludes(init);
   MambaConfig& m = a->model;
   for (CLI::Option* flag :
-       {cmd->add_option("--hidden-size", m.hidden_size, "model width D")->check(integer_at_least(1))->capture_default_str(),
-        cmd->add_option("--layers", m.num_hidden_layers, "Mamba blocks")->check(integer_at_least(1))->capture_default_str(),
-        cmd->add_option("--state-size", m.state_size, "SSM state size N")->check(integer_at_least(1))->capture_default_str(),
-        cmd->add_option("--expand", m.expand, "inner width factor E")->check(integer_at_least(1))->capture_default_str(),
-        cmd->add_option("--conv-kernel", m.conv_kernel, "causal conv width K")->check(integer_at_least(1))->capture_default_str(),
+       {cmd->add_option("--hidden-size", m.hidden_size, "model width D")
+            ->check(integer_in(1, MambaConfig::kMaxHiddenSize))
+            ->capture_default_str(),
+        cmd->add_option("--layers", m.num_hidden_layers, "Mamba blocks")
+            ->check(integer_in(1, MambaConfig::kMaxLayers))
+            ->capture_default_str(),
+        cmd->add_option("--state-size", m.state_size, "SSM state size N")
+            ->check(integer_in(1, MambaConfig::kMaxStateSize))
+            ->capture_default_str(),
+        cmd->add_option("--expand", m.expand, "inner width factor E")
+            ->check(integer_in(1, MambaConfig::kMaxExpand))
+            ->capture_default_str(),
+        cmd->add_option("--conv-kernel", m.conv_kernel, "causal conv width K")
+            ->check(integer_in(1, MambaConfig::kMaxConvKernel))
+            ->capture_default_str(),
         cmd->add_option("--dt-rank", a->dt_rank, "rank R of the dt projection [default: ceil(D / 16)]")
-            ->check(integer_at_least(1))}) {
+            ->check(integer_in(1, MambaConfig::kMaxTimeStepRank))}) {
     flag->group("Model (new runs without --config or --init)");
     flag->excludes(resume)->excludes(init)->excludes(config);
   }
@@ -232,6 +203,10 @@ void add_train_command(CLI::App& app) {
     for (const CLI::Option* opt : cmd->get_options())
       if (opt->count() > 0) given.insert(opt->get_name());
     if (given.count("--simba")) a->options.simba = parse_simba_options(a->simba, "--simba");
+    const TrainOptions& o = a->options;
+    check_batch_budget(o.batch_size, "--batch-size", o.seq_len, "--seq-len", ByteTokenizer().vocab_size());
+    // The trainer counts tokens per step as this product.
+    checked_mul(o.grad_accum, o.batch_size * o.seq_len, "the tokens per optimiser step, --grad-accum x --batch-size x --seq-len");
     run_train(*a, given, std::cout);
   });
 }

@@ -13,6 +13,7 @@
 #include "ssm/simba_forward.h"
 #include "tensor/error.h"
 #include "tensor/file_io.h"
+#include "tensor/json.h"
 #include "train/metrics_log.h"
 #include "train/simba_eval.h"
 
@@ -82,12 +83,7 @@ std::vector<ScoreRequest> read_score_tasks(const std::string& path) {
   std::string text;
   for (int64_t line = 1; std::getline(in, text); ++line) {
     if (text.find_first_not_of(" \t\r") == std::string::npos) continue;  // blank lines are allowed
-    json j;
-    try {
-      j = json::parse(text);
-    } catch (const json::exception& e) {
-      SIMBA_FAIL(field_error(path, line, std::string("not a JSON object: ") + e.what()));
-    }
+    const json j = parse_json_bounded(text, field_error(path, line, "expected a JSON object"));
     SIMBA_CHECK(j.is_object(), field_error(path, line, "expected a JSON object, got " + std::string(j.type_name())));
     ScoreRequest r;
     r.line = line;

@@ -9,6 +9,7 @@
 
 #include "tensor/error.h"
 #include "tensor/file_io.h"
+#include "tensor/json.h"
 
 namespace simba {
 
@@ -48,7 +49,8 @@ std::string kept_records(const std::string& path, int64_t start_step) {
     if (end == std::string::npos) break;
     const std::string record_text = text.substr(begin, end - begin);
     begin = end + 1;
-    const nlohmann::json record = nlohmann::json::parse(record_text, nullptr, /*allow_exceptions=*/false);
+    const nlohmann::json record =
+        parse_json_bounded(record_text, "metrics log '" + path + "' line " + std::to_string(line));
     const auto step = record.is_object() ? record.find("step") : record.end();
     SIMBA_CHECK_HINT(record.is_object() && step != record.end() && step->is_number_integer(),
                      "metrics log '" << path << "' line " << line << " is not a JSON object with an integer \"step\": '"

@@ -11,6 +11,7 @@
 
 #include "tensor/error.h"
 #include "tensor/file_io.h"
+#include "tensor/json.h"
 
 namespace simba {
 
@@ -154,7 +155,7 @@ Checkpoint load_checkpoint(const std::string& dir) {
 
   c.state.data_cursor = metadata_entry(state_meta, "data_cursor", c.state_path, "");
   const std::string& options = metadata_entry(state_meta, "options", c.state_path, "");
-  c.state.options = nlohmann::json::parse(options, nullptr, /*allow_exceptions=*/false);
+  c.state.options = parse_json_bounded(options, "'" + c.state_path + "': metadata 'options'");
   SIMBA_CHECK(c.state.options.is_object(), "'" << c.state_path << "': metadata 'options' is not a JSON object: '"
                                                << options.substr(0, 80) << (options.size() > 80 ? "..." : "") << "'");
   c.state.elapsed_seconds = parse_seconds(metadata_entry(state_meta, "elapsed_seconds", c.state_path, ""), c.state_path);
