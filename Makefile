@@ -61,7 +61,7 @@ test: all
 
 test-sanitize: deps
 	@[ -f $(SANITIZE_BUILD)/CMakeCache.txt ] || cmake -S . -B $(SANITIZE_BUILD) -DCMAKE_BUILD_TYPE=Release \
-	  -DSIMBA_SANITIZE=ON -DSIMBA_NATIVE=OFF $(CMAKE_FLAGS)
+	  -DSIMBA_SANITIZE=ON $(CMAKE_FLAGS)
 	cmake --build $(SANITIZE_BUILD) -j $(JOBS) --target all_tests
 	cd $(SANITIZE_BUILD) && $(SANITIZE_ENV) ctest --output-on-failure --timeout 1800
 
