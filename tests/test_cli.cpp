@@ -1,7 +1,7 @@
 // tests/test_cli.cpp: the `simba` subcommands forward, eval, generate and info
 // through their library functions (train/commands.h), the sampler
-// (train/sampler.h), the --model directory checks (train/model_dir.h), and,
-// when it has been built, the simba binary itself.
+// (train/sampler.h), the --model directory checks (train/model_dir.h), and
+// the simba binary itself (built before the tests; its absence fails the test).
 //
 // forward is checked against MambaLM::loss and a direct backward (relative
 // error, float32: 1e-5; float64 written as float32: one float32 ulp) and against a hand-computed shifted
@@ -572,12 +572,10 @@ TEST_CASE("info: config, parameter count, every tensor with shape and stored dty
 
 // ---------------------------------------------------------------- the binary
 
-TEST_CASE("the simba binary: help, info, and an error exit (skipped if not built)") {
+TEST_CASE("the simba binary: help, info, and an error exit") {
   const fs::path exe = simba_binary();
-  if (!fs::exists(exe)) {
-    MESSAGE("skipped: " << exe.string() << " is not built (build the 'simba' target to run this test)");
-    return;
-  }
+  INFO(exe.string() << " must exist: CMake builds the simba target before the tests");
+  REQUIRE(fs::exists(exe));
   const auto run = run_simba;
   for (const char* cmd : {"forward", "eval", "generate", "info"}) {
     INFO(cmd);

@@ -372,12 +372,19 @@ TEST_CASE("selective_scan fast path is bit-identical on repeat and across thread
   CHECK(f1 == f2);
   CHECK(b1 == b2);
 #ifdef _OPENMP
+  // 1 against 2 threads, set explicitly: comparing against the default count would
+  // compare 1 with 1 under OMP_NUM_THREADS=1.
   const int saved = omp_get_max_threads();
   omp_set_num_threads(1);
   const Results f3 = run_forward(in, true), b3 = run_backward(in, true);
+  omp_set_num_threads(2);
+  REQUIRE(omp_get_max_threads() == 2);
+  const Results f4 = run_forward(in, true), b4 = run_backward(in, true);
   omp_set_num_threads(saved);
   CHECK(f1 == f3);
   CHECK(b1 == b3);
+  CHECK(f3 == f4);
+  CHECK(b3 == b4);
 #endif
 }
 

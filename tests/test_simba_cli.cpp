@@ -1,5 +1,5 @@
 // tests/test_simba_cli.cpp: the Simba commands through their library functions
-// (train/simba_eval.h), the SVG writer (train/svg_plot.h), and the simba binary when built.
+// (train/simba_eval.h), the SVG writer (train/svg_plot.h), and the simba binary.
 //
 //   eval --context  keep=1 rows equal the dense rows exactly; dense rows equal a direct
 //                   MambaLM::forward + cross-entropy on the same windows (float32, rel. 1e-5);
@@ -580,12 +580,10 @@ TEST_CASE("svg: bad series and sizes are errors") {
 
 // ---------------------------------------------------------------- the binary
 
-TEST_CASE("the simba binary: inspect/highway help, eval --context errors (skipped if not built)") {
+TEST_CASE("the simba binary: inspect/highway help, eval --context errors") {
   const fs::path exe = simba_binary();
-  if (!fs::exists(exe)) {
-    MESSAGE("skipped: " << exe.string() << " is not built (build the 'simba' target to run this test)");
-    return;
-  }
+  INFO(exe.string() << " must exist: CMake builds the simba target before the tests");
+  REQUIRE(fs::exists(exe));
   const auto run = run_simba;
   for (const char* cmd : {"inspect", "highway"}) {
     auto [code, text] = run(std::string(cmd) + " --help");

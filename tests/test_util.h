@@ -45,8 +45,8 @@ struct TempDir {
   std::string file(const std::string& name) const { return (path / name).string(); }
 };
 
-// The `simba` program built next to the test executables (it may be absent
-// when only the tests were built; the caller then skips with a message).
+// The `simba` program built next to the test executables (CMakeLists.txt
+// builds it before every test target).
 inline std::filesystem::path simba_binary() {
   return std::filesystem::read_symlink("/proc/self/exe").parent_path() / "simba";
 }
