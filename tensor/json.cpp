@@ -56,7 +56,7 @@ Json parse_json_bounded(const std::string& text, const std::string& source) {
         open.pop_back();
         break;
       case Json::parse_event_t::key:
-        last_key = parsed.get<std::string>();
+        last_key = parsed.template get<std::string>();
         if (!open.back().second.insert(last_key).second && duplicate.empty())
           duplicate = "'" + last_key + "' in " + open.back().first;
         break;

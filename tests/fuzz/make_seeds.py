@@ -9,6 +9,10 @@ Run from the repository root: python3 tests/fuzz/make_seeds.py
   ids_file/     input_ids (B, L) int64 files as safetensors.torch.save_file writes them
   config/       both fixtures' config.json (transformers) and a mamba_ssm-style config
   cli/          typical command lines, one per file (paths exist relative to the repo root)
+  tokenizer/    texts of tests/fixtures/gpt-neox-tokenizer/cases.jsonl (every script, emoji,
+                combining marks, special tokens) and one ill-formed UTF-8 input
+  tokenizer_json/  small byte-level BPE tokenizer.json files in the GPT-NeoX shape (merges as
+                strings and as pairs) and one with a model type simba rejects
 Crash inputs found by `make fuzz` are added to these folders by hand, next to the seeds.
 """
 import json
@@ -34,8 +38,8 @@ def safetensors(tensors, metadata=None):
 
 def write(folder, name, content):
     os.makedirs(os.path.join(CORPUS, folder), exist_ok=True)
-    mode = "wb" if isinstance(content, bytes) else "w"
-    with open(os.path.join(CORPUS, folder, name), mode) as f:
+    binary = isinstance(content, bytes)
+    with open(os.path.join(CORPUS, folder, name), "wb" if binary else "w", encoding=None if binary else "utf-8") as f:
         f.write(content)
 
 
@@ -98,3 +102,33 @@ for name, line in {
     "unknown_command": "frobnicate --steps 1",
 }.items():
     write("cli", name, line + "\n")
+
+# tokenizer/: every 14th reference text (24 texts over all kinds), and bytes that are not UTF-8.
+cases = [json.loads(line) for line in open("tests/fixtures/gpt-neox-tokenizer/cases.jsonl", encoding="utf-8")]
+for i, case in enumerate(cases[::14][:24]):
+    write("tokenizer", f"case_{i:02d}.txt", case["text"])
+write("tokenizer", "invalid_utf8.bin", b"ab\xc3(\xff\xfe")
+
+# tokenizer_json/: the GPT-2 byte alphabet (printable bytes map to themselves, the others to
+# U+0100 onwards, in byte order), a few merges, the NeoX special token and a space-run token.
+printable = [*range(0x21, 0x7F), *range(0xA1, 0xAD), *range(0xAE, 0x100)]
+extra = iter(range(0x100, 0x200))
+alphabet = [chr(b) if b in printable else chr(next(extra)) for b in range(256)]
+vocab = {ch: i for i, ch in enumerate(alphabet)}
+merges = ["\u0120 t", "h e", "\u0120t he", "e r", "\u0120 w"]
+for m in merges:
+    vocab[m.replace(" ", "")] = len(vocab)
+byte_level = {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": True}
+added = [{"id": len(vocab), "content": "<|endoftext|>", "single_word": False, "lstrip": False, "rstrip": False,
+          "normalized": False, "special": True},
+         {"id": len(vocab) + 1, "content": "  ", "single_word": False, "lstrip": False, "rstrip": False,
+          "normalized": True, "special": False}]
+model = {"type": "BPE", "dropout": None, "unk_token": None, "continuing_subword_prefix": None,
+         "end_of_word_suffix": None, "fuse_unk": False, "vocab": vocab, "merges": merges}
+tokenizer = {"version": "1.0", "truncation": None, "padding": None, "added_tokens": added,
+             "normalizer": {"type": "NFC"}, "pre_tokenizer": byte_level, "post_processor": byte_level,
+             "decoder": byte_level, "model": model}
+write("tokenizer_json", "neox_shape.json", json.dumps(tokenizer, ensure_ascii=False))
+write("tokenizer_json", "pairs_no_normalizer.json", json.dumps(
+    {**tokenizer, "normalizer": None, "model": {**model, "merges": [m.split(" ") for m in merges]}}, ensure_ascii=False))
+write("tokenizer_json", "wordpiece.json", json.dumps({**tokenizer, "model": {**model, "type": "WordPiece"}}))
