@@ -13,10 +13,8 @@
 // and see bench/RESULTS.md for recorded numbers and the PyTorch comparison.
 #include <benchmark/benchmark.h>
 
-#include <cstdio>
-
+#include "bench/bench_main.h"
 #include "autograd/ops.h"
-#include "tensor/blas_core.h"
 #include "nn/optim.h"
 #include "ssm/mamba_model.h"
 #include "ssm/selective_scan.h"
@@ -108,14 +106,4 @@ void BM_scan(benchmark::State& state) {
 BENCHMARK(BM_train_step)->Arg(0)->Arg(1)->Unit(benchmark::kMillisecond)->MinWarmUpTime(2.0)->MinTime(8.0)->UseRealTime();
 BENCHMARK(BM_inference)->Arg(0)->Arg(1)->Unit(benchmark::kMillisecond)->MinWarmUpTime(1.0)->MinTime(3.0)->UseRealTime();
 BENCHMARK(BM_scan)->Args({0, 0})->Args({0, 1})->Args({1, 0})->Args({1, 1})->Unit(benchmark::kMillisecond)->UseRealTime();
-// The simba program's start-up choice of OpenBLAS kernels (tensor/blas_core.h), so that
-// these numbers are the ones `simba train` gets on the same machine.
-int main(int argc, char** argv) {
-  simba::ensure_fast_blas_core(argv);
-  std::printf("OpenBLAS core: %s\n", simba::blas_core_description().c_str());
-  benchmark::Initialize(&argc, argv);
-  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-  benchmark::RunSpecifiedBenchmarks();
-  benchmark::Shutdown();
-  return 0;
-}
+SIMBA_BENCHMARK_MAIN()

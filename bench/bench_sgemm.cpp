@@ -8,11 +8,9 @@
 // BLAS's blocking and vector kernels buy.
 #include <benchmark/benchmark.h>
 
-#include <cstdio>
-
 #include <vector>
 
-#include "tensor/blas_core.h"
+#include "bench/bench_main.h"
 #include "tensor/ops.h"
 
 namespace {
@@ -76,14 +74,4 @@ BENCHMARK(BM_matmul_naive_ikj)->Unit(benchmark::kMillisecond)->Iterations(1)->Us
 
 }  // namespace
 
-// The simba program's start-up choice of OpenBLAS kernels (tensor/blas_core.h), so that
-// these numbers are the ones `simba train` gets on the same machine.
-int main(int argc, char** argv) {
-  simba::ensure_fast_blas_core(argv);
-  std::printf("OpenBLAS core: %s\n", simba::blas_core_description().c_str());
-  benchmark::Initialize(&argc, argv);
-  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-  benchmark::RunSpecifiedBenchmarks();
-  benchmark::Shutdown();
-  return 0;
-}
+SIMBA_BENCHMARK_MAIN()
