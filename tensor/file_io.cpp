@@ -16,6 +16,7 @@
 #include <filesystem>
 #include <system_error>
 
+#include "tensor/checked_math.h"
 #include "tensor/error.h"
 
 namespace simba {
@@ -77,6 +78,9 @@ std::string read_file(const std::string& path) {
 
   // st_size is only a hint (the file may change while we read, and special
   // files report 0), so read until end of file rather than exactly st_size.
+  // A file larger than the machine's memory cannot be read whole: say so,
+  // naming it, instead of failing the allocation.
+  check_memory_budget(st.st_size, "reading '" + path + "' whole would", "use a smaller file");
   std::string bytes;
   bytes.reserve(st.st_size > 0 ? static_cast<size_t>(st.st_size) : 0);
   char buffer[1 << 16];

@@ -647,7 +647,7 @@ TEST_CASE("resume errors: missing, torn or malformed checkpoints and changed opt
         {"version", nullptr, "has no 'version' entry in its __metadata__"},
         {"data_cursor", nullptr, "has no 'data_cursor' entry in its __metadata__"},
         {"data_cursor", "garbage", "malformed data cursor 'garbage'"},
-        {"options", "{not json", "metadata 'options' is not a JSON object: '{not json'"},
+        {"options", "{not json", "metadata 'options': not valid JSON"},
         {"options", "[1, 2]", "metadata 'options' is not a JSON object"},
         {"options", "{}", "training options have no 'batch_size'"},
         {"elapsed_seconds", "soon", "metadata 'elapsed_seconds' is 'soon', expected a number >= 0"},
