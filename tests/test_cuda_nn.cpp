@@ -19,7 +19,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
-#include <functional>
 #include <random>
 #include <string>
 #include <vector>
@@ -30,6 +29,7 @@
 #include "nn/rmsnorm.h"
 #include "tensor/error.h"
 #include "tests/cuda_test_util.h"
+#include "tests/test_util.h"
 
 using namespace simba;
 using cuda_test::DevArray;
@@ -50,15 +50,6 @@ std::vector<float> uniform(size_t n, double lo, double hi, uint64_t seed) {
 
 std::vector<double> widen(const std::vector<float>& v) { return {v.begin(), v.end()}; }
 std::vector<float> poison(size_t n) { return std::vector<float>(n, kNaN); }
-
-std::string message_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
 
 }  // namespace
 
@@ -122,9 +113,9 @@ TEST_CASE("CUDA RMSNorm: zero rows give dw = 0; bad calls throw") {
   CHECK(dw.read() == std::vector<float>(5, 0.f));
   std::vector<float> host(10);
   DevArray<float> x(uniform(10, -1, 1, 2)), y(poison(10)), rstd(poison(2));
-  const std::string m = message_of([&] { rmsnorm_forward_cuda<float>(host.data(), rstd.p(), x.p(), w.p(), 2, 5, 1e-5); });
+  const std::string m = error_of([&] { rmsnorm_forward_cuda<float>(host.data(), rstd.p(), x.p(), w.p(), 2, 5, 1e-5); });
   CHECK_MESSAGE(m.find("rmsnorm_forward_cuda: y is not CUDA device memory") != std::string::npos, m);
-  const std::string d = message_of([&] { rmsnorm_forward_cuda<float>(y.p(), rstd.p(), x.p(), w.p(), 2, 0, 1e-5); });
+  const std::string d = error_of([&] { rmsnorm_forward_cuda<float>(y.p(), rstd.p(), x.p(), w.p(), 2, 0, 1e-5); });
   CHECK_MESSAGE(d.find("rmsnorm_forward_cuda: sizes must be rows >= 0 and D >= 1") != std::string::npos, d);
 }
 
@@ -406,8 +397,8 @@ TEST_CASE("CUDA gradient norm and clipping: equal the reference, deterministic, 
 
 TEST_CASE("CUDA optimiser kernels reject host memory") {
   std::vector<OptimTensor<float>> host(1);
-  const std::string m = message_of([&] { adamw_step_cuda<float>(host.data(), 1, {1e-3, 0.9, 0.999, 1e-8, 0, 1}, nullptr); });
+  const std::string m = error_of([&] { adamw_step_cuda<float>(host.data(), 1, {1e-3, 0.9, 0.999, 1e-8, 0, 1}, nullptr); });
   CHECK_MESSAGE(m.find("adamw_step_cuda: tensors is not CUDA device memory") != std::string::npos, m);
-  const std::string t = message_of([&] { adamw_step_cuda<float>(nullptr, 1, {1e-3, 0.9, 0.999, 1e-8, 0, 1}, nullptr); });
+  const std::string t = error_of([&] { adamw_step_cuda<float>(nullptr, 1, {1e-3, 0.9, 0.999, 1e-8, 0, 1}, nullptr); });
   CHECK_MESSAGE(t.find("adamw_step_cuda: tensors is null") != std::string::npos, t);
 }
