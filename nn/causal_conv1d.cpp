@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "nn/init.h"
+#include "nn/kernel_check.h"
 #include "tensor/strided_loop.h"
 
 namespace simba {
@@ -28,8 +29,57 @@ std::vector<T> weight_by_tap(const T* w, int64_t C, int64_t K) {
 }  // namespace
 
 template <class T>
-void causal_conv1d_forward(T* out, const T* x, const T* w, const T* bias, int64_t B, int64_t L, int64_t C, int64_t K,
-                           int64_t x_stride_b, int64_t x_stride_l) {
+void causal_conv1d_forward_ref(T* out, const T* x, const T* w, const T* bias, int64_t B, int64_t L, int64_t C,
+                               int64_t K, int64_t x_stride_b, int64_t x_stride_l) {
+  kernel_check::conv_forward("causal_conv1d_forward_ref", out, x, w, B, L, C, K);
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t t = 0; t < L; ++t)
+      for (int64_t c = 0; c < C; ++c) {
+        double acc = bias ? static_cast<double>(bias[c]) : 0.0;
+        for (int64_t k = 0; k < K; ++k) {
+          const int64_t s = t - (K - 1) + k;
+          if (s >= 0) acc += static_cast<double>(w[c * K + k]) * x[b * x_stride_b + s * x_stride_l + c];
+        }
+        out[(b * L + t) * C + c] = static_cast<T>(acc);
+      }
+}
+
+template <class T>
+void causal_conv1d_backward_ref(T* dx, T* dw, T* dbias, const T* dout, const T* x, const T* w, int64_t B,
+                                int64_t L, int64_t C, int64_t K, int64_t x_stride_b, int64_t x_stride_l) {
+  kernel_check::conv_backward("causal_conv1d_backward_ref", dout, x, w, B, L, C, K);
+  for (int64_t c = 0; c < C; ++c) {
+    double db = 0.0;
+    std::vector<double> dwc(static_cast<size_t>(K), 0.0);
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t t = 0; t < L; ++t) {
+        const double g = dout[(b * L + t) * C + c];
+        db += g;
+        for (int64_t k = 0; k < K; ++k) {
+          const int64_t s = t - (K - 1) + k;
+          if (s >= 0) dwc[k] += g * x[b * x_stride_b + s * x_stride_l + c];
+        }
+      }
+    if (dbias) dbias[c] = static_cast<T>(db);
+    if (dw)
+      for (int64_t k = 0; k < K; ++k) dw[c * K + k] = static_cast<T>(dwc[k]);
+    if (!dx) continue;
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t s = 0; s < L; ++s) {
+        double acc = 0.0;
+        for (int64_t k = 0; k < K; ++k) {
+          const int64_t t = s + (K - 1) - k;
+          if (t < L) acc += static_cast<double>(w[c * K + k]) * dout[(b * L + t) * C + c];
+        }
+        dx[(b * L + s) * C + c] = static_cast<T>(acc);
+      }
+  }
+}
+
+template <class T>
+void causal_conv1d_forward_cpu(T* out, const T* x, const T* w, const T* bias, int64_t B, int64_t L, int64_t C,
+                               int64_t K, int64_t x_stride_b, int64_t x_stride_l) {
+  kernel_check::conv_forward("causal_conv1d_forward_cpu", out, x, w, B, L, C, K);
   const std::vector<T> wt = weight_by_tap(w, C, K);
   const int64_t blocks = (C + kChannelBlock - 1) / kChannelBlock;
 #pragma omp parallel for schedule(static) if (B * L * C * K > kParallelGrain)
@@ -49,8 +99,9 @@ void causal_conv1d_forward(T* out, const T* x, const T* w, const T* bias, int64_
 }
 
 template <class T>
-void causal_conv1d_backward(T* dx, T* dw, T* dbias, const T* dout, const T* x, const T* w, int64_t B, int64_t L,
-                            int64_t C, int64_t K, int64_t x_stride_b, int64_t x_stride_l) {
+void causal_conv1d_backward_cpu(T* dx, T* dw, T* dbias, const T* dout, const T* x, const T* w, int64_t B,
+                                int64_t L, int64_t C, int64_t K, int64_t x_stride_b, int64_t x_stride_l) {
+  kernel_check::conv_backward("causal_conv1d_backward_cpu", dout, x, w, B, L, C, K);
   const std::vector<T> wt = weight_by_tap(w, C, K);
   const int64_t blocks = (C + kChannelBlock - 1) / kChannelBlock;
   // Per-batch partial sums: pw (B, K, C), pb (B, C). Each task owns one
@@ -104,13 +155,15 @@ void causal_conv1d_backward(T* dx, T* dw, T* dbias, const T* dout, const T* x, c
   }
 }
 
-#define SIMBA_INSTANTIATE_CONV(T)                                                                                  \
-  template void causal_conv1d_forward<T>(T*, const T*, const T*, const T*, int64_t, int64_t, int64_t, int64_t,     \
-                                         int64_t, int64_t);                                                        \
-  template void causal_conv1d_backward<T>(T*, T*, T*, const T*, const T*, const T*, int64_t, int64_t, int64_t,     \
-                                          int64_t, int64_t, int64_t);
-SIMBA_INSTANTIATE_CONV(float)
-SIMBA_INSTANTIATE_CONV(double)
+#define SIMBA_INSTANTIATE_CONV(T, V)                                                                          \
+  template void causal_conv1d_forward_##V<T>(T*, const T*, const T*, const T*, int64_t, int64_t, int64_t, int64_t, \
+                                             int64_t, int64_t);                                                    \
+  template void causal_conv1d_backward_##V<T>(T*, T*, T*, const T*, const T*, const T*, int64_t, int64_t, int64_t, \
+                                              int64_t, int64_t, int64_t);
+SIMBA_INSTANTIATE_CONV(float, ref)
+SIMBA_INSTANTIATE_CONV(double, ref)
+SIMBA_INSTANTIATE_CONV(float, cpu)
+SIMBA_INSTANTIATE_CONV(double, cpu)
 #undef SIMBA_INSTANTIATE_CONV
 
 namespace {
@@ -167,7 +220,7 @@ Variable causal_conv1d(const Variable& x, const Variable& w, const Variable& bia
   Tensor out = Tensor::empty({B, L, C}, xd.dtype(), xd.device());
   if (out.numel() > 0)
     SIMBA_DISPATCH_FLOAT(xd.dtype(), "causal_conv1d", [&] {
-      causal_conv1d_forward<scalar_t>(out.data<scalar_t>(), xd.data<scalar_t>(), wd.data<scalar_t>(),
+      causal_conv1d_forward_cpu<scalar_t>(out.data<scalar_t>(), xd.data<scalar_t>(), wd.data<scalar_t>(),
                                       bd.defined() ? bd.data<scalar_t>() : nullptr, B, L, C, K, sb, sl);
     });
 
@@ -184,7 +237,7 @@ Variable causal_conv1d(const Variable& x, const Variable& w, const Variable& bia
         Tensor db = need_b ? Tensor::zeros({C}, xd.dtype(), xd.device()) : Tensor();
         if (gc.numel() > 0)
           SIMBA_DISPATCH_FLOAT(xd.dtype(), "causal_conv1d backward", [&] {
-            causal_conv1d_backward<scalar_t>(need_x ? dx.data<scalar_t>() : nullptr,
+            causal_conv1d_backward_cpu<scalar_t>(need_x ? dx.data<scalar_t>() : nullptr,
                                              need_w ? dw.data<scalar_t>() : nullptr,
                                              need_b ? db.data<scalar_t>() : nullptr, gc.data<scalar_t>(),
                                              xd.data<scalar_t>(), wd.data<scalar_t>(), B, L, C, K, sb, sl);

@@ -15,12 +15,27 @@
 
 namespace simba {
 
+// Kernels, in three variants with identical signatures:
+//   *_ref:  plain sequential loops in double, the specification the others are tested against.
+//   *_cpu:  the fast CPU path (OpenMP over (batch, block of channels)). nn/causal_conv1d.cpp.
+//   *_cuda: the CUDA kernels (a thread per output element; dw and dbias from per-(batch, time
+//           chunk) partials added in a fixed order). nn/causal_conv1d.cu, built with the CUDA
+//           backend only; T = float; every pointer is CUDA device memory on the current
+//           device, and the call returns once the work is queued on that device's stream.
+// All are deterministic (same bits on every run, for any number of CPU threads). B or L may
+// be 0 (nothing to do; dw and dbias become 0).
+
 // out (B, L, C) contiguous <- x (B, L, C) with element (b, t, c) at
 // x[b·x_stride_b + t·x_stride_l + c], w (C, 1, K) contiguous, bias (C) or null.
-// Parallel over (batch, block of channels).
 template <class T>
-void causal_conv1d_forward(T* out, const T* x, const T* w, const T* bias, int64_t B, int64_t L, int64_t C, int64_t K,
-                           int64_t x_stride_b, int64_t x_stride_l);
+void causal_conv1d_forward_ref(T* out, const T* x, const T* w, const T* bias, int64_t B, int64_t L, int64_t C,
+                               int64_t K, int64_t x_stride_b, int64_t x_stride_l);
+template <class T>
+void causal_conv1d_forward_cpu(T* out, const T* x, const T* w, const T* bias, int64_t B, int64_t L, int64_t C,
+                               int64_t K, int64_t x_stride_b, int64_t x_stride_l);
+template <class T>
+void causal_conv1d_forward_cuda(T* out, const T* x, const T* w, const T* bias, int64_t B, int64_t L, int64_t C,
+                                int64_t K, int64_t x_stride_b, int64_t x_stride_l);
 
 // dx (B, L, C) contiguous, dw (C, 1, K), dbias (C) <- dout (B, L, C) contiguous,
 // x and w as in the forward. Any output may be null (not needed); defined ones
@@ -28,11 +43,17 @@ void causal_conv1d_forward(T* out, const T* x, const T* w, const T* bias, int64_
 //   dx[b,s,c]  = Σ_k w[c,k] · dout[b, s+(K−1)−k, c]      (terms with that index ≥ L drop)
 //   dw[c,k]    = Σ_{b,t} dout[b,t,c] · x[b, t−(K−1)+k, c]
 //   dbias[c]   = Σ_{b,t} dout[b,t,c]
-// dw and dbias are reduced per batch into double partials, then over batches in
-// order: the same bits whatever the thread count.
+// dw and dbias are reduced into double partials over fixed slices of (batch, time), then
+// the partials are added in order: the same bits whatever the thread count.
 template <class T>
-void causal_conv1d_backward(T* dx, T* dw, T* dbias, const T* dout, const T* x, const T* w, int64_t B, int64_t L,
-                            int64_t C, int64_t K, int64_t x_stride_b, int64_t x_stride_l);
+void causal_conv1d_backward_ref(T* dx, T* dw, T* dbias, const T* dout, const T* x, const T* w, int64_t B,
+                                int64_t L, int64_t C, int64_t K, int64_t x_stride_b, int64_t x_stride_l);
+template <class T>
+void causal_conv1d_backward_cpu(T* dx, T* dw, T* dbias, const T* dout, const T* x, const T* w, int64_t B,
+                                int64_t L, int64_t C, int64_t K, int64_t x_stride_b, int64_t x_stride_l);
+template <class T>
+void causal_conv1d_backward_cuda(T* dx, T* dw, T* dbias, const T* dout, const T* x, const T* w, int64_t B,
+                                 int64_t L, int64_t C, int64_t K, int64_t x_stride_b, int64_t x_stride_l);
 
 // x (B, L, C) with stride 1 in its last dim (other strides taken as they are),
 // w (C, 1, K), bias (C) or undefined -> (B, L, C) contiguous; differentiable

@@ -1,8 +1,10 @@
 // nn/cross_entropy.cpp: fused log-sum-exp cross-entropy kernels and the loss op.
 #include "nn/cross_entropy.h"
 
+#include <algorithm>
 #include <cmath>
 
+#include "nn/kernel_check.h"
 #include "tensor/elementwise.h"
 #include "tensor/reduce.h"
 #include "tensor/strided_loop.h"
@@ -10,8 +12,42 @@
 namespace simba {
 
 template <class T>
-void cross_entropy_forward(T* losses, T* lse, const T* logits, const int64_t* targets, int64_t rows, int64_t V,
-                           int64_t ignore) {
+void cross_entropy_forward_ref(T* losses, T* lse, const T* logits, const int64_t* targets, int64_t rows, int64_t V,
+                               int64_t ignore) {
+  kernel_check::cross_entropy_forward("cross_entropy_forward_ref", losses, lse, logits, targets, rows, V);
+  for (int64_t r = 0; r < rows; ++r) {
+    if (targets[r] == ignore) {
+      losses[r] = lse[r] = T(0);
+      continue;
+    }
+    const T* z = logits + r * V;
+    double m = z[0];
+    for (int64_t v = 1; v < V; ++v) m = std::max(m, static_cast<double>(z[v]));
+    double s = 0.0;
+    for (int64_t v = 0; v < V; ++v) s += std::exp(static_cast<double>(z[v]) - m);
+    const double l = m + std::log(s);
+    lse[r] = static_cast<T>(l);
+    losses[r] = static_cast<T>(l - static_cast<double>(z[targets[r]]));
+  }
+}
+
+template <class T>
+void cross_entropy_backward_ref(T* dlogits, const T* dlosses, const T* logits, const T* lse, const int64_t* targets,
+                                int64_t rows, int64_t V, int64_t ignore) {
+  kernel_check::cross_entropy_backward("cross_entropy_backward_ref", dlogits, dlosses, logits, lse, targets, rows,
+                                       V);
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t v = 0; v < V; ++v) {
+      const double p = std::exp(static_cast<double>(logits[r * V + v]) - static_cast<double>(lse[r]));
+      dlogits[r * V + v] =
+          targets[r] == ignore ? T(0) : static_cast<T>((p - (v == targets[r] ? 1.0 : 0.0)) * dlosses[r]);
+    }
+}
+
+template <class T>
+void cross_entropy_forward_cpu(T* losses, T* lse, const T* logits, const int64_t* targets, int64_t rows, int64_t V,
+                               int64_t ignore) {
+  kernel_check::cross_entropy_forward("cross_entropy_forward_cpu", losses, lse, logits, targets, rows, V);
 #pragma omp parallel for schedule(static) if (rows * V > kParallelGrain)
   for (int64_t r = 0; r < rows; ++r) {
     if (targets[r] == ignore) {
@@ -30,8 +66,10 @@ void cross_entropy_forward(T* losses, T* lse, const T* logits, const int64_t* ta
 }
 
 template <class T>
-void cross_entropy_backward(T* dlogits, const T* dlosses, const T* logits, const T* lse, const int64_t* targets,
-                            int64_t rows, int64_t V, int64_t ignore) {
+void cross_entropy_backward_cpu(T* dlogits, const T* dlosses, const T* logits, const T* lse, const int64_t* targets,
+                                int64_t rows, int64_t V, int64_t ignore) {
+  kernel_check::cross_entropy_backward("cross_entropy_backward_cpu", dlogits, dlosses, logits, lse, targets, rows,
+                                       V);
 #pragma omp parallel for schedule(static) if (rows * V > kParallelGrain)
   for (int64_t r = 0; r < rows; ++r) {
     T* d = dlogits + r * V;
@@ -46,13 +84,15 @@ void cross_entropy_backward(T* dlogits, const T* dlosses, const T* logits, const
   }
 }
 
-template void cross_entropy_forward<float>(float*, float*, const float*, const int64_t*, int64_t, int64_t, int64_t);
-template void cross_entropy_forward<double>(double*, double*, const double*, const int64_t*, int64_t, int64_t,
-                                            int64_t);
-template void cross_entropy_backward<float>(float*, const float*, const float*, const float*, const int64_t*, int64_t,
-                                            int64_t, int64_t);
-template void cross_entropy_backward<double>(double*, const double*, const double*, const double*, const int64_t*,
-                                             int64_t, int64_t, int64_t);
+#define SIMBA_INSTANTIATE_CE(T, V)                                                                            \
+  template void cross_entropy_forward_##V<T>(T*, T*, const T*, const int64_t*, int64_t, int64_t, int64_t);        \
+  template void cross_entropy_backward_##V<T>(T*, const T*, const T*, const T*, const int64_t*, int64_t, int64_t, \
+                                              int64_t);
+SIMBA_INSTANTIATE_CE(float, ref)
+SIMBA_INSTANTIATE_CE(double, ref)
+SIMBA_INSTANTIATE_CE(float, cpu)
+SIMBA_INSTANTIATE_CE(double, cpu)
+#undef SIMBA_INSTANTIATE_CE
 
 namespace {
 
@@ -92,7 +132,7 @@ CrossEntropyRows cross_entropy_rows_forward(const char* op, const Tensor& logits
   c.lse = Tensor::empty({c.rows}, logits.dtype(), logits.device());
   if (c.rows > 0)
     SIMBA_DISPATCH_FLOAT(logits.dtype(), op, [&] {
-      cross_entropy_forward<scalar_t>(c.losses.data<scalar_t>(), c.lse.data<scalar_t>(), c.logits.data<scalar_t>(),
+      cross_entropy_forward_cpu<scalar_t>(c.losses.data<scalar_t>(), c.lse.data<scalar_t>(), c.logits.data<scalar_t>(),
                                       t, c.rows, c.V, ignore);
     });
   return c;
@@ -113,7 +153,7 @@ Variable cross_entropy(const Variable& logits, const Tensor& targets, int64_t ig
                        Tensor dlogits = Tensor::empty({c.rows, c.V}, c.logits.dtype(), c.logits.device());
                        if (c.rows > 0)
                          SIMBA_DISPATCH_FLOAT(c.logits.dtype(), "cross_entropy backward", [&] {
-                           cross_entropy_backward<scalar_t>(dlogits.data<scalar_t>(), dlosses.data<scalar_t>(),
+                           cross_entropy_backward_cpu<scalar_t>(dlogits.data<scalar_t>(), dlosses.data<scalar_t>(),
                                                             c.logits.data<scalar_t>(), c.lse.data<scalar_t>(),
                                                             c.targets.data<int64_t>(), c.rows, c.V, ignore_index);
                          });

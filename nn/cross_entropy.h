@@ -12,19 +12,42 @@
 
 namespace simba {
 
+// Kernels, in three variants with identical signatures:
+//   *_ref:  plain sequential loops in double, the specification the others are tested against.
+//   *_cpu:  the fast CPU path (rows in parallel with OpenMP). nn/cross_entropy.cpp.
+//   *_cuda: the CUDA kernels (one block per row for the forward, elementwise backward).
+//           nn/cross_entropy.cu, built with the CUDA backend only; T = float; every pointer is
+//           CUDA device memory on the current device, and the call returns once the work is
+//           queued on that device's stream. Targets are read on the device only: a target
+//           outside [0, V) that is not `ignore` makes that row's loss, lse and gradient NaN
+//           (never an out-of-bounds read), so a bad id shows in the loss without a host sync.
+// All are deterministic. rows may be 0 (nothing to do).
+
 // losses (rows), lse (rows) <- logits (rows, V) contiguous, targets (rows) int64.
 // Ignored rows get loss 0 and lse 0. Σ exp is accumulated in double. Targets
-// must already be checked to lie in [0, V) or equal `ignore`. Rows run in parallel.
+// must already be checked to lie in [0, V) or equal `ignore` (CPU variants).
 template <class T>
-void cross_entropy_forward(T* losses, T* lse, const T* logits, const int64_t* targets, int64_t rows, int64_t V,
-                           int64_t ignore);
+void cross_entropy_forward_ref(T* losses, T* lse, const T* logits, const int64_t* targets, int64_t rows, int64_t V,
+                               int64_t ignore);
+template <class T>
+void cross_entropy_forward_cpu(T* losses, T* lse, const T* logits, const int64_t* targets, int64_t rows, int64_t V,
+                               int64_t ignore);
+template <class T>
+void cross_entropy_forward_cuda(T* losses, T* lse, const T* logits, const int64_t* targets, int64_t rows, int64_t V,
+                                int64_t ignore);
 
 // dlogits (rows, V) <- dlosses (rows), logits (rows, V), lse (rows), targets (rows):
 //   dlogits[r, v] = (softmax(logits_r)_v − [v == target_r]) · dlosses[r]
 // (softmax_v = exp(logits[r,v] − lse_r)); ignored rows get zeros.
 template <class T>
-void cross_entropy_backward(T* dlogits, const T* dlosses, const T* logits, const T* lse, const int64_t* targets,
-                            int64_t rows, int64_t V, int64_t ignore);
+void cross_entropy_backward_ref(T* dlogits, const T* dlosses, const T* logits, const T* lse, const int64_t* targets,
+                                int64_t rows, int64_t V, int64_t ignore);
+template <class T>
+void cross_entropy_backward_cpu(T* dlogits, const T* dlosses, const T* logits, const T* lse, const int64_t* targets,
+                                int64_t rows, int64_t V, int64_t ignore);
+template <class T>
+void cross_entropy_backward_cuda(T* dlogits, const T* dlosses, const T* logits, const T* lse,
+                                 const int64_t* targets, int64_t rows, int64_t V, int64_t ignore);
 
 // logits (..., V), targets (...) int64 -> 0-dim mean of loss_r over rows whose
 // target != ignore_index. The gradient is (softmax − onehot)·g / count on

@@ -7,6 +7,7 @@
 #include <map>
 #include <set>
 
+#include "nn/kernel_check.h"
 #include "tensor/elementwise.h"
 #include "tensor/strided_loop.h"
 
@@ -17,49 +18,42 @@ namespace {
 // One SGD step over one parameter (nn/optim.h, SGD).
 //   param (n) contiguous, updated in place
 //   buf   (n) contiguous momentum buffer, updated in place; null when μ = 0
-//   grad  (n) contiguous
+//   grad  (n) contiguous, used as grad·scale (scale = 1 leaves it exact)
 // Elementwise, so the OpenMP split cannot change any value.
 template <class T>
-void sgd_update(T* param, T* buf, const T* grad, int64_t n, double lr, double momentum, double weight_decay) {
+void sgd_update(T* param, T* buf, const T* grad, T scale, int64_t n, double lr, double momentum,
+                double weight_decay) {
   const T lr_t = static_cast<T>(lr), mu = static_cast<T>(momentum), wd = static_cast<T>(weight_decay);
   if (buf) {
 #pragma omp parallel for simd schedule(static) if (n > kParallelGrain)
     for (int64_t i = 0; i < n; ++i) {
-      const T g = grad[i] + wd * param[i];
+      const T g = grad[i] * scale + wd * param[i];
       const T b = mu * buf[i] + g;
       buf[i] = b;
       param[i] -= lr_t * b;
     }
   } else {
 #pragma omp parallel for simd schedule(static) if (n > kParallelGrain)
-    for (int64_t i = 0; i < n; ++i) param[i] -= lr_t * (grad[i] + wd * param[i]);
+    for (int64_t i = 0; i < n; ++i) param[i] -= lr_t * (grad[i] * scale + wd * param[i]);
   }
 }
-
-// Scalars of one AdamW step, formed in double once per parameter so that the
-// per-element loop is pure multiply-add/divide/sqrt.
-struct AdamWCoefficients {
-  double decay;      // 1 − lr·wd (decoupled weight decay)
-  double beta1, beta2;
-  double step_size;  // lr / (1 − β1^t)
-  double bc2_sqrt;   // sqrt(1 − β2^t)
-  double eps;
-};
 
 // One AdamW step over one parameter (nn/optim.h, AdamW).
 //   param      (n) contiguous, updated in place
 //   exp_avg    (n) contiguous first moment m, updated in place
 //   exp_avg_sq (n) contiguous second moment v, updated in place
-//   grad       (n) contiguous
-// Elementwise, so the OpenMP split cannot change any value.
+//   grad       (n) contiguous, used as grad·scale (scale = 1 leaves it exact)
+// decay is c.decay for a decayed tensor and 1 otherwise. Elementwise, so the OpenMP split
+// cannot change any value.
 template <class T>
-void adamw_update(T* param, T* exp_avg, T* exp_avg_sq, const T* grad, int64_t n, const AdamWCoefficients& c) {
-  const T decay = static_cast<T>(c.decay), b1 = static_cast<T>(c.beta1), b2 = static_cast<T>(c.beta2);
+void adamw_update(T* param, T* exp_avg, T* exp_avg_sq, const T* grad, T scale, int64_t n, const AdamWCoefficients& c,
+                  double decay_factor) {
+  const T decay = static_cast<T>(decay_factor), b1 = static_cast<T>(c.beta1), b2 = static_cast<T>(c.beta2);
   const T omb1 = static_cast<T>(1.0 - c.beta1), omb2 = static_cast<T>(1.0 - c.beta2);
   const T step_size = static_cast<T>(c.step_size), bc2_sqrt = static_cast<T>(c.bc2_sqrt), eps = static_cast<T>(c.eps);
 #pragma omp parallel for simd schedule(static) if (n > kParallelGrain)
   for (int64_t i = 0; i < n; ++i) {
-    const T g = grad[i];
+    const T g = grad[i] * scale;
     const T m = b1 * exp_avg[i] + omb1 * g;
     const T v = b2 * exp_avg_sq[i] + omb2 * g * g;
     exp_avg[i] = m;
@@ -96,6 +90,122 @@ double sum_squares(const T* x, int64_t n) {
 }
 
 }  // namespace
+
+// ---------------------------------------------------------------- kernels
+
+AdamWCoefficients adamw_coefficients(const AdamWStep& step) {
+  const double t = static_cast<double>(step.t);
+  return {1.0 - step.lr * step.weight_decay, step.beta1, step.beta2,
+          step.lr / (1.0 - std::pow(step.beta1, t)), std::sqrt(1.0 - std::pow(step.beta2, t)), step.eps};
+}
+
+double clip_factor(double norm, double max_norm) {
+  return std::isfinite(norm) && norm > max_norm ? max_norm / (norm + 1e-6) : 1.0;
+}
+
+template <class T>
+void adamw_step_ref(const OptimTensor<T>* tensors, int64_t count, const AdamWStep& step, const T* grad_scale) {
+  const char* op = "adamw_step_ref";
+  kernel_check::adamw(op, tensors, count, step);
+  const AdamWCoefficients c = adamw_coefficients(step);
+  const T scale = grad_scale ? *grad_scale : T(1);
+  for (int64_t k = 0; k < count; ++k) {
+    const OptimTensor<T>& d = tensors[k];
+    kernel_check::optim_tensor(op, k, d.param, d.grad, d.m, d.v, d.n, true, true, true);
+    const T decay = static_cast<T>(d.decay ? c.decay : 1.0);
+    for (int64_t i = 0; i < d.n; ++i) {
+      const T g = d.grad[i] * scale;
+      d.m[i] = static_cast<T>(c.beta1) * d.m[i] + static_cast<T>(1.0 - c.beta1) * g;
+      d.v[i] = static_cast<T>(c.beta2) * d.v[i] + static_cast<T>(1.0 - c.beta2) * g * g;
+      const T denom = std::sqrt(d.v[i]) / static_cast<T>(c.bc2_sqrt) + static_cast<T>(c.eps);
+      d.param[i] = d.param[i] * decay - static_cast<T>(c.step_size) * (d.m[i] / denom);
+    }
+  }
+}
+
+template <class T>
+void adamw_step_cpu(const OptimTensor<T>* tensors, int64_t count, const AdamWStep& step, const T* grad_scale) {
+  const char* op = "adamw_step_cpu";
+  kernel_check::adamw(op, tensors, count, step);
+  const AdamWCoefficients c = adamw_coefficients(step);
+  const T scale = grad_scale ? *grad_scale : T(1);
+  for (int64_t k = 0; k < count; ++k) {
+    const OptimTensor<T>& d = tensors[k];
+    kernel_check::optim_tensor(op, k, d.param, d.grad, d.m, d.v, d.n, true, true, true);
+    adamw_update<T>(d.param, d.m, d.v, d.grad, scale, d.n, c, d.decay ? c.decay : 1.0);
+  }
+}
+
+template <class T>
+void sgd_step_ref(const OptimTensor<T>* tensors, int64_t count, const SGDStep& step, const T* grad_scale) {
+  const char* op = "sgd_step_ref";
+  kernel_check::sgd(op, tensors, count, step);
+  const T scale = grad_scale ? *grad_scale : T(1);
+  const T lr = static_cast<T>(step.lr), mu = static_cast<T>(step.momentum);
+  for (int64_t k = 0; k < count; ++k) {
+    const OptimTensor<T>& d = tensors[k];
+    kernel_check::optim_tensor(op, k, d.param, d.grad, d.m, d.v, d.n, true, step.momentum > 0.0, false);
+    const T wd = static_cast<T>(d.decay ? step.weight_decay : 0.0);
+    for (int64_t i = 0; i < d.n; ++i) {
+      T g = d.grad[i] * scale + wd * d.param[i];
+      if (step.momentum > 0.0) g = d.m[i] = mu * d.m[i] + g;
+      d.param[i] -= lr * g;
+    }
+  }
+}
+
+template <class T>
+void sgd_step_cpu(const OptimTensor<T>* tensors, int64_t count, const SGDStep& step, const T* grad_scale) {
+  const char* op = "sgd_step_cpu";
+  kernel_check::sgd(op, tensors, count, step);
+  const T scale = grad_scale ? *grad_scale : T(1);
+  for (int64_t k = 0; k < count; ++k) {
+    const OptimTensor<T>& d = tensors[k];
+    kernel_check::optim_tensor(op, k, d.param, d.grad, d.m, d.v, d.n, true, step.momentum > 0.0, false);
+    sgd_update<T>(d.param, step.momentum > 0.0 ? d.m : nullptr, d.grad, scale, d.n, step.lr, step.momentum,
+                  d.decay ? step.weight_decay : 0.0);
+  }
+}
+
+template <class T>
+void grad_norm_ref(double* norm, T* clip_scale, const OptimTensor<T>* tensors, int64_t count, double max_norm) {
+  const char* op = "grad_norm_ref";
+  kernel_check::grad_norm(op, norm, tensors, count, max_norm);
+  double sum = 0.0;
+  for (int64_t k = 0; k < count; ++k) {
+    const OptimTensor<T>& d = tensors[k];
+    kernel_check::optim_tensor(op, k, nullptr, d.grad, nullptr, nullptr, d.n, false, false, false);
+    for (int64_t i = 0; i < d.n; ++i) sum += static_cast<double>(d.grad[i]) * d.grad[i];
+  }
+  *norm = std::sqrt(sum);
+  if (clip_scale) *clip_scale = static_cast<T>(clip_factor(*norm, max_norm));
+}
+
+template <class T>
+void grad_norm_cpu(double* norm, T* clip_scale, const OptimTensor<T>* tensors, int64_t count, double max_norm) {
+  const char* op = "grad_norm_cpu";
+  kernel_check::grad_norm(op, norm, tensors, count, max_norm);
+  double sum = 0.0;
+  for (int64_t k = 0; k < count; ++k) {
+    const OptimTensor<T>& d = tensors[k];
+    kernel_check::optim_tensor(op, k, nullptr, d.grad, nullptr, nullptr, d.n, false, false, false);
+    sum += sum_squares<T>(d.grad, d.n);
+  }
+  *norm = std::sqrt(sum);
+  if (clip_scale) *clip_scale = static_cast<T>(clip_factor(*norm, max_norm));
+}
+
+#define SIMBA_INSTANTIATE_OPTIM(T, V)                                                                   \
+  template void adamw_step_##V<T>(const OptimTensor<T>*, int64_t, const AdamWStep&, const T*);          \
+  template void sgd_step_##V<T>(const OptimTensor<T>*, int64_t, const SGDStep&, const T*);              \
+  template void grad_norm_##V<T>(double*, T*, const OptimTensor<T>*, int64_t, double);
+SIMBA_INSTANTIATE_OPTIM(float, ref)
+SIMBA_INSTANTIATE_OPTIM(double, ref)
+SIMBA_INSTANTIATE_OPTIM(float, cpu)
+SIMBA_INSTANTIATE_OPTIM(double, cpu)
+#undef SIMBA_INSTANTIATE_OPTIM
+
+// ---------------------------------------------------------------- parameter groups
 
 std::vector<ParamGroup> split_decay_groups(const Module& module, double weight_decay,
                                            const std::function<bool(const std::string&)>& no_decay) {
@@ -221,8 +331,8 @@ void SGD::step() {
       const Tensor& data = p.data();  // a view: writes through data<T>() update the parameter
       SIMBA_DISPATCH_FLOAT(data.dtype(), "SGD::step", [&] {
         scalar_t* buf = buffers_.empty() ? nullptr : buffers_[gi][pi].data<scalar_t>();
-        sgd_update<scalar_t>(data.data<scalar_t>(), buf, g.data<scalar_t>(), data.numel(), lr_, momentum_,
-                             group.weight_decay);
+        const OptimTensor<scalar_t> d{data.data<scalar_t>(), g.data<scalar_t>(), buf, nullptr, data.numel(), 1};
+        sgd_step_cpu<scalar_t>(&d, 1, SGDStep{lr_, momentum_, group.weight_decay}, nullptr);
       });
     }
   }
@@ -272,17 +382,12 @@ void AdamW::step() {
       if (!g.defined()) continue;
       int64_t& t = steps_[gi][pi].data<int64_t>()[0];
       ++t;
-      AdamWCoefficients c;
-      c.decay = 1.0 - lr_ * group.weight_decay;
-      c.beta1 = options_.beta1;
-      c.beta2 = options_.beta2;
-      c.step_size = lr_ / (1.0 - std::pow(options_.beta1, static_cast<double>(t)));
-      c.bc2_sqrt = std::sqrt(1.0 - std::pow(options_.beta2, static_cast<double>(t)));
-      c.eps = options_.eps;
+      const AdamWStep s{lr_, options_.beta1, options_.beta2, options_.eps, group.weight_decay, t};
       const Tensor& data = p.data();  // a view: writes through data<T>() update the parameter
       SIMBA_DISPATCH_FLOAT(data.dtype(), "AdamW::step", [&] {
-        adamw_update<scalar_t>(data.data<scalar_t>(), exp_avg_[gi][pi].data<scalar_t>(),
-                               exp_avg_sq_[gi][pi].data<scalar_t>(), g.data<scalar_t>(), data.numel(), c);
+        const OptimTensor<scalar_t> d{data.data<scalar_t>(), g.data<scalar_t>(), exp_avg_[gi][pi].data<scalar_t>(),
+                                      exp_avg_sq_[gi][pi].data<scalar_t>(), data.numel(), 1};
+        adamw_step_cpu<scalar_t>(&d, 1, s, nullptr);
       });
     }
   }
@@ -317,8 +422,8 @@ double clip_grad_norm(const std::vector<Variable>& params, double max_norm) {
                                 [&] { return sum_squares<scalar_t>(g.data<scalar_t>(), g.numel()); });
   }
   const double total = std::sqrt(sum);
-  if (!std::isfinite(total) || total <= max_norm) return total;
-  const double coef = max_norm / (total + 1e-6);
+  const double coef = clip_factor(total, max_norm);
+  if (coef == 1.0) return total;
   for (Variable p : params) {  // a handle: set_grad reaches the caller's parameter
     if (!p.grad().defined()) continue;
     p.set_grad(affine(p.grad(), coef, 0.0));

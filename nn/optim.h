@@ -29,6 +29,88 @@
 
 namespace simba {
 
+// ---------------------------------------------------------------- kernels
+//
+// The update and gradient-norm kernels, multi-tensor: one call covers any number of parameter
+// tensors, each described by an OptimTensor (on the CUDA side the descriptors are one device
+// array, so a whole model's step is one launch). Three variants with identical signatures:
+//   *_ref:  plain sequential loops, the specification the others are tested against.
+//   *_cpu:  the fast CPU path (OpenMP within each tensor). nn/optim.cpp.
+//   *_cuda: the CUDA kernels. nn/optim.cu, built with the CUDA backend only; T = float; the
+//           descriptor array, every pointer in it and every other pointer argument are CUDA
+//           device memory on the current device; the call returns once the work is queued on
+//           that device's stream, reading nothing back (the trainer reads the norm once per
+//           step, when it needs it).
+// All are deterministic (the updates are elementwise; the norm is summed in a fixed order).
+
+// One parameter tensor: n contiguous elements of param (updated in place), grad, and the
+// optimiser state m (AdamW's exp_avg, SGD's momentum buffer; null for SGD without momentum)
+// and v (AdamW's exp_avg_sq; null for SGD). decay != 0: the step's weight decay applies to it.
+template <class T>
+struct OptimTensor {
+  T* param;
+  const T* grad;
+  T* m;
+  T* v;
+  int64_t n;
+  int32_t decay;
+};
+
+// One AdamW step's settings; t >= 1 is the step count of every tensor in the call (tensors
+// at different counts take separate calls).
+struct AdamWStep {
+  double lr, beta1, beta2, eps, weight_decay;
+  int64_t t;
+};
+
+// One SGD step's settings (the update of class SGD below).
+struct SGDStep {
+  double lr, momentum, weight_decay;
+};
+
+// The AdamW update of class AdamW below for every tensor, with g = grad·(*grad_scale) (the
+// clipping factor of grad_norm_*; grad_scale null means 1). m and v must be non-null.
+template <class T>
+void adamw_step_ref(const OptimTensor<T>* tensors, int64_t count, const AdamWStep& step, const T* grad_scale);
+template <class T>
+void adamw_step_cpu(const OptimTensor<T>* tensors, int64_t count, const AdamWStep& step, const T* grad_scale);
+template <class T>
+void adamw_step_cuda(const OptimTensor<T>* tensors, int64_t count, const AdamWStep& step, const T* grad_scale);
+
+// The SGD update of class SGD below for every tensor, with g = grad·(*grad_scale) as above.
+// m (the momentum buffer) must be non-null when momentum > 0.
+template <class T>
+void sgd_step_ref(const OptimTensor<T>* tensors, int64_t count, const SGDStep& step, const T* grad_scale);
+template <class T>
+void sgd_step_cpu(const OptimTensor<T>* tensors, int64_t count, const SGDStep& step, const T* grad_scale);
+template <class T>
+void sgd_step_cuda(const OptimTensor<T>* tensors, int64_t count, const SGDStep& step, const T* grad_scale);
+
+// The global gradient norm of clip_grad_norm below over the tensors' grads (param, m, v
+// unused): *norm = sqrt(Σ g²) summed in double, and, if clip_scale is non-null, the factor
+// *clip_scale = max_norm / (norm + 1e-6) when norm > max_norm and finite, else 1, to pass as
+// grad_scale to the step (clipping without rewriting the gradients or reading the norm).
+template <class T>
+void grad_norm_ref(double* norm, T* clip_scale, const OptimTensor<T>* tensors, int64_t count, double max_norm);
+template <class T>
+void grad_norm_cpu(double* norm, T* clip_scale, const OptimTensor<T>* tensors, int64_t count, double max_norm);
+template <class T>
+void grad_norm_cuda(double* norm, T* clip_scale, const OptimTensor<T>* tensors, int64_t count, double max_norm);
+
+// The per-element constants of one AdamW step, formed in double once (shared by every variant,
+// so all of them round the same constants):
+//   decay = 1 − lr·wd,  step_size = lr / (1 − β1^t),  bc2_sqrt = sqrt(1 − β2^t).
+struct AdamWCoefficients {
+  double decay, beta1, beta2, step_size, bc2_sqrt, eps;
+};
+AdamWCoefficients adamw_coefficients(const AdamWStep& step);
+
+// The clipping factor of clip_grad_norm for a norm: max_norm / (norm + 1e-6) if norm > max_norm
+// and norm is finite, else 1.
+double clip_factor(double norm, double max_norm);
+
+// ---------------------------------------------------------------- optimiser classes
+
 using NamedVariables = std::vector<std::pair<std::string, Variable>>;
 using NamedTensors = std::vector<std::pair<std::string, Tensor>>;
 

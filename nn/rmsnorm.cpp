@@ -5,6 +5,7 @@
 #include <cmath>
 #include <vector>
 
+#include "nn/kernel_check.h"
 #include "tensor/strided_loop.h"
 
 namespace simba {
@@ -16,7 +17,37 @@ constexpr int64_t kRowsPerChunk = 32;
 }  // namespace
 
 template <class T>
-void rmsnorm_forward(T* y, T* rstd, const T* x, const T* w, int64_t rows, int64_t D, double eps) {
+void rmsnorm_forward_ref(T* y, T* rstd, const T* x, const T* w, int64_t rows, int64_t D, double eps) {
+  kernel_check::rmsnorm_forward("rmsnorm_forward_ref", y, rstd, x, w, rows, D, eps);
+  for (int64_t r = 0; r < rows; ++r) {
+    double ss = 0.0;
+    for (int64_t j = 0; j < D; ++j) ss += static_cast<double>(x[r * D + j]) * x[r * D + j];
+    const double s = 1.0 / std::sqrt(ss / static_cast<double>(D) + eps);
+    rstd[r] = static_cast<T>(s);
+    for (int64_t j = 0; j < D; ++j) y[r * D + j] = static_cast<T>(x[r * D + j] * s * w[j]);
+  }
+}
+
+template <class T>
+void rmsnorm_backward_ref(T* dx, T* dw, const T* dy, const T* x, const T* w, const T* rstd, int64_t rows, int64_t D) {
+  kernel_check::rmsnorm_backward("rmsnorm_backward_ref", dy, x, w, rstd, rows, D);
+  std::vector<double> acc(static_cast<size_t>(D), 0.0);
+  for (int64_t r = 0; r < rows; ++r) {
+    const double s = rstd[r];
+    double dot = 0.0;
+    for (int64_t j = 0; j < D; ++j) dot += static_cast<double>(dy[r * D + j]) * w[j] * x[r * D + j];
+    for (int64_t j = 0; j < D; ++j) {
+      if (dx) dx[r * D + j] = static_cast<T>(s * w[j] * dy[r * D + j] - s * s * s * x[r * D + j] / D * dot);
+      acc[j] += static_cast<double>(dy[r * D + j]) * x[r * D + j] * s;
+    }
+  }
+  if (dw)
+    for (int64_t j = 0; j < D; ++j) dw[j] = static_cast<T>(acc[j]);
+}
+
+template <class T>
+void rmsnorm_forward_cpu(T* y, T* rstd, const T* x, const T* w, int64_t rows, int64_t D, double eps) {
+  kernel_check::rmsnorm_forward("rmsnorm_forward_cpu", y, rstd, x, w, rows, D, eps);
 #pragma omp parallel for schedule(static) if (rows * D > kParallelGrain)
   for (int64_t r = 0; r < rows; ++r) {
     const T* xr = x + r * D;
@@ -34,7 +65,8 @@ void rmsnorm_forward(T* y, T* rstd, const T* x, const T* w, int64_t rows, int64_
 //   dx_k  = Σ_j dy_j·∂y_j/∂x_k = s·w_k·dy_k − (s³·x_k / D)·Σ_j dy_j·w_j·x_j
 //   dw_j  = Σ_rows dy_j·x_j·s
 template <class T>
-void rmsnorm_backward(T* dx, T* dw, const T* dy, const T* x, const T* w, const T* rstd, int64_t rows, int64_t D) {
+void rmsnorm_backward_cpu(T* dx, T* dw, const T* dy, const T* x, const T* w, const T* rstd, int64_t rows, int64_t D) {
+  kernel_check::rmsnorm_backward("rmsnorm_backward_cpu", dy, x, w, rstd, rows, D);
   const int64_t chunks = (rows + kRowsPerChunk - 1) / kRowsPerChunk;
   std::vector<double> partial(dw ? static_cast<size_t>(chunks * D) : 0, 0.0);
 #pragma omp parallel for schedule(static) if (rows * D > kParallelGrain)
@@ -65,12 +97,14 @@ void rmsnorm_backward(T* dx, T* dw, const T* dy, const T* x, const T* w, const T
   }
 }
 
-template void rmsnorm_forward<float>(float*, float*, const float*, const float*, int64_t, int64_t, double);
-template void rmsnorm_forward<double>(double*, double*, const double*, const double*, int64_t, int64_t, double);
-template void rmsnorm_backward<float>(float*, float*, const float*, const float*, const float*, const float*,
-                                      int64_t, int64_t);
-template void rmsnorm_backward<double>(double*, double*, const double*, const double*, const double*,
-                                       const double*, int64_t, int64_t);
+#define SIMBA_INSTANTIATE_RMSNORM(T, V)                                                                   \
+  template void rmsnorm_forward_##V<T>(T*, T*, const T*, const T*, int64_t, int64_t, double);             \
+  template void rmsnorm_backward_##V<T>(T*, T*, const T*, const T*, const T*, const T*, int64_t, int64_t);
+SIMBA_INSTANTIATE_RMSNORM(float, ref)
+SIMBA_INSTANTIATE_RMSNORM(double, ref)
+SIMBA_INSTANTIATE_RMSNORM(float, cpu)
+SIMBA_INSTANTIATE_RMSNORM(double, cpu)
+#undef SIMBA_INSTANTIATE_RMSNORM
 
 Variable rms_norm(const Variable& x, const Variable& w, double eps) {
   SIMBA_CHECK(x.dim() >= 1, "rms_norm: expected an input of shape (..., D), got a 0-dim tensor");
@@ -88,7 +122,7 @@ Variable rms_norm(const Variable& x, const Variable& w, double eps) {
   Tensor rstd = Tensor::empty({rows}, x.dtype(), xc.device());
   if (x.numel() > 0)
     SIMBA_DISPATCH_FLOAT(x.dtype(), "rms_norm", [&] {
-      rmsnorm_forward<scalar_t>(y.data<scalar_t>(), rstd.data<scalar_t>(), xc.data<scalar_t>(),
+      rmsnorm_forward_cpu<scalar_t>(y.data<scalar_t>(), rstd.data<scalar_t>(), xc.data<scalar_t>(),
                                 wc.data<scalar_t>(), rows, D, eps);
     });
   const bool need_x = x.requires_grad(), need_w = w.requires_grad();
@@ -99,7 +133,7 @@ Variable rms_norm(const Variable& x, const Variable& w, double eps) {
                        Tensor dw = need_w ? Tensor::zeros({D}, xc.dtype(), xc.device()) : Tensor();
                        if (rows > 0)
                          SIMBA_DISPATCH_FLOAT(xc.dtype(), "rms_norm backward", [&] {
-                           rmsnorm_backward<scalar_t>(need_x ? dx.data<scalar_t>() : nullptr,
+                           rmsnorm_backward_cpu<scalar_t>(need_x ? dx.data<scalar_t>() : nullptr,
                                                       need_w ? dw.data<scalar_t>() : nullptr, gc.data<scalar_t>(),
                                                       xc.data<scalar_t>(), wc.data<scalar_t>(),
                                                       rstd.data<scalar_t>(), rows, D);

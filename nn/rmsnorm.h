@@ -12,11 +12,25 @@
 
 namespace simba {
 
+// Kernels, in three variants with identical signatures:
+//   *_ref:  plain sequential loops in double, the specification the others are tested against.
+//   *_cpu:  the fast CPU path (rows in parallel with OpenMP). nn/rmsnorm.cpp.
+//   *_cuda: the CUDA kernels (one block per row; dw from per-block partials added in a fixed
+//           order). nn/rmsnorm.cu, built with the CUDA backend only; T = float; every pointer
+//           is CUDA device memory on the current device, and the call returns once the work
+//           is queued on that device's stream (tensor/cuda_check.cuh).
+// All are deterministic: the same inputs give the same bits on every run and for any number
+// of CPU threads. rows may be 0 (nothing to do; dw becomes 0).
+
 // y (rows, D), rstd (rows) <- x (rows, D), w (D); all contiguous row-major.
-// mean(x²) is accumulated in double for both dtypes (one row of D = 768 or so
-// costs nothing extra), then rstd is stored in T. Rows run in parallel.
+// mean(x²) is accumulated in double on the CPU (float32 per row on CUDA, then the rsqrt in
+// double), then rstd is stored in T.
 template <class T>
-void rmsnorm_forward(T* y, T* rstd, const T* x, const T* w, int64_t rows, int64_t D, double eps);
+void rmsnorm_forward_ref(T* y, T* rstd, const T* x, const T* w, int64_t rows, int64_t D, double eps);
+template <class T>
+void rmsnorm_forward_cpu(T* y, T* rstd, const T* x, const T* w, int64_t rows, int64_t D, double eps);
+template <class T>
+void rmsnorm_forward_cuda(T* y, T* rstd, const T* x, const T* w, int64_t rows, int64_t D, double eps);
 
 // dx (rows, D), dw (D) <- dy (rows, D), x (rows, D), w (D), rstd (rows).
 // dx or dw may be null (not needed). dw is overwritten, not accumulated.
@@ -24,7 +38,11 @@ void rmsnorm_forward(T* y, T* rstd, const T* x, const T* w, int64_t rows, int64_
 // partials are added in chunk order: the result is the same bits whatever
 // the number of threads.
 template <class T>
-void rmsnorm_backward(T* dx, T* dw, const T* dy, const T* x, const T* w, const T* rstd, int64_t rows, int64_t D);
+void rmsnorm_backward_ref(T* dx, T* dw, const T* dy, const T* x, const T* w, const T* rstd, int64_t rows, int64_t D);
+template <class T>
+void rmsnorm_backward_cpu(T* dx, T* dw, const T* dy, const T* x, const T* w, const T* rstd, int64_t rows, int64_t D);
+template <class T>
+void rmsnorm_backward_cuda(T* dx, T* dw, const T* dy, const T* x, const T* w, const T* rstd, int64_t rows, int64_t D);
 
 // x (..., D), w (D) -> (..., D); differentiable in x and w.
 Variable rms_norm(const Variable& x, const Variable& w, double eps);

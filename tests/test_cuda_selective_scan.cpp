@@ -34,30 +34,14 @@
 #include "tensor/cuda_device.h"
 #include "tensor/error.h"
 #include "tensor/storage.h"
+#include "tests/cuda_test_util.h"
 
 using namespace simba;
 
 namespace {
 
-const Device kGpu{DeviceType::CUDA, 0};
-const float kNaN = std::numeric_limits<float>::quiet_NaN();
-
-// A float buffer on the GPU, filled from a host vector (NaN-filled for outputs: the poison).
-struct DevBuf {
-  std::unique_ptr<Storage> s;
-  size_t n = 0;
-  DevBuf() = default;
-  explicit DevBuf(const std::vector<float>& host)
-      : s(std::make_unique<Storage>(host.size() * sizeof(float), kGpu)), n(host.size()) {
-    cuda_copy(s->data(), kGpu, host.data(), cpu(), n * sizeof(float));
-  }
-  float* p() const { return s ? static_cast<float*>(s->data()) : nullptr; }
-  std::vector<float> read() const {
-    std::vector<float> h(n);
-    cuda_copy(h.data(), cpu(), p(), kGpu, n * sizeof(float));
-    return h;
-  }
-};
+using cuda_test::kNaN;
+using DevBuf = cuda_test::DevArray<float>;
 
 struct Config {
   int64_t B, L, Di, N;

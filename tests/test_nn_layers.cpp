@@ -295,7 +295,7 @@ TEST_CASE("RMSNorm kernels: OpenMP path equals plain loops; dw is bit-identical 
   Tensor x = randn64({rows, D}, 51), w = randn64({D}, 52), dy = randn64({rows, D}, 53);
   const double eps = 1e-5;
   std::vector<double> y(rows * D), rstd(rows);
-  rmsnorm_forward<double>(y.data(), rstd.data(), x.data<double>(), w.data<double>(), rows, D, eps);
+  rmsnorm_forward_cpu<double>(y.data(), rstd.data(), x.data<double>(), w.data<double>(), rows, D, eps);
   CHECK(rel_diff(y, rmsnorm_ref(x, w, eps)) < 1e-14);
 
   // Plain-loop backward from the derivative dx_k = s·w_k·dy_k − s³·x_k/D·Σ_j dy_j·w_j·x_j.
@@ -314,7 +314,7 @@ TEST_CASE("RMSNorm kernels: OpenMP path equals plain loops; dw is bit-identical 
     }
   }
   std::vector<double> dx(rows * D), dw(D);
-  rmsnorm_backward<double>(dx.data(), dw.data(), dy.data<double>(), x.data<double>(), w.data<double>(), rstd.data(),
+  rmsnorm_backward_cpu<double>(dx.data(), dw.data(), dy.data<double>(), x.data<double>(), w.data<double>(), rstd.data(),
                            rows, D);
   CHECK(rel_diff(dx, dx_ref) < 1e-13);
   CHECK(rel_diff(dw, dw_ref) < 1e-13);
@@ -322,13 +322,13 @@ TEST_CASE("RMSNorm kernels: OpenMP path equals plain loops; dw is bit-identical 
   // float32 kernels: same threads-independence, checked bit for bit.
   Tensor x32 = x.to(DType::F32), w32 = w.to(DType::F32), dy32 = dy.to(DType::F32);
   std::vector<float> y32(rows * D), r32(rows), dx1(rows * D), dw1(D), dx2(rows * D), dw2(D);
-  rmsnorm_forward<float>(y32.data(), r32.data(), x32.data<float>(), w32.data<float>(), rows, D, eps);
+  rmsnorm_forward_cpu<float>(y32.data(), r32.data(), x32.data<float>(), w32.data<float>(), rows, D, eps);
   const int threads = max_threads();
   set_threads(1);
-  rmsnorm_backward<float>(dx1.data(), dw1.data(), dy32.data<float>(), x32.data<float>(), w32.data<float>(), r32.data(),
+  rmsnorm_backward_cpu<float>(dx1.data(), dw1.data(), dy32.data<float>(), x32.data<float>(), w32.data<float>(), r32.data(),
                           rows, D);
   set_threads(2);
-  rmsnorm_backward<float>(dx2.data(), dw2.data(), dy32.data<float>(), x32.data<float>(), w32.data<float>(), r32.data(),
+  rmsnorm_backward_cpu<float>(dx2.data(), dw2.data(), dy32.data<float>(), x32.data<float>(), w32.data<float>(), r32.data(),
                           rows, D);
   set_threads(threads);
   CHECK(dw1 == dw2);
@@ -404,14 +404,14 @@ TEST_CASE("causal_conv1d kernels: OpenMP path equals plain loops; dw, dbias bit-
   Tensor xbuf = randn64({B, L, ld}, 91), w = randn64({C, 1, K}, 92), b = randn64({C}, 93), g = randn64({B, L, C}, 94);
   Tensor x = xbuf.narrow(-1, 3, C);  // row stride ld, batch stride L·ld, offset 3
   std::vector<double> out(B * L * C);
-  causal_conv1d_forward<double>(out.data(), x.data<double>(), w.data<double>(), b.data<double>(), B, L, C, K,
+  causal_conv1d_forward_cpu<double>(out.data(), x.data<double>(), w.data<double>(), b.data<double>(), B, L, C, K,
                                 x.stride(0), x.stride(1));
   CHECK(rel_diff(out, conv_ref(x, w, b)) < 1e-14);
 
   std::vector<double> dx_ref, dw_ref, db_ref;
   conv_backward_ref(dx_ref, dw_ref, db_ref, g, x, w);
   std::vector<double> dx(B * L * C), dw(C * K), db(C);
-  causal_conv1d_backward<double>(dx.data(), dw.data(), db.data(), g.data<double>(), x.data<double>(),
+  causal_conv1d_backward_cpu<double>(dx.data(), dw.data(), db.data(), g.data<double>(), x.data<double>(),
                                  w.data<double>(), B, L, C, K, x.stride(0), x.stride(1));
   CHECK(rel_diff(dx, dx_ref) < 1e-14);
   CHECK(rel_diff(dw, dw_ref) < 1e-13);
@@ -421,10 +421,10 @@ TEST_CASE("causal_conv1d kernels: OpenMP path equals plain loops; dw, dbias bit-
   std::vector<float> dx1(B * L * C), dw1(C * K), db1(C), dx2(B * L * C), dw2(C * K), db2(C);
   const int threads = max_threads();
   set_threads(1);
-  causal_conv1d_backward<float>(dx1.data(), dw1.data(), db1.data(), g32.data<float>(), x32.data<float>(),
+  causal_conv1d_backward_cpu<float>(dx1.data(), dw1.data(), db1.data(), g32.data<float>(), x32.data<float>(),
                                 w32.data<float>(), B, L, C, K, L * C, C);
   set_threads(2);
-  causal_conv1d_backward<float>(dx2.data(), dw2.data(), db2.data(), g32.data<float>(), x32.data<float>(),
+  causal_conv1d_backward_cpu<float>(dx2.data(), dw2.data(), db2.data(), g32.data<float>(), x32.data<float>(),
                                 w32.data<float>(), B, L, C, K, L * C, C);
   set_threads(threads);
   CHECK(dw1 == dw2);

@@ -11,6 +11,7 @@
 #include <limits>
 #include <map>
 #include <memory>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -570,4 +571,65 @@ TEST_CASE("load_state rejects missing, misshaped, mistyped and unexpected entrie
   SGD sgd({ParamGroup{{{"c", c}}, 0.0}}, so);
   CHECK(error_of([&] { sgd.load_state(good); }).find("SGD::load_state: missing entry 'momentum_buffer.c'") !=
         std::string::npos);
+}
+
+TEST_CASE("multi-tensor kernels: _cpu equals _ref over several tensors, with decay flags and a gradient scale") {
+  // Sizes past the OpenMP grain (32768) and odd ones; decay on even tensors only.
+  const std::vector<int64_t> sizes{1, 7, 40001, 3};
+  std::mt19937_64 gen(5);
+  std::uniform_real_distribution<double> uni(-1.0, 1.0);
+  auto fill = [&](int64_t n, double lo) {
+    std::vector<double> v(static_cast<size_t>(n));
+    for (double& x : v) x = lo >= 0 ? lo + std::abs(uni(gen)) : uni(gen);
+    return v;
+  };
+  std::vector<std::vector<double>> p, g, m, v;
+  for (int64_t n : sizes) {
+    p.push_back(fill(n, -1));
+    g.push_back(fill(n, -1));
+    m.push_back(fill(n, -1));
+    v.push_back(fill(n, 0.01));
+  }
+  auto descriptors = [&](std::vector<std::vector<double>>& pp, std::vector<std::vector<double>>& mm,
+                         std::vector<std::vector<double>>& vv) {
+    std::vector<OptimTensor<double>> d;
+    for (size_t k = 0; k < sizes.size(); ++k)
+      d.push_back({pp[k].data(), g[k].data(), mm[k].data(), vv[k].data(), sizes[k], int32_t(k % 2 == 0)});
+    return d;
+  };
+  const int64_t count = static_cast<int64_t>(sizes.size());
+  const double scale = 0.625;
+
+  auto p1 = p, m1 = m, v1 = v, p2 = p, m2 = m, v2 = v;
+  const AdamWStep adamw{1e-2, 0.9, 0.999, 1e-8, 0.1, 4};
+  adamw_step_cpu<double>(descriptors(p1, m1, v1).data(), count, adamw, &scale);
+  adamw_step_ref<double>(descriptors(p2, m2, v2).data(), count, adamw, &scale);
+  CHECK(p1 == p2);  // the same per-element formula, elementwise: bit-identical
+  CHECK(m1 == m2);
+  CHECK(v1 == v2);
+  CHECK(p1 != p);
+
+  auto q1 = p, b1 = m, q2 = p, b2 = m;
+  const SGDStep sgd{0.05, 0.9, 0.01};
+  sgd_step_cpu<double>(descriptors(q1, b1, v1).data(), count, sgd, &scale);
+  sgd_step_ref<double>(descriptors(q2, b2, v2).data(), count, sgd, &scale);
+  CHECK(q1 == q2);
+  CHECK(b1 == b2);
+  CHECK(q1 != p);
+
+  double n_cpu = 0, n_ref = 0, s_cpu = 0, s_ref = 0;
+  const std::vector<OptimTensor<double>> d = descriptors(p, m, v);
+  grad_norm_cpu<double>(&n_cpu, &s_cpu, d.data(), count, 1.0);
+  grad_norm_ref<double>(&n_ref, &s_ref, d.data(), count, 1.0);
+  CHECK(std::abs(n_cpu - n_ref) <= 1e-12 * n_ref);
+  CHECK(s_cpu == doctest::Approx(1.0 / (n_ref + 1e-6)).epsilon(1e-12));
+  CHECK(s_ref == doctest::Approx(1.0 / (n_ref + 1e-6)).epsilon(1e-12));
+  grad_norm_cpu<double>(&n_cpu, &s_cpu, d.data(), count, 2 * n_ref);
+  CHECK(s_cpu == 1.0);
+
+  // A null moment is an error naming the tensor.
+  std::vector<OptimTensor<double>> bad = descriptors(p1, m1, v1);
+  bad[2].v = nullptr;
+  const std::string msg = error_of([&] { adamw_step_cpu<double>(bad.data(), count, adamw, nullptr); });
+  CHECK_MESSAGE(contains(msg, "adamw_step_cpu: tensor 2 has a null v"), msg);
 }

@@ -1,0 +1,160 @@
+// nn/causal_conv1d.cu: the CUDA causal depthwise conv1d kernels declared in
+// nn/causal_conv1d.h (equations there).
+//
+// Design. The forward and dx are elementwise over (b, t, c): one thread per output element,
+// channels fastest, so a warp reads and writes consecutive channels of one time step
+// (coalesced), and each of the K taps is a coalesced row read. dw and dbias (sums over batch and
+// time) are formed without atomics: the (B, L) steps are cut into slices of kTimeChunk steps of
+// one batch row; thread (slice q, channel c) sums its slice's terms in double, in time order,
+// into its own partials part_w[q, c, k] and part_b[q, c], and sum_partials_kernel adds the
+// slices in order q = 0, 1, ... Every order is fixed by the sizes, so results are bit-identical
+// run to run.
+#include "nn/causal_conv1d.h"
+
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <climits>
+
+#include "nn/cuda_reduce.cuh"
+#include "nn/kernel_check.h"
+#include "tensor/cuda_check.cuh"
+#include "tensor/storage.h"
+
+namespace simba {
+namespace {
+
+constexpr int kThreads = 256;
+constexpr int kTimeChunk = 64;  // time steps per dw/dbias partial slice
+
+unsigned blocks_for(int64_t n) { return unsigned((n + kThreads - 1) / kThreads); }
+
+// Forward: out[b,t,c] = bias[c] + Σ_{k} w[c,k]·x[b, t−(K−1)+k, c] (taps before t = 0 skipped),
+// summed bias first then taps in order k = 0..K−1 like the CPU path.
+// Launch: grid ceil(B·L·C / kThreads), block kThreads; thread i owns out element i of the
+// contiguous (B, L, C) output: c = i mod C, t = (i / C) mod L, b = i / (L·C).
+// x (B, L, C) strided (x_stride_b, x_stride_l, 1); w (C, K); bias (C) or null.
+template <class T>
+__global__ void __launch_bounds__(kThreads)
+    conv_forward_kernel(T* out, const T* x, const T* w, const T* bias, int64_t B, int64_t L, int64_t C, int K,
+                        int64_t x_stride_b, int64_t x_stride_l) {
+  const int64_t i = int64_t(blockIdx.x) * kThreads + threadIdx.x;
+  if (i >= B * L * C) return;
+  const int64_t c = i % C, t = (i / C) % L, b = i / (L * C);
+  T acc = bias ? bias[c] : T(0);
+  for (int k = t >= K - 1 ? 0 : int(K - 1 - t); k < K; ++k)
+    acc += w[c * K + k] * x[b * x_stride_b + (t - (K - 1) + k) * x_stride_l + c];
+  out[i] = acc;
+}
+
+// dx[b,s,c] = Σ_k w[c,k]·dout[b, s+(K−1)−k, c] over the taps whose output index is < L.
+// Launch: grid ceil(B·L·C / kThreads), block kThreads; thread i owns dx element i of the
+// contiguous (B, L, C) dx (indices as in the forward). dout (B, L, C) contiguous.
+template <class T>
+__global__ void __launch_bounds__(kThreads)
+    conv_backward_dx_kernel(T* dx, const T* dout, const T* w, int64_t B, int64_t L, int64_t C, int K) {
+  const int64_t i = int64_t(blockIdx.x) * kThreads + threadIdx.x;
+  if (i >= B * L * C) return;
+  const int64_t c = i % C, s = (i / C) % L, b = i / (L * C);
+  T acc = T(0);
+  for (int k = s + K - L > 0 ? int(s + K - L) : 0; k < K; ++k)
+    acc += w[c * K + k] * dout[(b * L + s + (K - 1) - k) * C + c];
+  dx[i] = acc;
+}
+
+// Partials of dw and dbias over slice q = b·nchunks + j, the steps t in
+// [j·kTimeChunk, min(L, (j+1)·kTimeChunk)) of batch row b:
+//   part_w[q, c, k] = Σ_t dout[b,t,c]·x[b, t−(K−1)+k, c]   (terms with t−(K−1)+k < 0 drop)
+//   part_b[q, c]    = Σ_t dout[b,t,c]
+// Launch: grid (ceil(C / kThreads), B·nchunks), block kThreads; thread x of block (bx, q)
+// owns channel c = bx·kThreads + x of slice q, and is the only writer of part_w[q, c, :] and
+// part_b[q, c]. part_w (B·nchunks, C, K) and part_b (B·nchunks, C) double, either may be null.
+template <class T>
+__global__ void __launch_bounds__(kThreads)
+    conv_backward_partials_kernel(double* part_w, double* part_b, const T* dout, const T* x, int64_t L, int64_t C,
+                                  int K, int64_t nchunks, int64_t x_stride_b, int64_t x_stride_l) {
+  const int64_t c = int64_t(blockIdx.x) * kThreads + threadIdx.x;
+  if (c >= C) return;
+  const int64_t q = blockIdx.y, b = q / nchunks, t0 = (q % nchunks) * kTimeChunk;
+  const int64_t t1 = L - t0 < kTimeChunk ? L : t0 + kTimeChunk;
+  const T* g = dout + b * L * C + c;
+  if (part_b) {
+    double acc = 0.0;
+    for (int64_t t = t0; t < t1; ++t) acc += double(g[t * C]);
+    part_b[q * C + c] = acc;
+  }
+  if (!part_w) return;
+  const T* xb = x + b * x_stride_b + c;
+  for (int k = 0; k < K; ++k) {
+    double acc = 0.0;
+    for (int64_t t = t0; t < t1; ++t) {
+      const int64_t s = t - (K - 1) + k;
+      if (s >= 0) acc += double(g[t * C]) * double(xb[s * x_stride_l]);
+    }
+    part_w[(q * C + c) * K + k] = acc;
+  }
+}
+
+}  // namespace
+
+template <class T>
+void causal_conv1d_forward_cuda(T* out, const T* x, const T* w, const T* bias, int64_t B, int64_t L, int64_t C,
+                                int64_t K, int64_t x_stride_b, int64_t x_stride_l) {
+  const char* op = "causal_conv1d_forward_cuda";
+  kernel_check::conv_forward(op, out, x, w, B, L, C, K);
+  SIMBA_CHECK(K <= INT_MAX, op << ": kernel size K=" << K << " is too large");
+  cuda_check_device_pointer(out, op, "out");
+  cuda_check_device_pointer(x, op, "x");
+  cuda_check_device_pointer(w, op, "w");
+  cuda_check_device_pointer(bias, op, "bias");
+  if (B * L == 0) return;
+  cudaStream_t stream = cuda_stream(cuda_current_device());
+  conv_forward_kernel<T><<<blocks_for(B * L * C), kThreads, 0, stream>>>(out, x, w, bias, B, L, C, int(K),
+                                                                          x_stride_b, x_stride_l);
+  SIMBA_CUDA_CHECK(cudaGetLastError());
+}
+
+template <class T>
+void causal_conv1d_backward_cuda(T* dx, T* dw, T* dbias, const T* dout, const T* x, const T* w, int64_t B,
+                                 int64_t L, int64_t C, int64_t K, int64_t x_stride_b, int64_t x_stride_l) {
+  const char* op = "causal_conv1d_backward_cuda";
+  kernel_check::conv_backward(op, dout, x, w, B, L, C, K);
+  SIMBA_CHECK(K <= INT_MAX, op << ": kernel size K=" << K << " is too large");
+  cuda_check_device_pointer(dx, op, "dx");
+  cuda_check_device_pointer(dw, op, "dw");
+  cuda_check_device_pointer(dbias, op, "dbias");
+  cuda_check_device_pointer(dout, op, "dout");
+  cuda_check_device_pointer(x, op, "x");
+  cuda_check_device_pointer(w, op, "w");
+  const int device = cuda_current_device();
+  cudaStream_t stream = cuda_stream(device);
+  if (dx && B * L > 0) {
+    conv_backward_dx_kernel<T><<<blocks_for(B * L * C), kThreads, 0, stream>>>(dx, dout, w, B, L, C, int(K));
+    SIMBA_CUDA_CHECK(cudaGetLastError());
+  }
+  if (!dw && !dbias) return;
+  const int64_t nchunks = (L + kTimeChunk - 1) / kTimeChunk, Q = B * nchunks;
+  SIMBA_CHECK(Q <= 65535, op << ": B·ceil(L/" << kTimeChunk << ")=" << Q
+                             << " exceeds the CUDA grid limit 65535 (shorten the batch or the sequence)");
+  // The partials, freed (stream-ordered) when `scratch` goes out of scope after the launches.
+  const int64_t n_w = dw ? Q * C * K : 0, n_b = dbias ? Q * C : 0;
+  Storage scratch(sizeof(double) * size_t(std::max<int64_t>(1, n_w + n_b)), Device{DeviceType::CUDA, device});
+  double* part_w = dw ? static_cast<double*>(scratch.data()) : nullptr;
+  double* part_b = dbias ? static_cast<double*>(scratch.data()) + n_w : nullptr;
+  if (Q > 0) {
+    const dim3 grid(blocks_for(C), unsigned(Q));
+    conv_backward_partials_kernel<T><<<grid, kThreads, 0, stream>>>(part_w, part_b, dout, x, L, C, int(K), nchunks,
+                                                                     x_stride_b, x_stride_l);
+    SIMBA_CUDA_CHECK(cudaGetLastError());
+  }
+  if (dw) cuda_reduce::launch_sum_partials(stream, dw, part_w, Q, C * K);
+  if (dbias) cuda_reduce::launch_sum_partials(stream, dbias, part_b, Q, C);
+  SIMBA_CUDA_CHECK(cudaGetLastError());
+}
+
+template void causal_conv1d_forward_cuda<float>(float*, const float*, const float*, const float*, int64_t, int64_t,
+                                                int64_t, int64_t, int64_t, int64_t);
+template void causal_conv1d_backward_cuda<float>(float*, float*, float*, const float*, const float*, const float*,
+                                                 int64_t, int64_t, int64_t, int64_t, int64_t, int64_t);
+
+}  // namespace simba

@@ -1,0 +1,131 @@
+// nn/cross_entropy.cu: the CUDA cross-entropy kernels declared in nn/cross_entropy.h
+// (equations there).
+//
+// Design. Forward: a row of V logits is one block's work, read twice (max, then Σ exp(z − m)),
+// each pass a fixed-order block reduction (nn/cuda_reduce.cuh) with the sum in double, as on
+// the CPU. Backward: elementwise over (row, class), one thread per dlogits element, so every
+// element is written exactly once (the −dloss of the target class is applied by the thread that
+// owns it, no atomics). A target that is neither `ignore` nor in [0, V) is never used as an
+// index: the row's outputs become NaN. Deterministic: every order is fixed by the sizes.
+#include "nn/cross_entropy.h"
+
+#include <cuda_runtime.h>
+
+#include <climits>
+
+#include "nn/cuda_reduce.cuh"
+#include "nn/kernel_check.h"
+#include "tensor/cuda_check.cuh"
+
+namespace simba {
+namespace {
+
+using cuda_reduce::block_reduce;
+using cuda_reduce::Max;
+using cuda_reduce::Sum;
+
+constexpr int kThreads = 256;
+
+// losses[r], lse[r] <- logits (rows, V) contiguous row r, targets[r].
+// Launch: grid rows, block kThreads; block r owns row r; thread j reads columns j, j+kThreads, ...
+// The branch on the target is the same for the whole block, so every thread that reaches a
+// block_reduce barrier is joined by all the others.
+template <class T>
+__global__ void __launch_bounds__(kThreads)
+    cross_entropy_forward_kernel(T* losses, T* lse, const T* logits, const int64_t* targets, int64_t V,
+                                 int64_t ignore) {
+  __shared__ T max_scratch[kThreads / 32];
+  __shared__ double sum_scratch[kThreads / 32];
+  const int64_t r = blockIdx.x;
+  const int64_t target = targets[r];
+  if (target == ignore || target < 0 || target >= V) {
+    if (threadIdx.x == 0) {
+      const T v = target == ignore ? T(0) : T(NAN);
+      losses[r] = v;
+      lse[r] = v;
+    }
+    return;
+  }
+  const T* z = logits + r * V;
+  T m = -INFINITY;
+  for (int64_t v = threadIdx.x; v < V; v += kThreads) m = z[v] > m ? z[v] : m;
+  m = block_reduce<kThreads>(m, Max{}, max_scratch);
+  double s = 0.0;
+  for (int64_t v = threadIdx.x; v < V; v += kThreads) s += double(expf(z[v] - m));
+  s = block_reduce<kThreads>(s, Sum{}, sum_scratch);
+  if (threadIdx.x == 0) {
+    const double l = double(m) + log(s);
+    lse[r] = T(l);
+    losses[r] = T(l - double(z[target]));
+  }
+}
+
+// dlogits[r, v] = (exp(logits[r, v] − lse[r]) − [v == target_r]) · dlosses[r]; 0 on ignored
+// rows, NaN on rows with an invalid target.
+// Launch: grid ceil(rows·V / kThreads), block kThreads; thread i owns element i of the
+// contiguous (rows, V) dlogits: r = i / V, v = i mod V.
+template <class T>
+__global__ void __launch_bounds__(kThreads)
+    cross_entropy_backward_kernel(T* dlogits, const T* dlosses, const T* logits, const T* lse,
+                                  const int64_t* targets, int64_t rows, int64_t V, int64_t ignore) {
+  const int64_t i = int64_t(blockIdx.x) * kThreads + threadIdx.x;
+  if (i >= rows * V) return;
+  const int64_t r = i / V, v = i % V;
+  const int64_t target = targets[r];
+  if (target == ignore) {
+    dlogits[i] = T(0);
+    return;
+  }
+  if (target < 0 || target >= V) {
+    dlogits[i] = T(NAN);
+    return;
+  }
+  const T g = dlosses[r];
+  T d = expf(logits[i] - lse[r]) * g;
+  if (v == target) d -= g;
+  dlogits[i] = d;
+}
+
+}  // namespace
+
+template <class T>
+void cross_entropy_forward_cuda(T* losses, T* lse, const T* logits, const int64_t* targets, int64_t rows, int64_t V,
+                                int64_t ignore) {
+  const char* op = "cross_entropy_forward_cuda";
+  kernel_check::cross_entropy_forward(op, losses, lse, logits, targets, rows, V);
+  SIMBA_CHECK(rows <= INT_MAX, op << ": rows=" << rows << " exceeds the CUDA grid limit " << INT_MAX);
+  cuda_check_device_pointer(losses, op, "losses");
+  cuda_check_device_pointer(lse, op, "lse");
+  cuda_check_device_pointer(logits, op, "logits");
+  cuda_check_device_pointer(targets, op, "targets");
+  if (rows == 0) return;
+  cudaStream_t stream = cuda_stream(cuda_current_device());
+  cross_entropy_forward_kernel<T><<<unsigned(rows), kThreads, 0, stream>>>(losses, lse, logits, targets, V, ignore);
+  SIMBA_CUDA_CHECK(cudaGetLastError());
+}
+
+template <class T>
+void cross_entropy_backward_cuda(T* dlogits, const T* dlosses, const T* logits, const T* lse,
+                                 const int64_t* targets, int64_t rows, int64_t V, int64_t ignore) {
+  const char* op = "cross_entropy_backward_cuda";
+  kernel_check::cross_entropy_backward(op, dlogits, dlosses, logits, lse, targets, rows, V);
+  const int64_t blocks = (rows * V + kThreads - 1) / kThreads;
+  SIMBA_CHECK(blocks <= INT_MAX, op << ": rows·V=" << rows * V << " exceeds the CUDA grid limit");
+  cuda_check_device_pointer(dlogits, op, "dlogits");
+  cuda_check_device_pointer(dlosses, op, "dlosses");
+  cuda_check_device_pointer(logits, op, "logits");
+  cuda_check_device_pointer(lse, op, "lse");
+  cuda_check_device_pointer(targets, op, "targets");
+  if (rows == 0) return;
+  cudaStream_t stream = cuda_stream(cuda_current_device());
+  cross_entropy_backward_kernel<T><<<unsigned(blocks), kThreads, 0, stream>>>(dlogits, dlosses, logits, lse,
+                                                                              targets, rows, V, ignore);
+  SIMBA_CUDA_CHECK(cudaGetLastError());
+}
+
+template void cross_entropy_forward_cuda<float>(float*, float*, const float*, const int64_t*, int64_t, int64_t,
+                                                int64_t);
+template void cross_entropy_backward_cuda<float>(float*, const float*, const float*, const float*, const int64_t*,
+                                                 int64_t, int64_t, int64_t);
+
+}  // namespace simba

@@ -1,0 +1,182 @@
+// nn/optim.cu: the CUDA multi-tensor optimiser kernels declared in nn/optim.h (the updates'
+// equations are at the classes SGD and AdamW there).
+//
+// Design. One launch covers every tensor of the descriptor array: the grid is a fixed kBlocks
+// blocks of kThreads threads, and each block walks the descriptors in order, grid-striding over
+// each tensor's elements. Tensor k's elements start at block (b + k) mod kBlocks, so the many
+// small tensors of a model (norm weights, biases) are spread over the blocks instead of all
+// landing in block 0. For every k, the start blocks (b + k) mod kBlocks are a permutation of
+// the blocks, so each element is visited by exactly one thread.
+// The updates are elementwise, hence deterministic. The gradient norm is too: each block sums
+// its elements' squares in double in a fixed order, one fixed-order block reduction gives the
+// block's partial, and one block adds the kBlocks partials in a fixed order. kBlocks is a
+// constant (not the device's SM count), so the bits do not depend on the GPU either.
+// Nothing is read back: the norm and the clipping factor stay in device memory, and the
+// factor reaches the step kernels through grad_scale.
+#include "nn/optim.h"
+
+#include <cuda_runtime.h>
+
+#include "nn/cuda_reduce.cuh"
+#include "nn/kernel_check.h"
+#include "tensor/cuda_check.cuh"
+#include "tensor/storage.h"
+
+namespace simba {
+namespace {
+
+using cuda_reduce::block_reduce;
+using cuda_reduce::Sum;
+
+constexpr int kThreads = 256;
+constexpr int kBlocks = 512;
+constexpr int64_t kStride = int64_t(kBlocks) * kThreads;
+
+// The first element of tensor k this thread updates; the next ones are kStride apart.
+__device__ inline int64_t first_element(int64_t k) {
+  return ((int64_t(blockIdx.x) + k) % kBlocks) * kThreads + threadIdx.x;
+}
+
+// AdamW's constants rounded to T once on the host, exactly as the CPU path rounds them.
+template <class T>
+struct AdamWConsts {
+  T decay, b1, b2, omb1, omb2, step_size, bc2_sqrt, eps;
+};
+
+// AdamW over every tensor (nn/optim.h): per element, with g = grad·scale,
+//   m ← β1·m + (1−β1)·g;  v ← β2·v + (1−β2)·g²;  p ← p·decay − step_size·m / (sqrt(v)/bc2_sqrt + eps)
+// decay = c.decay for tensors with the decay flag, else 1.
+// Launch: grid kBlocks, block kThreads; tensors (count) descriptors in device memory; thread
+// (b, x) updates elements first_element(k) + j·kStride of tensor k, and nothing else.
+template <class T>
+__global__ void __launch_bounds__(kThreads)
+    adamw_kernel(const OptimTensor<T>* tensors, int64_t count, AdamWConsts<T> c, const T* grad_scale) {
+  const T scale = grad_scale ? *grad_scale : T(1);
+  for (int64_t k = 0; k < count; ++k) {
+    const OptimTensor<T> d = tensors[k];
+    const T decay = d.decay ? c.decay : T(1);
+    for (int64_t i = first_element(k); i < d.n; i += kStride) {
+      const T g = d.grad[i] * scale;
+      const T m = c.b1 * d.m[i] + c.omb1 * g;
+      const T v = c.b2 * d.v[i] + c.omb2 * g * g;
+      d.m[i] = m;
+      d.v[i] = v;
+      const T denom = sqrt(v) / c.bc2_sqrt + c.eps;
+      d.param[i] = d.param[i] * decay - c.step_size * (m / denom);
+    }
+  }
+}
+
+// SGD over every tensor (nn/optim.h): per element, with g = grad·scale + wd·p (wd = the step's
+// weight decay for tensors with the decay flag, else 0):
+//   b ← μ·b + g;  p ← p − lr·b   (momentum, b = d.m)      p ← p − lr·g   (μ = 0)
+// Launch and ownership as adamw_kernel.
+template <class T>
+__global__ void __launch_bounds__(kThreads)
+    sgd_kernel(const OptimTensor<T>* tensors, int64_t count, T lr, T mu, T weight_decay, bool momentum,
+               const T* grad_scale) {
+  const T scale = grad_scale ? *grad_scale : T(1);
+  for (int64_t k = 0; k < count; ++k) {
+    const OptimTensor<T> d = tensors[k];
+    const T wd = d.decay ? weight_decay : T(0);
+    for (int64_t i = first_element(k); i < d.n; i += kStride) {
+      const T g = d.grad[i] * scale + wd * d.param[i];
+      if (momentum) {
+        const T b = mu * d.m[i] + g;
+        d.m[i] = b;
+        d.param[i] -= lr * b;
+      } else {
+        d.param[i] -= lr * g;
+      }
+    }
+  }
+}
+
+// part[b] = Σ g² over the elements block b visits (ownership as adamw_kernel), in double.
+// Launch: grid kBlocks, block kThreads; block b is the only writer of part[b].
+template <class T>
+__global__ void __launch_bounds__(kThreads)
+    grad_norm_partials_kernel(double* part, const OptimTensor<T>* tensors, int64_t count) {
+  __shared__ double scratch[kThreads / 32];
+  double s = 0.0;
+  for (int64_t k = 0; k < count; ++k) {
+    const OptimTensor<T> d = tensors[k];
+    for (int64_t i = first_element(k); i < d.n; i += kStride) {
+      const double g = d.grad[i];
+      s += g * g;
+    }
+  }
+  s = block_reduce<kThreads>(s, Sum{}, scratch);
+  if (threadIdx.x == 0) part[blockIdx.x] = s;
+}
+
+// *norm = sqrt(Σ_b part[b]); *clip_scale (if non-null) = clip_factor(norm, max_norm) of
+// nn/optim.cpp: max_norm / (norm + 1e-6) if norm is finite and > max_norm, else 1.
+// Launch: grid 1, block kThreads; thread x adds part[x], part[x + kThreads], ... in order;
+// thread 0 writes the results.
+template <class T>
+__global__ void __launch_bounds__(kThreads)
+    grad_norm_final_kernel(double* norm, T* clip_scale, const double* part, double max_norm) {
+  __shared__ double scratch[kThreads / 32];
+  double s = 0.0;
+  for (int b = threadIdx.x; b < kBlocks; b += kThreads) s += part[b];
+  s = block_reduce<kThreads>(s, Sum{}, scratch);
+  if (threadIdx.x != 0) return;
+  const double n = sqrt(s);
+  *norm = n;
+  if (clip_scale) *clip_scale = T(isfinite(n) && n > max_norm ? max_norm / (n + 1e-6) : 1.0);
+}
+
+}  // namespace
+
+template <class T>
+void adamw_step_cuda(const OptimTensor<T>* tensors, int64_t count, const AdamWStep& step, const T* grad_scale) {
+  const char* op = "adamw_step_cuda";
+  kernel_check::adamw(op, tensors, count, step);
+  cuda_check_device_pointer(tensors, op, "tensors");
+  cuda_check_device_pointer(grad_scale, op, "grad_scale");
+  if (count == 0) return;
+  const AdamWCoefficients c = adamw_coefficients(step);
+  const AdamWConsts<T> k{T(c.decay), T(c.beta1), T(c.beta2), T(1.0 - c.beta1), T(1.0 - c.beta2),
+                         T(c.step_size), T(c.bc2_sqrt), T(c.eps)};
+  cudaStream_t stream = cuda_stream(cuda_current_device());
+  adamw_kernel<T><<<kBlocks, kThreads, 0, stream>>>(tensors, count, k, grad_scale);
+  SIMBA_CUDA_CHECK(cudaGetLastError());
+}
+
+template <class T>
+void sgd_step_cuda(const OptimTensor<T>* tensors, int64_t count, const SGDStep& step, const T* grad_scale) {
+  const char* op = "sgd_step_cuda";
+  kernel_check::sgd(op, tensors, count, step);
+  cuda_check_device_pointer(tensors, op, "tensors");
+  cuda_check_device_pointer(grad_scale, op, "grad_scale");
+  if (count == 0) return;
+  cudaStream_t stream = cuda_stream(cuda_current_device());
+  sgd_kernel<T><<<kBlocks, kThreads, 0, stream>>>(tensors, count, T(step.lr), T(step.momentum),
+                                                  T(step.weight_decay), step.momentum > 0.0, grad_scale);
+  SIMBA_CUDA_CHECK(cudaGetLastError());
+}
+
+template <class T>
+void grad_norm_cuda(double* norm, T* clip_scale, const OptimTensor<T>* tensors, int64_t count, double max_norm) {
+  const char* op = "grad_norm_cuda";
+  kernel_check::grad_norm(op, norm, tensors, count, max_norm);
+  cuda_check_device_pointer(norm, op, "norm");
+  cuda_check_device_pointer(clip_scale, op, "clip_scale");
+  cuda_check_device_pointer(tensors, op, "tensors");
+  const int device = cuda_current_device();
+  cudaStream_t stream = cuda_stream(device);
+  // The per-block partials, freed (stream-ordered) when `scratch` goes out of scope.
+  Storage scratch(sizeof(double) * kBlocks, Device{DeviceType::CUDA, device});
+  double* part = static_cast<double*>(scratch.data());
+  grad_norm_partials_kernel<T><<<kBlocks, kThreads, 0, stream>>>(part, tensors, count);
+  SIMBA_CUDA_CHECK(cudaGetLastError());
+  grad_norm_final_kernel<T><<<1, kThreads, 0, stream>>>(norm, clip_scale, part, max_norm);
+  SIMBA_CUDA_CHECK(cudaGetLastError());
+}
+
+template void adamw_step_cuda<float>(const OptimTensor<float>*, int64_t, const AdamWStep&, const float*);
+template void sgd_step_cuda<float>(const OptimTensor<float>*, int64_t, const SGDStep&, const float*);
+template void grad_norm_cuda<float>(double*, float*, const OptimTensor<float>*, int64_t, double);
+
+}  // namespace simba

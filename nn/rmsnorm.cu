@@ -1,0 +1,144 @@
+// nn/rmsnorm.cu: the CUDA RMSNorm kernels declared in nn/rmsnorm.h (the equations and the
+// backward's derivation are in nn/rmsnorm.h and nn/rmsnorm.cpp).
+//
+// Design. A row of D values is one block's work: its threads stride over the row (coalesced),
+// the row's sum (of x², or of dy·w·x) is a fixed-order block reduction (nn/cuda_reduce.cuh).
+// dw (a sum over rows) is formed without atomics: block c of the backward owns the rows
+// [c·kRowsPerChunk, (c+1)·kRowsPerChunk) and adds their dy·x·rstd into its own partial row
+// part[c, :] (double; each column owned by one thread), and sum_partials_kernel adds the
+// partial rows in chunk order. Every order is fixed by the sizes, so results are bit-identical
+// run to run.
+#include "nn/rmsnorm.h"
+
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <climits>
+#include <memory>
+
+#include "nn/cuda_reduce.cuh"
+#include "nn/kernel_check.h"
+#include "tensor/cuda_check.cuh"
+#include "tensor/storage.h"
+
+namespace simba {
+namespace {
+
+using cuda_reduce::block_reduce;
+using cuda_reduce::Sum;
+
+constexpr int kThreads = 256;
+constexpr int kRowsPerChunk = 32;  // rows per dw partial (and per backward block)
+
+// Forward: y = x·rstd·w per row, rstd = 1/sqrt(mean(x²) + eps).
+// Launch: grid rows, block kThreads; block r owns row r of x, y (rows, D) contiguous and
+// rstd[r]; thread j handles columns j, j + kThreads, ...
+template <class T>
+__global__ void __launch_bounds__(kThreads)
+    rmsnorm_forward_kernel(T* y, T* rstd, const T* x, const T* w, int64_t D, double eps) {
+  __shared__ float scratch[kThreads / 32];
+  const int64_t r = blockIdx.x;
+  const T* xr = x + r * D;
+  T* yr = y + r * D;
+  float ss = 0.f;
+  for (int64_t j = threadIdx.x; j < D; j += kThreads) ss += float(xr[j]) * float(xr[j]);
+  ss = block_reduce<kThreads>(ss, Sum{}, scratch);
+  const T s = T(1.0 / sqrt(double(ss) / double(D) + eps));
+  if (threadIdx.x == 0) rstd[r] = s;
+  for (int64_t j = threadIdx.x; j < D; j += kThreads) yr[j] = xr[j] * s * w[j];
+}
+
+// Backward: dx_k = s·w_k·dy_k − (s³·x_k/D)·Σ_j dy_j·w_j·x_j per row (if dx), and the partial
+// part[c, j] = Σ_{rows r of chunk c} dy[r,j]·x[r,j]·s_r (if part).
+// Launch: grid ceil(rows / kRowsPerChunk), block kThreads; block c walks rows
+// c·kRowsPerChunk .. min(rows, (c+1)·kRowsPerChunk) − 1 in order; thread j handles columns
+// j, j + kThreads, ... of each row and is the only writer of part[c, those columns].
+// dy, x, dx (rows, D) contiguous; w (D); rstd (rows); part (chunks, D) double.
+// The row loop's bounds are the same for the whole block, so every thread reaches the
+// barriers inside block_reduce.
+template <class T>
+__global__ void __launch_bounds__(kThreads)
+    rmsnorm_backward_kernel(T* dx, double* part, const T* dy, const T* x, const T* w, const T* rstd,
+                            int64_t rows, int64_t D) {
+  __shared__ float scratch[kThreads / 32];
+  const int64_t c = blockIdx.x;
+  const int64_t r0 = c * kRowsPerChunk;
+  const int64_t r1 = rows - r0 < kRowsPerChunk ? rows : r0 + kRowsPerChunk;
+  double* pc = part ? part + c * D : nullptr;
+  if (pc)
+    for (int64_t j = threadIdx.x; j < D; j += kThreads) pc[j] = 0.0;
+  for (int64_t r = r0; r < r1; ++r) {
+    const T* xr = x + r * D;
+    const T* dyr = dy + r * D;
+    const T s = rstd[r];
+    if (dx) {
+      float dot = 0.f;  // Σ_j dy_j·w_j·x_j
+      for (int64_t j = threadIdx.x; j < D; j += kThreads) dot += float(dyr[j]) * float(w[j]) * float(xr[j]);
+      dot = block_reduce<kThreads>(dot, Sum{}, scratch);
+      const double sd = s;
+      const T a = s, b = T(sd * sd * sd * double(dot) / double(D));
+      T* dxr = dx + r * D;
+      for (int64_t j = threadIdx.x; j < D; j += kThreads) dxr[j] = a * w[j] * dyr[j] - b * xr[j];
+    }
+    if (pc)
+      for (int64_t j = threadIdx.x; j < D; j += kThreads) pc[j] += double(dyr[j]) * double(xr[j]) * double(s);
+  }
+}
+
+void check_cuda_sizes(const char* op, int64_t rows) {
+  SIMBA_CHECK(rows <= INT_MAX, op << ": rows=" << rows << " exceeds the CUDA grid limit " << INT_MAX);
+}
+
+}  // namespace
+
+template <class T>
+void rmsnorm_forward_cuda(T* y, T* rstd, const T* x, const T* w, int64_t rows, int64_t D, double eps) {
+  const char* op = "rmsnorm_forward_cuda";
+  kernel_check::rmsnorm_forward(op, y, rstd, x, w, rows, D, eps);
+  check_cuda_sizes(op, rows);
+  cuda_check_device_pointer(y, op, "y");
+  cuda_check_device_pointer(rstd, op, "rstd");
+  cuda_check_device_pointer(x, op, "x");
+  cuda_check_device_pointer(w, op, "w");
+  if (rows == 0) return;
+  cudaStream_t stream = cuda_stream(cuda_current_device());
+  rmsnorm_forward_kernel<T><<<unsigned(rows), kThreads, 0, stream>>>(y, rstd, x, w, D, eps);
+  SIMBA_CUDA_CHECK(cudaGetLastError());
+}
+
+template <class T>
+void rmsnorm_backward_cuda(T* dx, T* dw, const T* dy, const T* x, const T* w, const T* rstd, int64_t rows,
+                           int64_t D) {
+  const char* op = "rmsnorm_backward_cuda";
+  kernel_check::rmsnorm_backward(op, dy, x, w, rstd, rows, D);
+  check_cuda_sizes(op, rows);
+  cuda_check_device_pointer(dx, op, "dx");
+  cuda_check_device_pointer(dw, op, "dw");
+  cuda_check_device_pointer(dy, op, "dy");
+  cuda_check_device_pointer(x, op, "x");
+  cuda_check_device_pointer(w, op, "w");
+  cuda_check_device_pointer(rstd, op, "rstd");
+  if (!dx && !dw) return;
+  const int device = cuda_current_device();
+  cudaStream_t stream = cuda_stream(device);
+  const int64_t chunks = (rows + kRowsPerChunk - 1) / kRowsPerChunk;
+  // The dw partials, freed (stream-ordered) when `scratch` goes out of scope after the launches.
+  std::unique_ptr<Storage> scratch;
+  if (dw) scratch = std::make_unique<Storage>(sizeof(double) * size_t(std::max<int64_t>(1, chunks * D)),
+                                              Device{DeviceType::CUDA, device});
+  double* part = dw ? static_cast<double*>(scratch->data()) : nullptr;
+  if (chunks > 0) {
+    rmsnorm_backward_kernel<T><<<unsigned(chunks), kThreads, 0, stream>>>(dx, part, dy, x, w, rstd, rows, D);
+    SIMBA_CUDA_CHECK(cudaGetLastError());
+  }
+  if (dw) {
+    cuda_reduce::launch_sum_partials(stream, dw, part, chunks, D);
+    SIMBA_CUDA_CHECK(cudaGetLastError());
+  }
+}
+
+template void rmsnorm_forward_cuda<float>(float*, float*, const float*, const float*, int64_t, int64_t, double);
+template void rmsnorm_backward_cuda<float>(float*, float*, const float*, const float*, const float*, const float*,
+                                           int64_t, int64_t);
+
+}  // namespace simba

@@ -1,0 +1,404 @@
+// tests/test_cuda_nn.cpp: the CUDA kernels of nn/ (RMSNorm, causal conv1d, cross-entropy, the
+// multi-tensor optimiser steps and the gradient norm) against their references. Skipped
+// without a CUDA device (tests/cuda_doctest_main.cpp).
+//
+// Method, for every family:
+// - Inputs are fresh random float32 values (never zeros); the reference (*_ref) runs in float64
+//   on the same float32 values widened, so the error measured is the CUDA kernel's own.
+// - Sizes include 1, sizes below the block, and rows / D / C / V that are not multiples of the
+//   kernels' 256-thread blocks or of their row / time chunks.
+// - Every device output is poisoned with NaN before each call: an element the kernel fails to
+//   write stays NaN and fails the comparison (normwise_error is NaN then).
+// - Tolerance: normwise relative error ||got − ref||₂ / ||ref||₂ <= 1e-5 per output unless a
+//   check says otherwise (and why). Each output is a short float32 computation on exact inputs
+//   (row sums in float32 or double, one rounding of the result), so the kernels sit near 1e-7.
+// - Repeated calls give bit-identical results (no order-dependent atomics), and the calls queue
+//   work only: no device-to-host copy, no synchronisation.
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "nn/causal_conv1d.h"
+#include "nn/cross_entropy.h"
+#include "nn/optim.h"
+#include "nn/rmsnorm.h"
+#include "tensor/error.h"
+#include "tests/cuda_test_util.h"
+#include "tests/test_util.h"
+
+using namespace simba;
+using cuda_test::DevArray;
+using cuda_test::kNaN;
+using cuda_test::normwise_error;
+
+namespace {
+
+constexpr double kTol = 1e-5;
+
+std::vector<float> uniform(size_t n, double lo, double hi, uint64_t seed) {
+  std::mt19937_64 gen(seed);
+  std::uniform_real_distribution<double> dist(lo, hi);
+  std::vector<float> v(n);
+  for (float& x : v) x = float(dist(gen));
+  return v;
+}
+
+std::vector<double> widen(const std::vector<float>& v) { return {v.begin(), v.end()}; }
+std::vector<float> poison(size_t n) { return std::vector<float>(n, kNaN); }
+
+}  // namespace
+
+// ---------------------------------------------------------------- RMSNorm
+
+TEST_CASE("CUDA RMSNorm forward and backward equal the reference") {
+  struct Size {
+    int64_t rows, D;
+  };
+  // D = 1; D below, at and just past the block (256); rows across 1, 2 and 10 dw chunks (32).
+  for (Size sz : {Size{1, 1}, Size{7, 33}, Size{32, 256}, Size{37, 257}, Size{65, 768}, Size{300, 1000}}) {
+    const int64_t rows = sz.rows, D = sz.D;
+    INFO("rows=" << rows << " D=" << D);
+    const std::vector<float> x = uniform(rows * D, -2, 2, 11 + rows), w = uniform(D, 0.5, 1.5, 12 + D);
+    const std::vector<float> dy = uniform(rows * D, -1, 1, 13 + rows);
+    const double eps = 1e-5;
+    const DevArray<float> dx_(x), dw_(w), ddy(dy);
+
+    DevArray<float> y(poison(rows * D)), rstd(poison(rows));
+    rmsnorm_forward_cuda<float>(y.p(), rstd.p(), dx_.p(), dw_.p(), rows, D, eps);
+    std::vector<double> y_ref(rows * D), rstd_ref(rows);
+    const std::vector<double> x64 = widen(x), w64 = widen(w), dy64 = widen(dy);
+    rmsnorm_forward_ref<double>(y_ref.data(), rstd_ref.data(), x64.data(), w64.data(), rows, D, eps);
+    CHECK(normwise_error(y.read(), y_ref) <= kTol);
+    const std::vector<float> rstd_got = rstd.read();
+    CHECK(normwise_error(rstd_got, rstd_ref) <= kTol);
+
+    // The backward takes the forward's float32 rstd; the reference gets the same values.
+    const std::vector<double> rstd64 = widen(rstd_got);
+    std::vector<double> dx_ref(rows * D), dw_ref(D);
+    rmsnorm_backward_ref<double>(dx_ref.data(), dw_ref.data(), dy64.data(), x64.data(), w64.data(), rstd64.data(),
+                                 rows, D);
+    DevArray<float> dx(poison(rows * D)), dw(poison(D));
+    rmsnorm_backward_cuda<float>(dx.p(), dw.p(), ddy.p(), dx_.p(), dw_.p(), rstd.p(), rows, D);
+    const std::vector<float> dx1 = dx.read(), dw1 = dw.read();
+    // dx = s·w·dy − (s³·x/D)·Σ dy·w·x is a difference of two terms; at D = 1 they cancel to
+    // eps/(x² + eps) of their size (y = sign(x)·w there), so float32 rounding of the terms,
+    // not the kernel, sets the error relative to the result. The error is measured against
+    // the larger of the result and its first term, which is the result itself for D > 1.
+    double ref_norm = 0.0, term_norm = 0.0;
+    for (int64_t i = 0; i < rows * D; ++i) {
+      const double term = rstd64[i / D] * w64[i % D] * dy64[i];
+      ref_norm += dx_ref[i] * dx_ref[i];
+      term_norm += term * term;
+    }
+    CHECK(normwise_error(dx1, dx_ref) * std::sqrt(ref_norm) <= kTol * std::max(std::sqrt(ref_norm), std::sqrt(term_norm)));
+    CHECK(normwise_error(dw1, dw_ref) <= kTol);
+
+    // Each output alone (the other null) gives the same bits, and a repeat is bit-identical.
+    DevArray<float> dx2(poison(rows * D)), dw2(poison(D));
+    rmsnorm_backward_cuda<float>(dx2.p(), nullptr, ddy.p(), dx_.p(), dw_.p(), rstd.p(), rows, D);
+    rmsnorm_backward_cuda<float>(nullptr, dw2.p(), ddy.p(), dx_.p(), dw_.p(), rstd.p(), rows, D);
+    CHECK(dx2.read() == dx1);
+    CHECK(dw2.read() == dw1);
+  }
+}
+
+TEST_CASE("CUDA RMSNorm: zero rows give dw = 0; bad calls throw") {
+  DevArray<float> w(uniform(5, 0.5, 1.5, 1)), dw(poison(5));
+  rmsnorm_backward_cuda<float>(nullptr, dw.p(), nullptr, nullptr, w.p(), nullptr, 0, 5);
+  CHECK(dw.read() == std::vector<float>(5, 0.f));
+  std::vector<float> host(10);
+  DevArray<float> x(uniform(10, -1, 1, 2)), y(poison(10)), rstd(poison(2));
+  const std::string m = error_of([&] { rmsnorm_forward_cuda<float>(host.data(), rstd.p(), x.p(), w.p(), 2, 5, 1e-5); });
+  CHECK_MESSAGE(m.find("rmsnorm_forward_cuda: y is not CUDA device memory") != std::string::npos, m);
+  const std::string d = error_of([&] { rmsnorm_forward_cuda<float>(y.p(), rstd.p(), x.p(), w.p(), 2, 0, 1e-5); });
+  CHECK_MESSAGE(d.find("rmsnorm_forward_cuda: sizes must be rows >= 0 and D >= 1") != std::string::npos, d);
+}
+
+// ---------------------------------------------------------------- causal conv1d
+
+TEST_CASE("CUDA causal conv1d forward and backward equal the reference (strided input)") {
+  struct Size {
+    int64_t B, L, C, K;
+    bool bias;
+  };
+  // L < K; C not a multiple of 256; L crossing the 64-step partial slices; K = 1; one long row.
+  for (Size sz : {Size{1, 1, 1, 1, true}, Size{2, 3, 5, 4, true}, Size{3, 70, 129, 4, false},
+                  Size{2, 200, 300, 3, true}, Size{1, 1000, 17, 4, true}, Size{4, 65, 257, 1, true}}) {
+    const int64_t B = sz.B, L = sz.L, C = sz.C, K = sz.K;
+    INFO("B=" << B << " L=" << L << " C=" << C << " K=" << K << " bias=" << sz.bias);
+    // x is the first C columns of a (B, L, C + 3) buffer whose other cells are NaN: a kernel
+    // reading outside the view poisons its result.
+    const int64_t ld = C + 3, sb = L * ld, sl = ld;
+    std::vector<float> xbuf(B * L * ld, kNaN);
+    const std::vector<float> xv = uniform(B * L * C, -1, 1, 21 + C);
+    for (int64_t r = 0; r < B * L; ++r)
+      for (int64_t c = 0; c < C; ++c) xbuf[r * ld + c] = xv[r * C + c];
+    const std::vector<float> w = uniform(C * K, -1, 1, 22 + K), bias = uniform(C, -1, 1, 23);
+    const std::vector<float> g = uniform(B * L * C, -1, 1, 24 + L);
+    const DevArray<float> dxbuf(xbuf), dwt(w), dbias(bias), dg(g);
+    const std::vector<double> x64 = widen(xbuf), w64 = widen(w), b64 = widen(bias), g64 = widen(g);
+
+    DevArray<float> out(poison(B * L * C));
+    causal_conv1d_forward_cuda<float>(out.p(), dxbuf.p(), dwt.p(), sz.bias ? dbias.p() : nullptr, B, L, C, K, sb, sl);
+    std::vector<double> out_ref(B * L * C);
+    causal_conv1d_forward_ref<double>(out_ref.data(), x64.data(), w64.data(), sz.bias ? b64.data() : nullptr, B, L,
+                                      C, K, sb, sl);
+    CHECK(normwise_error(out.read(), out_ref) <= kTol);
+
+    std::vector<double> dx_ref(B * L * C), dw_ref(C * K), db_ref(C);
+    causal_conv1d_backward_ref<double>(dx_ref.data(), dw_ref.data(), db_ref.data(), g64.data(), x64.data(),
+                                       w64.data(), B, L, C, K, sb, sl);
+    DevArray<float> dx(poison(B * L * C)), dw(poison(C * K)), db(poison(C));
+    causal_conv1d_backward_cuda<float>(dx.p(), dw.p(), db.p(), dg.p(), dxbuf.p(), dwt.p(), B, L, C, K, sb, sl);
+    const std::vector<float> dx1 = dx.read(), dw1 = dw.read(), db1 = db.read();
+    CHECK(normwise_error(dx1, dx_ref) <= kTol);
+    CHECK(normwise_error(dw1, dw_ref) <= kTol);
+    CHECK(normwise_error(db1, db_ref) <= kTol);
+
+    // Outputs one at a time give the same bits (a repeat is bit-identical).
+    DevArray<float> dx2(poison(B * L * C)), dw2(poison(C * K)), db2(poison(C));
+    causal_conv1d_backward_cuda<float>(dx2.p(), nullptr, nullptr, dg.p(), dxbuf.p(), dwt.p(), B, L, C, K, sb, sl);
+    causal_conv1d_backward_cuda<float>(nullptr, dw2.p(), nullptr, dg.p(), dxbuf.p(), dwt.p(), B, L, C, K, sb, sl);
+    causal_conv1d_backward_cuda<float>(nullptr, nullptr, db2.p(), dg.p(), dxbuf.p(), dwt.p(), B, L, C, K, sb, sl);
+    CHECK(dx2.read() == dx1);
+    CHECK(dw2.read() == dw1);
+    CHECK(db2.read() == db1);
+  }
+}
+
+// ---------------------------------------------------------------- cross-entropy
+
+TEST_CASE("CUDA cross-entropy forward and backward equal the reference, with ignored rows") {
+  const int64_t ignore = -100;
+  struct Size {
+    int64_t rows, V;
+  };
+  // V = 1; V below and past the block; the GPT-NeoX vocabulary of the Mamba checkpoints.
+  for (Size sz : {Size{1, 1}, Size{5, 7}, Size{33, 257}, Size{64, 1000}, Size{9, 50280}}) {
+    const int64_t rows = sz.rows, V = sz.V;
+    INFO("rows=" << rows << " V=" << V);
+    std::vector<float> logits = uniform(rows * V, -4, 4, 31 + V);
+    // Row 1 sits near +1000 and row 2 near −1000: exp without the max shift would overflow
+    // or underflow to a wrong loss.
+    for (int64_t r = 1; r < std::min<int64_t>(rows, 3); ++r)
+      for (int64_t v = 0; v < V; ++v) logits[r * V + v] += r == 1 ? 1000.f : -1000.f;
+    std::vector<int64_t> targets(rows);
+    std::mt19937_64 gen(32 + rows);
+    for (int64_t r = 0; r < rows; ++r)
+      targets[r] = r % 3 == 2 ? ignore : int64_t(std::uniform_int_distribution<int64_t>(0, V - 1)(gen));
+    const std::vector<float> dlosses = uniform(rows, 0.1, 2, 33);
+    const DevArray<float> dl(logits), ddl(dlosses);
+    const DevArray<int64_t> dt(targets);
+    const std::vector<double> l64 = widen(logits), g64 = widen(dlosses);
+
+    DevArray<float> losses(poison(rows)), lse(poison(rows));
+    cross_entropy_forward_cuda<float>(losses.p(), lse.p(), dl.p(), dt.p(), rows, V, ignore);
+    std::vector<double> losses_ref(rows), lse_ref(rows);
+    cross_entropy_forward_ref<double>(losses_ref.data(), lse_ref.data(), l64.data(), targets.data(), rows, V, ignore);
+    const std::vector<float> losses_got = losses.read(), lse_got = lse.read();
+    CHECK(normwise_error(losses_got, losses_ref) <= kTol);
+    CHECK(normwise_error(lse_got, lse_ref) <= kTol);
+    for (int64_t r = 0; r < rows; ++r)
+      if (targets[r] == ignore) CHECK((losses_got[r] == 0.f && lse_got[r] == 0.f));
+
+    // The backward takes the forward's float32 lse; the reference gets the same values (an lse
+    // near 1000 carries a float32 rounding of ~3e-5 absolute, which exp turns into a relative
+    // error of the gradient: the forward's, not the backward's).
+    const std::vector<double> lse64 = widen(lse_got);
+    std::vector<double> d_ref(rows * V);
+    cross_entropy_backward_ref<double>(d_ref.data(), g64.data(), l64.data(), lse64.data(), targets.data(), rows, V,
+                                       ignore);
+    DevArray<float> d(poison(rows * V));
+    cross_entropy_backward_cuda<float>(d.p(), ddl.p(), dl.p(), lse.p(), dt.p(), rows, V, ignore);
+    const std::vector<float> d_got = d.read();
+    CHECK(normwise_error(d_got, d_ref) <= kTol);
+    int64_t nonzero_ignored = 0;
+    for (int64_t r = 0; r < rows; ++r)
+      if (targets[r] == ignore)
+        for (int64_t v = 0; v < V; ++v) nonzero_ignored += d_got[r * V + v] != 0.f;
+    CHECK(nonzero_ignored == 0);
+  }
+}
+
+TEST_CASE("CUDA cross-entropy: a target outside [0, V) gives NaN for its row, never a stray read") {
+  const int64_t rows = 4, V = 10, ignore = -100;
+  const std::vector<int64_t> targets{3, V + 5, -1, ignore};
+  const DevArray<float> logits(uniform(rows * V, -1, 1, 41)), dlosses(uniform(rows, 0.5, 1, 42));
+  const DevArray<int64_t> t(targets);
+  DevArray<float> losses(poison(rows)), lse(poison(rows)), d(poison(rows * V));
+  cross_entropy_forward_cuda<float>(losses.p(), lse.p(), logits.p(), t.p(), rows, V, ignore);
+  cross_entropy_backward_cuda<float>(d.p(), dlosses.p(), logits.p(), lse.p(), t.p(), rows, V, ignore);
+  const std::vector<float> l = losses.read(), g = d.read();
+  CHECK(std::isfinite(l[0]));
+  CHECK(std::isnan(l[1]));
+  CHECK(std::isnan(l[2]));
+  CHECK(l[3] == 0.f);
+  for (int64_t v = 0; v < V; ++v) {
+    CHECK(std::isfinite(g[v]));
+    CHECK(std::isnan(g[V + v]));
+    CHECK(std::isnan(g[2 * V + v]));
+    CHECK(g[3 * V + v] == 0.f);
+  }
+}
+
+// ---------------------------------------------------------------- optimisers
+
+namespace {
+
+// Parameter tensors of assorted sizes: 1, odd ones, and one past the kernels' grid stride
+// (512 blocks × 256 threads = 131072), so a thread updates two elements of it.
+const std::vector<int64_t> kSizes{1, 7, 257, 1000, 131073, 3};
+
+struct OptimCase {
+  std::vector<std::vector<float>> param, grad, m, v;
+  explicit OptimCase(uint64_t seed) {
+    for (size_t k = 0; k < kSizes.size(); ++k) {
+      const size_t n = size_t(kSizes[k]);
+      param.push_back(uniform(n, -1, 1, seed + 10 * k));
+      grad.push_back(uniform(n, -1, 1, seed + 10 * k + 1));
+      m.push_back(uniform(n, -0.1, 0.1, seed + 10 * k + 2));
+      v.push_back(uniform(n, 0.01, 0.1, seed + 10 * k + 3));  // a second moment is positive
+    }
+  }
+};
+
+// The case on the GPU: its buffers and the device array of descriptors (decay on even k).
+struct DevOptim {
+  std::vector<DevArray<float>> param, grad, m, v;
+  DevArray<OptimTensor<float>> tensors;
+  DevOptim(const OptimCase& c, bool with_m, bool with_v) {
+    std::vector<OptimTensor<float>> d;
+    for (size_t k = 0; k < kSizes.size(); ++k) {
+      param.emplace_back(c.param[k]);
+      grad.emplace_back(c.grad[k]);
+      m.emplace_back(c.m[k]);
+      v.emplace_back(c.v[k]);
+      d.push_back({param[k].p(), grad[k].p(), with_m ? m[k].p() : nullptr, with_v ? v[k].p() : nullptr, kSizes[k],
+                   int32_t(k % 2 == 0)});
+    }
+    tensors = DevArray<OptimTensor<float>>(d);
+  }
+};
+
+// The case in float64 for the reference, with host descriptors.
+struct RefOptim {
+  std::vector<std::vector<double>> param, grad, m, v;
+  std::vector<OptimTensor<double>> tensors;
+  RefOptim(const OptimCase& c, bool with_m, bool with_v) {
+    for (size_t k = 0; k < kSizes.size(); ++k) {
+      param.push_back(widen(c.param[k]));
+      grad.push_back(widen(c.grad[k]));
+      m.push_back(widen(c.m[k]));
+      v.push_back(widen(c.v[k]));
+    }
+    for (size_t k = 0; k < kSizes.size(); ++k)
+      tensors.push_back({param[k].data(), grad[k].data(), with_m ? m[k].data() : nullptr,
+                         with_v ? v[k].data() : nullptr, kSizes[k], int32_t(k % 2 == 0)});
+  }
+};
+
+// Every updated tensor matches the reference normwise, and every parameter element matches it
+// to within 1e-5 of its own size and of its update: an element the kernel skipped keeps its old
+// value, off from the reference by its whole update.
+void check_same(const OptimCase& c, const DevOptim& dev, const RefOptim& ref, bool with_m, bool with_v) {
+  for (size_t k = 0; k < kSizes.size(); ++k) {
+    INFO("tensor " << k << " of size " << kSizes[k]);
+    const std::vector<float> p = dev.param[k].read();
+    CHECK(normwise_error(p, ref.param[k]) <= kTol);
+    int64_t off = 0;
+    for (size_t i = 0; i < p.size(); ++i) {
+      const double r = ref.param[k][i], update = r - c.param[k][i];
+      off += std::abs(p[i] - r) > kTol * (std::abs(r) + std::abs(update));
+    }
+    CHECK(off == 0);
+    if (with_m) CHECK(normwise_error(dev.m[k].read(), ref.m[k]) <= kTol);
+    if (with_v) CHECK(normwise_error(dev.v[k].read(), ref.v[k]) <= kTol);
+  }
+}
+
+}  // namespace
+
+TEST_CASE("CUDA AdamW step over many tensors equals the reference, with and without a gradient scale") {
+  const OptimCase c(51);
+  const AdamWStep step{1e-2, 0.9, 0.999, 1e-8, 0.1, 3};
+  for (bool scaled : {false, true}) {
+    INFO("scaled=" << scaled);
+    DevOptim dev(c, true, true);
+    RefOptim ref(c, true, true);
+    const float scale = 0.375f;
+    const DevArray<float> dscale(std::vector<float>{scale});
+    const double scale64 = scale;
+    adamw_step_cuda<float>(dev.tensors.p(), int64_t(kSizes.size()), step, scaled ? dscale.p() : nullptr);
+    adamw_step_ref<double>(ref.tensors.data(), int64_t(kSizes.size()), step, scaled ? &scale64 : nullptr);
+    check_same(c, dev, ref, true, true);
+  }
+}
+
+TEST_CASE("CUDA SGD step over many tensors equals the reference, with and without momentum") {
+  const OptimCase c(61);
+  for (double momentum : {0.0, 0.9}) {
+    INFO("momentum=" << momentum);
+    const bool with_m = momentum > 0.0;
+    const SGDStep step{0.05, momentum, 0.01};
+    DevOptim dev(c, with_m, false);
+    RefOptim ref(c, with_m, false);
+    const DevArray<float> dscale(std::vector<float>{0.75f});
+    const double scale64 = 0.75;
+    sgd_step_cuda<float>(dev.tensors.p(), int64_t(kSizes.size()), step, dscale.p());
+    sgd_step_ref<double>(ref.tensors.data(), int64_t(kSizes.size()), step, &scale64);
+    check_same(c, dev, ref, with_m, false);
+  }
+}
+
+TEST_CASE("CUDA gradient norm and clipping: equal the reference, deterministic, no host round trip") {
+  const OptimCase c(71);
+  DevOptim dev(c, true, true);
+  RefOptim ref(c, true, true);
+  const int64_t count = int64_t(kSizes.size());
+  double norm_ref = 0.0, scale_ref = 0.0;
+  grad_norm_ref<double>(&norm_ref, &scale_ref, ref.tensors.data(), count, 1e9);
+  CHECK(scale_ref == 1.0);
+
+  // Below the norm: clipped. The squares of float32 values are exact in double, so the device
+  // sum differs from the reference by double rounding only: 1e-12 relative.
+  const double max_norm = norm_ref / 4;
+  DevArray<double> norm(std::vector<double>{std::nan("")});
+  DevArray<float> scale(poison(1));
+  const CudaSyncCounts before = cuda_sync_counts();
+  grad_norm_cuda<float>(norm.p(), scale.p(), dev.tensors.p(), count, max_norm);
+  // The clipping factor feeds the step on the device: one norm, one step, no host read.
+  const AdamWStep step{1e-3, 0.9, 0.999, 1e-8, 0.1, 1};
+  adamw_step_cuda<float>(dev.tensors.p(), count, step, scale.p());
+  const CudaSyncCounts after = cuda_sync_counts();
+  CHECK(after.device_to_host_copies == before.device_to_host_copies);
+  CHECK(after.synchronizations == before.synchronizations);
+
+  const double norm_got = norm.read()[0];
+  CHECK(std::abs(norm_got - norm_ref) <= 1e-12 * norm_ref);
+  const float scale_got = scale.read()[0];
+  const double want = max_norm / (norm_ref + 1e-6);
+  CHECK(std::abs(scale_got - want) <= 1e-6 * want);
+  const double scale64 = scale_got;
+  adamw_step_ref<double>(ref.tensors.data(), count, step, &scale64);
+  check_same(c, dev, ref, true, true);
+
+  // Above the norm: factor 1. A repeat gives the same bits.
+  DevArray<double> norm2(std::vector<double>{std::nan("")});
+  DevArray<float> scale2(poison(1));
+  grad_norm_cuda<float>(norm2.p(), scale2.p(), dev.tensors.p(), count, norm_ref * 2);
+  CHECK(norm2.read()[0] == norm_got);
+  CHECK(scale2.read()[0] == 1.f);
+}
+
+TEST_CASE("CUDA optimiser kernels reject host memory") {
+  std::vector<OptimTensor<float>> host(1);
+  const std::string m = error_of([&] { adamw_step_cuda<float>(host.data(), 1, {1e-3, 0.9, 0.999, 1e-8, 0, 1}, nullptr); });
+  CHECK_MESSAGE(m.find("adamw_step_cuda: tensors is not CUDA device memory") != std::string::npos, m);
+  const std::string t = error_of([&] { adamw_step_cuda<float>(nullptr, 1, {1e-3, 0.9, 0.999, 1e-8, 0, 1}, nullptr); });
+  CHECK_MESSAGE(t.find("adamw_step_cuda: tensors is null") != std::string::npos, t);
+}
