@@ -23,4 +23,8 @@ void add_inspect_command(CLI::App& app);   // Simba kept sets, scores and logits
 void add_highway_command(CLI::App& app);   // Simba: |Δy_T(t)| against distance, per layer
 void add_score_command(CLI::App& app);     // multiple-choice task scoring (lm-eval style), dense or Simba
 
+// Every subcommand above, in the order `simba --help` lists them: what the
+// program registers (train/main/simba_main.cpp) and what the CLI fuzzer parses.
+void add_all_commands(CLI::App& app);
+
 }  // namespace simba

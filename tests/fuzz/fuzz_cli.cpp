@@ -41,13 +41,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   ParseOnlyApp app{"simba: Mamba language models and Simba token pruning, from scratch in C++"};
   app.require_subcommand(1);
   app.fallthrough(false);
-  add_train_command(app);
-  add_eval_command(app);
-  add_generate_command(app);
-  add_info_command(app);
-  add_forward_command(app);
-  add_inspect_command(app);
-  add_highway_command(app);
+  add_all_commands(app);
   try {
     app.parse(static_cast<int>(argv.size()), argv.data());
   } catch (const CLI::ParseError& e) {

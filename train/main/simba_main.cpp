@@ -41,15 +41,7 @@ int run(int argc, char** argv) {
   app.failure_message([](const CLI::App*, const CLI::Error& e) {
     return "simba: error: " + std::string(e.what()) + "\n  hint: run with --help for the flags and their values\n";
   });
-  simba::add_train_command(app);
-  simba::add_eval_command(app);
-  simba::add_generate_command(app);
-  simba::add_info_command(app);
-  simba::add_forward_command(app);
-  simba::add_inspect_command(app);
-  simba::add_highway_command(app);
-  simba::add_score_command(app);
-  simba::add_tokenize_command(app);
+  simba::add_all_commands(app);
   try {
     check_command_name(app, argc, argv);
     app.parse(argc, argv);
