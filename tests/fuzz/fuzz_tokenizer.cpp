@@ -15,9 +15,21 @@
 
 using namespace simba;
 
-extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  // Run from the repository root (run_fuzzers.sh, ctest's working directory).
+namespace {
+const BpeTokenizer* g_tokenizer = nullptr;
+}  // namespace
+
+// Loading the 2.4 MB tokenizer.json takes longer than the 1 s an input may take
+// under the fuzzer's instrumentation, so it is loaded once, before the first
+// input. Run from the repository root (run_fuzzers.sh, ctest's working directory).
+extern "C" int LLVMFuzzerInitialize(int*, char***) {
   static const BpeTokenizer tokenizer = BpeTokenizer::from_file("tests/fixtures/gpt-neox-tokenizer/tokenizer.json");
+  g_tokenizer = &tokenizer;
+  return 0;
+}
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  const BpeTokenizer& tokenizer = *g_tokenizer;
   const std::string text(reinterpret_cast<const char*>(data), size);
   std::vector<int64_t> ids;
   try {
