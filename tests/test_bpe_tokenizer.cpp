@@ -263,6 +263,15 @@ TEST_CASE("malformed tokenizer.json: each error names the file and what is wrong
   t = good;
   t["added_tokens"] = {{{"id", 300}, {"content", "<s>"}, {"lstrip", true}}};
   CHECK(contains(load_error(t), "added_tokens[0] \"<s>\": lstrip true is not supported"));
+  // One large id would size the id tables (the fuzzer's find): ids stay below twice the
+  // token count plus 1024 (here 2 x 261 + 1024 = 1546).
+  t = good;
+  t["model"]["vocab"]["zz"] = 2147483000;
+  CHECK(contains(load_error(t), "model.vocab[\"zz\"]: expected an id in [0, 1546) (twice the 261 vocabulary "
+                                "entries and added tokens, plus 1024), got 2147483000"));
+  t = good;
+  t["added_tokens"] = {{{"id", 1546}, {"content", "<s>"}, {"special", true}}};
+  CHECK(contains(load_error(t), "added_tokens[0]: expected an id in [0, 1546)"));
   t = good;
   t["padding"] = {{"strategy", "BatchLongest"}};
   CHECK(contains(load_error(t), "\"padding\" is set"));

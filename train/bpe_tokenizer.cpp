@@ -458,13 +458,23 @@ BpeTokenizer BpeTokenizer::from_json_text(const std::string& json_text, const st
   const auto vit = model->find("vocab");
   SIMBA_CHECK(vit != model->end() && vit->is_object(),
               mwhere << ".vocab: expected an object mapping token strings to ids");
+  // The id tables below are indexed by id, so their size is the largest id.
+  // Ids may leave gaps (reserved ids), but must stay below twice the number of
+  // tokens plus 1024: the tables are then sized by the file's own content,
+  // never by one large id (a 4 KB file could otherwise ask for gigabytes).
+  const auto ait = j.find("added_tokens");
+  const size_t tokens = vit->size() + (ait != j.end() && ait->is_array() ? ait->size() : 0);
+  const size_t id_limit = 2 * tokens + 1024;
+  auto check_id = [&](const json& idv, const std::string& where) {
+    SIMBA_CHECK(idv.is_number_integer() && idv.get<int64_t>() >= 0 && idv.get<uint64_t>() < id_limit,
+                where << ": expected an id in [0, " << id_limit << ") (twice the " << tokens
+                      << " vocabulary entries and added tokens, plus 1024), got " << describe(idv));
+  };
   std::unordered_map<std::string, int32_t> by_string;
   std::vector<std::string> token_of;  // id -> token string, "" where unused
   std::vector<bool> defined;
   for (const auto& [token, idv] : vit->items()) {
-    SIMBA_CHECK(idv.is_number_integer() && idv.get<int64_t>() >= 0 &&
-                    idv.get<int64_t>() < std::numeric_limits<int32_t>::max(),
-                mwhere << ".vocab[" << describe(token) << "]: expected an id >= 0, got " << describe(idv));
+    check_id(idv, mwhere + ".vocab[" + describe(token) + "]");
     SIMBA_CHECK(!token.empty(), mwhere << ".vocab: the empty string is not a token");
     const size_t id = idv.get<size_t>();
     if (id >= token_of.size()) {
@@ -532,15 +542,15 @@ BpeTokenizer BpeTokenizer::from_json_text(const std::string& json_text, const st
     if (impl->ignore_merges && in_alphabet) impl->vocab.emplace(impl->id_bytes[id], static_cast<int32_t>(id));
   }
   std::vector<bool> added_id;
-  if (const auto ait = j.find("added_tokens"); ait != j.end() && !ait->is_null()) {
+  if (ait != j.end() && !ait->is_null()) {
     SIMBA_CHECK(ait->is_array(), source << ": added_tokens: expected an array, got " << describe(*ait));
     for (size_t k = 0; k < ait->size(); ++k) {
       const json& t = (*ait)[k];
       const std::string where = source + ": added_tokens[" + std::to_string(k) + "]";
-      SIMBA_CHECK(t.is_object() && t.contains("id") && t["id"].is_number_integer() && t["id"].get<int64_t>() >= 0 &&
-                      t["id"].get<int64_t>() < std::numeric_limits<int32_t>::max() && t.contains("content") &&
-                      t["content"].is_string() && !t["content"].get<std::string>().empty(),
-                  where << ": expected an object with an \"id\" >= 0 and a non-empty \"content\", got " << describe(t));
+      SIMBA_CHECK(t.is_object() && t.contains("id") && t.contains("content") && t["content"].is_string() &&
+                      !t["content"].get<std::string>().empty(),
+                  where << ": expected an object with an \"id\" and a non-empty \"content\", got " << describe(t));
+      check_id(t["id"], where);
       const size_t id = t["id"].get<size_t>();
       const std::string content = t["content"];
       for (const char* key : {"lstrip", "rstrip", "single_word"}) {
