@@ -3,7 +3,7 @@
 //   out[b,t,c] = bias[c] + Σ_{k=0..K-1} w[c,0,k] · x[b, t−(K−1)+k, c],   x[b, t<0, c] = 0
 //
 // i.e. PyTorch's Conv1d(C, C, K, groups=C, padding=K−1) truncated to the first
-// L outputs (reference.md §2(b).3), so step t sees only x[..t]. Sequences are
+// L outputs, as mamba_ssm's Mamba does, so step t sees only x[..t]. Sequences are
 // channels-last (B, L, C). The input is usually the first half of in_proj's
 // (B, L, 2·Di) output, a column view, so the kernels take x's batch and time
 // strides instead of requiring a contiguous copy.

@@ -3,8 +3,8 @@
 // The raw draws (uniform_, normal_) live in tensor/random.h; this file adds
 // the PyTorch default rules on top of them, so that a layer built here starts
 // from the same distribution as its torch.nn counterpart (Mamba's training
-// recipe keeps those defaults for every Linear weight and for the conv1d,
-// reference.md §2(b).11), plus the inverse softplus used for the dt bias.
+// recipe keeps those defaults for every Linear weight and for the conv1d),
+// plus the inverse softplus used for the dt bias.
 #pragma once
 
 #include "tensor/random.h"

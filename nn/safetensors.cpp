@@ -1,7 +1,6 @@
 // nn/safetensors.cpp: safetensors reader (validate everything, then copy) and
 // writer (packed, aligned, atomic). The rules checked here are those of the
-// reference Rust reader (huggingface/safetensors src/tensor.rs), see
-// reference.md §11.
+// reference Rust reader (huggingface/safetensors src/tensor.rs).
 #include "nn/safetensors.h"
 
 #include <algorithm>

@@ -1,6 +1,6 @@
 // nn/safetensors.h: reading and writing the Hugging Face safetensors format.
 //
-// Layout (reference.md §11): 8-byte little-endian u64 N, then N bytes of
+// Layout (the safetensors format): 8-byte little-endian u64 N, then N bytes of
 // UTF-8 JSON header, then the byte buffer. Each header entry is
 //   "name": {"dtype": "F32", "shape": [..], "data_offsets": [begin, end]}
 // with offsets relative to the buffer and `end` one past the last byte; an

@@ -7,7 +7,7 @@
 //   K   causal conv width               V   vocabulary size (embedding rows)
 //
 // The mixer, exactly as state-spaces/mamba's Mamba.forward (mamba_simple.py) and
-// transformers' MambaMixer.slow_forward compute it (reference.md §2b):
+// transformers' MambaMixer.slow_forward compute it:
 //   xz          = in_proj(h)                              (B, L, 2Di)   x = xz[..., :Di], z = xz[..., Di:]
 //   u           = SiLU(conv1d(x))                         (B, L, Di)    causal depthwise, width K
 //   [δ, Bm, Cm] = x_proj(u)                               (B, L, R+2N)
@@ -48,7 +48,7 @@ struct MixerState {
 
 class MambaMixer : public Module {
  public:
-  // Official initialisation (reference.md §2b.11), drawn from g in a fixed order.
+  // Official initialisation (mamba_ssm's Mamba.__init__), drawn from g in a fixed order.
   MambaMixer(const MambaConfig& cfg, Generator& g, DType dtype = DType::F32);
 
   // hidden (B, L, D) -> (B, L, D). With `trace`, also returns the SSM inputs.

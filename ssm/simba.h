@@ -9,7 +9,7 @@
 //   ssm/simba_forward.h    the pruned forward pass, the context/continuation protocol, the loss
 //   ssm/flops.h            forward FLOPs of dense and pruned runs
 //
-// What the paper states and what it leaves open is collected in shared/docs/simba-paper.md;
+// What the paper states and what it leaves open is summarised in docs/simba.md;
 // every point it leaves open ([UNK] there) is decided in one of these headers, marked
 // "Choice:", and made an option where a reasonable alternative exists.
 //
