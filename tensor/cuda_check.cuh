@@ -28,6 +28,35 @@ int cuda_current_device();
 // the caching allocator to hand a freed block to the next allocation at once.
 cudaStream_t cuda_stream(int device);
 
+// Blocks for a grid-stride loop over n items with `threads` threads per block: enough blocks
+// to fill the GPU many times over, capped so the grid size stays a valid launch.
+inline unsigned cuda_grid_size(int64_t n, int threads) {
+  const int64_t blocks = (n + threads - 1) / threads;
+  return static_cast<unsigned>(blocks < 1 ? 1 : (blocks > 65536 ? 65536 : blocks));
+}
+
+// A kernel that finds a bad argument in device memory (an index out of range) cannot throw,
+// and reading every index back on the host would cost a round trip per op. It records the
+// first such finding here instead: mapped pinned host memory, one record per device, written
+// by the kernel and read by the host at the next synchronisation point (a device-to-host copy
+// or cuda_synchronize), which then throws the error. `op` is the address of the op's name, a
+// string literal, so the host can print it.
+struct CudaErrorRecord {
+  unsigned long long op;  // const char* of the op's name; 0 while no error was found
+  long long index;        // the offending value
+  long long bound;        // the valid range is [0, bound)
+};
+CudaErrorRecord* cuda_error_record(int device);  // the pointer kernels write through
+
+__device__ inline void cuda_report_index_error(CudaErrorRecord* r, const char* op, long long index,
+                                               long long bound) {
+  if (atomicCAS(&r->op, 0ull, reinterpret_cast<unsigned long long>(op)) == 0ull) {
+    r->index = index;
+    r->bound = bound;
+    __threadfence_system();
+  }
+}
+
 // Throws a clear error when p (a kernel argument called `name` of operation `op`) is not
 // device memory, e.g. a host pointer passed by mistake; nullptr passes.
 void cuda_check_device_pointer(const void* p, const char* op, const char* name);

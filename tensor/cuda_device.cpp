@@ -5,6 +5,7 @@
 
 #ifndef SIMBA_HAS_CUDA
 
+#include "tensor/dispatch.h"
 #include "tensor/error.h"
 
 namespace simba {
@@ -23,6 +24,10 @@ bool cuda_compiled_in() { return false; }
 int cuda_device_count() { return 0; }
 std::string cuda_unavailable_reason() { return kNotCompiledIn; }
 void cuda_copy(void*, Device, const void*, Device, size_t) { fail_no_cuda("cuda_copy"); }
+void cuda_enter(const char* op, Device d) {
+  SIMBA_FAIL_HINT(op << " on " << d.str() << ": " << kNotCompiledIn,
+                  "rebuild simba with the CUDA toolkit installed (cmake -DSIMBA_CUDA=ON), or use --device cpu");
+}
 void cuda_synchronize(int) { fail_no_cuda("cuda_synchronize"); }
 CudaSyncCounts cuda_sync_counts() { return {}; }
 CudaMemoryStats cuda_memory_stats(int) { fail_no_cuda("cuda_memory_stats"); }

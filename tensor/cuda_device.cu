@@ -17,6 +17,7 @@
 
 #include "tensor/cuda_check.cuh"
 #include "tensor/cuda_device.h"
+#include "tensor/dispatch.h"
 
 namespace simba {
 namespace {
@@ -45,6 +46,7 @@ class DeviceGuard {
 struct DeviceTable {
   std::mutex mutex;
   std::map<int, cudaStream_t> streams;
+  std::map<int, CudaErrorRecord*> error_records;
   std::map<int, CudaMemoryStats> memory;
 };
 DeviceTable& table() {
@@ -155,6 +157,51 @@ cudaStream_t cuda_stream(int device) {
   return stream;
 }
 
+CudaErrorRecord* cuda_error_record(int device) {
+  cuda_stream(device);  // checks the index, sets up the device
+  std::lock_guard<std::mutex> lock(table().mutex);
+  CudaErrorRecord*& r = table().error_records[device];
+  if (!r) {
+    DeviceGuard guard(device);
+    SIMBA_CUDA_CHECK(cudaHostAlloc(reinterpret_cast<void**>(&r), sizeof(CudaErrorRecord), cudaHostAllocMapped));
+    *r = CudaErrorRecord{0, 0, 0};
+  }
+  return r;  // unified addressing: the host pointer is valid in kernels too
+}
+
+namespace {
+// Called after the stream has drained: a recorded kernel error is reported once, then cleared.
+void throw_recorded_error(int device) {
+  CudaErrorRecord* r;
+  {
+    std::lock_guard<std::mutex> lock(table().mutex);
+    auto it = table().error_records.find(device);
+    if (it == table().error_records.end()) return;
+    r = it->second;
+  }
+  const volatile CudaErrorRecord* v = r;
+  if (v->op == 0) return;
+  const CudaErrorRecord e{v->op, v->index, v->bound};
+  r->op = 0;
+  SIMBA_FAIL(reinterpret_cast<const char*>(e.op) << " on cuda:" << device << ": index " << e.index
+                                                 << " out of range (expected 0 <= index < " << e.bound << ")");
+}
+}  // namespace
+
+void cuda_enter(const char* op, Device d) {
+  // The count cannot change while the process runs; asking the driver once keeps this call,
+  // made before every CUDA kernel, to a comparison and (rarely) a cudaSetDevice.
+  static const int count = cuda_device_count();
+  SIMBA_CHECK_HINT(d.index >= 0 && d.index < count,
+                   op << " on " << d.str() << ": no such CUDA device (" << count << " usable)",
+                   (count == 0 ? cuda_unavailable_reason() : "use cuda:0 .. cuda:" + std::to_string(count - 1)));
+  thread_local int current = -1;
+  if (current != d.index) {
+    SIMBA_CUDA_CHECK(cudaSetDevice(d.index));
+    current = d.index;
+  }
+}
+
 void cuda_check_device_pointer(const void* p, const char* op, const char* name) {
   if (!p) return;
   cudaPointerAttributes attr;
@@ -175,6 +222,7 @@ void cuda_copy(void* dst, Device dst_device, const void* src, Device src_device,
   if (dst_device.is_cpu()) {
     SIMBA_CUDA_CHECK(cudaStreamSynchronize(stream));
     ++g_device_to_host_copies;
+    throw_recorded_error(device);
   }
 }
 
@@ -182,6 +230,7 @@ void cuda_synchronize(int device) {
   cudaStream_t stream = cuda_stream(device);
   SIMBA_CUDA_CHECK(cudaStreamSynchronize(stream));
   ++g_synchronizations;
+  throw_recorded_error(device);
 }
 
 CudaSyncCounts cuda_sync_counts() {

@@ -39,7 +39,8 @@ std::string cuda_unavailable_reason();
 void cuda_copy(void* dst, Device dst_device, const void* src, Device src_device, size_t nbytes);
 
 // Waits until all work queued on the device's stream has finished; reports any error a kernel
-// raised. Counts one synchronisation.
+// raised, including a bad index a kernel recorded (see CudaErrorRecord in tensor/cuda_check.cuh;
+// a device-to-host cuda_copy reports those too). Counts one synchronisation.
 void cuda_synchronize(int device);
 
 // Running totals since the process started (diff two snapshots to count a region).

@@ -84,14 +84,14 @@ void normal_(Tensor& t, Generator& g, double mean, double std) {
   fill_random(t, "normal_", [&] { return mean + std * g.normal(); });
 }
 
-Tensor randn(const Shape& shape, Generator& g, DType dtype) {
-  Tensor t = Tensor::empty(shape, dtype);
+Tensor randn(const Shape& shape, Generator& g, DType dtype, Device device) {
+  Tensor t = Tensor::empty(shape, dtype, device);
   normal_(t, g);
   return t;
 }
 
-Tensor rand(const Shape& shape, Generator& g, DType dtype) {
-  Tensor t = Tensor::empty(shape, dtype);
+Tensor rand(const Shape& shape, Generator& g, DType dtype, Device device) {
+  Tensor t = Tensor::empty(shape, dtype, device);
   uniform_(t, g);
   return t;
 }

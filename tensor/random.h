@@ -32,11 +32,13 @@ class Generator {
   double spare_ = 0.0;
 };
 
-// In-place fills (any float tensor view), values drawn in row-major order.
+// In-place fills (any float tensor view, on any device), values drawn in row-major order.
+// The numbers are drawn on the host and copied: a seed gives the same values on the CPU and on
+// a GPU, which is what lets a model initialised on either train to the same numbers.
 void uniform_(Tensor& t, Generator& g, double lo = 0.0, double hi = 1.0);
 void normal_(Tensor& t, Generator& g, double mean = 0.0, double std = 1.0);
 
-Tensor randn(const Shape& shape, Generator& g, DType dtype = DType::F32);
-Tensor rand(const Shape& shape, Generator& g, DType dtype = DType::F32);  // U[0, 1)
+Tensor randn(const Shape& shape, Generator& g, DType dtype = DType::F32, Device device = cpu());
+Tensor rand(const Shape& shape, Generator& g, DType dtype = DType::F32, Device device = cpu());  // U[0, 1)
 
 }  // namespace simba

@@ -18,6 +18,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "tensor/strided_layout.h"
 #include "tensor/tensor.h"
 
 namespace simba {
@@ -27,21 +28,9 @@ constexpr int64_t kParallelGrain = 32768;
 
 template <size_t N, class Inner>
 void for_each_strided(const Shape& shape, const std::array<Shape, N>& strides, Inner inner) {
-  // Coalesce: drop size-1 dims, merge d into d+1 when every operand allows it.
   Shape sh;
   std::array<Shape, N> st;
-  for (size_t d = 0; d < shape.size(); ++d) {
-    if (shape[d] == 1) continue;
-    bool merge = !sh.empty();
-    for (size_t k = 0; k < N && merge; ++k) merge = st[k].back() == strides[k][d] * shape[d];
-    if (merge) {
-      sh.back() *= shape[d];
-      for (size_t k = 0; k < N; ++k) st[k].back() = strides[k][d];
-    } else {
-      sh.push_back(shape[d]);
-      for (size_t k = 0; k < N; ++k) st[k].push_back(strides[k][d]);
-    }
-  }
+  coalesce_dims<N>(shape, strides, sh, st);
   int64_t numel = 1;
   for (int64_t s : shape) numel *= s;
   if (numel == 0) return;

@@ -6,6 +6,9 @@
 #include <sstream>
 
 #include "tensor/checked_math.h"
+#include "tensor/copy.h"
+#include "tensor/cuda_device.h"
+#include "tensor/dispatch.h"
 #include "tensor/strided_loop.h"
 
 namespace simba {
@@ -74,18 +77,20 @@ Tensor Tensor::full(const Shape& shape, double value, DType dtype, Device device
 }
 Tensor Tensor::zeros(const Shape& shape, DType dtype, Device device) { return full(shape, 0.0, dtype, device); }
 Tensor Tensor::ones(const Shape& shape, DType dtype, Device device) { return full(shape, 1.0, dtype, device); }
-Tensor Tensor::scalar(double value, DType dtype) { return full({}, value, dtype); }
+Tensor Tensor::scalar(double value, DType dtype, Device device) { return full({}, value, dtype, device); }
 
-Tensor Tensor::arange(int64_t n, DType dtype) {
+// arange, from_vector and from_ints fill on the host and copy: they make small tensors
+// (indices, test inputs), where one transfer costs nothing.
+Tensor Tensor::arange(int64_t n, DType dtype, Device device) {
   Tensor t = empty({n}, dtype);
   SIMBA_DISPATCH_ALL(dtype, "arange", [&] {
     scalar_t* p = t.data<scalar_t>();
     for (int64_t i = 0; i < n; ++i) p[i] = static_cast<scalar_t>(i);
   });
-  return t;
+  return t.to(device);
 }
 
-Tensor Tensor::from_vector(const Shape& shape, const std::vector<double>& values, DType dtype) {
+Tensor Tensor::from_vector(const Shape& shape, const std::vector<double>& values, DType dtype, Device device) {
   SIMBA_CHECK(shape_numel(shape) == static_cast<int64_t>(values.size()),
               "from_vector: shape " << shape_str(shape) << " needs " << shape_numel(shape)
                                     << " values, got " << values.size());
@@ -94,16 +99,16 @@ Tensor Tensor::from_vector(const Shape& shape, const std::vector<double>& values
     scalar_t* p = t.data<scalar_t>();
     for (size_t i = 0; i < values.size(); ++i) p[i] = static_cast<scalar_t>(values[i]);
   });
-  return t;
+  return t.to(device);
 }
 
-Tensor Tensor::from_ints(const Shape& shape, const std::vector<int64_t>& values) {
+Tensor Tensor::from_ints(const Shape& shape, const std::vector<int64_t>& values, Device device) {
   SIMBA_CHECK(shape_numel(shape) == static_cast<int64_t>(values.size()),
               "from_ints: shape " << shape_str(shape) << " needs " << shape_numel(shape)
                                   << " values, got " << values.size());
   Tensor t = empty(shape, DType::I64);
   std::copy(values.begin(), values.end(), t.data<int64_t>());
-  return t;
+  return t.to(device);
 }
 
 int Tensor::wrap_dim(int d, int extra) const {
@@ -241,49 +246,29 @@ Tensor Tensor::squeeze(int d) const {
 
 // ---------------------------------------------------------------- copies
 
-namespace {
-template <class D, class S>
-void copy_kernel(const Tensor& dst, const Tensor& src) {
-  D* pd = dst.data<D>();
-  const S* ps = src.data<S>();
-  for_each_strided<2>(dst.shape(), {dst.strides(), broadcast_strides(src, dst.shape())},
-                      [&](const std::array<int64_t, 2>& off, int64_t n, const std::array<int64_t, 2>& step) {
-                        D* o = pd + off[0];
-                        const S* i = ps + off[1];
-                        if (step[0] == 1 && step[1] == 1) {
-                          for (int64_t k = 0; k < n; ++k) o[k] = static_cast<D>(i[k]);
-                        } else {
-                          for (int64_t k = 0; k < n; ++k) o[k * step[0]] = static_cast<D>(i[k * step[1]]);
-                        }
-                      });
-}
-}  // namespace
-
 void Tensor::copy_(const Tensor& src) {
   SIMBA_CHECK(defined() && src.defined(), "copy_ with an undefined tensor");
-  check_same_device("copy_", *this, src);
-  SIMBA_CHECK_HINT(device_.is_cpu(), "copy_ on " << device_.str() << " is not available in this build",
-                   "rebuild with CUDA enabled");
   SIMBA_CHECK(src.dim() <= dim(), "copy_: cannot copy shape " << shape_str(src.shape()) << " into "
                                                              << shape_str(shape_));
   for (int d = 0; d < src.dim(); ++d)
     SIMBA_CHECK(src.size(d) == 1 || src.size(d) == shape_[dim() - src.dim() + d],
                 "copy_: cannot broadcast shape " << shape_str(src.shape()) << " to " << shape_str(shape_));
-  SIMBA_DISPATCH_ALL(dtype_, "copy_", [&] {
-    using D = scalar_t;
-    SIMBA_DISPATCH_ALL(src.dtype(), "copy_", [&] { copy_kernel<D, scalar_t>(*this, src); });
-  });
+  if (numel_ == 0) return;
+  if (src.device() == device_) {
+    SIMBA_ON_DEVICE(device_, "copy_", copy, *this, src.expand(shape_));
+    return;
+  }
+  // Across devices the bytes move in one transfer of a dense block: broadcast and convert on
+  // the source's device first, then land in a dense block on ours and scatter it through
+  // this view's strides there.
+  Tensor dense = src.expand(shape_).to(dtype_).contiguous();
+  Tensor landing = is_contiguous() ? *this : empty(shape_, dtype_, device_);
+  cuda_copy(landing.raw_data(), device_, dense.raw_data(), dense.device(), numel_ * dtype_size(dtype_));
+  if (!landing.shares_storage(*this)) copy_(landing);
 }
 
 void Tensor::fill_(double value) {
-  SIMBA_DISPATCH_ALL(dtype_, "fill_", [&] {
-    scalar_t* p = numel_ ? data<scalar_t>() : nullptr;
-    const scalar_t v = static_cast<scalar_t>(value);
-    for_each_strided<1>(shape_, {strides_},
-                        [&](const std::array<int64_t, 1>& off, int64_t n, const std::array<int64_t, 1>& step) {
-                          for (int64_t k = 0; k < n; ++k) p[off[0] + k * step[0]] = v;
-                        });
-  });
+  if (numel_ > 0) SIMBA_ON_DEVICE(device_, "fill_", fill, *this, value);
 }
 
 Tensor Tensor::contiguous() const { return is_contiguous() ? *this : clone(); }
@@ -303,18 +288,21 @@ Tensor Tensor::to(DType dtype) const {
 
 Tensor Tensor::to(Device device) const {
   if (device == device_) return *this;
-  SIMBA_FAIL_HINT("cannot move a tensor from " << device_.str() << " to " << device.str(),
-                  "this build of simba has no CUDA backend; rebuild with CUDA enabled");
+  Tensor t = empty(shape_, dtype_, device);
+  t.copy_(*this);
+  return t;
 }
 
 // ---------------------------------------------------------------- element access
 
 double Tensor::item() const {
   SIMBA_CHECK(numel_ == 1, "item() needs a single element, got shape " << shape_str(shape_));
+  if (!device_.is_cpu()) return to(cpu()).item();
   return SIMBA_DISPATCH_ALL(dtype_, "item", [&] { return static_cast<double>(*data<scalar_t>()); });
 }
 
 double Tensor::at(const std::vector<int64_t>& index) const {
+  if (!device_.is_cpu()) return to(cpu()).at(index);
   SIMBA_CHECK(static_cast<int>(index.size()) == dim(),
               "at(): " << index.size() << " indices for shape " << shape_str(shape_));
   int64_t off = 0;
@@ -327,7 +315,7 @@ double Tensor::at(const std::vector<int64_t>& index) const {
 }
 
 std::vector<double> Tensor::to_vector() const {
-  Tensor c = to(DType::F64).contiguous();
+  Tensor c = to(cpu()).to(DType::F64).contiguous();
   if (numel_ == 0) return {};
   const double* p = c.data<double>();
   return std::vector<double>(p, p + numel_);
@@ -335,7 +323,7 @@ std::vector<double> Tensor::to_vector() const {
 
 std::vector<int64_t> Tensor::to_ints() const {
   SIMBA_CHECK(dtype_ == DType::I64, "to_ints() on a " << dtype_name(dtype_) << " tensor");
-  Tensor c = contiguous();
+  Tensor c = to(cpu()).contiguous();
   if (numel_ == 0) return {};
   const int64_t* p = c.data<int64_t>();
   return std::vector<int64_t>(p, p + numel_);
@@ -368,6 +356,19 @@ void check_same_device(const char* op, const Tensor& a, const Tensor& b) {
 void check_same_shape(const char* op, const Tensor& a, const Tensor& b) {
   SIMBA_CHECK(a.shape() == b.shape(),
               op << ": shape mismatch, " << shape_str(a.shape()) << " vs " << shape_str(b.shape()));
+}
+
+Device op_device(const char* op, std::initializer_list<Tensor> operands) {
+  const Tensor* first = nullptr;
+  for (const Tensor& t : operands) {
+    if (!t.defined()) continue;
+    if (!first)
+      first = &t;
+    else
+      check_same_device(op, *first, t);
+  }
+  SIMBA_CHECK(first != nullptr, op << ": no defined operand");
+  return first->device();
 }
 
 Shape broadcast_shapes(const char* op, const Shape& a, const Shape& b) {

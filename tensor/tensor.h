@@ -39,12 +39,13 @@ class Tensor {
   static Tensor zeros(const Shape& shape, DType dtype = DType::F32, Device device = cpu());
   static Tensor ones(const Shape& shape, DType dtype = DType::F32, Device device = cpu());
   static Tensor full(const Shape& shape, double value, DType dtype = DType::F32, Device device = cpu());
-  static Tensor scalar(double value, DType dtype = DType::F32);  // 0-dim
-  static Tensor arange(int64_t n, DType dtype = DType::I64);      // 0, 1, .., n-1
+  static Tensor scalar(double value, DType dtype = DType::F32, Device device = cpu());  // 0-dim
+  static Tensor arange(int64_t n, DType dtype = DType::I64, Device device = cpu());  // 0, 1, .., n-1
   // Copies `values` (row-major, numel == values.size()) into a new tensor of `dtype`.
   static Tensor from_vector(const Shape& shape, const std::vector<double>& values,
-                            DType dtype = DType::F32);
-  static Tensor from_ints(const Shape& shape, const std::vector<int64_t>& values);  // I64
+                            DType dtype = DType::F32, Device device = cpu());
+  static Tensor from_ints(const Shape& shape, const std::vector<int64_t>& values,
+                          Device device = cpu());  // I64
 
   bool defined() const { return storage_ != nullptr; }
   const Shape& shape() const { return shape_; }
@@ -63,9 +64,19 @@ class Tensor {
   // Negative dims count from the end; out of range is an error naming the op.
   int wrap_dim(int d, int extra = 0) const;
 
-  // Pointer to element 0 of the view. Checks that T matches dtype().
+  // Host pointer to element 0 of the view, for host code: checks that T matches dtype() and
+  // that the tensor lives in host memory (a CUDA tensor must be moved with to(cpu()) first).
   template <class T>
   T* data() const {
+    SIMBA_CHECK(device_.is_cpu(), "data<" << dtype_name(dtype_of<T>::value) << ">() of a tensor on "
+                                          << device_.str()
+                                          << ": host code cannot read device memory (use to(cpu()))");
+    return device_data<T>();
+  }
+  // Pointer to element 0 in the memory of device(): what a kernel variant chosen for that
+  // device takes (tensor/dispatch.h). Checks that T matches dtype().
+  template <class T>
+  T* device_data() const {
     SIMBA_CHECK(dtype_of<T>::value == dtype_, "data<" << dtype_name(dtype_of<T>::value)
                                                       << ">() called on a " << dtype_name(dtype_)
                                                       << " tensor");
@@ -89,14 +100,15 @@ class Tensor {
   Tensor contiguous() const;  // *this if already contiguous
   Tensor clone() const;       // always a fresh contiguous copy
   Tensor to(DType dtype) const;
-  Tensor to(Device device) const;
+  Tensor to(Device device) const;  // *this if already there; copies across devices
 
   // --- in place (write through the view) ---
   void copy_(const Tensor& src);  // src broadcast to this shape; dtype converted
   void fill_(double value);
   void zero_() { fill_(0.0); }
 
-  // --- element access (host, for tests and small glue) ---
+  // --- element access (for tests and small glue; a CUDA tensor is copied to the host first,
+  // which waits for the device) ---
   double item() const;  // numel must be 1
   double at(const std::vector<int64_t>& index) const;
   std::vector<double> to_vector() const;  // row-major values, converted to double
