@@ -50,6 +50,24 @@ void Module::zero_grad() {
   for (auto& p : named_parameters()) p.second.zero_grad();
 }
 
+void Module::to(Device device) {
+  for (auto& p : named_parameters()) {
+    p.second.zero_grad();
+    p.second.data() = p.second.data().to(device);
+  }
+}
+
+Device Module::device() const {
+  auto params = named_parameters();
+  SIMBA_CHECK(!params.empty(), "Module::device(): the module has no parameters");
+  const Device d = params.front().second.data().device();
+  for (auto& p : params)
+    SIMBA_CHECK(p.second.data().device() == d, "Module::device(): parameter '" << p.first << "' is on "
+                                                   << p.second.data().device().str() << ", '"
+                                                   << params.front().first << "' on " << d.str());
+  return d;
+}
+
 int64_t Module::num_parameters() const {
   int64_t n = 0;
   for (auto& p : named_parameters()) n += p.second.numel();

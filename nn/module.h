@@ -29,6 +29,11 @@ class Module {
   Variable parameter(const std::string& name) const;
   void zero_grad();
   int64_t num_parameters() const;
+  // Moves every parameter to `device` in place (the Variables keep their identity, so handles
+  // held by layers and optimisers stay valid); gradients are dropped. Parameters are the only
+  // device-resident state of a Module.
+  void to(Device device);
+  Device device() const;  // where the parameters live (an error if they are split)
 
  protected:
   // Registers `init` as a trainable parameter; the returned handle shares it.
