@@ -1,4 +1,5 @@
-// tensor/matmul.cpp: matrix products on OpenBLAS sgemm/dgemm.
+// tensor/matmul.cpp: matrix products: the shared planning, and the CPU variant on OpenBLAS
+// sgemm/dgemm (the CUDA variant, on cuBLAS, is tensor/matmul.cu).
 //
 // BLAS reads a row-major matrix through (pointer, leading dimension, trans
 // flag), so a view whose last dim has stride 1 is read as it is, and a
@@ -7,6 +8,10 @@
 // expansions, permutations with no unit stride) are copied. Batches of
 // matrices are one GEMM call each, except the Linear case x (..., M, K) @ W
 // (K, N), whose batch rows are handed to BLAS as one (prod(...)·M, K) matrix.
+// plan_gemm turns the operands' views into a GemmPlan (tensor/matmul.h) once, for
+// either device: the layouts, the fold above, and the batch dims coalesced across
+// out, a and b (tensor/strided_layout.h), so a batch that is uniformly strided is one
+// dim, which cuBLAS runs as a single strided-batched call.
 //
 // Limitation: sizes and leading dimensions must fit BLAS's 32-bit int.
 #include "tensor/matmul.h"
@@ -17,7 +22,9 @@
 #include <climits>
 #include <string>
 
+#include "tensor/dispatch.h"
 #include "tensor/elementwise.h"
+#include "tensor/strided_layout.h"
 
 namespace simba {
 
@@ -63,19 +70,6 @@ void blas_gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int m, int n, int k, doub
   cblas_dgemm(CblasRowMajor, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 
-// One GEMM: c (M, N) = alpha · a (M, K) @ b (K, N) + beta · c.
-// c is row-major with row stride ldc (unit column stride); a and b are read
-// through their BlasLayout. M, N, K >= 1.
-template <class T>
-void gemm_kernel(T* c, int64_t ldc, const T* a, BlasLayout la, const T* b, BlasLayout lb, int64_t M, int64_t N,
-                 int64_t K, T alpha, T beta) {
-  SIMBA_CHECK(std::max({M, N, K, ldc, la.ld, lb.ld}) <= INT_MAX,
-              "matmul: sizes M=" << M << ", N=" << N << ", K=" << K
-                                 << " (or a leading dimension) exceed the 32-bit int of BLAS");
-  blas_gemm(la.trans, lb.trans, static_cast<int>(M), static_cast<int>(N), static_cast<int>(K), alpha, a,
-            static_cast<int>(la.ld), b, static_cast<int>(lb.ld), beta, c, static_cast<int>(ldc));
-}
-
 // If dims [0, n) of x (sizes, strides) walk a single arithmetic sequence of
 // rows, that is they can be merged into one dim, returns its stride in *stride.
 bool merge_dims(const Shape& sizes, const Shape& strides, int n, int64_t* stride) {
@@ -95,69 +89,104 @@ bool merge_dims(const Shape& sizes, const Shape& strides, int n, int64_t* stride
   return true;
 }
 
-// out (batch..., M, N) = a (batch_a..., M, K) @ b (batch_b..., K, N), where
-// batch is the broadcast of batch_a and batch_b; out is fresh and contiguous,
-// a and b each have a BlasLayout in their last two dims; M, N, K >= 1.
-template <class T>
-void batched_matmul_kernel(Tensor& out, const Tensor& a, const Tensor& b, const Shape& batch) {
-  const int64_t M = a.size(-2), K = a.size(-1), N = b.size(-1);
+// The plan of out (batch..., M, N) = alpha · a @ b + beta · out, where out's last dim has
+// stride 1 and a (batch_a..., M, K), b (batch_b..., K, N) each have a BlasLayout in their last
+// two dims, their batch dims broadcasting to out's. M, N, K >= 1.
+GemmPlan plan_gemm(const Tensor& out, const Tensor& a, const Tensor& b) {
+  GemmPlan p;
+  p.M = a.size(-2);
+  p.K = a.size(-1);
+  p.N = b.size(-1);
+  const Shape batch(out.shape().begin(), out.shape().end() - 2);
   const int nb = static_cast<int>(batch.size());
   // Batch strides of each operand at the broadcast batch shape (0 = broadcast).
-  Shape sa(nb, 0), sb(nb, 0);
+  std::array<Shape, 3> strides{Shape(nb, 0), Shape(nb, 0), Shape(nb, 0)};
   for (int d = 0; d < nb; ++d) {
     const int da = d - (nb - (a.dim() - 2)), db = d - (nb - (b.dim() - 2));
-    if (da >= 0 && a.size(da) != 1) sa[d] = a.stride(da);
-    if (db >= 0 && b.size(db) != 1) sb[d] = b.stride(db);
+    strides[0][d] = out.stride(d);
+    if (da >= 0 && a.size(da) != 1) strides[1][d] = a.stride(da);
+    if (db >= 0 && b.size(db) != 1) strides[2][d] = b.stride(db);
   }
-  T* pc = out.data<T>();
-  const T* pa = a.data<T>();
-  const T* pb = b.data<T>();
-  BlasLayout la, lb;
-  blas_layout(K, N, b.stride(-2), b.stride(-1), &lb);
+  BlasLayout la, lb, lc;
+  blas_layout(p.K, p.N, b.stride(-2), b.stride(-1), &lb);
+  blas_layout(p.M, p.N, out.stride(-2), out.stride(-1), &lc);
 
-  // The Linear case: b is shared by every batch and a's (batch..., M) rows
-  // form one strided sequence, so the whole product is one GEMM.
-  const int64_t batch_count = shape_numel(batch);
-  const bool b_shared = std::all_of(sb.begin(), sb.end(), [](int64_t s) { return s == 0; });
-  if (b_shared) {
-    Shape rows_sizes = batch, rows_strides = sa;
-    rows_sizes.push_back(M);
-    rows_strides.push_back(a.stride(-2));
-    int64_t rs = 0;
-    if (merge_dims(rows_sizes, rows_strides, nb + 1, &rs) &&
-        blas_layout(batch_count * M, K, rs, a.stride(-1), &la)) {
-      gemm_kernel<T>(pc, N, pa, la, pb, lb, batch_count * M, N, K, T(1), T(0));
-      return;
-    }
+  // The Linear case: b is shared by every batch and the (batch..., M) rows of a and of out
+  // each form one strided sequence, so the whole product is one GEMM.
+  const bool b_shared = std::all_of(strides[2].begin(), strides[2].end(), [](int64_t s) { return s == 0; });
+  Shape a_rows = strides[1], c_rows = strides[0], rows_sizes = batch;
+  a_rows.push_back(a.stride(-2));
+  c_rows.push_back(out.stride(-2));
+  rows_sizes.push_back(p.M);
+  const int64_t count = shape_numel(batch);
+  int64_t ra = 0, rc = 0;
+  BlasLayout fold_c;
+  if (nb > 0 && b_shared && merge_dims(rows_sizes, a_rows, nb + 1, &ra) &&
+      merge_dims(rows_sizes, c_rows, nb + 1, &rc) && blas_layout(count * p.M, p.K, ra, a.stride(-1), &la) &&
+      blas_layout(count * p.M, p.N, rc, out.stride(-1), &fold_c) && fold_c.trans == CblasNoTrans) {
+    p.M *= count;
+    lc = fold_c;
+  } else {
+    blas_layout(p.M, p.K, a.stride(-2), a.stride(-1), &la);
+    std::array<Shape, 3> merged;
+    coalesce_dims<3>(batch, strides, p.batch, merged);
+    p.batch_strides = merged;
   }
-  blas_layout(M, K, a.stride(-2), a.stride(-1), &la);
-  for (int64_t i = 0; i < batch_count; ++i) {
-    int64_t oa = 0, ob = 0, rest = i;
-    for (int d = nb - 1; d >= 0; --d) {
-      const int64_t k = rest % batch[d];
-      rest /= batch[d];
-      oa += k * sa[d];
-      ob += k * sb[d];
-    }
-    gemm_kernel<T>(pc + i * M * N, N, pa + oa, la, pb + ob, lb, M, N, K, T(1), T(0));
-  }
+  SIMBA_CHECK(std::max({p.M, p.N, p.K, lc.ld, la.ld, lb.ld}) <= INT_MAX,
+              "matmul: sizes M=" << p.M << ", N=" << p.N << ", K=" << p.K
+                                 << " (or a leading dimension) exceed the 32-bit int of BLAS");
+  p.a = BlasMatrix{la.trans == CblasTrans, la.ld};
+  p.b = BlasMatrix{lb.trans == CblasTrans, lb.ld};
+  p.ldc = lc.ld;
+  return p;
 }
 
-void check_matmul_operands(const char* op, const Tensor& a, const Tensor& b) {
+// The device both operands of `op` are on, after the checks every product shares.
+Device check_matmul_operands(const char* op, const Tensor& a, const Tensor& b) {
   SIMBA_CHECK(a.defined() && b.defined(), op << ": undefined tensor");
   SIMBA_CHECK(is_floating(a.dtype()) && is_floating(b.dtype()),
               op << ": expected float32 or float64 operands, got " << dtype_name(a.dtype()) << " "
                  << shape_str(a.shape()) << " and " << dtype_name(b.dtype()) << " " << shape_str(b.shape()));
   check_same_dtype(op, a, b);
-  check_same_device(op, a, b);
-  SIMBA_CHECK_HINT(a.device().is_cpu(), op << " on " << a.device().str() << " is not available in this build",
-                   "rebuild with CUDA enabled");
+  return op_device(op, {a, b});
+}
+
+// out = alpha · a @ b + beta · out through the variant of out's device; the shapes are checked,
+// M, N, K >= 1. An operand BLAS cannot read in place is copied first.
+void run_gemm(const char* op, const Tensor& out, const Tensor& a, const Tensor& b, double alpha, double beta) {
+  const Tensor ac = has_blas_layout(a) ? a : a.contiguous();
+  const Tensor bc = has_blas_layout(b) ? b : b.contiguous();
+  const GemmPlan plan = plan_gemm(out, ac, bc);
+  SIMBA_DISPATCH_KERNEL(out.device(), out.dtype(), op, batched_gemm, out.device_data<scalar_t>(),
+                        ac.device_data<scalar_t>(), bc.device_data<scalar_t>(), plan,
+                        static_cast<scalar_t>(alpha), static_cast<scalar_t>(beta));
 }
 
 }  // namespace
 
+template <class T>
+void batched_gemm_cpu(T* c, const T* a, const T* b, const GemmPlan& p, T alpha, T beta) {
+  const CBLAS_TRANSPOSE ta = p.a.trans ? CblasTrans : CblasNoTrans, tb = p.b.trans ? CblasTrans : CblasNoTrans;
+  const int nb = static_cast<int>(p.batch.size());
+  const int64_t count = shape_numel(p.batch);
+  for (int64_t i = 0; i < count; ++i) {
+    int64_t off[3] = {0, 0, 0}, rest = i;
+    for (int d = nb - 1; d >= 0; --d) {
+      const int64_t k = rest % p.batch[d];
+      rest /= p.batch[d];
+      for (int o = 0; o < 3; ++o) off[o] += k * p.batch_strides[o][d];
+    }
+    blas_gemm(ta, tb, static_cast<int>(p.M), static_cast<int>(p.N), static_cast<int>(p.K), alpha, a + off[1],
+              static_cast<int>(p.a.ld), b + off[2], static_cast<int>(p.b.ld), beta, c + off[0],
+              static_cast<int>(p.ldc));
+  }
+}
+
+template void batched_gemm_cpu<float>(float*, const float*, const float*, const GemmPlan&, float, float);
+template void batched_gemm_cpu<double>(double*, const double*, const double*, const GemmPlan&, double, double);
+
 Tensor matmul(const Tensor& a, const Tensor& b) {
-  check_matmul_operands("matmul", a, b);
+  const Device device = check_matmul_operands("matmul", a, b);
   SIMBA_CHECK(a.dim() >= 2 && b.dim() >= 2, "matmul: expected operands with at least 2 dims, got shapes "
                                                 << shape_str(a.shape()) << " and " << shape_str(b.shape()));
   const int64_t M = a.size(-2), K = a.size(-1), N = b.size(-1);
@@ -173,22 +202,21 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
   Shape out_shape = batch;
   out_shape.push_back(M);
   out_shape.push_back(N);
-  Tensor out = Tensor::empty(out_shape, a.dtype(), a.device());
+  Tensor out = Tensor::empty(out_shape, a.dtype(), device);
   if (out.numel() == 0) return out;
   if (K == 0) {  // an empty sum
     out.zero_();
     return out;
   }
-  const Tensor ac = has_blas_layout(a) ? a : a.contiguous();
-  const Tensor bc = has_blas_layout(b) ? b : b.contiguous();
-  SIMBA_DISPATCH_FLOAT(a.dtype(), "matmul", [&] { batched_matmul_kernel<scalar_t>(out, ac, bc, batch); });
+  run_gemm("matmul", out, a, b, 1.0, 0.0);
   return out;
 }
 
 void gemm(Tensor& out, const Tensor& a, const Tensor& b, double alpha, double beta) {
   check_matmul_operands("gemm", a, b);
+  SIMBA_CHECK(out.defined(), "gemm: undefined out tensor");
   check_same_dtype("gemm", out, a);
-  check_same_device("gemm", out, a);
+  op_device("gemm", {out, a});
   SIMBA_CHECK(out.dim() == 2 && a.dim() == 2 && b.dim() == 2,
               "gemm: expected 2-D out, a, b, got shapes " << shape_str(out.shape()) << ", " << shape_str(a.shape())
                                                           << ", " << shape_str(b.shape()));
@@ -212,15 +240,7 @@ void gemm(Tensor& out, const Tensor& a, const Tensor& b, double alpha, double be
       out.copy_(affine(out, beta, 0.0));
     return;
   }
-  const Tensor ac = has_blas_layout(a) ? a : a.contiguous();
-  const Tensor bc = has_blas_layout(b) ? b : b.contiguous();
-  BlasLayout la, lb;
-  blas_layout(M, K, ac.stride(0), ac.stride(1), &la);
-  blas_layout(K, N, bc.stride(0), bc.stride(1), &lb);
-  SIMBA_DISPATCH_FLOAT(a.dtype(), "gemm", [&] {
-    gemm_kernel<scalar_t>(out.data<scalar_t>(), lc.ld, ac.data<scalar_t>(), la, bc.data<scalar_t>(), lb, M, N, K,
-                          static_cast<scalar_t>(alpha), static_cast<scalar_t>(beta));
-  });
+  run_gemm("gemm", out, a, b, alpha, beta);
 }
 
 }  // namespace simba

@@ -1,9 +1,12 @@
-// tensor/matmul.h: matrix products through OpenBLAS (sgemm/dgemm).
+// tensor/matmul.h: matrix products through BLAS: OpenBLAS (sgemm/dgemm) on the CPU, cuBLAS on
+// CUDA.
 //
 // An operand whose last dim has stride 1 goes to BLAS as row-major; one whose
-// second-to-last dim has stride 1 (a transposed view) goes as its transpose
-// (CblasTrans). Neither is copied. Other layouts are made contiguous first.
+// second-to-last dim has stride 1 (a transposed view) goes as its transpose.
+// Neither is copied. Other layouts are made contiguous first.
 #pragma once
+
+#include <array>
 
 #include "tensor/tensor.h"
 
@@ -17,5 +20,39 @@ Tensor matmul(const Tensor& a, const Tensor& b);
 // out (M, N) = alpha · a (M, K) @ b (K, N) + beta · out. All 2-D, any of the
 // layouts above for a and b; out must have stride 1 in its last dim.
 void gemm(Tensor& out, const Tensor& a, const Tensor& b, double alpha = 1.0, double beta = 0.0);
+
+// ---- the kernel family behind both ops ----------------------------------------------------
+
+// How BLAS reads a row-major (rows, cols) operand in place: as stored, with row stride ld
+// (trans false), or as the transpose of the row-major (cols, rows) matrix it views, whose row
+// stride is ld (trans true).
+struct BlasMatrix {
+  bool trans = false;
+  int64_t ld = 0;
+};
+
+// A batch of GEMMs c_i (M, N) = alpha · a_i (M, K) @ b_i (K, N) + beta · c_i, one per index i of
+// the shape `batch` (row-major order; empty: a single GEMM). Matrix i of operand k (0: c, 1: a,
+// 2: b) starts Σ_d i_d · batch_strides[k][d] elements after that operand's pointer; a stride
+// of 0 shares one matrix across that batch dim. c_i is row-major with row stride ldc and
+// never shared. M, N, K >= 1; M, N, K and the leading dimensions fit a 32-bit int (the BLAS
+// interfaces' type), which the planner in matmul.cpp has checked.
+struct GemmPlan {
+  int64_t M = 0, N = 0, K = 0;
+  BlasMatrix a, b;
+  int64_t ldc = 0;
+  Shape batch;
+  std::array<Shape, 3> batch_strides;
+};
+
+// The variants (tensor/dispatch.h), T = float or double; pointers on the variant's device:
+//   *_cpu:  tensor/matmul.cpp, one OpenBLAS call per matrix of the batch.
+//   *_cuda: tensor/matmul.cu, cuBLAS on the device's simba stream: one strided-batched call
+//           over the innermost batch dim (one plain call without batch dims). FP32 stays
+//           FP32 (no TF32), so both agree to float32 rounding.
+template <class T>
+void batched_gemm_cpu(T* c, const T* a, const T* b, const GemmPlan& plan, T alpha, T beta);
+template <class T>
+void batched_gemm_cuda(T* c, const T* a, const T* b, const GemmPlan& plan, T alpha, T beta);
 
 }  // namespace simba

@@ -1,0 +1,136 @@
+// tensor/matmul.cu: the CUDA variant of the GEMM family (tensor/matmul.h), on cuBLAS.
+//
+// Layout. cuBLAS is column-major, simba row-major. A row-major (M, N) matrix with row stride
+// ldc is, read column-major, its transpose (N, M) with leading dimension ldc; so
+//   c = a @ b  (row-major)   is   cᵀ = bᵀ @ aᵀ  (column-major),
+// one cuBLAS GEMM with the operands swapped, M and N swapped, and each operand's own trans
+// flag kept: an operand stored as itself (row-major, trans false) is read by cuBLAS as its
+// transpose, which is exactly what cᵀ = bᵀ·aᵀ needs (CUBLAS_OP_N); one stored transposed
+// (trans true) is read as itself and needs CUBLAS_OP_T. No operand is copied here; the
+// planner (tensor/matmul.cpp) has already copied the layouts no BLAS can read (no unit stride
+// in the last two dims, stride-0 rows).
+//
+// Batches. The planner coalesced the batch dims across c, a and b, so a batch whose matrices
+// sit at one uniform stride in every operand (contiguous batches, a broadcast operand with
+// stride 0, a sliced batch dim) is a single dim: one cublas<t>gemmStridedBatched call. Only
+// batch dims that cannot be merged (e.g. a permutation of two batch dims of a) leave outer
+// dims, walked here on the host with one strided-batched call each; no data is copied.
+//
+// Precision and determinism. The handle keeps CUBLAS_DEFAULT_MATH, under which cublasSgemm
+// computes in FP32 (TF32 tensor cores are used only with CUBLAS_TF32_TENSOR_OP_MATH, never
+// set here), so CUDA and CPU agree to float32 rounding (the order of the K-sums differs, so
+// not bit for bit). cuBLAS documents that its GEMMs give the same bits on every run on GPUs
+// of one architecture and SM count while a single stream is in use: simba issues all work
+// of a device on its one stream (cuda_stream), and gives the handle a fixed workspace, so the
+// algorithm cuBLAS picks does not depend on what else ran.
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+
+#include <climits>
+#include <map>
+#include <mutex>
+
+#include "tensor/cuda_check.cuh"
+#include "tensor/matmul.h"
+#include "tensor/storage.h"
+
+// Throws simba::Error naming the failed cuBLAS call and cuBLAS's status name and text.
+#define SIMBA_CUBLAS_CHECK(call)                                                                     \
+  do {                                                                                               \
+    const cublasStatus_t simba_cublas_status_ = (call);                                              \
+    SIMBA_CHECK(simba_cublas_status_ == CUBLAS_STATUS_SUCCESS,                                       \
+                #call " failed: " << cublasGetStatusName(simba_cublas_status_) << " ("             \
+                                  << cublasGetStatusString(simba_cublas_status_) << ")");           \
+  } while (0)
+
+namespace simba {
+namespace {
+
+// The workspace cuBLAS recommends for Hopper (32 MiB; 4 MiB suffices on older GPUs). A
+// workspace of our own (instead of the one cuBLAS allocates per stream) keeps cuBLAS from
+// allocating during a CUDA graph capture of the stream.
+constexpr size_t kWorkspaceBytes = size_t(32) << 20;
+
+// The cuBLAS handle of `device` (the current device, made so by cuda_enter), created on first
+// use with the device's simba stream and workspace bound to it. Handles and workspaces live
+// until the process exits: destroying them from static destructors could run after the CUDA
+// runtime has been torn down.
+cublasHandle_t cublas_handle(int device) {
+  static std::mutex mutex;
+  static std::map<int, cublasHandle_t>* handles = new std::map<int, cublasHandle_t>;
+  std::lock_guard<std::mutex> lock(mutex);
+  auto it = handles->find(device);
+  if (it != handles->end()) return it->second;
+  cublasHandle_t h;
+  SIMBA_CUBLAS_CHECK(cublasCreate(&h));
+  SIMBA_CUBLAS_CHECK(cublasSetStream(h, cuda_stream(device)));  // resets the workspace: set it after
+  Storage* workspace = new Storage(kWorkspaceBytes, Device{DeviceType::CUDA, device});
+  SIMBA_CUBLAS_CHECK(cublasSetWorkspace(h, workspace->data(), kWorkspaceBytes));
+  SIMBA_CUBLAS_CHECK(cublasSetMathMode(h, CUBLAS_DEFAULT_MATH));
+  SIMBA_CUBLAS_CHECK(cublasSetPointerMode(h, CUBLAS_POINTER_MODE_HOST));  // alpha, beta on the host
+  (*handles)[device] = h;
+  return h;
+}
+
+cublasOperation_t op_of(const BlasMatrix& m) { return m.trans ? CUBLAS_OP_T : CUBLAS_OP_N; }
+
+// The column-major calls of cᵀ = bᵀ·aᵀ (see the top of the file), per element type.
+cublasStatus_t cublas_gemm(cublasHandle_t h, cublasOperation_t tb, cublasOperation_t ta, int n, int m, int k,
+                           const float* alpha, const float* b, int ldb, const float* a, int lda, const float* beta,
+                           float* c, int ldc) {
+  return cublasSgemm(h, tb, ta, n, m, k, alpha, b, ldb, a, lda, beta, c, ldc);
+}
+cublasStatus_t cublas_gemm(cublasHandle_t h, cublasOperation_t tb, cublasOperation_t ta, int n, int m, int k,
+                           const double* alpha, const double* b, int ldb, const double* a, int lda,
+                           const double* beta, double* c, int ldc) {
+  return cublasDgemm(h, tb, ta, n, m, k, alpha, b, ldb, a, lda, beta, c, ldc);
+}
+cublasStatus_t cublas_gemm_strided_batched(cublasHandle_t h, cublasOperation_t tb, cublasOperation_t ta, int n,
+                                           int m, int k, const float* alpha, const float* b, int ldb, long long sb,
+                                           const float* a, int lda, long long sa, const float* beta, float* c,
+                                           int ldc, long long sc, int count) {
+  return cublasSgemmStridedBatched(h, tb, ta, n, m, k, alpha, b, ldb, sb, a, lda, sa, beta, c, ldc, sc, count);
+}
+cublasStatus_t cublas_gemm_strided_batched(cublasHandle_t h, cublasOperation_t tb, cublasOperation_t ta, int n,
+                                           int m, int k, const double* alpha, const double* b, int ldb,
+                                           long long sb, const double* a, int lda, long long sa,
+                                           const double* beta, double* c, int ldc, long long sc, int count) {
+  return cublasDgemmStridedBatched(h, tb, ta, n, m, k, alpha, b, ldb, sb, a, lda, sa, beta, c, ldc, sc, count);
+}
+
+}  // namespace
+
+template <class T>
+void batched_gemm_cuda(T* c, const T* a, const T* b, const GemmPlan& p, T alpha, T beta) {
+  cublasHandle_t h = cublas_handle(cuda_current_device());
+  const int M = static_cast<int>(p.M), N = static_cast<int>(p.N), K = static_cast<int>(p.K);
+  const int lda = static_cast<int>(p.a.ld), ldb = static_cast<int>(p.b.ld), ldc = static_cast<int>(p.ldc);
+  if (p.batch.empty()) {
+    SIMBA_CUBLAS_CHECK(cublas_gemm(h, op_of(p.b), op_of(p.a), N, M, K, &alpha, b, ldb, a, lda, &beta, c, ldc));
+    return;
+  }
+  // The innermost batch dim is the strided batch; the outer ones (only batch dims that would
+  // not merge) are walked in row-major order.
+  const int inner = static_cast<int>(p.batch.size()) - 1;
+  SIMBA_CHECK(p.batch[inner] <= INT_MAX, "matmul: a batch of " << p.batch[inner]
+                                                               << " matrices exceeds cuBLAS's 32-bit batch count");
+  int64_t outer = 1;
+  for (int d = 0; d < inner; ++d) outer *= p.batch[d];
+  for (int64_t i = 0; i < outer; ++i) {
+    int64_t off[3] = {0, 0, 0}, rest = i;
+    for (int d = inner - 1; d >= 0; --d) {
+      const int64_t k = rest % p.batch[d];
+      rest /= p.batch[d];
+      for (int o = 0; o < 3; ++o) off[o] += k * p.batch_strides[o][d];
+    }
+    SIMBA_CUBLAS_CHECK(cublas_gemm_strided_batched(
+        h, op_of(p.b), op_of(p.a), N, M, K, &alpha, b + off[2], ldb, p.batch_strides[2][inner], a + off[1], lda,
+        p.batch_strides[1][inner], &beta, c + off[0], ldc, p.batch_strides[0][inner],
+        static_cast<int>(p.batch[inner])));
+  }
+}
+
+template void batched_gemm_cuda<float>(float*, const float*, const float*, const GemmPlan&, float, float);
+template void batched_gemm_cuda<double>(double*, const double*, const double*, const GemmPlan&, double, double);
+
+}  // namespace simba
