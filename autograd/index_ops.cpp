@@ -44,7 +44,7 @@ Variable index_select(const Variable& x, int dim, const Tensor& index) {
   const DType dt = x.dtype();
   return make_result(index_select(x.data(), d, index), "index_select", {x},
                      [in, dt, d, index](const Tensor& g) -> std::vector<Tensor> {
-                       return {index_add(Tensor::zeros(in, dt), d, index, g)};
+                       return {index_add(Tensor::zeros(in, dt, g.device()), d, index, g)};
                      });
 }
 
@@ -60,7 +60,7 @@ Variable gather(const Variable& x, int dim, const Tensor& index) {
   const DType dt = x.dtype();
   return make_result(gather(x.data(), d, index), "gather", {x},
                      [in, dt, d, index](const Tensor& g) -> std::vector<Tensor> {
-                       return {scatter_add(Tensor::zeros(in, dt), d, index, g)};
+                       return {scatter_add(Tensor::zeros(in, dt, g.device()), d, index, g)};
                      });
 }
 

@@ -1,19 +1,17 @@
-// tensor/index.cpp: gathering and scattering rows along one dim by int64 index.
+// tensor/index.cpp: gathering and scattering rows along one dim by int64 index:
+// the ops (shape checks, dispatch) and the CPU kernels (tensor/index.h lists the
+// family; the CUDA kernels are tensor/index.cu).
 //
-// Every op sees its data as (outer, S, inner): the dims before `dim`, the
-// indexed dim, the dims after it. Two kernel pairs do all the work:
-//   index_select_forward / _backward: one index per row (index_select,
-//     index_add, embedding, embedding_backward);
-//   gather_forward / _backward: one index per element (gather, scatter_add).
 // The backward kernels accumulate into rows that the index may name several
 // times. They are parallelised over (outer, column chunk) and walk the index
 // list in order inside each task, so no two threads touch one element and the
 // sum is formed in the same order on any thread count: bit-reproducible.
-// All indices are checked before any kernel runs.
+// Each CPU kernel checks all its indices before it writes anything.
 #include "tensor/index.h"
 
 #include <algorithm>
 
+#include "tensor/dispatch.h"
 #include "tensor/strided_loop.h"
 
 namespace simba {
@@ -41,8 +39,6 @@ IndexGeometry geometry(const Shape& shape, int d) {
 void check_data(const char* op, const Tensor& x) {
   SIMBA_CHECK(x.defined(), op << ": undefined tensor");
   SIMBA_CHECK(x.dim() >= 1, op << ": expected a tensor with at least 1 dim, got shape " << shape_str(x.shape()));
-  SIMBA_CHECK_HINT(x.device().is_cpu(), op << " on " << x.device().str() << " is not available in this build",
-                   "rebuild with CUDA enabled");
 }
 
 void check_float(const char* op, const Tensor& x) {
@@ -50,23 +46,27 @@ void check_float(const char* op, const Tensor& x) {
                                          << dtype_name(x.dtype()) << " " << shape_str(x.shape()));
 }
 
-// index must be int64; every entry must lie in [0, size).
-void check_index(const char* op, const Tensor& index, int d, int64_t size) {
+// index must be int64 and on x's device (its values are checked by the kernels).
+void check_index_tensor(const char* op, const Tensor& x, const Tensor& index) {
   SIMBA_CHECK(index.defined(), op << ": undefined index tensor");
   SIMBA_CHECK(index.dtype() == DType::I64, op << ": index must be int64, got " << dtype_name(index.dtype()) << " "
                                               << shape_str(index.shape()));
-  const Tensor c = index.contiguous();
-  const int64_t* p = c.numel() ? c.data<int64_t>() : nullptr;
-  for (int64_t k = 0; k < c.numel(); ++k)
-    SIMBA_CHECK(p[k] >= 0 && p[k] < size,
-                op << ": index " << p[k] << " out of range for dim " << d << " of size " << size);
+  check_same_device(op, x, index);
 }
 
-// out (outer, n, inner) = x (outer, S, inner)[:, index[i], :]; index (n) in [0, S).
-// All contiguous.
+// Every one of the `count` indices must lie in [0, size).
+void check_indices(const char* op, int dim, const int64_t* index, int64_t count, int64_t size) {
+  for (int64_t k = 0; k < count; ++k)
+    SIMBA_CHECK(index[k] >= 0 && index[k] < size,
+                op << ": index " << index[k] << " out of range for dim " << dim << " of size " << size);
+}
+
+}  // namespace
+
 template <class T>
-void index_select_forward(T* out, const T* x, const int64_t* index, int64_t outer, int64_t S, int64_t n,
-                          int64_t inner) {
+void index_select_forward_cpu(const char* op, int dim, T* out, const T* x, const int64_t* index, int64_t outer,
+                              int64_t S, int64_t n, int64_t inner) {
+  check_indices(op, dim, index, n, S);
 #pragma omp parallel for schedule(static) if (outer * n * inner > kParallelGrain)
   for (int64_t r = 0; r < outer * n; ++r) {
     const int64_t o = r / n, i = r % n;
@@ -75,11 +75,10 @@ void index_select_forward(T* out, const T* x, const int64_t* index, int64_t oute
   }
 }
 
-// dx (outer, S, inner) += dout (outer, n, inner) scattered to rows index (n):
-// the adjoint of index_select_forward. All contiguous; index in [0, S).
 template <class T>
-void index_select_backward(T* dx, const T* dout, const int64_t* index, int64_t outer, int64_t S, int64_t n,
-                           int64_t inner) {
+void index_select_backward_cpu(const char* op, int dim, T* dx, const T* dout, const int64_t* index, int64_t outer,
+                               int64_t S, int64_t n, int64_t inner) {
+  check_indices(op, dim, index, n, S);
   const int64_t chunks = (inner + kColumnChunk - 1) / kColumnChunk;
 #pragma omp parallel for schedule(static) if (outer * n * inner > kParallelGrain)
   for (int64_t t = 0; t < outer * chunks; ++t) {
@@ -92,11 +91,10 @@ void index_select_backward(T* dx, const T* dout, const int64_t* index, int64_t o
   }
 }
 
-// out (outer, n, inner): out[o, i, j] = x[o, index[o, i, j], j], with
-// x (outer, S, inner) and index (outer, n, inner) in [0, S). All contiguous.
 template <class T>
-void gather_forward(T* out, const T* x, const int64_t* index, int64_t outer, int64_t S, int64_t n,
-                    int64_t inner) {
+void gather_forward_cpu(const char* op, int dim, T* out, const T* x, const int64_t* index, int64_t outer,
+                        int64_t S, int64_t n, int64_t inner) {
+  check_indices(op, dim, index, outer * n * inner, S);
 #pragma omp parallel for schedule(static) if (outer * n * inner > kParallelGrain)
   for (int64_t r = 0; r < outer * n; ++r) {
     const int64_t o = r / n;
@@ -107,11 +105,10 @@ void gather_forward(T* out, const T* x, const int64_t* index, int64_t outer, int
   }
 }
 
-// dx (outer, S, inner): dx[o, index[o, i, j], j] += dout[o, i, j], with
-// dout and index (outer, n, inner): the adjoint of gather_forward. All contiguous.
 template <class T>
-void gather_backward(T* dx, const T* dout, const int64_t* index, int64_t outer, int64_t S, int64_t n,
-                     int64_t inner) {
+void gather_backward_cpu(const char* op, int dim, T* dx, const T* dout, const int64_t* index, int64_t outer,
+                         int64_t S, int64_t n, int64_t inner) {
+  check_indices(op, dim, index, outer * n * inner, S);
   const int64_t chunks = (inner + kColumnChunk - 1) / kColumnChunk;
 #pragma omp parallel for schedule(static) if (outer * n * inner > kParallelGrain)
   for (int64_t t = 0; t < outer * chunks; ++t) {
@@ -124,21 +121,23 @@ void gather_backward(T* dx, const T* dout, const int64_t* index, int64_t outer, 
   }
 }
 
+namespace {
+
 // index_select with the op name used in messages (embedding shares it).
 Tensor select_rows(const char* op, const Tensor& x, int d, const Tensor& index) {
   check_data(op, x);
   SIMBA_CHECK(index.defined() && index.dim() == 1,
               op << ": index must be 1-D, got shape " << (index.defined() ? shape_str(index.shape()) : "undefined"));
-  check_index(op, index, d, x.size(d));
+  check_index_tensor(op, x, index);
   Shape shape = x.shape();
   shape[d] = index.size(0);
   Tensor out = Tensor::empty(shape, x.dtype(), x.device());
-  if (out.numel() == 0) return out;
   const Tensor xc = x.contiguous(), ic = index.contiguous();
   const IndexGeometry g = geometry(x.shape(), d);
   SIMBA_DISPATCH_ALL(x.dtype(), op, [&] {
-    index_select_forward<scalar_t>(out.data<scalar_t>(), xc.data<scalar_t>(), ic.data<int64_t>(), g.outer,
-                                   x.size(d), index.size(0), g.inner);
+    SIMBA_DEVICE_CALL(x.device(), op, index_select_forward_cpu<scalar_t>, index_select_forward_cuda<scalar_t>, op,
+                      d, out.device_data<scalar_t>(), xc.device_data<scalar_t>(), ic.device_data<int64_t>(),
+                      g.outer, x.size(d), index.size(0), g.inner);
   });
   return out;
 }
@@ -158,14 +157,12 @@ void accumulate_rows(const char* op, Tensor& out, int d, const Tensor& index, co
   SIMBA_CHECK(src.shape() == expected, op << ": source has shape " << shape_str(src.shape()) << ", expected "
                                           << shape_str(expected) << " (base " << shape_str(out.shape())
                                           << " with dim " << d << " set to the " << index.size(0) << " indices)");
-  check_index(op, index, d, out.size(d));
-  if (src.numel() == 0) return;
+  check_index_tensor(op, out, index);
   const Tensor sc = src.contiguous(), ic = index.contiguous();
   const IndexGeometry g = geometry(out.shape(), d);
-  SIMBA_DISPATCH_FLOAT(out.dtype(), op, [&] {
-    index_select_backward<scalar_t>(out.data<scalar_t>(), sc.data<scalar_t>(), ic.data<int64_t>(), g.outer,
-                                    out.size(d), index.size(0), g.inner);
-  });
+  SIMBA_DISPATCH_KERNEL(out.device(), out.dtype(), op, index_select_backward, op, d, out.device_data<scalar_t>(),
+                        sc.device_data<scalar_t>(), ic.device_data<int64_t>(), g.outer, out.size(d),
+                        index.size(0), g.inner);
 }
 
 // index has x's number of dims and x's sizes except in dim d.
@@ -175,7 +172,7 @@ void check_elementwise_index(const char* op, const Tensor& x, int d, const Tenso
   for (int k = 0; k < x.dim() && match; ++k) match = k == d || index.size(k) == x.size(k);
   SIMBA_CHECK(match, op << ": index of shape " << shape_str(index.shape()) << " does not fit data of shape "
                         << shape_str(x.shape()) << "; all sizes except dim " << d << " must match");
-  check_index(op, index, d, x.size(d));
+  check_index_tensor(op, x, index);
 }
 
 }  // namespace
@@ -198,12 +195,12 @@ Tensor gather(const Tensor& x, int dim, const Tensor& index) {
   const int d = x.wrap_dim(dim);
   check_elementwise_index("gather", x, d, index);
   Tensor out = Tensor::empty(index.shape(), x.dtype(), x.device());
-  if (out.numel() == 0) return out;
   const Tensor xc = x.contiguous(), ic = index.contiguous();
   const IndexGeometry g = geometry(index.shape(), d);
   SIMBA_DISPATCH_ALL(x.dtype(), "gather", [&] {
-    gather_forward<scalar_t>(out.data<scalar_t>(), xc.data<scalar_t>(), ic.data<int64_t>(), g.outer, x.size(d),
-                             index.size(d), g.inner);
+    SIMBA_DEVICE_CALL(x.device(), "gather", gather_forward_cpu<scalar_t>, gather_forward_cuda<scalar_t>, "gather", d,
+                      out.device_data<scalar_t>(), xc.device_data<scalar_t>(), ic.device_data<int64_t>(), g.outer,
+                      x.size(d), index.size(d), g.inner);
   });
   return out;
 }
@@ -221,13 +218,11 @@ Tensor scatter_add(const Tensor& base, int dim, const Tensor& index, const Tenso
                                                                              << shape_str(index.shape())
                                                                              << "; they must match");
   Tensor out = base.clone();
-  if (src.numel() == 0) return out;
   const Tensor sc = src.contiguous(), ic = index.contiguous();
   const IndexGeometry g = geometry(index.shape(), d);
-  SIMBA_DISPATCH_FLOAT(base.dtype(), "scatter_add", [&] {
-    gather_backward<scalar_t>(out.data<scalar_t>(), sc.data<scalar_t>(), ic.data<int64_t>(), g.outer, base.size(d),
-                              index.size(d), g.inner);
-  });
+  SIMBA_DISPATCH_KERNEL(out.device(), out.dtype(), "scatter_add", gather_backward, "scatter_add", d,
+                        out.device_data<scalar_t>(), sc.device_data<scalar_t>(), ic.device_data<int64_t>(), g.outer,
+                        base.size(d), index.size(d), g.inner);
   return out;
 }
 
