@@ -48,7 +48,8 @@ namespace {
 
 // The workspace cuBLAS recommends for Hopper (32 MiB; 4 MiB suffices on older GPUs). A
 // workspace of our own (instead of the one cuBLAS allocates per stream) keeps cuBLAS from
-// allocating during a CUDA graph capture of the stream.
+// allocating during a CUDA graph capture of the stream. It comes from simba's allocator, so
+// cuda_memory_stats counts it as held from a device's first GEMM on.
 constexpr size_t kWorkspaceBytes = size_t(32) << 20;
 
 // The cuBLAS handle of `device` (the current device, made so by cuda_enter), created on first
