@@ -1,0 +1,357 @@
+// bench/bench_gpu.cpp: Mamba throughput and the selective scan on a CUDA device (not a test).
+//
+//   build/bench_gpu [--out FILE.jsonl] [--device I] [--configs A,B] [--warmup W] [--samples S]
+//                   [--budget SECONDS]
+//
+// Everything in float32 on one GPU:
+//   copy_d2d  a 1 GiB device-to-device cuda_copy: the bandwidth the scan is compared with,
+//             counted as bytes read plus bytes written (2 × 1 GiB per copy)
+//   scan_fwd, scan_bwd
+//             selective_scan_forward_cuda / selective_scan_backward_cuda alone at Config B's
+//             mixer shape (B 8, L 1024, Di 1536, N 16, with z and D), and their effective
+//             bandwidth: the bytes the kernel must move at least (scan_min_bytes below)
+//             over its time
+//   train     tokens/s of the trainer's optimiser step (train/trainer.cpp, one micro-batch):
+//             zero_grad, forward, mean cross-entropy, the loss read back, backward,
+//             clip_grad_norm (the norm read back), AdamW step; the trainer's default
+//             optimiser settings (TrainOptions) and decay groups (is_no_decay_parameter)
+//   infer     tokens/s of a forward producing all logits, without autograd
+// for Config A (V 256, D 256, 4 layers, batch 32 × 256) and Config B (V 50280, D 768,
+// 24 layers, batch 8 × 1024: the 130M Mamba shape), both with N 16, expand 2, K 4 and
+// R = ceil(D / 16), freshly initialised.
+//
+// Method (the same as the mamba_ssm peer's): W warm-up calls, then up to S samples, each the
+// host wall time of `inner` calls between two cuda_synchronize calls, divided by `inner`;
+// the median sample is reported. The model steps take inner = 1 (a training step reads the
+// loss and the norm back anyway); the scan and the copy take inner = 10, so that one
+// synchronisation's latency is spread thin. A measurement stops early after --budget seconds
+// of samples (at least 3 samples). The scan and the copy run first: a model step that fails
+// (its message is printed and recorded) leaves them measured.
+//
+// Prints one table row per measurement; with --out, every finished row is also in FILE as
+// one JSON object per line (rewritten atomically after each row). Without a usable CUDA
+// device it prints "no CUDA device (<reason>)" and exits 0. Exit code 1 if any measurement
+// failed. Recorded results and the peer comparison: bench/RESULTS.md.
+#include <CLI/CLI.hpp>
+
+#include <algorithm>
+#include <cstdio>
+#include <exception>
+#include <functional>
+#include <sstream>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "autograd/ops.h"
+#include "nn/cross_entropy.h"
+#include "nn/optim.h"
+#include "ssm/mamba_model.h"
+#include "ssm/selective_scan.h"
+#include "tensor/cuda_device.h"
+#include "tensor/dispatch.h"
+#include "tensor/elementwise.h"
+#include "tensor/file_io.h"
+#include "tensor/random.h"
+#include "train/metrics_log.h"
+#include "train/trainer.h"
+
+using namespace simba;
+
+namespace {
+
+struct ModelBench {
+  const char* name;
+  int64_t vocab, d_model, layers, batch, length;
+};
+const ModelBench kModels[] = {{"A", 256, 256, 4, 32, 256}, {"B", 50280, 768, 24, 8, 1024}};
+
+// Config B's mixer: Di = 2 · 768.
+constexpr int64_t kScanB = 8, kScanL = 1024, kScanDi = 1536, kScanN = 16;
+
+struct Settings {
+  int device = 0;
+  int warmup = 3;
+  int samples = 10;
+  double budget_s = 20.0;
+  std::string out;
+};
+
+// One finished measurement: a table row and a JSON line.
+struct Row {
+  Row(std::string bench_, std::string config_, std::string shape_)
+      : bench(std::move(bench_)), config(std::move(config_)), shape(std::move(shape_)) {}
+  std::string bench, config, shape;
+  std::vector<double> samples_s;
+  double median_s = 0.0;
+  int warmup = 0, inner = 0;
+  int64_t tokens = 0;  // tokens per call (model rows)
+  double bytes = 0.0;  // bytes moved per call (scan and copy rows)
+  nlohmann::json extra = nlohmann::json::object();
+  std::string error;  // non-empty: the measurement failed
+};
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+// The timing method of the file comment.
+void time_on_device(Row& row, const Settings& s, int inner, const std::function<void()>& call) {
+  for (int i = 0; i < s.warmup; ++i) call();
+  cuda_synchronize(s.device);
+  double total = 0.0;
+  while (static_cast<int>(row.samples_s.size()) < s.samples &&
+         (row.samples_s.size() < 3 || total < s.budget_s)) {
+    Stopwatch clock;
+    for (int i = 0; i < inner; ++i) call();
+    cuda_synchronize(s.device);
+    const double t = clock.seconds();
+    total += t;
+    row.samples_s.push_back(t / inner);
+  }
+  row.median_s = median(row.samples_s);
+  row.warmup = s.warmup;
+  row.inner = inner;
+}
+
+// Bytes the selective scan must read and write at least (float32, 4 bytes per element), each
+// operand once, the (B, L, Di, N) states never stored:
+//   forward:  reads u, Δ, z (B·L·Di each), B, C (B·L·N each), A (Di·N), D (Di); writes out
+//             (B·L·Di):  4·(4·B·L·Di + 2·B·L·N + Di·N + Di)
+//   backward: reads dout, u, Δ, z, B, C, A, D; writes du, dΔ, dz, dB, dC, dA, dD:
+//             4·(7·B·L·Di + 4·B·L·N + 2·(Di·N + Di))
+double scan_min_bytes(bool backward) {
+  const double BLDi = double(kScanB) * kScanL * kScanDi, BLN = double(kScanB) * kScanL * kScanN;
+  const double DiN = double(kScanDi) * kScanN, Di = double(kScanDi);
+  return backward ? 4.0 * (7.0 * BLDi + 4.0 * BLN + 2.0 * (DiN + Di)) : 4.0 * (4.0 * BLDi + 2.0 * BLN + DiN + Di);
+}
+
+// A device-to-device copy of 1 GiB; bytes counted read + written.
+constexpr size_t kCopyBytes = size_t(1) << 30;
+void bench_copy(Row& row, const Settings& s, Device dev) {
+  Storage src(kCopyBytes, dev), dst(kCopyBytes, dev);
+  row.bytes = 2.0 * double(kCopyBytes);
+  time_on_device(row, s, 10, [&] { cuda_copy(dst.data(), dev, src.data(), dev, kCopyBytes); });
+}
+
+// The scan alone, inputs drawn like the mixer's: u, z, B, C, D standard normal, Δ in
+// [0.001, 0.1] (softplus already applied), A = −[0.5, 4.5).
+void bench_scan(Row& row, const Settings& s, Device dev, bool backward) {
+  const int64_t B = kScanB, L = kScanL, Di = kScanDi, N = kScanN;
+  Generator g(4);
+  Tensor u = randn({B, L, Di}, g).to(dev), z = randn({B, L, Di}, g).to(dev), dout = randn({B, L, Di}, g).to(dev);
+  Tensor delta = affine(rand({B, L, Di}, g), 0.099, 0.001).to(dev);
+  Tensor A = affine(rand({Di, N}, g), -4.0, -0.5).to(dev);
+  Tensor Bm = randn({B, L, N}, g).to(dev), Cm = randn({B, L, N}, g).to(dev), D = randn({Di}, g).to(dev);
+  Tensor out = Tensor::empty({B, L, Di}, DType::F32, dev);
+  Tensor du = Tensor::empty({B, L, Di}, DType::F32, dev), dd = Tensor::empty({B, L, Di}, DType::F32, dev);
+  Tensor dz = Tensor::empty({B, L, Di}, DType::F32, dev), dA = Tensor::empty({Di, N}, DType::F32, dev);
+  Tensor dB = Tensor::empty({B, L, N}, DType::F32, dev), dC = Tensor::empty({B, L, N}, DType::F32, dev);
+  Tensor dD = Tensor::empty({Di}, DType::F32, dev);
+  auto v = [](const Tensor& t) { return SeqView<const float>{t.device_data<float>(), t.size(2)}; };
+  auto m = [](const Tensor& t) { return SeqView<float>{t.device_data<float>(), t.size(2)}; };
+  float* const no_state = nullptr;
+  const float* const no_h0 = nullptr;
+  row.bytes = scan_min_bytes(backward);
+  if (!backward)
+    time_on_device(row, s, 10, [&] {
+      SIMBA_ON_DEVICE(dev, "selective_scan_forward", selective_scan_forward, m(out), no_state, v(u), v(delta),
+                      A.device_data<float>(), v(Bm), v(Cm), D.device_data<float>(), v(z), no_h0, B, L, Di, N);
+    });
+  else
+    time_on_device(row, s, 10, [&] {
+      SIMBA_ON_DEVICE(dev, "selective_scan_backward", selective_scan_backward, m(du), m(dd), dA.device_data<float>(),
+                      m(dB), m(dC), dD.device_data<float>(), m(dz), no_state, v(dout), no_h0, v(u), v(delta),
+                      A.device_data<float>(), v(Bm), v(Cm), D.device_data<float>(), v(z), no_h0, B, L, Di, N);
+    });
+}
+
+MambaConfig model_config(const ModelBench& b) {
+  MambaConfig c = demo_model_config();  // N 16, expand 2, K 4, official init
+  c.vocab_size = b.vocab;
+  c.hidden_size = b.d_model;
+  c.num_hidden_layers = b.layers;
+  c.time_step_rank = MambaConfig::auto_time_step_rank(b.d_model);
+  return c;
+}
+
+std::string model_shape(const ModelBench& b) {
+  return "V" + std::to_string(b.vocab) + " D" + std::to_string(b.d_model) + " x" + std::to_string(b.layers) + " B" +
+         std::to_string(b.batch) + " L" + std::to_string(b.length);
+}
+
+Tensor random_ids(int64_t B, int64_t L, int64_t V, uint64_t seed, Device dev) {
+  Generator g(seed);
+  std::vector<int64_t> v(B * L);
+  for (auto& x : v) x = g.randint(0, V);
+  return Tensor::from_ints({B, L}, v, dev);
+}
+
+// Trainer::train_step with one micro-batch, on one fixed batch already on the device (the
+// trainer draws each batch on the host and copies it over: not timed here).
+void bench_train(Row& row, const Settings& s, Device dev, const ModelBench& b) {
+  row.tokens = b.batch * b.length;
+  MambaLM model(model_config(b), 1);
+  model.to(dev);
+  const TrainOptions defaults;
+  AdamWOptions adamw;
+  adamw.lr = defaults.lr;
+  adamw.beta1 = defaults.beta1;
+  adamw.beta2 = defaults.beta2;
+  AdamW opt(split_decay_groups(model, defaults.weight_decay, is_no_decay_parameter), adamw);
+  const Tensor window = random_ids(b.batch, b.length + 1, b.vocab, 2, dev);
+  const Tensor inputs = window.narrow(1, 0, b.length).contiguous();
+  const Tensor targets = window.narrow(1, 1, b.length).contiguous().reshape({row.tokens});
+  double first_loss = 0.0, loss_value = 0.0, norm = 0.0;
+  int64_t steps = 0;
+  time_on_device(row, s, 1, [&] {
+    opt.zero_grad();
+    const Variable logits = model.forward(inputs);
+    const Variable loss = cross_entropy(reshape(logits, {row.tokens, b.vocab}), targets);
+    loss_value = loss.item();
+    if (steps++ == 0) first_loss = loss_value;
+    loss.backward();
+    norm = clip_grad_norm(model.parameters(), defaults.grad_clip);
+    opt.step();
+  });
+  // A fresh model starts near ln V, and repeated steps on one batch must bring the loss down.
+  row.extra = {{"loss_first", first_loss}, {"loss_last", loss_value}, {"grad_norm_last", norm},
+               {"steps", steps}, {"parameters", model.num_parameters()}};
+}
+
+void bench_infer(Row& row, const Settings& s, Device dev, const ModelBench& b) {
+  row.tokens = b.batch * b.length;
+  MambaLM model(model_config(b), 1);
+  model.to(dev);
+  const Tensor ids = random_ids(b.batch, b.length, b.vocab, 3, dev);
+  NoGradGuard no_grad;
+  time_on_device(row, s, 1, [&] { model.forward(ids); });
+}
+
+std::string fmt(double v, const char* spec) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, spec, v);
+  return buf;
+}
+
+void print_header() {
+  std::printf("%-10s %-9s %-6s %-26s %10s %12s %9s %7s %7s\n", "impl", "bench", "config", "shape", "median_ms",
+              "tokens/s", "GB/s", "%copy", "samples");
+}
+
+void print_row(const Row& r, double copy_gbs) {
+  if (!r.error.empty()) {
+    std::printf("%-10s %-9s %-6s %-26s FAILED: %s\n", "simba", r.bench.c_str(), r.config.c_str(), r.shape.c_str(),
+                r.error.c_str());
+  } else {
+    const double gbs = r.bytes > 0 ? r.bytes / r.median_s / 1e9 : 0.0;
+    std::printf("%-10s %-9s %-6s %-26s %10.3f %12s %9s %7s %7zu\n", "simba", r.bench.c_str(), r.config.c_str(),
+                r.shape.c_str(), r.median_s * 1e3, r.tokens > 0 ? fmt(r.tokens / r.median_s, "%.0f").c_str() : "-",
+                r.bytes > 0 ? fmt(gbs, "%.1f").c_str() : "-",
+                r.bytes > 0 && copy_gbs > 0 ? fmt(100.0 * gbs / copy_gbs, "%.1f").c_str() : "-", r.samples_s.size());
+  }
+  std::fflush(stdout);
+}
+
+nlohmann::json to_json(const Row& r, double copy_gbs) {
+  nlohmann::json j = {{"impl", "simba"}, {"bench", r.bench}, {"config", r.config}, {"shape", r.shape}};
+  if (!r.error.empty()) {
+    j["status"] = "failed";
+    j["error"] = r.error;
+    return j;
+  }
+  j["status"] = "ok";
+  j["median_ms"] = r.median_s * 1e3;
+  std::vector<double> ms;
+  for (double t : r.samples_s) ms.push_back(t * 1e3);
+  j["samples_ms"] = ms;
+  j["warmup"] = r.warmup;
+  j["inner"] = r.inner;
+  if (r.tokens > 0) {
+    j["tokens_per_call"] = r.tokens;
+    j["tokens_per_s"] = r.tokens / r.median_s;
+  }
+  if (r.bytes > 0) {
+    const double gbs = r.bytes / r.median_s / 1e9;
+    j["bytes_per_call"] = r.bytes;
+    j["GB_per_s"] = gbs;
+    if (copy_gbs > 0) j["fraction_of_copy"] = gbs / copy_gbs;
+  }
+  for (const auto& [k, v] : r.extra.items()) j[k] = v;
+  return j;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Settings s;
+  std::string configs = "A,B";
+  CLI::App app{"bench_gpu: Mamba training/inference tokens/s and the selective scan on a CUDA device"};
+  app.add_option("--out", s.out, "also write the results here, one JSON object per line");
+  app.add_option("--device", s.device, "CUDA device index")->check(CLI::NonNegativeNumber);
+  app.add_option("--configs", configs, "model configs to run, comma-separated: A, B (empty: scan and copy only)");
+  app.add_option("--warmup", s.warmup, "warm-up calls before timing")->check(CLI::NonNegativeNumber);
+  app.add_option("--samples", s.samples, "timed samples per measurement (the median is reported)")
+      ->check(CLI::Range(3, 1000));
+  app.add_option("--budget", s.budget_s, "seconds of samples after which a measurement stops (>= 3 samples)")
+      ->check(CLI::PositiveNumber);
+  CLI11_PARSE(app, argc, argv);
+
+  std::vector<const ModelBench*> models;
+  std::stringstream list(configs);
+  for (std::string name; std::getline(list, name, ',');) {
+    auto it = std::find_if(std::begin(kModels), std::end(kModels), [&](const ModelBench& b) { return name == b.name; });
+    if (it == std::end(kModels)) {
+      std::fprintf(stderr, "bench_gpu: --configs: unknown config '%s' (expected A or B)\n", name.c_str());
+      return 2;
+    }
+    models.push_back(&*it);
+  }
+  const std::string reason = cuda_unavailable_reason();
+  if (!reason.empty()) {
+    std::printf("bench_gpu: no CUDA device (%s): nothing measured\n", reason.c_str());
+    return 0;
+  }
+  if (s.device >= cuda_device_count()) {
+    std::fprintf(stderr, "bench_gpu: --device %d, but this machine has %d CUDA device(s)\n", s.device,
+                 cuda_device_count());
+    return 2;
+  }
+  const Device dev{DeviceType::CUDA, s.device};
+  std::printf("bench_gpu on %s: float32, %d warm-up calls, median of up to %d samples\n", dev.str().c_str(), s.warmup,
+              s.samples);
+  print_header();
+
+  // The plan: each row's labels, and the measurement that fills in the rest.
+  const std::string scan_shape = "B" + std::to_string(kScanB) + " L" + std::to_string(kScanL) + " Di" +
+                                 std::to_string(kScanDi) + " N" + std::to_string(kScanN);
+  std::vector<std::pair<Row, std::function<void(Row&)>>> plan = {
+      {Row{"copy_d2d", "-", "1 GiB"}, [&](Row& r) { bench_copy(r, s, dev); }},
+      {Row{"scan_fwd", "B", scan_shape}, [&](Row& r) { bench_scan(r, s, dev, false); }},
+      {Row{"scan_bwd", "B", scan_shape}, [&](Row& r) { bench_scan(r, s, dev, true); }},
+  };
+  for (const ModelBench* b : models) {
+    plan.push_back({Row{"train", b->name, model_shape(*b)}, [&s, dev, b](Row& r) { bench_train(r, s, dev, *b); }});
+    plan.push_back({Row{"infer", b->name, model_shape(*b)}, [&s, dev, b](Row& r) { bench_infer(r, s, dev, *b); }});
+  }
+  std::string lines;
+  double copy_gbs = 0.0;
+  bool failed = false;
+  for (auto& [row, measure] : plan) {
+    try {
+      measure(row);
+    } catch (const std::exception& e) {
+      row.error = e.what();
+      failed = true;
+    }
+    if (row.bench == "copy_d2d" && row.error.empty()) copy_gbs = row.bytes / row.median_s / 1e9;
+    print_row(row, copy_gbs);
+    lines += to_json(row, copy_gbs).dump() + "\n";
+    if (!s.out.empty()) write_file_atomic(s.out, lines);
+  }
+  return failed ? 1 : 0;
+}
