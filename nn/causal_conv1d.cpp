@@ -7,6 +7,7 @@
 
 #include "nn/init.h"
 #include "nn/kernel_check.h"
+#include "tensor/dispatch.h"
 #include "tensor/strided_loop.h"
 
 namespace simba {
@@ -155,6 +156,22 @@ void causal_conv1d_backward_cpu(T* dx, T* dw, T* dbias, const T* dout, const T* 
   }
 }
 
+template <class T>
+void causal_conv1d_step_cpu(T* out, int64_t out_ld, T* state, const T* x, int64_t x_ld, const T* w, const T* bias,
+                            int64_t B, int64_t C, int64_t K) {
+#pragma omp parallel for schedule(static) if (B * C * K > kParallelGrain)
+  for (int64_t b = 0; b < B; ++b) {
+    for (int64_t c = 0; c < C; ++c) {
+      T* s = state + (b * C + c) * K;
+      std::copy(s + 1, s + K, s);
+      s[K - 1] = x[b * x_ld + c];
+      T acc = bias ? bias[c] : T(0);
+      for (int64_t k = 0; k < K; ++k) acc += w[c * K + k] * s[k];
+      out[b * out_ld + c] = acc;
+    }
+  }
+}
+
 #define SIMBA_INSTANTIATE_CONV(T, V)                                                                          \
   template void causal_conv1d_forward_##V<T>(T*, const T*, const T*, const T*, int64_t, int64_t, int64_t, int64_t, \
                                              int64_t, int64_t);                                                    \
@@ -165,6 +182,10 @@ SIMBA_INSTANTIATE_CONV(double, ref)
 SIMBA_INSTANTIATE_CONV(float, cpu)
 SIMBA_INSTANTIATE_CONV(double, cpu)
 #undef SIMBA_INSTANTIATE_CONV
+template void causal_conv1d_step_cpu<float>(float*, int64_t, float*, const float*, int64_t, const float*, const float*,
+                                            int64_t, int64_t, int64_t);
+template void causal_conv1d_step_cpu<double>(double*, int64_t, double*, const double*, int64_t, const double*,
+                                             const double*, int64_t, int64_t, int64_t);
 
 namespace {
 
@@ -184,23 +205,6 @@ int64_t check_conv_weights(const char* op, int64_t C, DType dtype, const Tensor&
   return w.size(2);
 }
 
-template <class T>
-void conv_step_kernel(T* out, int64_t out_ld, T* state, const T* x, int64_t x_ld, const T* w, const T* bias, int64_t B,
-                      int64_t C, int64_t K) {
-#pragma omp parallel for schedule(static) if (B * C * K > kParallelGrain)
-  for (int64_t b = 0; b < B; ++b) {
-    for (int64_t c = 0; c < C; ++c) {
-      T* s = state + (b * C + c) * K;
-      std::copy(s + 1, s + K, s);
-      s[K - 1] = x[b * x_ld + c];
-      // Same order as the full forward (bias, then taps 0..K−1), so both agree.
-      T acc = bias ? bias[c] : T(0);
-      for (int64_t k = 0; k < K; ++k) acc += w[c * K + k] * s[k];
-      out[b * out_ld + c] = acc;
-    }
-  }
-}
-
 }  // namespace
 
 Variable causal_conv1d(const Variable& x, const Variable& w, const Variable& bias) {
@@ -214,15 +218,13 @@ Variable causal_conv1d(const Variable& x, const Variable& w, const Variable& bia
                    "causal_conv1d: input of shape " << shape_str(xd.shape()) << " has channel stride " << xd.stride(2)
                                                     << ", expected 1",
                    "pass a channels-last (B, L, C) tensor, or call contiguous() first");
-  SIMBA_CHECK_HINT(xd.device().is_cpu(), "causal_conv1d on " << xd.device().str() << " is not available",
-                   "rebuild with CUDA enabled");
+  const Device dev = op_device("causal_conv1d", {xd, wd, bd});
   const int64_t sb = xd.stride(0), sl = xd.stride(1);
-  Tensor out = Tensor::empty({B, L, C}, xd.dtype(), xd.device());
+  Tensor out = Tensor::empty({B, L, C}, xd.dtype(), dev);
   if (out.numel() > 0)
-    SIMBA_DISPATCH_FLOAT(xd.dtype(), "causal_conv1d", [&] {
-      causal_conv1d_forward_cpu<scalar_t>(out.data<scalar_t>(), xd.data<scalar_t>(), wd.data<scalar_t>(),
-                                      bd.defined() ? bd.data<scalar_t>() : nullptr, B, L, C, K, sb, sl);
-    });
+    SIMBA_DISPATCH_KERNEL(dev, xd.dtype(), "causal_conv1d", causal_conv1d_forward, out.device_data<scalar_t>(),
+                          xd.device_data<scalar_t>(), wd.device_data<scalar_t>(),
+                          bd.defined() ? bd.device_data<scalar_t>() : nullptr, B, L, C, K, sb, sl);
 
   const bool has_bias = bias.defined();
   const bool need_x = x.requires_grad(), need_w = w.requires_grad(), need_b = has_bias && bias.requires_grad();
@@ -230,18 +232,17 @@ Variable causal_conv1d(const Variable& x, const Variable& w, const Variable& bia
   if (has_bias) inputs.push_back(bias);
   return make_result(
       out, "causal_conv1d", inputs,
-      [xd, wd, has_bias, need_x, need_w, need_b, B, L, C, K, sb, sl](const Tensor& g) -> std::vector<Tensor> {
+      [xd, wd, has_bias, need_x, need_w, need_b, B, L, C, K, sb, sl, dev](const Tensor& g) -> std::vector<Tensor> {
         const Tensor gc = g.contiguous();
-        Tensor dx = need_x ? Tensor::empty({B, L, C}, xd.dtype(), xd.device()) : Tensor();
-        Tensor dw = need_w ? Tensor::zeros({C, 1, K}, xd.dtype(), xd.device()) : Tensor();
-        Tensor db = need_b ? Tensor::zeros({C}, xd.dtype(), xd.device()) : Tensor();
+        Tensor dx = need_x ? Tensor::empty({B, L, C}, xd.dtype(), dev) : Tensor();
+        Tensor dw = need_w ? Tensor::zeros({C, 1, K}, xd.dtype(), dev) : Tensor();
+        Tensor db = need_b ? Tensor::zeros({C}, xd.dtype(), dev) : Tensor();
         if (gc.numel() > 0)
-          SIMBA_DISPATCH_FLOAT(xd.dtype(), "causal_conv1d backward", [&] {
-            causal_conv1d_backward_cpu<scalar_t>(need_x ? dx.data<scalar_t>() : nullptr,
-                                             need_w ? dw.data<scalar_t>() : nullptr,
-                                             need_b ? db.data<scalar_t>() : nullptr, gc.data<scalar_t>(),
-                                             xd.data<scalar_t>(), wd.data<scalar_t>(), B, L, C, K, sb, sl);
-          });
+          SIMBA_DISPATCH_KERNEL(dev, xd.dtype(), "causal_conv1d backward", causal_conv1d_backward,
+                                need_x ? dx.device_data<scalar_t>() : nullptr,
+                                need_w ? dw.device_data<scalar_t>() : nullptr,
+                                need_b ? db.device_data<scalar_t>() : nullptr, gc.device_data<scalar_t>(),
+                                xd.device_data<scalar_t>(), wd.device_data<scalar_t>(), B, L, C, K, sb, sl);
         std::vector<Tensor> grads{dx, dw};
         if (has_bias) grads.push_back(db);
         return grads;
@@ -268,12 +269,11 @@ void causal_conv1d_step(Tensor& out, Tensor& state, const Tensor& x_t, const Ten
               "causal_conv1d_step: dtypes differ: x_t " << dtype_name(x_t.dtype()) << ", state "
                                                         << dtype_name(state.dtype()) << ", out "
                                                         << dtype_name(out.dtype()));
+  const Device dev = op_device("causal_conv1d_step", {out, state, x_t, wd, bd});
   if (B * C == 0) return;
-  SIMBA_DISPATCH_FLOAT(x_t.dtype(), "causal_conv1d_step", [&] {
-    conv_step_kernel<scalar_t>(out.data<scalar_t>(), out.stride(0), state.data<scalar_t>(), x_t.data<scalar_t>(),
-                               x_t.stride(0), wd.data<scalar_t>(), bd.defined() ? bd.data<scalar_t>() : nullptr, B,
-                               C, K);
-  });
+  SIMBA_DISPATCH_KERNEL(dev, x_t.dtype(), "causal_conv1d_step", causal_conv1d_step, out.device_data<scalar_t>(),
+                        out.stride(0), state.device_data<scalar_t>(), x_t.device_data<scalar_t>(), x_t.stride(0),
+                        wd.device_data<scalar_t>(), bd.defined() ? bd.device_data<scalar_t>() : nullptr, B, C, K);
 }
 
 CausalConv1d::CausalConv1d(int64_t C, int64_t K, bool with_bias, Generator& g, DType dtype)

@@ -1,7 +1,7 @@
 // nn/causal_conv1d.cu: the CUDA causal depthwise conv1d kernels declared in
 // nn/causal_conv1d.h (equations there).
 //
-// Design. The forward and dx are elementwise over (b, t, c): one thread per output element,
+// Design. The forward, dx and the recurrent step are elementwise over (b, t, c): one thread per output element,
 // channels fastest, so a warp reads and writes consecutive channels of one time step
 // (coalesced), and each of the K taps is a coalesced row read. dw and dbias (sums over batch and
 // time) are formed without atomics: the (B, L) steps are cut into slices of kTimeChunk steps of
@@ -95,7 +95,44 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
+// One recurrent step: the state row of (b, c) shifted left by one, x written into its last
+// column, then out = bias + Σ_k w[c,k]·state[k] (bias first, taps in order, as the CPU step).
+// Launch: grid ceil(B·C / kThreads), block kThreads; thread i owns (b, c) = (i / C, i mod C):
+// its K state values state[(b·C + c)·K ..] (contiguous (B, C, K)), x[b·x_ld + c] and
+// out[b·out_ld + c]; nothing else.
+template <class T>
+__global__ void __launch_bounds__(kThreads)
+    conv_step_kernel(T* out, int64_t out_ld, T* state, const T* x, int64_t x_ld, const T* w, const T* bias,
+                     int64_t B, int64_t C, int K) {
+  const int64_t i = int64_t(blockIdx.x) * kThreads + threadIdx.x;
+  if (i >= B * C) return;
+  const int64_t b = i / C, c = i % C;
+  T* s = state + i * K;
+  for (int k = 0; k + 1 < K; ++k) s[k] = s[k + 1];
+  s[K - 1] = x[b * x_ld + c];
+  T acc = bias ? bias[c] : T(0);
+  for (int k = 0; k < K; ++k) acc += w[c * K + k] * s[k];
+  out[b * out_ld + c] = acc;
+}
+
 }  // namespace
+
+template <class T>
+void causal_conv1d_step_cuda(T* out, int64_t out_ld, T* state, const T* x, int64_t x_ld, const T* w, const T* bias,
+                             int64_t B, int64_t C, int64_t K) {
+  const char* op = "causal_conv1d_step_cuda";
+  SIMBA_CHECK(B >= 0 && C >= 1 && K >= 1 && K <= INT_MAX,
+              op << ": sizes must be B >= 0, C >= 1, 1 <= K <= INT_MAX, got B=" << B << " C=" << C << " K=" << K);
+  cuda_check_device_pointer(out, op, "out");
+  cuda_check_device_pointer(state, op, "state");
+  cuda_check_device_pointer(x, op, "x");
+  cuda_check_device_pointer(w, op, "w");
+  cuda_check_device_pointer(bias, op, "bias");
+  if (B == 0) return;
+  cudaStream_t stream = cuda_stream(cuda_current_device());
+  conv_step_kernel<T><<<blocks_for(B * C), kThreads, 0, stream>>>(out, out_ld, state, x, x_ld, w, bias, B, C, int(K));
+  SIMBA_CUDA_CHECK(cudaGetLastError());
+}
 
 template <class T>
 void causal_conv1d_forward_cuda(T* out, const T* x, const T* w, const T* bias, int64_t B, int64_t L, int64_t C,
@@ -152,9 +189,15 @@ void causal_conv1d_backward_cuda(T* dx, T* dw, T* dbias, const T* dout, const T*
   SIMBA_CUDA_CHECK(cudaGetLastError());
 }
 
-template void causal_conv1d_forward_cuda<float>(float*, const float*, const float*, const float*, int64_t, int64_t,
-                                                int64_t, int64_t, int64_t, int64_t);
-template void causal_conv1d_backward_cuda<float>(float*, float*, float*, const float*, const float*, const float*,
-                                                 int64_t, int64_t, int64_t, int64_t, int64_t, int64_t);
+#define SIMBA_INSTANTIATE_CONV_CUDA(T)                                                                         \
+  template void causal_conv1d_forward_cuda<T>(T*, const T*, const T*, const T*, int64_t, int64_t, int64_t, int64_t, \
+                                              int64_t, int64_t);                                                    \
+  template void causal_conv1d_backward_cuda<T>(T*, T*, T*, const T*, const T*, const T*, int64_t, int64_t, int64_t, \
+                                               int64_t, int64_t, int64_t);                                          \
+  template void causal_conv1d_step_cuda<T>(T*, int64_t, T*, const T*, int64_t, const T*, const T*, int64_t, int64_t, \
+                                           int64_t);
+SIMBA_INSTANTIATE_CONV_CUDA(float)
+SIMBA_INSTANTIATE_CONV_CUDA(double)
+#undef SIMBA_INSTANTIATE_CONV_CUDA
 
 }  // namespace simba

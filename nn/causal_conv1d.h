@@ -20,7 +20,7 @@ namespace simba {
 //   *_cpu:  the fast CPU path (OpenMP over (batch, block of channels)). nn/causal_conv1d.cpp.
 //   *_cuda: the CUDA kernels (a thread per output element; dw and dbias from per-(batch, time
 //           chunk) partials added in a fixed order). nn/causal_conv1d.cu, built with the CUDA
-//           backend only; T = float; every pointer is CUDA device memory on the current
+//           backend only; T = float or double; every pointer is CUDA device memory on the current
 //           device, and the call returns once the work is queued on that device's stream.
 // All are deterministic (same bits on every run, for any number of CPU threads). B or L may
 // be 0 (nothing to do; dw and dbias become 0).
@@ -54,6 +54,20 @@ void causal_conv1d_backward_cpu(T* dx, T* dw, T* dbias, const T* dout, const T* 
 template <class T>
 void causal_conv1d_backward_cuda(T* dx, T* dw, T* dbias, const T* dout, const T* x, const T* w, int64_t B,
                                  int64_t L, int64_t C, int64_t K, int64_t x_stride_b, int64_t x_stride_l);
+
+// One recurrent step on raw memory (the kernel of causal_conv1d_step below): state (B, C, K)
+// contiguous is shifted left by one and x[b·x_ld + c] written into column K−1, then
+// out[b·out_ld + c] = bias[c] + Σ_k w[c,0,k]·state[b,c,k], summed bias first then taps in
+// order k = 0..K−1 like the full forward, so both agree. w (C, 1, K) contiguous, bias (C) or
+// null; B·C >= 1.
+//   *_cpu:  nn/causal_conv1d.cpp (OpenMP over batch rows).
+//   *_cuda: nn/causal_conv1d.cu, a thread per (b, c) owning its K state values.
+template <class T>
+void causal_conv1d_step_cpu(T* out, int64_t out_ld, T* state, const T* x, int64_t x_ld, const T* w, const T* bias,
+                            int64_t B, int64_t C, int64_t K);
+template <class T>
+void causal_conv1d_step_cuda(T* out, int64_t out_ld, T* state, const T* x, int64_t x_ld, const T* w, const T* bias,
+                             int64_t B, int64_t C, int64_t K);
 
 // x (B, L, C) with stride 1 in its last dim (other strides taken as they are),
 // w (C, 1, K), bias (C) or undefined -> (B, L, C) contiguous; differentiable

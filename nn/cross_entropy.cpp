@@ -5,8 +5,8 @@
 #include <cmath>
 
 #include "nn/kernel_check.h"
+#include "tensor/dispatch.h"
 #include "tensor/elementwise.h"
-#include "tensor/reduce.h"
 #include "tensor/strided_loop.h"
 
 namespace simba {
@@ -48,6 +48,10 @@ template <class T>
 void cross_entropy_forward_cpu(T* losses, T* lse, const T* logits, const int64_t* targets, int64_t rows, int64_t V,
                                int64_t ignore) {
   kernel_check::cross_entropy_forward("cross_entropy_forward_cpu", losses, lse, logits, targets, rows, V);
+  for (int64_t r = 0; r < rows; ++r)
+    SIMBA_CHECK_HINT(targets[r] == ignore || (targets[r] >= 0 && targets[r] < V),
+                     "cross_entropy: target " << targets[r] << " at row " << r << " is outside [0, V) with V = " << V,
+                     "targets must be token ids below the vocabulary size, or ignore_index (" << ignore << ")");
 #pragma omp parallel for schedule(static) if (rows * V > kParallelGrain)
   for (int64_t r = 0; r < rows; ++r) {
     if (targets[r] == ignore) {
@@ -84,6 +88,29 @@ void cross_entropy_backward_cpu(T* dlogits, const T* dlosses, const T* logits, c
   }
 }
 
+template <class T>
+void cross_entropy_mean_cpu(T* loss, T* inv_count, const T* losses, const int64_t* targets, int64_t rows,
+                            int64_t ignore) {
+  const char* op = "cross_entropy_mean_cpu";
+  SIMBA_CHECK(rows >= 0, op << ": rows must be >= 0, got " << rows);
+  kernel_check::not_null(op, loss, "loss");
+  kernel_check::not_null(op, inv_count, "inv_count");
+  if (rows > 0) {
+    kernel_check::not_null(op, losses, "losses");
+    kernel_check::not_null(op, targets, "targets");
+  }
+  double sum = 0.0;
+  int64_t count = 0;
+  for (int64_t r = 0; r < rows; ++r) {
+    if (targets[r] == ignore) continue;
+    sum += static_cast<double>(losses[r]);
+    ++count;
+  }
+  const double inv = count > 0 ? 1.0 / static_cast<double>(count) : 0.0;
+  *inv_count = static_cast<T>(inv);
+  *loss = static_cast<T>(sum * inv);
+}
+
 #define SIMBA_INSTANTIATE_CE(T, V)                                                                            \
   template void cross_entropy_forward_##V<T>(T*, T*, const T*, const int64_t*, int64_t, int64_t, int64_t);        \
   template void cross_entropy_backward_##V<T>(T*, const T*, const T*, const T*, const int64_t*, int64_t, int64_t, \
@@ -93,6 +120,8 @@ SIMBA_INSTANTIATE_CE(double, ref)
 SIMBA_INSTANTIATE_CE(float, cpu)
 SIMBA_INSTANTIATE_CE(double, cpu)
 #undef SIMBA_INSTANTIATE_CE
+template void cross_entropy_mean_cpu<float>(float*, float*, const float*, const int64_t*, int64_t, int64_t);
+template void cross_entropy_mean_cpu<double>(double*, double*, const double*, const int64_t*, int64_t, int64_t);
 
 namespace {
 
@@ -100,10 +129,11 @@ struct CrossEntropyRows {
   Tensor logits;   // (rows, V) contiguous
   Tensor targets;  // (rows) contiguous int64
   Tensor losses, lse;  // (rows)
-  int64_t rows = 0, V = 0, count = 0;  // count: rows not ignored
+  int64_t rows = 0, V = 0;
 };
 
-// Checks shapes and every target, then runs the forward kernel.
+// Checks shapes, then runs the forward kernel on the operands' device (which checks every
+// target: nn/cross_entropy.h).
 CrossEntropyRows cross_entropy_rows_forward(const char* op, const Tensor& logits, const Tensor& targets,
                                             int64_t ignore) {
   SIMBA_CHECK(logits.dim() >= 1, op << ": expected logits (..., V), got a 0-dim tensor");
@@ -112,29 +142,19 @@ CrossEntropyRows cross_entropy_rows_forward(const char* op, const Tensor& logits
   SIMBA_CHECK(targets.shape() == lead, op << ": targets of shape " << shape_str(targets.shape())
                                           << " for logits of shape " << shape_str(logits.shape())
                                           << " (expected " << shape_str(lead) << ")");
-  SIMBA_CHECK_HINT(logits.device().is_cpu(), op << " on " << logits.device().str() << " is not available",
-                   "rebuild with CUDA enabled");
+  const Device dev = op_device(op, {logits, targets});
   CrossEntropyRows c;
   c.V = logits.size(-1);
   c.rows = shape_numel(lead);
   SIMBA_CHECK(c.V > 0 || c.rows == 0, op << ": logits of shape " << shape_str(logits.shape()) << " have no classes");
   c.logits = logits.contiguous().view({c.rows, c.V});
   c.targets = targets.contiguous().view({c.rows});
-  const int64_t* t = c.rows ? c.targets.data<int64_t>() : nullptr;
-  for (int64_t r = 0; r < c.rows; ++r) {
-    if (t[r] == ignore) continue;
-    SIMBA_CHECK_HINT(t[r] >= 0 && t[r] < c.V,
-                     op << ": target " << t[r] << " at row " << r << " is outside [0, V) with V = " << c.V,
-                     "targets must be token ids below the vocabulary size, or ignore_index (" << ignore << ")");
-    ++c.count;
-  }
-  c.losses = Tensor::empty({c.rows}, logits.dtype(), logits.device());
-  c.lse = Tensor::empty({c.rows}, logits.dtype(), logits.device());
+  c.losses = Tensor::empty({c.rows}, logits.dtype(), dev);
+  c.lse = Tensor::empty({c.rows}, logits.dtype(), dev);
   if (c.rows > 0)
-    SIMBA_DISPATCH_FLOAT(logits.dtype(), op, [&] {
-      cross_entropy_forward_cpu<scalar_t>(c.losses.data<scalar_t>(), c.lse.data<scalar_t>(), c.logits.data<scalar_t>(),
-                                      t, c.rows, c.V, ignore);
-    });
+    SIMBA_DISPATCH_KERNEL(dev, logits.dtype(), op, cross_entropy_forward, c.losses.device_data<scalar_t>(),
+                          c.lse.device_data<scalar_t>(), c.logits.device_data<scalar_t>(),
+                          c.targets.device_data<int64_t>(), c.rows, c.V, ignore);
   return c;
 }
 
@@ -142,21 +162,27 @@ CrossEntropyRows cross_entropy_rows_forward(const char* op, const Tensor& logits
 
 Variable cross_entropy(const Variable& logits, const Tensor& targets, int64_t ignore_index) {
   CrossEntropyRows c = cross_entropy_rows_forward("cross_entropy", logits.data(), targets, ignore_index);
-  // sum() accumulates in double; ignored rows hold 0 and add nothing.
-  const double inv_count = c.count > 0 ? 1.0 / static_cast<double>(c.count) : 0.0;
-  Tensor loss = affine(sum(c.losses), inv_count, 0.0);
+  const Device dev = c.losses.device();
+  const DType dt = c.losses.dtype();
+  // The mean and 1/count stay on the device: the count is never read by the host.
+  Tensor loss = Tensor::empty({}, dt, dev), inv_count = Tensor::empty({}, dt, dev);
+  SIMBA_DISPATCH_KERNEL(dev, dt, "cross_entropy", cross_entropy_mean, loss.device_data<scalar_t>(),
+                        inv_count.device_data<scalar_t>(), c.losses.device_data<scalar_t>(),
+                        c.targets.device_data<int64_t>(), c.rows, ignore_index);
   Shape shape = logits.shape();
   return make_result(loss, "cross_entropy", {logits},
                      [c, inv_count, shape, ignore_index](const Tensor& g) -> std::vector<Tensor> {
-                       // d mean / d loss_r = 1/count on every counted row.
-                       Tensor dlosses = Tensor::full({c.rows}, g.item() * inv_count, c.logits.dtype());
-                       Tensor dlogits = Tensor::empty({c.rows, c.V}, c.logits.dtype(), c.logits.device());
+                       // d mean / d loss_r = 1/count on every counted row (the kernel gives
+                       // ignored rows zeros whatever dlosses holds there).
+                       const Tensor dlosses = mul(g, inv_count).expand({c.rows}).contiguous();
+                       const Device dev = c.logits.device();
+                       Tensor dlogits = Tensor::empty({c.rows, c.V}, c.logits.dtype(), dev);
                        if (c.rows > 0)
-                         SIMBA_DISPATCH_FLOAT(c.logits.dtype(), "cross_entropy backward", [&] {
-                           cross_entropy_backward_cpu<scalar_t>(dlogits.data<scalar_t>(), dlosses.data<scalar_t>(),
-                                                            c.logits.data<scalar_t>(), c.lse.data<scalar_t>(),
-                                                            c.targets.data<int64_t>(), c.rows, c.V, ignore_index);
-                         });
+                         SIMBA_DISPATCH_KERNEL(dev, c.logits.dtype(), "cross_entropy backward",
+                                               cross_entropy_backward, dlogits.device_data<scalar_t>(),
+                                               dlosses.device_data<scalar_t>(), c.logits.device_data<scalar_t>(),
+                                               c.lse.device_data<scalar_t>(), c.targets.device_data<int64_t>(),
+                                               c.rows, c.V, ignore_index);
                        return {dlogits.view(shape)};
                      });
 }

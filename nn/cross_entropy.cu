@@ -6,7 +6,10 @@
 // the CPU. Backward: elementwise over (row, class), one thread per dlogits element, so every
 // element is written exactly once (the −dloss of the target class is applied by the thread that
 // owns it, no atomics). A target that is neither `ignore` nor in [0, V) is never used as an
-// index: the row's outputs become NaN. Deterministic: every order is fixed by the sizes.
+// index: the row's outputs become NaN, and the forward records the first such target in the
+// device's error record (tensor/cuda_check.cuh), which the host turns into an error at its next
+// sync. Mean: one block sums the counted rows' losses in double (fixed-order block reduction)
+// and counts them. Deterministic: every order is fixed by the sizes.
 #include "nn/cross_entropy.h"
 
 #include <cuda_runtime.h>
@@ -26,6 +29,13 @@ using cuda_reduce::Sum;
 
 constexpr int kThreads = 256;
 
+// The name the host prints for a bad target. Passed to the kernel as a host address (never
+// dereferenced on the device): the error record stores it for the host to read.
+const char* const kTargetOp = "cross_entropy: target";
+
+__device__ inline float exp_t(float v) { return expf(v); }
+__device__ inline double exp_t(double v) { return exp(v); }
+
 // losses[r], lse[r] <- logits (rows, V) contiguous row r, targets[r].
 // Launch: grid rows, block kThreads; block r owns row r; thread j reads columns j, j+kThreads, ...
 // The branch on the target is the same for the whole block, so every thread that reaches a
@@ -33,7 +43,7 @@ constexpr int kThreads = 256;
 template <class T>
 __global__ void __launch_bounds__(kThreads)
     cross_entropy_forward_kernel(T* losses, T* lse, const T* logits, const int64_t* targets, int64_t V,
-                                 int64_t ignore) {
+                                 int64_t ignore, CudaErrorRecord* error, const char* error_op) {
   __shared__ T max_scratch[kThreads / 32];
   __shared__ double sum_scratch[kThreads / 32];
   const int64_t r = blockIdx.x;
@@ -43,6 +53,7 @@ __global__ void __launch_bounds__(kThreads)
       const T v = target == ignore ? T(0) : T(NAN);
       losses[r] = v;
       lse[r] = v;
+      if (target != ignore) cuda_report_index_error(error, error_op, target, V);
     }
     return;
   }
@@ -51,7 +62,7 @@ __global__ void __launch_bounds__(kThreads)
   for (int64_t v = threadIdx.x; v < V; v += kThreads) m = z[v] > m ? z[v] : m;
   m = block_reduce<kThreads>(m, Max{}, max_scratch);
   double s = 0.0;
-  for (int64_t v = threadIdx.x; v < V; v += kThreads) s += double(expf(z[v] - m));
+  for (int64_t v = threadIdx.x; v < V; v += kThreads) s += double(exp_t(z[v] - m));
   s = block_reduce<kThreads>(s, Sum{}, sum_scratch);
   if (threadIdx.x == 0) {
     const double l = double(m) + log(s);
@@ -81,12 +92,57 @@ __global__ void __launch_bounds__(kThreads)
     return;
   }
   const T g = dlosses[r];
-  T d = expf(logits[i] - lse[r]) * g;
+  T d = exp_t(logits[i] - lse[r]) * g;
   if (v == target) d -= g;
   dlogits[i] = d;
 }
 
+// *loss = (Σ_{counted r} losses[r]) / count, *inv_count = 1 / count (both 0 when count = 0),
+// counted = target != ignore (nn/cross_entropy.h). Launch: grid 1, block kThreads; thread j
+// adds rows j, j + kThreads, ... in order (sum in double, count in int64), then the
+// fixed-order block reductions; thread 0 writes both results.
+template <class T>
+__global__ void __launch_bounds__(kThreads)
+    cross_entropy_mean_kernel(T* loss, T* inv_count, const T* losses, const int64_t* targets, int64_t rows,
+                              int64_t ignore) {
+  __shared__ double sum_scratch[kThreads / 32];
+  __shared__ long long count_scratch[kThreads / 32];
+  double s = 0.0;
+  long long n = 0;
+  for (int64_t r = threadIdx.x; r < rows; r += kThreads) {
+    if (targets[r] == ignore) continue;
+    s += double(losses[r]);
+    ++n;
+  }
+  s = block_reduce<kThreads>(s, Sum{}, sum_scratch);
+  n = block_reduce<kThreads>(n, Sum{}, count_scratch);
+  if (threadIdx.x != 0) return;
+  const double inv = n > 0 ? 1.0 / double(n) : 0.0;
+  *inv_count = T(inv);
+  *loss = T(s * inv);
+}
+
 }  // namespace
+
+template <class T>
+void cross_entropy_mean_cuda(T* loss, T* inv_count, const T* losses, const int64_t* targets, int64_t rows,
+                             int64_t ignore) {
+  const char* op = "cross_entropy_mean_cuda";
+  SIMBA_CHECK(rows >= 0, op << ": rows must be >= 0, got " << rows);
+  kernel_check::not_null(op, loss, "loss");
+  kernel_check::not_null(op, inv_count, "inv_count");
+  if (rows > 0) {
+    kernel_check::not_null(op, losses, "losses");
+    kernel_check::not_null(op, targets, "targets");
+  }
+  cuda_check_device_pointer(loss, op, "loss");
+  cuda_check_device_pointer(inv_count, op, "inv_count");
+  cuda_check_device_pointer(losses, op, "losses");
+  cuda_check_device_pointer(targets, op, "targets");
+  cudaStream_t stream = cuda_stream(cuda_current_device());
+  cross_entropy_mean_kernel<T><<<1, kThreads, 0, stream>>>(loss, inv_count, losses, targets, rows, ignore);
+  SIMBA_CUDA_CHECK(cudaGetLastError());
+}
 
 template <class T>
 void cross_entropy_forward_cuda(T* losses, T* lse, const T* logits, const int64_t* targets, int64_t rows, int64_t V,
@@ -99,8 +155,10 @@ void cross_entropy_forward_cuda(T* losses, T* lse, const T* logits, const int64_
   cuda_check_device_pointer(logits, op, "logits");
   cuda_check_device_pointer(targets, op, "targets");
   if (rows == 0) return;
-  cudaStream_t stream = cuda_stream(cuda_current_device());
-  cross_entropy_forward_kernel<T><<<unsigned(rows), kThreads, 0, stream>>>(losses, lse, logits, targets, V, ignore);
+  const int device = cuda_current_device();
+  cudaStream_t stream = cuda_stream(device);
+  cross_entropy_forward_kernel<T><<<unsigned(rows), kThreads, 0, stream>>>(losses, lse, logits, targets, V, ignore,
+                                                                           cuda_error_record(device), kTargetOp);
   SIMBA_CUDA_CHECK(cudaGetLastError());
 }
 
@@ -123,9 +181,13 @@ void cross_entropy_backward_cuda(T* dlogits, const T* dlosses, const T* logits, 
   SIMBA_CUDA_CHECK(cudaGetLastError());
 }
 
-template void cross_entropy_forward_cuda<float>(float*, float*, const float*, const int64_t*, int64_t, int64_t,
-                                                int64_t);
-template void cross_entropy_backward_cuda<float>(float*, const float*, const float*, const float*, const int64_t*,
-                                                 int64_t, int64_t, int64_t);
+#define SIMBA_INSTANTIATE_CE_CUDA(T)                                                                         \
+  template void cross_entropy_forward_cuda<T>(T*, T*, const T*, const int64_t*, int64_t, int64_t, int64_t);        \
+  template void cross_entropy_backward_cuda<T>(T*, const T*, const T*, const T*, const int64_t*, int64_t, int64_t, \
+                                               int64_t);                                                           \
+  template void cross_entropy_mean_cuda<T>(T*, T*, const T*, const int64_t*, int64_t, int64_t);
+SIMBA_INSTANTIATE_CE_CUDA(float)
+SIMBA_INSTANTIATE_CE_CUDA(double)
+#undef SIMBA_INSTANTIATE_CE_CUDA
 
 }  // namespace simba

@@ -16,16 +16,20 @@ namespace simba {
 //   *_ref:  plain sequential loops in double, the specification the others are tested against.
 //   *_cpu:  the fast CPU path (rows in parallel with OpenMP). nn/cross_entropy.cpp.
 //   *_cuda: the CUDA kernels (one block per row for the forward, elementwise backward).
-//           nn/cross_entropy.cu, built with the CUDA backend only; T = float; every pointer is
+//           nn/cross_entropy.cu, built with the CUDA backend only; T = float or double; every pointer is
 //           CUDA device memory on the current device, and the call returns once the work is
 //           queued on that device's stream. Targets are read on the device only: a target
 //           outside [0, V) that is not `ignore` makes that row's loss, lse and gradient NaN
-//           (never an out-of-bounds read), so a bad id shows in the loss without a host sync.
+//           (never an out-of-bounds read), and the forward records it in the device's error
+//           record (tensor/cuda_check.cuh), so the host raises the error at its next sync
+//           without reading a single target.
 // All are deterministic. rows may be 0 (nothing to do).
 
 // losses (rows), lse (rows) <- logits (rows, V) contiguous, targets (rows) int64.
-// Ignored rows get loss 0 and lse 0. Σ exp is accumulated in double. Targets
-// must already be checked to lie in [0, V) or equal `ignore` (CPU variants).
+// Ignored rows get loss 0 and lse 0. Σ exp is accumulated in double. A target that is
+// neither `ignore` nor in [0, V) is an error naming it, its row and V: thrown before any
+// row is computed by the CPU variant (the reference must be given valid targets), recorded
+// on the device by the CUDA variant (see above).
 template <class T>
 void cross_entropy_forward_ref(T* losses, T* lse, const T* logits, const int64_t* targets, int64_t rows, int64_t V,
                                int64_t ignore);
@@ -49,12 +53,27 @@ template <class T>
 void cross_entropy_backward_cuda(T* dlogits, const T* dlosses, const T* logits, const T* lse,
                                  const int64_t* targets, int64_t rows, int64_t V, int64_t ignore);
 
+// The mean of the losses over the counted rows (target != ignore), and its factor:
+//   inv_count = 1 / count (0 when count = 0),   loss = (Σ_r losses[r]) · inv_count
+// where ignored rows hold loss 0 (the forward's rule). loss and inv_count are one value each,
+// in the memory of the variant's device, so the backward scales by inv_count without the host
+// ever reading the count. The sum runs in double in a fixed order (rows in order on the CPU; a
+// fixed-order block reduction on CUDA).
+//   *_cpu: nn/cross_entropy.cpp.  *_cuda: nn/cross_entropy.cu (one block).
+template <class T>
+void cross_entropy_mean_cpu(T* loss, T* inv_count, const T* losses, const int64_t* targets, int64_t rows,
+                            int64_t ignore);
+template <class T>
+void cross_entropy_mean_cuda(T* loss, T* inv_count, const T* losses, const int64_t* targets, int64_t rows,
+                             int64_t ignore);
+
 // logits (..., V), targets (...) int64 -> 0-dim mean of loss_r over rows whose
 // target != ignore_index. The gradient is (softmax − onehot)·g / count on
 // those rows. If every row is ignored the mean has no rows to average: we
 // return 0 with a zero gradient (PyTorch returns NaN), so a fully padded batch
 // cannot poison the parameters. A target outside [0, V) that is not
-// ignore_index is an error naming the target, its row and V.
+// ignore_index is an error naming the target, its row and V (on CUDA raised at the next
+// synchronisation, e.g. when the loss is read). logits and targets share a device.
 Variable cross_entropy(const Variable& logits, const Tensor& targets, int64_t ignore_index = -100);
 
 // Per-row losses, same shape as targets, no autograd; ignored rows give 0.

@@ -4,10 +4,12 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <map>
 #include <set>
 
 #include "nn/kernel_check.h"
+#include "tensor/dispatch.h"
 #include "tensor/elementwise.h"
 #include "tensor/strided_loop.h"
 
@@ -87,6 +89,24 @@ double sum_squares(const T* x, int64_t n) {
   double total = 0.0;
   for (double s : partial) total += s;
   return total;
+}
+
+// The descriptor array of a multi-tensor call where the kernel variant for `dev` reads it: an
+// int64 tensor holding the descriptors' bytes, on the host for the CPU variant and copied to
+// the device (queued on its stream, no wait) for the CUDA one. The caller keeps the tensor
+// alive until the call has been made; the stream-ordered allocator frees it after the kernel.
+template <class T>
+Tensor descriptor_table(const std::vector<OptimTensor<T>>& d, Device dev) {
+  static_assert(sizeof(OptimTensor<T>) % sizeof(int64_t) == 0, "descriptors must be whole int64 words");
+  const int64_t words = static_cast<int64_t>(d.size() * sizeof(OptimTensor<T>) / sizeof(int64_t));
+  Tensor host = Tensor::empty({words}, DType::I64);
+  std::memcpy(host.data<int64_t>(), d.data(), d.size() * sizeof(OptimTensor<T>));
+  return host.to(dev);
+}
+
+template <class T>
+const OptimTensor<T>* descriptors_of(const Tensor& table) {
+  return reinterpret_cast<const OptimTensor<T>*>(table.device_data<int64_t>());
 }
 
 }  // namespace
@@ -225,6 +245,9 @@ Optimizer::Optimizer(std::vector<ParamGroup> groups, double lr, const char* name
   // per step would silently double its learning rate: both must be unique.
   std::set<std::string> names;
   std::set<const VariableImpl*> seen;
+  // Every parameter must live on the device of the first one (named *first).
+  const std::string* first = nullptr;
+  Device device;
   for (size_t gi = 0; gi < groups_.size(); ++gi) {
     const double wd = groups_[gi].weight_decay;
     SIMBA_CHECK(std::isfinite(wd) && wd >= 0.0,
@@ -238,8 +261,14 @@ Optimizer::Optimizer(std::vector<ParamGroup> groups, double lr, const char* name
                                                 << ", expected float32 or float64");
       SIMBA_CHECK(p.data().is_contiguous(), name_ << ": parameter '" << pname << "' of shape "
                                                   << shape_str(p.shape()) << " is not contiguous");
-      SIMBA_CHECK(p.data().device().is_cpu(), name_ << ": parameter '" << pname << "' is on "
-                                                    << p.data().device().str() << ", expected cpu");
+      if (!first) {
+        first = &pname;
+        device = p.data().device();
+      }
+      SIMBA_CHECK_HINT(p.data().device() == device,
+                       name_ << ": parameter '" << pname << "' is on " << p.data().device().str() << ", '"
+                             << *first << "' on " << device.str(),
+                       "move the whole model with Module::to(device) before creating the optimiser");
       SIMBA_CHECK(names.insert(pname).second, name_ << ": two parameters are named '" << pname << "'");
       SIMBA_CHECK(seen.insert(p.impl().get()).second,
                   name_ << ": parameter '" << pname << "' is listed twice (under two names or in two groups)");
@@ -316,23 +345,38 @@ SGD::SGD(std::vector<ParamGroup> groups, const SGDOptions& options)
   for (const auto& group : groups_) {
     buffers_.emplace_back();
     for (const auto& named : group.params)
-      buffers_.back().push_back(Tensor::zeros(named.second.shape(), named.second.dtype()));
+      buffers_.back().push_back(
+          Tensor::zeros(named.second.shape(), named.second.dtype(), named.second.data().device()));
   }
 }
 
 void SGD::step() {
   NoGradGuard no_grad;
+  // One kernel call per (group, dtype): every parameter of a group that has a gradient.
   for (size_t gi = 0; gi < groups_.size(); ++gi) {
     const ParamGroup& group = groups_[gi];
-    for (size_t pi = 0; pi < group.params.size(); ++pi) {
-      const auto& [pname, p] = group.params[pi];
-      const Tensor g = grad_of(pname, p);
-      if (!g.defined()) continue;
-      const Tensor& data = p.data();  // a view: writes through data<T>() update the parameter
-      SIMBA_DISPATCH_FLOAT(data.dtype(), "SGD::step", [&] {
-        scalar_t* buf = buffers_.empty() ? nullptr : buffers_[gi][pi].data<scalar_t>();
-        const OptimTensor<scalar_t> d{data.data<scalar_t>(), g.data<scalar_t>(), buf, nullptr, data.numel(), 1};
-        sgd_step_cpu<scalar_t>(&d, 1, SGDStep{lr_, momentum_, group.weight_decay}, nullptr);
+    for (DType dt : {DType::F32, DType::F64}) {
+      SIMBA_DISPATCH_FLOAT(dt, "SGD::step", [&] {
+        std::vector<OptimTensor<scalar_t>> d;
+        std::vector<Tensor> grads;  // the contiguous gradients the descriptors point into
+        Device dev;
+        for (size_t pi = 0; pi < group.params.size(); ++pi) {
+          const auto& [pname, p] = group.params[pi];
+          if (p.dtype() != dt) continue;
+          const Tensor g = grad_of(pname, p);
+          if (!g.defined()) continue;
+          const Tensor buffer = buffers_.empty() ? Tensor() : buffers_[gi][pi];
+          // A model moved after the optimiser was made would leave its buffers behind.
+          dev = op_device("SGD::step", {p.data(), g, buffer});
+          grads.push_back(g);
+          // p.data() is a view of the parameter: the kernel updates it in place.
+          scalar_t* buf = buffer.defined() ? buffer.device_data<scalar_t>() : nullptr;
+          d.push_back({p.data().device_data<scalar_t>(), g.device_data<scalar_t>(), buf, nullptr, p.numel(), 1});
+        }
+        if (d.empty()) return;
+        const Tensor table = descriptor_table(d, dev);
+        SIMBA_DISPATCH_KERNEL(dev, dt, "SGD::step", sgd_step, descriptors_of<scalar_t>(table),
+                              static_cast<int64_t>(d.size()), SGDStep{lr_, momentum_, group.weight_decay}, nullptr);
       });
     }
   }
@@ -362,8 +406,8 @@ AdamW::AdamW(std::vector<ParamGroup> groups, const AdamWOptions& options)
     for (const auto& named : group.params) {
       const Variable& p = named.second;
       // Zero moments and t = 0 are exactly PyTorch's lazily created state.
-      exp_avg_.back().push_back(Tensor::zeros(p.shape(), p.dtype()));
-      exp_avg_sq_.back().push_back(Tensor::zeros(p.shape(), p.dtype()));
+      exp_avg_.back().push_back(Tensor::zeros(p.shape(), p.dtype(), p.data().device()));
+      exp_avg_sq_.back().push_back(Tensor::zeros(p.shape(), p.dtype(), p.data().device()));
       steps_.back().push_back(Tensor::zeros({}, DType::I64));
     }
   }
@@ -374,20 +418,35 @@ AdamW::AdamW(const NamedVariables& params, const AdamWOptions& options, double w
 
 void AdamW::step() {
   NoGradGuard no_grad;
+  // One kernel call per (group, dtype, step count t): in a run where every parameter always
+  // has a gradient, one per group.
   for (size_t gi = 0; gi < groups_.size(); ++gi) {
     const ParamGroup& group = groups_[gi];
-    for (size_t pi = 0; pi < group.params.size(); ++pi) {
-      const auto& [pname, p] = group.params[pi];
-      const Tensor g = grad_of(pname, p);
-      if (!g.defined()) continue;
-      int64_t& t = steps_[gi][pi].data<int64_t>()[0];
-      ++t;
-      const AdamWStep s{lr_, options_.beta1, options_.beta2, options_.eps, group.weight_decay, t};
-      const Tensor& data = p.data();  // a view: writes through data<T>() update the parameter
-      SIMBA_DISPATCH_FLOAT(data.dtype(), "AdamW::step", [&] {
-        const OptimTensor<scalar_t> d{data.data<scalar_t>(), g.data<scalar_t>(), exp_avg_[gi][pi].data<scalar_t>(),
-                                      exp_avg_sq_[gi][pi].data<scalar_t>(), data.numel(), 1};
-        adamw_step_cpu<scalar_t>(&d, 1, s, nullptr);
+    for (DType dt : {DType::F32, DType::F64}) {
+      SIMBA_DISPATCH_FLOAT(dt, "AdamW::step", [&] {
+        std::map<int64_t, std::vector<OptimTensor<scalar_t>>> by_t;
+        std::vector<Tensor> grads;  // the contiguous gradients the descriptors point into
+        Device dev;
+        for (size_t pi = 0; pi < group.params.size(); ++pi) {
+          const auto& [pname, p] = group.params[pi];
+          if (p.dtype() != dt) continue;
+          const Tensor g = grad_of(pname, p);
+          if (!g.defined()) continue;
+          // A model moved after the optimiser was made would leave its moments behind.
+          dev = op_device("AdamW::step", {p.data(), g, exp_avg_[gi][pi], exp_avg_sq_[gi][pi]});
+          grads.push_back(g);
+          const int64_t t = ++steps_[gi][pi].data<int64_t>()[0];
+          // p.data() is a view of the parameter: the kernel updates it in place.
+          by_t[t].push_back({p.data().device_data<scalar_t>(), g.device_data<scalar_t>(),
+                             exp_avg_[gi][pi].device_data<scalar_t>(), exp_avg_sq_[gi][pi].device_data<scalar_t>(),
+                             p.numel(), 1});
+        }
+        for (const auto& [t, d] : by_t) {
+          const AdamWStep s{lr_, options_.beta1, options_.beta2, options_.eps, group.weight_decay, t};
+          const Tensor table = descriptor_table(d, dev);
+          SIMBA_DISPATCH_KERNEL(dev, dt, "AdamW::step", adamw_step, descriptors_of<scalar_t>(table),
+                                static_cast<int64_t>(d.size()), s, nullptr);
+        }
       });
     }
   }
@@ -412,16 +471,34 @@ NamedTensors AdamW::live_state() const {
 double clip_grad_norm(const std::vector<Variable>& params, double max_norm) {
   SIMBA_CHECK(std::isfinite(max_norm) && max_norm > 0.0,
               "clip_grad_norm: max_norm " << max_norm << ", expected a finite value > 0");
-  double sum = 0.0;
+  std::vector<Tensor> grads;  // the contiguous gradients the descriptors point into
   for (size_t i = 0; i < params.size(); ++i) {
-    const Variable& p = params[i];
-    SIMBA_CHECK(p.defined(), "clip_grad_norm: parameter " << i << " is an undefined Variable");
-    if (!p.grad().defined()) continue;
-    const Tensor g = p.grad().contiguous();
-    sum += SIMBA_DISPATCH_FLOAT(g.dtype(), "clip_grad_norm",
-                                [&] { return sum_squares<scalar_t>(g.data<scalar_t>(), g.numel()); });
+    SIMBA_CHECK(params[i].defined(), "clip_grad_norm: parameter " << i << " is an undefined Variable");
+    if (params[i].grad().defined()) grads.push_back(params[i].grad().contiguous());
   }
-  const double total = std::sqrt(sum);
+  if (grads.empty()) return 0.0;
+  Tensor first = grads.front();
+  for (const Tensor& g : grads) check_same_device("clip_grad_norm", first, g);
+  const Device dev = first.device();
+  // One norm per dtype, computed where the gradients live, then read together: the one
+  // device-to-host copy of the step's sync budget.
+  const DType dtypes[] = {DType::F32, DType::F64};
+  Tensor norms = Tensor::zeros({2}, DType::F64, dev);
+  for (int k = 0; k < 2; ++k) {
+    SIMBA_DISPATCH_FLOAT(dtypes[k], "clip_grad_norm", [&] {
+      std::vector<OptimTensor<scalar_t>> d;
+      for (const Tensor& g : grads)
+        if (g.dtype() == dtypes[k]) d.push_back({nullptr, g.device_data<scalar_t>(), nullptr, nullptr, g.numel(), 0});
+      if (d.empty()) return;
+      const Tensor table = descriptor_table(d, dev);
+      SIMBA_DISPATCH_KERNEL(dev, dtypes[k], "clip_grad_norm", grad_norm, norms.device_data<double>() + k,
+                            static_cast<scalar_t*>(nullptr), descriptors_of<scalar_t>(table),
+                            static_cast<int64_t>(d.size()), max_norm);
+    });
+  }
+  const std::vector<double> n = norms.to_vector();
+  // A single dtype (every model) gives its norm unchanged; mixed ones combine in quadrature.
+  const double total = n[1] == 0.0 ? n[0] : (n[0] == 0.0 ? n[1] : std::sqrt(n[0] * n[0] + n[1] * n[1]));
   const double coef = clip_factor(total, max_norm);
   if (coef == 1.0) return total;
   for (Variable p : params) {  // a handle: set_grad reaches the caller's parameter

@@ -175,8 +175,12 @@ void grad_norm_cuda(double* norm, T* clip_scale, const OptimTensor<T>* tensors, 
   SIMBA_CUDA_CHECK(cudaGetLastError());
 }
 
-template void adamw_step_cuda<float>(const OptimTensor<float>*, int64_t, const AdamWStep&, const float*);
-template void sgd_step_cuda<float>(const OptimTensor<float>*, int64_t, const SGDStep&, const float*);
-template void grad_norm_cuda<float>(double*, float*, const OptimTensor<float>*, int64_t, double);
+#define SIMBA_INSTANTIATE_OPTIM_CUDA(T)                                                     \
+  template void adamw_step_cuda<T>(const OptimTensor<T>*, int64_t, const AdamWStep&, const T*); \
+  template void sgd_step_cuda<T>(const OptimTensor<T>*, int64_t, const SGDStep&, const T*);     \
+  template void grad_norm_cuda<T>(double*, T*, const OptimTensor<T>*, int64_t, double);
+SIMBA_INSTANTIATE_OPTIM_CUDA(float)
+SIMBA_INSTANTIATE_OPTIM_CUDA(double)
+#undef SIMBA_INSTANTIATE_OPTIM_CUDA
 
 }  // namespace simba

@@ -14,8 +14,12 @@
 //   number of step() calls) is a list of named tensors, so a checkpoint can
 //   store it and load_state() can restore it exactly: a run resumed from a
 //   checkpoint is bit-identical to one that never stopped.
-// - Parameters must be contiguous CPU float leaves, each under one unique
-//   name; gradients must have the parameter's dtype.
+// - Parameters must be contiguous float leaves on one device, each under one
+//   unique name; gradients must have the parameter's dtype. The moment and
+//   momentum buffers live on the parameters' device (create the optimiser after
+//   Module::to); the step counts are host bookkeeping.
+// - step() updates a group's parameters with one multi-tensor kernel call per
+//   dtype (per step count t for AdamW): one launch per group on a GPU.
 #pragma once
 
 #include <cstdint>
@@ -36,7 +40,7 @@ namespace simba {
 // array, so a whole model's step is one launch). Three variants with identical signatures:
 //   *_ref:  plain sequential loops, the specification the others are tested against.
 //   *_cpu:  the fast CPU path (OpenMP within each tensor). nn/optim.cpp.
-//   *_cuda: the CUDA kernels. nn/optim.cu, built with the CUDA backend only; T = float; the
+//   *_cuda: the CUDA kernels. nn/optim.cu, built with the CUDA backend only; T = float or double; the
 //           descriptor array, every pointer in it and every other pointer argument are CUDA
 //           device memory on the current device; the call returns once the work is queued on
 //           that device's stream, reading nothing back (the trainer reads the norm once per
@@ -236,7 +240,9 @@ class AdamW : public Optimizer {
 // BEFORE clipping; if it is inf or NaN nothing is scaled and the caller
 // decides what to do (the trainer stops). Parameters without a gradient are
 // ignored. The sum is formed from fixed-size chunks added in a fixed order, so
-// the result does not depend on the number of threads.
+// the result does not depend on the number of threads. The norm is computed where
+// the gradients live (grad_norm_*, one multi-tensor call per dtype) and read by the
+// host once; all gradients must share a device.
 double clip_grad_norm(const std::vector<Variable>& params, double max_norm);
 
 }  // namespace simba

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "nn/kernel_check.h"
+#include "tensor/dispatch.h"
 #include "tensor/strided_loop.h"
 
 namespace simba {
@@ -114,30 +115,27 @@ Variable rms_norm(const Variable& x, const Variable& w, double eps) {
                                            << " (expected " << shape_str({D}) << ")");
   SIMBA_CHECK(eps >= 0, "rms_norm: eps must be >= 0, got " << eps);
   check_same_dtype("rms_norm", x.data(), w.data());
-  SIMBA_CHECK_HINT(x.data().device().is_cpu(), "rms_norm on " << x.data().device().str() << " is not available",
-                   "rebuild with CUDA enabled");
+  const Device dev = op_device("rms_norm", {x.data(), w.data()});
   const int64_t rows = D ? x.numel() / D : 0;
   Tensor xc = x.data().contiguous(), wc = w.data().contiguous();
-  Tensor y = Tensor::empty(x.shape(), x.dtype(), xc.device());
-  Tensor rstd = Tensor::empty({rows}, x.dtype(), xc.device());
+  Tensor y = Tensor::empty(x.shape(), x.dtype(), dev);
+  Tensor rstd = Tensor::empty({rows}, x.dtype(), dev);
   if (x.numel() > 0)
-    SIMBA_DISPATCH_FLOAT(x.dtype(), "rms_norm", [&] {
-      rmsnorm_forward_cpu<scalar_t>(y.data<scalar_t>(), rstd.data<scalar_t>(), xc.data<scalar_t>(),
-                                wc.data<scalar_t>(), rows, D, eps);
-    });
+    SIMBA_DISPATCH_KERNEL(dev, x.dtype(), "rms_norm", rmsnorm_forward, y.device_data<scalar_t>(),
+                          rstd.device_data<scalar_t>(), xc.device_data<scalar_t>(), wc.device_data<scalar_t>(), rows,
+                          D, eps);
   const bool need_x = x.requires_grad(), need_w = w.requires_grad();
   return make_result(y, "rms_norm", {x, w},
-                     [xc, wc, rstd, rows, D, need_x, need_w](const Tensor& g) -> std::vector<Tensor> {
+                     [xc, wc, rstd, rows, D, need_x, need_w, dev](const Tensor& g) -> std::vector<Tensor> {
                        Tensor gc = g.contiguous();
-                       Tensor dx = need_x ? Tensor::empty(xc.shape(), xc.dtype(), xc.device()) : Tensor();
-                       Tensor dw = need_w ? Tensor::zeros({D}, xc.dtype(), xc.device()) : Tensor();
+                       Tensor dx = need_x ? Tensor::empty(xc.shape(), xc.dtype(), dev) : Tensor();
+                       Tensor dw = need_w ? Tensor::zeros({D}, xc.dtype(), dev) : Tensor();
                        if (rows > 0)
-                         SIMBA_DISPATCH_FLOAT(xc.dtype(), "rms_norm backward", [&] {
-                           rmsnorm_backward_cpu<scalar_t>(need_x ? dx.data<scalar_t>() : nullptr,
-                                                      need_w ? dw.data<scalar_t>() : nullptr, gc.data<scalar_t>(),
-                                                      xc.data<scalar_t>(), wc.data<scalar_t>(),
-                                                      rstd.data<scalar_t>(), rows, D);
-                         });
+                         SIMBA_DISPATCH_KERNEL(dev, xc.dtype(), "rms_norm backward", rmsnorm_backward,
+                                               need_x ? dx.device_data<scalar_t>() : nullptr,
+                                               need_w ? dw.device_data<scalar_t>() : nullptr,
+                                               gc.device_data<scalar_t>(), xc.device_data<scalar_t>(),
+                                               wc.device_data<scalar_t>(), rstd.device_data<scalar_t>(), rows, D);
                        return {dx, dw};
                      });
 }

@@ -36,12 +36,12 @@ constexpr int kRowsPerChunk = 32;  // rows per dw partial (and per backward bloc
 template <class T>
 __global__ void __launch_bounds__(kThreads)
     rmsnorm_forward_kernel(T* y, T* rstd, const T* x, const T* w, int64_t D, double eps) {
-  __shared__ float scratch[kThreads / 32];
+  __shared__ T scratch[kThreads / 32];
   const int64_t r = blockIdx.x;
   const T* xr = x + r * D;
   T* yr = y + r * D;
-  float ss = 0.f;
-  for (int64_t j = threadIdx.x; j < D; j += kThreads) ss += float(xr[j]) * float(xr[j]);
+  T ss = 0;
+  for (int64_t j = threadIdx.x; j < D; j += kThreads) ss += xr[j] * xr[j];
   ss = block_reduce<kThreads>(ss, Sum{}, scratch);
   const T s = T(1.0 / sqrt(double(ss) / double(D) + eps));
   if (threadIdx.x == 0) rstd[r] = s;
@@ -60,7 +60,7 @@ template <class T>
 __global__ void __launch_bounds__(kThreads)
     rmsnorm_backward_kernel(T* dx, double* part, const T* dy, const T* x, const T* w, const T* rstd,
                             int64_t rows, int64_t D) {
-  __shared__ float scratch[kThreads / 32];
+  __shared__ T scratch[kThreads / 32];
   const int64_t c = blockIdx.x;
   const int64_t r0 = c * kRowsPerChunk;
   const int64_t r1 = rows - r0 < kRowsPerChunk ? rows : r0 + kRowsPerChunk;
@@ -72,8 +72,8 @@ __global__ void __launch_bounds__(kThreads)
     const T* dyr = dy + r * D;
     const T s = rstd[r];
     if (dx) {
-      float dot = 0.f;  // Σ_j dy_j·w_j·x_j
-      for (int64_t j = threadIdx.x; j < D; j += kThreads) dot += float(dyr[j]) * float(w[j]) * float(xr[j]);
+      T dot = 0;  // Σ_j dy_j·w_j·x_j
+      for (int64_t j = threadIdx.x; j < D; j += kThreads) dot += dyr[j] * w[j] * xr[j];
       dot = block_reduce<kThreads>(dot, Sum{}, scratch);
       const double sd = s;
       const T a = s, b = T(sd * sd * sd * double(dot) / double(D));
@@ -137,8 +137,11 @@ void rmsnorm_backward_cuda(T* dx, T* dw, const T* dy, const T* x, const T* w, co
   }
 }
 
-template void rmsnorm_forward_cuda<float>(float*, float*, const float*, const float*, int64_t, int64_t, double);
-template void rmsnorm_backward_cuda<float>(float*, float*, const float*, const float*, const float*, const float*,
-                                           int64_t, int64_t);
+#define SIMBA_INSTANTIATE_RMSNORM_CUDA(T)                                                                 \
+  template void rmsnorm_forward_cuda<T>(T*, T*, const T*, const T*, int64_t, int64_t, double);              \
+  template void rmsnorm_backward_cuda<T>(T*, T*, const T*, const T*, const T*, const T*, int64_t, int64_t);
+SIMBA_INSTANTIATE_RMSNORM_CUDA(float)
+SIMBA_INSTANTIATE_RMSNORM_CUDA(double)
+#undef SIMBA_INSTANTIATE_RMSNORM_CUDA
 
 }  // namespace simba

@@ -16,14 +16,14 @@ namespace simba {
 //   *_ref:  plain sequential loops in double, the specification the others are tested against.
 //   *_cpu:  the fast CPU path (rows in parallel with OpenMP). nn/rmsnorm.cpp.
 //   *_cuda: the CUDA kernels (one block per row; dw from per-block partials added in a fixed
-//           order). nn/rmsnorm.cu, built with the CUDA backend only; T = float; every pointer
+//           order). nn/rmsnorm.cu, built with the CUDA backend only; T = float or double; every pointer
 //           is CUDA device memory on the current device, and the call returns once the work
 //           is queued on that device's stream (tensor/cuda_check.cuh).
 // All are deterministic: the same inputs give the same bits on every run and for any number
 // of CPU threads. rows may be 0 (nothing to do; dw becomes 0).
 
 // y (rows, D), rstd (rows) <- x (rows, D), w (D); all contiguous row-major.
-// mean(x²) is accumulated in double on the CPU (float32 per row on CUDA, then the rsqrt in
+// mean(x²) is accumulated in double on the CPU (in T per row on CUDA, then the rsqrt in
 // double), then rstd is stored in T.
 template <class T>
 void rmsnorm_forward_ref(T* y, T* rstd, const T* x, const T* w, int64_t rows, int64_t D, double eps);

@@ -6,6 +6,7 @@
 #include "nn/init.h"
 #include "ssm/selective_scan.h"
 #include "ssm/selective_scan_autograd.h"
+#include "tensor/dispatch.h"
 
 namespace simba {
 
@@ -80,9 +81,17 @@ Variable MambaMixer::forward(const Variable& hidden, MixerTrace* trace) const {
 }
 
 MixerState MambaMixer::new_state(int64_t batch) const {
-  DType dt = A_log.dtype();
-  return MixerState{Tensor::zeros({batch, Di, K}, dt), Tensor::zeros({batch, Di, N}, dt)};
+  const DType dt = A_log.dtype();
+  const Device dev = A_log.data().device();
+  return MixerState{Tensor::zeros({batch, Di, K}, dt, dev), Tensor::zeros({batch, Di, N}, dt, dev)};
 }
+
+namespace {
+template <class T>
+SeqView<T> rows_of(T* p, int64_t ld) {
+  return {p, ld};
+}
+}  // namespace
 
 Tensor MambaMixer::step(const Tensor& hidden, MixerState& state) const {
   NoGradGuard no_grad;
@@ -91,24 +100,33 @@ Tensor MambaMixer::step(const Tensor& hidden, MixerState& state) const {
               "MambaMixer::step: expected hidden (B, " << D << "), got " << shape_str(hidden.shape()));
   SIMBA_CHECK(state.ssm.shape() == (Shape{batch, Di, N}),
               "MambaMixer::step: state for " << shape_str(state.ssm.shape()) << ", hidden " << shape_str(hidden.shape()));
+  const Device dev = hidden.device();
   Tensor xz = in_proj->forward(Variable(hidden)).data();        // (B, 2Di)
-  Tensor xc = Tensor::empty({batch, Di}, hidden.dtype());
+  Tensor xc = Tensor::empty({batch, Di}, hidden.dtype(), dev);
   causal_conv1d_step(xc, state.conv, xz.narrow(1, 0, Di), conv1d->weight.data(),
                      conv1d->bias.defined() ? conv1d->bias.data() : Tensor());
   Tensor u = silu(xc);                                          // (B, Di)
   Tensor x_dbl = x_proj->forward(Variable(u)).data();           // (B, R+2N)
   Tensor delta = softplus(dt_proj->forward(Variable(x_dbl.narrow(1, 0, R))).data());
   Tensor A = neg(exp(A_log.data()));
-  // A length-1 scan from h0 = state.ssm is exactly the recurrence of one step.
-  Tensor y = Tensor::empty({batch, Di}, hidden.dtype());
-  Tensor h = Tensor::empty({batch, Di, N}, hidden.dtype());
+  // A length-1 scan from h0 = state.ssm is exactly the recurrence of one step; on a GPU it is
+  // the scan kernel with L = 1 (a thread per (b, d) with its N states in registers).
+  Tensor y = Tensor::empty({batch, Di}, hidden.dtype(), dev);
+  Tensor h = Tensor::empty({batch, Di, N}, hidden.dtype(), dev);
   Tensor z = xz.narrow(1, Di, Di);
-  SIMBA_DISPATCH_FLOAT(hidden.dtype(), "MambaMixer::step", [&] {
-    using T = scalar_t;
-    selective_scan_forward_cpu<T>({y.data<T>(), Di}, h.data<T>(), {u.data<T>(), Di}, {delta.data<T>(), Di}, A.data<T>(),
-                                  {x_dbl.data<T>() + R, R + 2 * N}, {x_dbl.data<T>() + R + N, R + 2 * N},
-                                  Dskip.data().data<T>(), {z.data<T>(), 2 * Di}, state.ssm.data<T>(), batch, 1, Di, N);
-  });
+  const Tensor Dd = Dskip.data();
+  op_device("MambaMixer::step", {hidden, state.ssm, x_dbl, u, delta, A, Dd});
+  SIMBA_CHECK(x_dbl.is_contiguous() && u.is_contiguous() && delta.is_contiguous() && xz.is_contiguous() &&
+                  state.ssm.is_contiguous() && Dd.is_contiguous(),
+              "MambaMixer::step: the step's operands must be dense rows");
+  SIMBA_DISPATCH_KERNEL(dev, hidden.dtype(), "MambaMixer::step", selective_scan_forward,
+                        rows_of(y.device_data<scalar_t>(), Di), h.device_data<scalar_t>(),
+                        rows_of<const scalar_t>(u.device_data<scalar_t>(), Di),
+                        rows_of<const scalar_t>(delta.device_data<scalar_t>(), Di), A.device_data<scalar_t>(),
+                        rows_of<const scalar_t>(x_dbl.device_data<scalar_t>() + R, R + 2 * N),
+                        rows_of<const scalar_t>(x_dbl.device_data<scalar_t>() + R + N, R + 2 * N),
+                        Dd.device_data<scalar_t>(), rows_of<const scalar_t>(z.device_data<scalar_t>(), 2 * Di),
+                        state.ssm.device_data<scalar_t>(), batch, 1, Di, N);
   state.ssm = h;
   return out_proj->forward(Variable(y)).data();                 // (B, D)
 }

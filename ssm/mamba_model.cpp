@@ -13,9 +13,10 @@ namespace simba {
 
 namespace {
 
-// The flat index of the first NaN or ±Inf of a floating tensor, or -1.
+// The flat index of the first NaN or ±Inf of a floating tensor, or -1. Runs on the host (a
+// tensor on a GPU is copied first): it checks weights once, when they are loaded.
 int64_t first_non_finite(const Tensor& t) {
-  const Tensor c = t.contiguous();
+  const Tensor c = t.to(cpu()).contiguous();
   return SIMBA_DISPATCH_FLOAT(c.dtype(), "first_non_finite", [&]() -> int64_t {
     const scalar_t* p = c.numel() ? c.data<scalar_t>() : nullptr;
     for (int64_t i = 0; i < c.numel(); ++i)
@@ -143,7 +144,7 @@ void MambaLM::save(const std::string& dir, const std::map<std::string, std::stri
   // Weights first, config last: a directory whose config.json is new always
   // has weights at least as new.
   TensorMap tensors;
-  for (auto& [name, t] : state_tensors()) tensors[name] = t.to(DType::F32);
+  for (auto& [name, t] : state_tensors()) tensors[name] = t.to(cpu()).to(DType::F32);
   SafetensorsMetadata all = metadata;
   all["format"] = "pt";  // what transformers' loader requires
   save_safetensors(dir + "/model.safetensors", tensors, all);

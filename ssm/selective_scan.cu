@@ -52,6 +52,7 @@ __host__ __device__ constexpr int chunk_len() {
 }
 
 __device__ inline float exp_t(float v) { return expf(v); }
+__device__ inline double exp_t(double v) { return exp(v); }
 
 template <class T>
 __device__ inline T sigmoid_t(T v) {
@@ -427,15 +428,16 @@ void selective_scan_backward_cuda(SeqView<T> du, SeqView<T> ddelta, T* dA, SeqVi
   });
 }
 
-template void selective_scan_forward_cuda<float>(SeqView<float>, float*, SeqView<const float>,
-                                                 SeqView<const float>, const float*,
-                                                 SeqView<const float>, SeqView<const float>,
-                                                 const float*, SeqView<const float>, const float*,
-                                                 int64_t, int64_t, int64_t, int64_t);
-template void selective_scan_backward_cuda<float>(
-    SeqView<float>, SeqView<float>, float*, SeqView<float>, SeqView<float>, float*,
-    SeqView<float>, float*, SeqView<const float>, const float*, SeqView<const float>,
-    SeqView<const float>, const float*, SeqView<const float>, SeqView<const float>, const float*,
-    SeqView<const float>, const float*, int64_t, int64_t, int64_t, int64_t);
+#define SIMBA_INSTANTIATE_SCAN_CUDA(T)                                                                       \
+  template void selective_scan_forward_cuda<T>(SeqView<T>, T*, SeqView<const T>, SeqView<const T>, const T*,      \
+                                               SeqView<const T>, SeqView<const T>, const T*, SeqView<const T>,     \
+                                               const T*, int64_t, int64_t, int64_t, int64_t);                      \
+  template void selective_scan_backward_cuda<T>(SeqView<T>, SeqView<T>, T*, SeqView<T>, SeqView<T>, T*, SeqView<T>, \
+                                                T*, SeqView<const T>, const T*, SeqView<const T>, SeqView<const T>, \
+                                                const T*, SeqView<const T>, SeqView<const T>, const T*,             \
+                                                SeqView<const T>, const T*, int64_t, int64_t, int64_t, int64_t);
+SIMBA_INSTANTIATE_SCAN_CUDA(float)
+SIMBA_INSTANTIATE_SCAN_CUDA(double)
+#undef SIMBA_INSTANTIATE_SCAN_CUDA
 
 }  // namespace simba

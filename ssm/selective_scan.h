@@ -14,7 +14,7 @@
 //   channels, states recomputed in backward instead of stored). ssm/selective_scan.cpp.
 //   *_cuda: the CUDA kernels (a thread per (batch, channel) with its N states in registers,
 //   backward recomputed per chunk from saved chunk-boundary states). ssm/selective_scan.cu,
-//   built with the CUDA backend only; T = float; every pointer is CUDA device memory on the
+//   built with the CUDA backend only; T = float or double; every pointer is CUDA device memory on the
 //   current device, and the call returns once the work is queued on that device's stream
 //   (tensor/cuda_check.cuh). N <= 64.
 // All are deterministic: the same inputs give bit-identical outputs on every run (and for

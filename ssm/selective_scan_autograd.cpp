@@ -1,28 +1,27 @@
 #include "ssm/selective_scan_autograd.h"
 
 #include "ssm/selective_scan.h"
+#include "tensor/dispatch.h"
 
 namespace simba {
 
-namespace {
-
-// The kernels read (B, L, W) operands as rows `ld` apart; a tensor qualifies
-// when its last dim is dense and its batch stride is L rows.
-Tensor as_rows(const Tensor& t) {
+Tensor as_scan_rows(const Tensor& t) {
   const bool rows = t.stride(2) == 1 && t.stride(0) == t.size(1) * t.stride(1);
   return rows ? t : t.contiguous();
 }
 
+namespace {
+
 template <class T>
 SeqView<const T> cview(const Tensor& t) {
   if (!t.defined()) return {nullptr, 0};
-  return {t.data<T>(), t.stride(1)};
+  return {t.device_data<T>(), t.stride(1)};
 }
 
 template <class T>
 SeqView<T> mview(const Tensor& t) {
   if (!t.defined()) return {nullptr, 0};
-  return {t.data<T>(), t.size(2)};
+  return {t.device_data<T>(), t.size(2)};
 }
 
 void check_seq(const char* name, const Tensor& t, int64_t B, int64_t L, int64_t W) {
@@ -47,34 +46,35 @@ Variable selective_scan(const Variable& u, const Variable& delta, const Variable
   for (const Variable* v : {&delta, &A, &Bm, &Cm, &D, &z})
     if (v->defined()) check_same_dtype("selective_scan", u.data(), v->data());
 
-  Tensor tu = as_rows(u.data()), tdelta = as_rows(delta.data()), tB = as_rows(Bm.data()), tC = as_rows(Cm.data());
+  Tensor tu = as_scan_rows(u.data()), tdelta = as_scan_rows(delta.data());
+  Tensor tB = as_scan_rows(Bm.data()), tC = as_scan_rows(Cm.data());
   Tensor tA = A.data().contiguous();
   Tensor tD = D.defined() ? D.data().contiguous() : Tensor();
-  Tensor tz = z.defined() ? as_rows(z.data()) : Tensor();
-  Tensor out = Tensor::empty({B, L, Di}, u.dtype());
-  SIMBA_DISPATCH_FLOAT(u.dtype(), "selective_scan", [&] {
-    using T = scalar_t;
-    selective_scan_forward_cpu<T>(mview<T>(out), nullptr, cview<T>(tu), cview<T>(tdelta), tA.data<T>(), cview<T>(tB),
-                                  cview<T>(tC), tD.defined() ? tD.data<T>() : nullptr, cview<T>(tz), nullptr, B, L, Di, N);
-  });
+  Tensor tz = z.defined() ? as_scan_rows(z.data()) : Tensor();
+  const Device dev = op_device("selective_scan", {tu, tdelta, tA, tB, tC, tD, tz});
+  Tensor out = Tensor::empty({B, L, Di}, u.dtype(), dev);
+  SIMBA_DISPATCH_KERNEL(dev, u.dtype(), "selective_scan", selective_scan_forward, mview<scalar_t>(out), nullptr,
+                        cview<scalar_t>(tu), cview<scalar_t>(tdelta), tA.device_data<scalar_t>(), cview<scalar_t>(tB),
+                        cview<scalar_t>(tC), tD.defined() ? tD.device_data<scalar_t>() : nullptr, cview<scalar_t>(tz),
+                        nullptr, B, L, Di, N);
 
   return make_result(out, "selective_scan", {u, delta, A, Bm, Cm, D, z},
                      [=](const Tensor& g) -> std::vector<Tensor> {
                        const DType dt = tu.dtype();
-                       Tensor dout = as_rows(g);
-                       Tensor du = Tensor::empty({B, L, Di}, dt), ddelta = Tensor::empty({B, L, Di}, dt);
-                       Tensor dA = Tensor::empty({Di, N}, dt);
-                       Tensor dB = Tensor::empty({B, L, N}, dt), dC = Tensor::empty({B, L, N}, dt);
-                       Tensor dD = tD.defined() ? Tensor::empty({Di}, dt) : Tensor();
-                       Tensor dz = tz.defined() ? Tensor::empty({B, L, Di}, dt) : Tensor();
-                       SIMBA_DISPATCH_FLOAT(dt, "selective_scan backward", [&] {
-                         using T = scalar_t;
-                         selective_scan_backward_cpu<T>(
-                             mview<T>(du), mview<T>(ddelta), dA.data<T>(), mview<T>(dB), mview<T>(dC),
-                             dD.defined() ? dD.data<T>() : nullptr, mview<T>(dz), nullptr, cview<T>(dout), nullptr,
-                             cview<T>(tu), cview<T>(tdelta), tA.data<T>(), cview<T>(tB), cview<T>(tC),
-                             tD.defined() ? tD.data<T>() : nullptr, cview<T>(tz), nullptr, B, L, Di, N);
-                       });
+                       Tensor dout = as_scan_rows(g);
+                       Tensor du = Tensor::empty({B, L, Di}, dt, dev), ddelta = Tensor::empty({B, L, Di}, dt, dev);
+                       Tensor dA = Tensor::empty({Di, N}, dt, dev);
+                       Tensor dB = Tensor::empty({B, L, N}, dt, dev), dC = Tensor::empty({B, L, N}, dt, dev);
+                       Tensor dD = tD.defined() ? Tensor::empty({Di}, dt, dev) : Tensor();
+                       Tensor dz = tz.defined() ? Tensor::empty({B, L, Di}, dt, dev) : Tensor();
+                       SIMBA_DISPATCH_KERNEL(
+                           dev, dt, "selective_scan backward", selective_scan_backward, mview<scalar_t>(du),
+                           mview<scalar_t>(ddelta), dA.device_data<scalar_t>(), mview<scalar_t>(dB),
+                           mview<scalar_t>(dC), dD.defined() ? dD.device_data<scalar_t>() : nullptr,
+                           mview<scalar_t>(dz), nullptr, cview<scalar_t>(dout), nullptr, cview<scalar_t>(tu),
+                           cview<scalar_t>(tdelta), tA.device_data<scalar_t>(), cview<scalar_t>(tB),
+                           cview<scalar_t>(tC), tD.defined() ? tD.device_data<scalar_t>() : nullptr,
+                           cview<scalar_t>(tz), nullptr, B, L, Di, N);
                        return {du, ddelta, dA, dB, dC, dD, dz};
                      });
 }

@@ -5,6 +5,7 @@
 #include "nn/cross_entropy.h"
 #include "ssm/simba_schedule.h"
 #include "ssm/simba_score.h"
+#include "tensor/dispatch.h"
 
 namespace simba {
 
@@ -24,12 +25,6 @@ void check_ids(const char* op, const Tensor& ids, int64_t context) {
                    "the sequence is context + continuation; give the context length");
   SIMBA_CHECK_HINT(context <= L, op << ": context " << context << " is longer than the sequence (" << L << " tokens)",
                    "the anchor (position context − 1) must lie inside the sequence");
-}
-
-Tensor kept_tensor(const KeptSets& kept) {
-  std::vector<int64_t> flat;
-  for (const auto& row : kept) flat.insert(flat.end(), row.begin(), row.end());
-  return Tensor::from_ints({static_cast<int64_t>(kept.size()), static_cast<int64_t>(kept[0].size())}, flat);
 }
 
 KeptSets kept_rows(const Tensor& t) {
@@ -90,8 +85,8 @@ Tensor layer_scores(const SimbaOptions& opt, const MixerTrace& trace, const Tens
     case SimbaCriterion::SimbaL2: return simba_scores(trace, n, opt.criterion);
     case SimbaCriterion::Norm: return norm_scores(input, n);
     case SimbaCriterion::Clip: return clip_scores(mixer_out, n);
-    case SimbaCriterion::Random: return random_scores(B, n, opt.seed, layer, input.dtype());
-    case SimbaCriterion::Stride: return stride_scores(B, n, k, input.dtype());
+    case SimbaCriterion::Random: return random_scores(B, n, opt.seed, layer, input.dtype()).to(input.device());
+    case SimbaCriterion::Stride: return stride_scores(B, n, k, input.dtype()).to(input.device());
   }
   SIMBA_FAIL("simba_forward: unknown criterion");
 }
@@ -109,9 +104,10 @@ SimbaResult run(const MambaLM& model, const Tensor& ids, int64_t c, const SimbaO
   res.scores.resize(Lyr);
   std::vector<int64_t> tokens, scored;
 
-  KeptSets kept(B);
-  for (auto& row : kept)
-    for (int64_t p = 0; p < c; ++p) row.push_back(p);
+  // The kept sets live where the model does, as (B, n_ℓ) int64 tensors: scoring, selection and
+  // the row gathers run there, and nothing is read back to the host.
+  const Device dev = model.device();
+  Tensor kept = Tensor::arange(c, DType::I64, dev).unsqueeze(0).expand({B, c}).contiguous();
   Variable h = model.embed(ids);  // (B, L, D)
   for (int64_t l = 0; l < Lyr; ++l) {
     const MambaBlock& block = *layers[l];
@@ -119,20 +115,16 @@ SimbaResult run(const MambaLM& model, const Tensor& ids, int64_t c, const SimbaO
     const bool full = n == c;
     const bool select_next = l + 1 < Lyr && res.counts[l + 1] < n;
     const bool score_here = opt && (select_next || keep_trace);
-    res.kept.push_back(kept_tensor(kept));
+    res.kept.push_back(kept);
     tokens.push_back(T);
     scored.push_back(opt && select_next ? n : 0);
 
     Tensor flat;  // (B·T): row b·L + position of every processed token
     Variable x = h;
     if (!full) {
-      std::vector<int64_t> idx;
-      idx.reserve(B * T);
-      for (int64_t b = 0; b < B; ++b) {
-        for (int64_t p : kept[b]) idx.push_back(b * L + p);
-        for (int64_t p = c; p < L; ++p) idx.push_back(b * L + p);
-      }
-      flat = Tensor::from_ints({B * T}, idx);
+      flat = Tensor::empty({B * T}, DType::I64, dev);
+      SIMBA_ON_DEVICE(dev, "simba_forward", simba_rows, flat.device_data<int64_t>(), kept.device_data<int64_t>(), B,
+                      n, c, m);
       x = reshape(index_select(reshape(h, {B * L, D}), 0, flat), {B, T, D});
     }
     MixerTrace trace;
@@ -145,17 +137,14 @@ SimbaResult run(const MambaLM& model, const Tensor& ids, int64_t c, const SimbaO
       const int64_t k = l + 1 < Lyr ? res.counts[l + 1] : n;
       res.scores[l] = layer_scores(*opt, trace, x.data(), mo.data(), n, k, l);
       if (select_next) {
-        const std::vector<double> s = res.scores[l].to_vector();
-        for (int64_t b = 0; b < B; ++b) {
-          const std::vector<int64_t> pick =
-              select_kept(std::vector<double>(s.begin() + b * n, s.begin() + (b + 1) * n), res.counts[l + 1]);
-          std::vector<int64_t> next;
-          for (int64_t i : pick) next.push_back(kept[b][i]);
-          kept[b] = next;
-        }
+        const Tensor s = res.scores[l].contiguous();
+        Tensor next = Tensor::empty({B, k}, DType::I64, dev);
+        SIMBA_DISPATCH_KERNEL(dev, s.dtype(), "simba_forward", simba_select, next.device_data<int64_t>(),
+                              s.device_data<scalar_t>(), kept.device_data<int64_t>(), B, n, k);
+        kept = next;
       }
     } else if (fixed && l + 1 < Lyr) {
-      kept = kept_rows((*fixed)[l + 1]);
+      kept = (*fixed)[l + 1].to(dev).contiguous();
     }
   }
 
@@ -163,7 +152,7 @@ SimbaResult run(const MambaLM& model, const Tensor& ids, int64_t c, const SimbaO
   if (m > 0)
     res.logits = model.head(narrow(h, 1, c - 1, m));
   else
-    res.logits = Variable(Tensor::zeros({B, 0, model.config().vocab_size}, h.dtype()));
+    res.logits = Variable(Tensor::zeros({B, 0, model.config().vocab_size}, h.dtype(), dev));
   res.flops = forward_flops(model.config(), B, tokens, scored, opt ? opt->criterion : SimbaCriterion::Simba, m);
   return res;
 }

@@ -39,12 +39,16 @@
 //   - mamba_ssm's Block carries hidden_states and residual separately (peer code gathers both);
 //     our pre-norm residual stream h holds the same information in one tensor, so gathering h
 //     gathers both.
-// Implementation. Rows move by one index_select / index_add on the stream flattened to
-// (B·(c+m), D) with flat indices b·(c+m) + position, so index memory is O(B·T_ℓ), not the
-// O(B·T_ℓ·D) of a (B, T, D) gather index; both ops have backward passes, so the logits are
-// differentiable in every parameter (Simba-aware training; the kept sets are constants). A
-// layer that processes the whole context computes h + mixer(norm(h)) directly, exactly
-// MambaBlock::forward, so keep=1 reproduces MambaLM::forward bit for bit.
+// Implementation. Everything runs on the model's device (Module::device): the kept sets are
+// (B, n_ℓ) int64 tensors there, the scores, the top-k choice (simba_select_*) and the row
+// index (simba_rows_*) are kernels with CPU and CUDA variants (ssm/simba_score.h), so a pruned
+// forward on a GPU reads nothing back to the host. Rows move by one index_select / index_add
+// on the stream flattened to (B·(c+m), D) with flat indices b·(c+m) + position, so index
+// memory is O(B·T_ℓ), not the O(B·T_ℓ·D) of a (B, T, D) gather index; both ops have
+// backward passes, so the logits are differentiable in every parameter (Simba-aware
+// training; the kept sets are constants). A layer that processes the whole context computes
+// h + mixer(norm(h)) directly, exactly MambaBlock::forward, so keep=1 reproduces
+// MambaLM::forward bit for bit.
 #pragma once
 
 #include <cstdint>
@@ -61,7 +65,8 @@ struct SimbaResult {
   Variable logits;                 // (B, m, V): row j = position c − 1 + j, predicting ids[:, c + j]
   std::vector<int64_t> counts;     // n_ℓ, per layer
   std::vector<Tensor> kept;        // per layer: (B, n_ℓ) int64 original positions of the context
-                                   // tokens layer ℓ processes, ascending (kept[0] = 0..c−1)
+                                   // tokens layer ℓ processes, ascending (kept[0] = 0..c−1), on
+                                   // the model's device
   std::vector<Tensor> scores;      // per layer: (B, n_ℓ) scores of those tokens, kept[ℓ]'s order;
                                    // undefined where the layer was not scored (see keep_trace)
   Variable hidden;                 // (B, c + m, D) final residual stream, before norm_f

@@ -6,6 +6,8 @@
 #include <cmath>
 #include <limits>
 
+#include "ssm/selective_scan_autograd.h"
+#include "tensor/dispatch.h"
 #include "tensor/ops.h"
 #include "tensor/strided_loop.h"
 #include "tensor/vector_math.h"
@@ -98,22 +100,10 @@ T reduce_row(const T* v, int64_t Di, SimbaCriterion criterion) {
   return static_cast<T>(std::sqrt(ss));
 }
 
-// A (B, L, W) tensor as one with a dense last dim, so each sequence is a SeqView.
-Tensor dense_rows(const Tensor& t) { return t.stride(2) == 1 ? t : t.contiguous(); }
-
+// The rows of a (B, L, W) tensor in the kernels' layout.
 template <class T>
-SeqView<const T> sequence(const Tensor& t, int64_t b) {
-  return {t.data<T>() + b * t.stride(0), t.stride(1)};
-}
-
-template <class T>
-void scores_per_sequence(Tensor& out, const MixerTrace& tr, int64_t n, SimbaCriterion criterion) {
-  const Tensor u = dense_rows(tr.u), delta = dense_rows(tr.delta), Bm = dense_rows(tr.Bm), Cm = dense_rows(tr.Cm);
-  const Tensor A = tr.A.contiguous();
-  const int64_t B = u.size(0), Di = u.size(2), N = A.size(1);
-  for (int64_t b = 0; b < B; ++b)
-    simba_score_forward<T>(out.data<T>() + b * n, sequence<T>(u, b), sequence<T>(delta, b), A.data<T>(),
-                           sequence<T>(Bm, b), sequence<T>(Cm, b), n, Di, N, criterion);
+SeqView<const T> rows(const Tensor& t) {
+  return {t.device_data<T>(), t.stride(1)};
 }
 
 void check_stream(const char* op, const Tensor& x, int64_t n) {
@@ -153,11 +143,44 @@ void simba_score_forward(T* scores, SeqView<const T> u, SeqView<const T> delta, 
   }
 }
 
+template <class T>
+void simba_scores_batch_cpu(T* scores, SeqView<const T> u, SeqView<const T> delta, const T* A, SeqView<const T> Bm,
+                            SeqView<const T> Cm, int64_t B, int64_t L, int64_t n, int64_t Di, int64_t N,
+                            SimbaCriterion criterion) {
+  SIMBA_CHECK(B >= 0 && n >= 1 && n <= L, "simba_scores_batch_cpu: sizes must be B >= 0 and 1 <= n <= L, got B="
+                                              << B << " n=" << n << " L=" << L);
+  auto seq = [L](SeqView<const T> v, int64_t b) { return SeqView<const T>{v.p + b * L * v.ld, v.ld}; };
+  for (int64_t b = 0; b < B; ++b)
+    simba_score_forward<T>(scores + b * n, seq(u, b), seq(delta, b), A, seq(Bm, b), seq(Cm, b), n, Di, N, criterion);
+}
+
+template <class T>
+void simba_select_cpu(int64_t* next, const T* scores, const int64_t* kept, int64_t B, int64_t n, int64_t k) {
+  SIMBA_CHECK(B >= 0 && k >= 1 && k <= n, "simba_select_cpu: sizes must be B >= 0 and 1 <= k <= n, got B="
+                                              << B << " n=" << n << " k=" << k);
+  for (int64_t b = 0; b < B; ++b) {
+    // Widening to double keeps every comparison (and NaN) exactly as it was in T.
+    const std::vector<double> row(scores + b * n, scores + (b + 1) * n);
+    const std::vector<int64_t> pick = select_kept(row, k);
+    for (int64_t j = 0; j < k; ++j) next[b * k + j] = kept[b * n + pick[j]];
+  }
+}
+
+void simba_rows_cpu(int64_t* flat, const int64_t* kept, int64_t B, int64_t n, int64_t c, int64_t m) {
+  const int64_t L = c + m, T = n + m;
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t j = 0; j < T; ++j) flat[b * T + j] = b * L + (j < n ? kept[b * n + j] : c + (j - n));
+}
+
 #define SIMBA_INSTANTIATE_SCORE(T)                                                                               \
   template void simba_contribution_forward<T>(SeqView<T>, SeqView<const T>, SeqView<const T>, const T*,          \
                                               SeqView<const T>, SeqView<const T>, int64_t, int64_t, int64_t);    \
   template void simba_score_forward<T>(T*, SeqView<const T>, SeqView<const T>, const T*, SeqView<const T>,      \
-                                       SeqView<const T>, int64_t, int64_t, int64_t, SimbaCriterion);
+                                       SeqView<const T>, int64_t, int64_t, int64_t, SimbaCriterion);  \
+  template void simba_scores_batch_cpu<T>(T*, SeqView<const T>, SeqView<const T>, const T*, SeqView<const T>,   \
+                                          SeqView<const T>, int64_t, int64_t, int64_t, int64_t, int64_t,          \
+                                          SimbaCriterion);                                                        \
+  template void simba_select_cpu<T>(int64_t*, const T*, const int64_t*, int64_t, int64_t, int64_t);
 SIMBA_INSTANTIATE_SCORE(float)
 SIMBA_INSTANTIATE_SCORE(double)
 #undef SIMBA_INSTANTIATE_SCORE
@@ -176,8 +199,13 @@ Tensor simba_scores(const MixerTrace& trace, int64_t n, SimbaCriterion criterion
                                               << shape_str(trace.delta.shape()) << ", B " << shape_str(trace.Bm.shape())
                                               << ", C " << shape_str(trace.Cm.shape()) << " do not fit A "
                                               << shape_str(trace.A.shape()));
-  Tensor out = Tensor::empty({B, n}, trace.u.dtype());
-  SIMBA_DISPATCH_FLOAT(trace.u.dtype(), "simba_scores", [&] { scores_per_sequence<scalar_t>(out, trace, n, criterion); });
+  const Tensor u = as_scan_rows(trace.u), delta = as_scan_rows(trace.delta);
+  const Tensor Bm = as_scan_rows(trace.Bm), Cm = as_scan_rows(trace.Cm), A = trace.A.contiguous();
+  const Device dev = op_device("simba_scores", {u, delta, Bm, Cm, A});
+  Tensor out = Tensor::empty({B, n}, trace.u.dtype(), dev);
+  SIMBA_DISPATCH_KERNEL(dev, trace.u.dtype(), "simba_scores", simba_scores_batch, out.device_data<scalar_t>(),
+                        rows<scalar_t>(u), rows<scalar_t>(delta), A.device_data<scalar_t>(), rows<scalar_t>(Bm),
+                        rows<scalar_t>(Cm), B, L, n, Di, N, criterion);
   return out;
 }
 

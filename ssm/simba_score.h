@@ -80,7 +80,54 @@ template <class T>
 void simba_score_forward(T* scores, SeqView<const T> u, SeqView<const T> delta, const T* A, SeqView<const T> Bm,
                          SeqView<const T> Cm, int64_t n, int64_t Di, int64_t N, SimbaCriterion criterion);
 
-// The scores of the first n rows of every sequence of a layer, (B, n) in the trace's dtype.
+// ---- The batched kernels of the pruned forward (ssm/simba_forward.h), each with a CPU and a
+// CUDA variant of identical signature: *_cpu in ssm/simba_score.cpp, *_cuda in
+// ssm/simba_score.cu (built with the CUDA backend only; every pointer is device memory on the
+// current device and the call only queues work on its stream). T = float or double.
+
+// scores (B, n) contiguous <- simba_score_forward of the first n rows of every sequence of a
+// layer: u, delta (B, L, Di) rows and Bm, Cm (B, L, N) rows in the layout of
+// ssm/selective_scan.h (row (b, t) at p[(b·L + t)·ld]), A (Di, N); 1 <= n <= L.
+// CUDA: the reverse cumulative sum (Q2) by a thread per (b, d) walking t down (double
+// accumulator, stored in T, as on the CPU), then one block per (b, t) forms the row Δy_T(t)
+// of (Q1) (a thread per channel, the N terms in order k = 0..N−1, then ·Δ_t·u_t, as on the
+// CPU) and reduces it over the channels with the fixed-order block reductions of
+// nn/cuda_reduce.cuh (l2 in double). The exps are the device's exp, not the CPU's exp_fast,
+// so scores agree to a few ulp, not bit for bit.
+template <class T>
+void simba_scores_batch_cpu(T* scores, SeqView<const T> u, SeqView<const T> delta, const T* A, SeqView<const T> Bm,
+                            SeqView<const T> Cm, int64_t B, int64_t L, int64_t n, int64_t Di, int64_t N,
+                            SimbaCriterion criterion);
+template <class T>
+void simba_scores_batch_cuda(T* scores, SeqView<const T> u, SeqView<const T> delta, const T* A,
+                             SeqView<const T> Bm, SeqView<const T> Cm, int64_t B, int64_t L, int64_t n, int64_t Di,
+                             int64_t N, SimbaCriterion criterion);
+
+// next (B, k) <- for every sequence b, kept[b, i] for the i that select_kept chooses from the
+// scores row scores[b, :] (the anchor i = n − 1, plus the k − 1 others ranked first by score
+// descending, NaN as −∞, ties to the smaller i), in ascending i. scores (B, n), kept (B, n)
+// and next (B, k) contiguous; 1 <= k <= n.
+// CUDA: one block per sequence. Candidate i is kept iff fewer than k − 1 others beat it in
+// that strict total order, so each thread counts, for its candidates, the others that beat
+// them (the scores staged through shared memory a tile at a time), and a block-wide prefix
+// sum of the keep flags gives each kept entry its output slot, in ascending i. This costs n²
+// comparisons per sequence, below the n·Di·N exps of the scores it ranks whenever
+// n <= Di·N (Di·N is 24576 even for the 130M model), and is exact: integer counts of exact
+// comparisons, so the kept sets are the CPU's whenever the scores are.
+template <class T>
+void simba_select_cpu(int64_t* next, const T* scores, const int64_t* kept, int64_t B, int64_t n, int64_t k);
+template <class T>
+void simba_select_cuda(int64_t* next, const T* scores, const int64_t* kept, int64_t B, int64_t n, int64_t k);
+
+// flat (B·(n + m)) <- the rows layer ℓ processes as indices into the stream flattened to
+// (B·(c + m), D): flat[b·(n + m) + j] = b·(c + m) + kept[b, j] for j < n (the kept context
+// tokens) and b·(c + m) + c + (j − n) for n <= j < n + m (the continuation). kept (B, n).
+// CUDA: a thread per entry.
+void simba_rows_cpu(int64_t* flat, const int64_t* kept, int64_t B, int64_t n, int64_t c, int64_t m);
+void simba_rows_cuda(int64_t* flat, const int64_t* kept, int64_t B, int64_t n, int64_t c, int64_t m);
+
+// The scores of the first n rows of every sequence of a layer, (B, n) in the trace's dtype,
+// on the trace's device.
 // trace: the layer's MixerTrace (u, delta (B, L, Di); A (Di, N); Bm, Cm (B, L, N)), L >= n.
 Tensor simba_scores(const MixerTrace& trace, int64_t n, SimbaCriterion criterion);
 // hidden (B, L, D), the layer's input residual stream -> (B, n): ||hidden[b, t]||_2, t < n.

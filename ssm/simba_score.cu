@@ -1,0 +1,232 @@
+// ssm/simba_score.cu: the CUDA variants of the pruned forward's batched kernels declared in
+// ssm/simba_score.h: the Simba scores (Q1)-(Q2), the top-k choice of the kept sets, and the
+// row index of a layer's compacted sequence. The rules (criteria, order, anchor) are in
+// ssm/simba_score.h; each kernel below states its shapes and launch geometry.
+//
+// Determinism: no atomics. Every sum runs in an order fixed by the sizes (a thread's own
+// loop, or the fixed-order block reductions of nn/cuda_reduce.cuh), and the selection is
+// integer counting of exact comparisons, so results are bit-identical run to run.
+#include "ssm/simba_score.h"
+
+#include <cuda_runtime.h>
+
+#include <climits>
+#include <cub/block/block_scan.cuh>
+
+#include "nn/cuda_reduce.cuh"
+#include "tensor/cuda_check.cuh"
+#include "tensor/storage.h"
+
+namespace simba {
+namespace {
+
+using cuda_reduce::block_reduce;
+using cuda_reduce::Max;
+using cuda_reduce::Sum;
+
+constexpr int kThreads = 256;
+
+__device__ inline float exp_t(float v) { return expf(v); }
+__device__ inline double exp_t(double v) { return exp(v); }
+__device__ inline float abs_t(float v) { return fabsf(v); }
+__device__ inline double abs_t(double v) { return fabs(v); }
+
+// (Q2): S[b, t, d] = Σ_{k=t+1..n−1} delta[b, k, d], accumulated in double from t = n − 1 down
+// and stored in T (the CPU's order and rounding).
+// Launch: grid (ceil(Di / kThreads), B), block kThreads; thread x of block (bx, b) owns channel
+// d = bx·kThreads + x of sequence b, i.e. the column S[b, :, d] of S (B, n, Di) contiguous.
+// delta (B, L, Di) rows.
+template <class T>
+__global__ void __launch_bounds__(kThreads)
+    reverse_cumsum_kernel(T* S, SeqView<const T> delta, int64_t L, int64_t n, int64_t Di) {
+  const int64_t d = int64_t(blockIdx.x) * kThreads + threadIdx.x;
+  if (d >= Di) return;
+  const int64_t b = blockIdx.y;
+  T* col = S + b * n * Di + d;
+  col[(n - 1) * Di] = T(0);
+  double acc = 0.0;
+  for (int64_t t = n - 2; t >= 0; --t) {
+    acc += double(delta.p[(b * L + t + 1) * delta.ld + d]);
+    col[t * Di] = T(acc);
+  }
+}
+
+// (Q1) and the channel reduction: scores[b, t] = reduce_d Δy_T(t)[d] with
+//   Δy_T(t)[d] = (Σ_{k<N} (C_T[k]·B_t[k])·exp(A[d,k]·S[b,t,d]))·(Δ_t[d]·u_t[d]),   T = n − 1,
+// the terms added in k order as on the CPU. simba: max_d; simba-abs: max_d |·|; simba-l2:
+// sqrt(Σ_d (·)²) in double. A NaN in the row makes the score NaN.
+// Launch: grid B·n, block kThreads; block r = b·n + t owns scores[b, t]; thread x forms the
+// channels d = x, x + kThreads, ... The loops' bounds are the same for every thread, so all
+// of them reach the block reductions' barriers.
+template <class T>
+__global__ void __launch_bounds__(kThreads)
+    score_rows_kernel(T* scores, const T* S, SeqView<const T> u, SeqView<const T> delta, const T* A,
+                      SeqView<const T> Bm, SeqView<const T> Cm, int64_t L, int64_t n, int64_t Di, int64_t N,
+                      SimbaCriterion criterion) {
+  __shared__ T max_scratch[kThreads / 32];
+  __shared__ double sum_scratch[kThreads / 32];
+  __shared__ int nan_scratch[kThreads / 32];
+  const int64_t r = blockIdx.x, b = r / n, t = r % n;
+  const T* St = S + r * Di;
+  const T* Bt = Bm.p + (b * L + t) * Bm.ld;
+  const T* CT = Cm.p + (b * L + n - 1) * Cm.ld;
+  const T* ut = u.p + (b * L + t) * u.ld;
+  const T* dt = delta.p + (b * L + t) * delta.ld;
+  T m = -INFINITY;
+  double ss = 0.0;
+  int nan = 0;
+  for (int64_t d = threadIdx.x; d < Di; d += kThreads) {
+    T v = T(0);
+    for (int64_t k = 0; k < N; ++k) v += (CT[k] * Bt[k]) * exp_t(A[d * N + k] * St[d]);
+    v *= dt[d] * ut[d];
+    nan |= v != v;
+    if (criterion == SimbaCriterion::SimbaL2) {
+      ss += double(v) * double(v);
+    } else {
+      const T a = criterion == SimbaCriterion::SimbaAbs ? abs_t(v) : v;
+      m = a > m ? a : m;
+    }
+  }
+  nan = block_reduce<kThreads>(nan, Max{}, nan_scratch);
+  if (criterion == SimbaCriterion::SimbaL2)
+    ss = block_reduce<kThreads>(ss, Sum{}, sum_scratch);
+  else
+    m = block_reduce<kThreads>(m, Max{}, max_scratch);
+  if (threadIdx.x != 0) return;
+  const T s = criterion == SimbaCriterion::SimbaL2 ? T(sqrt(ss)) : m;
+  scores[r] = nan ? T(NAN) : s;
+}
+
+// The selection order of select_kept: a NaN score ranks as −∞.
+template <class T>
+__device__ inline T select_key(T s) {
+  return s != s ? T(-INFINITY) : s;
+}
+
+// next[b, :] <- kept[b, i] for the anchor i = n − 1 and the k − 1 best other i (score
+// descending, ties to the smaller i), in ascending i (ssm/simba_score.h).
+// Launch: grid B, block kThreads; block b owns sequence b. The candidates are visited in
+// tiles of kThreads (thread x takes i = i0 + x). For its candidate, a thread counts the other
+// non-anchor j that beat it (key_j > key_i, or key_j == key_i and j < i), reading the keys
+// tile by tile from shared memory; i is kept iff it is the anchor or fewer than k − 1 beat
+// it. An exclusive block scan of the keep flags then gives each kept i its slot base + prefix
+// in next[b, :], so the output is in ascending i. Tile and loop bounds are uniform over the
+// block, so every thread reaches every barrier.
+template <class T>
+__global__ void __launch_bounds__(kThreads)
+    select_kernel(int64_t* next, const T* scores, const int64_t* kept, int64_t n, int64_t k) {
+  using BlockScan = cub::BlockScan<int, kThreads>;
+  __shared__ typename BlockScan::TempStorage scan_storage;
+  __shared__ T tile[kThreads];
+  const int64_t b = blockIdx.x;
+  const T* s = scores + b * n;
+  const int64_t others = n - 1;  // candidates that compete: every position but the anchor
+  int64_t base = 0;
+  for (int64_t i0 = 0; i0 < n; i0 += kThreads) {
+    const int64_t i = i0 + threadIdx.x;
+    const T key = i < others ? select_key(s[i]) : T(0);
+    int64_t beaten_by = 0;
+    for (int64_t j0 = 0; j0 < others; j0 += kThreads) {
+      __syncthreads();  // the previous tile's readers are done
+      if (j0 + threadIdx.x < others) tile[threadIdx.x] = select_key(s[j0 + threadIdx.x]);
+      __syncthreads();
+      const int64_t jn = others - j0 < kThreads ? others - j0 : kThreads;
+      if (i < others)
+        for (int64_t jj = 0; jj < jn; ++jj) {
+          const T kj = tile[jj];
+          const int64_t j = j0 + jj;
+          beaten_by += kj > key || (kj == key && j < i);
+        }
+    }
+    const int keep = i == n - 1 || (i < others && beaten_by < k - 1) ? 1 : 0;
+    int slot = 0, kept_here = 0;
+    BlockScan(scan_storage).ExclusiveSum(keep, slot, kept_here);
+    if (keep) next[b * k + base + slot] = kept[b * n + i];
+    base += kept_here;
+    __syncthreads();  // scan_storage is reused by the next tile's scan
+  }
+}
+
+// flat[b·T + j] = b·L + (j < n ? kept[b, j] : c + (j − n)), T = n + m, L = c + m.
+// Launch: 1-D grid-stride loop over the B·T entries, a thread per entry.
+__global__ void rows_kernel(int64_t* flat, const int64_t* kept, int64_t B, int64_t n, int64_t c, int64_t m) {
+  const int64_t T = n + m, L = c + m;
+  for (int64_t e = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; e < B * T; e += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t b = e / T, j = e % T;
+    flat[e] = b * L + (j < n ? kept[b * n + j] : c + (j - n));
+  }
+}
+
+}  // namespace
+
+template <class T>
+void simba_scores_batch_cuda(T* scores, SeqView<const T> u, SeqView<const T> delta, const T* A,
+                             SeqView<const T> Bm, SeqView<const T> Cm, int64_t B, int64_t L, int64_t n, int64_t Di,
+                             int64_t N, SimbaCriterion criterion) {
+  const char* op = "simba_scores_batch_cuda";
+  SIMBA_CHECK(B >= 0 && n >= 1 && n <= L && Di >= 1 && N >= 1,
+              op << ": sizes must be B >= 0, 1 <= n <= L, Di >= 1, N >= 1, got B=" << B << " n=" << n << " L=" << L
+                 << " Di=" << Di << " N=" << N);
+  SIMBA_CHECK(is_ssm_criterion(criterion), op << ": criterion " << criterion_name(criterion)
+                                              << " is not computed from the SSM (expected simba, simba-abs or simba-l2)");
+  SIMBA_CHECK(u.ld >= Di && delta.ld >= Di && Bm.ld >= N && Cm.ld >= N,
+              op << ": row strides u=" << u.ld << " delta=" << delta.ld << " B=" << Bm.ld << " C=" << Cm.ld
+                 << " must be >= the widths Di=" << Di << " (u, delta) and N=" << N << " (B, C)");
+  SIMBA_CHECK(B <= 65535 && B * n <= INT_MAX, op << ": B=" << B << ", B·n=" << B * n << " exceed the CUDA grid limits");
+  cuda_check_device_pointer(scores, op, "scores");
+  cuda_check_device_pointer(u.p, op, "u");
+  cuda_check_device_pointer(delta.p, op, "delta");
+  cuda_check_device_pointer(A, op, "A");
+  cuda_check_device_pointer(Bm.p, op, "B");
+  cuda_check_device_pointer(Cm.p, op, "C");
+  if (B == 0) return;
+  const int device = cuda_current_device();
+  cudaStream_t stream = cuda_stream(device);
+  // S (B, n, Di), freed (stream-ordered) when `scratch` goes out of scope after the launches.
+  Storage scratch(sizeof(T) * size_t(B * n * Di), Device{DeviceType::CUDA, device});
+  T* S = static_cast<T*>(scratch.data());
+  const dim3 grid(unsigned((Di + kThreads - 1) / kThreads), unsigned(B));
+  reverse_cumsum_kernel<T><<<grid, kThreads, 0, stream>>>(S, delta, L, n, Di);
+  SIMBA_CUDA_CHECK(cudaGetLastError());
+  score_rows_kernel<T><<<unsigned(B * n), kThreads, 0, stream>>>(scores, S, u, delta, A, Bm, Cm, L, n, Di, N,
+                                                                   criterion);
+  SIMBA_CUDA_CHECK(cudaGetLastError());
+}
+
+template <class T>
+void simba_select_cuda(int64_t* next, const T* scores, const int64_t* kept, int64_t B, int64_t n, int64_t k) {
+  const char* op = "simba_select_cuda";
+  SIMBA_CHECK(B >= 0 && k >= 1 && k <= n, op << ": sizes must be B >= 0 and 1 <= k <= n, got B=" << B << " n=" << n
+                                              << " k=" << k);
+  SIMBA_CHECK(B <= INT_MAX, op << ": B=" << B << " exceeds the CUDA grid limit " << INT_MAX);
+  cuda_check_device_pointer(next, op, "next");
+  cuda_check_device_pointer(scores, op, "scores");
+  cuda_check_device_pointer(kept, op, "kept");
+  if (B == 0) return;
+  cudaStream_t stream = cuda_stream(cuda_current_device());
+  select_kernel<T><<<unsigned(B), kThreads, 0, stream>>>(next, scores, kept, n, k);
+  SIMBA_CUDA_CHECK(cudaGetLastError());
+}
+
+void simba_rows_cuda(int64_t* flat, const int64_t* kept, int64_t B, int64_t n, int64_t c, int64_t m) {
+  const char* op = "simba_rows_cuda";
+  SIMBA_CHECK(B >= 0 && n >= 1 && n <= c && m >= 0, op << ": sizes must be B >= 0, 1 <= n <= c, m >= 0, got B=" << B
+                                                        << " n=" << n << " c=" << c << " m=" << m);
+  cuda_check_device_pointer(flat, op, "flat");
+  cuda_check_device_pointer(kept, op, "kept");
+  if (B == 0) return;
+  cudaStream_t stream = cuda_stream(cuda_current_device());
+  rows_kernel<<<cuda_grid_size(B * (n + m), kThreads), kThreads, 0, stream>>>(flat, kept, B, n, c, m);
+  SIMBA_CUDA_CHECK(cudaGetLastError());
+}
+
+#define SIMBA_INSTANTIATE_SIMBA_CUDA(T)                                                                         \
+  template void simba_scores_batch_cuda<T>(T*, SeqView<const T>, SeqView<const T>, const T*, SeqView<const T>,  \
+                                           SeqView<const T>, int64_t, int64_t, int64_t, int64_t, int64_t,       \
+                                           SimbaCriterion);                                                     \
+  template void simba_select_cuda<T>(int64_t*, const T*, const int64_t*, int64_t, int64_t, int64_t);
+SIMBA_INSTANTIATE_SIMBA_CUDA(float)
+SIMBA_INSTANTIATE_SIMBA_CUDA(double)
+#undef SIMBA_INSTANTIATE_SIMBA_CUDA
+
+}  // namespace simba
