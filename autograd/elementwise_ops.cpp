@@ -2,8 +2,6 @@
 //
 // For broadcasting binary ops the upstream gradient has the broadcast shape;
 // sum_to folds it back onto each operand's own shape (the adjoint of expand).
-#include <cmath>
-
 #include "autograd/ops.h"
 
 namespace simba {
@@ -19,8 +17,7 @@ Variable unary(UnaryOp op, const Variable& x) {
 Variable binary(BinaryOp op, const Variable& a, const Variable& b) {
   Tensor av = a.data(), bv = b.data();
   Tensor y = binary(op, av, bv);
-  static const char* names[] = {"add", "sub", "mul", "div", "pow"};
-  return make_result(y, names[static_cast<int>(op)], {a, b}, [op, av, bv, y](const Tensor& g) -> std::vector<Tensor> {
+  return make_result(y, binary_name(op), {a, b}, [op, av, bv, y](const Tensor& g) -> std::vector<Tensor> {
     Tensor ga, gb;
     switch (op) {
       case BinaryOp::Add: ga = g; gb = g; break;
@@ -32,7 +29,7 @@ Variable binary(BinaryOp op, const Variable& a, const Variable& b) {
         break;
       }
       case BinaryOp::Pow: {  // d(a^b) = b·a^(b−1)·da + a^b·ln(a)·db
-        ga = mul(g, mul(bv, pow(av, sub(bv, Tensor::scalar(1.0, bv.dtype())))));
+        ga = mul(g, mul(bv, pow(av, affine(bv, 1.0, -1.0))));
         gb = mul(g, mul(y, log(av)));
         break;
       }
@@ -55,18 +52,8 @@ Variable pow(const Variable& x, double p) {
 
 Variable clamp(const Variable& x, double lo, double hi) {
   Tensor xs = x.data();
-  Tensor y = clamp(xs, lo, hi);
-  return make_result(y, "clamp", {x}, [xs, y](const Tensor& g) -> std::vector<Tensor> {
-    // The gradient passes where clamp is the identity (y == x), zero where it clipped.
-    Tensor pass = Tensor::empty(xs.shape(), xs.dtype());
-    SIMBA_DISPATCH_FLOAT(xs.dtype(), "clamp", [&] {
-      Tensor xc = xs.contiguous();
-      const scalar_t* px = xc.data<scalar_t>();
-      const scalar_t* py = y.data<scalar_t>();
-      scalar_t* pp = pass.data<scalar_t>();
-      for (int64_t i = 0; i < xs.numel(); ++i) pp[i] = px[i] == py[i] ? scalar_t(1) : scalar_t(0);
-    });
-    return {mul(g, pass)};
+  return make_result(clamp(xs, lo, hi), "clamp", {x}, [xs, lo, hi](const Tensor& g) -> std::vector<Tensor> {
+    return {clamp_backward(g, xs, lo, hi)};
   });
 }
 

@@ -39,7 +39,7 @@ Variable max(const Variable& x, int dim, bool keepdim) {
   Tensor idx = r.indices;
   Tensor values = keepdim ? r.values : r.values.squeeze(d);
   return make_result(values, "max", {x}, [in, dt, d, keepdim, idx](const Tensor& g) -> std::vector<Tensor> {
-    return {scatter_add(Tensor::zeros(in, dt), d, idx, keepdim ? g : g.unsqueeze(d))};
+    return {scatter_add(Tensor::zeros(in, dt, g.device()), d, idx, keepdim ? g : g.unsqueeze(d))};
   });
 }
 

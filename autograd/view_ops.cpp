@@ -32,7 +32,7 @@ Variable narrow(const Variable& x, int dim, int64_t start, int64_t length) {
   const int d = x.data().wrap_dim(dim);
   return make_result(x.data().narrow(d, start, length), "narrow", {x},
                      [in, dt, d, start, length](const Tensor& g) -> std::vector<Tensor> {
-                       Tensor gx = Tensor::zeros(in, dt);
+                       Tensor gx = Tensor::zeros(in, dt, g.device());
                        gx.narrow(d, start, length).copy_(g);
                        return {gx};
                      });

@@ -16,7 +16,7 @@
 #include <algorithm>
 #include <climits>
 
-#include "nn/cuda_reduce.cuh"
+#include "tensor/cuda_reduce.cuh"
 #include "nn/kernel_check.h"
 #include "tensor/cuda_check.cuh"
 #include "tensor/storage.h"

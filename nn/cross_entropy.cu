@@ -2,7 +2,7 @@
 // (equations there).
 //
 // Design. Forward: a row of V logits is one block's work, read twice (max, then Σ exp(z − m)),
-// each pass a fixed-order block reduction (nn/cuda_reduce.cuh) with the sum in double, as on
+// each pass a fixed-order block reduction (tensor/cuda_reduce.cuh) with the sum in double, as on
 // the CPU. Backward: elementwise over (row, class), one thread per dlogits element, so every
 // element is written exactly once (the −dloss of the target class is applied by the thread that
 // owns it, no atomics). A target that is neither `ignore` nor in [0, V) is never used as an
@@ -16,7 +16,7 @@
 
 #include <climits>
 
-#include "nn/cuda_reduce.cuh"
+#include "tensor/cuda_reduce.cuh"
 #include "nn/kernel_check.h"
 #include "tensor/cuda_check.cuh"
 

@@ -17,7 +17,7 @@
 
 #include <cuda_runtime.h>
 
-#include "nn/cuda_reduce.cuh"
+#include "tensor/cuda_reduce.cuh"
 #include "nn/kernel_check.h"
 #include "tensor/cuda_check.cuh"
 #include "tensor/storage.h"

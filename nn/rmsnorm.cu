@@ -2,7 +2,7 @@
 // backward's derivation are in nn/rmsnorm.h and nn/rmsnorm.cpp).
 //
 // Design. A row of D values is one block's work: its threads stride over the row (coalesced),
-// the row's sum (of x², or of dy·w·x) is a fixed-order block reduction (nn/cuda_reduce.cuh).
+// the row's sum (of x², or of dy·w·x) is a fixed-order block reduction (tensor/cuda_reduce.cuh).
 // dw (a sum over rows) is formed without atomics: block c of the backward owns the rows
 // [c·kRowsPerChunk, (c+1)·kRowsPerChunk) and adds their dy·x·rstd into its own partial row
 // part[c, :] (double; each column owned by one thread), and sum_partials_kernel adds the
@@ -16,7 +16,7 @@
 #include <climits>
 #include <memory>
 
-#include "nn/cuda_reduce.cuh"
+#include "tensor/cuda_reduce.cuh"
 #include "nn/kernel_check.h"
 #include "tensor/cuda_check.cuh"
 #include "tensor/storage.h"

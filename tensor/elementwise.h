@@ -7,6 +7,11 @@
 // The *_backward functions return dx given the upstream gradient dy, the
 // input x and the forward output y (each uses what it needs). They are one
 // fused pass, so a unary op costs two sweeps over memory in training.
+//
+// Each public function checks its arguments, allocates the output and hands both to a
+// kernel family through tensor/dispatch.h (declared at the end of this file): `*_cpu` in
+// tensor/elementwise.cpp, `*_cuda` in tensor/elementwise.cu, with the per-element formulas
+// of tensor/elementwise_math.h shared by both.
 #pragma once
 
 #include "tensor/tensor.h"
@@ -17,6 +22,7 @@ enum class UnaryOp { Neg, Exp, Log, Log1p, Sqrt, Rsqrt, Sigmoid, Silu, Softplus,
 enum class BinaryOp { Add, Sub, Mul, Div, Pow };
 
 const char* unary_name(UnaryOp op);
+const char* binary_name(BinaryOp op);
 Tensor unary(UnaryOp op, const Tensor& x);
 Tensor unary_backward(UnaryOp op, const Tensor& dy, const Tensor& x, const Tensor& y);
 Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b);
@@ -43,8 +49,10 @@ inline Tensor pow(const Tensor& a, const Tensor& b) { return binary(BinaryOp::Po
 // x·scale + shift in one pass (add a scalar, multiply by a scalar, both).
 Tensor affine(const Tensor& x, double scale, double shift);
 Tensor pow(const Tensor& x, double p);
-// min(max(x, lo), hi); the gradient passes where lo < x < hi.
+// min(max(x, lo), hi); the gradient passes where clamp(x) == x (lo <= x <= hi).
 Tensor clamp(const Tensor& x, double lo, double hi);
+// dx = dy where clamp(x, lo, hi) == x, 0 elsewhere.
+Tensor clamp_backward(const Tensor& dy, const Tensor& x, double lo, double hi);
 
 inline Tensor operator+(const Tensor& a, const Tensor& b) { return add(a, b); }
 inline Tensor operator-(const Tensor& a, const Tensor& b) { return sub(a, b); }
@@ -55,5 +63,26 @@ inline Tensor operator*(const Tensor& x, double s) { return affine(x, s, 0.0); }
 inline Tensor operator*(double s, const Tensor& x) { return affine(x, s, 0.0); }
 inline Tensor operator+(const Tensor& x, double s) { return affine(x, 1.0, s); }
 inline Tensor operator-(const Tensor& x, double s) { return affine(x, 1.0, -s); }
+
+// ---- kernel families (tensor/dispatch.h) ----
+// Every output is a fresh contiguous tensor of the op's result shape; inputs have any
+// strides. Operands share out's dtype (float32 or float64) and device and have out's shape
+// (binary's operands expanded to it: stride 0 on the broadcast dims).
+//   *_cpu:  the strided loop nest of tensor/strided_loop.h (OpenMP, vectorised rows).
+//   *_cuda: one thread per element over the coalesced layout (tensor/strided_layout.h),
+//           grid-stride, on the device's stream, computing in the dtype (float or double).
+// The ops with scalar parameters (s, t): Affine x·s + t, Pow x^s, Clamp min(max(x, s), t).
+enum class ScalarOp { Affine, Pow, Clamp };
+
+void unary_cpu(UnaryOp op, const Tensor& out, const Tensor& x);
+void unary_cuda(UnaryOp op, const Tensor& out, const Tensor& x);
+void unary_backward_cpu(UnaryOp op, const Tensor& dx, const Tensor& dy, const Tensor& x, const Tensor& y);
+void unary_backward_cuda(UnaryOp op, const Tensor& dx, const Tensor& dy, const Tensor& x, const Tensor& y);
+void binary_cpu(BinaryOp op, const Tensor& out, const Tensor& a, const Tensor& b);
+void binary_cuda(BinaryOp op, const Tensor& out, const Tensor& a, const Tensor& b);
+void scalar_op_cpu(ScalarOp op, const Tensor& out, const Tensor& x, double s, double t);
+void scalar_op_cuda(ScalarOp op, const Tensor& out, const Tensor& x, double s, double t);
+void clamp_backward_cpu(const Tensor& dx, const Tensor& dy, const Tensor& x, double lo, double hi);
+void clamp_backward_cuda(const Tensor& dx, const Tensor& dy, const Tensor& x, double lo, double hi);
 
 }  // namespace simba

@@ -1,7 +1,8 @@
+// tensor/reduce.cpp: the public reductions (checks, geometry, dispatch) and their CPU kernel
+// family.
 #include "tensor/reduce.h"
 
-#include <cmath>
-
+#include "tensor/dispatch.h"
 #include "tensor/elementwise.h"
 #include "tensor/strided_loop.h"
 
@@ -32,51 +33,11 @@ Tensor drop_dim(const Tensor& t, int d, bool keepdim) { return keepdim ? t : t.s
 void check_reduce_input(const char* op, const Tensor& x) {
   SIMBA_CHECK(x.defined(), op << ": undefined tensor");
   SIMBA_CHECK(is_floating(x.dtype()), op << ": expected a float tensor, got " << dtype_name(x.dtype()));
-  SIMBA_CHECK_HINT(x.device().is_cpu(), op << " on " << x.device().str() << " is not available in this build",
-                   "rebuild with CUDA enabled");
-}
-
-// out (outer, inner) = Σ_k x (outer, n, inner)[:, k, :]
-template <class T>
-void sum_kernel(Tensor& out, const Tensor& x, const ReduceGeometry& g) {
-  const T* px = x.numel() ? x.data<T>() : nullptr;
-  T* po = out.numel() ? out.data<T>() : nullptr;
-#pragma omp parallel for schedule(static) if (g.outer > 1 && x.numel() > kParallelGrain)
-  for (int64_t o = 0; o < g.outer; ++o) {
-    T* acc = po + o * g.inner;
-    for (int64_t i = 0; i < g.inner; ++i) acc[i] = 0;
-    for (int64_t k = 0; k < g.n; ++k) {
-      const T* row = px + (o * g.n + k) * g.inner;
-      for (int64_t i = 0; i < g.inner; ++i) acc[i] += row[i];
-    }
-  }
-}
-
-// values, indices (outer, inner) = max / argmax over k of x (outer, n, inner)
-template <class T>
-void max_kernel(Tensor& values, Tensor& indices, const Tensor& x, const ReduceGeometry& g) {
-  const T* px = x.data<T>();
-  T* pv = values.numel() ? values.data<T>() : nullptr;
-  int64_t* pi = indices.numel() ? indices.data<int64_t>() : nullptr;
-#pragma omp parallel for schedule(static) if (g.outer > 1 && x.numel() > kParallelGrain)
-  for (int64_t o = 0; o < g.outer; ++o) {
-    for (int64_t i = 0; i < g.inner; ++i) {
-      T best = px[o * g.n * g.inner + i];
-      int64_t arg = 0;
-      for (int64_t k = 1; k < g.n; ++k) {
-        T v = px[(o * g.n + k) * g.inner + i];
-        if (v > best) {  // strict: ties keep the lowest index
-          best = v;
-          arg = k;
-        }
-      }
-      pv[o * g.inner + i] = best;
-      pi[o * g.inner + i] = arg;
-    }
-  }
 }
 
 }  // namespace
+
+// ---- public ops ----
 
 Tensor sum(const Tensor& x, int dim, bool keepdim) {
   check_reduce_input("sum", x);
@@ -84,22 +45,16 @@ Tensor sum(const Tensor& x, int dim, bool keepdim) {
   const Tensor c = x.contiguous();
   const ReduceGeometry g = geometry(c, d);
   Tensor out = Tensor::empty(g.out_shape, x.dtype(), x.device());
-  SIMBA_DISPATCH_FLOAT(x.dtype(), "sum", [&] { sum_kernel<scalar_t>(out, c, g); });
+  SIMBA_ON_DEVICE(x.device(), "sum", sum_dim, out, c, g.outer, g.n, g.inner);
   return drop_dim(out, d, keepdim);
 }
 
 Tensor sum(const Tensor& x) {
   check_reduce_input("sum", x);
-  // Accumulate in double whatever the dtype: a float32 loss summed over
-  // 10^5 tokens would otherwise lose ~3 digits.
   const Tensor c = x.contiguous();
-  double total = SIMBA_DISPATCH_FLOAT(x.dtype(), "sum", [&] {
-    const scalar_t* p = c.numel() ? c.data<scalar_t>() : nullptr;
-    double s = 0.0;
-    for (int64_t i = 0; i < c.numel(); ++i) s += static_cast<double>(p[i]);
-    return s;
-  });
-  return Tensor::scalar(total, x.dtype());
+  Tensor out = Tensor::empty({}, x.dtype(), x.device());
+  SIMBA_ON_DEVICE(x.device(), "sum", sum_all, out, c);
+  return out;
 }
 
 Tensor mean(const Tensor& x, int dim, bool keepdim) {
@@ -121,7 +76,7 @@ MaxResult max(const Tensor& x, int dim, bool keepdim) {
   const ReduceGeometry g = geometry(c, d);
   Tensor values = Tensor::empty(g.out_shape, x.dtype(), x.device());
   Tensor indices = Tensor::empty(g.out_shape, DType::I64, x.device());
-  SIMBA_DISPATCH_FLOAT(x.dtype(), "max", [&] { max_kernel<scalar_t>(values, indices, c, g); });
+  SIMBA_ON_DEVICE(x.device(), "max", max_dim, values, indices, c, g.outer, g.n, g.inner);
   return {drop_dim(values, d, keepdim), drop_dim(indices, d, keepdim)};
 }
 
@@ -148,6 +103,71 @@ Tensor sum_to(const Tensor& g, const Shape& shape) {
     r = sum(r, d, /*keepdim=*/true);
   }
   return r.reshape(shape);
+}
+
+// ---- CPU kernel family ----
+
+namespace {
+
+// out (outer, inner) = Σ_k x (outer, n, inner)[:, k, :]
+template <class T>
+void sum_dim_kernel(const Tensor& out, const Tensor& x, int64_t outer, int64_t n, int64_t inner) {
+  const T* px = x.numel() ? x.data<T>() : nullptr;
+  T* po = out.numel() ? out.data<T>() : nullptr;
+#pragma omp parallel for schedule(static) if (outer > 1 && x.numel() > kParallelGrain)
+  for (int64_t o = 0; o < outer; ++o) {
+    T* acc = po + o * inner;
+    for (int64_t i = 0; i < inner; ++i) acc[i] = 0;
+    for (int64_t k = 0; k < n; ++k) {
+      const T* row = px + (o * n + k) * inner;
+      for (int64_t i = 0; i < inner; ++i) acc[i] += row[i];
+    }
+  }
+}
+
+// values, indices (outer, inner) = max / argmax over k of x (outer, n, inner)
+template <class T>
+void max_dim_kernel(const Tensor& values, const Tensor& indices, const Tensor& x, int64_t outer, int64_t n,
+                    int64_t inner) {
+  const T* px = x.data<T>();
+  T* pv = values.numel() ? values.data<T>() : nullptr;
+  int64_t* pi = indices.numel() ? indices.data<int64_t>() : nullptr;
+#pragma omp parallel for schedule(static) if (outer > 1 && x.numel() > kParallelGrain)
+  for (int64_t o = 0; o < outer; ++o) {
+    for (int64_t i = 0; i < inner; ++i) {
+      T best = px[o * n * inner + i];
+      int64_t arg = 0;
+      for (int64_t k = 1; k < n; ++k) {
+        T v = px[(o * n + k) * inner + i];
+        if (v > best) {  // strict: ties keep the lowest index
+          best = v;
+          arg = k;
+        }
+      }
+      pv[o * inner + i] = best;
+      pi[o * inner + i] = arg;
+    }
+  }
+}
+
+}  // namespace
+
+void sum_dim_cpu(const Tensor& out, const Tensor& x, int64_t outer, int64_t n, int64_t inner) {
+  SIMBA_DISPATCH_FLOAT(x.dtype(), "sum", [&] { sum_dim_kernel<scalar_t>(out, x, outer, n, inner); });
+}
+
+void max_dim_cpu(const Tensor& values, const Tensor& indices, const Tensor& x, int64_t outer, int64_t n,
+                 int64_t inner) {
+  SIMBA_DISPATCH_FLOAT(x.dtype(), "max", [&] { max_dim_kernel<scalar_t>(values, indices, x, outer, n, inner); });
+}
+
+void sum_all_cpu(const Tensor& out, const Tensor& x) {
+  SIMBA_DISPATCH_FLOAT(x.dtype(), "sum", [&] {
+    const scalar_t* p = x.numel() ? x.data<scalar_t>() : nullptr;
+    double s = 0.0;
+    for (int64_t i = 0; i < x.numel(); ++i) s += static_cast<double>(p[i]);
+    *out.data<scalar_t>() = static_cast<scalar_t>(s);
+  });
 }
 
 }  // namespace simba

@@ -1,7 +1,7 @@
-// nn/cuda_reduce.cuh: the block-wide reductions the nn/ CUDA kernels share (included by .cu
-// files only). Every reduction has a fixed order that depends on the block size alone (xor
-// butterfly inside a warp, then the warps' results added in warp order), so a kernel built on
-// them gives bit-identical results on every run.
+// tensor/cuda_reduce.cuh: the block-wide reductions the CUDA kernels of every layer share
+// (included by .cu files only). Every reduction has a fixed order that depends on the block
+// size alone (xor butterfly inside a warp, then the warps' results added in warp order), so a
+// kernel built on them gives bit-identical results on every run.
 #pragma once
 
 #include <cuda_runtime.h>

@@ -1,0 +1,375 @@
+// tests/test_cuda_tensor_ops.cpp: the tensor/ pointwise ops, reductions, copies and cat/split
+// on CUDA against the CPU, and the autograd gradients through them, as a backend-ops table
+// (tests/backend_ops.h). Skipped without a CUDA device (tests/cuda_doctest_main.cpp).
+//
+// Every row runs in float32 and float64 × the layouts contiguous, permuted, sliced and
+// broadcast, over sizes 1, 7, 33, 67, 1000+ and ~1e6 elements; inputs are fresh uniform random
+// values made on the CPU and moved with to(Device). Rows named "poisoned ..." call a kernel
+// family directly (SIMBA_ON_DEVICE picks the _cpu or _cuda variant by the operands' device)
+// with a NaN-filled output, so a cell the CUDA kernel fails to write fails the comparison.
+//
+// Tolerance: normwise relative error <= 1e-5 (float32), <= 1e-12 (float64), except
+//   - float32 sum over one dim of length 1e6: 1e-4. Both devices accumulate in float32 (the
+//     CPU's choice, tensor/reduce.h), the CPU in sequence and the GPU in a tree; the CPU's own
+//     rounding error for positive inputs is about eps·sqrt(n)/6 ≈ 1e-5 relative at n = 1e6.
+// Exact by construction (and so well inside the tolerance): copies, fills, cat/split, max
+// values; max and argmax indices must be equal, ties included.
+#include <doctest/doctest.h>
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "autograd/ops.h"
+#include "tensor/dispatch.h"
+#include "tensor/elementwise.h"
+#include "tensor/reduce.h"
+#include "tensor/shape_ops.h"
+#include "tests/backend_ops.h"
+
+using namespace simba;
+using namespace simba::backend_ops;
+
+namespace {
+
+const Device kDev = cuda_test::kGpu;
+
+// Operand shapes of the pointwise rows: 1, 7, 33·7, 3·5·67, 1025 and 1e6 elements.
+const std::vector<Shape> kShapes = {{1}, {7}, {33, 7}, {3, 5, 67}, {1025}, {1000, 1000}};
+
+const UnaryOp kUnaryOps[] = {UnaryOp::Neg,     UnaryOp::Exp,  UnaryOp::Log,      UnaryOp::Log1p,
+                             UnaryOp::Sqrt,    UnaryOp::Rsqrt, UnaryOp::Sigmoid, UnaryOp::Silu,
+                             UnaryOp::Softplus, UnaryOp::Abs, UnaryOp::Square};
+const BinaryOp kBinaryOps[] = {BinaryOp::Add, BinaryOp::Sub, BinaryOp::Mul, BinaryOp::Div, BinaryOp::Pow};
+
+// The input range of each op: positive where the op needs it, wide for softplus so that both
+// sides of its x > 20 threshold are hit.
+std::pair<double, double> unary_range(UnaryOp op) {
+  switch (op) {
+    case UnaryOp::Log:
+    case UnaryOp::Sqrt:
+    case UnaryOp::Rsqrt: return {0.5, 3.0};
+    case UnaryOp::Log1p: return {-0.5, 3.0};
+    case UnaryOp::Softplus: return {-30.0, 30.0};
+    case UnaryOp::Exp:
+    case UnaryOp::Sigmoid:
+    case UnaryOp::Silu: return {-5.0, 5.0};
+    default: return {-2.0, 2.0};
+  }
+}
+
+std::pair<double, double> binary_range(BinaryOp op) {
+  return op == BinaryOp::Div || op == BinaryOp::Pow ? std::pair{0.5, 2.0} : std::pair{-2.0, 2.0};
+}
+
+std::string named(const std::string& op, const std::vector<Shape>& shapes) {
+  std::string s = op;
+  for (const Shape& sh : shapes) s += " " + shape_str(sh);
+  return s;
+}
+
+OpCase row(const std::string& op, std::vector<Shape> shapes, std::function<Outs(const Ins&)> f, double lo = -2.0,
+           double hi = 2.0) {
+  OpCase c;
+  c.name = named(op, shapes);
+  c.shapes = std::move(shapes);
+  c.forward = std::move(f);
+  c.lo = lo;
+  c.hi = hi;
+  return c;
+}
+
+GradCase grad_row(const std::string& op, std::vector<Shape> shapes, std::function<Variable(const VarIns&)> f,
+                  double lo = -2.0, double hi = 2.0) {
+  GradCase c;
+  c.name = named(op, shapes);
+  c.shapes = std::move(shapes);
+  c.forward = std::move(f);
+  c.lo = lo;
+  c.hi = hi;
+  return c;
+}
+
+Shape reversed(const Shape& s) { return Shape(s.rbegin(), s.rend()); }
+std::vector<int> reverse_order(int nd) {
+  std::vector<int> o(nd);
+  for (int k = 0; k < nd; ++k) o[k] = nd - 1 - k;
+  return o;
+}
+
+// (outer, n, inner) of a reduction over dim d, as tensor/reduce.cpp sees it.
+struct Geometry {
+  int64_t outer = 1, n = 1, inner = 1;
+};
+Geometry geometry(const Shape& s, int d) {
+  Geometry g;
+  for (int i = 0; i < static_cast<int>(s.size()); ++i) {
+    if (i < d) g.outer *= s[i];
+    if (i > d) g.inner *= s[i];
+  }
+  g.n = s[d];
+  return g;
+}
+
+}  // namespace
+
+TEST_CASE("CUDA unary ops and their backward equal the CPU") {
+  for (UnaryOp op : kUnaryOps) {
+    const auto [lo, hi] = unary_range(op);
+    const std::string name = unary_name(op);
+    for (const Shape& s : kShapes) {
+      run_case(row(name, {s}, [op](const Ins& x) { return Outs{unary(op, x[0])}; }, lo, hi), kDev);
+      run_case(row(name + " backward", {s, s},
+                   [op](const Ins& x) { return Outs{unary_backward(op, x[0], x[1], unary(op, x[1]))}; }, lo, hi),
+               kDev);
+    }
+    const Shape s = {33, 7};
+    run_case(row(name + " poisoned", {s},
+                 [op](const Ins& x) {
+                   Tensor out = poisoned(x[0].shape(), x[0].dtype(), x[0].device());
+                   SIMBA_ON_DEVICE(x[0].device(), "unary", unary, op, out, x[0]);
+                   return Outs{out};
+                 },
+                 lo, hi),
+             kDev);
+    run_case(row(name + " backward poisoned", {s, s},
+                 [op](const Ins& x) {
+                   Tensor dx = poisoned(x[0].shape(), x[0].dtype(), x[0].device());
+                   const Tensor y = unary(op, x[1]);
+                   SIMBA_ON_DEVICE(x[0].device(), "unary_backward", unary_backward, op, dx, x[0], x[1], y);
+                   return Outs{dx};
+                 },
+                 lo, hi),
+             kDev);
+  }
+}
+
+TEST_CASE("CUDA binary ops with broadcasting equal the CPU") {
+  const std::vector<std::vector<Shape>> pairs = {
+      {{1}, {1}},       {{7}, {7}},           {{33, 7}, {7}},           {{33, 1}, {1, 7}},
+      {{5, 1, 67}, {3, 67}}, {{1}, {1025}}, {{1000, 1000}, {1000}}, {{1000, 1000}, {1000, 1000}}};
+  for (BinaryOp op : kBinaryOps) {
+    const auto [lo, hi] = binary_range(op);
+    for (const auto& shapes : pairs)
+      run_case(row(binary_name(op), shapes, [op](const Ins& x) { return Outs{binary(op, x[0], x[1])}; }, lo, hi),
+               kDev);
+    run_case(row(std::string(binary_name(op)) + " poisoned", {{33, 1}, {1, 7}},
+                 [op](const Ins& x) {
+                   Tensor out = poisoned({33, 7}, x[0].dtype(), x[0].device());
+                   SIMBA_ON_DEVICE(x[0].device(), "binary", binary, op, out, x[0].expand({33, 7}), x[1].expand({33, 7}));
+                   return Outs{out};
+                 },
+                 lo, hi),
+             kDev);
+  }
+}
+
+TEST_CASE("CUDA affine, pow, clamp and clamp's backward equal the CPU") {
+  for (const Shape& s : kShapes) {
+    run_case(row("affine", {s}, [](const Ins& x) { return Outs{affine(x[0], 1.7, -0.3), x[0] * 2.0, x[0] - 1.5}; }),
+             kDev);
+    run_case(row("pow 2.5, -1.5", {s}, [](const Ins& x) { return Outs{pow(x[0], 2.5), pow(x[0], -1.5)}; }, 0.5, 2.0),
+             kDev);
+    run_case(row("pow 3", {s}, [](const Ins& x) { return Outs{pow(x[0], 3.0)}; }), kDev);
+    run_case(row("clamp", {s}, [](const Ins& x) { return Outs{clamp(x[0], -0.5, 0.7)}; }), kDev);
+    run_case(row("clamp_backward", {s, s}, [](const Ins& x) { return Outs{clamp_backward(x[0], x[1], -0.5, 0.7)}; }),
+             kDev);
+  }
+  const Shape s = {3, 5, 67};
+  run_case(row("scalar_op poisoned", {s},
+               [](const Ins& x) {
+                 Outs outs;
+                 for (ScalarOp op : {ScalarOp::Affine, ScalarOp::Pow, ScalarOp::Clamp}) {
+                   Tensor out = poisoned(x[0].shape(), x[0].dtype(), x[0].device());
+                   SIMBA_ON_DEVICE(x[0].device(), "scalar_op", scalar_op, op, out, x[0], 1.25, 1.5);
+                   outs.push_back(out);
+                 }
+                 return outs;
+               },
+               0.5, 2.0),
+           kDev);
+  run_case(row("clamp_backward poisoned", {s, s},
+               [](const Ins& x) {
+                 Tensor dx = poisoned(x[0].shape(), x[0].dtype(), x[0].device());
+                 SIMBA_ON_DEVICE(x[0].device(), "clamp", clamp_backward, dx, x[0], x[1], -0.5, 0.7);
+                 return Outs{dx};
+               }),
+           kDev);
+}
+
+TEST_CASE("CUDA reductions equal the CPU") {
+  // Shapes and dims cover both CUDA geometries (tensor/reduce.cu): a thread per output (short
+  // n; n = 300 over 9000 columns) and a block per output (n >= 256 along the last dim, or few
+  // outputs).
+  const std::vector<Shape> shapes = {{1}, {7}, {33, 7}, {3, 5, 67}, {1025}, {1000, 1000}, {300, 9000}};
+  for (const Shape& s : shapes) {
+    for (int d = 0; d < static_cast<int>(s.size()); ++d) {
+      const std::string dim = " dim " + std::to_string(d);
+      run_case(row("sum" + dim, {s}, [d](const Ins& x) { return Outs{sum(x[0], d), sum(x[0], d, true)}; }), kDev);
+      run_case(row("mean" + dim, {s}, [d](const Ins& x) { return Outs{mean(x[0], d)}; }), kDev);
+      run_case(row("max" + dim, {s},
+                   [d](const Ins& x) {
+                     const MaxResult r = max(x[0], d);
+                     return Outs{r.values, r.indices, argmax(x[0], d, true)};
+                   }),
+               kDev);
+      // clamp makes many exact ties at 0.5: the indices must be the CPU's (the lowest).
+      run_case(row("max ties" + dim, {s},
+                   [d](const Ins& x) {
+                     const MaxResult r = max(clamp(x[0], -0.5, 0.5), d);
+                     return Outs{r.values, r.indices};
+                   }),
+               kDev);
+      const Geometry g = geometry(s, d);
+      run_case(row("poisoned sum_dim, max_dim" + dim, {s},
+                   [d, g](const Ins& x) {
+                     const Tensor c = x[0].contiguous();
+                     const Device dev = c.device();
+                     Tensor out = poisoned({g.outer, g.inner}, c.dtype(), dev);
+                     Tensor values = poisoned({g.outer, g.inner}, c.dtype(), dev);
+                     Tensor indices = Tensor::full({g.outer, g.inner}, -1.0, DType::I64, dev);
+                     SIMBA_ON_DEVICE(dev, "sum", sum_dim, out, c, g.outer, g.n, g.inner);
+                     SIMBA_ON_DEVICE(dev, "max", max_dim, values, indices, c, g.outer, g.n, g.inner);
+                     return Outs{out, values, indices};
+                   }),
+               kDev);
+    }
+    run_case(row("sum, mean, max of all", {s},
+                 [](const Ins& x) {
+                   Tensor out = poisoned({}, x[0].dtype(), x[0].device());
+                   SIMBA_ON_DEVICE(x[0].device(), "sum", sum_all, out, x[0].contiguous());
+                   return Outs{sum(x[0]), mean(x[0]), max(x[0]), out};
+                 }),
+             kDev);
+  }
+  // One reduction of 1e6 elements along one dim (the block geometry with a single output) and
+  // over all of them; positive inputs keep the float32 sum well conditioned.
+  OpCase big = row("sum, max of 1e6", {{1000000}},
+                   [](const Ins& x) {
+                     const MaxResult r = max(x[0], 0);
+                     return Outs{sum(x[0], 0), sum(x[0]), r.values, r.indices};
+                   },
+                   0.5, 1.5);
+  big.f32_tol = 1e-4;  // the CPU's sequential float32 sum over n = 1e6: see the file comment
+  run_case(big, kDev);
+  run_case(row("sum_to", {{5, 3, 67}}, [](const Ins& x) { return Outs{sum_to(x[0], {3, 1}), sum_to(x[0], {67})}; }),
+           kDev);
+  run_case(row("sum_to", {{1000, 1000}}, [](const Ins& x) { return Outs{sum_to(x[0], {1000})}; }), kDev);
+}
+
+TEST_CASE("CUDA copy_, contiguous, fill_ and to() equal the CPU") {
+  for (const Shape& s : kShapes) {
+    run_case(row("contiguous, clone, to(dtype)", {s},
+                 [](const Ins& x) { return Outs{x[0].contiguous(), x[0].clone(), x[0].to(DType::F32), x[0].to(DType::F64)}; }),
+             kDev);
+    // Into the interior of a NaN-filled buffer: the border must stay NaN on both devices.
+    run_case(row("copy_ into a slice, fill_", {s},
+                 [](const Ins& x) {
+                   Shape big = x[0].shape();
+                   for (int64_t& n : big) n += 2;
+                   Tensor dst = poisoned(big, x[0].dtype(), x[0].device());
+                   Tensor filled = poisoned(big, x[0].dtype(), x[0].device());
+                   Tensor dv = dst, fv = filled;
+                   for (int k = 0; k < x[0].dim(); ++k) {
+                     dv = dv.narrow(k, 1, x[0].size(k));
+                     fv = fv.narrow(k, 1, x[0].size(k));
+                   }
+                   dv.copy_(x[0]);
+                   fv.fill_(0.375);
+                   return Outs{dst, filled};
+                 }),
+             kDev);
+    run_case(row("copy_ into a permuted view, other dtype, broadcast source", {s},
+                 [](const Ins& x) {
+                   const Device dev = x[0].device();
+                   const int nd = x[0].dim();
+                   Tensor perm = poisoned(reversed(x[0].shape()), x[0].dtype(), dev);
+                   perm.permute(reverse_order(nd)).copy_(x[0]);
+                   const DType other = x[0].dtype() == DType::F32 ? DType::F64 : DType::F32;
+                   Tensor conv = poisoned(x[0].shape(), other, dev);
+                   conv.copy_(x[0]);
+                   Shape rep = x[0].shape();
+                   rep.insert(rep.begin(), 3);
+                   Tensor bcast = poisoned(rep, x[0].dtype(), dev);
+                   bcast.copy_(x[0]);
+                   return Outs{perm, conv, bcast};
+                 }),
+             kDev);
+    // A round trip through the host of a strided device view.
+    run_case(row("to(cpu).to(device)", {s}, [](const Ins& x) { return Outs{x[0].to(cpu()).to(x[0].device())}; }),
+             kDev);
+  }
+}
+
+TEST_CASE("CUDA to(Device) moves every layout across devices unchanged") {
+  for (const Shape& s : kShapes) {
+    for (DType dt : {DType::F32, DType::F64}) {
+      for (Layout l : kAllLayouts) {
+        std::mt19937_64 rng(s.size() * 131 + static_cast<int>(l));
+        const Operand o = make_operand(s, l, dt, -2.0, 2.0, rng);
+        const Tensor host = o.on(cpu());
+        const std::string label = case_label("to(Device) " + shape_str(s), dt, l);
+        check_close(label + " host to device", host.to(kDev), host, kDev, 0.0);
+        check_close(label + " device to host", o.on(kDev).to(cpu()), host, cpu(), 0.0);
+      }
+    }
+  }
+}
+
+TEST_CASE("CUDA cat and split equal the CPU") {
+  const std::vector<std::pair<std::vector<Shape>, int>> cats = {
+      {{{3, 5, 7}, {3, 2, 7}, {3, 1, 7}}, 1},
+      {{{1000}, {25}, {1}}, 0},
+      {{{33, 7}, {33, 1}}, -1},
+      {{{1000, 500}, {1000, 500}}, 1}};
+  for (const auto& [shapes, d] : cats)
+    run_case(row("cat dim " + std::to_string(d), shapes, [d = d](const Ins& x) { return Outs{cat(x, d)}; }), kDev);
+  run_case(row("split dim 1", {{33, 7}}, [](const Ins& x) { return split(x[0], {2, 3, 2}, 1); }), kDev);
+  run_case(row("split dim 0", {{1025}}, [](const Ins& x) { return split(x[0], {1, 1000, 24}, 0); }), kDev);
+  run_case(row("split dim 0", {{1000, 1000}}, [](const Ins& x) { return split(x[0], {500, 499, 1}, 0); }), kDev);
+}
+
+TEST_CASE("CUDA gradients of the pointwise ops, reductions and cat/split equal the CPU") {
+  for (UnaryOp op : kUnaryOps) {
+    const auto [lo, hi] = unary_range(op);
+    for (const Shape& s : {Shape{33, 7}, Shape{1025}})
+      run_case(grad_row(unary_name(op), {s}, [op](const VarIns& x) { return unary(op, x[0]); }, lo, hi), kDev);
+  }
+  for (BinaryOp op : kBinaryOps) {
+    const auto [lo, hi] = binary_range(op);
+    for (const std::vector<Shape>& shapes :
+         {std::vector<Shape>{{33, 7}, {7}}, std::vector<Shape>{{33, 1}, {1, 7}}, std::vector<Shape>{{5, 1, 67}, {3, 67}}})
+      run_case(grad_row(binary_name(op), shapes, [op](const VarIns& x) { return binary(op, x[0], x[1]); }, lo, hi),
+               kDev);
+  }
+  const Shape s = {33, 7}, t = {3, 5, 67};
+  run_case(grad_row("affine", {s}, [](const VarIns& x) { return affine(x[0], 1.7, -0.3); }), kDev);
+  run_case(grad_row("pow 2.5", {s}, [](const VarIns& x) { return pow(x[0], 2.5); }, 0.5, 2.0), kDev);
+  run_case(grad_row("clamp", {s}, [](const VarIns& x) { return clamp(x[0], -0.5, 0.7); }), kDev);
+  for (int d = 0; d < 3; ++d) {
+    run_case(grad_row("sum dim " + std::to_string(d), {t}, [d](const VarIns& x) { return sum(x[0], d); }), kDev);
+    run_case(grad_row("mean dim " + std::to_string(d), {t}, [d](const VarIns& x) { return mean(x[0], d, true); }),
+             kDev);
+  }
+  run_case(grad_row("sum, mean of all", {t}, [](const VarIns& x) { return sum(x[0]) + mean(x[0]); }), kDev);
+  run_case(grad_row("cat", {{3, 5, 7}, {3, 2, 7}}, [](const VarIns& x) { return cat({x[0], x[1]}, 1); }), kDev);
+  run_case(grad_row("split",
+                    {s},
+                    [](const VarIns& x) {
+                      const std::vector<Variable> p = split(x[0], {2, 5}, 1);
+                      return cat({p[1], square(p[0])}, 1);
+                    }),
+           kDev);
+  run_case(grad_row("softplus(a·b + c) summed", {{33, 7}, {7}, {33, 1}},
+                    [](const VarIns& x) { return sum(softplus(x[0] * x[1] + x[2]), 0); }),
+           kDev);
+}
+
+// max's backward scatters the gradient to the argmax with scatter_add (tensor/index.h), so this
+// row also needs that op on CUDA.
+TEST_CASE("CUDA gradient of max equals the CPU") {
+  for (int d = 0; d < 3; ++d)
+    run_case(grad_row("max dim " + std::to_string(d), {{3, 5, 67}}, [d](const VarIns& x) { return max(x[0], d); }),
+             kDev);
+  run_case(grad_row("max of all", {{33, 7}}, [](const VarIns& x) { return max(x[0]); }), kDev);
+}
