@@ -4,7 +4,7 @@
 // ssm/simba_score.h; each kernel below states its shapes and launch geometry.
 //
 // Determinism: no atomics. Every sum runs in an order fixed by the sizes (a thread's own
-// loop, or the fixed-order block reductions of nn/cuda_reduce.cuh), and the selection is
+// loop, or the fixed-order block reductions of tensor/cuda_reduce.cuh), and the selection is
 // integer counting of exact comparisons, so results are bit-identical run to run.
 #include "ssm/simba_score.h"
 
@@ -13,7 +13,7 @@
 #include <climits>
 #include <cub/block/block_scan.cuh>
 
-#include "nn/cuda_reduce.cuh"
+#include "tensor/cuda_reduce.cuh"
 #include "tensor/cuda_check.cuh"
 #include "tensor/storage.h"
 

@@ -92,7 +92,7 @@ void simba_score_forward(T* scores, SeqView<const T> u, SeqView<const T> delta, 
 // accumulator, stored in T, as on the CPU), then one block per (b, t) forms the row Δy_T(t)
 // of (Q1) (a thread per channel, the N terms in order k = 0..N−1, then ·Δ_t·u_t, as on the
 // CPU) and reduces it over the channels with the fixed-order block reductions of
-// nn/cuda_reduce.cuh (l2 in double). The exps are the device's exp, not the CPU's exp_fast,
+// tensor/cuda_reduce.cuh (l2 in double). The exps are the device's exp, not the CPU's exp_fast,
 // so scores agree to a few ulp, not bit for bit.
 template <class T>
 void simba_scores_batch_cpu(T* scores, SeqView<const T> u, SeqView<const T> delta, const T* A, SeqView<const T> Bm,

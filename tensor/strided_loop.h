@@ -64,7 +64,4 @@ void for_each_strided(const Shape& shape, const std::array<Shape, N>& strides, I
   }
 }
 
-// Strides of `t` viewed at broadcast shape `shape` (0 where t is broadcast).
-Shape broadcast_strides(const Tensor& t, const Shape& shape);
-
 }  // namespace simba

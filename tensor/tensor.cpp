@@ -38,14 +38,6 @@ Shape contiguous_strides(const Shape& s) {
   return st;
 }
 
-Shape broadcast_strides(const Tensor& t, const Shape& shape) {
-  Shape st(shape.size(), 0);
-  const int lead = static_cast<int>(shape.size()) - t.dim();
-  for (int d = 0; d < t.dim(); ++d)
-    if (t.size(d) != 1) st[lead + d] = t.stride(d);
-  return st;
-}
-
 Tensor::Tensor(std::shared_ptr<Storage> storage, int64_t offset, Shape shape, Shape strides,
                DType dtype, Device device)
     : storage_(std::move(storage)),
