@@ -9,6 +9,7 @@
 #   make fuzz    build the libFuzzer targets with clang (build-fuzz/) and run
 #                each for FUZZ_SECONDS (default 600)
 #   make demo    train a small Mamba on the King James Bible for a few minutes
+#                (on the GPU when simba has the CUDA backend and one is usable)
 #   make bench   build the benchmark programs (run them from build/)
 #   make clean   remove build/, build-sanitize/ and build-fuzz/
 

@@ -32,6 +32,8 @@ void cuda_synchronize(int) { fail_no_cuda("cuda_synchronize"); }
 CudaSyncCounts cuda_sync_counts() { return {}; }
 CudaMemoryStats cuda_memory_stats(int) { fail_no_cuda("cuda_memory_stats"); }
 void cuda_reset_peak_bytes(int) { fail_no_cuda("cuda_reset_peak_bytes"); }
+std::string cuda_device_name(int) { fail_no_cuda("cuda_device_name"); }
+void cuda_upload_staged(void*, int, const void*, size_t) { fail_no_cuda("cuda_upload_staged"); }
 
 }  // namespace simba
 

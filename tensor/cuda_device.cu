@@ -11,6 +11,7 @@
 #include <atomic>
 #include <cstdio>
 #include <cstdint>
+#include <cstring>
 #include <map>
 #include <mutex>
 #include <string>
@@ -251,6 +252,55 @@ void cuda_reset_peak_bytes(int device) {
   std::lock_guard<std::mutex> lock(table().mutex);
   CudaMemoryStats& s = table().memory[device];
   s.peak_bytes = s.current_bytes;
+}
+
+std::string cuda_device_name(int device) {
+  check_device_index(device);
+  cudaDeviceProp prop;
+  SIMBA_CUDA_CHECK(cudaGetDeviceProperties(&prop, device));
+  return prop.name;
+}
+
+namespace {
+
+// A device's pinned staging buffer and the event recorded after the latest copy out of it.
+// Created on first use and kept until the process exits, like the streams.
+struct Staging {
+  std::mutex mutex;  // one upload at a time per device
+  void* buffer = nullptr;
+  size_t capacity = 0;
+  cudaEvent_t copied = nullptr;
+};
+
+Staging& staging(int device) {
+  static std::mutex mutex;
+  static std::map<int, Staging*>* all = new std::map<int, Staging*>;
+  std::lock_guard<std::mutex> lock(mutex);
+  Staging*& s = (*all)[device];
+  if (!s) s = new Staging;
+  return *s;
+}
+
+}  // namespace
+
+void cuda_upload_staged(void* dst, int device, const void* src, size_t nbytes) {
+  if (nbytes == 0) return;
+  cudaStream_t stream = cuda_stream(device);  // checks the index, sets up the device
+  DeviceGuard guard(device);
+  Staging& s = staging(device);
+  std::lock_guard<std::mutex> lock(s.mutex);
+  if (!s.copied) SIMBA_CUDA_CHECK(cudaEventCreateWithFlags(&s.copied, cudaEventDisableTiming));
+  SIMBA_CUDA_CHECK(cudaEventSynchronize(s.copied));  // the previous copy has read the buffer
+  if (nbytes > s.capacity) {
+    if (s.buffer) SIMBA_CUDA_CHECK(cudaFreeHost(s.buffer));
+    s.buffer = nullptr;
+    s.capacity = 0;
+    SIMBA_CUDA_CHECK(cudaHostAlloc(&s.buffer, nbytes, cudaHostAllocDefault));
+    s.capacity = nbytes;
+  }
+  std::memcpy(s.buffer, src, nbytes);
+  SIMBA_CUDA_CHECK(cudaMemcpyAsync(dst, s.buffer, nbytes, cudaMemcpyHostToDevice, stream));
+  SIMBA_CUDA_CHECK(cudaEventRecord(s.copied, stream));
 }
 
 }  // namespace simba

@@ -59,4 +59,17 @@ struct CudaMemoryStats {
 CudaMemoryStats cuda_memory_stats(int device);
 void cuda_reset_peak_bytes(int device);
 
+// The device's name as the driver reports it ("NVIDIA H200"), for the programs' output.
+std::string cuda_device_name(int device);
+
+// Copies nbytes of host memory src to device memory dst on `device` through a page-locked
+// (pinned) staging buffer kept for that device: the way data that changes every step, such as a
+// training batch, goes up. From pageable memory the CUDA runtime first copies into a driver
+// buffer while the host waits; from pinned memory the copy is one DMA ordered on the device's
+// stream, and the call returns without waiting for it. The staging buffer is refilled only once
+// its previous copy has run: the call waits for an event recorded right after that copy, not for
+// the stream, so work queued behind the copy is not waited for. That wait reads nothing back and
+// is not counted by cuda_sync_counts.
+void cuda_upload_staged(void* dst, int device, const void* src, size_t nbytes);
+
 }  // namespace simba

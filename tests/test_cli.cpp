@@ -26,8 +26,10 @@
 #include "nn/cross_entropy.h"
 #include "nn/safetensors.h"
 #include "ssm/mamba_model.h"
+#include "tensor/cuda_device.h"
 #include "tensor/file_io.h"
 #include "tests/test_util.h"
+#include "train/cli_options.h"
 #include "train/commands.h"
 #include "train/model_dir.h"
 #include "train/sampler.h"
@@ -265,7 +267,7 @@ TEST_CASE("forward: logits, loss and every parameter's gradient, equal to MambaL
       // float64 values rounded to float32, i.e. within one float32 ulp (2^-23).
       const double tol = dtype == DType::F32 ? 1e-5 : std::ldexp(1.0, -23);
       const std::string out_path = g_tmp.file("fwd_out.safetensors");
-      run_forward({dir, ids_path, out_path, dtype});
+      run_forward({dir, ids_path, out_path, dtype, cpu()});
       SafetensorsMetadata meta;
       const TensorMap out = load_safetensors(out_path, &meta);
       CHECK(meta.at("compute_dtype") == dtype_name(dtype));
@@ -333,7 +335,7 @@ TEST_CASE("forward: a malformed --ids file is an error naming the file and what 
   const std::string out = g_tmp.file("fwd_err_out.safetensors");
   auto forward_error = [&](const TensorMap& tensors) {
     const std::string path = ids_file("bad_ids.safetensors", tensors);
-    return error_of([&] { run_forward({dir, path, out, DType::F32}); });
+    return error_of([&] { run_forward({dir, path, out, DType::F32, cpu()}); });
   };
   std::string e = forward_error({{"ids", random_ids(1, 4, 11, 1)}, {"mask", Tensor::ones({1, 4})}});
   CHECK(contains(e, "--ids: '" + g_tmp.file("bad_ids.safetensors") + "' has no tensor 'input_ids'"));
@@ -349,7 +351,7 @@ TEST_CASE("forward: a malformed --ids file is an error naming the file and what 
                  "holds id 11 at [1, 1], outside the model's vocabulary [0, 11)"));
   CHECK(contains(forward_error({{"input_ids", Tensor::from_ints({1, 3}, {1, -1, 3})}}),
                  "holds id -1 at [0, 1], outside the model's vocabulary [0, 11)"));
-  CHECK(contains(error_of([&] { run_forward({dir, g_tmp.file("no_such_ids.safetensors"), out, DType::F32}); }),
+  CHECK(contains(error_of([&] { run_forward({dir, g_tmp.file("no_such_ids.safetensors"), out, DType::F32, cpu()}); }),
                  "no_such_ids.safetensors"));
   CHECK(!file_exists(out));  // nothing is written on error
 }
@@ -358,7 +360,7 @@ TEST_CASE("model directory: missing directory, file, config.json, model.safetens
   const std::string ids = ids_file("dir_ids.safetensors", {{"input_ids", random_ids(1, 3, 11, 2)}});
   const std::string out = g_tmp.file("dir_out.safetensors");
   const std::string missing = g_tmp.file("no_such_model");
-  CHECK(contains(error_of([&] { run_forward({missing, ids, out, DType::F32}); }),
+  CHECK(contains(error_of([&] { run_forward({missing, ids, out, DType::F32, cpu()}); }),
                  "--model: model directory '" + missing + "' does not exist"));
   CHECK(contains(error_of([&] { std::ostringstream o; run_info(ids, o); }), "--model: '" + ids + "' is a file, expected a model directory"));
 
@@ -366,7 +368,7 @@ TEST_CASE("model directory: missing directory, file, config.json, model.safetens
   const std::string no_config = g_tmp.file("dir_no_config");
   fs::create_directories(no_config);
   fs::copy_file(full + "/model.safetensors", no_config + "/model.safetensors");
-  const std::string e = error_of([&] { run_forward({no_config, ids, out, DType::F32}); });
+  const std::string e = error_of([&] { run_forward({no_config, ids, out, DType::F32, cpu()}); });
   CHECK(contains(e, "--model: model directory '" + no_config + "' has no config.json"));
   CHECK(contains(e, "hint: a model directory holds config.json and model.safetensors"));
 
@@ -481,7 +483,7 @@ TEST_CASE("eval: a non-finite validation loss is an error, not a printed nan") {
 
 TEST_CASE("generate: greedy bytes equal the argmax of the parallel forward, and sampling is seeded") {
   const std::string dir = saved_model("gen_model", 256);
-  GenerateArgs args{dir, "the fox", 12, {0.0, 0}, 0};
+  GenerateArgs args{dir, "the fox", 12, {0.0, 0}, 0, cpu()};
   std::ostringstream printed;
   const std::string greedy = run_generate(args, printed);
   REQUIRE(greedy.size() == 12);
@@ -517,14 +519,15 @@ TEST_CASE("generate: greedy bytes equal the argmax of the parallel forward, and 
 TEST_CASE("generate: an empty prompt, negative --tokens, bad sampling options and a non-byte model are errors") {
   const std::string dir = saved_model("gen_err_model", 256);
   std::ostringstream out;
-  CHECK(contains(error_of([&] { run_generate({dir, "", 5, {}, 0}, out); }),
+  CHECK(contains(error_of([&] { run_generate({dir, "", 5, {}, 0, cpu()}, out); }),
                  "--prompt: expected a non-empty prompt, got an empty string"));
-  CHECK(contains(error_of([&] { run_generate({dir, "hi", -1, {}, 0}, out); }),
+  CHECK(contains(error_of([&] { run_generate({dir, "hi", -1, {}, 0, cpu()}, out); }),
                  "--tokens: expected a number of tokens >= 0, got -1"));
-  CHECK(contains(error_of([&] { run_generate({dir, "hi", 5, {-1.0, 0}, 0}, out); }), "--temperature"));
-  CHECK(contains(error_of([&] { run_generate({dir, "hi", 5, {1.0, -4}, 0}, out); }), "--top-k must be >= 0, got -4"));
+  CHECK(contains(error_of([&] { run_generate({dir, "hi", 5, {-1.0, 0}, 0, cpu()}, out); }), "--temperature"));
+  CHECK(contains(error_of([&] { run_generate({dir, "hi", 5, {1.0, -4}, 0, cpu()}, out); }),
+                 "--top-k must be >= 0, got -4"));
   const std::string small = saved_model("gen_small_vocab", 11);
-  CHECK(contains(error_of([&] { run_generate({small, "hi", 5, {}, 0}, out); }),
+  CHECK(contains(error_of([&] { run_generate({small, "hi", 5, {}, 0, cpu()}, out); }),
                  "has vocab_size 11, but the byte tokenizer needs at least 256"));
   CHECK(out.str().empty());
 }
@@ -570,6 +573,59 @@ TEST_CASE("info: config, parameter count, every tensor with shape and stored dty
   CHECK(!contains(h, "__metadata__"));
 }
 
+// ---------------------------------------------------------------- --device
+
+namespace {
+
+// What check_device says about a CUDA device index that no machine has (cuda:99): the reason
+// depends on this machine, and on each the error names the flag and the device.
+std::string no_device_reason() {
+  if (!cuda_compiled_in()) return "--device cuda:99: CUDA not compiled in";
+  if (cuda_device_count() == 0) return "--device cuda:99: no CUDA device is usable here (" + cuda_unavailable_reason();
+  return "--device cuda:99: no such CUDA device (" + std::to_string(cuda_device_count()) + " usable)";
+}
+
+}  // namespace
+
+TEST_CASE("--device: cpu, cuda, cuda:N and auto; anything else, or a device not usable here, is an error naming it") {
+  CHECK(parse_device("cpu") == cpu());
+  CHECK(parse_device("cuda") == Device{DeviceType::CUDA, 0});
+  CHECK(parse_device("cuda:3") == Device{DeviceType::CUDA, 3});
+  CHECK(parse_device("auto") == (cuda_device_count() > 0 ? Device{DeviceType::CUDA, 0} : cpu()));
+  for (const char* bad : {"tpu", "", "CUDA", "gpu", "cuda:", "cuda:-1", "cuda:+1", "cuda:x", "cuda:1x", " cuda",
+                          "cuda:99999999999", "cpu:0"}) {
+    INFO("'" << bad << "'");
+    CHECK(contains(error_of([&] { parse_device(bad); }),
+                   std::string(": --device: expected cpu, cuda, cuda:N or auto, got '") + bad + "'"));
+  }
+  CHECK(error_of([&] { check_device(cpu()); }) == "");
+  const std::string reason = no_device_reason();
+  CHECK(contains(error_of([&] { check_device({DeviceType::CUDA, 99}); }), reason));
+
+  // Each command checks its device before it loads or writes anything.
+  const std::string dir = saved_model("device_model", 256);
+  const std::string data = text_file("device.txt", sample_text(2000));
+  const Device nowhere{DeviceType::CUDA, 99};
+  EvalArgs eval = eval_args(dir, data);
+  eval.device = nowhere;
+  std::ostringstream out;
+  CHECK(contains(error_of([&] { run_eval(eval, out); }), reason));
+  CHECK(contains(error_of([&] { run_generate({dir, "ab", 3, {0.0, 0}, 0, nowhere}, out); }), reason));
+  const std::string forward_out = g_tmp.file("device_forward.safetensors");
+  CHECK(contains(error_of([&] { run_forward({dir, dir + "/model.safetensors", forward_out, DType::F32, nowhere}); }),
+                 reason));
+  CHECK(!fs::exists(forward_out));
+
+  // --device cpu is the default, number for number.
+  eval.device = cpu();
+  eval.len = 16;
+  eval.max_batches = 2;
+  EvalArgs plain = eval_args(dir, data);
+  plain.len = 16;
+  plain.max_batches = 2;
+  CHECK(run_eval(eval, out).loss == run_eval(plain, out).loss);
+}
+
 // ---------------------------------------------------------------- the binary
 
 TEST_CASE("the simba binary: help, info, and an error exit") {
@@ -591,7 +647,7 @@ TEST_CASE("the simba binary: help, info, and an error exit") {
   auto [gcode, gtext] = run("generate --model " + dir + " --prompt 'ab' --tokens 5 --temperature 0");
   CHECK(gcode == 0);
   std::ostringstream direct;
-  CHECK(gtext == "ab" + run_generate({dir, "ab", 5, {0.0, 0}, 0}, direct) + "\n");
+  CHECK(gtext == "ab" + run_generate({dir, "ab", 5, {0.0, 0}, 0, cpu()}, direct) + "\n");
 
   auto [fcode, ftext] = run("forward --model " + dir + " --ids " + dir + "/model.safetensors --out " + g_tmp.file("x.st"));
   CHECK(fcode == 1);
@@ -601,4 +657,46 @@ TEST_CASE("the simba binary: help, info, and an error exit") {
   auto [ccode, ctext] = run("generate --model " + dir + " --prompt x --tokens -2");
   CHECK(ccode != 0);
   CHECK(contains(ctext, "--tokens"));
+}
+
+TEST_CASE("the simba binary: --device on every command that runs a model; a device not usable here exits 1") {
+  for (const char* cmd : {"train", "eval", "generate", "forward", "inspect", "highway"}) {
+    INFO(cmd);
+    auto [code, text] = run_simba(std::string(cmd) + " --help");
+    CHECK(code == 0);
+    CHECK(contains(text, "--device"));
+  }
+  const std::string dir = saved_model("bin_device_model", 256);
+  const std::string data = text_file("bin_device.txt", sample_text(2000));
+  const std::string out = g_tmp.file("bin_device_run");
+  fs::remove_all(out);
+  auto [tcode, ttext] = run_simba("train --data " + data + " --out " + out + " --steps 1 --device tpu");
+  CHECK(tcode == 1);
+  CHECK(contains(ttext, "simba: error: --device: expected cpu, cuda, cuda:N or auto, got 'tpu'"));
+
+  // `--device cuda` where CUDA cannot run: on a machine without a GPU (or a build without the
+  // backend) the plain form is refused; on a GPU machine an index past the last device is.
+  const std::string missing = cuda_device_count() == 0 ? "cuda" : "cuda:" + std::to_string(cuda_device_count());
+  INFO("--device " << missing);
+  auto [ccode, ctext] = run_simba("train --data " + data + " --out " + out + " --steps 1 --device " + missing);
+  CHECK(ccode == 1);
+  CHECK(contains(ctext, "simba: error: "));
+  CHECK(contains(ctext, ": --device " + (missing == "cuda" ? std::string("cuda:0") : missing) + ": "));
+  if (!cuda_compiled_in()) {
+    CHECK(contains(ctext, "CUDA not compiled in"));
+  } else if (cuda_device_count() == 0) {
+    CHECK(contains(ctext, "no CUDA device is usable here (" + cuda_unavailable_reason() + ")"));
+    CHECK(contains(ctext, "hint: use --device cpu"));
+  } else {
+    CHECK(contains(ctext, "no such CUDA device"));
+  }
+  CHECK(!fs::exists(out));
+  auto [ecode, etext] = run_simba("eval --model " + dir + " --data " + data + " --device " + missing);
+  CHECK(ecode == 1);
+  CHECK(contains(etext, ": --device "));
+
+  // --device cpu prints what the default prints.
+  auto [gcode, gtext] = run_simba("generate --model " + dir + " --prompt 'ab' --tokens 5 --temperature 0 --device cpu");
+  CHECK(gcode == 0);
+  CHECK(gtext == run_simba("generate --model " + dir + " --prompt 'ab' --tokens 5 --temperature 0").second);
 }

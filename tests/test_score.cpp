@@ -55,7 +55,7 @@ double forward_loglik(const std::string& model_dir, const std::vector<int64_t>& 
   const std::string ids_path = g_tmp.file("ids.safetensors"), out_path = g_tmp.file("fwd.safetensors");
   const int64_t L = static_cast<int64_t>(ids.size());
   save_safetensors(ids_path, {{"input_ids", Tensor::from_ints({1, L}, ids)}});
-  run_forward({model_dir, ids_path, out_path, DType::F32});
+  run_forward({model_dir, ids_path, out_path, DType::F32, cpu()});
   const std::vector<double> logits = load_safetensors(out_path).at("logits").to_vector();  // (1, L, V)
   const int64_t V = static_cast<int64_t>(logits.size()) / L;
   double sum = 0;

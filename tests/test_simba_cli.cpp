@@ -320,7 +320,7 @@ TEST_CASE("inspect: kept.<l>, scores.<l> and logits with the documented shapes; 
   const Tensor ids = random_ids(B, L, V, 9);
   const std::string ids_path = g_tmp.file("inspect_ids.safetensors");
   save_safetensors(ids_path, {{"input_ids", ids}});
-  InspectArgs args{dir, ids_path, C, "keep=0.25,criterion=simba-abs", g_tmp.file("inspect_out.safetensors")};
+  InspectArgs args{dir, ids_path, C, "keep=0.25,criterion=simba-abs", g_tmp.file("inspect_out.safetensors"), cpu()};
   const SimbaResult r = run_inspect(args);
   SafetensorsMetadata meta;
   const TensorMap out = load_safetensors(args.out_path, &meta);
@@ -367,7 +367,7 @@ TEST_CASE("inspect: an anchor outside the sequence, bad options and a bad ids fi
   const std::string ids_path = g_tmp.file("inspect_err_ids.safetensors");
   save_safetensors(ids_path, {{"input_ids", random_ids(1, 6, 256, 3)}});
   auto err = [&](int64_t c, const std::string& simba, const std::string& ids) {
-    return error_of([&] { run_inspect({dir, ids, c, simba, g_tmp.file("inspect_err_out.safetensors")}); });
+    return error_of([&] { run_inspect({dir, ids, c, simba, g_tmp.file("inspect_err_out.safetensors"), cpu()}); });
   };
   CHECK(contains(err(7, "", ids_path), "--context 7: the anchor (the last context token, position 6) lies outside the "
                                        "sequence: 'input_ids' in '" + ids_path + "' has L = 6 tokens per row, so "

@@ -39,7 +39,9 @@ EvalResult run_eval(const EvalArgs& args, std::ostream& out) {
               "--max-batches: expected a number of batches >= 1, got " << args.max_batches);
   SIMBA_CHECK(args.val_fraction > 0.0 && args.val_fraction < 1.0,
               "--val-fraction: expected a fraction in (0, 1), got " << args.val_fraction);
+  check_device(args.device);
   std::shared_ptr<MambaLM> model = load_byte_model(args.model_dir, "eval");
+  model->to(args.device);
   const ByteTokenizer tokenizer;
   const TextData data = TextData::from_file(args.data_path, tokenizer, args.val_fraction);
   const EvalResult r = evaluate(*model, data, args.batch, args.len, args.max_batches);
@@ -91,6 +93,7 @@ void add_eval_command(CLI::App& app) {
       ->check(CLI::Range(0.0, 1.0))
       ->capture_default_str();
   cmd->add_option("--json", args->json_path, "also write the result to this JSON file");
+  add_device_option(cmd, args->device);
   CLI::Option* context =
       cmd->add_option("--context", simba->contexts,
                       "Simba mode: comma-separated context lengths, e.g. 256,512,1024 (each window is context +\n"
@@ -132,6 +135,7 @@ void add_eval_command(CLI::App& app) {
     simba->batch = args->batch;
     simba->val_fraction = args->val_fraction;
     simba->json_path = args->json_path;
+    simba->device = args->device;
     run_simba_eval(*simba, std::cout);
   });
 }

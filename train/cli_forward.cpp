@@ -5,7 +5,8 @@
 // runs MambaForCausalLM(input_ids, labels=input_ids) on the same checkpoint
 // and ids, calls loss.backward(), and diffs every tensor of the output file.
 // So the loss is computed the way transformers does it: the logits of the
-// full sequence, the last position dropped, labels shifted by one.
+// full sequence, the last position dropped, labels shifted by one. With
+// --device the computation runs there; the file gets host copies.
 #include <memory>
 
 #include "autograd/ops.h"
@@ -13,6 +14,7 @@
 #include "nn/safetensors.h"
 #include "tensor/error.h"
 #include "train/cli.h"
+#include "train/cli_options.h"
 #include "train/commands.h"
 #include "train/ids_file.h"
 #include "train/model_dir.h"
@@ -23,9 +25,11 @@ void run_forward(const ForwardArgs& args) {
   SIMBA_CHECK(is_floating(args.dtype),
               "--dtype: expected float32 or float64, got " << dtype_name(args.dtype));
   SIMBA_CHECK(!args.out_path.empty(), "--out: expected an output file path, got an empty string");
+  check_device(args.device);
   std::shared_ptr<MambaLM> model = load_model_dir(args.model_dir, args.dtype);
+  model->to(args.device);
   const int64_t V = model->config().vocab_size;
-  const Tensor ids = read_input_ids(args.ids_path, V, 2, "the loss needs a next token");
+  const Tensor ids = read_input_ids(args.ids_path, V, 2, "the loss needs a next token").to(args.device);
   const int64_t L = ids.size(1);
 
   // As MambaForCausalLM: logits of every position, then the loss of positions
@@ -65,6 +69,7 @@ void add_forward_command(CLI::App& app) {
   cmd->add_option("--dtype", *dtype, "compute precision")
       ->check(CLI::IsMember({"float32", "float64"}))
       ->capture_default_str();
+  add_device_option(cmd, args->device);
   cmd->callback([args, dtype] {
     args->dtype = *dtype == "float64" ? DType::F64 : DType::F32;
     run_forward(*args);

@@ -5,7 +5,9 @@
 // per-layer conv and SSM state forward (constant memory and time per token,
 // the reason Mamba generates cheaply), then each sampled byte is printed and
 // fed back. Bytes are written raw: a model that has not learnt UTF-8 may emit
-// invalid sequences, and they are passed through as they are.
+// invalid sequences, and they are passed through as they are. With --device
+// the model and its state live on that device; each step's V logits are the
+// one thing read back to the host, where the sampler draws.
 #include <iostream>
 #include <limits>
 #include <memory>
@@ -25,7 +27,9 @@ std::string run_generate(const GenerateArgs& args, std::ostream& out) {
                    "the model needs at least one byte to condition on, e.g. --prompt \"The \"");
   SIMBA_CHECK(args.tokens >= 0, "--tokens: expected a number of tokens >= 0, got " << args.tokens);
   check_sampling_options(args.sampling);
+  check_device(args.device);
   std::shared_ptr<MambaLM> model = load_model_dir(args.model_dir);
+  model->to(args.device);
   const ByteTokenizer tokenizer;
   const int64_t V = model->config().vocab_size;
   SIMBA_CHECK_HINT(V >= tokenizer.vocab_size(),
@@ -36,7 +40,8 @@ std::string run_generate(const GenerateArgs& args, std::ostream& out) {
 
   std::vector<MixerState> state = model->new_state(1);
   Tensor logits;  // (1, V) after the latest step
-  for (int64_t id : tokenizer.encode(args.prompt)) logits = model->step(Tensor::from_ints({1}, {id}), state);
+  for (int64_t id : tokenizer.encode(args.prompt))
+    logits = model->step(Tensor::from_ints({1}, {id}, args.device), state);
   out << args.prompt << std::flush;
 
   Generator g(args.seed);
@@ -46,7 +51,7 @@ std::string run_generate(const GenerateArgs& args, std::ostream& out) {
     const int64_t id = sample_token(logits.select(0, 0).narrow(0, 0, tokenizer.vocab_size()), args.sampling, g);
     generated.push_back(id);
     out << tokenizer.decode({id}) << std::flush;
-    if (i + 1 < args.tokens) logits = model->step(Tensor::from_ints({1}, {id}), state);
+    if (i + 1 < args.tokens) logits = model->step(Tensor::from_ints({1}, {id}, args.device), state);
   }
   return tokenizer.decode(generated);
 }
@@ -70,6 +75,7 @@ void add_generate_command(CLI::App& app) {
       ->check(integer_in(0))
       ->capture_default_str();
   cmd->add_option("--seed", args->seed, "random seed of the sampler")->check(seed_value())->capture_default_str();
+  add_device_option(cmd, args->device);
   cmd->callback([args] {
     run_generate(*args, std::cout);
     std::cout << "\n";

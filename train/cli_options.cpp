@@ -2,10 +2,34 @@
 
 #include <charconv>
 #include <cmath>
+#include <optional>
 
 #include "tensor/checked_math.h"
+#include "tensor/cuda_device.h"
+#include "tensor/error.h"
 
 namespace simba {
+
+namespace {
+
+// The device a --device text other than "auto" names; nothing for a malformed text.
+std::optional<Device> named_device(const std::string& s) {
+  if (s == "cpu") return cpu();
+  if (s == "cuda") return Device{DeviceType::CUDA, 0};
+  const std::string prefix = "cuda:";
+  if (s.size() <= prefix.size() || s.compare(0, prefix.size(), prefix) != 0) return std::nullopt;
+  int index = -1;
+  const char* end = s.data() + s.size();
+  const auto [ptr, ec] = std::from_chars(s.data() + prefix.size(), end, index);  // decimal; "-1" parses
+  if (ec != std::errc() || ptr != end || index < 0) return std::nullopt;
+  return Device{DeviceType::CUDA, index};
+}
+
+std::string device_form_error(const std::string& s) {
+  return "expected cpu, cuda, cuda:N or auto, got '" + s + "'";
+}
+
+}  // namespace
 
 CLI::Validator integer_in(int64_t lo, int64_t hi) {
   const bool bounded = hi != std::numeric_limits<int64_t>::max();
@@ -65,6 +89,37 @@ void check_batch_budget(int64_t batch, const char* batch_flag, int64_t length, c
   check_memory_budget(bytes, what,
                       std::string("reduce ") + batch_flag + " or " + length_flag + " (" + batch_flag + " " +
                           std::to_string(batch) + ", " + length_flag + " " + std::to_string(length) + ")");
+}
+
+Device parse_device(const std::string& text, const std::string& flag) {
+  if (text == "auto") return cuda_device_count() > 0 ? Device{DeviceType::CUDA, 0} : cpu();
+  const std::optional<Device> device = named_device(text);
+  SIMBA_CHECK(device, flag << ": " << device_form_error(text));
+  return *device;
+}
+
+CLI::Option* add_device_option(CLI::App* cmd, Device& device) {
+  return cmd
+      ->add_option_function<std::string>(
+          "--device", [&device](const std::string& text) { device = parse_device(text); },
+          "where the model runs: cpu, cuda (= cuda:0), cuda:N, or auto (cuda:0 when a CUDA device is usable, "
+          "else cpu)")
+      ->check(CLI::Validator(
+          [](std::string& s) -> std::string { return s == "auto" || named_device(s) ? "" : device_form_error(s); },
+          "DEVICE"))
+      ->default_str("cpu");
+}
+
+void check_device(Device device, const std::string& flag) {
+  if (device.is_cpu()) return;
+  const std::string what = flag + " " + device.str();
+  SIMBA_CHECK_HINT(cuda_compiled_in(), what << ": CUDA not compiled in (this simba was built without the CUDA backend)",
+                   "rebuild simba with the CUDA toolkit installed (cmake -DSIMBA_CUDA=ON), or use " << flag << " cpu");
+  const int count = cuda_device_count();
+  SIMBA_CHECK_HINT(count > 0, what << ": no CUDA device is usable here (" << cuda_unavailable_reason() << ")",
+                   "use " << flag << " cpu, or run on a machine with an NVIDIA GPU and its driver");
+  SIMBA_CHECK_HINT(device.index < count, what << ": no such CUDA device (" << count << " usable)",
+                   "use " << flag << " cuda:0" << (count > 1 ? " .. cuda:" + std::to_string(count - 1) : std::string()));
 }
 
 }  // namespace simba

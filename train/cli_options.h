@@ -12,6 +12,15 @@
 // text, so the value the command sees is exactly the value typed.
 //
 // Seeds are uint64 everywhere: any integer in [0, 2^64 - 1]; "-1" is an error.
+//
+// --device (train, eval, generate, forward, inspect, highway) is one of
+//   cpu      the host (the default)
+//   cuda     the first CUDA device, cuda:0
+//   cuda:N   CUDA device N (decimal)
+//   auto     cuda:0 when a CUDA device is usable here, else cpu (what `make demo` passes)
+// Parsing checks the form only, so a command line parses the same on every machine; the command
+// then checks that the device is usable here (check_device) before it does any work, and the
+// error names the flag: "--device cuda:0: CUDA not compiled in".
 #pragma once
 
 #include <cstdint>
@@ -19,6 +28,8 @@
 #include <string>
 
 #include <CLI/CLI.hpp>
+
+#include "tensor/storage.h"
 
 namespace simba {
 
@@ -41,5 +52,18 @@ CLI::Validator number_in(double lo, bool lo_closed, double hi, bool hi_closed, c
 // not overflow. Errors name both flags ("--batch-size", "--seq-len").
 void check_batch_budget(int64_t batch, const char* batch_flag, int64_t length, const char* length_flag,
                         int64_t vocab);
+
+// The device `text` names (the forms above), "auto" resolved on this machine; an error naming
+// `flag` and the text for any other form ("--device: expected cpu, cuda, cuda:N or auto, got 'tpu'").
+Device parse_device(const std::string& text, const std::string& flag = "--device");
+
+// Registers --device on `cmd`: help text, default cpu, the form checked while parsing, and the
+// parsed device stored in `device`. The command checks it with check_device before any work.
+CLI::Option* add_device_option(CLI::App* cmd, Device& device);
+
+// Throws unless `device` can run work here: the CPU always can; a CUDA device needs the CUDA
+// backend compiled in and a usable device of that index. The error names `flag` and the device
+// and gives the reason (the CUDA runtime's, or the indices that exist).
+void check_device(Device device, const std::string& flag = "--device");
 
 }  // namespace simba

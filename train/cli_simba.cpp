@@ -39,6 +39,7 @@ void add_inspect_command(CLI::App& app) {
                   "pruning options, e.g. keep=0.1,schedule=linear,criterion=simba,start=0 (all optional;\n"
                   "ssm/simba.h lists every key)");
   cmd->add_option("--out", args->out_path, "output safetensors file (written atomically)")->required();
+  add_device_option(cmd, args->device);
   cmd->callback([args] { run_inspect(*args); });
 }
 
@@ -65,6 +66,7 @@ void add_highway_command(CLI::App& app) {
       ->check(CLI::Range(0.0, 1.0))
       ->capture_default_str();
   cmd->add_option("--simba", args->simba, "the pruned run's options (ssm/simba.h syntax; default keep=0.1 linear)");
+  add_device_option(cmd, args->device);
   cmd->callback([args] {
     check_batch_budget(args->batch, "--batch", args->context, "--context", ByteTokenizer().vocab_size());
     run_highway(*args, std::cout);

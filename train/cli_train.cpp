@@ -13,6 +13,9 @@
 //                  that differs from the checkpoint is an error.
 // Any of them with --simba trains with Simba pruning active (see
 // train/trainer.h): fine-tuning a dense model is --init DIR --simba ....
+// Any of them with --device trains there: the model is built or loaded on the
+// host and then moved, and a checkpoint does not record the device, so a run
+// may resume on another device than it started on.
 // A new run refuses an --out that already holds a checkpoint, so a typo
 // cannot overwrite a finished run. Both first finish or discard what a killed
 // run left in --out (train/train_state.h recover_checkpoint): a run killed at
@@ -49,6 +52,7 @@ struct TrainArgs {
   std::string init_dir;
   std::string simba;  // --simba as typed; parsed into options.simba
   bool resume = false;
+  Device device;
 };
 
 const double kInf = std::numeric_limits<double>::infinity();
@@ -56,6 +60,7 @@ const double kInf = std::numeric_limits<double>::infinity();
 void run_train(const TrainArgs& a, const std::set<std::string>& given, std::ostream& out) {
   const ByteTokenizer tokenizer;
   const std::string dir = checkpoint_dir(a.options.out_dir);
+  check_device(a.device);
   if (!a.resume) a.options.validate();  // before anything in --out changes
   recover_checkpoint(dir);  // what a killed run left: afterwards dir is complete or absent
   if (a.resume) {
@@ -73,7 +78,8 @@ void run_train(const TrainArgs& a, const std::set<std::string>& given, std::ostr
         TrainOptions::from_json(checkpoint.state.options, "'" + checkpoint.state_path + "' metadata 'options'")
             .overridden_by(a.options, given);
     auto model = std::make_shared<MambaLM>(checkpoint.config, options.seed);
-    Trainer trainer(options, model, TextData::from_file(a.data_path, tokenizer, options.val_fraction, options.seed));
+    Trainer trainer(options, model, TextData::from_file(a.data_path, tokenizer, options.val_fraction, options.seed),
+                    a.device);
     trainer.restore(checkpoint);
     trainer.run(out);
     return;
@@ -94,7 +100,8 @@ void run_train(const TrainArgs& a, const std::set<std::string>& given, std::ostr
     }
     model = std::make_shared<MambaLM>(cfg, a.options.seed);
   }
-  Trainer trainer(a.options, model, TextData::from_file(a.data_path, tokenizer, a.options.val_fraction, a.options.seed));
+  Trainer trainer(a.options, model, TextData::from_file(a.data_path, tokenizer, a.options.val_fraction, a.options.seed),
+                  a.device);
   trainer.run(out);
 }
 
@@ -165,6 +172,7 @@ void add_train_command(CLI::App& app) {
       ->check(integer_in(1));
   cmd->add_option("--log-every", o.log_every, "steps between progress lines")->check(integer_in(1))->capture_default_str();
   cmd->add_option("--log-file", o.log_file, "JSONL metrics log [default: OUT/metrics.jsonl]");
+  add_device_option(cmd, a->device);
 
   CLI::Option* resume = cmd->add_flag(
       "--resume", a->resume,

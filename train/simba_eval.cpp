@@ -18,6 +18,7 @@
 #include "tensor/file_io.h"
 #include "tensor/ops.h"
 #include "train/byte_tokenizer.h"
+#include "train/cli_options.h"
 #include "train/ids_file.h"
 #include "train/metrics_log.h"
 #include "train/model_dir.h"
@@ -70,8 +71,9 @@ SimbaEvalRow evaluate(const MambaLM& model, const Tensor& windows, int64_t c, in
   row.options = opt.to_string();
   row.windows = windows.size(0);
   double nats = 0.0;  // Σ per-token losses, in double over all windows
+  const Device device = model.device();
   for (int64_t start = 0; start < row.windows; start += batch) {
-    const Tensor ids = windows.narrow(0, start, std::min(batch, row.windows - start)).contiguous();
+    const Tensor ids = windows.narrow(0, start, std::min(batch, row.windows - start)).contiguous().to(device);
     const SimbaResult r = simba_forward(model, ids, c, opt);
     const Tensor targets = continuation_targets(ids, c);
     nats += sum(cross_entropy_rows(r.logits.data(), targets)).item();
@@ -110,8 +112,9 @@ void add_contributions(HighwaySums& acc, const MambaLM& model, const Tensor& ids
     const int64_t n = r.counts[l];
     const std::vector<int64_t> kept = r.kept[l].to_ints();  // (B, n) original positions
     const MixerTrace tr = simba_layer_trace(model, ids, r, static_cast<int64_t>(l));
-    const Tensor u = tr.u.contiguous(), delta = tr.delta.contiguous(), A = tr.A.contiguous(),
-                 Bm = tr.Bm.contiguous(), Cm = tr.Cm.contiguous();
+    // The contributions are summed on the host (an analysis, not a hot path).
+    const Tensor u = tr.u.to(cpu()).contiguous(), delta = tr.delta.to(cpu()).contiguous(),
+                 A = tr.A.to(cpu()).contiguous(), Bm = tr.Bm.to(cpu()).contiguous(), Cm = tr.Cm.to(cpu()).contiguous();
     const int64_t Di = u.size(2), N = A.size(1);
     std::vector<float> dy(n * Di);
     for (int64_t b = 0; b < B; ++b) {
@@ -160,7 +163,7 @@ MixerTrace simba_layer_trace(const MambaLM& model, const Tensor& ids, const Simb
     for (int64_t p = c; p < L; ++p) rows.push_back(b * L + p);
   }
   const Tensor in = layer == 0 ? model.embed(ids).data() : r.layer_hidden[layer - 1];  // (B, L, D)
-  const Tensor x = index_select(in.reshape({B * L, D}), 0, Tensor::from_ints({B * (n + L - c)}, rows))
+  const Tensor x = index_select(in.reshape({B * L, D}), 0, Tensor::from_ints({B * (n + L - c)}, rows, in.device()))
                        .reshape({B, n + L - c, D});
   const MambaBlock& block = *model.backbone().layers[layer];
   MixerTrace trace;
@@ -205,7 +208,9 @@ std::vector<SimbaEvalRow> run_simba_eval(const SimbaEvalArgs& args, std::ostream
   SIMBA_CHECK(args.max_windows >= 1, "--max-windows: expected a number of windows >= 1, got " << args.max_windows);
   SIMBA_CHECK(args.batch >= 1, "--batch: expected a batch size >= 1, got " << args.batch);
   check_val_fraction(args.val_fraction);
+  check_device(args.device);
   std::shared_ptr<MambaLM> model = load_byte_model(args.model_dir, "eval");
+  model->to(args.device);
   const TextData data = TextData::from_file(args.data_path, ByteTokenizer(), args.val_fraction);
   const int64_t m = args.continuation;
   // Every context is checked against the data and the schedule against the model before
@@ -274,8 +279,10 @@ std::vector<SimbaEvalRow> run_simba_eval(const SimbaEvalArgs& args, std::ostream
 SimbaResult run_inspect(const InspectArgs& args) {
   const SimbaOptions opt = parse_simba_options(args.simba, "--simba");
   SIMBA_CHECK(!args.out_path.empty(), "--out: expected an output file path, got an empty string");
+  check_device(args.device);
   std::shared_ptr<MambaLM> model = load_model_dir(args.model_dir);
-  const Tensor ids = read_input_ids(args.ids_path, model->config().vocab_size, 1, "a context token");
+  model->to(args.device);
+  const Tensor ids = read_input_ids(args.ids_path, model->config().vocab_size, 1, "a context token").to(args.device);
   const int64_t L = ids.size(1), c = args.context;
   SIMBA_CHECK_HINT(c >= 1 && c <= L,
                    "--context " << c << ": the anchor (the last context token, position " << c - 1
@@ -305,7 +312,9 @@ std::vector<HighwayRow> run_highway(const HighwayArgs& args, std::ostream& out) 
   SIMBA_CHECK(args.windows >= 1, "--windows: expected a number of windows >= 1, got " << args.windows);
   SIMBA_CHECK(args.batch >= 1, "--batch: expected a batch size >= 1, got " << args.batch);
   check_val_fraction(args.val_fraction);
+  check_device(args.device);
   std::shared_ptr<MambaLM> model = load_byte_model(args.model_dir, "highway");
+  model->to(args.device);
   const TextData data = TextData::from_file(args.data_path, ByteTokenizer(), args.val_fraction);
   const int64_t T = args.context;
   const Tensor windows = context_windows(data, T, 0, args.windows, "--context");
@@ -318,7 +327,7 @@ std::vector<HighwayRow> run_highway(const HighwayArgs& args, std::ostream& out) 
     HighwaySums acc{std::vector<std::vector<double>>(layers, std::vector<double>(bins, 0.0)),
                     std::vector<std::vector<int64_t>>(layers, std::vector<int64_t>(bins, 0))};
     for (int64_t start = 0; start < W; start += args.batch) {
-      const Tensor ids = windows.narrow(0, start, std::min(args.batch, W - start)).contiguous();
+      const Tensor ids = windows.narrow(0, start, std::min(args.batch, W - start)).contiguous().to(args.device);
       add_contributions(acc, *model, ids, simba_forward(*model, ids, T, o, true));
     }
     for (int64_t l = 0; l < layers; ++l)

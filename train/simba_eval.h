@@ -5,7 +5,9 @@
 // Each train/cli_*.cpp registers the flags and calls the function here with the parsed values,
 // so the commands, their output files and their errors are testable without a process
 // (tests/test_simba_cli.cpp). The functions check their arguments themselves and name the
-// flag in every error (a caller other than the CLI skips CLI11's validators). Simba options
+// flag in every error (a caller other than the CLI skips CLI11's validators). Each runs the
+// model on its `device` (--device: checked first; the model is loaded on the host and moved
+// there); what is printed and written are host copies. Simba options
 // arrive as the --simba text and are parsed here, so option errors read
 // "--simba: keep=1.5: expected a number in (0, 1]". docs/simba.md describes the protocol.
 //
@@ -62,6 +64,7 @@ struct SimbaEvalArgs {
   std::string simba;                    // --simba (ssm/simba.h syntax; "" = defaults)
   std::vector<std::string> criteria;    // --criteria; empty: the criterion of --simba
   std::string json_path, csv_path;      // --json, --csv (unless empty)
+  Device device;                        // --device
 };
 
 // One row of the comparison: one context length and one method.
@@ -91,6 +94,7 @@ struct InspectArgs {
   int64_t context = 0;   // C, 1 <= C <= L; the continuation is the last L − C tokens
   std::string simba;     // --simba
   std::string out_path;  // --out
+  Device device;         // --device
 };
 
 // Runs simba_forward on the ids (every layer scored, ssm/simba_forward.h keep_trace) and
@@ -113,6 +117,7 @@ struct HighwayArgs {
   int64_t batch = 8;          // --batch, windows per forward
   double val_fraction = 0.1;
   std::string simba;          // --simba: the pruned run's options
+  Device device;              // --device
 };
 
 // Distance bins: bin 0 is distance 0 (the anchor itself), bin k >= 1 is [2^(k−1), 2^k − 1].

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <limits>
 #include <sstream>
 #include <type_traits>
@@ -278,13 +279,37 @@ bool is_no_decay_parameter(const std::string& name) {
          ends_with(".D");
 }
 
+std::vector<double> mean_losses(const std::vector<Tensor>& micro_batch_losses) {
+  if (micro_batch_losses.empty()) return {};
+  // Gathered into one float64 tensor on their device (copies queued there), then read at once.
+  int64_t total = 0;
+  for (const Tensor& t : micro_batch_losses) total += t.numel();
+  const Tensor all = Tensor::empty({total}, DType::F64, micro_batch_losses.front().device());
+  int64_t offset = 0;
+  for (const Tensor& t : micro_batch_losses) {
+    all.narrow(0, offset, t.numel()).copy_(t.reshape({t.numel()}));
+    offset += t.numel();
+  }
+  const std::vector<double> values = all.to_vector();
+  std::vector<double> means;
+  offset = 0;
+  for (const Tensor& t : micro_batch_losses) {
+    double sum = 0.0;
+    for (int64_t i = 0; i < t.numel(); ++i) sum += values[static_cast<size_t>(offset + i)];
+    means.push_back(sum * (1.0 / static_cast<double>(t.numel())));
+    offset += t.numel();
+  }
+  return means;
+}
+
 ValidationResult evaluate(const MambaLM& model, const TextData& data, int64_t B, int64_t L, int64_t max_batches) {
   NoGradGuard no_grad;
+  const Device device = model.device();
   double total = 0.0;  // Σ per-token nats in double over every batch
   ValidationResult r;
   for (const Batch& batch : data.validation_batches(B, L, max_batches)) {
-    const Tensor logits = model.forward(batch.inputs).data();  // (B, L, V)
-    for (double loss : cross_entropy_rows(logits, batch.targets).to_vector()) total += loss;
+    const Tensor logits = model.forward(batch.inputs.to(device)).data();  // (B, L, V)
+    for (double loss : cross_entropy_rows(logits, batch.targets.to(device)).to_vector()) total += loss;
     r.tokens += batch.targets.numel();
     ++r.batches;
   }
@@ -295,8 +320,9 @@ ValidationResult evaluate(const MambaLM& model, const TextData& data, int64_t B,
 
 // ---------------------------------------------------------------- Trainer
 
-Trainer::Trainer(TrainOptions options, std::shared_ptr<MambaLM> model, TextData data)
+Trainer::Trainer(TrainOptions options, std::shared_ptr<MambaLM> model, TextData data, Device device)
     : options_(validated(std::move(options))),
+      device_(device),
       model_(std::move(model)),
       data_(std::move(data)),
       schedule_(options_.lr, options_.resolved_min_lr(), options_.resolved_warmup(), options_.steps) {
@@ -310,6 +336,8 @@ Trainer::Trainer(TrainOptions options, std::shared_ptr<MambaLM> model, TextData 
                        "text data '" << data_.source() << "': token id " << id << " in the " << split_name(split)
                                      << " split is outside the model's vocabulary [0, " << V << ")",
                        "the model's vocab_size must cover the tokenizer (256 for bytes)");
+  // Before the optimiser exists, so that its state is made beside the parameters.
+  model_->to(device_);
   AdamWOptions adamw;
   adamw.lr = options_.lr;
   adamw.beta1 = options_.beta1;
@@ -317,20 +345,35 @@ Trainer::Trainer(TrainOptions options, std::shared_ptr<MambaLM> model, TextData 
   optimizer_ = std::make_unique<AdamW>(split_decay_groups(*model_, options_.weight_decay, is_no_decay_parameter), adamw);
 }
 
-double Trainer::accumulate_gradients() {
+Batch Trainer::next_batch() {
+  const Batch host = data_.next_train_batch(options_.batch_size, options_.seq_len);
+  if (device_.is_cpu()) return host;
+  // Inputs and targets go up in one staged copy (a second would wait for the first) into one
+  // device buffer, viewed as the two tensors.
+  const Tensor inputs = host.inputs.contiguous(), targets = host.targets.contiguous();
+  const int64_t n = inputs.numel(), m = targets.numel();
+  std::vector<int64_t> both(static_cast<size_t>(n + m));
+  std::memcpy(both.data(), inputs.data<int64_t>(), static_cast<size_t>(n) * sizeof(int64_t));
+  std::memcpy(both.data() + n, targets.data<int64_t>(), static_cast<size_t>(m) * sizeof(int64_t));
+  const Tensor up = Tensor::empty({n + m}, DType::I64, device_);
+  cuda_upload_staged(up.device_data<int64_t>(), device_.index, both.data(), both.size() * sizeof(int64_t));
+  return {up.narrow(0, 0, n).view(inputs.shape()), up.narrow(0, n, m).view(targets.shape())};
+}
+
+Tensor Trainer::accumulate_gradients() {
   optimizer_->zero_grad();
   const double scale = 1.0 / static_cast<double>(options_.grad_accum);
-  double total = 0.0;
+  const Tensor losses = Tensor::empty({options_.grad_accum}, DType::F64, device_);
   for (int64_t i = 0; i < options_.grad_accum; ++i) {
-    const Batch batch = data_.next_train_batch(options_.batch_size, options_.seq_len);
+    const Batch batch = next_batch();
     const Variable loss =
         options_.simba
             ? simba_batch_loss(*model_, batch, simba_split_point(options_, step_, i), *options_.simba)
             : batch_loss(*model_, batch);
-    total += loss.item();
+    losses.narrow(0, i, 1).copy_(loss.data().reshape({1}));  // stays on the device
     (loss * scale).backward();  // the gradient of the mean over micro-batches
   }
-  return total * scale;
+  return losses;
 }
 
 StepStats Trainer::train_step() {
@@ -339,14 +382,16 @@ StepStats Trainer::train_step() {
   Stopwatch clock;
   StepStats s;
   s.lr = schedule_.lr(step_);
-  s.loss = accumulate_gradients();
+  s.losses = accumulate_gradients();
   const double max_norm = options_.grad_clip > 0.0 ? options_.grad_clip : std::numeric_limits<double>::max();
-  s.grad_norm = clip_grad_norm(model_->parameters(), max_norm);
-  if (!std::isfinite(s.loss) || !std::isfinite(s.grad_norm))
+  s.grad_norm = clip_grad_norm(model_->parameters(), max_norm);  // the step's one read on the host
+  if (!std::isfinite(s.grad_norm)) {
+    const double loss = mean_losses({s.losses})[0];  // the run stops: reading it costs nothing that matters
     SIMBA_FAIL_HINT("training stopped at step " << step_ + 1 << ": "
-                        << (std::isfinite(s.loss) ? "the gradient norm" : "the loss") << " is not finite (loss "
-                        << s.loss << ", gradient norm " << s.grad_norm << "); no parameter was updated",
+                        << (std::isfinite(loss) ? "the gradient norm" : "the loss") << " is not finite (loss " << loss
+                        << ", gradient norm " << s.grad_norm << "); no parameter was updated",
                     stopped_hint(s.lr));
+  }
   optimizer_->set_lr(s.lr);
   optimizer_->step();
   s.step = ++step_;
@@ -372,9 +417,11 @@ std::string Trainer::stopped_hint(double step_lr) const {
 
 void Trainer::save_checkpoint() {
   // The checkpoint rule of train/trainer.h. The losses of the steps since the
-  // last checkpoint were finite (train_step checks each), but each was taken
-  // before its step's update: only a loss of the weights themselves shows
-  // whether the last update blew them up.
+  // last checkpoint were finite (train_step and Trainer::run check them), but
+  // each was taken before its step's update: only a loss of the weights
+  // themselves shows whether the last update blew them up. The files get host
+  // copies of the parameters and the optimiser state (save_safetensors), the
+  // same bytes whatever device the run is on.
   const double step_lr = schedule_.lr(std::max<int64_t>(step_ - 1, 0));
   for (const auto& [name, p] : model_->named_parameters())
     SIMBA_CHECK_HINT(all_finite(p.data()),
@@ -440,6 +487,9 @@ ValidationResult Trainer::run(std::ostream& out) {
                 static_cast<long long>(cfg.time_step_rank), static_cast<long long>(cfg.vocab_size));
   out << line;
   out << "cpu: OpenBLAS core " << blas_core_description() << "\n";
+  out << "device: " << device_.str();
+  if (!device_.is_cpu()) out << " (" << cuda_device_name(device_.index) << ")";
+  out << "\n";
   out << "data: '" << data_.source() << "': " << thousands(static_cast<int64_t>(data_.tokens(Split::Train).size()))
       << " train + " << thousands(static_cast<int64_t>(data_.tokens(Split::Validation).size()))
       << " validation tokens\n";
@@ -476,30 +526,61 @@ ValidationResult Trainer::run(std::ostream& out) {
   const int64_t start_step = step_;
   double interval_loss = 0.0, interval_seconds = 0.0;
   int64_t interval_steps = 0, interval_tokens = 0;
+  // The steps whose losses are still on the device, each with the run time at its end. Their
+  // records are written, in step order, when the losses are read: before a progress line, a
+  // validation, a checkpoint, or an error that stops the run.
+  std::vector<std::pair<StepStats, double>> pending;
+  auto log_pending = [&] {
+    std::vector<Tensor> losses;
+    for (const auto& [s, elapsed] : pending) losses.push_back(s.losses);
+    const std::vector<double> loss = mean_losses(losses);  // one read for all of them
+    for (size_t i = 0; i < pending.size(); ++i) {
+      const StepStats& s = pending[i].first;
+      log.write({{"step", s.step},
+                 {"loss", loss[i]},
+                 {"lr", s.lr},
+                 {"grad_norm", s.grad_norm},
+                 {"tokens_per_sec", static_cast<double>(s.tokens) / s.seconds},
+                 {"elapsed", pending[i].second}});
+      SIMBA_CHECK_HINT(std::isfinite(loss[i]), "training stopped at step " << step_ << ": the loss of step " << s.step
+                                                   << " is not finite (" << loss[i] << ")",
+                       stopped_hint(s.lr));
+      interval_loss += loss[i];
+      interval_seconds += s.seconds;
+      interval_tokens += s.tokens;
+      ++interval_steps;
+    }
+    pending.clear();
+  };
   while (step_ < options_.steps) {
-    const StepStats s = train_step();
-    log.write({{"step", s.step},
-               {"loss", s.loss},
-               {"lr", s.lr},
-               {"grad_norm", s.grad_norm},
-               {"tokens_per_sec", static_cast<double>(s.tokens) / s.seconds},
-               {"elapsed", elapsed_seconds()}});
-    interval_loss += s.loss;
-    interval_seconds += s.seconds;
-    interval_tokens += s.tokens;
-    ++interval_steps;
-    if (s.step % options_.log_every == 0 || s.step == options_.steps) {
+    try {
+      const StepStats s = train_step();
+      pending.emplace_back(s, elapsed_seconds());
+    } catch (const Error&) {
+      log_pending();  // the records of the steps before the one that failed
+      throw;
+    }
+    const int64_t step = pending.back().first.step;
+    const double lr = pending.back().first.lr;
+    if (step % options_.log_every == 0 || step == options_.steps) {
+      log_pending();
       // The loss shown is the mean over the steps since the last line: one step's loss is noisy.
-      out << progress_line(s.step, options_.steps, interval_loss / static_cast<double>(interval_steps),
-                           static_cast<double>(interval_tokens) / interval_seconds, elapsed_seconds(), s.lr)
+      out << progress_line(step, options_.steps, interval_loss / static_cast<double>(interval_steps),
+                           static_cast<double>(interval_tokens) / interval_seconds, elapsed_seconds(), lr)
           << "\n"
           << std::flush;
       interval_loss = interval_seconds = 0.0;
       interval_steps = interval_tokens = 0;
     }
-    if (s.step == options_.steps) break;  // the final validation and checkpoint follow the loop
-    if (options_.eval_every > 0 && s.step % options_.eval_every == 0) report_validation(validate());
-    if (options_.save_every > 0 && s.step % options_.save_every == 0) save_checkpoint();
+    if (step == options_.steps) break;  // the final validation and checkpoint follow the loop
+    if (options_.eval_every > 0 && step % options_.eval_every == 0) {
+      log_pending();
+      report_validation(validate());
+    }
+    if (options_.save_every > 0 && step % options_.save_every == 0) {
+      log_pending();
+      save_checkpoint();
+    }
   }
   // A resumed run that was already complete has taken no step: the first
   // validation scored the final weights, and logging it twice would repeat the step.

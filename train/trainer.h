@@ -9,13 +9,32 @@
 //   3. global gradient norm clipped to grad_clip (measured before clipping)
 //   4. AdamW with weight decay on the matrices only: norms, biases, A_log and
 //      D are not decayed (is_no_decay_parameter)
-// If the loss or the gradient norm is not finite, the step throws before any
-// parameter changes and nothing is saved.
+// If the gradient norm is not finite, the step throws before any parameter
+// changes and nothing is saved.
+//
+// Devices. The model trains where its parameters are (Trainer's `device`):
+// the model is built (or loaded) on the host and moved there, so CPU and GPU
+// runs start from the same numbers. A step reads one number on the host, the
+// gradient norm (clipping needs it, and it tells whether the step is sound);
+// everything else stays on the device. The training losses stay there too,
+// one float64 per micro-batch (StepStats::losses), until Trainer::run reads
+// the steps' losses in one copy (mean_losses) for a progress line, a
+// validation or a checkpoint, and checks them then: a step whose loss is not
+// finite has a non-finite gradient as well (the cross-entropy of finite
+// logits is finite, and its gradient softmax − onehot is NaN wherever a logit
+// is not), so it is stopped by the norm before it updates anything, and a
+// checkpoint is written only after the losses since the last one were read
+// and found finite. On a CUDA device each micro-batch goes up through a
+// pinned staging buffer (tensor/cuda_device.h cuda_upload_staged) without the
+// host waiting for the copy. Checkpoints hold host copies (save_safetensors copies
+// device tensors to the host), so they do not depend on the device: a run
+// saved on a GPU resumes on the CPU and the other way round.
 //
 // A good checkpoint: Trainer::save_checkpoint writes the checkpoint of step s
 // only if
 //   1. the training loss of every step since the last checkpoint was finite
-//      (train_step throws otherwise),
+//      (train_step stops a step whose gradient norm is not, and Trainer::run
+//      reads and checks the losses themselves before it saves),
 //   2. every parameter is finite, and
 //   3. the loss of the weights being saved, the mean cross-entropy of the
 //      first validation batch, is finite and at most 2 ln V: twice the loss
@@ -33,7 +52,9 @@
 // Trainer::run adds the rest of a run: validation at the start, every
 // eval_every steps and at the end (loss and bits per byte), a progress line
 // every log_every steps, a JSONL record per step and per validation (the log
-// first cut back to the run's starting step, train/metrics_log.h), and a
+// first cut back to the run's starting step, train/metrics_log.h; the step
+// records are written when their losses are read, before each progress line,
+// validation and checkpoint, so the file is in step order), and a
 // checkpoint every save_every steps and at the end (train/train_state.h).
 //
 // Simba-aware training (--simba): each micro-batch's windows are split at
@@ -67,6 +88,7 @@
 #include "nn/optim.h"
 #include "ssm/mamba_model.h"
 #include "ssm/simba.h"
+#include "tensor/cuda_device.h"
 #include "train/metrics_log.h"
 #include "train/text_data.h"
 #include "train/train_state.h"
@@ -156,7 +178,9 @@ bool is_no_decay_parameter(const std::string& name);
 
 struct StepStats {
   int64_t step = 0;         // steps completed, this one included
-  double loss = 0.0;        // mean training loss over the step's micro-batches (nats/token)
+  // float64 (grad_accum,) on the model's device: each micro-batch's mean training loss
+  // (nats/token), left there; mean_losses reads the step's loss.
+  Tensor losses;
   double lr = 0.0;          // learning rate used by this step
   double grad_norm = 0.0;   // global gradient norm before clipping
   double seconds = 0.0;     // wall time of the step
@@ -170,17 +194,22 @@ struct ValidationResult {
   int64_t batches = 0;         // validation batches run
 };
 
+// The training loss of each step, the mean of its micro-batch losses
+// (StepStats::losses) taken in double, all read from the device in one copy.
+std::vector<double> mean_losses(const std::vector<Tensor>& micro_batch_losses);
+
 // Mean cross-entropy of `model` over data.validation_batches(B, L, max_batches),
-// averaged over tokens (the last batch may hold fewer windows).
+// averaged over tokens (the last batch may hold fewer windows), on the device
+// the model is on.
 ValidationResult evaluate(const MambaLM& model, const TextData& data, int64_t B, int64_t L, int64_t max_batches);
 
 class Trainer {
  public:
-  // A run starting at step 0 with `model` as it is. `data` should be split
-  // with options.val_fraction and seeded with options.seed, as `simba train`
-  // does. Throws if the options are invalid, a split is too short for one
-  // window, or a token id is outside the model's vocabulary.
-  Trainer(TrainOptions options, std::shared_ptr<MambaLM> model, TextData data);
+  // A run starting at step 0 with `model` as it is, moved to `device`. `data`
+  // should be split with options.val_fraction and seeded with options.seed,
+  // as `simba train` does. Throws if the options are invalid, a split is too
+  // short for one window, or a token id is outside the model's vocabulary.
+  Trainer(TrainOptions options, std::shared_ptr<MambaLM> model, TextData data, Device device = cpu());
 
   // Continues the run saved in `checkpoint` (train/train_state.h
   // load_checkpoint): parameters, AdamW state, step and data cursor. Throws
@@ -195,9 +224,10 @@ class Trainer {
   void save_checkpoint();
 
   // Forward and backward of one step's micro-batches into the parameters'
-  // .grad (cleared first); returns the mean loss. Draws from the data cursor.
-  double accumulate_gradients();
-  // One optimiser step (see the file comment). Throws on a non-finite loss or
+  // .grad (cleared first); returns the micro-batches' losses (StepStats::losses)
+  // without reading them. Draws from the data cursor.
+  Tensor accumulate_gradients();
+  // One optimiser step (see the file comment). Throws on a non-finite
   // gradient norm without updating anything.
   StepStats train_step();
   ValidationResult validate() const;
@@ -207,6 +237,7 @@ class Trainer {
   ValidationResult run(std::ostream& out);
 
   int64_t step() const { return step_; }
+  Device device() const { return device_; }
   const TrainOptions& options() const { return options_; }
   const MambaLM& model() const { return *model_; }
   const AdamW& optimizer() const { return *optimizer_; }
@@ -214,11 +245,14 @@ class Trainer {
 
  private:
   double elapsed_seconds() const { return elapsed_before_ + session_clock_.seconds(); }
+  // The next training micro-batch, on the model's device.
+  Batch next_batch();
   // The hint of an error that stops training: what to change, and which
   // checkpoint on disk is the last good one. step_lr: the failing step's lr.
   std::string stopped_hint(double step_lr) const;
 
   TrainOptions options_;
+  Device device_;
   std::shared_ptr<MambaLM> model_;
   TextData data_;
   WarmupCosineSchedule schedule_;

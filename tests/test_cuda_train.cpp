@@ -1,0 +1,230 @@
+// tests/test_cuda_train.cpp: training on a CUDA device (train/trainer.h): the sync budget of a
+// training step, stop-and-resume on the GPU, and checkpoints moving between the GPU and the CPU.
+// Skipped without a CUDA device (tests/cuda_doctest_main.cpp).
+//
+// Sync budget (issue 7, "No hidden host syncs"). The device layer counts every device-to-host
+// copy and every synchronisation (tensor/cuda_device.h cuda_sync_counts). A training step reads
+// one number, the gradient norm: exactly one device-to-host copy and no synchronisation. The
+// losses stay on the device and are read once per log interval, in one copy for all its steps.
+// A whole Trainer::run reads nothing else besides what its validations and checkpoint read.
+//
+// Tolerance of the GPU <-> CPU checks: the two devices sum in different orders, so their float32
+// losses differ by rounding, which AdamW's first steps amplify (m / sqrt(v) with v near 0). A
+// checkpoint moved from one to the other continues within 1e-3 relative of the run that stayed
+// (issue 7's bound for the demo's loss at step 50); the same weights evaluate within 1e-5.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "tensor/cuda_device.h"
+#include "tests/cuda_test_util.h"
+#include "tests/test_util.h"
+#include "train/byte_tokenizer.h"
+#include "train/trainer.h"
+#include "train/train_state.h"
+
+using namespace simba;
+using cuda_test::kGpu;
+namespace fs = std::filesystem;
+
+namespace {
+
+const TempDir g_tmp("test_cuda_train");
+
+// The demo config (byte vocabulary) shrunk to a few thousand parameters.
+MambaConfig small_config() {
+  MambaConfig c = demo_model_config();
+  c.hidden_size = 16;
+  c.num_hidden_layers = 2;
+  c.state_size = 4;
+  c.time_step_rank = MambaConfig::auto_time_step_rank(c.hidden_size);
+  return c;
+}
+
+std::string toy_text() {
+  std::string s;
+  const char* lines[] = {"In the beginning was the word. ", "And the word was with the trainer. ",
+                         "The quick brown fox jumps over the lazy dog. ", "Mamba scans its state in order. "};
+  for (int i = 0; i < 120; ++i) s += lines[(i * 7 + i / 3) % 4];
+  return s;
+}
+
+TrainOptions small_options(const std::string& out_name) {
+  TrainOptions o;
+  o.batch_size = 2;
+  o.seq_len = 16;
+  o.grad_accum = 2;
+  o.steps = 6;
+  o.lr = 1e-2;
+  o.warmup_steps = 2;
+  o.grad_clip = 0.5;  // small, so that clipping is active
+  o.eval_batches = 1;
+  o.out_dir = g_tmp.file(out_name);
+  fs::remove_all(o.out_dir);
+  return o;
+}
+
+// A trainer on `device` whose model is initialised on the host from `model_seed`.
+std::unique_ptr<Trainer> trainer_on(Device device, const TrainOptions& o, uint64_t model_seed = 5) {
+  TextData data(ByteTokenizer().encode(toy_text()), o.val_fraction, o.seed, "toy text");
+  return std::make_unique<Trainer>(o, std::make_shared<MambaLM>(small_config(), model_seed), std::move(data), device);
+}
+
+double loss_of(const StepStats& s) { return mean_losses({s.losses})[0]; }
+
+bool same_bytes(const Tensor& a, const Tensor& b) {
+  const Tensor ca = a.to(cpu()).contiguous(), cb = b.to(cpu()).contiguous();
+  if (ca.shape() != cb.shape() || ca.dtype() != cb.dtype()) return false;
+  return std::memcmp(ca.raw_data(), cb.raw_data(), static_cast<size_t>(ca.numel()) * dtype_size(ca.dtype())) == 0;
+}
+
+// Every parameter and optimiser state tensor, bit for bit, wherever each trainer keeps them.
+void check_same_state(const Trainer& a, const Trainer& b) {
+  const auto pa = a.model().state_tensors(), pb = b.model().state_tensors();
+  REQUIRE(pa.size() == pb.size());
+  for (const auto& [name, t] : pa) {
+    INFO("parameter " << name);
+    CHECK(same_bytes(t, pb.at(name)));
+  }
+  const NamedTensors sa = a.optimizer().state_tensors(), sb = b.optimizer().state_tensors();
+  REQUIRE(sa.size() == sb.size());
+  for (size_t i = 0; i < sa.size(); ++i) {
+    INFO("optimiser state " << sa[i].first);
+    CHECK(sa[i].first == sb[i].first);
+    CHECK(same_bytes(sa[i].second, sb[i].second));
+  }
+  CHECK(a.step() == b.step());
+  CHECK(a.data().cursor_state() == b.data().cursor_state());
+}
+
+struct Reads {
+  int64_t copies = 0, syncs = 0;
+};
+
+// The device-to-host copies and synchronisations `f` makes.
+template <class F>
+Reads reads_of(F&& f) {
+  const CudaSyncCounts before = cuda_sync_counts();
+  f();
+  const CudaSyncCounts after = cuda_sync_counts();
+  return {after.device_to_host_copies - before.device_to_host_copies, after.synchronizations - before.synchronizations};
+}
+
+double relative(double a, double b) { return std::fabs(a - b) / std::fabs(b); }
+
+}  // namespace
+
+TEST_CASE("sync budget: a training step reads only the gradient norm; the losses are read once per interval") {
+  for (const bool pruned : {false, true}) {
+    INFO((pruned ? "--simba keep=0.4" : "dense"));
+    TrainOptions o = small_options("budget");
+    o.steps = 8;
+    if (pruned) o.simba = parse_simba_options("keep=0.4", "test");
+    auto t = trainer_on(kGpu, o);
+    REQUIRE(t->device() == kGpu);
+    REQUIRE(t->model().device() == kGpu);
+    std::vector<Tensor> interval;
+    for (int64_t i = 0; i < o.steps; ++i) {
+      INFO("step " << i + 1);
+      StepStats s;
+      const Reads r = reads_of([&] { s = t->train_step(); });
+      CHECK(r.copies == 1);  // the gradient norm
+      CHECK(r.syncs == 0);
+      CHECK(std::isfinite(s.grad_norm));
+      CHECK(s.losses.device() == kGpu);
+      interval.push_back(s.losses);
+    }
+    std::vector<double> losses;
+    const Reads r = reads_of([&] { losses = mean_losses(interval); });
+    CHECK(r.copies == 1);
+    CHECK(r.syncs == 0);
+    REQUIRE(losses.size() == static_cast<size_t>(o.steps));
+    for (double loss : losses) CHECK(std::isfinite(loss));
+    CHECK(losses.back() < losses.front());
+  }
+}
+
+TEST_CASE("sync budget: a run reads the norms, the losses once per log interval, and its validations and checkpoint") {
+  TrainOptions o = small_options("budget_run");
+  o.steps = 10;
+  o.log_every = 5;
+  o.eval_every = 0;  // validations at the start and the end only
+  o.save_every = 0;  // one checkpoint, at the end
+  auto t = trainer_on(kGpu, o);
+  std::ostringstream out;
+  const Reads run = reads_of([&] { t->run(out); });
+  CHECK(contains(out.str(), "device: cuda:0 (" + cuda_device_name(0) + ")"));
+  // The same validation and checkpoint again, measured alone.
+  const Reads validation = reads_of([&] { t->validate(); });
+  const Reads checkpoint = reads_of([&] { t->save_checkpoint(); });
+  MESSAGE("run of 10 steps: " << run.copies << " copies, " << run.syncs << " syncs; a validation " << validation.copies
+                              << " copies; the checkpoint " << checkpoint.copies << " copies");
+  CHECK(run.copies == o.steps + o.steps / o.log_every + 2 * validation.copies + checkpoint.copies);
+  CHECK(run.syncs == 2 * validation.syncs + checkpoint.syncs);
+}
+
+TEST_CASE("a GPU run stopped and resumed is bit-identical to one run straight through") {
+  const int64_t N = 6, K = 3;
+  const TrainOptions o = small_options("gpu_straight");
+  auto straight = trainer_on(kGpu, o);
+  std::vector<double> losses;
+  for (int64_t i = 0; i < N; ++i) losses.push_back(loss_of(straight->train_step()));
+
+  TrainOptions oa = small_options("gpu_split");
+  auto first = trainer_on(kGpu, oa);
+  for (int64_t i = 0; i < K; ++i) CHECK(loss_of(first->train_step()) == losses[static_cast<size_t>(i)]);
+  first->save_checkpoint();
+  // Another init seed: everything the resumed run uses must come from the checkpoint.
+  auto resumed = trainer_on(kGpu, oa, /*model_seed=*/99);
+  resumed->restore(load_checkpoint(checkpoint_dir(oa.out_dir)));
+  for (int64_t i = K; i < N; ++i) CHECK(loss_of(resumed->train_step()) == losses[static_cast<size_t>(i)]);  // exact
+  check_same_state(*straight, *resumed);
+
+  // The same seed and options give bit-identical runs: the kernels are deterministic.
+  auto again = trainer_on(kGpu, o);
+  for (int64_t i = 0; i < N; ++i) again->train_step();
+  check_same_state(*straight, *again);
+}
+
+TEST_CASE("checkpoints do not depend on the device: GPU -> CPU and CPU -> GPU resumes continue the loss") {
+  const int64_t N = 8, K = 4;
+  const TrainOptions o = small_options("cpu_straight");
+  auto cpu_run = trainer_on(cpu(), o);
+  std::vector<double> cpu_losses;
+  for (int64_t i = 0; i < N; ++i) cpu_losses.push_back(loss_of(cpu_run->train_step()));
+
+  for (const bool gpu_first : {true, false}) {
+    const Device from = gpu_first ? kGpu : cpu(), to = gpu_first ? cpu() : kGpu;
+    INFO(from.str() << " -> " << to.str());
+    TrainOptions oa = small_options(gpu_first ? "from_gpu" : "from_cpu");
+    auto first = trainer_on(from, oa);
+    for (int64_t i = 0; i < K; ++i) {
+      const double loss = loss_of(first->train_step());
+      INFO("step " << i + 1 << ": " << loss << " vs the CPU's " << cpu_losses[static_cast<size_t>(i)]);
+      CHECK(relative(loss, cpu_losses[static_cast<size_t>(i)]) <= 1e-3);
+    }
+    first->save_checkpoint();
+    const Checkpoint c = load_checkpoint(checkpoint_dir(oa.out_dir));
+    for (const auto& [name, t] : c.weights) CHECK(t.device() == cpu());
+    for (const auto& [name, t] : c.state.optimizer) CHECK(t.device() == cpu());
+
+    auto resumed = trainer_on(to, oa, /*model_seed=*/99);
+    resumed->restore(c);
+    CHECK(resumed->model().device() == to);
+    // The weights as saved, on the new device: the same validation loss to float32 rounding.
+    const double saved_val = first->validate().loss, resumed_val = resumed->validate().loss;
+    CHECK(relative(resumed_val, saved_val) <= 1e-5);
+    for (int64_t i = K; i < N; ++i) {
+      const double loss = loss_of(resumed->train_step());
+      INFO("step " << i + 1 << ": " << loss << " vs the CPU's " << cpu_losses[static_cast<size_t>(i)]);
+      CHECK(relative(loss, cpu_losses[static_cast<size_t>(i)]) <= 1e-3);
+    }
+    CHECK(resumed->step() == N);
+  }
+}
