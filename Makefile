@@ -28,7 +28,8 @@ SANITIZE_BUILD ?= build-sanitize
 # The first report fails the test: ASan and LeakSanitizer (part of ASan) by
 # halt_on_error, UBSan by -fno-sanitize-recover plus halt_on_error here, with
 # a stack trace. detect_stack_use_after_return also catches references to a
-# returned function's locals. Leak checking stays on with OpenMP: libgomp's
+# returned function's locals (with GCC 14 or later: CMakeLists.txt says why older
+# GCC builds leave it out). Leak checking stays on with OpenMP: libgomp's
 # thread pool is still reachable at exit, so it is never reported.
 SANITIZE_ENV = ASAN_OPTIONS=halt_on_error=1:detect_leaks=1:detect_stack_use_after_return=1 \
                UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
