@@ -29,31 +29,21 @@ using json = nlohmann::json;
 constexpr uint64_t kMaxHeaderBytes = 100000000;
 constexpr const char* kMetadataKey = "__metadata__";
 
-// What a file's dtype string becomes in memory.
+// The file's dtype strings and the dtypes they load as, one to one: a tensor
+// keeps the type it is stored in.
 struct FileDType {
   const char* name;
-  size_t itemsize;  // bytes per element in the file
-  DType loaded;     // dtype of the tensor we create
+  DType dtype;
 };
 
-constexpr FileDType kLoadable[] = {
-    {"F32", 4, DType::F32}, {"F64", 8, DType::F64}, {"I64", 8, DType::I64},
-    {"F16", 2, DType::F32}, {"BF16", 2, DType::F32},
+constexpr FileDType kFileDTypes[] = {
+    {"F32", DType::F32}, {"F64", DType::F64}, {"I64", DType::I64}, {"F16", DType::F16}, {"BF16", DType::BF16},
 };
 
-const FileDType* find_loadable(const std::string& name) {
-  for (const FileDType& d : kLoadable)
+const FileDType* find_file_dtype(const std::string& name) {
+  for (const FileDType& d : kFileDTypes)
     if (name == d.name) return &d;
   return nullptr;
-}
-
-const char* file_dtype_name(DType t) {
-  switch (t) {
-    case DType::F32: return "F32";
-    case DType::F64: return "F64";
-    case DType::I64: return "I64";
-  }
-  SIMBA_FAIL("safetensors: unknown dtype");
 }
 
 // One validated header entry.
@@ -115,13 +105,13 @@ Entry parse_entry(const std::string& where, const std::string& name, const json&
   Entry out;
   out.name = name;
   const std::string dtype_str = dtype.get<std::string>();
-  out.dtype = find_loadable(dtype_str);
+  out.dtype = find_file_dtype(dtype_str);
   SIMBA_CHECK_HINT(out.dtype, at << ": dtype '" << dtype_str << "' cannot be loaded; expected one of F32, F64, I64, F16, BF16",
                    "convert the checkpoint to float32 (e.g. with PyTorch) before loading it");
 
   // numel · itemsize must equal the byte range; computed with overflow checks
   // because a crafted shape could wrap around to a small, plausible size.
-  int64_t nbytes = static_cast<int64_t>(out.dtype->itemsize);
+  int64_t nbytes = static_cast<int64_t>(dtype_size(out.dtype->dtype));
   for (size_t d = 0; d < shape.size(); ++d) {
     uint64_t size = non_negative_integer(at, "shape[" + std::to_string(d) + "]", shape[d],
                                          static_cast<uint64_t>(std::numeric_limits<int64_t>::max()));
@@ -143,61 +133,19 @@ Entry parse_entry(const std::string& where, const std::string& name, const json&
   return out;
 }
 
-// Copies (F32/F64/I64) or widens (F16/BF16) one entry's bytes into a tensor.
+// One entry's bytes, as they are, in a fresh tensor of the stored dtype.
 Tensor entry_tensor(const Entry& e, const char* data) {
-  Tensor t = Tensor::empty(e.shape, e.dtype->loaded);
-  const size_t n = static_cast<size_t>(t.numel());
-  if (n == 0) return t;
-  const std::string name = e.dtype->name;
-  if (name == "F16" || name == "BF16") {
-    float* out = t.data<float>();
-    const bool half = name == "F16";
-    for (size_t i = 0; i < n; ++i) {
-      uint16_t bits;
-      std::memcpy(&bits, data + 2 * i, 2);
-      out[i] = half ? f16_bits_to_f32(bits) : bf16_bits_to_f32(bits);
-    }
-  } else {
-    std::memcpy(t.raw_data(), data, n * e.dtype->itemsize);
-  }
+  Tensor t = Tensor::empty(e.shape, e.dtype->dtype);
+  if (t.numel() > 0) std::memcpy(t.raw_data(), data, e.end - e.begin);
   return t;
 }
 
 }  // namespace
 
-float f16_bits_to_f32(uint16_t bits) {
-  const uint32_t sign = static_cast<uint32_t>(bits >> 15) << 31;
-  int exponent = (bits >> 10) & 0x1f;
-  uint32_t mantissa = bits & 0x3ff;
-  uint32_t out;
-  if (exponent == 0x1f) {  // inf or NaN: keep the payload in the top mantissa bits
-    out = sign | 0x7f800000u | (mantissa << 13);
-  } else if (exponent != 0) {  // normal: rebias the exponent from 15 to 127
-    out = sign | static_cast<uint32_t>(exponent - 15 + 127) << 23 | (mantissa << 13);
-  } else if (mantissa == 0) {  // ±0
-    out = sign;
-  } else {
-    // Subnormal: value = mantissa · 2^-24, which is a normal float32. Shift
-    // the leading 1 up to the implicit-bit position, lowering the exponent
-    // from the subnormal one (1 - 15) by one per shift.
-    exponent = 1;
-    while (!(mantissa & 0x400)) {
-      mantissa <<= 1;
-      --exponent;
-    }
-    out = sign | static_cast<uint32_t>(exponent - 15 + 127) << 23 | ((mantissa & 0x3ff) << 13);
-  }
-  float f;
-  std::memcpy(&f, &out, 4);
-  return f;
-}
-
-// bfloat16 is the top half of a float32, so widening is a shift.
-float bf16_bits_to_f32(uint16_t bits) {
-  const uint32_t out = static_cast<uint32_t>(bits) << 16;
-  float f;
-  std::memcpy(&f, &out, 4);
-  return f;
+const char* safetensors_dtype_name(DType t) {
+  for (const FileDType& d : kFileDTypes)
+    if (d.dtype == t) return d.name;
+  SIMBA_FAIL("safetensors: dtype " << dtype_name(t) << " has no safetensors name");
 }
 
 TensorMap load_safetensors(const std::string& path, SafetensorsMetadata* metadata) {
@@ -282,7 +230,7 @@ void save_safetensors(const std::string& path, const TensorMap& tensors, const S
   uint64_t offset = 0;
   for (const auto& [name, t] : items) {
     const uint64_t nbytes = static_cast<uint64_t>(t.numel()) * dtype_size(t.dtype());
-    header[*name] = {{"dtype", file_dtype_name(t.dtype())},
+    header[*name] = {{"dtype", safetensors_dtype_name(t.dtype())},
                      {"shape", t.shape()},
                      {"data_offsets", {offset, offset + nbytes}}};
     offset += nbytes;

@@ -10,15 +10,18 @@
 // The loader checks every rule of the reference reader before it copies a
 // byte of tensor data, so a damaged or hostile file fails with a message
 // naming the file, the tensor and the broken rule, instead of producing a
-// model with silently shifted weights. It keeps F32, F64 and I64 as they are
-// and widens F16 and BF16 exactly to F32 (the fp16 mamba-*-hf checkpoints);
-// any other dtype is refused by name.
+// model with silently shifted weights. Every tensor keeps the dtype it is
+// stored in (F32, F64, I64, BF16, F16: the fp16 and bf16 mamba-*-hf
+// checkpoints load as float16 and bfloat16 tensors, byte for byte); a model
+// converts them to its parameters' dtype when it takes them
+// (MambaLM::load_tensors). Any other dtype is refused by name.
 //
 // The writer produces files that `safetensors.torch.load_file` / `safe_open`
-// read back: F32/F64/I64 tensors, header padded with spaces to a multiple of 8
-// bytes, tensors ordered by descending alignment then name (the reference
-// writer's order, which keeps every tensor aligned to its item size), written
-// through write_file_atomic so a crash never leaves a torn checkpoint.
+// read back: tensors of those five dtypes as they are, header padded with
+// spaces to a multiple of 8 bytes, tensors ordered by descending alignment
+// then name (the reference writer's order, which keeps every tensor aligned to
+// its item size), written through write_file_atomic so a crash never leaves a
+// torn checkpoint.
 #pragma once
 
 #include <cstdint>
@@ -41,10 +44,7 @@ TensorMap load_safetensors(const std::string& path, SafetensorsMetadata* metadat
 void save_safetensors(const std::string& path, const TensorMap& tensors,
                       const SafetensorsMetadata& metadata = {});
 
-// Exact widening of IEEE 754 binary16 (safetensors "F16") and bfloat16
-// ("BF16") bit patterns to float32: every value, including ±0, subnormals,
-// ±inf and NaN (payload kept), maps to the float of the same value.
-float f16_bits_to_f32(uint16_t bits);
-float bf16_bits_to_f32(uint16_t bits);
+// The safetensors name of a dtype ("F32", "BF16", ...), as the header spells it.
+const char* safetensors_dtype_name(DType t);
 
 }  // namespace simba

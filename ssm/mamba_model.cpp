@@ -17,7 +17,7 @@ namespace {
 // tensor on a GPU is copied first): it checks weights once, when they are loaded.
 int64_t first_non_finite(const Tensor& t) {
   const Tensor c = t.to(cpu()).contiguous();
-  return SIMBA_DISPATCH_FLOAT(c.dtype(), "first_non_finite", [&]() -> int64_t {
+  return SIMBA_DISPATCH_FLOAT_STORAGE(c.dtype(), "first_non_finite", [&]() -> int64_t {
     const scalar_t* p = c.numel() ? c.data<scalar_t>() : nullptr;
     for (int64_t i = 0; i < c.numel(); ++i)
       if (!std::isfinite(p[i])) return i;
@@ -119,6 +119,8 @@ void MambaLM::load_tensors(const std::map<std::string, Tensor>& tensors, const s
                                      << " holds a non-finite value (" << it->second.flatten().select(0, bad).item()
                                      << ") at flat index " << bad,
                      "the checkpoint is damaged or comes from a diverged run; use an earlier checkpoint");
+    // The file's dtype need not be the model's (fp16 and bf16 checkpoints, or float64 ones into
+    // a float32 model): copy_ converts, exactly when widening, rounding once when narrowing.
     p.data().copy_(it->second);
     used.insert(it->first);
   }

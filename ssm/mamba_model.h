@@ -39,17 +39,19 @@ class MambaLM : public Module {
   MambaLM(const MambaConfig& cfg, uint64_t seed, DType dtype = DType::F32);
 
   // Loads `dir`/config.json and `dir`/model.safetensors (HF layout). Accepts
-  // F32/F16/BF16 tensors, the original `backbone.embedding.weight` spelling,
-  // and a missing lm_head.weight when tied. Shapes are checked against the
-  // config; missing, unexpected and non-finite tensors are errors naming them.
+  // F32/F64/F16/BF16 tensors (converted to `dtype`), the original
+  // `backbone.embedding.weight` spelling, and a missing lm_head.weight when
+  // tied. Shapes are checked against the config; missing, unexpected and
+  // non-finite tensors are errors naming them.
   static std::shared_ptr<MambaLM> load(const std::string& dir, DType dtype = DType::F32);
   // Writes config.json and model.safetensors into `dir` (created), atomically each.
   // `metadata` entries are added to model.safetensors' __metadata__ next to
   // {"format": "pt"} (a training run stamps its step there).
   void save(const std::string& dir, const std::map<std::string, std::string>& metadata = {}) const;
-  // Copies named tensors into the parameters (the map uses HF names). Every
-  // value must be finite: a NaN or Inf is an error naming the tensor, so
-  // load, simba info and --resume all refuse a damaged checkpoint.
+  // Copies named tensors into the parameters (the map uses HF names),
+  // converting each to the parameters' dtype. Every value must be finite: a
+  // NaN or Inf is an error naming the tensor, so load, simba info and --resume
+  // all refuse a damaged checkpoint.
   void load_tensors(const std::map<std::string, Tensor>& tensors, const std::string& source);
   std::map<std::string, Tensor> state_tensors() const;  // HF name -> parameter data
 

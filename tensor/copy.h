@@ -8,7 +8,10 @@
 //   *_cpu:  tensor/copy.cpp, the strided loop nest of tensor/strided_loop.h (OpenMP).
 //   *_cuda: tensor/copy.cu, one thread per element over the coalesced layout
 //           (tensor/strided_layout.h), grid-stride, on the device's stream.
-// A copy or fill is exact (a conversion rounds once), so the variants agree bit for bit.
+// A copy or fill is exact (a conversion rounds once, to nearest even; those to and from
+// bfloat16/float16 are the integer bit arithmetic of tensor/half_types.h, the same code on both
+// devices), so the variants agree bit for bit. The exception is a float that int64 cannot hold
+// (NaN, ±inf, |x| >= 2^63): C++ leaves that conversion undefined, and the devices differ.
 #pragma once
 
 #include "tensor/tensor.h"

@@ -4,57 +4,99 @@
 // checks are exact to ~1e-10 and can be held to tight tolerances. I64 holds
 // token ids and gather/scatter indices (the Simba kept-token lists); it takes
 // part in indexing and copying only, never in arithmetic with autograd.
+// BF16 and F16 are storage (tensor/half_types.h): checkpoints keep them as
+// stored, and a kernel that takes them loads, computes in float32 and rounds
+// once on store.
 #pragma once
 
 #include <cstdint>
 #include <cstddef>
 
 #include "tensor/error.h"
+#include "tensor/half_types.h"
 
 namespace simba {
 
-enum class DType : uint8_t { F32, F64, I64 };
+enum class DType : uint8_t { F32, F64, I64, BF16, F16 };
 
-inline size_t dtype_size(DType t) { return t == DType::F32 ? 4 : 8; }
+inline size_t dtype_size(DType t) {
+  switch (t) {
+    case DType::BF16:
+    case DType::F16: return 2;
+    case DType::F32: return 4;
+    case DType::F64:
+    case DType::I64: return 8;
+  }
+  SIMBA_FAIL("dtype_size: unknown dtype " << static_cast<int>(t));
+}
 
 inline const char* dtype_name(DType t) {
   switch (t) {
     case DType::F32: return "float32";
     case DType::F64: return "float64";
     case DType::I64: return "int64";
+    case DType::BF16: return "bfloat16";
+    case DType::F16: return "float16";
   }
   return "?";
 }
 
-inline bool is_floating(DType t) { return t == DType::F32 || t == DType::F64; }
+inline bool is_floating(DType t) {
+  return t == DType::F32 || t == DType::F64 || t == DType::BF16 || t == DType::F16;
+}
 
 template <class T> struct dtype_of;
 template <> struct dtype_of<float> { static constexpr DType value = DType::F32; };
 template <> struct dtype_of<double> { static constexpr DType value = DType::F64; };
 template <> struct dtype_of<int64_t> { static constexpr DType value = DType::I64; };
+template <> struct dtype_of<bfloat16> { static constexpr DType value = DType::BF16; };
+template <> struct dtype_of<float16> { static constexpr DType value = DType::F16; };
 
 }  // namespace simba
 
-// Run `body` with `scalar_t` bound to the C++ type of a floating dtype.
+// Run `body` with `scalar_t` bound to the C++ type of a dtype. Three sets:
+//   SIMBA_DISPATCH_FLOAT          float, double: the ops whose kernels compute in the storage
+//                                 type; a bfloat16 or float16 tensor gets a clear error.
+//   SIMBA_DISPATCH_FLOAT_STORAGE  float, double, bfloat16, float16: the ops whose kernels load
+//                                 the storage type and compute in float (double for double).
+//   SIMBA_DISPATCH_ALL            every dtype, int64 included: copies, fills, gathers,
+//                                 concatenation.
 //   SIMBA_DISPATCH_FLOAT(x.dtype(), "exp", [&] { kernel<scalar_t>(...); });
+#define SIMBA_DISPATCH_CASE_(DTYPE, TYPE, ...) \
+  case ::simba::DType::DTYPE: { using scalar_t = TYPE; return __VA_ARGS__(); }
+
 #define SIMBA_DISPATCH_FLOAT(DT, OPNAME, ...)                                              \
   [&] {                                                                                   \
     switch (DT) {                                                                         \
-      case ::simba::DType::F32: { using scalar_t = float; return __VA_ARGS__(); }         \
-      case ::simba::DType::F64: { using scalar_t = double; return __VA_ARGS__(); }        \
+      SIMBA_DISPATCH_CASE_(F32, float, __VA_ARGS__)                                       \
+      SIMBA_DISPATCH_CASE_(F64, double, __VA_ARGS__)                                      \
       default:                                                                            \
         SIMBA_FAIL(OPNAME << ": expected a floating dtype (float32 or float64), got "      \
                           << ::simba::dtype_name(DT));                                    \
     }                                                                                     \
   }()
 
-// Same, including int64 (for copies, gathers, concatenation).
+#define SIMBA_DISPATCH_FLOAT_STORAGE(DT, OPNAME, ...)                                      \
+  [&] {                                                                                   \
+    switch (DT) {                                                                         \
+      SIMBA_DISPATCH_CASE_(F32, float, __VA_ARGS__)                                       \
+      SIMBA_DISPATCH_CASE_(F64, double, __VA_ARGS__)                                      \
+      SIMBA_DISPATCH_CASE_(BF16, ::simba::bfloat16, __VA_ARGS__)                          \
+      SIMBA_DISPATCH_CASE_(F16, ::simba::float16, __VA_ARGS__)                            \
+      default:                                                                            \
+        SIMBA_FAIL(OPNAME << ": expected a floating dtype (float32, float64, bfloat16 or "  \
+                             "float16), got " << ::simba::dtype_name(DT));                \
+    }                                                                                     \
+  }()
+
 #define SIMBA_DISPATCH_ALL(DT, OPNAME, ...)                                                \
   [&] {                                                                                   \
     switch (DT) {                                                                         \
-      case ::simba::DType::F32: { using scalar_t = float; return __VA_ARGS__(); }         \
-      case ::simba::DType::F64: { using scalar_t = double; return __VA_ARGS__(); }        \
-      case ::simba::DType::I64: { using scalar_t = int64_t; return __VA_ARGS__(); }       \
+      SIMBA_DISPATCH_CASE_(F32, float, __VA_ARGS__)                                       \
+      SIMBA_DISPATCH_CASE_(F64, double, __VA_ARGS__)                                      \
+      SIMBA_DISPATCH_CASE_(I64, int64_t, __VA_ARGS__)                                     \
+      SIMBA_DISPATCH_CASE_(BF16, ::simba::bfloat16, __VA_ARGS__)                          \
+      SIMBA_DISPATCH_CASE_(F16, ::simba::float16, __VA_ARGS__)                            \
     }                                                                                     \
     SIMBA_FAIL(OPNAME << ": unknown dtype");                                              \
   }()

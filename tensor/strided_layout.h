@@ -13,12 +13,7 @@
 #include <vector>
 
 #include "tensor/error.h"
-
-#ifdef __CUDACC__
-#define SIMBA_HOST_DEVICE __host__ __device__
-#else
-#define SIMBA_HOST_DEVICE
-#endif
+#include "tensor/host_device.h"
 
 namespace simba {
 

@@ -560,7 +560,7 @@ TEST_CASE("info: config, parameter count, every tensor with shape and stored dty
   CHECK(contains(s, "__metadata__:\n  format = pt\n"));
 
   // A file storing a tensor in F16 (as the fp16 mamba-*-hf checkpoints do) is
-  // listed with the dtype it stores, not the float32 it is loaded as.
+  // listed with the dtype it stores, and loads into the float32 model.
   const std::string half = g_tmp.file("info_half");
   fs::create_directories(half);
   fs::copy_file(dir + "/config.json", half + "/config.json");

@@ -206,6 +206,27 @@ TEST_CASE("checkpoint round trip and loader errors") {
         std::string::npos);
 }
 
+TEST_CASE("a bfloat16 or float16 checkpoint loads into a float32 model, each value widened exactly") {
+  TempDir tmp("test_mamba_model_half");
+  const MambaLM model(tiny_config(), 31);
+  for (const DType half : {DType::BF16, DType::F16}) {
+    INFO(dtype_name(half));
+    const std::string dir = tmp.file(dtype_name(half));
+    model.save(dir);
+    TensorMap stored;
+    for (const auto& [name, t] : model.state_tensors()) stored[name] = t.to(half);
+    save_safetensors(dir + "/model.safetensors", stored);
+    REQUIRE(load_safetensors(dir + "/model.safetensors").at("backbone.norm_f.weight").dtype() == half);
+    const TensorMap loaded = MambaLM::load(dir)->state_tensors();
+    REQUIRE(loaded.size() == stored.size());
+    for (const auto& [name, t] : stored) {
+      INFO(name);
+      CHECK(loaded.at(name).dtype() == DType::F32);
+      CHECK(loaded.at(name).to_vector() == t.to_vector());
+    }
+  }
+}
+
 TEST_CASE("loading refuses NaN and Inf weights, naming the tensor and the index") {
   MambaLM model(tiny_config(), 31);
   TensorMap tensors = model.state_tensors();

@@ -1,8 +1,8 @@
 // tests/test_safetensors.cpp: the safetensors reader/writer (nn/safetensors.h)
 // and the helpers under it (tensor/file_io.h, tensor/json.h): round trips,
-// hand-built files with F16/BF16 data, one test per malformed-file rule (each
-// asserting the message), the bounded JSON reader, exact half-precision
-// widening, and atomic-write behaviour when a write fails.
+// hand-built files with F16/BF16 data (kept as stored, byte for byte), one
+// test per malformed-file rule (each asserting the message), the bounded JSON
+// reader, and atomic-write behaviour when a write fails.
 #include <doctest/doctest.h>
 
 #include <signal.h>
@@ -152,7 +152,7 @@ TEST_CASE("safetensors writer refuses reserved or undefined tensors, without wri
   CHECK_FALSE(file_exists(path));
 }
 
-TEST_CASE("safetensors: hand-built file with F16, BF16 (widened to F32) and __metadata__") {
+TEST_CASE("safetensors: hand-built file with F16, BF16 (kept as stored) and __metadata__") {
   // Buffer order differs from name order on purpose: "half" lies after "bf".
   const std::vector<uint16_t> half = {0x3C00, 0xC000, 0x7BFF, 0x0001, 0x8000, 0x7C00, 0xFC00, 0x7E00, 0x3555};
   const std::vector<uint16_t> bf = {0x3F80, 0x8000, 0x7F7F, 0x0001, 0xFF80, 0x7FC0};
@@ -170,9 +170,12 @@ TEST_CASE("safetensors: hand-built file with F16, BF16 (widened to F32) and __me
   CHECK(meta == SafetensorsMetadata{{"format", "pt"}, {"note", "hand-built"}});
   REQUIRE(t.size() == 2);
   const Tensor& h = t.at("half");
-  CHECK(h.dtype() == DType::F32);
+  CHECK(h.dtype() == DType::F16);
   CHECK(h.shape() == Shape{3, 3});
-  const float* hp = h.data<float>();
+  CHECK(std::memcmp(h.raw_data(), half.data(), hb) == 0);
+  // The values, widened: every float16 is a float32.
+  const Tensor hw = h.to(DType::F32);
+  const float* hp = hw.data<float>();
   CHECK(hp[0] == 1.0f);
   CHECK(hp[1] == -2.0f);
   CHECK(hp[2] == 65504.0f);                  // largest finite half
@@ -183,9 +186,11 @@ TEST_CASE("safetensors: hand-built file with F16, BF16 (widened to F32) and __me
   CHECK(std::isnan(hp[7]));
   CHECK(hp[8] == 0.333251953125f);           // 0x3555 = 2^-2 · (1 + 0x155/1024)
   const Tensor& b = t.at("bf");
-  CHECK(b.dtype() == DType::F32);
+  CHECK(b.dtype() == DType::BF16);
   CHECK(b.shape() == Shape{6});
-  const float* bp = b.data<float>();
+  CHECK(std::memcmp(b.raw_data(), bf.data(), bb) == 0);
+  const Tensor bw = b.to(DType::F32);
+  const float* bp = bw.data<float>();
   CHECK(bp[0] == 1.0f);
   CHECK(f32_bits(bp[1]) == 0x80000000u);
   CHECK(bp[2] == 0x1.fep127f);               // largest finite bfloat16
@@ -194,61 +199,39 @@ TEST_CASE("safetensors: hand-built file with F16, BF16 (widened to F32) and __me
   CHECK(std::isnan(bp[5]));
 }
 
-// ------------------------------------------------------------ half precision
-
-TEST_CASE("f16_bits_to_f32: special values and every normal/subnormal pattern") {
-  CHECK(f32_bits(f16_bits_to_f32(0x0000)) == 0x00000000u);
-  CHECK(f32_bits(f16_bits_to_f32(0x8000)) == 0x80000000u);
-  CHECK(f16_bits_to_f32(0x0001) == std::ldexp(1.0f, -24));
-  CHECK(f16_bits_to_f32(0x8001) == -std::ldexp(1.0f, -24));
-  CHECK(f16_bits_to_f32(0x03FF) == 1023 * std::ldexp(1.0f, -24));  // largest subnormal
-  CHECK(f16_bits_to_f32(0x0400) == std::ldexp(1.0f, -14));         // smallest normal
-  CHECK(f16_bits_to_f32(0x7BFF) == 65504.0f);
-  CHECK(f16_bits_to_f32(0xFBFF) == -65504.0f);
-  CHECK(f16_bits_to_f32(0x7C00) == std::numeric_limits<float>::infinity());
-  CHECK(f16_bits_to_f32(0xFC00) == -std::numeric_limits<float>::infinity());
-  CHECK(std::isnan(f16_bits_to_f32(0x7E00)));
-  CHECK(f32_bits(f16_bits_to_f32(0x7E01)) == 0x7FC02000u);  // NaN payload kept (shifted by 13)
-  CHECK(std::isnan(f16_bits_to_f32(0xFC01)));
-
-  // Independent definition of every finite pattern: (-1)^s · 2^(e-15) · (1 + m/1024),
-  // and m · 2^-24 for e = 0. ldexp is exact here.
-  int mismatches = 0;
-  for (uint32_t bits = 0; bits < 0x10000; ++bits) {
-    const int e = (bits >> 10) & 0x1f, m = bits & 0x3ff;
-    if (e == 0x1f) continue;
-    float ref = e == 0 ? std::ldexp(static_cast<float>(m), -24) : std::ldexp(1.0f + m / 1024.0f, e - 15);
-    if (bits & 0x8000) ref = -ref;
-    const float got = f16_bits_to_f32(static_cast<uint16_t>(bits));
-    if (f32_bits(got) != f32_bits(ref)) ++mismatches;
+TEST_CASE("safetensors round trip keeps BF16 and F16 bytes exactly, NaN payloads included") {
+  // Every 16-bit pattern once, in a scrambled order, as both types; a strided view too.
+  std::vector<uint16_t> patterns(65536);
+  for (uint32_t i = 0; i < 65536; ++i) patterns[i] = static_cast<uint16_t>(i * 40503u);  // odd: a bijection
+  TensorMap in;
+  for (const DType dt : {DType::BF16, DType::F16}) {
+    Tensor t = Tensor::empty({256, 256}, dt);
+    std::memcpy(t.raw_data(), patterns.data(), patterns.size() * 2);
+    in[std::string(dtype_name(dt))] = t;
+    in[std::string(dtype_name(dt)) + "_transposed"] = t.transpose(0, 1);
   }
-  CHECK(mismatches == 0);
-#ifdef __FLT16_MAX__
-  // The compiler's own _Float16 conversion, including inf and NaN patterns.
-  mismatches = 0;
-  for (uint32_t bits = 0; bits < 0x10000; ++bits) {
-    const uint16_t b16 = static_cast<uint16_t>(bits);
-    _Float16 h;
-    std::memcpy(&h, &b16, 2);
-    const float ref = static_cast<float>(h), got = f16_bits_to_f32(b16);
-    if (std::isnan(ref) ? !std::isnan(got) : f32_bits(got) != f32_bits(ref)) ++mismatches;
-  }
-  CHECK(mismatches == 0);
-#endif
-}
+  in["f32"] = Tensor::ones({3}, DType::F32);  // 12 bytes before the 2-byte tensors
+  const std::string path = g_tmp.file("half_roundtrip.safetensors");
+  save_safetensors(path, in);
 
-TEST_CASE("bf16_bits_to_f32: special values") {
-  CHECK(f32_bits(bf16_bits_to_f32(0x0000)) == 0x00000000u);
-  CHECK(f32_bits(bf16_bits_to_f32(0x8000)) == 0x80000000u);
-  CHECK(bf16_bits_to_f32(0x3F80) == 1.0f);
-  CHECK(bf16_bits_to_f32(0xC040) == -3.0f);
-  CHECK(bf16_bits_to_f32(0x0001) == std::ldexp(1.0f, -133));  // smallest subnormal
-  CHECK(bf16_bits_to_f32(0x0080) == std::ldexp(1.0f, -126));  // smallest normal
-  CHECK(bf16_bits_to_f32(0x7F7F) == 0x1.fep127f);              // max
-  CHECK(bf16_bits_to_f32(0x7F80) == std::numeric_limits<float>::infinity());
-  CHECK(bf16_bits_to_f32(0xFF80) == -std::numeric_limits<float>::infinity());
-  CHECK(std::isnan(bf16_bits_to_f32(0x7FC0)));
-  CHECK(std::isnan(bf16_bits_to_f32(0xFF81)));
+  const std::string bytes = read_file(path);
+  uint64_t n;
+  std::memcpy(&n, bytes.data(), 8);
+  const auto header = nlohmann::json::parse(bytes.substr(8, n));
+  CHECK(header["bfloat16"]["dtype"] == "BF16");
+  CHECK(header["float16"]["dtype"] == "F16");
+  CHECK(header["f32"]["data_offsets"] == nlohmann::json::array({0, 12}));  // 4-byte items before 2-byte ones
+
+  const TensorMap out = load_safetensors(path);
+  REQUIRE(out.size() == in.size());
+  for (const auto& [name, t] : in) {
+    INFO("tensor " << name);
+    const Tensor& u = out.at(name);
+    CHECK(u.dtype() == t.dtype());
+    CHECK(u.shape() == t.shape());
+    const Tensor c = t.contiguous();
+    CHECK(std::memcmp(u.raw_data(), c.raw_data(), static_cast<size_t>(c.numel()) * dtype_size(c.dtype())) == 0);
+  }
 }
 
 // ------------------------------------------------------------ malformed files

@@ -7,19 +7,14 @@
 // wrong shape is reported as the same error `simba eval` would give.
 #include <algorithm>
 #include <cstdint>
-#include <fstream>
 #include <iomanip>
 #include <iostream>
-#include <map>
 #include <memory>
 #include <sstream>
-
-#include <nlohmann/json.hpp>
 
 #include "nn/safetensors.h"
 #include "tensor/blas_core.h"
 #include "tensor/error.h"
-#include "tensor/json.h"
 #include "train/cli.h"
 #include "train/commands.h"
 #include "train/model_dir.h"
@@ -27,24 +22,6 @@
 namespace simba {
 
 namespace {
-
-// name -> the dtype string in the file's header ("F32", "BF16", ...).
-// load_safetensors widens F16/BF16 to float32, but info reports what is
-// stored. Called only after load_safetensors has validated the file, so the
-// header's length and JSON are known to be sound.
-std::map<std::string, std::string> stored_dtypes(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  uint64_t n = 0;
-  f.read(reinterpret_cast<char*>(&n), sizeof n);  // little-endian u64, as on the host
-  std::string header(n, '\0');
-  f.read(header.data(), static_cast<std::streamsize>(n));
-  SIMBA_CHECK(f, "info: cannot re-read the header of '" << path << "'");
-  const nlohmann::json entries = parse_json_bounded(header, "safetensors file '" + path + "'");
-  std::map<std::string, std::string> out;
-  for (const auto& [name, entry] : entries.items())
-    if (name != "__metadata__") out[name] = entry.at("dtype").get<std::string>();
-  return out;
-}
 
 void print_config(const MambaConfig& c, std::ostream& out) {
   auto row = [&](const char* key, const auto& value) { out << "  " << std::left << std::setw(26) << key << value << "\n"; };
@@ -71,7 +48,6 @@ void run_info(const std::string& model_dir, std::ostream& out) {
   const TensorMap tensors = load_safetensors(dir.weights_path, &metadata);
   MambaLM model(cfg, 0);
   model.load_tensors(tensors, dir.weights_path);
-  const std::map<std::string, std::string> dtypes = stored_dtypes(dir.weights_path);
 
   // Formatted in a string stream so that setw/left/fixed do not stick to `out`.
   std::ostringstream s;
@@ -88,7 +64,7 @@ void run_info(const std::string& model_dir, std::ostream& out) {
   s << dir.weights_path << ": " << tensors.size() << " tensors\n";
   for (const auto& [name, t] : tensors)
     s << "  " << std::left << std::setw(static_cast<int>(width) + 2) << name << std::setw(16) << shape_str(t.shape())
-      << dtypes.at(name) << "\n";
+      << safetensors_dtype_name(t.dtype()) << "\n";
   if (!metadata.empty()) {
     s << "__metadata__:\n";
     for (const auto& [key, value] : metadata) s << "  " << key << " = " << value << "\n";
