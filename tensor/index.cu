@@ -28,6 +28,7 @@
 #include <algorithm>
 
 #include "tensor/cuda_check.cuh"
+#include "tensor/half_types.h"
 #include "tensor/index.h"
 #include "tensor/storage.h"
 
@@ -249,6 +250,8 @@ void gather_backward_cuda(const char* op, int /*dim*/, T* dx, const T* dout, con
 SIMBA_INDEX_FORWARD(float)
 SIMBA_INDEX_FORWARD(double)
 SIMBA_INDEX_FORWARD(int64_t)
+SIMBA_INDEX_FORWARD(bfloat16)  // the forwards only move values: every storage type
+SIMBA_INDEX_FORWARD(float16)
 SIMBA_INDEX_BACKWARD(float)
 SIMBA_INDEX_BACKWARD(double)
 
