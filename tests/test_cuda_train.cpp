@@ -193,7 +193,7 @@ TEST_CASE("a GPU run stopped and resumed is bit-identical to one run straight th
 }
 
 TEST_CASE("checkpoints do not depend on the device: GPU -> CPU and CPU -> GPU resumes continue the loss") {
-  const int64_t N = 8, K = 4;
+  const int64_t N = 6, K = 3;  // small_options: a run of 6 steps
   const TrainOptions o = small_options("cpu_straight");
   auto cpu_run = trainer_on(cpu(), o);
   std::vector<double> cpu_losses;

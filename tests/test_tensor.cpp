@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "tensor/checked_math.h"
+#include "tensor/cuda_device.h"
 #include "tensor/ops.h"
 #include "tests/test_util.h"
 
@@ -148,8 +149,10 @@ TEST_CASE("errors carry file:line and name both shapes") {
   CHECK(narrow.find("(2, 3)") != std::string::npos);
   std::string ints = error_of([&] { exp(Tensor::from_ints({2}, {1, 2})); });
   CHECK(ints.find("int64") != std::string::npos);
-  std::string cuda = error_of([&] { Tensor::empty({2}, DType::F32, Device{DeviceType::CUDA, 0}); });
-  CHECK(cuda.find("cuda") != std::string::npos);
+  // A device that does not exist (any index on a machine without a GPU) is named in the error.
+  const Device missing{DeviceType::CUDA, cuda_device_count()};
+  std::string cuda = error_of([&] { Tensor::empty({2}, DType::F32, missing); });
+  CHECK(cuda.find(missing.str()) != std::string::npos);
 }
 
 TEST_CASE("generator is seeded, reproducible and its state round-trips exactly") {
