@@ -92,13 +92,7 @@ template <class T>
 void cross_entropy_mean_cpu(T* loss, T* inv_count, const T* losses, const int64_t* targets, int64_t rows,
                             int64_t ignore) {
   const char* op = "cross_entropy_mean_cpu";
-  SIMBA_CHECK(rows >= 0, op << ": rows must be >= 0, got " << rows);
-  kernel_check::not_null(op, loss, "loss");
-  kernel_check::not_null(op, inv_count, "inv_count");
-  if (rows > 0) {
-    kernel_check::not_null(op, losses, "losses");
-    kernel_check::not_null(op, targets, "targets");
-  }
+  kernel_check::cross_entropy_mean(op, loss, inv_count, losses, targets, rows);
   double sum = 0.0;
   int64_t count = 0;
   for (int64_t r = 0; r < rows; ++r) {

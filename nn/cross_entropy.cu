@@ -128,13 +128,7 @@ template <class T>
 void cross_entropy_mean_cuda(T* loss, T* inv_count, const T* losses, const int64_t* targets, int64_t rows,
                              int64_t ignore) {
   const char* op = "cross_entropy_mean_cuda";
-  SIMBA_CHECK(rows >= 0, op << ": rows must be >= 0, got " << rows);
-  kernel_check::not_null(op, loss, "loss");
-  kernel_check::not_null(op, inv_count, "inv_count");
-  if (rows > 0) {
-    kernel_check::not_null(op, losses, "losses");
-    kernel_check::not_null(op, targets, "targets");
-  }
+  kernel_check::cross_entropy_mean(op, loss, inv_count, losses, targets, rows);
   cuda_check_device_pointer(loss, op, "loss");
   cuda_check_device_pointer(inv_count, op, "inv_count");
   cuda_check_device_pointer(losses, op, "losses");

@@ -84,6 +84,17 @@ inline void cross_entropy_backward(const char* op, const void* dlogits, const vo
   not_null(op, targets, "targets");
 }
 
+inline void cross_entropy_mean(const char* op, const void* loss, const void* inv_count, const void* losses,
+                               const void* targets, int64_t rows) {
+  SIMBA_CHECK(rows >= 0, op << ": rows must be >= 0, got " << rows);
+  not_null(op, loss, "loss");
+  not_null(op, inv_count, "inv_count");
+  if (rows > 0) {
+    not_null(op, losses, "losses");
+    not_null(op, targets, "targets");
+  }
+}
+
 // nn/optim.h: the descriptor array and the settings (every variant), then each descriptor
 // (host variants only: the CUDA variants' descriptors live in device memory).
 inline void optim_tensors(const char* op, const void* tensors, int64_t count) {

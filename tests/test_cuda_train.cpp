@@ -25,6 +25,7 @@
 #include "tensor/cuda_device.h"
 #include "tests/cuda_test_util.h"
 #include "tests/test_util.h"
+#include "tests/trainer_state_check.h"
 #include "train/byte_tokenizer.h"
 #include "train/trainer.h"
 #include "train/train_state.h"
@@ -77,31 +78,6 @@ std::unique_ptr<Trainer> trainer_on(Device device, const TrainOptions& o, uint64
 }
 
 double loss_of(const StepStats& s) { return mean_losses({s.losses})[0]; }
-
-bool same_bytes(const Tensor& a, const Tensor& b) {
-  const Tensor ca = a.to(cpu()).contiguous(), cb = b.to(cpu()).contiguous();
-  if (ca.shape() != cb.shape() || ca.dtype() != cb.dtype()) return false;
-  return std::memcmp(ca.raw_data(), cb.raw_data(), static_cast<size_t>(ca.numel()) * dtype_size(ca.dtype())) == 0;
-}
-
-// Every parameter and optimiser state tensor, bit for bit, wherever each trainer keeps them.
-void check_same_state(const Trainer& a, const Trainer& b) {
-  const auto pa = a.model().state_tensors(), pb = b.model().state_tensors();
-  REQUIRE(pa.size() == pb.size());
-  for (const auto& [name, t] : pa) {
-    INFO("parameter " << name);
-    CHECK(same_bytes(t, pb.at(name)));
-  }
-  const NamedTensors sa = a.optimizer().state_tensors(), sb = b.optimizer().state_tensors();
-  REQUIRE(sa.size() == sb.size());
-  for (size_t i = 0; i < sa.size(); ++i) {
-    INFO("optimiser state " << sa[i].first);
-    CHECK(sa[i].first == sb[i].first);
-    CHECK(same_bytes(sa[i].second, sb[i].second));
-  }
-  CHECK(a.step() == b.step());
-  CHECK(a.data().cursor_state() == b.data().cursor_state());
-}
 
 struct Reads {
   int64_t copies = 0, syncs = 0;

@@ -24,6 +24,7 @@
 #include "tensor/file_io.h"
 #include "tests/cli_parse_only.h"
 #include "tests/test_util.h"
+#include "tests/trainer_state_check.h"
 #include "train/byte_tokenizer.h"
 #include "train/cli.h"
 #include "train/trainer.h"
@@ -78,31 +79,6 @@ double loss_of(const StepStats& s) { return mean_losses({s.losses})[0]; }
 
 std::unique_ptr<Trainer> tiny_trainer(const TrainOptions& o, uint64_t model_seed = 5) {
   return std::make_unique<Trainer>(o, std::make_shared<MambaLM>(tiny_config(), model_seed), toy_data(o));
-}
-
-bool same_bytes(const Tensor& a, const Tensor& b) {
-  if (a.shape() != b.shape() || a.dtype() != b.dtype()) return false;
-  const Tensor ca = a.contiguous(), cb = b.contiguous();
-  return std::memcmp(ca.raw_data(), cb.raw_data(), static_cast<size_t>(ca.numel()) * dtype_size(ca.dtype())) == 0;
-}
-
-// Every parameter and every optimiser state tensor, bit for bit.
-void check_same_state(const Trainer& a, const Trainer& b) {
-  const auto pa = a.model().state_tensors(), pb = b.model().state_tensors();
-  REQUIRE(pa.size() == pb.size());
-  for (const auto& [name, t] : pa) {
-    INFO("parameter " << name);
-    CHECK(same_bytes(t, pb.at(name)));
-  }
-  const NamedTensors sa = a.optimizer().state_tensors(), sb = b.optimizer().state_tensors();
-  REQUIRE(sa.size() == sb.size());
-  for (size_t i = 0; i < sa.size(); ++i) {
-    INFO("optimiser state " << sa[i].first);
-    CHECK(sa[i].first == sb[i].first);
-    CHECK(same_bytes(sa[i].second, sb[i].second));
-  }
-  CHECK(a.step() == b.step());
-  CHECK(a.data().cursor_state() == b.data().cursor_state());
 }
 
 std::string write_text(const std::string& name, const std::string& text) {
