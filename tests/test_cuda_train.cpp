@@ -38,16 +38,6 @@ namespace {
 
 const TempDir g_tmp("test_cuda_train");
 
-// The demo config (byte vocabulary) shrunk to a few thousand parameters.
-MambaConfig small_config() {
-  MambaConfig c = demo_model_config();
-  c.hidden_size = 16;
-  c.num_hidden_layers = 2;
-  c.state_size = 4;
-  c.time_step_rank = MambaConfig::auto_time_step_rank(c.hidden_size);
-  return c;
-}
-
 std::string toy_text() {
   std::string s;
   const char* lines[] = {"In the beginning was the word. ", "And the word was with the trainer. ",
@@ -74,7 +64,7 @@ TrainOptions small_options(const std::string& out_name) {
 // A trainer on `device` whose model is initialised on the host from `model_seed`.
 std::unique_ptr<Trainer> trainer_on(Device device, const TrainOptions& o, uint64_t model_seed = 5) {
   TextData data(ByteTokenizer().encode(toy_text()), o.val_fraction, o.seed, "toy text");
-  return std::make_unique<Trainer>(o, std::make_shared<MambaLM>(small_config(), model_seed), std::move(data), device);
+  return std::make_unique<Trainer>(o, std::make_shared<MambaLM>(tiny_train_config(), model_seed), std::move(data), device);
 }
 
 double loss_of(const StepStats& s) { return mean_losses({s.losses})[0]; }

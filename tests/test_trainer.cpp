@@ -37,16 +37,6 @@ namespace {
 
 const TempDir g_tmp("test_trainer");
 
-// The demo config (byte vocabulary) shrunk to a few thousand parameters.
-MambaConfig tiny_config() {
-  MambaConfig c = demo_model_config();
-  c.hidden_size = 16;
-  c.num_hidden_layers = 2;
-  c.state_size = 4;
-  c.time_step_rank = MambaConfig::auto_time_step_rank(c.hidden_size);
-  return c;
-}
-
 // Varied enough that batches differ, repetitive enough to be learnable.
 std::string toy_text(int repeats) {
   std::string s;
@@ -78,7 +68,7 @@ TrainOptions tiny_options(const std::string& out_name) {
 double loss_of(const StepStats& s) { return mean_losses({s.losses})[0]; }
 
 std::unique_ptr<Trainer> tiny_trainer(const TrainOptions& o, uint64_t model_seed = 5) {
-  return std::make_unique<Trainer>(o, std::make_shared<MambaLM>(tiny_config(), model_seed), toy_data(o));
+  return std::make_unique<Trainer>(o, std::make_shared<MambaLM>(tiny_train_config(), model_seed), toy_data(o));
 }
 
 std::string write_text(const std::string& name, const std::string& text) {
@@ -382,7 +372,7 @@ TEST_CASE("simba train: --lr 1e6 --grad-clip 0 --warmup 0 --save-every 1 stops w
 }
 
 TEST_CASE("weight decay groups: norms, biases, A_log and D are not decayed, and nothing else") {
-  MambaConfig cfg = tiny_config();
+  MambaConfig cfg = tiny_train_config();
   cfg.use_bias = true;  // in_proj/out_proj biases exist too
   cfg.tie_word_embeddings = false;
   TrainOptions o = tiny_options("groups");
@@ -539,7 +529,7 @@ TEST_CASE("options: JSON round trip, overrides, and every bad value named by its
                  "text data 'toy text': the validation split has 438 tokens, but a window of length L = 2000 "
                  "needs at least L+1 = 2001"));
   o2 = tiny_options("bad_trainer");
-  MambaConfig small_vocab = tiny_config();
+  MambaConfig small_vocab = tiny_train_config();
   small_vocab.vocab_size = 64;
   CHECK(contains(error_of([&] { Trainer(o2, std::make_shared<MambaLM>(small_vocab, 1), toy_data(o2)); }),
                  "is outside the model's vocabulary [0, 64)"));
@@ -686,7 +676,7 @@ TEST_CASE("resume errors: missing, torn or malformed checkpoints and changed opt
     changed.eval_every = 3;  // reporting options and a longer run are allowed
     CHECK(resume_error(changed) == "");
 
-    MambaConfig other = tiny_config();
+    MambaConfig other = tiny_train_config();
     other.hidden_size = 8;
     other.time_step_rank = 1;
     Trainer wrong_model(o, std::make_shared<MambaLM>(other, 1), toy_data(o));
@@ -694,7 +684,7 @@ TEST_CASE("resume errors: missing, torn or malformed checkpoints and changed opt
     CHECK(contains(msg, "checkpoint '" + dir + "' holds a model with hidden_size = 16, but this run's model has "
                         "hidden_size = 8"));
 
-    Trainer other_data(o, std::make_shared<MambaLM>(tiny_config(), 1), toy_data(o, toy_text(150)));
+    Trainer other_data(o, std::make_shared<MambaLM>(tiny_train_config(), 1), toy_data(o, toy_text(150)));
     msg = error_of([&] { other_data.restore(load_checkpoint(dir)); });
     CHECK(contains(msg, "the data cursor was saved for a train split of"));
   }
@@ -1021,7 +1011,7 @@ TEST_CASE("simba training: with keep=1 the step's loss is the dense mean cross-e
   TrainOptions o = tiny_options("simba_keep1");
   o.grad_accum = 1;
   o.simba = parse_simba_options("keep=1", "test");
-  auto model = std::make_shared<MambaLM>(tiny_config(), 5);
+  auto model = std::make_shared<MambaLM>(tiny_train_config(), 5);
   Trainer t(o, model, toy_data(o));
   TextData same = toy_data(o);  // the trainer's data, same seed: it draws the same first batch
   const Batch batch = same.next_train_batch(o.batch_size, o.seq_len);

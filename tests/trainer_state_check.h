@@ -1,6 +1,7 @@
-// tests/trainer_state_check.h: bit-for-bit comparison of two trainers' whole state (parameters,
-// optimiser state, step, data cursor), wherever each keeps its tensors: the resume tests of
-// tests/test_trainer.cpp and tests/test_cuda_train.cpp.
+// tests/trainer_state_check.h: what the trainer tests (tests/test_trainer.cpp,
+// tests/test_cuda_train.cpp) share: a tiny model config and the bit-for-bit comparison of two
+// trainers' whole state (parameters, optimiser state, step, data cursor), wherever each keeps
+// its tensors.
 #pragma once
 
 #include <doctest/doctest.h>
@@ -10,6 +11,16 @@
 #include "train/trainer.h"
 
 namespace simba {
+
+// The demo config (byte vocabulary) shrunk to a few thousand parameters.
+inline MambaConfig tiny_train_config() {
+  MambaConfig c = demo_model_config();
+  c.hidden_size = 16;
+  c.num_hidden_layers = 2;
+  c.state_size = 4;
+  c.time_step_rank = MambaConfig::auto_time_step_rank(c.hidden_size);
+  return c;
+}
 
 // Same shape, dtype and bytes; either tensor may live on a GPU.
 inline bool same_bytes(const Tensor& a, const Tensor& b) {
