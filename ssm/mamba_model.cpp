@@ -13,14 +13,14 @@ namespace simba {
 
 namespace {
 
-// The flat index of the first NaN or ±Inf of a floating tensor, or -1. Runs on the host (a
-// tensor on a GPU is copied first): it checks weights once, when they are loaded.
+// The flat index of the first NaN or ±Inf of a tensor (an int64 one has none), or -1. Runs on
+// the host (a tensor on a GPU is copied first): it checks weights once, when they are loaded.
 int64_t first_non_finite(const Tensor& t) {
   const Tensor c = t.to(cpu()).contiguous();
-  return SIMBA_DISPATCH_FLOAT_STORAGE(c.dtype(), "first_non_finite", [&]() -> int64_t {
+  return SIMBA_DISPATCH_ALL(c.dtype(), "first_non_finite", [&]() -> int64_t {
     const scalar_t* p = c.numel() ? c.data<scalar_t>() : nullptr;
     for (int64_t i = 0; i < c.numel(); ++i)
-      if (!std::isfinite(p[i])) return i;
+      if (!std::isfinite(static_cast<double>(p[i]))) return i;
     return -1;
   });
 }

@@ -4,8 +4,12 @@
 // signature (tensor-level ones take Tensors, nn/ and ssm/ ones raw pointers and sizes). An op
 // finds the device its operands share with op_device, then calls
 //   SIMBA_ON_DEVICE(dev, "op", name, args...)                 name_cpu(args) or name_cuda(args)
-//   SIMBA_DISPATCH_KERNEL(dev, dtype, "op", name, args...)   the same with <scalar_t> bound to
-//                                                            the float dtype (float, double)
+//   SIMBA_DISPATCH_COMPUTE_KERNEL(dev, dtype, "op", name, args...)
+//                                                            the same with <scalar_t> bound to
+//                                                            the compute dtype (float, double,
+//                                                            bfloat16: SIMBA_DISPATCH_COMPUTE)
+//   SIMBA_DISPATCH_KERNEL(dev, dtype, "op", name, args...)   float and double only
+//                                                            (SIMBA_DISPATCH_FLOAT)
 // In a build without the CUDA backend the `_cuda` symbols do not exist: the CUDA branch then
 // only raises the "not compiled in" error (cuda_enter), so nothing above this header needs an
 // #ifdef. With the backend, cuda_enter checks that the device exists and makes it current, so
@@ -42,5 +46,10 @@ void cuda_enter(const char* op, Device d);
 
 #define SIMBA_DISPATCH_KERNEL(DEV, DT, OPNAME, FN, ...)                                              \
   SIMBA_DISPATCH_FLOAT(DT, OPNAME, [&] {                                                              \
+    return SIMBA_DEVICE_CALL(DEV, OPNAME, FN##_cpu<scalar_t>, FN##_cuda<scalar_t>, __VA_ARGS__);      \
+  })
+
+#define SIMBA_DISPATCH_COMPUTE_KERNEL(DEV, DT, OPNAME, FN, ...)                                      \
+  SIMBA_DISPATCH_COMPUTE(DT, OPNAME, [&] {                                                            \
     return SIMBA_DEVICE_CALL(DEV, OPNAME, FN##_cpu<scalar_t>, FN##_cuda<scalar_t>, __VA_ARGS__);      \
   })

@@ -11,6 +11,7 @@
 
 #include <cstdint>
 #include <cstddef>
+#include <type_traits>
 
 #include "tensor/error.h"
 #include "tensor/half_types.h"
@@ -52,16 +53,25 @@ template <> struct dtype_of<int64_t> { static constexpr DType value = DType::I64
 template <> struct dtype_of<bfloat16> { static constexpr DType value = DType::BF16; };
 template <> struct dtype_of<float16> { static constexpr DType value = DType::F16; };
 
+// The type a kernel computes and accumulates in for storage type T: double for double, float
+// for float and the 16-bit types (tensor/half_types.h: loads widen exactly, stores round once).
+template <class T>
+using acc_t = std::conditional_t<std::is_same_v<T, double>, double, float>;
+
 }  // namespace simba
 
 // Run `body` with `scalar_t` bound to the C++ type of a dtype. Three sets:
-//   SIMBA_DISPATCH_FLOAT          float, double: the ops whose kernels compute in the storage
-//                                 type; a bfloat16 or float16 tensor gets a clear error.
-//   SIMBA_DISPATCH_FLOAT_STORAGE  float, double, bfloat16, float16: the ops whose kernels load
-//                                 the storage type and compute in float (double for double).
-//   SIMBA_DISPATCH_ALL            every dtype, int64 included: copies, fills, gathers,
-//                                 concatenation.
-//   SIMBA_DISPATCH_FLOAT(x.dtype(), "exp", [&] { kernel<scalar_t>(...); });
+//   SIMBA_DISPATCH_FLOAT    float, double: the ops whose state is kept in full precision
+//                           (optimiser steps, gradient norms); a 16-bit tensor gets a clear
+//                           error naming the op.
+//   SIMBA_DISPATCH_COMPUTE  float, double, bfloat16: every compute kernel. It loads the
+//                           storage type, computes and accumulates in acc_t<scalar_t> (float
+//                           for float and bfloat16, double for double) and rounds once on
+//                           store. float16 is a checkpoint storage type only (convert it with
+//                           Tensor::to): leaving it out halves the kernels' instantiations.
+//   SIMBA_DISPATCH_ALL      every dtype, int64 and float16 included: copies, fills, gathers,
+//                           concatenation.
+//   SIMBA_DISPATCH_COMPUTE(x.dtype(), "exp", [&] { kernel<scalar_t>(...); });
 #define SIMBA_DISPATCH_CASE_(DTYPE, TYPE, ...) \
   case ::simba::DType::DTYPE: { using scalar_t = TYPE; return __VA_ARGS__(); }
 
@@ -76,16 +86,15 @@ template <> struct dtype_of<float16> { static constexpr DType value = DType::F16
     }                                                                                     \
   }()
 
-#define SIMBA_DISPATCH_FLOAT_STORAGE(DT, OPNAME, ...)                                      \
+#define SIMBA_DISPATCH_COMPUTE(DT, OPNAME, ...)                                            \
   [&] {                                                                                   \
     switch (DT) {                                                                         \
       SIMBA_DISPATCH_CASE_(F32, float, __VA_ARGS__)                                       \
       SIMBA_DISPATCH_CASE_(F64, double, __VA_ARGS__)                                      \
       SIMBA_DISPATCH_CASE_(BF16, ::simba::bfloat16, __VA_ARGS__)                          \
-      SIMBA_DISPATCH_CASE_(F16, ::simba::float16, __VA_ARGS__)                            \
       default:                                                                            \
-        SIMBA_FAIL(OPNAME << ": expected a floating dtype (float32, float64, bfloat16 or "  \
-                             "float16), got " << ::simba::dtype_name(DT));                \
+        SIMBA_FAIL(OPNAME << ": expected float32, float64 or bfloat16 (convert float16 "   \
+                             "with Tensor::to), got " << ::simba::dtype_name(DT));        \
     }                                                                                     \
   }()
 

@@ -371,11 +371,14 @@ TEST_CASE("dtype table: sizes, names, floating, the dispatch sets") {
   CHECK_FALSE(is_floating(DType::I64));
   CHECK(Tensor::empty({3, 5}, DType::BF16).storage()->nbytes() == 30);
 
-  auto storage_size = [](DType dt) { return SIMBA_DISPATCH_FLOAT_STORAGE(dt, "t", [&] { return sizeof(scalar_t); }); };
+  auto storage_size = [](DType dt) { return SIMBA_DISPATCH_COMPUTE(dt, "t", [&] { return sizeof(scalar_t); }); };
   CHECK(storage_size(DType::BF16) == 2);
   CHECK(storage_size(DType::F64) == 8);
   CHECK(contains(error_of([&] { storage_size(DType::I64); }),
-                 "t: expected a floating dtype (float32, float64, bfloat16 or float16), got int64"));
+                 "t: expected float32, float64 or bfloat16 (convert float16 with Tensor::to), got int64"));
+  CHECK(contains(error_of([&] { storage_size(DType::F16); }), "got float16"));
+  CHECK(std::is_same_v<acc_t<bfloat16>, float>);
+  CHECK(std::is_same_v<acc_t<double>, double>);
   // Ops that compute in the storage type refuse the 16-bit types by name.
   const Tensor h = Tensor::ones({4}, DType::BF16);
   const std::string e = error_of([&] { unary(UnaryOp::Exp, h); });
