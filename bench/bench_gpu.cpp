@@ -3,14 +3,16 @@
 //   build/bench_gpu [--out FILE.jsonl] [--device I] [--configs A,B] [--warmup W] [--samples S]
 //                   [--budget SECONDS]
 //
-// Everything in float32 on one GPU:
+// On one GPU:
 //   copy_d2d  a 1 GiB device-to-device cuda_copy: the bandwidth the scan is compared with,
 //             counted as bytes read plus bytes written (2 × 1 GiB per copy)
 //   scan_fwd, scan_bwd
-//             selective_scan_forward_cuda / selective_scan_backward_cuda alone at Config B's
-//             mixer shape (B 8, L 1024, Di 1536, N 16, with z and D), and their effective
-//             bandwidth: the bytes the kernel must move at least (scan_min_bytes below)
-//             over its time
+//             selective_scan_forward_cuda / selective_scan_backward_cuda alone, float32 and
+//             bfloat16, at Config B's mixer shape (B 8, L 1024, Di 1536, N 16) and at B 4 ×
+//             L 2048 × Di 1536 and B 32 × L 256 × Di 512 (N 16, with z and D), and their
+//             effective bandwidth: the bytes the kernel must move at least (scan_min_bytes
+//             below) over its time
+// The models run in float32:
 //   train     tokens/s of the trainer's optimiser step (train/trainer.cpp, one micro-batch):
 //             zero_grad, forward, mean cross-entropy, the loss read back, backward,
 //             clip_grad_norm (the norm read back), AdamW step; the trainer's default
@@ -69,7 +71,13 @@ struct ModelBench {
 const ModelBench kModels[] = {{"A", 256, 256, 4, 32, 256}, {"B", 50280, 768, 24, 8, 1024}};
 
 // Config B's mixer: Di = 2 · 768.
-constexpr int64_t kScanB = 8, kScanL = 1024, kScanDi = 1536, kScanN = 16;
+struct ScanShape {
+  int64_t B, L, Di, N;
+  std::string str() const {
+    return "B" + std::to_string(B) + " L" + std::to_string(L) + " Di" + std::to_string(Di) + " N" + std::to_string(N);
+  }
+};
+const ScanShape kScanShapes[] = {{8, 1024, 1536, 16}, {4, 2048, 1536, 16}, {32, 256, 512, 16}};
 
 struct Settings {
   int device = 0;
@@ -118,16 +126,16 @@ void time_on_device(Row& row, const Settings& s, int inner, const std::function<
   row.inner = inner;
 }
 
-// Bytes the selective scan must read and write at least (float32, 4 bytes per element), each
-// operand once, the (B, L, Di, N) states never stored:
+// Bytes the selective scan must read and write at least (e bytes per element), each operand
+// once, the (B, L, Di, N) states never stored:
 //   forward:  reads u, Δ, z (B·L·Di each), B, C (B·L·N each), A (Di·N), D (Di); writes out
-//             (B·L·Di):  4·(4·B·L·Di + 2·B·L·N + Di·N + Di)
+//             (B·L·Di):  e·(4·B·L·Di + 2·B·L·N + Di·N + Di)
 //   backward: reads dout, u, Δ, z, B, C, A, D; writes du, dΔ, dz, dB, dC, dA, dD:
-//             4·(7·B·L·Di + 4·B·L·N + 2·(Di·N + Di))
-double scan_min_bytes(bool backward) {
-  const double BLDi = double(kScanB) * kScanL * kScanDi, BLN = double(kScanB) * kScanL * kScanN;
-  const double DiN = double(kScanDi) * kScanN, Di = double(kScanDi);
-  return backward ? 4.0 * (7.0 * BLDi + 4.0 * BLN + 2.0 * (DiN + Di)) : 4.0 * (4.0 * BLDi + 2.0 * BLN + DiN + Di);
+//             e·(7·B·L·Di + 4·B·L·N + 2·(Di·N + Di))
+double scan_min_bytes(const ScanShape& sh, double e, bool backward) {
+  const double BLDi = double(sh.B) * sh.L * sh.Di, BLN = double(sh.B) * sh.L * sh.N;
+  const double DiN = double(sh.Di) * sh.N, Di = double(sh.Di);
+  return backward ? e * (7.0 * BLDi + 4.0 * BLN + 2.0 * (DiN + Di)) : e * (4.0 * BLDi + 2.0 * BLN + DiN + Di);
 }
 
 // A device-to-device copy of 1 GiB; bytes counted read + written.
@@ -138,36 +146,40 @@ void bench_copy(Row& row, const Settings& s, Device dev) {
   time_on_device(row, s, 10, [&] { cuda_copy(dst.data(), dev, src.data(), dev, kCopyBytes); });
 }
 
-// The scan alone, inputs drawn like the mixer's: u, z, B, C, D standard normal, Δ in
-// [0.001, 0.1] (softplus already applied), A = −[0.5, 4.5).
-void bench_scan(Row& row, const Settings& s, Device dev, bool backward) {
-  const int64_t B = kScanB, L = kScanL, Di = kScanDi, N = kScanN;
+// The scan alone in storage type dt, inputs drawn like the mixer's: u, z, B, C, D standard
+// normal, Δ in [0.001, 0.1] (softplus already applied), A = −[0.5, 4.5).
+void bench_scan(Row& row, const Settings& s, Device dev, const ScanShape& sh, DType dt, bool backward) {
+  const int64_t B = sh.B, L = sh.L, Di = sh.Di, N = sh.N;
   Generator g(4);
-  Tensor u = randn({B, L, Di}, g).to(dev), z = randn({B, L, Di}, g).to(dev), dout = randn({B, L, Di}, g).to(dev);
-  Tensor delta = affine(rand({B, L, Di}, g), 0.099, 0.001).to(dev);
-  Tensor A = affine(rand({Di, N}, g), -4.0, -0.5).to(dev);
-  Tensor Bm = randn({B, L, N}, g).to(dev), Cm = randn({B, L, N}, g).to(dev), D = randn({Di}, g).to(dev);
-  Tensor out = Tensor::empty({B, L, Di}, DType::F32, dev);
-  Tensor du = Tensor::empty({B, L, Di}, DType::F32, dev), dd = Tensor::empty({B, L, Di}, DType::F32, dev);
-  Tensor dz = Tensor::empty({B, L, Di}, DType::F32, dev), dA = Tensor::empty({Di, N}, DType::F32, dev);
-  Tensor dB = Tensor::empty({B, L, N}, DType::F32, dev), dC = Tensor::empty({B, L, N}, DType::F32, dev);
-  Tensor dD = Tensor::empty({Di}, DType::F32, dev);
-  auto v = [](const Tensor& t) { return SeqView<const float>{t.device_data<float>(), t.size(2)}; };
-  auto m = [](const Tensor& t) { return SeqView<float>{t.device_data<float>(), t.size(2)}; };
-  float* const no_state = nullptr;
-  const float* const no_h0 = nullptr;
-  row.bytes = scan_min_bytes(backward);
-  if (!backward)
-    time_on_device(row, s, 10, [&] {
-      SIMBA_ON_DEVICE(dev, "selective_scan_forward", selective_scan_forward, m(out), no_state, v(u), v(delta),
-                      A.device_data<float>(), v(Bm), v(Cm), D.device_data<float>(), v(z), no_h0, B, L, Di, N);
-    });
-  else
-    time_on_device(row, s, 10, [&] {
-      SIMBA_ON_DEVICE(dev, "selective_scan_backward", selective_scan_backward, m(du), m(dd), dA.device_data<float>(),
-                      m(dB), m(dC), dD.device_data<float>(), m(dz), no_state, v(dout), no_h0, v(u), v(delta),
-                      A.device_data<float>(), v(Bm), v(Cm), D.device_data<float>(), v(z), no_h0, B, L, Di, N);
-    });
+  auto put = [&](const Tensor& t) { return t.to(dt).to(dev); };
+  Tensor u = put(randn({B, L, Di}, g)), z = put(randn({B, L, Di}, g)), dout = put(randn({B, L, Di}, g));
+  Tensor delta = put(affine(rand({B, L, Di}, g), 0.099, 0.001));
+  Tensor A = put(affine(rand({Di, N}, g), -4.0, -0.5));
+  Tensor Bm = put(randn({B, L, N}, g)), Cm = put(randn({B, L, N}, g)), D = put(randn({Di}, g));
+  Tensor out = Tensor::empty({B, L, Di}, dt, dev);
+  Tensor du = Tensor::empty({B, L, Di}, dt, dev), dd = Tensor::empty({B, L, Di}, dt, dev);
+  Tensor dz = Tensor::empty({B, L, Di}, dt, dev), dA = Tensor::empty({Di, N}, dt, dev);
+  Tensor dB = Tensor::empty({B, L, N}, dt, dev), dC = Tensor::empty({B, L, N}, dt, dev);
+  Tensor dD = Tensor::empty({Di}, dt, dev);
+  row.bytes = scan_min_bytes(sh, double(dtype_size(dt)), backward);
+  SIMBA_DISPATCH_COMPUTE(dt, "bench_scan", [&] {
+    using T = scalar_t;
+    auto v = [](const Tensor& t) { return SeqView<const T>{t.device_data<T>(), t.size(2)}; };
+    auto m = [](const Tensor& t) { return SeqView<T>{t.device_data<T>(), t.size(2)}; };
+    T* const no_state = nullptr;
+    const T* const no_h0 = nullptr;
+    if (!backward)
+      time_on_device(row, s, 10, [&] {
+        SIMBA_DEVICE_CALL(dev, "selective_scan_forward", selective_scan_forward_cpu<T>, selective_scan_forward_cuda<T>, m(out), no_state, v(u), v(delta),
+                        A.device_data<T>(), v(Bm), v(Cm), D.device_data<T>(), v(z), no_h0, B, L, Di, N);
+      });
+    else
+      time_on_device(row, s, 10, [&] {
+        SIMBA_DEVICE_CALL(dev, "selective_scan_backward", selective_scan_backward_cpu<T>, selective_scan_backward_cuda<T>, m(du), m(dd), dA.device_data<T>(),
+                        m(dB), m(dC), dD.device_data<T>(), m(dz), no_state, v(dout), no_h0, v(u), v(delta),
+                        A.device_data<T>(), v(Bm), v(Cm), D.device_data<T>(), v(z), no_h0, B, L, Di, N);
+      });
+  });
 }
 
 MambaConfig model_config(const ModelBench& b) {
@@ -327,13 +339,14 @@ int main(int argc, char** argv) {
   print_header();
 
   // The plan: each row's labels, and the measurement that fills in the rest.
-  const std::string scan_shape = "B" + std::to_string(kScanB) + " L" + std::to_string(kScanL) + " Di" +
-                                 std::to_string(kScanDi) + " N" + std::to_string(kScanN);
   std::vector<std::pair<Row, std::function<void(Row&)>>> plan = {
       {Row{"copy_d2d", "-", "1 GiB"}, [&](Row& r) { bench_copy(r, s, dev); }},
-      {Row{"scan_fwd", "B", scan_shape}, [&](Row& r) { bench_scan(r, s, dev, false); }},
-      {Row{"scan_bwd", "B", scan_shape}, [&](Row& r) { bench_scan(r, s, dev, true); }},
   };
+  for (const bool backward : {false, true})
+    for (const DType dt : {DType::F32, DType::BF16})
+      for (const ScanShape& sh : kScanShapes)
+        plan.push_back({Row{backward ? "scan_bwd" : "scan_fwd", dt == DType::F32 ? "f32" : "bf16", sh.str()},
+                        [&s, dev, sh, dt, backward](Row& r) { bench_scan(r, s, dev, sh, dt, backward); }});
   for (const ModelBench* b : models) {
     plan.push_back({Row{"train", b->name, model_shape(*b)}, [&s, dev, b](Row& r) { bench_train(r, s, dev, *b); }});
     plan.push_back({Row{"infer", b->name, model_shape(*b)}, [&s, dev, b](Row& r) { bench_infer(r, s, dev, *b); }});

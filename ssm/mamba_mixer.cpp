@@ -119,7 +119,7 @@ Tensor MambaMixer::step(const Tensor& hidden, MixerState& state) const {
   SIMBA_CHECK(x_dbl.is_contiguous() && u.is_contiguous() && delta.is_contiguous() && xz.is_contiguous() &&
                   state.ssm.is_contiguous() && Dd.is_contiguous(),
               "MambaMixer::step: the step's operands must be dense rows");
-  SIMBA_DISPATCH_KERNEL(dev, hidden.dtype(), "MambaMixer::step", selective_scan_forward,
+  SIMBA_DISPATCH_COMPUTE_KERNEL(dev, hidden.dtype(), "MambaMixer::step", selective_scan_forward,
                         rows_of(y.device_data<scalar_t>(), Di), h.device_data<scalar_t>(),
                         rows_of<const scalar_t>(u.device_data<scalar_t>(), Di),
                         rows_of<const scalar_t>(delta.device_data<scalar_t>(), Di), A.device_data<scalar_t>(),

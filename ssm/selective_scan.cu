@@ -2,28 +2,31 @@
 // forward (1)-(4) and backward (5)-(13) (the equations are in ssm/selective_scan.h and
 // ssm/selective_scan.cpp).
 //
-// Design.
-// - One thread per (batch b, channel d): it keeps its N states h[n] (and A[d,n], and in the
-//   backward G[n] and the dA sums) in registers and walks the sequence. A block is kThreads
-//   consecutive channels of one batch row, so every load and store of u, Δ, z, dout, out, du,
-//   dΔ, dz is one coalesced row segment; a row is read once per pass.
-// - The sequence is walked in chunks of TC steps. B_t and C_t, shared by all channels, are
-//   staged per chunk in shared memory. The register arrays are sized by NMAX, a compile-time
-//   bound on N (8, 16, 32 or 64) so the unrolled loops over n keep them in registers.
-// - Backward by recomputation: a first sweep stores only the state entering each chunk,
-//   hsave (B, nchunks, N, Di); the reverse sweep then, chunk by chunk from the last, recomputes
-//   the chunk's TC+1 states into a per-thread array (local memory, about 2 KiB a thread) and
-//   runs (5)-(13) backwards through it. No (B, L, Di, N) tensor is ever stored.
-// - Determinism without atomics: dB and dC (sums over channels) are reduced per step inside a
-//   block by warp shuffles and then over the block's warps in order, and written as one partial
-//   per (channel block, b, t, n); dA and dD (sums over batch and time) are summed over t in each
-//   thread and written as one partial per (b, d). A second kernel sums the partials in a fixed
-//   order. Every operation's order is fixed by the sizes alone, so results are bit-identical
-//   run to run.
-// - Threads past the last channel (d >= Di) take part in staging, shuffles and barriers with
-//   zero inputs (Δ = u = dout = 0 keeps a = 1 and h = G = 0), read nothing and write nothing.
+// Common design.
+// - A channel's N states are split over LPC consecutive lanes, kStatesPerLane each, held in
+//   registers (LPC = the power of two with LPC·kStatesPerLane >= N: N = 16 gives 4 lanes a
+//   channel). Splitting the states multiplies the threads walking the sequence by LPC: B·Di
+//   threads alone leave most of the GPU idle at training shapes. Sums over a channel's states
+//   (y in (3), the sums over n of (8) and (9)) are shuffles among its lanes.
+// - A block owns CH consecutive channels of one batch row and walks the sequence in chunks. A
+//   chunk's tiles (the (B, L, Di) operands: steps x CH channels; B, C: steps x N) are copied
+//   into shared memory by the whole block with 16-byte asynchronous copies, the next chunk's
+//   copy in flight while the current chunk is computed (two stages); results go out through
+//   shared tiles, consecutive threads on consecutive channels. Every global access is a row
+//   segment.
+// - exp(Δ·A) is computed as exp2(Δ·A·log2 e) with A·log2 e formed once per state.
+// - B and C are read as acc = acc_t<T> (float for bfloat16): a bfloat16 chunk is widened once
+//   into a float tile by the block, not once per lane.
+// - States padded past N have A = B = C = 0, so they stay 0 and add nothing; channels past Di
+//   (in the last block) compute on zero tiles and store nothing.
+// - Deterministic: no atomics; every sum has an order fixed by the sizes alone, so results are
+//   bit-identical run to run.
+//
+// Storage types float, double and bfloat16; every kernel computes in acc_t<T> and rounds each
+// output once.
 #include "ssm/selective_scan.h"
 
+#include <cuda_pipeline.h>
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -31,6 +34,7 @@
 
 #include "ssm/selective_scan_check.h"
 #include "tensor/cuda_check.cuh"
+#include "tensor/dtype.h"
 #include "tensor/storage.h"
 
 namespace simba {
@@ -40,301 +44,605 @@ using scan_check::check_grads;
 using scan_check::check_inputs;
 using scan_check::check_rows;
 
-constexpr int kThreads = 128;  // channels per block
-constexpr int kWarps = kThreads / 32;
-constexpr int kMaxN = 64;  // the largest NMAX; also makes 2·N <= kThreads (dB/dC reduction)
-
-// Steps per chunk for state bound NMAX: (TC + 1)·NMAX floats of recomputed states per thread
-// stay near 2 KiB, and the staged B/C chunk (2·TC·NMAX values) is at most 4 KiB.
-template <int NMAX>
-__host__ __device__ constexpr int chunk_len() {
-  return NMAX >= 64 ? 8 : 512 / NMAX;
-}
+constexpr int kMaxN = 64;
+constexpr int kStatesPerLane = 4;
 
 __device__ inline float exp_t(float v) { return expf(v); }
 __device__ inline double exp_t(double v) { return exp(v); }
+
+// 2^v. float: the hardware approximation (2 ulp), results below 2^-126 flushed to 0, which a
+// decay factor a = exp(Δ·A) in (0, 1] can afford; double: the library's.
+__device__ inline float exp2_t(float v) {
+  float r;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(r) : "f"(v));
+  return r;
+}
+__device__ inline double exp2_t(double v) { return exp2(v); }
 
 template <class T>
 __device__ inline T sigmoid_t(T v) {
   return T(1) / (T(1) + exp_t(-v));
 }
 
-// The sum over the 32 lanes of a warp, the same in every lane (xor butterfly: fixed order).
-template <class T>
-__device__ inline T warp_sum(T v) {
+// v[j] = p[j], j < kStatesPerLane, p 16-byte aligned: vector loads from shared memory.
+__device__ inline void load_states(const float* p, float (&v)[kStatesPerLane]) {
+  const float4 q = *reinterpret_cast<const float4*>(p);
+  v[0] = q.x, v[1] = q.y, v[2] = q.z, v[3] = q.w;
+}
+__device__ inline void load_states(const double* p, double (&v)[kStatesPerLane]) {
+  const double2 a = *reinterpret_cast<const double2*>(p), b = *reinterpret_cast<const double2*>(p + 2);
+  v[0] = a.x, v[1] = a.y, v[2] = b.x, v[3] = b.y;
+}
+static_assert(kStatesPerLane == 4, "load_states reads four states");
+
+// The sum of v over the LPC lanes of a channel (consecutive lanes), in every one of them.
+template <int LPC, class T>
+__device__ inline T lanes_sum(T v) {
 #pragma unroll
-  for (int offset = 16; offset > 0; offset /= 2) v += __shfl_xor_sync(0xffffffffu, v, offset);
+  for (int off = LPC / 2; off > 0; off /= 2) v += __shfl_xor_sync(0xffffffffu, v, off);
   return v;
 }
 
-// Stages B_t[n], C_t[n] for the tc steps t = t0 .. t0+tc-1 of batch row b into shared memory,
-// sB[s][n] = B_{t0+s}[n]. Called by every thread of the block (it contains the barriers): the
-// first barrier lets the previous chunk's readers finish, the second publishes the new chunk.
-template <class T, int NMAX, int TC>
-__device__ inline void stage_chunk(T (&sB)[TC][NMAX], T (&sC)[TC][NMAX], SeqView<const T> Bm,
-                                   SeqView<const T> Cm, int64_t b, int64_t L, int64_t t0, int tc,
-                                   int N) {
-  __syncthreads();
-  for (int i = threadIdx.x; i < tc * N; i += kThreads) {
-    const int s = i / N, n = i % N;
-    const int64_t r = b * L + t0 + s;
-    sB[s][n] = Bm.p[r * Bm.ld + n];
-    sC[s][n] = Cm.p[r * Cm.ld + n];
+// Copies rows t0 .. t0+tc-1, columns col0 .. col0+ncols-1 of the (B, L, ·) rows `src` of batch
+// row b into dst[s·width + c]; columns ncols .. width-1 get zeros. Every thread of the block
+// calls it. Whole 16-byte pieces go as asynchronous copies (completed by the caller's
+// __pipeline_wait_prior and barrier); a view whose rows are not whole 16-byte pieces is copied
+// element by element.
+template <class T>
+__device__ inline void load_tile(T* dst, int width, SeqView<const T> src, int64_t b, int64_t L,
+                                 int64_t t0, int tc, int64_t col0, int ncols) {
+  constexpr int kPer = 16 / sizeof(T);  // elements per 16-byte piece
+  const T* base = src.p + (b * L + t0) * src.ld + col0;
+  const bool whole = ncols == width && width % kPer == 0 && src.ld % kPer == 0 &&
+                     reinterpret_cast<uintptr_t>(base) % 16 == 0;
+  if (whole) {
+    const int pieces = width / kPer;
+    for (int i = threadIdx.x; i < tc * pieces; i += blockDim.x) {
+      const int s = i / pieces, q = i % pieces;
+      __pipeline_memcpy_async(dst + s * width + q * kPer, base + s * src.ld + q * kPer, 16);
+    }
+  } else {
+    for (int i = threadIdx.x; i < tc * width; i += blockDim.x) {
+      const int s = i / width, c = i % width;
+      dst[i] = c < ncols ? base[s * src.ld + c] : T(0);
+    }
   }
-  __syncthreads();
 }
+
+// Widens a staged tile of n elements into acc (bfloat16 -> float); every thread calls it, and
+// the caller's barrier publishes the result.
+template <class T>
+__device__ inline void widen_tile(acc_t<T>* dst, const T* src, int n) {
+  for (int i = threadIdx.x; i < n; i += blockDim.x) dst[i] = acc_t<T>(src[i]);
+}
+
+// ---- forward ------------------------------------------------------------------------------
+//
+// A block is kFwdCh channels x LPC lanes; chunks of kFwdChunk steps. A lane walks a chunk in
+// groups of kUnroll steps, fully unrolled: the exponentials and loads of a group do not depend
+// on the state, so they overlap the recurrence's chain. The steps write y_t (before the skip
+// and the gate) into a shared tile; the block then adds D·u, applies the gate and stores the
+// chunk's outputs.
+//
+// The same kernel with kSaveStates computes the states only (no y, no out) and stores the
+// state entering every kBwdChunk-th step into hsave: the backward's first sweep.
+
+constexpr int kFwdCh = 32;       // channels per forward block
+constexpr int kFwdChunk = 32;    // steps per forward chunk
+constexpr int kUnroll = 8;       // steps per unrolled group; divides kFwdChunk
+constexpr int kBwdChunk = 16;    // steps per backward chunk: hsave's spacing
+static_assert(kFwdChunk % kBwdChunk == 0 && kBwdChunk % kUnroll == 0, "chunk lengths nest");
+
+template <class T, int LPC>
+struct ForwardSmem {
+  static constexpr int kNP = LPC * kStatesPerLane;  // padded state count
+  using acc = acc_t<T>;
+  // Byte offsets in dynamic shared memory, each 16-byte aligned: two stages of each tile.
+  static constexpr size_t kSeqTile = size_t(kFwdChunk) * kFwdCh * sizeof(T);
+  static constexpr size_t kStateTile = size_t(kFwdChunk) * kNP * sizeof(T);
+  static constexpr size_t u = 0, delta = u + 2 * kSeqTile, z = delta + 2 * kSeqTile;
+  static constexpr size_t B = z + 2 * kSeqTile, C = B + 2 * kStateTile;
+  static constexpr size_t y = C + 2 * kStateTile;
+  // B and C widened to acc when T is narrower (one stage: filled after the chunk has arrived).
+  static constexpr size_t kWideTile = std::is_same_v<T, acc> ? 0 : size_t(kFwdChunk) * kNP * sizeof(acc);
+  static constexpr size_t Bw = y + size_t(kFwdChunk) * kFwdCh * sizeof(acc), Cw = Bw + kWideTile;
+  static constexpr size_t bytes = Cw + kWideTile;
+  static_assert(kSeqTile % 16 == 0 && kStateTile % 16 == 0, "tiles keep 16-byte alignment");
+};
 
 // Forward, (1)-(4).
-// Launch: grid (ceil(Di / kThreads), B), block kThreads; thread x of block (bx, b) owns
-// channel d = bx·kThreads + x of batch row b.
+// Launch: grid (ceil(Di / kFwdCh), B), block kFwdCh·LPC threads, dynamic shared memory
+// ForwardSmem<T, LPC>::bytes. Thread i owns channel d = blockIdx.x·kFwdCh + i / LPC of batch
+// row b = blockIdx.y and its states n = (i % LPC)·kStatesPerLane + j, j < kStatesPerLane.
 // Shapes/layout as in ssm/selective_scan.h: out, u, delta, z (B, L, Di) rows; Bm, Cm (B, L, N)
-// rows; A (Di, N); Dskip (Di) or null; h0, h_last (B, Di, N) or null. h_last may equal h0:
-// each thread reads its h0 entries before it writes the same h_last entries, and no other
-// thread touches them.
-template <class T, int NMAX>
-__global__ void __launch_bounds__(kThreads)
-    scan_forward_kernel(SeqView<T> out, T* h_last, SeqView<const T> u, SeqView<const T> delta,
-                        const T* A, SeqView<const T> Bm, SeqView<const T> Cm, const T* Dskip,
-                        SeqView<const T> z, const T* h0, int64_t L, int64_t Di, int N) {
-  constexpr int TC = chunk_len<NMAX>();
-  __shared__ T sB[TC][NMAX], sC[TC][NMAX];
-  const int64_t b = blockIdx.y;
-  const int64_t d = int64_t(blockIdx.x) * kThreads + threadIdx.x;
-  const bool valid = d < Di;
+// rows; A (Di, N); Dskip (Di) or null; h0, h_last (B, Di, N) or null. h_last may equal h0: each
+// thread reads its h0 entries before it writes the same h_last entries, and no other thread
+// touches them.
+// kSaveStates: out, Cm, Dskip, z and h_last are not used; hsave (B, ceil(L / kBwdChunk), Di, N)
+// receives h_{t-1} for every t = k·kBwdChunk (h0 or 0 for k = 0).
+template <class T, int LPC, bool kSaveStates>
+__global__ void __launch_bounds__(kFwdCh * LPC)
+    scan_forward_kernel(SeqView<T> out, T* h_last, acc_t<T>* hsave, SeqView<const T> u,
+                        SeqView<const T> delta, const T* A, SeqView<const T> Bm,
+                        SeqView<const T> Cm, const T* Dskip, SeqView<const T> z, const T* h0,
+                        int64_t L, int64_t Di, int N) {
+  using S = ForwardSmem<T, LPC>;
+  using acc = acc_t<T>;
+  constexpr int NP = S::kNP;
+  constexpr int kSeq = kFwdChunk * kFwdCh, kState = kFwdChunk * NP;  // elements per stage
+  extern __shared__ __align__(16) unsigned char smem[];
+  T* su = reinterpret_cast<T*>(smem + S::u);
+  T* sd = reinterpret_cast<T*>(smem + S::delta);
+  T* sz = reinterpret_cast<T*>(smem + S::z);
+  T* sB = reinterpret_cast<T*>(smem + S::B);
+  T* sC = reinterpret_cast<T*>(smem + S::C);
+  acc* sy = reinterpret_cast<acc*>(smem + S::y);
 
-  T Ad[NMAX], h[NMAX];
+  const int64_t b = blockIdx.y, c0 = int64_t(blockIdx.x) * kFwdCh;
+  const int ncols = Di - c0 < kFwdCh ? int(Di - c0) : kFwdCh;
+  const int c = threadIdx.x / LPC, g = threadIdx.x % LPC;
+  const int64_t d = c0 + c;
+  const bool valid = c < ncols;
+  const int64_t nchunks = (L + kFwdChunk - 1) / kFwdChunk;
+  const int64_t nsave = (L + kBwdChunk - 1) / kBwdChunk;
+
+  acc A2[kStatesPerLane], h[kStatesPerLane];
 #pragma unroll
-  for (int n = 0; n < NMAX; ++n) {
+  for (int j = 0; j < kStatesPerLane; ++j) {
+    const int n = g * kStatesPerLane + j;
     const bool on = valid && n < N;
-    Ad[n] = on ? A[d * N + n] : T(0);
-    h[n] = on && h0 ? h0[(b * Di + d) * N + n] : T(0);
+    A2[j] = on ? acc(A[d * N + n]) * acc(1.4426950408889634) : acc(0);  // A·log2(e)
+    h[j] = on && h0 ? acc(h0[(b * Di + d) * N + n]) : acc(0);
   }
-  const T Dd = valid && Dskip ? Dskip[d] : T(0);
+  // The epilogue's channel: threads cover the tile row by row, and kFwdCh divides blockDim.x.
+  const int ec = threadIdx.x % kFwdCh;
+  const acc Dv = !kSaveStates && Dskip && ec < ncols ? acc(Dskip[c0 + ec]) : acc(0);
 
-  for (int64_t t0 = 0; t0 < L; t0 += TC) {
-    const int tc = L - t0 < TC ? int(L - t0) : TC;
-    stage_chunk<T, NMAX, TC>(sB, sC, Bm, Cm, b, L, t0, tc, N);
-    if (!valid) continue;  // no barrier below: inactive threads may skip the steps
-    for (int s = 0; s < tc; ++s) {
-      const int64_t r = b * L + t0 + s;
-      const T dt = delta.p[r * delta.ld + d], x = u.p[r * u.ld + d];
-      const T dx = dt * x;
-      T y = Dd * x;
-#pragma unroll
-      for (int n = 0; n < NMAX; ++n) {
-        if (n < N) {
-          h[n] = exp_t(dt * Ad[n]) * h[n] + dx * sB[s][n];  // (1)-(2)
-          y += sC[s][n] * h[n];                             // (3)
-        }
-      }
-      if (z.p) {
-        const T zv = z.p[r * z.ld + d];
-        y *= zv * sigmoid_t(zv);  // (4)
-      }
-      out.p[r * out.ld + d] = y;
+  auto issue = [&](int64_t k) {
+    const int stage = k & 1;
+    const int64_t t0 = k * kFwdChunk;
+    const int tc = L - t0 < kFwdChunk ? int(L - t0) : kFwdChunk;
+    load_tile(su + stage * kSeq, kFwdCh, u, b, L, t0, tc, c0, ncols);
+    load_tile(sd + stage * kSeq, kFwdCh, delta, b, L, t0, tc, c0, ncols);
+    load_tile(sB + stage * kState, NP, Bm, b, L, t0, tc, 0, N);
+    if (!kSaveStates) {
+      if (z.p) load_tile(sz + stage * kSeq, kFwdCh, z, b, L, t0, tc, c0, ncols);
+      load_tile(sC + stage * kState, NP, Cm, b, L, t0, tc, 0, N);
     }
-  }
-  if (valid && h_last) {
-#pragma unroll
-    for (int n = 0; n < NMAX; ++n)
-      if (n < N) h_last[(b * Di + d) * N + n] = h[n];
-  }
-}
+    __pipeline_commit();
+  };
 
-// Backward, (5)-(13), first stage.
-// Launch: grid (nblk = ceil(Di / kThreads), B), block kThreads; thread x of block (blk, b)
-// owns channel d = blk·kThreads + x of batch row b (as in the forward).
-// Writes du, ddelta, dz (if dz.p) (B, L, Di) rows and dh0 (if non-null) (B, Di, N) directly,
-// and the partials that sum_partials_kernel reduces in a fixed order:
-//   dB_part, dC_part (nblk, B, L, N): the sum over block blk's channels of (7) / (6);
-//   dA_part (B, Di, N): the sum over t of (10);  dD_part (B, Di): the sum over t of (11).
-// hsave (B, nchunks, N, Di), nchunks = ceil(L / TC): scratch for the chunk-entry states; each
-// element is written and read by the one thread that owns it.
-template <class T, int NMAX>
-__global__ void __launch_bounds__(kThreads)
-    scan_backward_kernel(SeqView<T> du, SeqView<T> ddelta, SeqView<T> dz, T* dh0, T* dB_part,
-                         T* dC_part, T* dA_part, T* dD_part, T* hsave, SeqView<const T> dout,
-                         const T* dh_last, SeqView<const T> u, SeqView<const T> delta, const T* A,
-                         SeqView<const T> Bm, SeqView<const T> Cm, const T* Dskip,
-                         SeqView<const T> z, const T* h0, int64_t B, int64_t L, int64_t Di,
-                         int N) {
-  constexpr int TC = chunk_len<NMAX>();
-  __shared__ T sB[TC][NMAX], sC[TC][NMAX];
-  // Per-warp dB/dC sums of one step, red[parity][warp][0 = dB, 1 = dC][n]. Double-buffered by
-  // step parity so one barrier per step suffices: the buffer written at step j is next
-  // written at step j+2, after the barrier of step j+1, which every reader of step j has
-  // reached only after finishing its reads.
-  __shared__ T red[2][kWarps][2][NMAX];
-  const int64_t b = blockIdx.y, blk = blockIdx.x;
-  const int64_t d = blk * kThreads + threadIdx.x;
-  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-  const bool valid = d < Di;
-  const int64_t nchunks = (L + TC - 1) / TC;
-  auto hsave_at = [&](int64_t k, int n) { return hsave + ((b * nchunks + k) * N + n) * Di + d; };
-
-  T Ad[NMAX], h[NMAX];
-#pragma unroll
-  for (int n = 0; n < NMAX; ++n) {
-    const bool on = valid && n < N;
-    Ad[n] = on ? A[d * N + n] : T(0);
-    h[n] = on && h0 ? h0[(b * Di + d) * N + n] : T(0);
-  }
-  const T Dd = valid && Dskip ? Dskip[d] : T(0);
-
-  // Sweep 1: the state entering each chunk (the last chunk's steps are not needed).
+  issue(0);
   for (int64_t k = 0; k < nchunks; ++k) {
-    if (valid) {
-#pragma unroll
-      for (int n = 0; n < NMAX; ++n)
-        if (n < N) *hsave_at(k, n) = h[n];
+    const int stage = k & 1;
+    const int64_t t0 = k * kFwdChunk;
+    const int tc = L - t0 < kFwdChunk ? int(L - t0) : kFwdChunk;
+    if (k + 1 < nchunks) {
+      issue(k + 1);
+      __pipeline_wait_prior(1);  // chunk k's copies are done, chunk k+1's may be in flight
+    } else {
+      __pipeline_wait_prior(0);
     }
-    if (k == nchunks - 1) break;  // uniform over the block
-    const int64_t t0 = k * TC;    // a full chunk: only the last one can be short
-    stage_chunk<T, NMAX, TC>(sB, sC, Bm, Cm, b, L, t0, TC, N);
-    if (!valid) continue;
-    for (int s = 0; s < TC; ++s) {
-      const int64_t r = b * L + t0 + s;
-      const T dt = delta.p[r * delta.ld + d];
-      const T dx = dt * u.p[r * u.ld + d];
-#pragma unroll
-      for (int n = 0; n < NMAX; ++n)
-        if (n < N) h[n] = exp_t(dt * Ad[n]) * h[n] + dx * sB[s][n];
+    __syncthreads();
+
+    const T* tu = su + stage * kSeq;
+    const T* td = sd + stage * kSeq;
+    const acc* wB = reinterpret_cast<const acc*>(sB + stage * kState);
+    const acc* wC = reinterpret_cast<const acc*>(sC + stage * kState);
+    if constexpr (!std::is_same_v<T, acc>) {
+      acc* Bw = reinterpret_cast<acc*>(smem + S::Bw);
+      acc* Cw = reinterpret_cast<acc*>(smem + S::Cw);
+      widen_tile(Bw, sB + stage * kState, tc * NP);
+      if (!kSaveStates) widen_tile(Cw, sC + stage * kState, tc * NP);
+      __syncthreads();
+      wB = Bw;
+      wC = Cw;
     }
-  }
-
-  // Sweep 2, chunks last to first. G[n] holds a_{t+1}·G_{t+1} on entry to step t (the second
-  // term of (5)), starting from dh_last.
-  T G[NMAX], dAacc[NMAX];
+    for (int s0 = 0; s0 < tc; s0 += kUnroll) {
+      if constexpr (kSaveStates) {
+        if (s0 % kBwdChunk == 0 && valid) {
+          const int64_t ks = (t0 + s0) / kBwdChunk;
 #pragma unroll
-  for (int n = 0; n < NMAX; ++n) {
-    G[n] = valid && n < N && dh_last ? dh_last[(b * Di + d) * N + n] : T(0);
-    dAacc[n] = T(0);
-  }
-  T dDacc = 0;
-  T hs[TC + 1][NMAX];  // hs[s][n] = h_{t0+s-1}[n]: the chunk's entry state and its tc states
-  int parity = 0;
-  for (int64_t k = nchunks - 1; k >= 0; --k) {
-    const int64_t t0 = k * TC;
-    const int tc = L - t0 < TC ? int(L - t0) : TC;
-    stage_chunk<T, NMAX, TC>(sB, sC, Bm, Cm, b, L, t0, tc, N);
-
-    // Recompute the chunk's states from its saved entry state (every thread, so inactive
-    // ones hold zeros rather than uninitialised values that would reach the shuffles).
-#pragma unroll
-    for (int n = 0; n < NMAX; ++n) hs[0][n] = valid && n < N ? *hsave_at(k, n) : T(0);
-    for (int s = 0; s < tc; ++s) {
-      const int64_t r = b * L + t0 + s;
-      const T dt = valid ? delta.p[r * delta.ld + d] : T(0);
-      const T dx = valid ? dt * u.p[r * u.ld + d] : T(0);
-#pragma unroll
-      for (int n = 0; n < NMAX; ++n)
-        hs[s + 1][n] = n < N ? exp_t(dt * Ad[n]) * hs[s][n] + dx * sB[s][n] : T(0);
-    }
-
-    for (int s = tc - 1; s >= 0; --s) {
-      const int64_t t = t0 + s, r = b * L + t;
-      T dt = 0, x = 0, go = 0, zv = 0;
-      if (valid) {
-        dt = delta.p[r * delta.ld + d];
-        x = u.p[r * u.ld + d];
-        go = dout.p[r * dout.ld + d];
-        if (z.p) zv = z.p[r * z.ld + d];
-      }
-      T dy = go, sg = 0;
-      if (z.p) {
-        sg = sigmoid_t(zv);
-        dy = go * zv * sg;
-      }
-      dDacc += dy * x;  // (11)
-      T y = Dd * x;     // y_t before the gate, for (12)
-      T gu = Dd * dy;   // second term of (8)
-      T gdelta = 0;
-#pragma unroll
-      for (int n = 0; n < NMAX; ++n) {
-        if (n < N) {  // N is uniform over the block: every lane reaches the shuffles
-          const T bn = sB[s][n], cn = sC[s][n];
-          const T ht = hs[s + 1][n], hp = hs[s][n];
-          const T a = exp_t(dt * Ad[n]);
-          const T g = G[n] + cn * dy;  // (5)
-          y += cn * ht;                // (3)
-          gu += g * dt * bn;           // (8)
-          const T w = g * a * hp;
-          gdelta += w * Ad[n] + g * bn * x;  // (9)
-          dAacc[n] += w * dt;                // (10)
-          G[n] = g * a;
-          const T sum_b = warp_sum(g * dt * x);  // (7)
-          const T sum_c = warp_sum(dy * ht);     // (6)
-          if (lane == 0) {
-            red[parity][warp][0][n] = sum_b;
-            red[parity][warp][1][n] = sum_c;
+          for (int j = 0; j < kStatesPerLane; ++j) {
+            const int n = g * kStatesPerLane + j;
+            if (n < N) hsave[((b * nsave + ks) * Di + d) * N + n] = h[j];
           }
         }
       }
-      if (valid) {
-        du.p[r * du.ld + d] = gu;
-        ddelta.p[r * ddelta.ld + d] = gdelta;
-        if (dz.p) dz.p[r * dz.ld + d] = go * y * sg * (T(1) + zv * (T(1) - sg));  // (12)
-      }
-      __syncthreads();
-      if (threadIdx.x < 2 * N) {
-        const int which = threadIdx.x / N, n = threadIdx.x % N;
-        T sum = 0;
+      // Steps past tc (the last chunk's tail) run with Δ = 0: a = 1 and no input, so h is
+      // unchanged, and their y is not stored. The group's partial sums are reduced over the
+      // channel's lanes after the group, so the shuffles do not split the recurrence.
+      acc y[kUnroll];
 #pragma unroll
-        for (int w = 0; w < kWarps; ++w) sum += red[parity][w][which][n];
-        (which == 0 ? dB_part : dC_part)[((blk * B + b) * L + t) * N + n] = sum;
+      for (int q = 0; q < kUnroll; ++q) {
+        const int s = s0 + q;
+        const bool on = s < tc;
+        const acc dt = on ? acc(td[s * kFwdCh + c]) : acc(0);
+        const acc dx = on ? dt * acc(tu[s * kFwdCh + c]) : acc(0);
+        acc Bq[kStatesPerLane], Cq[kStatesPerLane];
+        load_states(wB + s * NP + g * kStatesPerLane, Bq);
+        if (!kSaveStates) load_states(wC + s * NP + g * kStatesPerLane, Cq);
+        y[q] = 0;
+#pragma unroll
+        for (int j = 0; j < kStatesPerLane; ++j) {
+          const acc a = exp2_t(dt * A2[j]);              // (1)
+          h[j] = a * h[j] + dx * Bq[j];                  // (2)
+          if (!kSaveStates) y[q] += Cq[j] * h[j];        // (3), this lane's states
+        }
       }
-      parity ^= 1;
+      if constexpr (!kSaveStates) {
+#pragma unroll
+        for (int q = 0; q < kUnroll; ++q) {
+          const acc yq = lanes_sum<LPC>(y[q]);
+          if (g == 0 && s0 + q < tc) sy[(s0 + q) * kFwdCh + c] = yq;
+        }
+      }
     }
+    __syncthreads();
+
+    if constexpr (!kSaveStates) {
+      // Epilogue: (3)'s skip term and the gate (4), stored row by row.
+      const T* tz = sz + stage * kSeq;
+      for (int i = threadIdx.x; i < tc * kFwdCh; i += blockDim.x) {
+        const int s = i / kFwdCh;
+        if (ec >= ncols) continue;
+        acc y = sy[i] + Dv * acc(tu[i]);
+        if (z.p) {
+          const acc zv = acc(tz[i]);
+          y *= zv / (acc(1) + exp_t(-zv));  // (4)
+        }
+        out.p[(b * L + t0 + s) * out.ld + c0 + ec] = T(y);
+      }
+      __syncthreads();  // the next issue() overwrites this stage, the next steps write sy
+    }
+  }
+  if (!kSaveStates && valid && h_last) {
+#pragma unroll
+    for (int j = 0; j < kStatesPerLane; ++j) {
+      const int n = g * kStatesPerLane + j;
+      if (n < N) h_last[(b * Di + d) * N + n] = T(h[j]);
+    }
+  }
+}
+
+// ---- backward -----------------------------------------------------------------------------
+//
+// By recomputation, no (B, L, Di, N) tensor stored: the forward kernel with kSaveStates keeps
+// the state entering every kBwdChunk-th step (hsave, (B, ceil(L / kBwdChunk), Di, N) in acc);
+// the backward kernel then takes the chunks last to first, recomputes a chunk's states h_t and
+// decays a_t into registers (kBwdChunk·kStatesPerLane of each per lane) from its saved entry
+// state, and runs (5)-(13) backwards through them.
+//
+// A block is kBwdThreads threads: CH = kBwdThreads / LPC channels x LPC lanes. Sums over the
+// block's channels, dB (7) and dC (6), go in two steps per time step: a reduce-scatter by
+// shuffles over the channels of a warp (each lane ends with one warp sum), then, per chunk, a
+// sum over the warps in warp order, written as one partial per (channel block, b, t, n);
+// sum_partials_kernel adds the channel blocks' partials in block order. dA and dD (sums over
+// batch and time) are summed over t in registers and written as one partial per (b, d, n) /
+// (b, d), likewise added in batch order.
+
+constexpr int kBwdThreads = 128;
+constexpr int kBwdWarps = kBwdThreads / 32;
+constexpr int kSums = 2 * kStatesPerLane;  // per lane and step: dB and dC of its states
+
+template <class T, int LPC>
+struct BackwardSmem {
+  static constexpr int kCH = kBwdThreads / LPC, kNP = LPC * kStatesPerLane;
+  using acc = acc_t<T>;
+  static constexpr size_t kSeqTile = size_t(kBwdChunk) * kCH * sizeof(T);
+  static constexpr size_t kStateTile = size_t(kBwdChunk) * kNP * sizeof(T);
+  // Two stages of u, Δ, z, dout, B, C; one of du, dΔ, dz (acc), of the warp sums of dB, dC
+  // [step][warp][dB or dC][n] (acc), and of B, C widened when T is narrower than acc.
+  static constexpr size_t u = 0, delta = u + 2 * kSeqTile, z = delta + 2 * kSeqTile;
+  static constexpr size_t dout = z + 2 * kSeqTile, B = dout + 2 * kSeqTile, C = B + 2 * kStateTile;
+  static constexpr size_t kOutTile = size_t(kBwdChunk) * kCH * sizeof(acc);
+  static constexpr size_t du = C + 2 * kStateTile, ddelta = du + kOutTile, dz = ddelta + kOutTile;
+  static constexpr size_t sums = dz + kOutTile;
+  static constexpr size_t kWideTile = std::is_same_v<T, acc> ? 0 : size_t(kBwdChunk) * kNP * sizeof(acc);
+  static constexpr size_t Bw = sums + size_t(kBwdChunk) * kBwdWarps * 2 * kNP * sizeof(acc);
+  static constexpr size_t Cw = Bw + kWideTile;
+  static constexpr size_t bytes = Cw + kWideTile;
+  static_assert(kSeqTile % 16 == 0 && kStateTile % 16 == 0 && kOutTile % 16 == 0, "16-byte alignment");
+};
+
+// Sums v[0 .. kSums) over the channels of a warp (the lanes that differ in the bits above the
+// LPC lane bits), for each of the lane's kSums values. The first levels scatter (each lane keeps
+// half of the values, the partner the other half) so every shuffle carries a distinct sum; the
+// levels past log2(kSums) reduce. On return the lane holds kKept = kSums >> scatter levels sums,
+// v[i] = the warp sum of value (first + i) with first = kept_first<LPC>(lane).
+template <int LPC>
+struct ChannelReduce {
+  static constexpr int kLaneBits = LPC == 1 ? 0 : LPC == 2 ? 1 : LPC == 4 ? 2 : LPC == 8 ? 3 : 4;
+  static constexpr int kLevels = 5 - kLaneBits;  // channel bits of a lane index
+  static constexpr int kScatter = kLevels < 3 ? kLevels : 3;
+  static constexpr int kKept = kSums >> kScatter;
+  static_assert(kSums == 8, "the scatter levels halve eight values");
+
+  template <class A>
+  __device__ static void run(A (&v)[kSums], int lane) {
+#pragma unroll
+    for (int l = 0; l < kLevels; ++l) {
+      const int off = LPC << l;
+      if (l < kScatter) {
+        const int half = kSums >> (l + 1);
+        const bool upper = lane & off;
+#pragma unroll
+        for (int i = 0; i < half; ++i) {
+          const A send = upper ? v[i] : v[i + half], keep = upper ? v[i + half] : v[i];
+          v[i] = keep + __shfl_xor_sync(0xffffffffu, send, off);
+        }
+      } else {
+#pragma unroll
+        for (int i = 0; i < kKept; ++i) v[i] += __shfl_xor_sync(0xffffffffu, v[i], off);
+      }
+    }
+  }
+  // The index of the lane's first kept value: upper lanes kept the upper half at each level.
+  __device__ static int first(int lane) {
+    int f = 0;
+#pragma unroll
+    for (int l = 0; l < kScatter; ++l)
+      if (lane & (LPC << l)) f += kSums >> (l + 1);
+    return f;
+  }
+  // Lanes that differ only in the reduced (not scattered) bits hold the same sums: one writes.
+  __device__ static bool writer(int lane) { return (lane >> (kLaneBits + kScatter)) == 0; }
+};
+
+// Backward, (5)-(13).
+// Launch: grid (nblk = ceil(Di / CH), B), block kBwdThreads, dynamic shared memory
+// BackwardSmem<T, LPC>::bytes, CH = kBwdThreads / LPC. Thread i owns channel
+// d = blockIdx.x·CH + i / LPC of batch row b = blockIdx.y and its states
+// n = (i % LPC)·kStatesPerLane + j.
+// Reads hsave (B, ceil(L / kBwdChunk), Di, N) from the kSaveStates forward. Writes du, ddelta,
+// dz (if dz.p) (B, L, Di) rows and dh0 (if non-null) (B, Di, N), and in acc the partials:
+//   dB_part, dC_part (nblk, B, L, N): block blockIdx.x's channel sums of (7) / (6);
+//   dA_part (B, Di, N): the sums over t of (10);  dD_part (B, Di): the sums over t of (11).
+template <class T, int LPC>
+__global__ void __launch_bounds__(kBwdThreads)
+    scan_backward_kernel(SeqView<T> du, SeqView<T> ddelta, SeqView<T> dz, T* dh0,
+                         acc_t<T>* dB_part, acc_t<T>* dC_part, acc_t<T>* dA_part,
+                         acc_t<T>* dD_part, const acc_t<T>* hsave, SeqView<const T> dout,
+                         const T* dh_last, SeqView<const T> u, SeqView<const T> delta, const T* A,
+                         SeqView<const T> Bm, SeqView<const T> Cm, const T* Dskip,
+                         SeqView<const T> z, int64_t B, int64_t L, int64_t Di, int N) {
+  using S = BackwardSmem<T, LPC>;
+  using R = ChannelReduce<LPC>;
+  using acc = acc_t<T>;
+  constexpr int CH = S::kCH, NP = S::kNP, TC = kBwdChunk;
+  constexpr int kSeq = TC * CH, kState = TC * NP;  // elements per stage
+  extern __shared__ __align__(16) unsigned char smem[];
+  T* su = reinterpret_cast<T*>(smem + S::u);
+  T* sd = reinterpret_cast<T*>(smem + S::delta);
+  T* sz = reinterpret_cast<T*>(smem + S::z);
+  T* sg = reinterpret_cast<T*>(smem + S::dout);
+  T* sB = reinterpret_cast<T*>(smem + S::B);
+  T* sC = reinterpret_cast<T*>(smem + S::C);
+  acc* odu = reinterpret_cast<acc*>(smem + S::du);
+  acc* odd = reinterpret_cast<acc*>(smem + S::ddelta);
+  acc* odz = reinterpret_cast<acc*>(smem + S::dz);
+  acc* sums = reinterpret_cast<acc*>(smem + S::sums);  // [s][warp][dB, dC][n]
+
+  const int64_t b = blockIdx.y, blk = blockIdx.x, c0 = blk * CH;
+  const int ncols = Di - c0 < CH ? int(Di - c0) : CH;
+  const int c = threadIdx.x / LPC, g = threadIdx.x % LPC;
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  const int64_t d = c0 + c;
+  const bool valid = c < ncols;
+  const int64_t nchunks = (L + TC - 1) / TC;
+  const int ec = threadIdx.x % CH;  // the epilogue's channel; CH divides kBwdThreads
+
+  acc A2[kStatesPerLane], An[kStatesPerLane], G[kStatesPerLane], dAs[kStatesPerLane];
+#pragma unroll
+  for (int j = 0; j < kStatesPerLane; ++j) {
+    const int n = g * kStatesPerLane + j;
+    const bool on = valid && n < N;
+    An[j] = on ? acc(A[d * N + n]) : acc(0);
+    A2[j] = An[j] * acc(1.4426950408889634);
+    // G holds a_{t+1}·G_{t+1} on entry to step t (the second term of (5)), from dh_last.
+    G[j] = on && dh_last ? acc(dh_last[(b * Di + d) * N + n]) : acc(0);
+    dAs[j] = 0;
+  }
+  const acc Dd = valid && Dskip ? acc(Dskip[d]) : acc(0);
+  acc dDs = 0;
+
+  auto issue = [&](int64_t k) {
+    const int stage = k & 1;
+    const int64_t t0 = k * TC;
+    const int tc = L - t0 < TC ? int(L - t0) : TC;
+    load_tile(su + stage * kSeq, CH, u, b, L, t0, tc, c0, ncols);
+    load_tile(sd + stage * kSeq, CH, delta, b, L, t0, tc, c0, ncols);
+    if (z.p) load_tile(sz + stage * kSeq, CH, z, b, L, t0, tc, c0, ncols);
+    load_tile(sg + stage * kSeq, CH, dout, b, L, t0, tc, c0, ncols);
+    load_tile(sB + stage * kState, NP, Bm, b, L, t0, tc, 0, N);
+    load_tile(sC + stage * kState, NP, Cm, b, L, t0, tc, 0, N);
+    __pipeline_commit();
+  };
+
+  issue(nchunks - 1);
+  for (int64_t k = nchunks - 1; k >= 0; --k) {
+    const int stage = k & 1;
+    const int64_t t0 = k * TC;
+    const int tc = L - t0 < TC ? int(L - t0) : TC;
+    if (k > 0) {
+      issue(k - 1);
+      __pipeline_wait_prior(1);
+    } else {
+      __pipeline_wait_prior(0);
+    }
+    __syncthreads();
+    const T* tu = su + stage * kSeq;
+    const T* td = sd + stage * kSeq;
+    const T* tz = sz + stage * kSeq;
+    const T* tg = sg + stage * kSeq;
+    const acc* wB = reinterpret_cast<const acc*>(sB + stage * kState);
+    const acc* wC = reinterpret_cast<const acc*>(sC + stage * kState);
+    if constexpr (!std::is_same_v<T, acc>) {
+      acc* Bw = reinterpret_cast<acc*>(smem + S::Bw);
+      acc* Cw = reinterpret_cast<acc*>(smem + S::Cw);
+      widen_tile(Bw, sB + stage * kState, tc * NP);
+      widen_tile(Cw, sC + stage * kState, tc * NP);
+      __syncthreads();
+      wB = Bw;
+      wC = Cw;
+    }
+
+    // Recompute the chunk: hs[s + 1] = h_{t0+s}, hs[0] = the entry state h_{t0-1},
+    // as[s] = a_{t0+s} (steps past tc: Δ = 0 keeps a = 1 and h unchanged; skipped below).
+    acc hs[TC + 1][kStatesPerLane], as[TC][kStatesPerLane];
+#pragma unroll
+    for (int j = 0; j < kStatesPerLane; ++j) {
+      const int n = g * kStatesPerLane + j;
+      hs[0][j] = valid && n < N ? hsave[((b * nchunks + k) * Di + d) * N + n] : acc(0);
+    }
+#pragma unroll
+    for (int s = 0; s < TC; ++s) {
+      const bool on = s < tc;
+      const acc dt = on ? acc(td[s * CH + c]) : acc(0);
+      const acc dx = on ? dt * acc(tu[s * CH + c]) : acc(0);
+      acc Bq[kStatesPerLane];
+      load_states(wB + s * NP + g * kStatesPerLane, Bq);
+#pragma unroll
+      for (int j = 0; j < kStatesPerLane; ++j) {
+        as[s][j] = exp2_t(dt * A2[j]);                      // (1)
+        hs[s + 1][j] = as[s][j] * hs[s][j] + dx * Bq[j];    // (2)
+      }
+    }
+
+#pragma unroll
+    for (int s = TC - 1; s >= 0; --s) {
+      if (s >= tc) continue;  // uniform over the block
+      const acc dt = acc(td[s * CH + c]), x = acc(tu[s * CH + c]), go = acc(tg[s * CH + c]);
+      const acc dx = dt * x;
+      acc zv = 0, sgm = 0, dy = go;
+      if (z.p) {
+        zv = acc(tz[s * CH + c]);
+        sgm = sigmoid_t(zv);
+        dy = go * zv * sgm;
+      }
+      acc Bq[kStatesPerLane], Cq[kStatesPerLane];
+      load_states(wB + s * NP + g * kStatesPerLane, Bq);
+      load_states(wC + s * NP + g * kStatesPerLane, Cq);
+      acc gu = 0, gd = 0, yp = 0, v[kSums];
+#pragma unroll
+      for (int j = 0; j < kStatesPerLane; ++j) {
+        const acc ht = hs[s + 1][j];
+        const acc gj = G[j] + Cq[j] * dy;         // (5)
+        const acc w = gj * as[s][j] * hs[s][j];   // G_t·a_t·h_{t-1}
+        v[j] = gj * dx;                           // (7), this channel's term
+        v[kStatesPerLane + j] = dy * ht;          // (6), this channel's term
+        yp += Cq[j] * ht;                         // (3), for (12)
+        gu += gj * Bq[j];                         // (8) / Δ
+        gd += w * An[j] + gj * Bq[j] * x;         // (9)
+        dAs[j] += w * dt;                         // (10)
+        G[j] = gj * as[s][j];
+      }
+      gu = lanes_sum<LPC>(gu);
+      gd = lanes_sum<LPC>(gd);
+      yp = lanes_sum<LPC>(yp);
+      if (g == 0) {
+        odu[s * CH + c] = gu * dt + Dd * dy;  // (8)
+        odd[s * CH + c] = gd;
+        if (z.p) odz[s * CH + c] = go * (yp + Dd * x) * sgm * (acc(1) + zv * (acc(1) - sgm));  // (12)
+        dDs += dy * x;  // (11)
+      }
+      R::run(v, lane);
+      if (R::writer(lane)) {
+        const int f = R::first(lane);
+#pragma unroll
+        for (int i = 0; i < R::kKept; ++i) {
+          const int m = f + i;  // value m: dB (m < 4) or dC of state g·kStatesPerLane + m % 4
+          sums[((s * kBwdWarps + warp) * 2 + m / kStatesPerLane) * NP + g * kStatesPerLane + m % kStatesPerLane] = v[i];
+        }
+      }
+    }
+    __syncthreads();
+
+    // Epilogue: du, dΔ, dz row by row; dB, dC: the warps' sums added in warp order.
+    for (int i = threadIdx.x; i < tc * CH; i += kBwdThreads) {
+      if (ec >= ncols) continue;
+      const int64_t r = b * L + t0 + i / CH;
+      du.p[r * du.ld + c0 + ec] = T(odu[i]);
+      ddelta.p[r * ddelta.ld + c0 + ec] = T(odd[i]);
+      if (dz.p) dz.p[r * dz.ld + c0 + ec] = T(odz[i]);
+    }
+    for (int i = threadIdx.x; i < tc * 2 * N; i += kBwdThreads) {
+      const int s = i / (2 * N), which = i % (2 * N) / N, n = i % N;
+      acc sum = 0;
+#pragma unroll
+      for (int w = 0; w < kBwdWarps; ++w) sum += sums[((s * kBwdWarps + w) * 2 + which) * NP + n];
+      (which == 0 ? dB_part : dC_part)[((blk * B + b) * L + t0 + s) * N + n] = sum;
+    }
+    __syncthreads();  // the next issue() overwrites this stage; the next chunk writes the tiles
   }
 
   if (valid) {
 #pragma unroll
-    for (int n = 0; n < NMAX; ++n) {
+    for (int j = 0; j < kStatesPerLane; ++j) {
+      const int n = g * kStatesPerLane + j;
       if (n < N) {
-        if (dh0) dh0[(b * Di + d) * N + n] = G[n];  // (13)
-        dA_part[(b * Di + d) * N + n] = dAacc[n];
+        if (dh0) dh0[(b * Di + d) * N + n] = T(G[j]);  // (13)
+        dA_part[(b * Di + d) * N + n] = dAs[j];
       }
     }
-    dD_part[b * Di + d] = dDacc;
+    if (g == 0) dD_part[b * Di + d] = dDs;
   }
 }
 
-// Backward, second stage: out[r·ld + w] = Σ_{g < count} part[g·stride + r·width + w] for
-// r < rows, w < width, summed in increasing g (the fixed order that makes it deterministic).
+// Launches kernel<<<grid, block, bytes, stream>>>(args...), opting in to more dynamic shared
+// memory than the default 48 KiB where it needs it.
+template <class K, class... Args>
+void launch(K kernel, dim3 grid, int block, size_t bytes, cudaStream_t stream, Args... args) {
+  if (bytes > 48 * 1024)
+    SIMBA_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)));
+  kernel<<<grid, block, bytes, stream>>>(args...);
+  SIMBA_CUDA_CHECK(cudaGetLastError());
+}
+
+// The forward's grid: kFwdCh channels of one batch row a block.
+dim3 forward_grid(int64_t B, int64_t Di) {
+  return dim3(static_cast<unsigned>((Di + kFwdCh - 1) / kFwdCh), static_cast<unsigned>(B));
+}
+
+// The backward's second stage: out[r·ld + w] = Σ_{g < count} part[g·stride + r·width + w] for
+// r < rows, w < width, summed in P = acc_t<T> in increasing g (the fixed order that makes it
+// deterministic), rounded once to T.
 // Launch: 1-D grid-stride loop over the rows·width outputs, any grid.
 template <class T>
-__global__ void sum_partials_kernel(T* out, int64_t ld, const T* part, int64_t count,
+__global__ void sum_partials_kernel(T* out, int64_t ld, const acc_t<T>* part, int64_t count,
                                     int64_t stride, int64_t rows, int64_t width) {
   const int64_t total = rows * width;
   for (int64_t e = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; e < total;
        e += int64_t(gridDim.x) * blockDim.x) {
-    T s = 0;
+    acc_t<T> s = 0;
     for (int64_t g = 0; g < count; ++g) s += part[g * stride + e];
-    out[(e / width) * ld + e % width] = s;
+    out[(e / width) * ld + e % width] = T(s);
   }
 }
 
 template <class T>
-void launch_sum_partials(cudaStream_t stream, T* out, int64_t ld, const T* part, int64_t count,
+void launch_sum_partials(cudaStream_t stream, T* out, int64_t ld, const acc_t<T>* part, int64_t count,
                          int64_t stride, int64_t rows, int64_t width) {
   constexpr int threads = 256;
   const int64_t blocks = std::min<int64_t>((rows * width + threads - 1) / threads, 8192);
-  sum_partials_kernel<T><<<int(blocks), threads, 0, stream>>>(out, ld, part, count, stride, rows,
-                                                               width);
-  SIMBA_CUDA_CHECK(cudaGetLastError());
+  launch(sum_partials_kernel<T>, dim3(unsigned(blocks)), threads, 0, stream, out, ld, part, count, stride, rows,
+         width);
 }
 
-// Calls f(std::integral_constant<int, NMAX>) with the smallest supported NMAX >= N.
+// Calls f(std::integral_constant<int, LPC>) with the lanes per channel: the smallest power of
+// two with LPC·kStatesPerLane >= N.
 template <class F>
-void with_state_bound(int64_t N, F&& f) {
-  if (N <= 8)
+void with_lanes_per_channel(int64_t N, F&& f) {
+  if (N <= kStatesPerLane)
+    f(std::integral_constant<int, 1>{});
+  else if (N <= 2 * kStatesPerLane)
+    f(std::integral_constant<int, 2>{});
+  else if (N <= 4 * kStatesPerLane)
+    f(std::integral_constant<int, 4>{});
+  else if (N <= 8 * kStatesPerLane)
     f(std::integral_constant<int, 8>{});
-  else if (N <= 16)
-    f(std::integral_constant<int, 16>{});
-  else if (N <= 32)
-    f(std::integral_constant<int, 32>{});
   else
-    f(std::integral_constant<int, 64>{});
+    f(std::integral_constant<int, 16>{});
 }
 
 // Checks shared by forward and backward: sizes the kernels support and device pointers.
@@ -370,12 +678,11 @@ void selective_scan_forward_cuda(SeqView<T> out, T* h_last, SeqView<const T> u,
   cuda_check_device_pointer(h_last, op, "h_last");
 
   cudaStream_t stream = cuda_stream(cuda_current_device());
-  const dim3 grid(static_cast<unsigned>((Di + kThreads - 1) / kThreads), static_cast<unsigned>(B));
-  with_state_bound(N, [&](auto bound) {
-    scan_forward_kernel<T, decltype(bound)::value><<<grid, kThreads, 0, stream>>>(
-        out, h_last, u, delta, A, Bm, Cm, Dskip, z, h0, L, Di, int(N));
+  with_lanes_per_channel(N, [&](auto lanes) {
+    constexpr int LPC = decltype(lanes)::value;
+    launch(scan_forward_kernel<T, LPC, false>, forward_grid(B, Di), kFwdCh * LPC, ForwardSmem<T, LPC>::bytes,
+           stream, out, h_last, static_cast<acc_t<T>*>(nullptr), u, delta, A, Bm, Cm, Dskip, z, h0, L, Di, int(N));
   });
-  SIMBA_CUDA_CHECK(cudaGetLastError());
 }
 
 template <class T>
@@ -402,25 +709,25 @@ void selective_scan_backward_cuda(SeqView<T> du, SeqView<T> ddelta, T* dA, SeqVi
 
   const int device = cuda_current_device();
   cudaStream_t stream = cuda_stream(device);
-  const int64_t nblk = (Di + kThreads - 1) / kThreads;
-  const dim3 grid(static_cast<unsigned>(nblk), static_cast<unsigned>(B));
-  with_state_bound(N, [&](auto bound) {
-    constexpr int NMAX = decltype(bound)::value;
-    const int64_t nchunks = (L + chunk_len<NMAX>() - 1) / chunk_len<NMAX>();
+  with_lanes_per_channel(N, [&](auto lanes) {
+    constexpr int LPC = decltype(lanes)::value;
+    constexpr int CH = BackwardSmem<T, LPC>::kCH;
+    const int64_t nblk = (Di + CH - 1) / CH, nsave = (L + kBwdChunk - 1) / kBwdChunk;
     // Scratch, freed (stream-ordered) when `scratch` goes out of scope after the launches.
-    const int64_t n_dBC = nblk * B * L * N, n_dA = B * Di * N, n_dD = B * Di;
-    const int64_t n_hsave = B * nchunks * N * Di;
-    Storage scratch(sizeof(T) * size_t(2 * n_dBC + n_dA + n_dD + n_hsave),
-                    Device{DeviceType::CUDA, device});
-    T* dB_part = static_cast<T*>(scratch.data());
-    T* dC_part = dB_part + n_dBC;
-    T* dA_part = dC_part + n_dBC;
-    T* dD_part = dA_part + n_dA;
-    T* hsave = dD_part + n_dD;
-    scan_backward_kernel<T, NMAX><<<grid, kThreads, 0, stream>>>(
-        du, ddelta, dz, dh0, dB_part, dC_part, dA_part, dD_part, hsave, dout, dh_last, u, delta,
-        A, Bm, Cm, Dskip, z, h0, B, L, Di, int(N));
-    SIMBA_CUDA_CHECK(cudaGetLastError());
+    using acc = acc_t<T>;
+    const int64_t n_dBC = nblk * B * L * N, n_dA = B * Di * N, n_dD = B * Di, n_hsave = B * nsave * Di * N;
+    Storage scratch(sizeof(acc) * size_t(2 * n_dBC + n_dA + n_dD + n_hsave), Device{DeviceType::CUDA, device});
+    acc* dB_part = static_cast<acc*>(scratch.data());
+    acc* dC_part = dB_part + n_dBC;
+    acc* dA_part = dC_part + n_dBC;
+    acc* dD_part = dA_part + n_dA;
+    acc* hsave = dD_part + n_dD;
+    launch(scan_forward_kernel<T, LPC, true>, forward_grid(B, Di), kFwdCh * LPC, ForwardSmem<T, LPC>::bytes,
+           stream, SeqView<T>{nullptr, 0}, static_cast<T*>(nullptr), hsave, u, delta, A, Bm, Cm,
+           static_cast<const T*>(nullptr), SeqView<const T>{nullptr, 0}, h0, L, Di, int(N));
+    launch(scan_backward_kernel<T, LPC>, dim3(static_cast<unsigned>(nblk), static_cast<unsigned>(B)), kBwdThreads,
+           BackwardSmem<T, LPC>::bytes, stream, du, ddelta, dz, dh0, dB_part, dC_part, dA_part, dD_part,
+           static_cast<const acc*>(hsave), dout, dh_last, u, delta, A, Bm, Cm, Dskip, z, B, L, Di, int(N));
     launch_sum_partials(stream, dB.p, dB.ld, dB_part, nblk, B * L * N, B * L, N);
     launch_sum_partials(stream, dC.p, dC.ld, dC_part, nblk, B * L * N, B * L, N);
     launch_sum_partials(stream, dA, N, dA_part, B, Di * N, Di, N);
@@ -438,6 +745,7 @@ void selective_scan_backward_cuda(SeqView<T> du, SeqView<T> ddelta, T* dA, SeqVi
                                                 SeqView<const T>, const T*, int64_t, int64_t, int64_t, int64_t);
 SIMBA_INSTANTIATE_SCAN_CUDA(float)
 SIMBA_INSTANTIATE_SCAN_CUDA(double)
+SIMBA_INSTANTIATE_SCAN_CUDA(bfloat16)
 #undef SIMBA_INSTANTIATE_SCAN_CUDA
 
 }  // namespace simba

@@ -53,7 +53,7 @@ Variable selective_scan(const Variable& u, const Variable& delta, const Variable
   Tensor tz = z.defined() ? as_scan_rows(z.data()) : Tensor();
   const Device dev = op_device("selective_scan", {tu, tdelta, tA, tB, tC, tD, tz});
   Tensor out = Tensor::empty({B, L, Di}, u.dtype(), dev);
-  SIMBA_DISPATCH_KERNEL(dev, u.dtype(), "selective_scan", selective_scan_forward, mview<scalar_t>(out), nullptr,
+  SIMBA_DISPATCH_COMPUTE_KERNEL(dev, u.dtype(), "selective_scan", selective_scan_forward, mview<scalar_t>(out), nullptr,
                         cview<scalar_t>(tu), cview<scalar_t>(tdelta), tA.device_data<scalar_t>(), cview<scalar_t>(tB),
                         cview<scalar_t>(tC), tD.defined() ? tD.device_data<scalar_t>() : nullptr, cview<scalar_t>(tz),
                         nullptr, B, L, Di, N);
@@ -67,7 +67,7 @@ Variable selective_scan(const Variable& u, const Variable& delta, const Variable
                        Tensor dB = Tensor::empty({B, L, N}, dt, dev), dC = Tensor::empty({B, L, N}, dt, dev);
                        Tensor dD = tD.defined() ? Tensor::empty({Di}, dt, dev) : Tensor();
                        Tensor dz = tz.defined() ? Tensor::empty({B, L, Di}, dt, dev) : Tensor();
-                       SIMBA_DISPATCH_KERNEL(
+                       SIMBA_DISPATCH_COMPUTE_KERNEL(
                            dev, dt, "selective_scan backward", selective_scan_backward, mview<scalar_t>(du),
                            mview<scalar_t>(ddelta), dA.device_data<scalar_t>(), mview<scalar_t>(dB),
                            mview<scalar_t>(dC), dD.defined() ? dD.device_data<scalar_t>() : nullptr,

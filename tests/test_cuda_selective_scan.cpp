@@ -5,10 +5,15 @@
 // 1. Forward and backward equal the reference over the CPU tests' shapes plus long sequences
 //    (L up to 8192), every state bound (N = 1 .. 64), Di not a multiple of the 128-channel
 //    block, B = 1, strided rows (column views of wider buffers) and every optional operand.
-//    The reference runs in float64 on the same float32 inputs, so the error measured is the
-//    CUDA kernels' own; tolerance: normwise relative error ||got − ref||₂ / ||ref||₂ <= 1e-5
-//    per output tensor (float32 recurrences are contractive, a < 1, so rounding does not grow
-//    with L; the sums over L·B terms of dA, dD add about eps·sqrt(L) relative).
+//    The reference runs in float64 on the same inputs, so the error measured is the CUDA
+//    kernels' own; tolerance: normwise relative error ||got − ref||₂ / ||ref||₂ <= 1e-5 per
+//    output tensor in float32 (float32 recurrences are contractive, a < 1, so rounding does not
+//    grow with L; the sums over L·B terms of dA, dD add about eps·sqrt(L) relative), <= 1e-2 in
+//    bfloat16 (the kernels compute in float32; each output is rounded once to 8 significant
+//    bits, relative error <= 2^-9). The inputs are exact in bfloat16, so both storage types
+//    run on the very values the reference sees. Row views are 16-byte aligned in some
+//    configurations (the forward's asynchronous tile copies) and not in others (its
+//    element-wise copies).
 //    Every device output buffer is poisoned with NaN before each call: an element the kernel
 //    fails to write stays NaN and fails; the cells outside the views must still be NaN after.
 //    Input padding cells are NaN too, so reading outside a view poisons a result.
@@ -33,6 +38,7 @@
 #include "ssm/selective_scan.h"
 #include "tensor/cuda_device.h"
 #include "tensor/error.h"
+#include "tensor/half_types.h"
 #include "tensor/storage.h"
 #include "tests/cuda_test_util.h"
 
@@ -42,6 +48,9 @@ namespace {
 
 using cuda_test::kNaN;
 using DevBuf = cuda_test::DevArray<float>;
+
+// A random value rounded to bfloat16, so that float32 and bfloat16 buffers hold it exactly.
+float bf16_exact(double v) { return float(bfloat16(v)); }
 
 struct Config {
   int64_t B, L, Di, N;
@@ -58,14 +67,15 @@ std::string describe(const Config& c) {
 
 // Host inputs laid out like the Mamba block: u and z are the two halves of one in_proj-like
 // buffer of width 2·Di, B and C sit after R dt columns of an x_proj-like buffer of width
-// R + 2N; every row has cfg.pad extra NaN cells. Fresh random values, never zeros.
+// R + 2N; every row has cfg.pad extra NaN cells. R = 4 without padding (B and C rows then
+// start 16-byte aligned), else 3. Fresh random values, never zeros, exact in bfloat16.
 struct Inputs {
-  static constexpr int64_t R = 3;
   Config c;
+  int64_t R;
   int64_t ld_xz, ld_bc, ld_d;
   std::vector<float> xz, bc, delta, dout, A, D, h0, dh_last;
 
-  Inputs(const Config& cfg, uint64_t seed) : c(cfg) {
+  Inputs(const Config& cfg, uint64_t seed) : c(cfg), R(cfg.pad == 0 ? 4 : 3) {
     const int64_t rows = c.B * c.L;
     ld_xz = 2 * c.Di + c.pad;
     ld_bc = R + 2 * c.N + c.pad;
@@ -76,7 +86,7 @@ struct Inputs {
     dout.assign(rows * ld_d, kNaN);
     std::mt19937_64 gen(seed);
     auto uni = [&](double lo, double hi) {
-      return float(std::uniform_real_distribution<double>(lo, hi)(gen));
+      return bf16_exact(std::uniform_real_distribution<double>(lo, hi)(gen));
     };
     for (int64_t r = 0; r < rows; ++r) {
       for (int64_t d = 0; d < c.Di; ++d) {
@@ -98,24 +108,46 @@ struct Inputs {
   }
 };
 
-std::vector<double> widen(const std::vector<float>& v) { return {v.begin(), v.end()}; }
+template <class T>
+std::vector<double> widen(const std::vector<T>& v) {
+  std::vector<double> w;
+  for (const T& e : v) w.push_back(double(e));
+  return w;
+}
 
-// The inputs on the GPU.
+// The host values in storage type T (exact: they are bfloat16 values), NaN cells included.
+template <class T>
+std::vector<T> stored(const std::vector<float>& v) {
+  std::vector<T> s;
+  for (float e : v) s.push_back(T(e));
+  return s;
+}
+
+// A poisoned device buffer of n elements of T.
+template <class T>
+cuda_test::DevArray<T> poisoned(int64_t n) {
+  return cuda_test::DevArray<T>(std::vector<T>(n, T(kNaN)));
+}
+
+// The inputs on the GPU in storage type T.
+template <class T>
 struct DevInputs {
+  using Buf = cuda_test::DevArray<T>;
   const Inputs& in;
-  DevBuf xz, bc, delta, dout, A, D, h0, dh_last;
+  Buf xz, bc, delta, dout, A, D, h0, dh_last;
   explicit DevInputs(const Inputs& i)
-      : in(i), xz(i.xz), bc(i.bc), delta(i.delta), dout(i.dout), A(i.A) {
-    if (i.c.D) D = DevBuf(i.D);
-    if (i.c.h0) h0 = DevBuf(i.h0);
-    if (i.c.dh_last) dh_last = DevBuf(i.dh_last);
+      : in(i), xz(stored<T>(i.xz)), bc(stored<T>(i.bc)), delta(stored<T>(i.delta)),
+        dout(stored<T>(i.dout)), A(stored<T>(i.A)) {
+    if (i.c.D) D = Buf(stored<T>(i.D));
+    if (i.c.h0) h0 = Buf(stored<T>(i.h0));
+    if (i.c.dh_last) dh_last = Buf(stored<T>(i.dh_last));
   }
-  SeqView<const float> u() const { return {xz.p(), in.ld_xz}; }
-  SeqView<const float> z() const { return {in.c.z ? xz.p() + in.c.Di : nullptr, in.ld_xz}; }
-  SeqView<const float> Bm() const { return {bc.p() + Inputs::R, in.ld_bc}; }
-  SeqView<const float> Cm() const { return {bc.p() + Inputs::R + in.c.N, in.ld_bc}; }
-  SeqView<const float> dl() const { return {delta.p(), in.ld_d}; }
-  SeqView<const float> go() const { return {dout.p(), in.ld_d}; }
+  SeqView<const T> u() const { return {xz.p(), in.ld_xz}; }
+  SeqView<const T> z() const { return {in.c.z ? xz.p() + in.c.Di : nullptr, in.ld_xz}; }
+  SeqView<const T> Bm() const { return {bc.p() + in.R, in.ld_bc}; }
+  SeqView<const T> Cm() const { return {bc.p() + in.R + in.c.N, in.ld_bc}; }
+  SeqView<const T> dl() const { return {delta.p(), in.ld_d}; }
+  SeqView<const T> go() const { return {dout.p(), in.ld_d}; }
 };
 
 // Named results, each the valid elements in canonical order (b, t, w) / (d, n) / (b, d, n).
@@ -123,18 +155,19 @@ using Results = std::map<std::string, std::vector<double>>;
 
 // The valid (rows, w) block at column c0 of a buffer with row stride ld; checks that every cell
 // outside the column ranges `written` (all the views the kernel may write) is still NaN.
-std::vector<double> take(const std::vector<float>& buf, int64_t rows, int64_t ld, int64_t c0,
+template <class T>
+std::vector<double> take(const std::vector<T>& buf, int64_t rows, int64_t ld, int64_t c0,
                          int64_t w, const std::vector<std::pair<int64_t, int64_t>>& written) {
   std::vector<bool> valid(buf.size(), false);
   for (int64_t r = 0; r < rows; ++r)
     for (auto [a, n] : written)
       for (int64_t c = a; c < a + n; ++c) valid[r * ld + c] = true;
   int64_t stray = 0;
-  for (size_t i = 0; i < buf.size(); ++i) stray += !valid[i] && !std::isnan(buf[i]);
+  for (size_t i = 0; i < buf.size(); ++i) stray += !valid[i] && !std::isnan(double(buf[i]));
   CHECK_MESSAGE(stray == 0, "kernel wrote " << stray << " cells outside its views");
   std::vector<double> v;
   for (int64_t r = 0; r < rows; ++r)
-    for (int64_t c = c0; c < c0 + w; ++c) v.push_back(buf[r * ld + c]);
+    for (int64_t c = c0; c < c0 + w; ++c) v.push_back(double(buf[r * ld + c]));
   return v;
 }
 
@@ -144,8 +177,8 @@ Results reference_forward(const Inputs& in) {
   const std::vector<double> A = widen(in.A), D = widen(in.D), h0 = widen(in.h0);
   std::vector<double> out(c.B * c.L * c.Di), h_last(c.B * c.Di * c.N);
   selective_scan_forward_ref<double>({out.data(), c.Di}, h_last.data(), {xz.data(), in.ld_xz},
-                                     {dl.data(), in.ld_d}, A.data(), {bc.data() + Inputs::R, in.ld_bc},
-                                     {bc.data() + Inputs::R + c.N, in.ld_bc}, c.D ? D.data() : nullptr,
+                                     {dl.data(), in.ld_d}, A.data(), {bc.data() + in.R, in.ld_bc},
+                                     {bc.data() + in.R + c.N, in.ld_bc}, c.D ? D.data() : nullptr,
                                      {c.z ? xz.data() + c.Di : nullptr, in.ld_xz},
                                      c.h0 ? h0.data() : nullptr, c.B, c.L, c.Di, c.N);
   return {{"out", out}, {"h_last", h_last}};
@@ -163,8 +196,8 @@ Results reference_backward(const Inputs& in) {
       {du.data(), Di}, {ddelta.data(), Di}, dA.data(), {dB.data(), N}, {dC.data(), N},
       c.D ? dD.data() : nullptr, {c.z ? dz.data() : nullptr, Di}, c.h0 ? dh0.data() : nullptr,
       {go.data(), in.ld_d}, c.dh_last ? dh.data() : nullptr, {xz.data(), in.ld_xz},
-      {dl.data(), in.ld_d}, A.data(), {bc.data() + Inputs::R, in.ld_bc},
-      {bc.data() + Inputs::R + N, in.ld_bc}, c.D ? D.data() : nullptr,
+      {dl.data(), in.ld_d}, A.data(), {bc.data() + in.R, in.ld_bc},
+      {bc.data() + in.R + N, in.ld_bc}, c.D ? D.data() : nullptr,
       {c.z ? xz.data() + Di : nullptr, in.ld_xz}, c.h0 ? h0.data() : nullptr, c.B, c.L, Di, N);
   Results r{{"u", du}, {"delta", ddelta}, {"A", dA}, {"B", dB}, {"C", dC}};
   if (c.z) r["z"] = dz;
@@ -173,29 +206,29 @@ Results reference_backward(const Inputs& in) {
   return r;
 }
 
-Results cuda_forward(const DevInputs& dev) {
+template <class T>
+Results cuda_forward(const DevInputs<T>& dev) {
   const Inputs& in = dev.in;
   const Config& c = in.c;
-  DevBuf out(std::vector<float>(c.B * c.L * in.ld_d, kNaN));
-  DevBuf h_last(std::vector<float>(c.B * c.Di * c.N, kNaN));
-  selective_scan_forward_cuda<float>({out.p(), in.ld_d}, h_last.p(), dev.u(), dev.dl(), dev.A.p(),
-                                     dev.Bm(), dev.Cm(), dev.D.p(), dev.z(), dev.h0.p(), c.B, c.L,
-                                     c.Di, c.N);
+  auto out = poisoned<T>(c.B * c.L * in.ld_d), h_last = poisoned<T>(c.B * c.Di * c.N);
+  selective_scan_forward_cuda<T>({out.p(), in.ld_d}, h_last.p(), dev.u(), dev.dl(), dev.A.p(), dev.Bm(),
+                                 dev.Cm(), dev.D.p(), dev.z(), dev.h0.p(), c.B, c.L, c.Di, c.N);
   return {{"out", take(out.read(), c.B * c.L, in.ld_d, 0, c.Di, {{0, c.Di}})},
           {"h_last", widen(h_last.read())}};
 }
 
 // optional = false passes nullptr for dD, dz and dh0 even where the forward had D, z and h0,
 // and checks those buffers stay untouched (all NaN).
-Results cuda_backward(const DevInputs& dev, bool optional = true) {
+template <class T>
+Results cuda_backward(const DevInputs<T>& dev, bool optional = true) {
   const Inputs& in = dev.in;
   const Config& c = in.c;
-  const int64_t rows = c.B * c.L, R = Inputs::R;
+  const int64_t rows = c.B * c.L, R = in.R;
   const bool want_D = c.D && optional, want_z = c.z && optional, want_h0 = c.h0 && optional;
-  DevBuf dxz(std::vector<float>(rows * in.ld_xz, kNaN)), dbc(std::vector<float>(rows * in.ld_bc, kNaN));
-  DevBuf ddelta(std::vector<float>(rows * in.ld_d, kNaN)), dA(std::vector<float>(c.Di * c.N, kNaN));
-  DevBuf dD(std::vector<float>(c.Di, kNaN)), dh0(std::vector<float>(c.B * c.Di * c.N, kNaN));
-  selective_scan_backward_cuda<float>(
+  auto dxz = poisoned<T>(rows * in.ld_xz), dbc = poisoned<T>(rows * in.ld_bc);
+  auto ddelta = poisoned<T>(rows * in.ld_d), dA = poisoned<T>(c.Di * c.N);
+  auto dD = poisoned<T>(c.Di), dh0 = poisoned<T>(c.B * c.Di * c.N);
+  selective_scan_backward_cuda<T>(
       {dxz.p(), in.ld_xz}, {ddelta.p(), in.ld_d}, dA.p(), {dbc.p() + R, in.ld_bc},
       {dbc.p() + R + c.N, in.ld_bc}, want_D ? dD.p() : nullptr,
       {want_z ? dxz.p() + c.Di : nullptr, in.ld_xz}, want_h0 ? dh0.p() : nullptr, dev.go(),
@@ -204,7 +237,7 @@ Results cuda_backward(const DevInputs& dev, bool optional = true) {
   std::vector<std::pair<int64_t, int64_t>> xz_cols = {{0, c.Di}};
   if (want_z) xz_cols.push_back({c.Di, c.Di});
   const std::vector<std::pair<int64_t, int64_t>> bc_cols = {{R, c.N}, {R + c.N, c.N}};
-  const std::vector<float> hxz = dxz.read(), hbc = dbc.read();
+  const std::vector<T> hxz = dxz.read(), hbc = dbc.read();
   Results r;
   r["u"] = take(hxz, rows, in.ld_xz, 0, c.Di, xz_cols);
   if (want_z) r["z"] = take(hxz, rows, in.ld_xz, c.Di, c.Di, xz_cols);
@@ -212,9 +245,9 @@ Results cuda_backward(const DevInputs& dev, bool optional = true) {
   r["B"] = take(hbc, rows, in.ld_bc, R, c.N, bc_cols);
   r["C"] = take(hbc, rows, in.ld_bc, R + c.N, c.N, bc_cols);
   r["A"] = widen(dA.read());
-  const auto all_nan = [](const std::vector<float>& v) {
-    for (float e : v)
-      if (!std::isnan(e)) return false;
+  const auto all_nan = [](const std::vector<T>& v) {
+    for (const T& e : v)
+      if (!std::isnan(double(e))) return false;
     return true;
   };
   if (want_D) r["D"] = widen(dD.read());
@@ -237,15 +270,16 @@ double normwise_error(const std::vector<double>& got, const std::vector<double>&
   return std::isnan(e) ? INFINITY : e;
 }
 
-constexpr double kTol = 1e-5;
+constexpr double kTol = 1e-5, kBf16Tol = 1e-2;
 
-void check_close(const Results& got, const Results& ref, const std::string& what, double& worst) {
+void check_close(const Results& got, const Results& ref, const std::string& what, double& worst,
+                 double tol = kTol) {
   REQUIRE(got.size() == ref.size());
   for (const auto& [name, r] : ref) {
     REQUIRE(got.count(name) == 1);
     const double e = normwise_error(got.at(name), r);
     worst = std::max(worst, e);
-    CHECK_MESSAGE(e <= kTol, what << " " << name << ": normwise error " << e << " > " << kTol);
+    CHECK_MESSAGE(e <= tol, what << " " << name << ": normwise error " << e << " > " << tol);
   }
 }
 
@@ -268,24 +302,30 @@ const std::vector<Config> kConfigs = {
 
 }  // namespace
 
-TEST_CASE("CUDA selective scan matches the float64 reference, forward and backward") {
-  double worst_fwd = 0, worst_bwd = 0;
+TEST_CASE("CUDA selective scan matches the float64 reference, forward and backward, float32 and bfloat16") {
+  double worst_fwd = 0, worst_bwd = 0, worst_fwd16 = 0, worst_bwd16 = 0;
   uint64_t seed = 1000;
   for (const Config& cfg : kConfigs) {
     CAPTURE(describe(cfg));
     const Inputs in(cfg, ++seed);
-    const DevInputs dev(in);
-    check_close(cuda_forward(dev), reference_forward(in), "forward", worst_fwd);
-    check_close(cuda_backward(dev), reference_backward(in), "backward", worst_bwd);
+    const Results ref_fwd = reference_forward(in), ref_bwd = reference_backward(in);
+    {
+      const DevInputs<float> dev(in);
+      check_close(cuda_forward(dev), ref_fwd, "float32 forward", worst_fwd);
+      check_close(cuda_backward(dev), ref_bwd, "float32 backward", worst_bwd);
+    }
+    const DevInputs<bfloat16> dev16(in);
+    check_close(cuda_forward(dev16), ref_fwd, "bfloat16 forward", worst_fwd16, kBf16Tol);
+    check_close(cuda_backward(dev16), ref_bwd, "bfloat16 backward", worst_bwd16, kBf16Tol);
   }
-  MESSAGE("CUDA vs float64 reference: max normwise error forward " << worst_fwd << ", backward "
-                                                                   << worst_bwd << " (tolerance "
-                                                                   << kTol << ")");
+  MESSAGE("CUDA vs float64 reference: max normwise error float32 forward " << worst_fwd << ", backward "
+          << worst_bwd << " (tolerance " << kTol << "); bfloat16 forward " << worst_fwd16 << ", backward "
+          << worst_bwd16 << " (tolerance " << kBf16Tol << ")");
 }
 
 TEST_CASE("CUDA selective scan backward skips unwanted dD, dz, dh0 and is bit-identical on repeat") {
   const Inputs in({2, 170, 140, 16, true, true, true, true, 1}, 9);
-  const DevInputs dev(in);
+  const DevInputs<float> dev(in);
   const Results all = cuda_backward(dev), again = cuda_backward(dev);
   CHECK(all == again);
   const Results some = cuda_backward(dev, false);
@@ -296,7 +336,7 @@ TEST_CASE("CUDA selective scan backward skips unwanted dD, dz, dh0 and is bit-id
 TEST_CASE("CUDA selective scan h_last hand-off and in-place step mode reproduce the full scan") {
   const int64_t B = 2, L = 150, Di = 140, N = 16, L1 = 75;
   const Inputs in({B, L, Di, N, true, true, true, true, 1}, 21);
-  const DevInputs dev(in);
+  const DevInputs<float> dev(in);
   const Results full = cuda_forward(dev);
   const Results full_bwd = cuda_backward(dev);
 
@@ -382,7 +422,7 @@ TEST_CASE("CUDA selective scan h_last hand-off and in-place step mode reproduce 
 
 TEST_CASE("CUDA selective scan queues work without device-to-host copies or synchronisations") {
   const Inputs in({2, 300, 200, 16, true, true, true, true, 0}, 5);
-  const DevInputs dev(in);
+  const DevInputs<float> dev(in);
   const Config& c = in.c;
   DevBuf out(std::vector<float>(c.B * c.L * in.ld_d, kNaN));
   DevBuf dxz(std::vector<float>(c.B * c.L * in.ld_xz, kNaN)), dd(std::vector<float>(c.B * c.L * c.Di, kNaN));
@@ -413,7 +453,7 @@ TEST_CASE("CUDA selective scan queues work without device-to-host copies or sync
 
 TEST_CASE("CUDA selective scan rejects unsupported sizes and host pointers") {
   const Inputs in({1, 4, 8, 65, true, true, false, false, 0}, 3);
-  const DevInputs dev(in);
+  const DevInputs<float> dev(in);
   DevBuf out(std::vector<float>(4 * 8, kNaN));
   auto message_of = [](auto&& f) -> std::string {
     try {

@@ -26,6 +26,7 @@
 #endif
 
 #include "ssm/selective_scan.h"
+#include "tensor/half_types.h"
 #include "tensor/error.h"
 
 using namespace simba;
@@ -72,7 +73,7 @@ struct Inputs {
     ld_xz = 2 * c.Di + c.pad;
     ld_bc = R + 2 * c.N + c.pad;
     ld_d = c.Di + c.pad;
-    const T nan = std::numeric_limits<T>::quiet_NaN();
+    const T nan = T(std::numeric_limits<double>::quiet_NaN());
     xz.assign(rows * ld_xz, nan);
     bc.assign(rows * ld_bc, nan);
     delta.assign(rows * ld_d, nan);
@@ -159,7 +160,29 @@ std::vector<double> take_rows(const std::vector<T>& buf, int64_t rows, int64_t l
 
 template <class T>
 std::vector<double> to_double(const std::vector<T>& v) {
-  return std::vector<double>(v.begin(), v.end());
+  std::vector<double> w;
+  for (const T& e : v) w.push_back(double(e));
+  return w;
+}
+
+// The same inputs (every cell, NaN padding included) in storage type T: exact where T holds
+// every value of S (bfloat16 -> float64).
+template <class T, class S>
+Inputs<T> cast_inputs(const Inputs<S>& in) {
+  Inputs<T> out(in.cfg, 0);
+  auto cast = [](std::vector<T>& dst, const std::vector<S>& src) {
+    dst.clear();
+    for (const S& e : src) dst.push_back(T(double(e)));
+  };
+  cast(out.xz, in.xz);
+  cast(out.bc, in.bc);
+  cast(out.delta, in.delta);
+  cast(out.dout, in.dout);
+  cast(out.A, in.A);
+  cast(out.D, in.D);
+  cast(out.h0, in.h0);
+  cast(out.dh_last, in.dh_last);
+  return out;
 }
 
 template <class T>
@@ -363,6 +386,25 @@ TEST_CASE("selective_scan fast path matches the reference in float32") {
   // |fast − ref| <= 1e-5·(max|ref| + |ref|) per tensor: both run in float32 with different
   // summation orders and exp implementations, so they differ by accumulated rounding.
   check_fast_matches_reference<float>(1e-5);
+}
+
+TEST_CASE("selective_scan in bfloat16: reference and fast path against float64 on the same values") {
+  // Both bfloat16 variants compute in float32 and round every output once (8 significant
+  // bits: relative error <= 2^-9 per element), so each is held to 1e-2 of the float64 scan of
+  // the very same (bfloat16) inputs.
+  double worst = 0;
+  uint64_t seed = 300;
+  for (const Config& cfg : kFastConfigs) {
+    CAPTURE(describe(cfg));
+    const Inputs<bfloat16> in(cfg, ++seed);
+    const Inputs<double> exact = cast_inputs<double>(in);
+    const Results fwd = run_forward(exact, false), bwd = run_backward(exact, false);
+    for (const bool fast : {false, true}) {
+      check_close(run_forward(in, fast), fwd, 1e-2, fast ? "bf16 fast forward" : "bf16 ref forward", worst);
+      check_close(run_backward(in, fast), bwd, 1e-2, fast ? "bf16 fast backward" : "bf16 ref backward", worst);
+    }
+  }
+  MESSAGE("bfloat16 vs float64: max scaled error " << worst << " (tolerance 1e-2)");
 }
 
 TEST_CASE("selective_scan fast path is bit-identical on repeat and across thread counts") {
