@@ -309,89 +309,56 @@ __global__ void __launch_bounds__(kFwdCh * LPC)
 //
 // By recomputation, no (B, L, Di, N) tensor stored: the forward kernel with kSaveStates keeps
 // the state entering every kBwdChunk-th step (hsave, (B, ceil(L / kBwdChunk), Di, N) in acc);
-// the backward kernel then takes the chunks last to first, recomputes a chunk's states h_t and
-// decays a_t into registers (kBwdChunk·kStatesPerLane of each per lane) from its saved entry
-// state, and runs (5)-(13) backwards through them.
+// the backward kernel then takes the chunks last to first, recomputes a chunk's states into
+// registers (kBwdChunk + 1 rows of kStatesPerLane per lane) from its saved entry state, and
+// runs (5)-(13) backwards through them.
 //
-// A block is kBwdThreads threads: CH = kBwdThreads / LPC channels x LPC lanes. Sums over the
-// block's channels, dB (7) and dC (6), go in two steps per time step: a reduce-scatter by
-// shuffles over the channels of a warp (each lane ends with one warp sum), then, per chunk, a
-// sum over the warps in warp order, written as one partial per (channel block, b, t, n);
-// sum_partials_kernel adds the channel blocks' partials in block order. dA and dD (sums over
-// batch and time) are summed over t in registers and written as one partial per (b, d, n) /
-// (b, d), likewise added in batch order.
+// The reverse walk carries only the chain of (5) through G; everything it produces that sums
+// over lanes goes to shared memory instead of shuffles, so no step waits on another lane: a
+// lane's partial sums over its states of (8), (9) and y (3) [step][channel][lane], and its
+// channel's terms of (7) and (6) [step][dB or dC][channel][state]. After every kBwdGroup steps
+// the block finishes them: per (step, channel) the lanes' partials in lane order give du, dΔ,
+// dz; per (step, state) the channels' terms in channel order give the block's partial of dB
+// and dC, written as one partial per (channel block, b, t, n), which sum_partials_kernel adds
+// in block order. dA and dD (sums over batch and time) are summed over t in registers and
+// written as one partial per (b, d, n) / (b, d), likewise added in batch order.
 
-constexpr int kBwdThreads = 128;
-constexpr int kBwdWarps = kBwdThreads / 32;
-constexpr int kSums = 2 * kStatesPerLane;  // per lane and step: dB and dC of its states
+constexpr int kBwdThreads = 128;  // threads per backward block, at most
+constexpr int kBwdGroup = 8;      // steps whose sums are finished together; divides kBwdChunk
 
 template <class T, int LPC>
 struct BackwardSmem {
-  static constexpr int kCH = kBwdThreads / LPC, kNP = LPC * kStatesPerLane;
+  // CH channels x LPC lanes a block; CH <= 32 keeps a block's tiles small for small N.
+  static constexpr int kCH = kBwdThreads / LPC < 32 ? kBwdThreads / LPC : 32;
+  static constexpr int kThreads = kCH * LPC, kNP = LPC * kStatesPerLane;
   using acc = acc_t<T>;
   static constexpr size_t kSeqTile = size_t(kBwdChunk) * kCH * sizeof(T);
   static constexpr size_t kStateTile = size_t(kBwdChunk) * kNP * sizeof(T);
-  // Two stages of u, Δ, z, dout, B, C; one of du, dΔ, dz (acc), of the warp sums of dB, dC
-  // [step][warp][dB or dC][n] (acc), and of B, C widened when T is narrower than acc.
+  // Two stages of u, Δ, z, dout, B, C; one group's lane partials (3 of [kBwdGroup][kCH][LPC])
+  // and channel terms ([kBwdGroup][2][kCH][kNP]) in acc; B, C widened when T is narrower.
   static constexpr size_t u = 0, delta = u + 2 * kSeqTile, z = delta + 2 * kSeqTile;
   static constexpr size_t dout = z + 2 * kSeqTile, B = dout + 2 * kSeqTile, C = B + 2 * kStateTile;
-  static constexpr size_t kOutTile = size_t(kBwdChunk) * kCH * sizeof(acc);
-  static constexpr size_t du = C + 2 * kStateTile, ddelta = du + kOutTile, dz = ddelta + kOutTile;
-  static constexpr size_t sums = dz + kOutTile;
+  static constexpr size_t kLaneTile = size_t(kBwdGroup) * kCH * LPC * sizeof(acc);
+  static constexpr size_t lanes = C + 2 * kStateTile, terms = lanes + 3 * kLaneTile;
   static constexpr size_t kWideTile = std::is_same_v<T, acc> ? 0 : size_t(kBwdChunk) * kNP * sizeof(acc);
-  static constexpr size_t Bw = sums + size_t(kBwdChunk) * kBwdWarps * 2 * kNP * sizeof(acc);
+  static constexpr size_t Bw = terms + size_t(kBwdGroup) * 2 * kCH * kNP * sizeof(acc);
   static constexpr size_t Cw = Bw + kWideTile;
   static constexpr size_t bytes = Cw + kWideTile;
-  static_assert(kSeqTile % 16 == 0 && kStateTile % 16 == 0 && kOutTile % 16 == 0, "16-byte alignment");
+  static_assert(kSeqTile % 16 == 0 && kStateTile % 16 == 0 && kLaneTile % 16 == 0, "16-byte alignment");
 };
 
-// Sums v[0 .. kSums) over the channels of a warp (the lanes that differ in the bits above the
-// LPC lane bits), for each of the lane's kSums values. The first levels scatter (each lane keeps
-// half of the values, the partner the other half) so every shuffle carries a distinct sum; the
-// levels past log2(kSums) reduce. On return the lane holds kKept = kSums >> scatter levels sums,
-// v[i] = the warp sum of value (first + i) with first = kept_first<LPC>(lane).
-template <int LPC>
-struct ChannelReduce {
-  static constexpr int kLaneBits = LPC == 1 ? 0 : LPC == 2 ? 1 : LPC == 4 ? 2 : LPC == 8 ? 3 : 4;
-  static constexpr int kLevels = 5 - kLaneBits;  // channel bits of a lane index
-  static constexpr int kScatter = kLevels < 3 ? kLevels : 3;
-  static constexpr int kKept = kSums >> kScatter;
-  static_assert(kSums == 8, "the scatter levels halve eight values");
-
-  template <class A>
-  __device__ static void run(A (&v)[kSums], int lane) {
-#pragma unroll
-    for (int l = 0; l < kLevels; ++l) {
-      const int off = LPC << l;
-      if (l < kScatter) {
-        const int half = kSums >> (l + 1);
-        const bool upper = lane & off;
-#pragma unroll
-        for (int i = 0; i < half; ++i) {
-          const A send = upper ? v[i] : v[i + half], keep = upper ? v[i + half] : v[i];
-          v[i] = keep + __shfl_xor_sync(0xffffffffu, send, off);
-        }
-      } else {
-#pragma unroll
-        for (int i = 0; i < kKept; ++i) v[i] += __shfl_xor_sync(0xffffffffu, v[i], off);
-      }
-    }
-  }
-  // The index of the lane's first kept value: upper lanes kept the upper half at each level.
-  __device__ static int first(int lane) {
-    int f = 0;
-#pragma unroll
-    for (int l = 0; l < kScatter; ++l)
-      if (lane & (LPC << l)) f += kSums >> (l + 1);
-    return f;
-  }
-  // Lanes that differ only in the reduced (not scattered) bits hold the same sums: one writes.
-  __device__ static bool writer(int lane) { return (lane >> (kLaneBits + kScatter)) == 0; }
-};
+// p[j] = v[j], j < kStatesPerLane, p 16-byte aligned: vector stores to shared memory.
+__device__ inline void store_states(float* p, const float (&v)[kStatesPerLane]) {
+  *reinterpret_cast<float4*>(p) = make_float4(v[0], v[1], v[2], v[3]);
+}
+__device__ inline void store_states(double* p, const double (&v)[kStatesPerLane]) {
+  *reinterpret_cast<double2*>(p) = make_double2(v[0], v[1]);
+  *reinterpret_cast<double2*>(p + 2) = make_double2(v[2], v[3]);
+}
 
 // Backward, (5)-(13).
-// Launch: grid (nblk = ceil(Di / CH), B), block kBwdThreads, dynamic shared memory
-// BackwardSmem<T, LPC>::bytes, CH = kBwdThreads / LPC. Thread i owns channel
+// Launch: grid (nblk = ceil(Di / CH), B), block CH·LPC threads, dynamic shared memory
+// BackwardSmem<T, LPC>::bytes, CH = BackwardSmem<T, LPC>::kCH. Thread i owns channel
 // d = blockIdx.x·CH + i / LPC of batch row b = blockIdx.y and its states
 // n = (i % LPC)·kStatesPerLane + j.
 // Reads hsave (B, ceil(L / kBwdChunk), Di, N) from the kSaveStates forward. Writes du, ddelta,
@@ -399,7 +366,7 @@ struct ChannelReduce {
 //   dB_part, dC_part (nblk, B, L, N): block blockIdx.x's channel sums of (7) / (6);
 //   dA_part (B, Di, N): the sums over t of (10);  dD_part (B, Di): the sums over t of (11).
 template <class T, int LPC>
-__global__ void __launch_bounds__(kBwdThreads)
+__global__ void __launch_bounds__(BackwardSmem<T, LPC>::kThreads)
     scan_backward_kernel(SeqView<T> du, SeqView<T> ddelta, SeqView<T> dz, T* dh0,
                          acc_t<T>* dB_part, acc_t<T>* dC_part, acc_t<T>* dA_part,
                          acc_t<T>* dD_part, const acc_t<T>* hsave, SeqView<const T> dout,
@@ -407,9 +374,8 @@ __global__ void __launch_bounds__(kBwdThreads)
                          SeqView<const T> Bm, SeqView<const T> Cm, const T* Dskip,
                          SeqView<const T> z, int64_t B, int64_t L, int64_t Di, int N) {
   using S = BackwardSmem<T, LPC>;
-  using R = ChannelReduce<LPC>;
   using acc = acc_t<T>;
-  constexpr int CH = S::kCH, NP = S::kNP, TC = kBwdChunk;
+  constexpr int CH = S::kCH, NP = S::kNP, TC = kBwdChunk, kThreads = S::kThreads;
   constexpr int kSeq = TC * CH, kState = TC * NP;  // elements per stage
   extern __shared__ __align__(16) unsigned char smem[];
   T* su = reinterpret_cast<T*>(smem + S::u);
@@ -418,19 +384,20 @@ __global__ void __launch_bounds__(kBwdThreads)
   T* sg = reinterpret_cast<T*>(smem + S::dout);
   T* sB = reinterpret_cast<T*>(smem + S::B);
   T* sC = reinterpret_cast<T*>(smem + S::C);
-  acc* odu = reinterpret_cast<acc*>(smem + S::du);
-  acc* odd = reinterpret_cast<acc*>(smem + S::ddelta);
-  acc* odz = reinterpret_cast<acc*>(smem + S::dz);
-  acc* sums = reinterpret_cast<acc*>(smem + S::sums);  // [s][warp][dB, dC][n]
+  constexpr int kLane = kBwdGroup * CH * LPC;
+  acc* pu = reinterpret_cast<acc*>(smem + S::lanes);  // [q][c][g]: Σ_j G·B (8)
+  acc* pd = pu + kLane;                                // Σ_j of (9)
+  acc* py = pd + kLane;                                // Σ_j C·h (3)
+  acc* terms = reinterpret_cast<acc*>(smem + S::terms);  // [q][dB, dC][c][n]
 
   const int64_t b = blockIdx.y, blk = blockIdx.x, c0 = blk * CH;
   const int ncols = Di - c0 < CH ? int(Di - c0) : CH;
   const int c = threadIdx.x / LPC, g = threadIdx.x % LPC;
-  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
   const int64_t d = c0 + c;
   const bool valid = c < ncols;
   const int64_t nchunks = (L + TC - 1) / TC;
-  const int ec = threadIdx.x % CH;  // the epilogue's channel; CH divides kBwdThreads
+  const int ec = threadIdx.x % CH;  // the epilogue's channel; CH divides kThreads
+  const acc eD = Dskip && ec < ncols ? acc(Dskip[c0 + ec]) : acc(0);
 
   acc A2[kStatesPerLane], An[kStatesPerLane], G[kStatesPerLane], dAs[kStatesPerLane];
 #pragma unroll
@@ -443,8 +410,7 @@ __global__ void __launch_bounds__(kBwdThreads)
     G[j] = on && dh_last ? acc(dh_last[(b * Di + d) * N + n]) : acc(0);
     dAs[j] = 0;
   }
-  const acc Dd = valid && Dskip ? acc(Dskip[d]) : acc(0);
-  acc dDs = 0;
+  acc dDs = 0;  // lane 0 of each channel
 
   auto issue = [&](int64_t k) {
     const int stage = k & 1;
@@ -457,6 +423,12 @@ __global__ void __launch_bounds__(kBwdThreads)
     load_tile(sB + stage * kState, NP, Bm, b, L, t0, tc, 0, N);
     load_tile(sC + stage * kState, NP, Cm, b, L, t0, tc, 0, N);
     __pipeline_commit();
+  };
+  // dy_t = dout_t·silu(z_t) (dout_t without z), and σ(z_t) for (12).
+  auto gate = [&](acc go, acc zv, acc& sgm) {
+    if (!z.p) return go;
+    sgm = sigmoid_t(zv);
+    return go * zv * sgm;
   };
 
   issue(nchunks - 1);
@@ -487,9 +459,9 @@ __global__ void __launch_bounds__(kBwdThreads)
       wC = Cw;
     }
 
-    // Recompute the chunk: hs[s + 1] = h_{t0+s}, hs[0] = the entry state h_{t0-1},
-    // as[s] = a_{t0+s} (steps past tc: Δ = 0 keeps a = 1 and h unchanged; skipped below).
-    acc hs[TC + 1][kStatesPerLane], as[TC][kStatesPerLane];
+    // Recompute the chunk: hs[s + 1] = h_{t0+s}, hs[0] = the entry state h_{t0-1} (steps past
+    // tc: Δ = 0 keeps h unchanged; they are skipped below).
+    acc hs[TC + 1][kStatesPerLane];
 #pragma unroll
     for (int j = 0; j < kStatesPerLane; ++j) {
       const int n = g * kStatesPerLane + j;
@@ -503,77 +475,78 @@ __global__ void __launch_bounds__(kBwdThreads)
       acc Bq[kStatesPerLane];
       load_states(wB + s * NP + g * kStatesPerLane, Bq);
 #pragma unroll
-      for (int j = 0; j < kStatesPerLane; ++j) {
-        as[s][j] = exp2_t(dt * A2[j]);                      // (1)
-        hs[s + 1][j] = as[s][j] * hs[s][j] + dx * Bq[j];    // (2)
-      }
+      for (int j = 0; j < kStatesPerLane; ++j) hs[s + 1][j] = exp2_t(dt * A2[j]) * hs[s][j] + dx * Bq[j];  // (1)-(2)
     }
 
 #pragma unroll
-    for (int s = TC - 1; s >= 0; --s) {
-      if (s >= tc) continue;  // uniform over the block
-      const acc dt = acc(td[s * CH + c]), x = acc(tu[s * CH + c]), go = acc(tg[s * CH + c]);
-      const acc dx = dt * x;
-      acc zv = 0, sgm = 0, dy = go;
-      if (z.p) {
-        zv = acc(tz[s * CH + c]);
-        sgm = sigmoid_t(zv);
-        dy = go * zv * sgm;
-      }
-      acc Bq[kStatesPerLane], Cq[kStatesPerLane];
-      load_states(wB + s * NP + g * kStatesPerLane, Bq);
-      load_states(wC + s * NP + g * kStatesPerLane, Cq);
-      acc gu = 0, gd = 0, yp = 0, v[kSums];
+    for (int q0 = TC - kBwdGroup; q0 >= 0; q0 -= kBwdGroup) {
+      if (q0 >= tc) continue;  // uniform over the block
 #pragma unroll
-      for (int j = 0; j < kStatesPerLane; ++j) {
-        const acc ht = hs[s + 1][j];
-        const acc gj = G[j] + Cq[j] * dy;         // (5)
-        const acc w = gj * as[s][j] * hs[s][j];   // G_t·a_t·h_{t-1}
-        v[j] = gj * dx;                           // (7), this channel's term
-        v[kStatesPerLane + j] = dy * ht;          // (6), this channel's term
-        yp += Cq[j] * ht;                         // (3), for (12)
-        gu += gj * Bq[j];                         // (8) / Δ
-        gd += w * An[j] + gj * Bq[j] * x;         // (9)
-        dAs[j] += w * dt;                         // (10)
-        G[j] = gj * as[s][j];
-      }
-      gu = lanes_sum<LPC>(gu);
-      gd = lanes_sum<LPC>(gd);
-      yp = lanes_sum<LPC>(yp);
-      if (g == 0) {
-        odu[s * CH + c] = gu * dt + Dd * dy;  // (8)
-        odd[s * CH + c] = gd;
-        if (z.p) odz[s * CH + c] = go * (yp + Dd * x) * sgm * (acc(1) + zv * (acc(1) - sgm));  // (12)
-        dDs += dy * x;  // (11)
-      }
-      R::run(v, lane);
-      if (R::writer(lane)) {
-        const int f = R::first(lane);
+      for (int q = kBwdGroup - 1; q >= 0; --q) {
+        const int s = q0 + q;
+        if (s >= tc) continue;
+        const acc dt = acc(td[s * CH + c]), x = acc(tu[s * CH + c]), go = acc(tg[s * CH + c]);
+        const acc dx = dt * x;
+        acc sgm = 0;
+        const acc dy = gate(go, z.p ? acc(tz[s * CH + c]) : acc(0), sgm);
+        acc Bq[kStatesPerLane], Cq[kStatesPerLane], vB[kStatesPerLane], vC[kStatesPerLane];
+        load_states(wB + s * NP + g * kStatesPerLane, Bq);
+        load_states(wC + s * NP + g * kStatesPerLane, Cq);
+        acc gu = 0, gd = 0, yp = 0;
 #pragma unroll
-        for (int i = 0; i < R::kKept; ++i) {
-          const int m = f + i;  // value m: dB (m < 4) or dC of state g·kStatesPerLane + m % 4
-          sums[((s * kBwdWarps + warp) * 2 + m / kStatesPerLane) * NP + g * kStatesPerLane + m % kStatesPerLane] = v[i];
+        for (int j = 0; j < kStatesPerLane; ++j) {
+          const acc ht = hs[s + 1][j], a = exp2_t(dt * A2[j]);
+          const acc gj = G[j] + Cq[j] * dy;      // (5)
+          const acc w = gj * a * hs[s][j];       // G_t·a_t·h_{t-1}
+          vB[j] = gj * dx;                       // (7), this channel's term
+          vC[j] = dy * ht;                       // (6), this channel's term
+          yp += Cq[j] * ht;                      // (3), for (12)
+          gu += gj * Bq[j];                      // (8) / Δ
+          gd += w * An[j] + gj * Bq[j] * x;      // (9)
+          dAs[j] += w * dt;                      // (10)
+          G[j] = gj * a;
         }
+        if (g == 0) dDs += dy * x;  // (11)
+        const int li = (q * CH + c) * LPC + g;
+        pu[li] = gu;
+        pd[li] = gd;
+        py[li] = yp;
+        store_states(terms + ((q * 2 + 0) * CH + c) * NP + g * kStatesPerLane, vB);
+        store_states(terms + ((q * 2 + 1) * CH + c) * NP + g * kStatesPerLane, vC);
       }
-    }
-    __syncthreads();
+      __syncthreads();
 
-    // Epilogue: du, dΔ, dz row by row; dB, dC: the warps' sums added in warp order.
-    for (int i = threadIdx.x; i < tc * CH; i += kBwdThreads) {
-      if (ec >= ncols) continue;
-      const int64_t r = b * L + t0 + i / CH;
-      du.p[r * du.ld + c0 + ec] = T(odu[i]);
-      ddelta.p[r * ddelta.ld + c0 + ec] = T(odd[i]);
-      if (dz.p) dz.p[r * dz.ld + c0 + ec] = T(odz[i]);
-    }
-    for (int i = threadIdx.x; i < tc * 2 * N; i += kBwdThreads) {
-      const int s = i / (2 * N), which = i % (2 * N) / N, n = i % N;
-      acc sum = 0;
+      // Finish the group: du, dΔ, dz per (step, channel) from the lanes' partials in lane order;
+      // dB, dC per (step, state) from the channels' terms in channel order.
+      const int gc = tc - q0 < kBwdGroup ? tc - q0 : kBwdGroup;  // the group's steps
+      for (int i = threadIdx.x; i < gc * CH; i += kThreads) {
+        if (ec >= ncols) continue;
+        const int q = i / CH, s = q0 + q;
+        acc gu = 0, gd = 0, yp = 0;
 #pragma unroll
-      for (int w = 0; w < kBwdWarps; ++w) sum += sums[((s * kBwdWarps + w) * 2 + which) * NP + n];
-      (which == 0 ? dB_part : dC_part)[((blk * B + b) * L + t0 + s) * N + n] = sum;
+        for (int l = 0; l < LPC; ++l) {
+          gu += pu[i * LPC + l];
+          gd += pd[i * LPC + l];
+          yp += py[i * LPC + l];
+        }
+        const acc dt = acc(td[s * CH + ec]), x = acc(tu[s * CH + ec]), go = acc(tg[s * CH + ec]);
+        const acc zv = z.p ? acc(tz[s * CH + ec]) : acc(0);
+        acc sgm = 0;
+        const acc dy = gate(go, zv, sgm);
+        const int64_t r = b * L + t0 + s;
+        du.p[r * du.ld + c0 + ec] = T(gu * dt + eD * dy);  // (8)
+        ddelta.p[r * ddelta.ld + c0 + ec] = T(gd);         // (9)
+        if (dz.p) dz.p[r * dz.ld + c0 + ec] = T(go * (yp + eD * x) * sgm * (acc(1) + zv * (acc(1) - sgm)));  // (12)
+      }
+      for (int i = threadIdx.x; i < gc * 2 * N; i += kThreads) {
+        const int q = i / (2 * N), which = i % (2 * N) / N, n = i % N;
+        const acc* t = terms + (q * 2 + which) * CH * NP + n;
+        acc sum = 0;
+        for (int cc = 0; cc < CH; ++cc) sum += t[cc * NP];
+        (which == 0 ? dB_part : dC_part)[((blk * B + b) * L + t0 + q0 + q) * N + n] = sum;
+      }
+      __syncthreads();  // the next group overwrites the partials and terms
     }
-    __syncthreads();  // the next issue() overwrites this stage; the next chunk writes the tiles
   }
 
   if (valid) {
@@ -711,7 +684,8 @@ void selective_scan_backward_cuda(SeqView<T> du, SeqView<T> ddelta, T* dA, SeqVi
   cudaStream_t stream = cuda_stream(device);
   with_lanes_per_channel(N, [&](auto lanes) {
     constexpr int LPC = decltype(lanes)::value;
-    constexpr int CH = BackwardSmem<T, LPC>::kCH;
+    using BS = BackwardSmem<T, LPC>;
+    constexpr int CH = BS::kCH;
     const int64_t nblk = (Di + CH - 1) / CH, nsave = (L + kBwdChunk - 1) / kBwdChunk;
     // Scratch, freed (stream-ordered) when `scratch` goes out of scope after the launches.
     using acc = acc_t<T>;
@@ -725,8 +699,8 @@ void selective_scan_backward_cuda(SeqView<T> du, SeqView<T> ddelta, T* dA, SeqVi
     launch(scan_forward_kernel<T, LPC, true>, forward_grid(B, Di), kFwdCh * LPC, ForwardSmem<T, LPC>::bytes,
            stream, SeqView<T>{nullptr, 0}, static_cast<T*>(nullptr), hsave, u, delta, A, Bm, Cm,
            static_cast<const T*>(nullptr), SeqView<const T>{nullptr, 0}, h0, L, Di, int(N));
-    launch(scan_backward_kernel<T, LPC>, dim3(static_cast<unsigned>(nblk), static_cast<unsigned>(B)), kBwdThreads,
-           BackwardSmem<T, LPC>::bytes, stream, du, ddelta, dz, dh0, dB_part, dC_part, dA_part, dD_part,
+    launch(scan_backward_kernel<T, LPC>, dim3(static_cast<unsigned>(nblk), static_cast<unsigned>(B)), BS::kThreads,
+           BS::bytes, stream, du, ddelta, dz, dh0, dB_part, dC_part, dA_part, dD_part,
            static_cast<const acc*>(hsave), dout, dh_last, u, delta, A, Bm, Cm, Dskip, z, B, L, Di, int(N));
     launch_sum_partials(stream, dB.p, dB.ld, dB_part, nblk, B * L * N, B * L, N);
     launch_sum_partials(stream, dC.p, dC.ld, dC_part, nblk, B * L * N, B * L, N);
