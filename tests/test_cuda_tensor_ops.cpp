@@ -2,18 +2,20 @@
 // on CUDA against the CPU, and the autograd gradients through them, as a backend-ops table
 // (tests/backend_ops.h). Skipped without a CUDA device (tests/cuda_doctest_main.cpp).
 //
-// Every row runs in float32 and float64 × the layouts contiguous, permuted, sliced and
+// Every row runs in float32, float64 and bfloat16 × the layouts contiguous, permuted, sliced and
 // broadcast, over sizes 1, 7, 33, 67, 1000+ and ~1e6 elements; inputs are fresh uniform random
 // values made on the CPU and moved with to(Device). Rows named "poisoned ..." call a kernel
 // family directly (SIMBA_ON_DEVICE picks the _cpu or _cuda variant by the operands' device)
 // with a NaN-filled output, so a cell the CUDA kernel fails to write fails the comparison.
 //
-// Tolerance: normwise relative error <= 1e-5 (float32), <= 1e-12 (float64), except
+// Tolerance: normwise relative error <= 1e-5 (float32), <= 1e-12 (float64), <= 1e-2 (bfloat16:
+// both devices compute in float32 and round once, tests/backend_ops.h), except
 //   - sums over one dim of length n = 1e6: n·u (u = 2^-24 for float32, 2^-53 for float64), the
 //     worst-case error bound of the CPU's recursive summation in the input dtype (tensor/reduce.h;
 //     the GPU sums in a tree, far more accurately). The broadcast layout reaches it: one value
 //     added 1e6 times rounds the same way at every step (measured on an H200: 1.4e-2 in float32,
-//     1.6e-11 in float64).
+//     1.6e-11 in float64). A bfloat16 sum accumulates in float32 (tensor/reduce.h), so its
+//     bound is float32's before the one rounding to bfloat16.
 // Exact by construction (and so well inside the tolerance): copies, fills, cat/split, max
 // values; max and argmax indices must be equal, ties included.
 #include <doctest/doctest.h>
@@ -254,6 +256,7 @@ TEST_CASE("CUDA reductions equal the CPU") {
                    0.5, 1.5);
   big.f32_tol = 1e6 * 0x1p-24;  // n·u, the CPU's recursive summation bound: see the file comment
   big.f64_tol = 1e6 * 0x1p-53;
+  big.bf16_tol = big.f32_tol;  // float32 accumulation: the same bound
   run_case(big, kDev);
   run_case(row("sum_to", {{5, 3, 67}}, [](const Ins& x) { return Outs{sum_to(x[0], {3, 1}), sum_to(x[0], {67})}; }),
            kDev);
@@ -306,7 +309,7 @@ TEST_CASE("CUDA copy_, contiguous, fill_ and to() equal the CPU") {
 
 TEST_CASE("CUDA to(Device) moves every layout across devices unchanged") {
   for (const Shape& s : kShapes) {
-    for (DType dt : {DType::F32, DType::F64}) {
+    for (DType dt : kComputeTypes) {
       for (Layout l : kAllLayouts) {
         std::mt19937_64 rng(s.size() * 131 + static_cast<int>(l));
         const Operand o = make_operand(s, l, dt, -2.0, 2.0, rng);
