@@ -23,9 +23,13 @@ T* ptr(const Tensor& t) {
   return t.numel() ? t.data<T>() : nullptr;
 }
 
+// The kernels below load storage type T, evaluate f in A = acc_t<T> (tensor/dtype.h: float
+// for bfloat16) and round once on store; for float and double A is T and the casts vanish.
+
 // out = f(x) elementwise over x's shape.
 template <class T, class F>
 void map_kernel(const Tensor& out, const Tensor& x, F f) {
+  using A = acc_t<T>;
   T* po = ptr<T>(out);
   const T* px = ptr<T>(x);
   for_each_strided<2>(x.shape(), {out.strides(), x.strides()},
@@ -34,9 +38,9 @@ void map_kernel(const Tensor& out, const Tensor& x, F f) {
                         const T* i = px + off[1];
                         if (step[1] == 1) {
 #pragma omp simd
-                          for (int64_t k = 0; k < n; ++k) o[k] = f(i[k]);
+                          for (int64_t k = 0; k < n; ++k) o[k] = T(f(A(i[k])));
                         } else {
-                          for (int64_t k = 0; k < n; ++k) o[k] = f(i[k * step[1]]);
+                          for (int64_t k = 0; k < n; ++k) o[k] = T(f(A(i[k * step[1]])));
                         }
                       });
 }
@@ -44,6 +48,7 @@ void map_kernel(const Tensor& out, const Tensor& x, F f) {
 // out = f(a, b) elementwise over out's shape (a and b have it too, with any strides).
 template <class T, class F>
 void zip_kernel(const Tensor& out, const Tensor& a, const Tensor& b, F f) {
+  using A = acc_t<T>;
   T* po = ptr<T>(out);
   const T* pa = ptr<T>(a);
   const T* pb = ptr<T>(b);
@@ -54,9 +59,9 @@ void zip_kernel(const Tensor& out, const Tensor& a, const Tensor& b, F f) {
                         const T* y = pb + off[2];
                         if (st[1] == 1 && st[2] == 1) {  // the common contiguous case, vectorised
 #pragma omp simd
-                          for (int64_t k = 0; k < n; ++k) o[k] = f(x[k], y[k]);
+                          for (int64_t k = 0; k < n; ++k) o[k] = T(f(A(x[k]), A(y[k])));
                         } else {
-                          for (int64_t k = 0; k < n; ++k) o[k] = f(x[k * st[1]], y[k * st[2]]);
+                          for (int64_t k = 0; k < n; ++k) o[k] = T(f(A(x[k * st[1]]), A(y[k * st[2]])));
                         }
                       });
 }
@@ -64,6 +69,7 @@ void zip_kernel(const Tensor& out, const Tensor& a, const Tensor& b, F f) {
 // dx = dy · op'(x, y), one pass over four operands.
 template <UnaryOp OP, class T>
 void unary_backward_kernel(const Tensor& dx, const Tensor& dy, const Tensor& x, const Tensor& y) {
+  using A = acc_t<T>;
   T* pdx = ptr<T>(dx);
   const T* pdy = ptr<T>(dy);
   const T* px = ptr<T>(x);
@@ -74,11 +80,12 @@ void unary_backward_kernel(const Tensor& dx, const Tensor& dy, const Tensor& x, 
                           T* o = pdx + off[0];
                           const T *g = pdy + off[1], *a = px + off[2], *b = py + off[3];
 #pragma omp simd
-                          for (int64_t k = 0; k < n; ++k) o[k] = g[k] * unary_derivative<OP>(a[k], b[k]);
+                          for (int64_t k = 0; k < n; ++k) o[k] = T(A(g[k]) * unary_derivative<OP>(A(a[k]), A(b[k])));
                         } else {
                           for (int64_t k = 0; k < n; ++k)
-                            pdx[off[0] + k * st[0]] = pdy[off[1] + k * st[1]] *
-                                                      unary_derivative<OP>(px[off[2] + k * st[2]], py[off[3] + k * st[3]]);
+                            pdx[off[0] + k * st[0]] =
+                                T(A(pdy[off[1] + k * st[1]]) *
+                                  unary_derivative<OP>(A(px[off[2] + k * st[2]]), A(py[off[3] + k * st[3]])));
                         }
                       });
 }
@@ -118,6 +125,15 @@ const char* binary_name(BinaryOp op) {
     case BinaryOp::Mul: return "mul";
     case BinaryOp::Div: return "div";
     case BinaryOp::Pow: return "pow";
+  }
+  return "?";
+}
+
+const char* scalar_op_name(ScalarOp op) {
+  switch (op) {
+    case ScalarOp::Affine: return "affine";
+    case ScalarOp::Pow: return "pow";
+    case ScalarOp::Clamp: return "clamp";
   }
   return "?";
 }
@@ -189,42 +205,44 @@ Tensor clamp_backward(const Tensor& dy, const Tensor& x, double lo, double hi) {
 // ---- CPU kernel family ----
 
 void unary_cpu(UnaryOp op, const Tensor& out, const Tensor& x) {
-  SIMBA_DISPATCH_FLOAT(x.dtype(), unary_name(op), [&] {
+  SIMBA_DISPATCH_COMPUTE(x.dtype(), unary_name(op), [&] {
+    using A = acc_t<scalar_t>;
     with_unary_op(op, [&](auto OP) {
-      map_kernel<scalar_t>(out, x, [](scalar_t v) { return apply_unary<decltype(OP)::value>(v); });
+      map_kernel<scalar_t>(out, x, [](A v) { return apply_unary<decltype(OP)::value>(v); });
     });
   });
 }
 
 void unary_backward_cpu(UnaryOp op, const Tensor& dx, const Tensor& dy, const Tensor& x, const Tensor& y) {
-  SIMBA_DISPATCH_FLOAT(x.dtype(), unary_name(op), [&] {
+  SIMBA_DISPATCH_COMPUTE(x.dtype(), unary_name(op), [&] {
     with_unary_op(op, [&](auto OP) { unary_backward_kernel<decltype(OP)::value, scalar_t>(dx, dy, x, y); });
   });
 }
 
 void binary_cpu(BinaryOp op, const Tensor& out, const Tensor& a, const Tensor& b) {
-  SIMBA_DISPATCH_FLOAT(out.dtype(), binary_name(op), [&] {
+  SIMBA_DISPATCH_COMPUTE(out.dtype(), binary_name(op), [&] {
+    using A = acc_t<scalar_t>;
     with_binary_op(op, [&](auto OP) {
-      zip_kernel<scalar_t>(out, a, b,
-                           [](scalar_t u, scalar_t v) { return apply_binary<decltype(OP)::value>(u, v); });
+      zip_kernel<scalar_t>(out, a, b, [](A u, A v) { return apply_binary<decltype(OP)::value>(u, v); });
     });
   });
 }
 
 void scalar_op_cpu(ScalarOp op, const Tensor& out, const Tensor& x, double s, double t) {
-  SIMBA_DISPATCH_FLOAT(x.dtype(), "scalar_op", [&] {
-    const scalar_t sv = static_cast<scalar_t>(s), tv = static_cast<scalar_t>(t);
+  SIMBA_DISPATCH_COMPUTE(x.dtype(), scalar_op_name(op), [&] {
+    using A = acc_t<scalar_t>;
+    const A sv = static_cast<A>(s), tv = static_cast<A>(t);
     with_scalar_op(op, [&](auto OP) {
-      map_kernel<scalar_t>(out, x, [sv, tv](scalar_t v) { return apply_scalar<decltype(OP)::value>(v, sv, tv); });
+      map_kernel<scalar_t>(out, x, [sv, tv](A v) { return apply_scalar<decltype(OP)::value>(v, sv, tv); });
     });
   });
 }
 
 void clamp_backward_cpu(const Tensor& dx, const Tensor& dy, const Tensor& x, double lo, double hi) {
-  SIMBA_DISPATCH_FLOAT(x.dtype(), "clamp", [&] {
-    const scalar_t l = static_cast<scalar_t>(lo), h = static_cast<scalar_t>(hi);
-    zip_kernel<scalar_t>(dx, dy, x,
-                         [l, h](scalar_t g, scalar_t v) { return g * clamp_pass(v, l, h); });
+  SIMBA_DISPATCH_COMPUTE(x.dtype(), "clamp", [&] {
+    using A = acc_t<scalar_t>;
+    const A l = static_cast<A>(lo), h = static_cast<A>(hi);
+    zip_kernel<scalar_t>(dx, dy, x, [l, h](A g, A v) { return g * clamp_pass(v, l, h); });
   });
 }
 

@@ -6,8 +6,9 @@
 // (tensor/strided_layout.h, passed by value) turns each index into one offset per operand.
 // When every operand is one dense row (`flat`: the usual contiguous, same-shape case) the
 // offset is the index itself, which skips the per-dim divisions. Indices are int64 all the way.
-// Arithmetic is in the dtype (float for float32, double for float64) with the formulas of
-// tensor/elementwise_math.h.
+// Arithmetic is in acc_t of the dtype (float for float32 and bfloat16, double for float64; a
+// bfloat16 operand widens exactly on load and the result rounds once on store) with the
+// formulas of tensor/elementwise_math.h.
 #include <cuda_runtime.h>
 
 #include "tensor/cuda_check.cuh"
@@ -48,50 +49,55 @@ __device__ inline void element_offsets(const StridedLayout<N>& l, bool flat, int
 // out = op(x); layout operands: {out, x}.
 template <UnaryOp OP, class T>
 __global__ void unary_kernel(T* out, const T* x, StridedLayout<2> l, bool flat) {
+  using A = acc_t<T>;
   SIMBA_GRID_STRIDE_LOOP(i, l.numel) {
     int64_t off[2];
     element_offsets(l, flat, i, off);
-    out[off[0]] = apply_unary<OP>(x[off[1]]);
+    out[off[0]] = T(apply_unary<OP>(A(x[off[1]])));
   }
 }
 
 // dx = dy · op'(x, y); layout operands: {dx, dy, x, y}.
 template <UnaryOp OP, class T>
 __global__ void unary_backward_kernel(T* dx, const T* dy, const T* x, const T* y, StridedLayout<4> l, bool flat) {
+  using A = acc_t<T>;
   SIMBA_GRID_STRIDE_LOOP(i, l.numel) {
     int64_t off[4];
     element_offsets(l, flat, i, off);
-    dx[off[0]] = dy[off[1]] * unary_derivative<OP>(x[off[2]], y[off[3]]);
+    dx[off[0]] = T(A(dy[off[1]]) * unary_derivative<OP>(A(x[off[2]]), A(y[off[3]])));
   }
 }
 
 // out = a op b; layout operands: {out, a, b} (a, b expanded: stride 0 on broadcast dims).
 template <BinaryOp OP, class T>
 __global__ void binary_kernel(T* out, const T* a, const T* b, StridedLayout<3> l, bool flat) {
+  using A = acc_t<T>;
   SIMBA_GRID_STRIDE_LOOP(i, l.numel) {
     int64_t off[3];
     element_offsets(l, flat, i, off);
-    out[off[0]] = apply_binary<OP>(a[off[1]], b[off[2]]);
+    out[off[0]] = T(apply_binary<OP>(A(a[off[1]]), A(b[off[2]])));
   }
 }
 
 // out = op(x; s, t); layout operands: {out, x}.
 template <ScalarOp OP, class T>
-__global__ void scalar_op_kernel(T* out, const T* x, T s, T t, StridedLayout<2> l, bool flat) {
+__global__ void scalar_op_kernel(T* out, const T* x, acc_t<T> s, acc_t<T> t, StridedLayout<2> l, bool flat) {
   SIMBA_GRID_STRIDE_LOOP(i, l.numel) {
     int64_t off[2];
     element_offsets(l, flat, i, off);
-    out[off[0]] = apply_scalar<OP>(x[off[1]], s, t);
+    out[off[0]] = T(apply_scalar<OP>(acc_t<T>(x[off[1]]), s, t));
   }
 }
 
 // dx = dy · [clamp(x) == x]; layout operands: {dx, dy, x}.
 template <class T>
-__global__ void clamp_backward_kernel(T* dx, const T* dy, const T* x, T lo, T hi, StridedLayout<3> l, bool flat) {
+__global__ void clamp_backward_kernel(T* dx, const T* dy, const T* x, acc_t<T> lo, acc_t<T> hi, StridedLayout<3> l,
+                                      bool flat) {
+  using A = acc_t<T>;
   SIMBA_GRID_STRIDE_LOOP(i, l.numel) {
     int64_t off[3];
     element_offsets(l, flat, i, off);
-    dx[off[0]] = dy[off[1]] * clamp_pass(x[off[2]], lo, hi);
+    dx[off[0]] = T(A(dy[off[1]]) * clamp_pass(A(x[off[2]]), lo, hi));
   }
 }
 
@@ -105,7 +111,7 @@ void unary_cuda(UnaryOp op, const Tensor& out, const Tensor& x) {
   const StridedLayout<2> l = make_strided_layout<2>(name, out.shape(), {out.strides(), x.strides()});
   const bool flat = is_flat(l);
   cudaStream_t stream = cuda_stream(out.device().index);
-  SIMBA_DISPATCH_FLOAT(out.dtype(), name, [&] {
+  SIMBA_DISPATCH_COMPUTE(out.dtype(), name, [&] {
     with_unary_op(op, [&](auto OP) {
       unary_kernel<decltype(OP)::value, scalar_t><<<cuda_grid_size(l.numel, kThreads), kThreads, 0, stream>>>(
           out.device_data<scalar_t>(), x.device_data<scalar_t>(), l, flat);
@@ -121,7 +127,7 @@ void unary_backward_cuda(UnaryOp op, const Tensor& dx, const Tensor& dy, const T
       make_strided_layout<4>(name, dx.shape(), {dx.strides(), dy.strides(), x.strides(), y.strides()});
   const bool flat = is_flat(l);
   cudaStream_t stream = cuda_stream(dx.device().index);
-  SIMBA_DISPATCH_FLOAT(dx.dtype(), name, [&] {
+  SIMBA_DISPATCH_COMPUTE(dx.dtype(), name, [&] {
     with_unary_op(op, [&](auto OP) {
       unary_backward_kernel<decltype(OP)::value, scalar_t>
           <<<cuda_grid_size(l.numel, kThreads), kThreads, 0, stream>>>(
@@ -138,7 +144,7 @@ void binary_cuda(BinaryOp op, const Tensor& out, const Tensor& a, const Tensor& 
   const StridedLayout<3> l = make_strided_layout<3>(name, out.shape(), {out.strides(), a.strides(), b.strides()});
   const bool flat = is_flat(l);
   cudaStream_t stream = cuda_stream(out.device().index);
-  SIMBA_DISPATCH_FLOAT(out.dtype(), name, [&] {
+  SIMBA_DISPATCH_COMPUTE(out.dtype(), name, [&] {
     with_binary_op(op, [&](auto OP) {
       binary_kernel<decltype(OP)::value, scalar_t><<<cuda_grid_size(l.numel, kThreads), kThreads, 0, stream>>>(
           out.device_data<scalar_t>(), a.device_data<scalar_t>(), b.device_data<scalar_t>(), l, flat);
@@ -149,14 +155,15 @@ void binary_cuda(BinaryOp op, const Tensor& out, const Tensor& a, const Tensor& 
 
 void scalar_op_cuda(ScalarOp op, const Tensor& out, const Tensor& x, double s, double t) {
   if (out.numel() == 0) return;
-  const StridedLayout<2> l = make_strided_layout<2>("scalar_op", out.shape(), {out.strides(), x.strides()});
+  const char* name = scalar_op_name(op);
+  const StridedLayout<2> l = make_strided_layout<2>(name, out.shape(), {out.strides(), x.strides()});
   const bool flat = is_flat(l);
   cudaStream_t stream = cuda_stream(out.device().index);
-  SIMBA_DISPATCH_FLOAT(out.dtype(), "scalar_op", [&] {
+  SIMBA_DISPATCH_COMPUTE(out.dtype(), name, [&] {
     with_scalar_op(op, [&](auto OP) {
       scalar_op_kernel<decltype(OP)::value, scalar_t><<<cuda_grid_size(l.numel, kThreads), kThreads, 0, stream>>>(
-          out.device_data<scalar_t>(), x.device_data<scalar_t>(), static_cast<scalar_t>(s),
-          static_cast<scalar_t>(t), l, flat);
+          out.device_data<scalar_t>(), x.device_data<scalar_t>(), static_cast<acc_t<scalar_t>>(s),
+          static_cast<acc_t<scalar_t>>(t), l, flat);
     });
   });
   SIMBA_CUDA_CHECK(cudaGetLastError());
@@ -168,10 +175,10 @@ void clamp_backward_cuda(const Tensor& dx, const Tensor& dy, const Tensor& x, do
       make_strided_layout<3>("clamp", dx.shape(), {dx.strides(), dy.strides(), x.strides()});
   const bool flat = is_flat(l);
   cudaStream_t stream = cuda_stream(dx.device().index);
-  SIMBA_DISPATCH_FLOAT(dx.dtype(), "clamp", [&] {
+  SIMBA_DISPATCH_COMPUTE(dx.dtype(), "clamp", [&] {
     clamp_backward_kernel<scalar_t><<<cuda_grid_size(l.numel, kThreads), kThreads, 0, stream>>>(
         dx.device_data<scalar_t>(), dy.device_data<scalar_t>(), x.device_data<scalar_t>(),
-        static_cast<scalar_t>(lo), static_cast<scalar_t>(hi), l, flat);
+        static_cast<acc_t<scalar_t>>(lo), static_cast<acc_t<scalar_t>>(hi), l, flat);
   });
   SIMBA_CUDA_CHECK(cudaGetLastError());
 }

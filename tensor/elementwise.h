@@ -1,7 +1,8 @@
 // tensor/elementwise.h: pointwise math with numpy broadcasting.
 //
-// Float dtypes only (float32, float64); both operands of a binary op must have
-// the same dtype and device, and their shapes must broadcast (an error names
+// Compute dtypes only (float32, float64, bfloat16: a bfloat16 op loads, computes in float32
+// and rounds once on store; float16 is converted with Tensor::to first). Both operands of a
+// binary op must have the same dtype and device, and their shapes must broadcast (an error names
 // the op and both shapes). Results are new contiguous tensors.
 //
 // The *_backward functions return dx given the upstream gradient dy, the
@@ -66,13 +67,15 @@ inline Tensor operator-(const Tensor& x, double s) { return affine(x, 1.0, -s); 
 
 // ---- kernel families (tensor/dispatch.h) ----
 // Every output is a fresh contiguous tensor of the op's result shape; inputs have any
-// strides. Operands share out's dtype (float32 or float64) and device and have out's shape
+// strides. Operands share out's dtype (float32, float64, bfloat16) and device and have out's shape
 // (binary's operands expanded to it: stride 0 on the broadcast dims).
 //   *_cpu:  the strided loop nest of tensor/strided_loop.h (OpenMP, vectorised rows).
 //   *_cuda: one thread per element over the coalesced layout (tensor/strided_layout.h),
-//           grid-stride, on the device's stream, computing in the dtype (float or double).
+//           grid-stride, on the device's stream, computing in acc_t of the dtype (float for
+//           float32 and bfloat16, double for float64).
 // The ops with scalar parameters (s, t): Affine x·s + t, Pow x^s, Clamp min(max(x, s), t).
 enum class ScalarOp { Affine, Pow, Clamp };
+const char* scalar_op_name(ScalarOp op);
 
 void unary_cpu(UnaryOp op, const Tensor& out, const Tensor& x);
 void unary_cuda(UnaryOp op, const Tensor& out, const Tensor& x);

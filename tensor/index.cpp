@@ -5,11 +5,14 @@
 // The backward kernels accumulate into rows that the index may name several
 // times. They are parallelised over (outer, column chunk) and walk the index
 // list in order inside each task, so no two threads touch one element and the
-// sum is formed in the same order on any thread count: bit-reproducible.
+// sum is formed in the same order on any thread count: bit-reproducible. A bfloat16 dx
+// accumulates in float32 and is rounded once (accumulate_in_float).
 // Each CPU kernel checks all its indices before it writes anything.
 #include "tensor/index.h"
 
 #include <algorithm>
+#include <type_traits>
+#include <vector>
 
 #include "tensor/dispatch.h"
 #include "tensor/strided_loop.h"
@@ -42,7 +45,7 @@ void check_data(const char* op, const Tensor& x) {
 }
 
 void check_float(const char* op, const Tensor& x) {
-  SIMBA_CHECK(is_floating(x.dtype()), op << ": expected a float32 or float64 tensor, got "
+  SIMBA_CHECK(is_floating(x.dtype()), op << ": expected a float32, float64 or bfloat16 tensor, got "
                                          << dtype_name(x.dtype()) << " " << shape_str(x.shape()));
 }
 
@@ -75,9 +78,23 @@ void index_select_forward_cpu(const char* op, int dim, T* out, const T* x, const
   }
 }
 
+namespace {
+
+// Runs a float32 accumulating kernel for a bfloat16 dx: dx and dout widened to float32 copies
+// (exact), `accumulate(dx_f, dout_f)` adds in float32 in its usual order, and dx takes the sums
+// rounded once. So a row named k times is rounded once, not k times, and the result equals the
+// CUDA variant's, which accumulates each element in a float32 register in the same order.
+template <class T, class Accumulate>
+void accumulate_in_float(T* dx, int64_t dx_numel, const T* dout, int64_t dout_numel, Accumulate accumulate) {
+  std::vector<float> dxf(dx, dx + dx_numel), doutf(dout, dout + dout_numel);
+  accumulate(dxf.data(), static_cast<const float*>(doutf.data()));
+  for (int64_t k = 0; k < dx_numel; ++k) dx[k] = T(dxf[k]);
+}
+
+// The loops of index_select_backward_cpu for a dx of its accumulation type (float, double).
 template <class T>
-void index_select_backward_cpu(const char* op, int dim, T* dx, const T* dout, const int64_t* index, int64_t outer,
-                               int64_t S, int64_t n, int64_t inner) {
+void add_rows(const char* op, int dim, T* dx, const T* dout, const int64_t* index, int64_t outer, int64_t S,
+              int64_t n, int64_t inner) {
   check_indices(op, dim, index, n, S);
   const int64_t chunks = (inner + kColumnChunk - 1) / kColumnChunk;
 #pragma omp parallel for schedule(static) if (outer * n * inner > kParallelGrain)
@@ -88,6 +105,20 @@ void index_select_backward_cpu(const char* op, int dim, T* dx, const T* dout, co
       const T* src = dout + (o * n + i) * inner;
       for (int64_t j = j0; j < j1; ++j) dst[j] += src[j];
     }
+  }
+}
+
+}  // namespace
+
+template <class T>
+void index_select_backward_cpu(const char* op, int dim, T* dx, const T* dout, const int64_t* index, int64_t outer,
+                               int64_t S, int64_t n, int64_t inner) {
+  if constexpr (std::is_same_v<T, acc_t<T>>) {
+    add_rows(op, dim, dx, dout, index, outer, S, n, inner);
+  } else {
+    accumulate_in_float(dx, outer * S * inner, dout, outer * n * inner, [&](float* dxf, const float* doutf) {
+      add_rows(op, dim, dxf, doutf, index, outer, S, n, inner);
+    });
   }
 }
 
@@ -105,9 +136,12 @@ void gather_forward_cpu(const char* op, int dim, T* out, const T* x, const int64
   }
 }
 
+namespace {
+
+// The loops of gather_backward_cpu for a dx of its accumulation type (float, double).
 template <class T>
-void gather_backward_cpu(const char* op, int dim, T* dx, const T* dout, const int64_t* index, int64_t outer,
-                         int64_t S, int64_t n, int64_t inner) {
+void add_elements(const char* op, int dim, T* dx, const T* dout, const int64_t* index, int64_t outer, int64_t S,
+                  int64_t n, int64_t inner) {
   check_indices(op, dim, index, outer * n * inner, S);
   const int64_t chunks = (inner + kColumnChunk - 1) / kColumnChunk;
 #pragma omp parallel for schedule(static) if (outer * n * inner > kParallelGrain)
@@ -118,6 +152,20 @@ void gather_backward_cpu(const char* op, int dim, T* dx, const T* dout, const in
       const int64_t row = (o * n + i) * inner;
       for (int64_t j = j0; j < j1; ++j) dst[index[row + j] * inner + j] += dout[row + j];
     }
+  }
+}
+
+}  // namespace
+
+template <class T>
+void gather_backward_cpu(const char* op, int dim, T* dx, const T* dout, const int64_t* index, int64_t outer,
+                         int64_t S, int64_t n, int64_t inner) {
+  if constexpr (std::is_same_v<T, acc_t<T>>) {
+    add_elements(op, dim, dx, dout, index, outer, S, n, inner);
+  } else {
+    accumulate_in_float(dx, outer * S * inner, dout, outer * n * inner, [&](float* dxf, const float* doutf) {
+      add_elements(op, dim, dxf, doutf, index, outer, S, n, inner);
+    });
   }
 }
 
@@ -160,9 +208,9 @@ void accumulate_rows(const char* op, Tensor& out, int d, const Tensor& index, co
   check_index_tensor(op, out, index);
   const Tensor sc = src.contiguous(), ic = index.contiguous();
   const IndexGeometry g = geometry(out.shape(), d);
-  SIMBA_DISPATCH_KERNEL(out.device(), out.dtype(), op, index_select_backward, op, d, out.device_data<scalar_t>(),
-                        sc.device_data<scalar_t>(), ic.device_data<int64_t>(), g.outer, out.size(d),
-                        index.size(0), g.inner);
+  SIMBA_DISPATCH_COMPUTE_KERNEL(out.device(), out.dtype(), op, index_select_backward, op, d,
+                                out.device_data<scalar_t>(), sc.device_data<scalar_t>(), ic.device_data<int64_t>(),
+                                g.outer, out.size(d), index.size(0), g.inner);
 }
 
 // index has x's number of dims and x's sizes except in dim d.
@@ -220,9 +268,9 @@ Tensor scatter_add(const Tensor& base, int dim, const Tensor& index, const Tenso
   Tensor out = base.clone();
   const Tensor sc = src.contiguous(), ic = index.contiguous();
   const IndexGeometry g = geometry(index.shape(), d);
-  SIMBA_DISPATCH_KERNEL(out.device(), out.dtype(), "scatter_add", gather_backward, "scatter_add", d,
-                        out.device_data<scalar_t>(), sc.device_data<scalar_t>(), ic.device_data<int64_t>(), g.outer,
-                        base.size(d), index.size(d), g.inner);
+  SIMBA_DISPATCH_COMPUTE_KERNEL(out.device(), out.dtype(), "scatter_add", gather_backward, "scatter_add", d,
+                                out.device_data<scalar_t>(), sc.device_data<scalar_t>(), ic.device_data<int64_t>(),
+                                g.outer, base.size(d), index.size(d), g.inner);
   return out;
 }
 

@@ -16,7 +16,7 @@
 //      A radix sort is stable: the contributions to one destination stay in increasing
 //      position;
 //   3. one worker per run of equal keys adds the run's contributions in that order to dx's
-//      value and writes the result once.
+//      value, in acc_t (float32 for a bfloat16 dx), and writes the result once.
 // Every element of dx thus has one writer and a fixed order of additions, the same order the
 // CPU loops use (increasing position), so the two variants give the same bits, and repeated
 // runs do too. For embedding_backward at (V, D) = (50280, 768) and 8192 tokens the work is a
@@ -117,9 +117,9 @@ __global__ void add_row_runs_kernel(T* dx, const T* dout, const uint64_t* key, c
     T* dst = dx + (o * S + int64_t(k)) * inner;
     const T* src = dout + o * n * inner;
     for (int64_t j = threadIdx.x; j < inner; j += blockDim.x) {
-      T acc = dst[j];
-      for (int64_t q = p; q < n && key[q] == k; ++q) acc += src[pos[q] * inner + j];
-      dst[j] = acc;
+      acc_t<T> acc = dst[j];
+      for (int64_t q = p; q < n && key[q] == k; ++q) acc += acc_t<T>(src[pos[q] * inner + j]);
+      dst[j] = T(acc);
     }
   }
 }
@@ -133,9 +133,9 @@ __global__ void add_element_runs_kernel(T* dx, const T* dout, const uint64_t* ke
   for (int64_t p = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; p < total; p += int64_t(gridDim.x) * blockDim.x) {
     const uint64_t k = key[p];
     if (k == sentinel || (p > 0 && key[p - 1] == k)) continue;
-    T acc = dx[k];
-    for (int64_t q = p; q < total && key[q] == k; ++q) acc += dout[pos[q]];
-    dx[k] = acc;
+    acc_t<T> acc = dx[k];
+    for (int64_t q = p; q < total && key[q] == k; ++q) acc += acc_t<T>(dout[pos[q]]);
+    dx[k] = T(acc);
   }
 }
 
@@ -254,5 +254,6 @@ SIMBA_INDEX_FORWARD(bfloat16)  // the forwards only move values: every storage t
 SIMBA_INDEX_FORWARD(float16)
 SIMBA_INDEX_BACKWARD(float)
 SIMBA_INDEX_BACKWARD(double)
+SIMBA_INDEX_BACKWARD(bfloat16)
 
 }  // namespace simba

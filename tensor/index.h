@@ -36,8 +36,8 @@ Tensor embedding_backward(const Tensor& dout, const Tensor& ids, int64_t num_emb
 //   *_cpu:  tensor/index.cpp; OpenMP over rows, or over (outer, column chunk) tasks for the
 //           backward kernels.
 //   *_cuda: tensor/index.cu, on the device's stream.
-// The forward kernels exist for float, double and int64, the backward ones for float and
-// double. `op` (a string literal: the CUDA variants record its address) and `dim` name the
+// The forward kernels exist for every dtype (they only move values), the backward ones for
+// the compute dtypes float, double and bfloat16 (accumulated in float32, rounded once). `op` (a string literal: the CUDA variants record its address) and `dim` name the
 // op and the indexed dim in a bad-index error. Out-of-range indices are never used: the CPU
 // variants throw before writing, the CUDA variants record the error
 // (cuda_report_index_error) and skip them.

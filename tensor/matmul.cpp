@@ -1,5 +1,6 @@
 // tensor/matmul.cpp: matrix products: the shared planning, and the CPU variant on OpenBLAS
-// sgemm/dgemm (the CUDA variant, on cuBLAS, is tensor/matmul.cu).
+// sgemm/dgemm, bfloat16 through sgemm on float32 copies (the CUDA variant, on cuBLAS, is
+// tensor/matmul.cu).
 //
 // BLAS reads a row-major matrix through (pointer, leading dimension, trans
 // flag), so a view whose last dim has stride 1 is read as it is, and a
@@ -21,6 +22,8 @@
 #include <algorithm>
 #include <climits>
 #include <string>
+#include <type_traits>
+#include <vector>
 
 #include "tensor/dispatch.h"
 #include "tensor/elementwise.h"
@@ -145,7 +148,7 @@ GemmPlan plan_gemm(const Tensor& out, const Tensor& a, const Tensor& b) {
 Device check_matmul_operands(const char* op, const Tensor& a, const Tensor& b) {
   SIMBA_CHECK(a.defined() && b.defined(), op << ": undefined tensor");
   SIMBA_CHECK(is_floating(a.dtype()) && is_floating(b.dtype()),
-              op << ": expected float32 or float64 operands, got " << dtype_name(a.dtype()) << " "
+              op << ": expected float32, float64 or bfloat16 operands, got " << dtype_name(a.dtype()) << " "
                  << shape_str(a.shape()) << " and " << dtype_name(b.dtype()) << " " << shape_str(b.shape()));
   check_same_dtype(op, a, b);
   return op_device(op, {a, b});
@@ -157,16 +160,38 @@ void run_gemm(const char* op, const Tensor& out, const Tensor& a, const Tensor& 
   const Tensor ac = has_blas_layout(a) ? a : a.contiguous();
   const Tensor bc = has_blas_layout(b) ? b : b.contiguous();
   const GemmPlan plan = plan_gemm(out, ac, bc);
-  SIMBA_DISPATCH_KERNEL(out.device(), out.dtype(), op, batched_gemm, out.device_data<scalar_t>(),
-                        ac.device_data<scalar_t>(), bc.device_data<scalar_t>(), plan,
-                        static_cast<scalar_t>(alpha), static_cast<scalar_t>(beta));
+  SIMBA_DISPATCH_COMPUTE_KERNEL(out.device(), out.dtype(), op, batched_gemm, out.device_data<scalar_t>(),
+                                ac.device_data<scalar_t>(), bc.device_data<scalar_t>(), plan,
+                                static_cast<acc_t<scalar_t>>(alpha), static_cast<acc_t<scalar_t>>(beta));
+}
+
+}  // namespace
+
+namespace {
+
+// A (rows, cols) matrix stored row-major with row stride ld, widened into a packed float32
+// (rows, cols) one (exact for bfloat16).
+void widen_matrix(const bfloat16* src, int64_t rows, int64_t cols, int64_t ld, float* dst) {
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t k = 0; k < cols; ++k) dst[r * cols + k] = src[r * ld + k];
 }
 
 }  // namespace
 
 template <class T>
-void batched_gemm_cpu(T* c, const T* a, const T* b, const GemmPlan& p, T alpha, T beta) {
+void batched_gemm_cpu(T* c, const T* a, const T* b, const GemmPlan& p, acc_t<T> alpha, acc_t<T> beta) {
   const CBLAS_TRANSPOSE ta = p.a.trans ? CblasTrans : CblasNoTrans, tb = p.b.trans ? CblasTrans : CblasNoTrans;
+  const int M = static_cast<int>(p.M), N = static_cast<int>(p.N), K = static_cast<int>(p.K);
+  // bfloat16: packed float32 copies of one matrix of each operand (stored as (rows, cols), the
+  // transpose of the product's operand when trans is set); the product sgemm writes into cf.
+  const int64_t a_rows = p.a.trans ? p.K : p.M, a_cols = p.a.trans ? p.M : p.K;
+  const int64_t b_rows = p.b.trans ? p.N : p.K, b_cols = p.b.trans ? p.K : p.N;
+  std::vector<float> af, bf, cf;
+  if constexpr (std::is_same_v<T, bfloat16>) {
+    af.resize(a_rows * a_cols);
+    bf.resize(b_rows * b_cols);
+    cf.resize(p.M * p.N);
+  }
   const int nb = static_cast<int>(p.batch.size());
   const int64_t count = shape_numel(p.batch);
   for (int64_t i = 0; i < count; ++i) {
@@ -176,14 +201,25 @@ void batched_gemm_cpu(T* c, const T* a, const T* b, const GemmPlan& p, T alpha, 
       rest /= p.batch[d];
       for (int o = 0; o < 3; ++o) off[o] += k * p.batch_strides[o][d];
     }
-    blas_gemm(ta, tb, static_cast<int>(p.M), static_cast<int>(p.N), static_cast<int>(p.K), alpha, a + off[1],
-              static_cast<int>(p.a.ld), b + off[2], static_cast<int>(p.b.ld), beta, c + off[0],
-              static_cast<int>(p.ldc));
+    if constexpr (std::is_same_v<T, bfloat16>) {
+      widen_matrix(a + off[1], a_rows, a_cols, p.a.ld, af.data());
+      widen_matrix(b + off[2], b_rows, b_cols, p.b.ld, bf.data());
+      if (beta != 0.0f) widen_matrix(c + off[0], p.M, p.N, p.ldc, cf.data());  // beta = 0 reads no c
+      blas_gemm(ta, tb, M, N, K, alpha, af.data(), static_cast<int>(a_cols), bf.data(), static_cast<int>(b_cols),
+                beta, cf.data(), N);
+      T* ci = c + off[0];
+      for (int64_t r = 0; r < p.M; ++r)
+        for (int64_t k = 0; k < p.N; ++k) ci[r * p.ldc + k] = T(cf[r * p.N + k]);
+    } else {
+      blas_gemm(ta, tb, M, N, K, alpha, a + off[1], static_cast<int>(p.a.ld), b + off[2], static_cast<int>(p.b.ld),
+                beta, c + off[0], static_cast<int>(p.ldc));
+    }
   }
 }
 
 template void batched_gemm_cpu<float>(float*, const float*, const float*, const GemmPlan&, float, float);
 template void batched_gemm_cpu<double>(double*, const double*, const double*, const GemmPlan&, double, double);
+template void batched_gemm_cpu<bfloat16>(bfloat16*, const bfloat16*, const bfloat16*, const GemmPlan&, float, float);
 
 Tensor matmul(const Tensor& a, const Tensor& b) {
   const Device device = check_matmul_operands("matmul", a, b);

@@ -19,10 +19,13 @@
 // Precision and determinism. The handle keeps CUBLAS_DEFAULT_MATH, under which cublasSgemm
 // computes in FP32 (TF32 tensor cores are used only with CUBLAS_TF32_TENSOR_OP_MATH, never
 // set here), so CUDA and CPU agree to float32 rounding (the order of the K-sums differs, so
-// not bit for bit). cuBLAS documents that its GEMMs give the same bits on every run on GPUs
-// of one architecture and SM count while a single stream is in use: simba issues all work
-// of a device on its one stream (cuda_stream), and gives the handle a fixed workspace, so the
-// algorithm cuBLAS picks does not depend on what else ran.
+// not bit for bit). bfloat16 GEMMs (cublasGemmEx) read and write bfloat16 and accumulate in
+// float32 (CUBLAS_COMPUTE_32F), as the CPU variant does on float32 copies: the two differ by
+// float32 summation order before the one rounding to bfloat16. cuBLAS documents that its
+// GEMMs give the same bits on every run on GPUs of one architecture and SM count while a
+// single stream is in use: simba issues all work of a device (bfloat16 GEMMs included) on
+// its one stream (cuda_stream), and gives the handle a fixed workspace, so the algorithm
+// cuBLAS picks does not depend on what else ran.
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
@@ -99,10 +102,26 @@ cublasStatus_t cublas_gemm_strided_batched(cublasHandle_t h, cublasOperation_t t
   return cublasDgemmStridedBatched(h, tb, ta, n, m, k, alpha, b, ldb, sb, a, lda, sa, beta, c, ldc, sc, count);
 }
 
+// bfloat16: operands and result CUDA_R_16BF, products accumulated and scaled in float32
+// (CUBLAS_COMPUTE_32F, float alpha and beta), the result rounded once to bfloat16.
+cublasStatus_t cublas_gemm(cublasHandle_t h, cublasOperation_t tb, cublasOperation_t ta, int n, int m, int k,
+                           const float* alpha, const bfloat16* b, int ldb, const bfloat16* a, int lda,
+                           const float* beta, bfloat16* c, int ldc) {
+  return cublasGemmEx(h, tb, ta, n, m, k, alpha, b, CUDA_R_16BF, ldb, a, CUDA_R_16BF, lda, beta, c, CUDA_R_16BF, ldc,
+                      CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+}
+cublasStatus_t cublas_gemm_strided_batched(cublasHandle_t h, cublasOperation_t tb, cublasOperation_t ta, int n,
+                                           int m, int k, const float* alpha, const bfloat16* b, int ldb,
+                                           long long sb, const bfloat16* a, int lda, long long sa,
+                                           const float* beta, bfloat16* c, int ldc, long long sc, int count) {
+  return cublasGemmStridedBatchedEx(h, tb, ta, n, m, k, alpha, b, CUDA_R_16BF, ldb, sb, a, CUDA_R_16BF, lda, sa,
+                                    beta, c, CUDA_R_16BF, ldc, sc, count, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+}
+
 }  // namespace
 
 template <class T>
-void batched_gemm_cuda(T* c, const T* a, const T* b, const GemmPlan& p, T alpha, T beta) {
+void batched_gemm_cuda(T* c, const T* a, const T* b, const GemmPlan& p, acc_t<T> alpha, acc_t<T> beta) {
   cublasHandle_t h = cublas_handle(cuda_current_device());
   const int M = static_cast<int>(p.M), N = static_cast<int>(p.N), K = static_cast<int>(p.K);
   const int lda = static_cast<int>(p.a.ld), ldb = static_cast<int>(p.b.ld), ldc = static_cast<int>(p.ldc);
@@ -133,5 +152,7 @@ void batched_gemm_cuda(T* c, const T* a, const T* b, const GemmPlan& p, T alpha,
 
 template void batched_gemm_cuda<float>(float*, const float*, const float*, const GemmPlan&, float, float);
 template void batched_gemm_cuda<double>(double*, const double*, const double*, const GemmPlan&, double, double);
+template void batched_gemm_cuda<bfloat16>(bfloat16*, const bfloat16*, const bfloat16*, const GemmPlan&, float,
+                                          float);
 
 }  // namespace simba

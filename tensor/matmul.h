@@ -1,5 +1,5 @@
 // tensor/matmul.h: matrix products through BLAS: OpenBLAS (sgemm/dgemm) on the CPU, cuBLAS on
-// CUDA.
+// CUDA; float32, float64 and bfloat16 (float32 accumulation, one rounding of the result).
 //
 // An operand whose last dim has stride 1 goes to BLAS as row-major; one whose
 // second-to-last dim has stride 1 (a transposed view) goes as its transpose.
@@ -45,14 +45,19 @@ struct GemmPlan {
   std::array<Shape, 3> batch_strides;
 };
 
-// The variants (tensor/dispatch.h), T = float or double; pointers on the variant's device:
-//   *_cpu:  tensor/matmul.cpp, one OpenBLAS call per matrix of the batch.
+// The variants (tensor/dispatch.h), T = float, double or bfloat16; pointers on the variant's
+// device; alpha and beta in acc_t<T> (a bfloat16 GEMM scales in float, not in bfloat16):
+//   *_cpu:  tensor/matmul.cpp, one OpenBLAS call per matrix of the batch. bfloat16 has no
+//           BLAS: each matrix is widened to a packed float32 copy (exact), multiplied by
+//           sgemm, and the result rounded once into c (beta · c read through float32 too).
 //   *_cuda: tensor/matmul.cu, cuBLAS on the device's simba stream: one strided-batched call
 //           over the innermost batch dim (one plain call without batch dims). FP32 stays
-//           FP32 (no TF32), so both agree to float32 rounding.
+//           FP32 (no TF32), so both agree to float32 rounding; bfloat16 operands and result
+//           with float32 accumulation (cublasGemmEx, CUBLAS_COMPUTE_32F), so both agree to
+//           one bfloat16 rounding of the float32 product.
 template <class T>
-void batched_gemm_cpu(T* c, const T* a, const T* b, const GemmPlan& plan, T alpha, T beta);
+void batched_gemm_cpu(T* c, const T* a, const T* b, const GemmPlan& plan, acc_t<T> alpha, acc_t<T> beta);
 template <class T>
-void batched_gemm_cuda(T* c, const T* a, const T* b, const GemmPlan& plan, T alpha, T beta);
+void batched_gemm_cuda(T* c, const T* a, const T* b, const GemmPlan& plan, acc_t<T> alpha, acc_t<T> beta);
 
 }  // namespace simba

@@ -2,6 +2,9 @@
 // family.
 #include "tensor/reduce.h"
 
+#include <type_traits>
+#include <vector>
+
 #include "tensor/dispatch.h"
 #include "tensor/elementwise.h"
 #include "tensor/strided_loop.h"
@@ -109,42 +112,56 @@ Tensor sum_to(const Tensor& g, const Shape& shape) {
 
 namespace {
 
-// out (outer, inner) = Σ_k x (outer, n, inner)[:, k, :]
+// out (outer, inner) = Σ_k x (outer, n, inner)[:, k, :], accumulated in acc_t<T>: in out
+// itself when that is T (float, double), else in a float row per thread, rounded once.
 template <class T>
 void sum_dim_kernel(const Tensor& out, const Tensor& x, int64_t outer, int64_t n, int64_t inner) {
+  using A = acc_t<T>;
   const T* px = x.numel() ? x.data<T>() : nullptr;
   T* po = out.numel() ? out.data<T>() : nullptr;
-#pragma omp parallel for schedule(static) if (outer > 1 && x.numel() > kParallelGrain)
-  for (int64_t o = 0; o < outer; ++o) {
-    T* acc = po + o * inner;
-    for (int64_t i = 0; i < inner; ++i) acc[i] = 0;
-    for (int64_t k = 0; k < n; ++k) {
-      const T* row = px + (o * n + k) * inner;
-      for (int64_t i = 0; i < inner; ++i) acc[i] += row[i];
+#pragma omp parallel if (outer > 1 && x.numel() > kParallelGrain)
+  {
+    std::vector<A> row_acc(std::is_same_v<A, T> ? 0 : inner);
+#pragma omp for schedule(static)
+    for (int64_t o = 0; o < outer; ++o) {
+      A* acc;
+      if constexpr (std::is_same_v<A, T>)
+        acc = po + o * inner;
+      else
+        acc = row_acc.data();
+      for (int64_t i = 0; i < inner; ++i) acc[i] = 0;
+      for (int64_t k = 0; k < n; ++k) {
+        const T* row = px + (o * n + k) * inner;
+        for (int64_t i = 0; i < inner; ++i) acc[i] += A(row[i]);
+      }
+      if constexpr (!std::is_same_v<A, T>)
+        for (int64_t i = 0; i < inner; ++i) po[o * inner + i] = T(acc[i]);
     }
   }
 }
 
-// values, indices (outer, inner) = max / argmax over k of x (outer, n, inner)
+// values, indices (outer, inner) = max / argmax over k of x (outer, n, inner), compared in
+// acc_t<T> (exact: a bfloat16 widens to the float of the same value).
 template <class T>
 void max_dim_kernel(const Tensor& values, const Tensor& indices, const Tensor& x, int64_t outer, int64_t n,
                     int64_t inner) {
+  using A = acc_t<T>;
   const T* px = x.data<T>();
   T* pv = values.numel() ? values.data<T>() : nullptr;
   int64_t* pi = indices.numel() ? indices.data<int64_t>() : nullptr;
 #pragma omp parallel for schedule(static) if (outer > 1 && x.numel() > kParallelGrain)
   for (int64_t o = 0; o < outer; ++o) {
     for (int64_t i = 0; i < inner; ++i) {
-      T best = px[o * n * inner + i];
+      A best = A(px[o * n * inner + i]);
       int64_t arg = 0;
       for (int64_t k = 1; k < n; ++k) {
-        T v = px[(o * n + k) * inner + i];
+        const A v = A(px[(o * n + k) * inner + i]);
         if (v > best) {  // strict: ties keep the lowest index
           best = v;
           arg = k;
         }
       }
-      pv[o * inner + i] = best;
+      pv[o * inner + i] = T(best);
       pi[o * inner + i] = arg;
     }
   }
@@ -153,16 +170,16 @@ void max_dim_kernel(const Tensor& values, const Tensor& indices, const Tensor& x
 }  // namespace
 
 void sum_dim_cpu(const Tensor& out, const Tensor& x, int64_t outer, int64_t n, int64_t inner) {
-  SIMBA_DISPATCH_FLOAT(x.dtype(), "sum", [&] { sum_dim_kernel<scalar_t>(out, x, outer, n, inner); });
+  SIMBA_DISPATCH_COMPUTE(x.dtype(), "sum", [&] { sum_dim_kernel<scalar_t>(out, x, outer, n, inner); });
 }
 
 void max_dim_cpu(const Tensor& values, const Tensor& indices, const Tensor& x, int64_t outer, int64_t n,
                  int64_t inner) {
-  SIMBA_DISPATCH_FLOAT(x.dtype(), "max", [&] { max_dim_kernel<scalar_t>(values, indices, x, outer, n, inner); });
+  SIMBA_DISPATCH_COMPUTE(x.dtype(), "max", [&] { max_dim_kernel<scalar_t>(values, indices, x, outer, n, inner); });
 }
 
 void sum_all_cpu(const Tensor& out, const Tensor& x) {
-  SIMBA_DISPATCH_FLOAT(x.dtype(), "sum", [&] {
+  SIMBA_DISPATCH_COMPUTE(x.dtype(), "sum", [&] {
     const scalar_t* p = x.numel() ? x.data<scalar_t>() : nullptr;
     double s = 0.0;
     for (int64_t i = 0; i < x.numel(); ++i) s += static_cast<double>(p[i]);

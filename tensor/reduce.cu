@@ -13,7 +13,8 @@
 //   index as tie-break for max).
 // sum_all: kSumAllBlocks (at most) blocks each reduce a grid-stride share in double into one
 // partial, then one thread adds the partials in block order (cuda_reduce::launch_sum_partials).
-// No atomics anywhere: every run gives the same bits.
+// Sums and comparisons run in acc_t of the dtype (a bfloat16 widens on load and the result
+// rounds once on store). No atomics anywhere: every run gives the same bits.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -54,24 +55,25 @@ __global__ void sum_dim_thread_kernel(T* out, const T* x, int64_t outer, int64_t
   for (int64_t j = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; j < m; j += int64_t(gridDim.x) * blockDim.x) {
     const int64_t o = j / inner, i = j - o * inner;
     const T* p = x + o * n * inner + i;
-    T acc = T(0);
-    for (int64_t k = 0; k < n; ++k) acc += p[k * inner];
-    out[j] = acc;
+    acc_t<T> acc = 0;
+    for (int64_t k = 0; k < n; ++k) acc += acc_t<T>(p[k * inner]);
+    out[j] = T(acc);
   }
 }
 
 // out[j] = Σ_k x[o, k, i], one block per j.
 template <class T>
 __global__ void sum_dim_block_kernel(T* out, const T* x, int64_t outer, int64_t n, int64_t inner) {
-  __shared__ T scratch[kWarps];
+  using A = acc_t<T>;
+  __shared__ A scratch[kWarps];
   const int64_t m = outer * inner;
   for (int64_t j = blockIdx.x; j < m; j += gridDim.x) {  // uniform over the block: barriers are safe
     const int64_t o = j / inner, i = j - o * inner;
     const T* p = x + o * n * inner + i;
-    T acc = T(0);
-    for (int64_t k = threadIdx.x; k < n; k += kThreads) acc += p[k * inner];
+    A acc = 0;
+    for (int64_t k = threadIdx.x; k < n; k += kThreads) acc += A(p[k * inner]);
     acc = cuda_reduce::block_reduce<kThreads>(acc, cuda_reduce::Sum{}, scratch);
-    if (threadIdx.x == 0) out[j] = acc;
+    if (threadIdx.x == 0) out[j] = T(acc);
   }
 }
 
@@ -83,16 +85,16 @@ __global__ void max_dim_thread_kernel(T* values, int64_t* indices, const T* x, i
   for (int64_t j = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; j < m; j += int64_t(gridDim.x) * blockDim.x) {
     const int64_t o = j / inner, i = j - o * inner;
     const T* p = x + o * n * inner + i;
-    T best = p[0];
+    acc_t<T> best = p[0];
     int64_t arg = 0;
     for (int64_t k = 1; k < n; ++k) {
-      const T v = p[k * inner];
+      const acc_t<T> v = p[k * inner];
       if (v > best) {  // strict: ties keep the lowest index
         best = v;
         arg = k;
       }
     }
-    values[j] = best;
+    values[j] = T(best);
     indices[j] = arg;
   }
 }
@@ -103,17 +105,18 @@ __global__ void max_dim_thread_kernel(T* values, int64_t* indices, const T* x, i
 template <class T>
 __global__ void max_dim_block_kernel(T* values, int64_t* indices, const T* x, int64_t outer, int64_t n,
                                      int64_t inner) {
-  __shared__ T warp_v[kWarps];
+  using A = acc_t<T>;
+  __shared__ A warp_v[kWarps];
   __shared__ long long warp_i[kWarps];
   const int64_t m = outer * inner;
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
   for (int64_t j = blockIdx.x; j < m; j += gridDim.x) {  // uniform over the block: barriers are safe
     const int64_t o = j / inner, i = j - o * inner;
     const T* p = x + o * n * inner + i;
-    T best = p[0];
+    A best = p[0];
     long long arg = 0;
     for (int64_t k = threadIdx.x; k < n; k += kThreads) {
-      const T v = p[k * inner];
+      const A v = p[k * inner];
       if (v > best) {
         best = v;
         arg = k;
@@ -121,7 +124,7 @@ __global__ void max_dim_block_kernel(T* values, int64_t* indices, const T* x, in
     }
 #pragma unroll
     for (int offset = 16; offset > 0; offset /= 2) {
-      const T ov = __shfl_xor_sync(0xffffffffu, best, offset);
+      const A ov = __shfl_xor_sync(0xffffffffu, best, offset);
       const long long oi = __shfl_xor_sync(0xffffffffu, arg, offset);
       max_combine(best, arg, ov, oi);
     }
@@ -132,10 +135,10 @@ __global__ void max_dim_block_kernel(T* values, int64_t* indices, const T* x, in
     }
     __syncthreads();
     if (threadIdx.x == 0) {
-      T b = warp_v[0];
+      A b = warp_v[0];
       long long a = warp_i[0];
       for (int w = 1; w < kWarps; ++w) max_combine(b, a, warp_v[w], warp_i[w]);
-      values[j] = b;
+      values[j] = T(b);
       indices[j] = a;
     }
   }
@@ -158,7 +161,7 @@ void sum_dim_cuda(const Tensor& out, const Tensor& x, int64_t outer, int64_t n, 
   const int64_t m = outer * inner;
   if (m == 0) return;
   cudaStream_t stream = cuda_stream(out.device().index);
-  SIMBA_DISPATCH_FLOAT(x.dtype(), "sum", [&] {
+  SIMBA_DISPATCH_COMPUTE(x.dtype(), "sum", [&] {
     scalar_t* po = out.device_data<scalar_t>();
     const scalar_t* px = x.device_data<scalar_t>();
     if (block_per_output(outer, n, inner))
@@ -174,7 +177,7 @@ void max_dim_cuda(const Tensor& values, const Tensor& indices, const Tensor& x, 
   const int64_t m = outer * inner;
   if (m == 0) return;
   cudaStream_t stream = cuda_stream(values.device().index);
-  SIMBA_DISPATCH_FLOAT(x.dtype(), "max", [&] {
+  SIMBA_DISPATCH_COMPUTE(x.dtype(), "max", [&] {
     scalar_t* pv = values.device_data<scalar_t>();
     int64_t* pi = indices.device_data<int64_t>();
     const scalar_t* px = x.device_data<scalar_t>();
@@ -192,7 +195,7 @@ void sum_all_cuda(const Tensor& out, const Tensor& x) {
   const int64_t blocks = std::min<int64_t>(cuda_grid_size(n, kThreads), kSumAllBlocks);
   Tensor part = Tensor::empty({blocks}, DType::F64, out.device());
   cudaStream_t stream = cuda_stream(out.device().index);
-  SIMBA_DISPATCH_FLOAT(x.dtype(), "sum", [&] {
+  SIMBA_DISPATCH_COMPUTE(x.dtype(), "sum", [&] {
     sum_all_partials_kernel<scalar_t><<<unsigned(blocks), kThreads, 0, stream>>>(
         part.device_data<double>(), x.device_data<scalar_t>(), n);
     SIMBA_CUDA_CHECK(cudaGetLastError());

@@ -1,6 +1,8 @@
 // tensor/reduce.h: reductions over one dim or over all elements.
 //
-// Float dtypes only. Accumulation: a sum over one dim accumulates in the input's dtype; the
+// Compute dtypes only (float32, float64, bfloat16; float16 is converted with Tensor::to
+// first). Accumulation: a sum over one dim accumulates in acc_t of the input's dtype (float for
+// float32 and bfloat16, double for float64) and rounds once on store; the
 // sum over all elements accumulates in double whatever the dtype (a float32 loss summed over
 // 10^5 tokens would otherwise lose ~3 digits). max/argmax break ties toward the lowest index;
 // no value compares greater than a NaN nor a NaN greater than a value, so a NaN at k = 0 of
@@ -34,8 +36,8 @@ Tensor sum_to(const Tensor& g, const Shape& shape);
 // ---- kernel families (tensor/dispatch.h) ----
 // A reduction over dim d of a contiguous x sees it as (outer, n, inner) and writes a fresh
 // contiguous (outer, inner) result; x and the outputs share a device, x and `out`/`values`
-// a float dtype, `indices` is int64.
-//   sum_dim: out[o, i] = Σ_k x[o, k, i], accumulated in the dtype.
+// a compute dtype, `indices` is int64.
+//   sum_dim: out[o, i] = Σ_k x[o, k, i], accumulated in acc_t of the dtype.
 //   max_dim: values[o, i] = max_k x[o, k, i], indices[o, i] = its lowest k (n >= 1).
 //   sum_all: out (0-dim) = Σ of every element of x, accumulated in double.
 // The CPU variants (tensor/reduce.cpp) sum k in increasing order. The CUDA variants

@@ -3,7 +3,7 @@
 // memory the same way on both, with the outputs and the gradients compared normwise.
 //
 // A test file describes its ops as rows (OpCase for outputs, GradCase for autograd gradients)
-// and runs each row over dtypes and layouts:
+// and runs each row over the dtypes float32, float64 and bfloat16 and the layouts:
 //
 //   const OpCase rows[] = {
 //     {"exp", {{33, 7}}, [](const Ins& x) { return Outs{exp(x[0])}; }},
@@ -11,12 +11,19 @@
 //   };
 //   for (const OpCase& c : rows) run_case(c, cuda_test::kGpu);
 //
+// or builds rows with op_case / grad_case (named after the op and its shapes). A row runs in
+// the dtypes of its `dtypes` (all three by default) with its f32_tol / f64_tol / bf16_tol.
 // - Operands: fresh uniform random values in [lo, hi) (never zeros), made on the CPU as a
 //   contiguous base buffer, copied to the device with to(Device), then viewed there in the
 //   chosen Layout, so both devices see the same values through the same strides.
 // - Outputs: each output of the device run is compared with the CPU run's: same shape and
 //   dtype, on the device it ran on, normwise relative error ||got − ref||₂ / ||ref||₂ within
-//   the row's tolerance for the dtype (int64 outputs must be equal). NaN must appear exactly
+//   the row's tolerance for the dtype (int64 outputs must be equal). The bfloat16 run (the
+//   operands rounded to bfloat16 once, every kernel computing in float32 and rounding its
+//   result once) is held to the CPU's bfloat16 run within bf16_tol, 1e-2 unless a row says
+//   why its conditioning needs more: both devices round the same float32 values, so they
+//   differ only where float32 summation order or a last-bit difference of exp/log moves a
+//   value across a bfloat16 rounding boundary (one bfloat16 ulp, 2^-8 relative). NaN must appear exactly
 //   where the CPU has NaN: a row that writes into a NaN-poisoned output (poisoned()) keeps the
 //   cells it must not write NaN on both devices, and any cell the device kernel fails to write
 //   stays NaN on the device only and fails.
@@ -34,9 +41,11 @@
 #include <random>
 #include <sstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "autograd/variable.h"
+#include "tensor/elementwise.h"
 #include "tensor/tensor.h"
 #include "tests/cuda_test_util.h"
 
@@ -177,6 +186,10 @@ inline bool same_bits(const Outs& a, const Outs& b) {
   return true;
 }
 
+// The dtypes a row runs in unless it names fewer (an op that keeps float32/float64 state by
+// design, like the optimiser steps, has no bfloat16 variant).
+inline const std::vector<DType> kComputeTypes = {DType::F32, DType::F64, DType::BF16};
+
 // One row: the op's outputs from its operands.
 struct OpCase {
   std::string name;
@@ -185,6 +198,8 @@ struct OpCase {
   double lo = -2.0, hi = 2.0;                // operand values uniform in [lo, hi)
   double f32_tol = 1e-5, f64_tol = 1e-12;    // a looser f32 tolerance needs a reason at the row
   std::vector<Layout> layouts = kAllLayouts;
+  double bf16_tol = 1e-2;                    // a looser one needs a reason at the row too
+  std::vector<DType> dtypes = kComputeTypes;
 };
 
 // One gradient row: a differentiable function of its operands (every operand requires grad).
@@ -195,7 +210,74 @@ struct GradCase {
   double lo = -2.0, hi = 2.0;
   double f32_tol = 1e-5, f64_tol = 1e-12;
   std::vector<Layout> layouts = kAllLayouts;
+  double bf16_tol = 1e-2;
+  std::vector<DType> dtypes = kComputeTypes;
 };
+
+// The row's tolerance for a dtype.
+template <class Case>
+double tolerance(const Case& c, DType dtype) {
+  switch (dtype) {
+    case DType::F32: return c.f32_tol;
+    case DType::F64: return c.f64_tol;
+    case DType::BF16: return c.bf16_tol;
+    default: FAIL("no tolerance for " << dtype_name(dtype)); return 0.0;
+  }
+}
+
+// A row's name: the op and its operand shapes; op_case / grad_case build a row with it.
+inline std::string case_name(const std::string& op, const std::vector<Shape>& shapes) {
+  std::string s = op;
+  for (const Shape& sh : shapes) s += " " + shape_str(sh);
+  return s;
+}
+
+inline OpCase op_case(const std::string& op, std::vector<Shape> shapes, std::function<Outs(const Ins&)> f,
+                  double lo = -2.0, double hi = 2.0) {
+  OpCase c;
+  c.name = case_name(op, shapes);
+  c.shapes = std::move(shapes);
+  c.forward = std::move(f);
+  c.lo = lo;
+  c.hi = hi;
+  return c;
+}
+
+inline GradCase grad_case(const std::string& op, std::vector<Shape> shapes, std::function<Variable(const VarIns&)> f,
+                         double lo = -2.0, double hi = 2.0) {
+  GradCase c;
+  c.name = case_name(op, shapes);
+  c.shapes = std::move(shapes);
+  c.forward = std::move(f);
+  c.lo = lo;
+  c.hi = hi;
+  return c;
+}
+
+// The pointwise ops of tensor/elementwise.h, and the operand range of each: positive where the
+// op needs it, wide for softplus so that both sides of its x > 20 threshold are hit.
+inline const UnaryOp kAllUnaryOps[] = {UnaryOp::Neg,     UnaryOp::Exp,  UnaryOp::Log,      UnaryOp::Log1p,
+                                    UnaryOp::Sqrt,    UnaryOp::Rsqrt, UnaryOp::Sigmoid, UnaryOp::Silu,
+                                    UnaryOp::Softplus, UnaryOp::Abs, UnaryOp::Square};
+inline const BinaryOp kAllBinaryOps[] = {BinaryOp::Add, BinaryOp::Sub, BinaryOp::Mul, BinaryOp::Div, BinaryOp::Pow};
+
+inline std::pair<double, double> unary_operand_range(UnaryOp op) {
+  switch (op) {
+    case UnaryOp::Log:
+    case UnaryOp::Sqrt:
+    case UnaryOp::Rsqrt: return {0.5, 3.0};
+    case UnaryOp::Log1p: return {-0.5, 3.0};
+    case UnaryOp::Softplus: return {-30.0, 30.0};
+    case UnaryOp::Exp:
+    case UnaryOp::Sigmoid:
+    case UnaryOp::Silu: return {-5.0, 5.0};
+    default: return {-2.0, 2.0};
+  }
+}
+
+inline std::pair<double, double> binary_operand_range(BinaryOp op) {
+  return op == BinaryOp::Div || op == BinaryOp::Pow ? std::pair{0.5, 2.0} : std::pair{-2.0, 2.0};
+}
 
 inline std::string case_label(const std::string& name, DType dtype, Layout layout) {
   std::ostringstream s;
@@ -224,7 +306,7 @@ inline void compare_on_devices(const OpCase& c, DType dtype, Layout layout, Devi
   const Outs ref = c.forward(cpu_in);
   const Outs got = c.forward(dev_in);
   REQUIRE(got.size() == ref.size());
-  const double tol = dtype == DType::F32 ? c.f32_tol : c.f64_tol;
+  const double tol = tolerance(c, dtype);
   for (size_t i = 0; i < ref.size(); ++i) check_close(label + " output " + std::to_string(i), got[i], ref[i], device, tol);
   CHECK_MESSAGE(same_bits(got, c.forward(dev_in)), label << ": a second run gave different bits");
 }
@@ -248,22 +330,22 @@ inline void compare_grads_on_devices(const GradCase& c, DType dtype, Layout layo
   Outs ref_grads, got_grads;
   const Tensor ref = run(cpu(), ref_grads);
   const Tensor got = run(device, got_grads);
-  const double tol = dtype == DType::F32 ? c.f32_tol : c.f64_tol;
+  const double tol = tolerance(c, dtype);
   check_close(label + " output", got, ref, device, tol);
   for (size_t i = 0; i < ref_grads.size(); ++i)
     check_close(label + " gradient of operand " + std::to_string(i), got_grads[i], ref_grads[i], device, tol);
 }
 
-// Every dtype (float32, float64) × every layout of the row.
+// Every dtype × every layout of the row.
 inline void run_case(const OpCase& c, Device device) {
   uint64_t seed = std::hash<std::string>{}(c.name);
-  for (DType dt : {DType::F32, DType::F64})
+  for (DType dt : c.dtypes)
     for (Layout l : c.layouts) compare_on_devices(c, dt, l, device, ++seed);
 }
 
 inline void run_case(const GradCase& c, Device device) {
   uint64_t seed = std::hash<std::string>{}(c.name);
-  for (DType dt : {DType::F32, DType::F64})
+  for (DType dt : c.dtypes)
     for (Layout l : c.layouts) compare_grads_on_devices(c, dt, l, device, ++seed);
 }
 

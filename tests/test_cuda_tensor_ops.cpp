@@ -2,18 +2,20 @@
 // on CUDA against the CPU, and the autograd gradients through them, as a backend-ops table
 // (tests/backend_ops.h). Skipped without a CUDA device (tests/cuda_doctest_main.cpp).
 //
-// Every row runs in float32 and float64 × the layouts contiguous, permuted, sliced and
+// Every row runs in float32, float64 and bfloat16 × the layouts contiguous, permuted, sliced and
 // broadcast, over sizes 1, 7, 33, 67, 1000+ and ~1e6 elements; inputs are fresh uniform random
 // values made on the CPU and moved with to(Device). Rows named "poisoned ..." call a kernel
 // family directly (SIMBA_ON_DEVICE picks the _cpu or _cuda variant by the operands' device)
 // with a NaN-filled output, so a cell the CUDA kernel fails to write fails the comparison.
 //
-// Tolerance: normwise relative error <= 1e-5 (float32), <= 1e-12 (float64), except
+// Tolerance: normwise relative error <= 1e-5 (float32), <= 1e-12 (float64), <= 1e-2 (bfloat16:
+// both devices compute in float32 and round once, tests/backend_ops.h), except
 //   - sums over one dim of length n = 1e6: n·u (u = 2^-24 for float32, 2^-53 for float64), the
 //     worst-case error bound of the CPU's recursive summation in the input dtype (tensor/reduce.h;
 //     the GPU sums in a tree, far more accurately). The broadcast layout reaches it: one value
 //     added 1e6 times rounds the same way at every step (measured on an H200: 1.4e-2 in float32,
-//     1.6e-11 in float64).
+//     1.6e-11 in float64). A bfloat16 sum accumulates in float32 (tensor/reduce.h), so its
+//     bound is float32's before the one rounding to bfloat16.
 // Exact by construction (and so well inside the tolerance): copies, fills, cat/split, max
 // values; max and argmax indices must be equal, ties included.
 #include <doctest/doctest.h>
@@ -39,59 +41,6 @@ const Device kDev = cuda_test::kGpu;
 // Operand shapes of the pointwise rows: 1, 7, 33·7, 3·5·67, 1025 and 1e6 elements.
 const std::vector<Shape> kShapes = {{1}, {7}, {33, 7}, {3, 5, 67}, {1025}, {1000, 1000}};
 
-const UnaryOp kUnaryOps[] = {UnaryOp::Neg,     UnaryOp::Exp,  UnaryOp::Log,      UnaryOp::Log1p,
-                             UnaryOp::Sqrt,    UnaryOp::Rsqrt, UnaryOp::Sigmoid, UnaryOp::Silu,
-                             UnaryOp::Softplus, UnaryOp::Abs, UnaryOp::Square};
-const BinaryOp kBinaryOps[] = {BinaryOp::Add, BinaryOp::Sub, BinaryOp::Mul, BinaryOp::Div, BinaryOp::Pow};
-
-// The input range of each op: positive where the op needs it, wide for softplus so that both
-// sides of its x > 20 threshold are hit.
-std::pair<double, double> unary_range(UnaryOp op) {
-  switch (op) {
-    case UnaryOp::Log:
-    case UnaryOp::Sqrt:
-    case UnaryOp::Rsqrt: return {0.5, 3.0};
-    case UnaryOp::Log1p: return {-0.5, 3.0};
-    case UnaryOp::Softplus: return {-30.0, 30.0};
-    case UnaryOp::Exp:
-    case UnaryOp::Sigmoid:
-    case UnaryOp::Silu: return {-5.0, 5.0};
-    default: return {-2.0, 2.0};
-  }
-}
-
-std::pair<double, double> binary_range(BinaryOp op) {
-  return op == BinaryOp::Div || op == BinaryOp::Pow ? std::pair{0.5, 2.0} : std::pair{-2.0, 2.0};
-}
-
-std::string named(const std::string& op, const std::vector<Shape>& shapes) {
-  std::string s = op;
-  for (const Shape& sh : shapes) s += " " + shape_str(sh);
-  return s;
-}
-
-OpCase row(const std::string& op, std::vector<Shape> shapes, std::function<Outs(const Ins&)> f, double lo = -2.0,
-           double hi = 2.0) {
-  OpCase c;
-  c.name = named(op, shapes);
-  c.shapes = std::move(shapes);
-  c.forward = std::move(f);
-  c.lo = lo;
-  c.hi = hi;
-  return c;
-}
-
-GradCase grad_row(const std::string& op, std::vector<Shape> shapes, std::function<Variable(const VarIns&)> f,
-                  double lo = -2.0, double hi = 2.0) {
-  GradCase c;
-  c.name = named(op, shapes);
-  c.shapes = std::move(shapes);
-  c.forward = std::move(f);
-  c.lo = lo;
-  c.hi = hi;
-  return c;
-}
-
 Shape reversed(const Shape& s) { return Shape(s.rbegin(), s.rend()); }
 std::vector<int> reverse_order(int nd) {
   std::vector<int> o(nd);
@@ -116,17 +65,17 @@ Geometry geometry(const Shape& s, int d) {
 }  // namespace
 
 TEST_CASE("CUDA unary ops and their backward equal the CPU") {
-  for (UnaryOp op : kUnaryOps) {
-    const auto [lo, hi] = unary_range(op);
+  for (UnaryOp op : kAllUnaryOps) {
+    const auto [lo, hi] = unary_operand_range(op);
     const std::string name = unary_name(op);
     for (const Shape& s : kShapes) {
-      run_case(row(name, {s}, [op](const Ins& x) { return Outs{unary(op, x[0])}; }, lo, hi), kDev);
-      run_case(row(name + " backward", {s, s},
+      run_case(op_case(name, {s}, [op](const Ins& x) { return Outs{unary(op, x[0])}; }, lo, hi), kDev);
+      run_case(op_case(name + " backward", {s, s},
                    [op](const Ins& x) { return Outs{unary_backward(op, x[0], x[1], unary(op, x[1]))}; }, lo, hi),
                kDev);
     }
     const Shape s = {33, 7};
-    run_case(row(name + " poisoned", {s},
+    run_case(op_case(name + " poisoned", {s},
                  [op](const Ins& x) {
                    Tensor out = poisoned(x[0].shape(), x[0].dtype(), x[0].device());
                    SIMBA_ON_DEVICE(x[0].device(), "unary", unary, op, out, x[0]);
@@ -134,7 +83,7 @@ TEST_CASE("CUDA unary ops and their backward equal the CPU") {
                  },
                  lo, hi),
              kDev);
-    run_case(row(name + " backward poisoned", {s, s},
+    run_case(op_case(name + " backward poisoned", {s, s},
                  [op](const Ins& x) {
                    Tensor dx = poisoned(x[0].shape(), x[0].dtype(), x[0].device());
                    const Tensor y = unary(op, x[1]);
@@ -150,12 +99,12 @@ TEST_CASE("CUDA binary ops with broadcasting equal the CPU") {
   const std::vector<std::vector<Shape>> pairs = {
       {{1}, {1}},       {{7}, {7}},           {{33, 7}, {7}},           {{33, 1}, {1, 7}},
       {{5, 1, 67}, {3, 67}}, {{1}, {1025}}, {{1000, 1000}, {1000}}, {{1000, 1000}, {1000, 1000}}};
-  for (BinaryOp op : kBinaryOps) {
-    const auto [lo, hi] = binary_range(op);
+  for (BinaryOp op : kAllBinaryOps) {
+    const auto [lo, hi] = binary_operand_range(op);
     for (const auto& shapes : pairs)
-      run_case(row(binary_name(op), shapes, [op](const Ins& x) { return Outs{binary(op, x[0], x[1])}; }, lo, hi),
+      run_case(op_case(binary_name(op), shapes, [op](const Ins& x) { return Outs{binary(op, x[0], x[1])}; }, lo, hi),
                kDev);
-    run_case(row(std::string(binary_name(op)) + " poisoned", {{33, 1}, {1, 7}},
+    run_case(op_case(std::string(binary_name(op)) + " poisoned", {{33, 1}, {1, 7}},
                  [op](const Ins& x) {
                    Tensor out = poisoned({33, 7}, x[0].dtype(), x[0].device());
                    SIMBA_ON_DEVICE(x[0].device(), "binary", binary, op, out, x[0].expand({33, 7}), x[1].expand({33, 7}));
@@ -168,17 +117,17 @@ TEST_CASE("CUDA binary ops with broadcasting equal the CPU") {
 
 TEST_CASE("CUDA affine, pow, clamp and clamp's backward equal the CPU") {
   for (const Shape& s : kShapes) {
-    run_case(row("affine", {s}, [](const Ins& x) { return Outs{affine(x[0], 1.7, -0.3), x[0] * 2.0, x[0] - 1.5}; }),
+    run_case(op_case("affine", {s}, [](const Ins& x) { return Outs{affine(x[0], 1.7, -0.3), x[0] * 2.0, x[0] - 1.5}; }),
              kDev);
-    run_case(row("pow 2.5, -1.5", {s}, [](const Ins& x) { return Outs{pow(x[0], 2.5), pow(x[0], -1.5)}; }, 0.5, 2.0),
+    run_case(op_case("pow 2.5, -1.5", {s}, [](const Ins& x) { return Outs{pow(x[0], 2.5), pow(x[0], -1.5)}; }, 0.5, 2.0),
              kDev);
-    run_case(row("pow 3", {s}, [](const Ins& x) { return Outs{pow(x[0], 3.0)}; }), kDev);
-    run_case(row("clamp", {s}, [](const Ins& x) { return Outs{clamp(x[0], -0.5, 0.7)}; }), kDev);
-    run_case(row("clamp_backward", {s, s}, [](const Ins& x) { return Outs{clamp_backward(x[0], x[1], -0.5, 0.7)}; }),
+    run_case(op_case("pow 3", {s}, [](const Ins& x) { return Outs{pow(x[0], 3.0)}; }), kDev);
+    run_case(op_case("clamp", {s}, [](const Ins& x) { return Outs{clamp(x[0], -0.5, 0.7)}; }), kDev);
+    run_case(op_case("clamp_backward", {s, s}, [](const Ins& x) { return Outs{clamp_backward(x[0], x[1], -0.5, 0.7)}; }),
              kDev);
   }
   const Shape s = {3, 5, 67};
-  run_case(row("scalar_op poisoned", {s},
+  run_case(op_case("scalar_op poisoned", {s},
                [](const Ins& x) {
                  Outs outs;
                  for (ScalarOp op : {ScalarOp::Affine, ScalarOp::Pow, ScalarOp::Clamp}) {
@@ -190,7 +139,7 @@ TEST_CASE("CUDA affine, pow, clamp and clamp's backward equal the CPU") {
                },
                0.5, 2.0),
            kDev);
-  run_case(row("clamp_backward poisoned", {s, s},
+  run_case(op_case("clamp_backward poisoned", {s, s},
                [](const Ins& x) {
                  Tensor dx = poisoned(x[0].shape(), x[0].dtype(), x[0].device());
                  SIMBA_ON_DEVICE(x[0].device(), "clamp", clamp_backward, dx, x[0], x[1], -0.5, 0.7);
@@ -207,23 +156,23 @@ TEST_CASE("CUDA reductions equal the CPU") {
   for (const Shape& s : shapes) {
     for (int d = 0; d < static_cast<int>(s.size()); ++d) {
       const std::string dim = " dim " + std::to_string(d);
-      run_case(row("sum" + dim, {s}, [d](const Ins& x) { return Outs{sum(x[0], d), sum(x[0], d, true)}; }), kDev);
-      run_case(row("mean" + dim, {s}, [d](const Ins& x) { return Outs{mean(x[0], d)}; }), kDev);
-      run_case(row("max" + dim, {s},
+      run_case(op_case("sum" + dim, {s}, [d](const Ins& x) { return Outs{sum(x[0], d), sum(x[0], d, true)}; }), kDev);
+      run_case(op_case("mean" + dim, {s}, [d](const Ins& x) { return Outs{mean(x[0], d)}; }), kDev);
+      run_case(op_case("max" + dim, {s},
                    [d](const Ins& x) {
                      const MaxResult r = max(x[0], d);
                      return Outs{r.values, r.indices, argmax(x[0], d, true)};
                    }),
                kDev);
       // clamp makes many exact ties at 0.5: the indices must be the CPU's (the lowest).
-      run_case(row("max ties" + dim, {s},
+      run_case(op_case("max ties" + dim, {s},
                    [d](const Ins& x) {
                      const MaxResult r = max(clamp(x[0], -0.5, 0.5), d);
                      return Outs{r.values, r.indices};
                    }),
                kDev);
       const Geometry g = geometry(s, d);
-      run_case(row("poisoned sum_dim, max_dim" + dim, {s},
+      run_case(op_case("poisoned sum_dim, max_dim" + dim, {s},
                    [d, g](const Ins& x) {
                      const Tensor c = x[0].contiguous();
                      const Device dev = c.device();
@@ -236,7 +185,7 @@ TEST_CASE("CUDA reductions equal the CPU") {
                    }),
                kDev);
     }
-    run_case(row("sum, mean, max of all", {s},
+    run_case(op_case("sum, mean, max of all", {s},
                  [](const Ins& x) {
                    Tensor out = poisoned({}, x[0].dtype(), x[0].device());
                    SIMBA_ON_DEVICE(x[0].device(), "sum", sum_all, out, x[0].contiguous());
@@ -246,7 +195,7 @@ TEST_CASE("CUDA reductions equal the CPU") {
   }
   // One reduction of 1e6 elements along one dim (the block geometry with a single output) and
   // over all of them; positive inputs keep the float32 sum well conditioned.
-  OpCase big = row("sum, max of 1e6", {{1000000}},
+  OpCase big = op_case("sum, max of 1e6", {{1000000}},
                    [](const Ins& x) {
                      const MaxResult r = max(x[0], 0);
                      return Outs{sum(x[0], 0), sum(x[0]), r.values, r.indices};
@@ -254,19 +203,20 @@ TEST_CASE("CUDA reductions equal the CPU") {
                    0.5, 1.5);
   big.f32_tol = 1e6 * 0x1p-24;  // n·u, the CPU's recursive summation bound: see the file comment
   big.f64_tol = 1e6 * 0x1p-53;
+  big.bf16_tol = big.f32_tol;  // float32 accumulation: the same bound
   run_case(big, kDev);
-  run_case(row("sum_to", {{5, 3, 67}}, [](const Ins& x) { return Outs{sum_to(x[0], {3, 1}), sum_to(x[0], {67})}; }),
+  run_case(op_case("sum_to", {{5, 3, 67}}, [](const Ins& x) { return Outs{sum_to(x[0], {3, 1}), sum_to(x[0], {67})}; }),
            kDev);
-  run_case(row("sum_to", {{1000, 1000}}, [](const Ins& x) { return Outs{sum_to(x[0], {1000})}; }), kDev);
+  run_case(op_case("sum_to", {{1000, 1000}}, [](const Ins& x) { return Outs{sum_to(x[0], {1000})}; }), kDev);
 }
 
 TEST_CASE("CUDA copy_, contiguous, fill_ and to() equal the CPU") {
   for (const Shape& s : kShapes) {
-    run_case(row("contiguous, clone, to(dtype)", {s},
+    run_case(op_case("contiguous, clone, to(dtype)", {s},
                  [](const Ins& x) { return Outs{x[0].contiguous(), x[0].clone(), x[0].to(DType::F32), x[0].to(DType::F64)}; }),
              kDev);
     // Into the interior of a NaN-filled buffer: the border must stay NaN on both devices.
-    run_case(row("copy_ into a slice, fill_", {s},
+    run_case(op_case("copy_ into a slice, fill_", {s},
                  [](const Ins& x) {
                    Shape big = x[0].shape();
                    for (int64_t& n : big) n += 2;
@@ -282,7 +232,7 @@ TEST_CASE("CUDA copy_, contiguous, fill_ and to() equal the CPU") {
                    return Outs{dst, filled};
                  }),
              kDev);
-    run_case(row("copy_ into a permuted view, other dtype, broadcast source", {s},
+    run_case(op_case("copy_ into a permuted view, other dtype, broadcast source", {s},
                  [](const Ins& x) {
                    const Device dev = x[0].device();
                    const int nd = x[0].dim();
@@ -299,14 +249,14 @@ TEST_CASE("CUDA copy_, contiguous, fill_ and to() equal the CPU") {
                  }),
              kDev);
     // A round trip through the host of a strided device view.
-    run_case(row("to(cpu).to(device)", {s}, [](const Ins& x) { return Outs{x[0].to(cpu()).to(x[0].device())}; }),
+    run_case(op_case("to(cpu).to(device)", {s}, [](const Ins& x) { return Outs{x[0].to(cpu()).to(x[0].device())}; }),
              kDev);
   }
 }
 
 TEST_CASE("CUDA to(Device) moves every layout across devices unchanged") {
   for (const Shape& s : kShapes) {
-    for (DType dt : {DType::F32, DType::F64}) {
+    for (DType dt : kComputeTypes) {
       for (Layout l : kAllLayouts) {
         std::mt19937_64 rng(s.size() * 131 + static_cast<int>(l));
         const Operand o = make_operand(s, l, dt, -2.0, 2.0, rng);
@@ -326,44 +276,44 @@ TEST_CASE("CUDA cat and split equal the CPU") {
       {{{33, 7}, {33, 1}}, -1},
       {{{1000, 500}, {1000, 500}}, 1}};
   for (const auto& [shapes, d] : cats)
-    run_case(row("cat dim " + std::to_string(d), shapes, [d = d](const Ins& x) { return Outs{cat(x, d)}; }), kDev);
-  run_case(row("split dim 1", {{33, 7}}, [](const Ins& x) { return split(x[0], {2, 3, 2}, 1); }), kDev);
-  run_case(row("split dim 0", {{1025}}, [](const Ins& x) { return split(x[0], {1, 1000, 24}, 0); }), kDev);
-  run_case(row("split dim 0", {{1000, 1000}}, [](const Ins& x) { return split(x[0], {500, 499, 1}, 0); }), kDev);
+    run_case(op_case("cat dim " + std::to_string(d), shapes, [d = d](const Ins& x) { return Outs{cat(x, d)}; }), kDev);
+  run_case(op_case("split dim 1", {{33, 7}}, [](const Ins& x) { return split(x[0], {2, 3, 2}, 1); }), kDev);
+  run_case(op_case("split dim 0", {{1025}}, [](const Ins& x) { return split(x[0], {1, 1000, 24}, 0); }), kDev);
+  run_case(op_case("split dim 0", {{1000, 1000}}, [](const Ins& x) { return split(x[0], {500, 499, 1}, 0); }), kDev);
 }
 
 TEST_CASE("CUDA gradients of the pointwise ops, reductions and cat/split equal the CPU") {
-  for (UnaryOp op : kUnaryOps) {
-    const auto [lo, hi] = unary_range(op);
+  for (UnaryOp op : kAllUnaryOps) {
+    const auto [lo, hi] = unary_operand_range(op);
     for (const Shape& s : {Shape{33, 7}, Shape{1025}})
-      run_case(grad_row(unary_name(op), {s}, [op](const VarIns& x) { return unary(op, x[0]); }, lo, hi), kDev);
+      run_case(grad_case(unary_name(op), {s}, [op](const VarIns& x) { return unary(op, x[0]); }, lo, hi), kDev);
   }
-  for (BinaryOp op : kBinaryOps) {
-    const auto [lo, hi] = binary_range(op);
+  for (BinaryOp op : kAllBinaryOps) {
+    const auto [lo, hi] = binary_operand_range(op);
     for (const std::vector<Shape>& shapes :
          {std::vector<Shape>{{33, 7}, {7}}, std::vector<Shape>{{33, 1}, {1, 7}}, std::vector<Shape>{{5, 1, 67}, {3, 67}}})
-      run_case(grad_row(binary_name(op), shapes, [op](const VarIns& x) { return binary(op, x[0], x[1]); }, lo, hi),
+      run_case(grad_case(binary_name(op), shapes, [op](const VarIns& x) { return binary(op, x[0], x[1]); }, lo, hi),
                kDev);
   }
   const Shape s = {33, 7}, t = {3, 5, 67};
-  run_case(grad_row("affine", {s}, [](const VarIns& x) { return affine(x[0], 1.7, -0.3); }), kDev);
-  run_case(grad_row("pow 2.5", {s}, [](const VarIns& x) { return pow(x[0], 2.5); }, 0.5, 2.0), kDev);
-  run_case(grad_row("clamp", {s}, [](const VarIns& x) { return clamp(x[0], -0.5, 0.7); }), kDev);
+  run_case(grad_case("affine", {s}, [](const VarIns& x) { return affine(x[0], 1.7, -0.3); }), kDev);
+  run_case(grad_case("pow 2.5", {s}, [](const VarIns& x) { return pow(x[0], 2.5); }, 0.5, 2.0), kDev);
+  run_case(grad_case("clamp", {s}, [](const VarIns& x) { return clamp(x[0], -0.5, 0.7); }), kDev);
   for (int d = 0; d < 3; ++d) {
-    run_case(grad_row("sum dim " + std::to_string(d), {t}, [d](const VarIns& x) { return sum(x[0], d); }), kDev);
-    run_case(grad_row("mean dim " + std::to_string(d), {t}, [d](const VarIns& x) { return mean(x[0], d, true); }),
+    run_case(grad_case("sum dim " + std::to_string(d), {t}, [d](const VarIns& x) { return sum(x[0], d); }), kDev);
+    run_case(grad_case("mean dim " + std::to_string(d), {t}, [d](const VarIns& x) { return mean(x[0], d, true); }),
              kDev);
   }
-  run_case(grad_row("sum, mean of all", {t}, [](const VarIns& x) { return sum(x[0]) + mean(x[0]); }), kDev);
-  run_case(grad_row("cat", {{3, 5, 7}, {3, 2, 7}}, [](const VarIns& x) { return cat({x[0], x[1]}, 1); }), kDev);
-  run_case(grad_row("split",
+  run_case(grad_case("sum, mean of all", {t}, [](const VarIns& x) { return sum(x[0]) + mean(x[0]); }), kDev);
+  run_case(grad_case("cat", {{3, 5, 7}, {3, 2, 7}}, [](const VarIns& x) { return cat({x[0], x[1]}, 1); }), kDev);
+  run_case(grad_case("split",
                     {s},
                     [](const VarIns& x) {
                       const std::vector<Variable> p = split(x[0], {2, 5}, 1);
                       return cat({p[1], square(p[0])}, 1);
                     }),
            kDev);
-  run_case(grad_row("softplus(a·b + c) summed", {{33, 7}, {7}, {33, 1}},
+  run_case(grad_case("softplus(a·b + c) summed", {{33, 7}, {7}, {33, 1}},
                     [](const VarIns& x) { return sum(softplus(x[0] * x[1] + x[2]), 0); }),
            kDev);
 }
@@ -372,7 +322,7 @@ TEST_CASE("CUDA gradients of the pointwise ops, reductions and cat/split equal t
 // row also needs that op on CUDA.
 TEST_CASE("CUDA gradient of max equals the CPU") {
   for (int d = 0; d < 3; ++d)
-    run_case(grad_row("max dim " + std::to_string(d), {{3, 5, 67}}, [d](const VarIns& x) { return max(x[0], d); }),
+    run_case(grad_case("max dim " + std::to_string(d), {{3, 5, 67}}, [d](const VarIns& x) { return max(x[0], d); }),
              kDev);
-  run_case(grad_row("max of all", {{33, 7}}, [](const VarIns& x) { return max(x[0]); }), kDev);
+  run_case(grad_case("max of all", {{33, 7}}, [](const VarIns& x) { return max(x[0]); }), kDev);
 }
