@@ -16,14 +16,16 @@ namespace {
 
 // Channels per task. With the weight transposed to (K, C) every inner loop
 // runs over contiguous channels of out, x and w, which the compiler vectorises.
+// A task's sums for one time step live in a kChannelBlock array of acc_t<T>,
+// stored to T once all taps are in.
 constexpr int64_t kChannelBlock = 64;
 
-// wt (K, C) <- w (C, 1, K)
+// wt (K, C) <- w (C, 1, K), widened to the compute type.
 template <class T>
-std::vector<T> weight_by_tap(const T* w, int64_t C, int64_t K) {
-  std::vector<T> wt(static_cast<size_t>(K * C));
+std::vector<acc_t<T>> weight_by_tap(const T* w, int64_t C, int64_t K) {
+  std::vector<acc_t<T>> wt(static_cast<size_t>(K * C));
   for (int64_t c = 0; c < C; ++c)
-    for (int64_t k = 0; k < K; ++k) wt[k * C + c] = w[c * K + k];
+    for (int64_t k = 0; k < K; ++k) wt[k * C + c] = static_cast<acc_t<T>>(w[c * K + k]);
   return wt;
 }
 
@@ -80,21 +82,24 @@ void causal_conv1d_backward_ref(T* dx, T* dw, T* dbias, const T* dout, const T* 
 template <class T>
 void causal_conv1d_forward_cpu(T* out, const T* x, const T* w, const T* bias, int64_t B, int64_t L, int64_t C,
                                int64_t K, int64_t x_stride_b, int64_t x_stride_l) {
+  using Acc = acc_t<T>;
   kernel_check::conv_forward("causal_conv1d_forward_cpu", out, x, w, B, L, C, K);
-  const std::vector<T> wt = weight_by_tap(w, C, K);
+  const std::vector<Acc> wt = weight_by_tap(w, C, K);
   const int64_t blocks = (C + kChannelBlock - 1) / kChannelBlock;
 #pragma omp parallel for schedule(static) if (B * L * C * K > kParallelGrain)
   for (int64_t task = 0; task < B * blocks; ++task) {
     const int64_t b = task / blocks, c0 = (task % blocks) * kChannelBlock, n = std::min(kChannelBlock, C - c0);
+    Acc acc[kChannelBlock];
     for (int64_t t = 0; t < L; ++t) {
-      T* o = out + (b * L + t) * C + c0;
-      for (int64_t i = 0; i < n; ++i) o[i] = bias ? bias[c0 + i] : T(0);
+      for (int64_t i = 0; i < n; ++i) acc[i] = bias ? static_cast<Acc>(bias[c0 + i]) : Acc(0);
       // Taps with t−(K−1)+k < 0 read the zero padding: skip them.
       for (int64_t k = std::max<int64_t>(0, K - 1 - t); k < K; ++k) {
         const T* xs = x + b * x_stride_b + (t - (K - 1) + k) * x_stride_l + c0;
-        const T* wk = wt.data() + k * C + c0;
-        for (int64_t i = 0; i < n; ++i) o[i] += wk[i] * xs[i];
+        const Acc* wk = wt.data() + k * C + c0;
+        for (int64_t i = 0; i < n; ++i) acc[i] += wk[i] * static_cast<Acc>(xs[i]);
       }
+      T* o = out + (b * L + t) * C + c0;
+      for (int64_t i = 0; i < n; ++i) o[i] = static_cast<T>(acc[i]);
     }
   }
 }
@@ -102,8 +107,9 @@ void causal_conv1d_forward_cpu(T* out, const T* x, const T* w, const T* bias, in
 template <class T>
 void causal_conv1d_backward_cpu(T* dx, T* dw, T* dbias, const T* dout, const T* x, const T* w, int64_t B,
                                 int64_t L, int64_t C, int64_t K, int64_t x_stride_b, int64_t x_stride_l) {
+  using Acc = acc_t<T>;
   kernel_check::conv_backward("causal_conv1d_backward_cpu", dout, x, w, B, L, C, K);
-  const std::vector<T> wt = weight_by_tap(w, C, K);
+  const std::vector<Acc> wt = weight_by_tap(w, C, K);
   const int64_t blocks = (C + kChannelBlock - 1) / kChannelBlock;
   // Per-batch partial sums: pw (B, K, C), pb (B, C). Each task owns one
   // (b, channel block) slice of them, so there are no races.
@@ -114,28 +120,30 @@ void causal_conv1d_backward_cpu(T* dx, T* dw, T* dbias, const T* dout, const T* 
     const int64_t b = task / blocks, c0 = (task % blocks) * kChannelBlock, n = std::min(kChannelBlock, C - c0);
     const T* db = dout + b * L * C + c0;
     if (dx) {
+      Acc acc[kChannelBlock];
       for (int64_t s = 0; s < L; ++s) {
-        T* d = dx + (b * L + s) * C + c0;
-        for (int64_t i = 0; i < n; ++i) d[i] = T(0);
+        for (int64_t i = 0; i < n; ++i) acc[i] = Acc(0);
         // Output t = s+(K−1)−k used x[s] through tap k; outputs past L do not exist.
         for (int64_t k = std::max<int64_t>(0, s + K - L); k < K; ++k) {
           const T* g = db + (s + K - 1 - k) * C;
-          const T* wk = wt.data() + k * C + c0;
-          for (int64_t i = 0; i < n; ++i) d[i] += wk[i] * g[i];
+          const Acc* wk = wt.data() + k * C + c0;
+          for (int64_t i = 0; i < n; ++i) acc[i] += wk[i] * static_cast<Acc>(g[i]);
         }
+        T* d = dx + (b * L + s) * C + c0;
+        for (int64_t i = 0; i < n; ++i) d[i] = static_cast<T>(acc[i]);
       }
     }
     for (int64_t t = 0; t < L && (dw || dbias); ++t) {
       const T* g = db + t * C;
       if (dbias) {
         double* acc = pb.data() + b * C + c0;
-        for (int64_t i = 0; i < n; ++i) acc[i] += g[i];
+        for (int64_t i = 0; i < n; ++i) acc[i] += static_cast<double>(g[i]);
       }
       if (!dw) continue;
       for (int64_t k = std::max<int64_t>(0, K - 1 - t); k < K; ++k) {
         const T* xs = x + b * x_stride_b + (t - (K - 1) + k) * x_stride_l + c0;
         double* acc = pw.data() + (b * K + k) * C + c0;
-        for (int64_t i = 0; i < n; ++i) acc[i] += static_cast<double>(g[i]) * xs[i];
+        for (int64_t i = 0; i < n; ++i) acc[i] += static_cast<double>(g[i]) * static_cast<double>(xs[i]);
       }
     }
   }
@@ -159,15 +167,16 @@ void causal_conv1d_backward_cpu(T* dx, T* dw, T* dbias, const T* dout, const T* 
 template <class T>
 void causal_conv1d_step_cpu(T* out, int64_t out_ld, T* state, const T* x, int64_t x_ld, const T* w, const T* bias,
                             int64_t B, int64_t C, int64_t K) {
+  using Acc = acc_t<T>;
 #pragma omp parallel for schedule(static) if (B * C * K > kParallelGrain)
   for (int64_t b = 0; b < B; ++b) {
     for (int64_t c = 0; c < C; ++c) {
       T* s = state + (b * C + c) * K;
       std::copy(s + 1, s + K, s);
       s[K - 1] = x[b * x_ld + c];
-      T acc = bias ? bias[c] : T(0);
-      for (int64_t k = 0; k < K; ++k) acc += w[c * K + k] * s[k];
-      out[b * out_ld + c] = acc;
+      Acc acc = bias ? static_cast<Acc>(bias[c]) : Acc(0);
+      for (int64_t k = 0; k < K; ++k) acc += static_cast<Acc>(w[c * K + k]) * static_cast<Acc>(s[k]);
+      out[b * out_ld + c] = static_cast<T>(acc);
     }
   }
 }
@@ -181,11 +190,15 @@ SIMBA_INSTANTIATE_CONV(float, ref)
 SIMBA_INSTANTIATE_CONV(double, ref)
 SIMBA_INSTANTIATE_CONV(float, cpu)
 SIMBA_INSTANTIATE_CONV(double, cpu)
+SIMBA_INSTANTIATE_CONV(bfloat16, cpu)
 #undef SIMBA_INSTANTIATE_CONV
-template void causal_conv1d_step_cpu<float>(float*, int64_t, float*, const float*, int64_t, const float*, const float*,
-                                            int64_t, int64_t, int64_t);
-template void causal_conv1d_step_cpu<double>(double*, int64_t, double*, const double*, int64_t, const double*,
-                                             const double*, int64_t, int64_t, int64_t);
+#define SIMBA_INSTANTIATE_CONV_STEP(T)                                                                          \
+  template void causal_conv1d_step_cpu<T>(T*, int64_t, T*, const T*, int64_t, const T*, const T*, int64_t, int64_t, \
+                                          int64_t);
+SIMBA_INSTANTIATE_CONV_STEP(float)
+SIMBA_INSTANTIATE_CONV_STEP(double)
+SIMBA_INSTANTIATE_CONV_STEP(bfloat16)
+#undef SIMBA_INSTANTIATE_CONV_STEP
 
 namespace {
 
@@ -222,9 +235,9 @@ Variable causal_conv1d(const Variable& x, const Variable& w, const Variable& bia
   const int64_t sb = xd.stride(0), sl = xd.stride(1);
   Tensor out = Tensor::empty({B, L, C}, xd.dtype(), dev);
   if (out.numel() > 0)
-    SIMBA_DISPATCH_KERNEL(dev, xd.dtype(), "causal_conv1d", causal_conv1d_forward, out.device_data<scalar_t>(),
-                          xd.device_data<scalar_t>(), wd.device_data<scalar_t>(),
-                          bd.defined() ? bd.device_data<scalar_t>() : nullptr, B, L, C, K, sb, sl);
+    SIMBA_DISPATCH_COMPUTE_KERNEL(dev, xd.dtype(), "causal_conv1d", causal_conv1d_forward,
+                                  out.device_data<scalar_t>(), xd.device_data<scalar_t>(), wd.device_data<scalar_t>(),
+                                  bd.defined() ? bd.device_data<scalar_t>() : nullptr, B, L, C, K, sb, sl);
 
   const bool has_bias = bias.defined();
   const bool need_x = x.requires_grad(), need_w = w.requires_grad(), need_b = has_bias && bias.requires_grad();
@@ -238,11 +251,11 @@ Variable causal_conv1d(const Variable& x, const Variable& w, const Variable& bia
         Tensor dw = need_w ? Tensor::zeros({C, 1, K}, xd.dtype(), dev) : Tensor();
         Tensor db = need_b ? Tensor::zeros({C}, xd.dtype(), dev) : Tensor();
         if (gc.numel() > 0)
-          SIMBA_DISPATCH_KERNEL(dev, xd.dtype(), "causal_conv1d backward", causal_conv1d_backward,
-                                need_x ? dx.device_data<scalar_t>() : nullptr,
-                                need_w ? dw.device_data<scalar_t>() : nullptr,
-                                need_b ? db.device_data<scalar_t>() : nullptr, gc.device_data<scalar_t>(),
-                                xd.device_data<scalar_t>(), wd.device_data<scalar_t>(), B, L, C, K, sb, sl);
+          SIMBA_DISPATCH_COMPUTE_KERNEL(dev, xd.dtype(), "causal_conv1d backward", causal_conv1d_backward,
+                                        need_x ? dx.device_data<scalar_t>() : nullptr,
+                                        need_w ? dw.device_data<scalar_t>() : nullptr,
+                                        need_b ? db.device_data<scalar_t>() : nullptr, gc.device_data<scalar_t>(),
+                                        xd.device_data<scalar_t>(), wd.device_data<scalar_t>(), B, L, C, K, sb, sl);
         std::vector<Tensor> grads{dx, dw};
         if (has_bias) grads.push_back(db);
         return grads;
@@ -271,9 +284,10 @@ void causal_conv1d_step(Tensor& out, Tensor& state, const Tensor& x_t, const Ten
                                                         << dtype_name(out.dtype()));
   const Device dev = op_device("causal_conv1d_step", {out, state, x_t, wd, bd});
   if (B * C == 0) return;
-  SIMBA_DISPATCH_KERNEL(dev, x_t.dtype(), "causal_conv1d_step", causal_conv1d_step, out.device_data<scalar_t>(),
-                        out.stride(0), state.device_data<scalar_t>(), x_t.device_data<scalar_t>(), x_t.stride(0),
-                        wd.device_data<scalar_t>(), bd.defined() ? bd.device_data<scalar_t>() : nullptr, B, C, K);
+  SIMBA_DISPATCH_COMPUTE_KERNEL(dev, x_t.dtype(), "causal_conv1d_step", causal_conv1d_step,
+                                out.device_data<scalar_t>(), out.stride(0), state.device_data<scalar_t>(),
+                                x_t.device_data<scalar_t>(), x_t.stride(0), wd.device_data<scalar_t>(),
+                                bd.defined() ? bd.device_data<scalar_t>() : nullptr, B, C, K);
 }
 
 CausalConv1d::CausalConv1d(int64_t C, int64_t K, bool with_bias, Generator& g, DType dtype)

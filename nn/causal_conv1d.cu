@@ -8,7 +8,8 @@
 // one batch row; thread (slice q, channel c) sums its slice's terms in double, in time order,
 // into its own partials part_w[q, c, k] and part_b[q, c], and sum_partials_kernel adds the
 // slices in order q = 0, 1, ... Every order is fixed by the sizes, so results are bit-identical
-// run to run.
+// run to run. Sums run in acc_t<T> (float for bfloat16) or double; a bfloat16 value is
+// widened on load and each output element rounded once on store.
 #include "nn/causal_conv1d.h"
 
 #include <cuda_runtime.h>
@@ -40,11 +41,12 @@ __global__ void __launch_bounds__(kThreads)
                         int64_t x_stride_b, int64_t x_stride_l) {
   const int64_t i = int64_t(blockIdx.x) * kThreads + threadIdx.x;
   if (i >= B * L * C) return;
+  using Acc = acc_t<T>;
   const int64_t c = i % C, t = (i / C) % L, b = i / (L * C);
-  T acc = bias ? bias[c] : T(0);
+  Acc acc = bias ? Acc(bias[c]) : Acc(0);
   for (int k = t >= K - 1 ? 0 : int(K - 1 - t); k < K; ++k)
-    acc += w[c * K + k] * x[b * x_stride_b + (t - (K - 1) + k) * x_stride_l + c];
-  out[i] = acc;
+    acc += Acc(w[c * K + k]) * Acc(x[b * x_stride_b + (t - (K - 1) + k) * x_stride_l + c]);
+  out[i] = T(acc);
 }
 
 // dx[b,s,c] = Σ_k w[c,k]·dout[b, s+(K−1)−k, c] over the taps whose output index is < L.
@@ -55,11 +57,12 @@ __global__ void __launch_bounds__(kThreads)
     conv_backward_dx_kernel(T* dx, const T* dout, const T* w, int64_t B, int64_t L, int64_t C, int K) {
   const int64_t i = int64_t(blockIdx.x) * kThreads + threadIdx.x;
   if (i >= B * L * C) return;
+  using Acc = acc_t<T>;
   const int64_t c = i % C, s = (i / C) % L, b = i / (L * C);
-  T acc = T(0);
+  Acc acc = Acc(0);
   for (int k = s + K - L > 0 ? int(s + K - L) : 0; k < K; ++k)
-    acc += w[c * K + k] * dout[(b * L + s + (K - 1) - k) * C + c];
-  dx[i] = acc;
+    acc += Acc(w[c * K + k]) * Acc(dout[(b * L + s + (K - 1) - k) * C + c]);
+  dx[i] = T(acc);
 }
 
 // Partials of dw and dbias over slice q = b·nchunks + j, the steps t in
@@ -106,13 +109,14 @@ __global__ void __launch_bounds__(kThreads)
                      int64_t B, int64_t C, int K) {
   const int64_t i = int64_t(blockIdx.x) * kThreads + threadIdx.x;
   if (i >= B * C) return;
+  using Acc = acc_t<T>;
   const int64_t b = i / C, c = i % C;
   T* s = state + i * K;
   for (int k = 0; k + 1 < K; ++k) s[k] = s[k + 1];
   s[K - 1] = x[b * x_ld + c];
-  T acc = bias ? bias[c] : T(0);
-  for (int k = 0; k < K; ++k) acc += w[c * K + k] * s[k];
-  out[b * out_ld + c] = acc;
+  Acc acc = bias ? Acc(bias[c]) : Acc(0);
+  for (int k = 0; k < K; ++k) acc += Acc(w[c * K + k]) * Acc(s[k]);
+  out[b * out_ld + c] = T(acc);
 }
 
 }  // namespace
@@ -198,6 +202,7 @@ void causal_conv1d_backward_cuda(T* dx, T* dw, T* dbias, const T* dout, const T*
                                            int64_t);
 SIMBA_INSTANTIATE_CONV_CUDA(float)
 SIMBA_INSTANTIATE_CONV_CUDA(double)
+SIMBA_INSTANTIATE_CONV_CUDA(bfloat16)
 #undef SIMBA_INSTANTIATE_CONV_CUDA
 
 }  // namespace simba

@@ -17,11 +17,15 @@ namespace simba {
 
 // Kernels, in three variants with identical signatures:
 //   *_ref:  plain sequential loops in double, the specification the others are tested against.
+//           T = float or double.
 //   *_cpu:  the fast CPU path (OpenMP over (batch, block of channels)). nn/causal_conv1d.cpp.
 //   *_cuda: the CUDA kernels (a thread per output element; dw and dbias from per-(batch, time
 //           chunk) partials added in a fixed order). nn/causal_conv1d.cu, built with the CUDA
-//           backend only; T = float or double; every pointer is CUDA device memory on the current
-//           device, and the call returns once the work is queued on that device's stream.
+//           backend only; every pointer is CUDA device memory on the current device, and the
+//           call returns once the work is queued on that device's stream.
+// *_cpu and *_cuda take T = float, double or bfloat16. Every sum runs in acc_t<T> (float for
+// bfloat16: an output is bias + taps accumulated in float, then rounded once) or, for dw and
+// dbias, in double.
 // All are deterministic (same bits on every run, for any number of CPU threads). B or L may
 // be 0 (nothing to do; dw and dbias become 0).
 

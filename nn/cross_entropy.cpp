@@ -12,8 +12,8 @@
 namespace simba {
 
 template <class T>
-void cross_entropy_forward_ref(T* losses, T* lse, const T* logits, const int64_t* targets, int64_t rows, int64_t V,
-                               int64_t ignore) {
+void cross_entropy_forward_ref(acc_t<T>* losses, acc_t<T>* lse, const T* logits, const int64_t* targets,
+                               int64_t rows, int64_t V, int64_t ignore) {
   kernel_check::cross_entropy_forward("cross_entropy_forward_ref", losses, lse, logits, targets, rows, V);
   for (int64_t r = 0; r < rows; ++r) {
     if (targets[r] == ignore) {
@@ -32,8 +32,8 @@ void cross_entropy_forward_ref(T* losses, T* lse, const T* logits, const int64_t
 }
 
 template <class T>
-void cross_entropy_backward_ref(T* dlogits, const T* dlosses, const T* logits, const T* lse, const int64_t* targets,
-                                int64_t rows, int64_t V, int64_t ignore) {
+void cross_entropy_backward_ref(T* dlogits, const acc_t<T>* dlosses, const T* logits, const acc_t<T>* lse,
+                                const int64_t* targets, int64_t rows, int64_t V, int64_t ignore) {
   kernel_check::cross_entropy_backward("cross_entropy_backward_ref", dlogits, dlosses, logits, lse, targets, rows,
                                        V);
   for (int64_t r = 0; r < rows; ++r)
@@ -45,8 +45,9 @@ void cross_entropy_backward_ref(T* dlogits, const T* dlosses, const T* logits, c
 }
 
 template <class T>
-void cross_entropy_forward_cpu(T* losses, T* lse, const T* logits, const int64_t* targets, int64_t rows, int64_t V,
-                               int64_t ignore) {
+void cross_entropy_forward_cpu(acc_t<T>* losses, acc_t<T>* lse, const T* logits, const int64_t* targets,
+                               int64_t rows, int64_t V, int64_t ignore) {
+  using Acc = acc_t<T>;
   kernel_check::cross_entropy_forward("cross_entropy_forward_cpu", losses, lse, logits, targets, rows, V);
   for (int64_t r = 0; r < rows; ++r)
     SIMBA_CHECK_HINT(targets[r] == ignore || (targets[r] >= 0 && targets[r] < V),
@@ -55,23 +56,24 @@ void cross_entropy_forward_cpu(T* losses, T* lse, const T* logits, const int64_t
 #pragma omp parallel for schedule(static) if (rows * V > kParallelGrain)
   for (int64_t r = 0; r < rows; ++r) {
     if (targets[r] == ignore) {
-      losses[r] = lse[r] = T(0);
+      losses[r] = lse[r] = Acc(0);
       continue;
     }
     const T* z = logits + r * V;
-    T m = z[0];
-    for (int64_t v = 1; v < V; ++v) m = z[v] > m ? z[v] : m;
+    Acc m = static_cast<Acc>(z[0]);
+    for (int64_t v = 1; v < V; ++v) m = static_cast<Acc>(z[v]) > m ? static_cast<Acc>(z[v]) : m;
     double s = 0.0;
-    for (int64_t v = 0; v < V; ++v) s += std::exp(z[v] - m);
+    for (int64_t v = 0; v < V; ++v) s += std::exp(static_cast<Acc>(z[v]) - m);
     const double l = static_cast<double>(m) + std::log(s);
-    lse[r] = static_cast<T>(l);
-    losses[r] = static_cast<T>(l - static_cast<double>(z[targets[r]]));
+    lse[r] = static_cast<Acc>(l);
+    losses[r] = static_cast<Acc>(l - static_cast<double>(z[targets[r]]));
   }
 }
 
 template <class T>
-void cross_entropy_backward_cpu(T* dlogits, const T* dlosses, const T* logits, const T* lse, const int64_t* targets,
-                                int64_t rows, int64_t V, int64_t ignore) {
+void cross_entropy_backward_cpu(T* dlogits, const acc_t<T>* dlosses, const T* logits, const acc_t<T>* lse,
+                                const int64_t* targets, int64_t rows, int64_t V, int64_t ignore) {
+  using Acc = acc_t<T>;
   kernel_check::cross_entropy_backward("cross_entropy_backward_cpu", dlogits, dlosses, logits, lse, targets, rows,
                                        V);
 #pragma omp parallel for schedule(static) if (rows * V > kParallelGrain)
@@ -82,9 +84,11 @@ void cross_entropy_backward_cpu(T* dlogits, const T* dlosses, const T* logits, c
       continue;
     }
     const T* z = logits + r * V;
-    const T l = lse[r], g = dlosses[r];
-    for (int64_t v = 0; v < V; ++v) d[v] = std::exp(z[v] - l) * g;
-    d[targets[r]] -= g;
+    const Acc l = lse[r], g = dlosses[r];
+    for (int64_t v = 0; v < V; ++v) d[v] = static_cast<T>(std::exp(static_cast<Acc>(z[v]) - l) * g);
+    // The target's element again, with −g applied before its one rounding.
+    const int64_t t = targets[r];
+    d[t] = static_cast<T>(std::exp(static_cast<Acc>(z[t]) - l) * g - g);
   }
 }
 
@@ -105,14 +109,16 @@ void cross_entropy_mean_cpu(T* loss, T* inv_count, const T* losses, const int64_
   *loss = static_cast<T>(sum * inv);
 }
 
-#define SIMBA_INSTANTIATE_CE(T, V)                                                                            \
-  template void cross_entropy_forward_##V<T>(T*, T*, const T*, const int64_t*, int64_t, int64_t, int64_t);        \
-  template void cross_entropy_backward_##V<T>(T*, const T*, const T*, const T*, const int64_t*, int64_t, int64_t, \
-                                              int64_t);
+#define SIMBA_INSTANTIATE_CE(T, V)                                                                          \
+  template void cross_entropy_forward_##V<T>(acc_t<T>*, acc_t<T>*, const T*, const int64_t*, int64_t, int64_t,  \
+                                             int64_t);                                                          \
+  template void cross_entropy_backward_##V<T>(T*, const acc_t<T>*, const T*, const acc_t<T>*, const int64_t*,   \
+                                              int64_t, int64_t, int64_t);
 SIMBA_INSTANTIATE_CE(float, ref)
 SIMBA_INSTANTIATE_CE(double, ref)
 SIMBA_INSTANTIATE_CE(float, cpu)
 SIMBA_INSTANTIATE_CE(double, cpu)
+SIMBA_INSTANTIATE_CE(bfloat16, cpu)
 #undef SIMBA_INSTANTIATE_CE
 template void cross_entropy_mean_cpu<float>(float*, float*, const float*, const int64_t*, int64_t, int64_t);
 template void cross_entropy_mean_cpu<double>(double*, double*, const double*, const int64_t*, int64_t, int64_t);
@@ -122,7 +128,7 @@ namespace {
 struct CrossEntropyRows {
   Tensor logits;   // (rows, V) contiguous
   Tensor targets;  // (rows) contiguous int64
-  Tensor losses, lse;  // (rows)
+  Tensor losses, lse;  // (rows), acc_dtype of the logits' dtype
   int64_t rows = 0, V = 0;
 };
 
@@ -143,12 +149,13 @@ CrossEntropyRows cross_entropy_rows_forward(const char* op, const Tensor& logits
   SIMBA_CHECK(c.V > 0 || c.rows == 0, op << ": logits of shape " << shape_str(logits.shape()) << " have no classes");
   c.logits = logits.contiguous().view({c.rows, c.V});
   c.targets = targets.contiguous().view({c.rows});
-  c.losses = Tensor::empty({c.rows}, logits.dtype(), dev);
-  c.lse = Tensor::empty({c.rows}, logits.dtype(), dev);
+  c.losses = Tensor::empty({c.rows}, acc_dtype(logits.dtype()), dev);
+  c.lse = Tensor::empty({c.rows}, acc_dtype(logits.dtype()), dev);
   if (c.rows > 0)
-    SIMBA_DISPATCH_KERNEL(dev, logits.dtype(), op, cross_entropy_forward, c.losses.device_data<scalar_t>(),
-                          c.lse.device_data<scalar_t>(), c.logits.device_data<scalar_t>(),
-                          c.targets.device_data<int64_t>(), c.rows, c.V, ignore);
+    SIMBA_DISPATCH_COMPUTE_KERNEL(dev, logits.dtype(), op, cross_entropy_forward,
+                                  c.losses.device_data<acc_t<scalar_t>>(), c.lse.device_data<acc_t<scalar_t>>(),
+                                  c.logits.device_data<scalar_t>(), c.targets.device_data<int64_t>(), c.rows, c.V,
+                                  ignore);
   return c;
 }
 
@@ -158,7 +165,8 @@ Variable cross_entropy(const Variable& logits, const Tensor& targets, int64_t ig
   CrossEntropyRows c = cross_entropy_rows_forward("cross_entropy", logits.data(), targets, ignore_index);
   const Device dev = c.losses.device();
   const DType dt = c.losses.dtype();
-  // The mean and 1/count stay on the device: the count is never read by the host.
+  // The mean and 1/count stay on the device: the count is never read by the host. They have
+  // the losses' dtype (float32 or float64, whatever the logits'), hence the float dispatch.
   Tensor loss = Tensor::empty({}, dt, dev), inv_count = Tensor::empty({}, dt, dev);
   SIMBA_DISPATCH_KERNEL(dev, dt, "cross_entropy", cross_entropy_mean, loss.device_data<scalar_t>(),
                         inv_count.device_data<scalar_t>(), c.losses.device_data<scalar_t>(),
@@ -172,11 +180,11 @@ Variable cross_entropy(const Variable& logits, const Tensor& targets, int64_t ig
                        const Device dev = c.logits.device();
                        Tensor dlogits = Tensor::empty({c.rows, c.V}, c.logits.dtype(), dev);
                        if (c.rows > 0)
-                         SIMBA_DISPATCH_KERNEL(dev, c.logits.dtype(), "cross_entropy backward",
-                                               cross_entropy_backward, dlogits.device_data<scalar_t>(),
-                                               dlosses.device_data<scalar_t>(), c.logits.device_data<scalar_t>(),
-                                               c.lse.device_data<scalar_t>(), c.targets.device_data<int64_t>(),
-                                               c.rows, c.V, ignore_index);
+                         SIMBA_DISPATCH_COMPUTE_KERNEL(
+                             dev, c.logits.dtype(), "cross_entropy backward", cross_entropy_backward,
+                             dlogits.device_data<scalar_t>(), dlosses.device_data<acc_t<scalar_t>>(),
+                             c.logits.device_data<scalar_t>(), c.lse.device_data<acc_t<scalar_t>>(),
+                             c.targets.device_data<int64_t>(), c.rows, c.V, ignore_index);
                        return {dlogits.view(shape)};
                      });
 }

@@ -9,7 +9,9 @@
 // index: the row's outputs become NaN, and the forward records the first such target in the
 // device's error record (tensor/cuda_check.cuh), which the host turns into an error at its next
 // sync. Mean: one block sums the counted rows' losses in double (fixed-order block reduction)
-// and counts them. Deterministic: every order is fixed by the sizes.
+// and counts them. Deterministic: every order is fixed by the sizes. The max, the exps and the
+// losses are acc_t<T> (float for bfloat16 logits), the Σ exp double; a bfloat16 logit is widened
+// on load and each dlogits element rounded once on store.
 #include "nn/cross_entropy.h"
 
 #include <cuda_runtime.h>
@@ -42,15 +44,16 @@ __device__ inline double exp_t(double v) { return exp(v); }
 // block_reduce barrier is joined by all the others.
 template <class T>
 __global__ void __launch_bounds__(kThreads)
-    cross_entropy_forward_kernel(T* losses, T* lse, const T* logits, const int64_t* targets, int64_t V,
+    cross_entropy_forward_kernel(acc_t<T>* losses, acc_t<T>* lse, const T* logits, const int64_t* targets, int64_t V,
                                  int64_t ignore, CudaErrorRecord* error, const char* error_op) {
-  __shared__ T max_scratch[kThreads / 32];
+  using Acc = acc_t<T>;
+  __shared__ Acc max_scratch[kThreads / 32];
   __shared__ double sum_scratch[kThreads / 32];
   const int64_t r = blockIdx.x;
   const int64_t target = targets[r];
   if (target == ignore || target < 0 || target >= V) {
     if (threadIdx.x == 0) {
-      const T v = target == ignore ? T(0) : T(NAN);
+      const Acc v = target == ignore ? Acc(0) : Acc(NAN);
       losses[r] = v;
       lse[r] = v;
       if (target != ignore) cuda_report_index_error(error, error_op, target, V);
@@ -58,16 +61,16 @@ __global__ void __launch_bounds__(kThreads)
     return;
   }
   const T* z = logits + r * V;
-  T m = -INFINITY;
-  for (int64_t v = threadIdx.x; v < V; v += kThreads) m = z[v] > m ? z[v] : m;
+  Acc m = -INFINITY;
+  for (int64_t v = threadIdx.x; v < V; v += kThreads) m = Acc(z[v]) > m ? Acc(z[v]) : m;
   m = block_reduce<kThreads>(m, Max{}, max_scratch);
   double s = 0.0;
-  for (int64_t v = threadIdx.x; v < V; v += kThreads) s += double(exp_t(z[v] - m));
+  for (int64_t v = threadIdx.x; v < V; v += kThreads) s += double(exp_t(Acc(z[v]) - m));
   s = block_reduce<kThreads>(s, Sum{}, sum_scratch);
   if (threadIdx.x == 0) {
     const double l = double(m) + log(s);
-    lse[r] = T(l);
-    losses[r] = T(l - double(z[target]));
+    lse[r] = Acc(l);
+    losses[r] = Acc(l - double(Acc(z[target])));
   }
 }
 
@@ -77,8 +80,9 @@ __global__ void __launch_bounds__(kThreads)
 // contiguous (rows, V) dlogits: r = i / V, v = i mod V.
 template <class T>
 __global__ void __launch_bounds__(kThreads)
-    cross_entropy_backward_kernel(T* dlogits, const T* dlosses, const T* logits, const T* lse,
+    cross_entropy_backward_kernel(T* dlogits, const acc_t<T>* dlosses, const T* logits, const acc_t<T>* lse,
                                   const int64_t* targets, int64_t rows, int64_t V, int64_t ignore) {
+  using Acc = acc_t<T>;
   const int64_t i = int64_t(blockIdx.x) * kThreads + threadIdx.x;
   if (i >= rows * V) return;
   const int64_t r = i / V, v = i % V;
@@ -91,10 +95,10 @@ __global__ void __launch_bounds__(kThreads)
     dlogits[i] = T(NAN);
     return;
   }
-  const T g = dlosses[r];
-  T d = exp_t(logits[i] - lse[r]) * g;
+  const Acc g = dlosses[r];
+  Acc d = exp_t(Acc(logits[i]) - lse[r]) * g;
   if (v == target) d -= g;
-  dlogits[i] = d;
+  dlogits[i] = T(d);
 }
 
 // *loss = (Σ_{counted r} losses[r]) / count, *inv_count = 1 / count (both 0 when count = 0),
@@ -139,8 +143,8 @@ void cross_entropy_mean_cuda(T* loss, T* inv_count, const T* losses, const int64
 }
 
 template <class T>
-void cross_entropy_forward_cuda(T* losses, T* lse, const T* logits, const int64_t* targets, int64_t rows, int64_t V,
-                                int64_t ignore) {
+void cross_entropy_forward_cuda(acc_t<T>* losses, acc_t<T>* lse, const T* logits, const int64_t* targets,
+                                int64_t rows, int64_t V, int64_t ignore) {
   const char* op = "cross_entropy_forward_cuda";
   kernel_check::cross_entropy_forward(op, losses, lse, logits, targets, rows, V);
   SIMBA_CHECK(rows <= INT_MAX, op << ": rows=" << rows << " exceeds the CUDA grid limit " << INT_MAX);
@@ -157,7 +161,7 @@ void cross_entropy_forward_cuda(T* losses, T* lse, const T* logits, const int64_
 }
 
 template <class T>
-void cross_entropy_backward_cuda(T* dlogits, const T* dlosses, const T* logits, const T* lse,
+void cross_entropy_backward_cuda(T* dlogits, const acc_t<T>* dlosses, const T* logits, const acc_t<T>* lse,
                                  const int64_t* targets, int64_t rows, int64_t V, int64_t ignore) {
   const char* op = "cross_entropy_backward_cuda";
   kernel_check::cross_entropy_backward(op, dlogits, dlosses, logits, lse, targets, rows, V);
@@ -175,13 +179,17 @@ void cross_entropy_backward_cuda(T* dlogits, const T* dlosses, const T* logits, 
   SIMBA_CUDA_CHECK(cudaGetLastError());
 }
 
-#define SIMBA_INSTANTIATE_CE_CUDA(T)                                                                         \
-  template void cross_entropy_forward_cuda<T>(T*, T*, const T*, const int64_t*, int64_t, int64_t, int64_t);        \
-  template void cross_entropy_backward_cuda<T>(T*, const T*, const T*, const T*, const int64_t*, int64_t, int64_t, \
-                                               int64_t);                                                           \
-  template void cross_entropy_mean_cuda<T>(T*, T*, const T*, const int64_t*, int64_t, int64_t);
+#define SIMBA_INSTANTIATE_CE_CUDA(T)                                                                        \
+  template void cross_entropy_forward_cuda<T>(acc_t<T>*, acc_t<T>*, const T*, const int64_t*, int64_t, int64_t,  \
+                                              int64_t);                                                          \
+  template void cross_entropy_backward_cuda<T>(T*, const acc_t<T>*, const T*, const acc_t<T>*, const int64_t*,   \
+                                               int64_t, int64_t, int64_t);
 SIMBA_INSTANTIATE_CE_CUDA(float)
 SIMBA_INSTANTIATE_CE_CUDA(double)
+SIMBA_INSTANTIATE_CE_CUDA(bfloat16)
 #undef SIMBA_INSTANTIATE_CE_CUDA
+// The mean runs over the losses, which are float32 or float64 whatever the logits' dtype.
+template void cross_entropy_mean_cuda<float>(float*, float*, const float*, const int64_t*, int64_t, int64_t);
+template void cross_entropy_mean_cuda<double>(double*, double*, const double*, const int64_t*, int64_t, int64_t);
 
 }  // namespace simba

@@ -14,15 +14,23 @@ namespace simba {
 
 // Kernels, in three variants with identical signatures:
 //   *_ref:  plain sequential loops in double, the specification the others are tested against.
+//           T = float or double.
 //   *_cpu:  the fast CPU path (rows in parallel with OpenMP). nn/cross_entropy.cpp.
 //   *_cuda: the CUDA kernels (one block per row for the forward, elementwise backward).
-//           nn/cross_entropy.cu, built with the CUDA backend only; T = float or double; every pointer is
-//           CUDA device memory on the current device, and the call returns once the work is
-//           queued on that device's stream. Targets are read on the device only: a target
+//           nn/cross_entropy.cu, built with the CUDA backend only; every pointer is CUDA device
+//           memory on the current device, and the call returns once the work is queued on that
+//           device's stream. Targets are read on the device only: a target
 //           outside [0, V) that is not `ignore` makes that row's loss, lse and gradient NaN
 //           (never an out-of-bounds read), and the forward records it in the device's error
 //           record (tensor/cuda_check.cuh), so the host raises the error at its next sync
 //           without reading a single target.
+// The forward and backward of *_cpu and *_cuda take logits of T = float, double or bfloat16.
+// The per-row losses, lse and dlosses are acc_t<T> (float32 for bfloat16 logits): they are
+// computed in float anyway, they are (rows) vectors beside the (rows, V) logits, so 16-bit
+// storage would save nothing, and rounding them to bfloat16 (relative error up to 2^-9) would
+// blur the loss and bits-per-byte differences that evaluation reports. The max, the Σ exp (in
+// double) and the losses never leave acc_t<T>; dlogits has the logits' dtype, each element
+// rounded once. The mean runs over the losses, so it is float32 or float64 only.
 // All are deterministic. rows may be 0 (nothing to do).
 
 // losses (rows), lse (rows) <- logits (rows, V) contiguous, targets (rows) int64.
@@ -31,26 +39,26 @@ namespace simba {
 // row is computed by the CPU variant (the reference must be given valid targets), recorded
 // on the device by the CUDA variant (see above).
 template <class T>
-void cross_entropy_forward_ref(T* losses, T* lse, const T* logits, const int64_t* targets, int64_t rows, int64_t V,
-                               int64_t ignore);
+void cross_entropy_forward_ref(acc_t<T>* losses, acc_t<T>* lse, const T* logits, const int64_t* targets,
+                               int64_t rows, int64_t V, int64_t ignore);
 template <class T>
-void cross_entropy_forward_cpu(T* losses, T* lse, const T* logits, const int64_t* targets, int64_t rows, int64_t V,
-                               int64_t ignore);
+void cross_entropy_forward_cpu(acc_t<T>* losses, acc_t<T>* lse, const T* logits, const int64_t* targets,
+                               int64_t rows, int64_t V, int64_t ignore);
 template <class T>
-void cross_entropy_forward_cuda(T* losses, T* lse, const T* logits, const int64_t* targets, int64_t rows, int64_t V,
-                                int64_t ignore);
+void cross_entropy_forward_cuda(acc_t<T>* losses, acc_t<T>* lse, const T* logits, const int64_t* targets,
+                                int64_t rows, int64_t V, int64_t ignore);
 
 // dlogits (rows, V) <- dlosses (rows), logits (rows, V), lse (rows), targets (rows):
 //   dlogits[r, v] = (softmax(logits_r)_v − [v == target_r]) · dlosses[r]
 // (softmax_v = exp(logits[r,v] − lse_r)); ignored rows get zeros.
 template <class T>
-void cross_entropy_backward_ref(T* dlogits, const T* dlosses, const T* logits, const T* lse, const int64_t* targets,
-                                int64_t rows, int64_t V, int64_t ignore);
+void cross_entropy_backward_ref(T* dlogits, const acc_t<T>* dlosses, const T* logits, const acc_t<T>* lse,
+                                const int64_t* targets, int64_t rows, int64_t V, int64_t ignore);
 template <class T>
-void cross_entropy_backward_cpu(T* dlogits, const T* dlosses, const T* logits, const T* lse, const int64_t* targets,
-                                int64_t rows, int64_t V, int64_t ignore);
+void cross_entropy_backward_cpu(T* dlogits, const acc_t<T>* dlosses, const T* logits, const acc_t<T>* lse,
+                                const int64_t* targets, int64_t rows, int64_t V, int64_t ignore);
 template <class T>
-void cross_entropy_backward_cuda(T* dlogits, const T* dlosses, const T* logits, const T* lse,
+void cross_entropy_backward_cuda(T* dlogits, const acc_t<T>* dlosses, const T* logits, const acc_t<T>* lse,
                                  const int64_t* targets, int64_t rows, int64_t V, int64_t ignore);
 
 // The mean of the losses over the counted rows (target != ignore), and its factor:
@@ -59,7 +67,8 @@ void cross_entropy_backward_cuda(T* dlogits, const T* dlosses, const T* logits, 
 // in the memory of the variant's device, so the backward scales by inv_count without the host
 // ever reading the count. The sum runs in double in a fixed order (rows in order on the CPU; a
 // fixed-order block reduction on CUDA).
-//   *_cpu: nn/cross_entropy.cpp.  *_cuda: nn/cross_entropy.cu (one block).
+//   *_cpu: nn/cross_entropy.cpp.  *_cuda: nn/cross_entropy.cu (one block).  T = float or double
+//   (the dtype of the losses).
 template <class T>
 void cross_entropy_mean_cpu(T* loss, T* inv_count, const T* losses, const int64_t* targets, int64_t rows,
                             int64_t ignore);
@@ -67,16 +76,18 @@ template <class T>
 void cross_entropy_mean_cuda(T* loss, T* inv_count, const T* losses, const int64_t* targets, int64_t rows,
                              int64_t ignore);
 
-// logits (..., V), targets (...) int64 -> 0-dim mean of loss_r over rows whose
-// target != ignore_index. The gradient is (softmax − onehot)·g / count on
-// those rows. If every row is ignored the mean has no rows to average: we
+// logits (..., V) float32, float64 or bfloat16, targets (...) int64 -> 0-dim mean of loss_r
+// over rows whose target != ignore_index: float32 for bfloat16 logits (acc_dtype), the logits'
+// dtype otherwise. The gradient is (softmax − onehot)·g / count on those rows, in the logits'
+// dtype. If every row is ignored the mean has no rows to average: we
 // return 0 with a zero gradient (PyTorch returns NaN), so a fully padded batch
 // cannot poison the parameters. A target outside [0, V) that is not
 // ignore_index is an error naming the target, its row and V (on CUDA raised at the next
 // synchronisation, e.g. when the loss is read). logits and targets share a device.
 Variable cross_entropy(const Variable& logits, const Tensor& targets, int64_t ignore_index = -100);
 
-// Per-row losses, same shape as targets, no autograd; ignored rows give 0.
+// Per-row losses, same shape as targets, no autograd; ignored rows give 0. float32 for
+// bfloat16 logits, as the mean.
 Tensor cross_entropy_rows(const Tensor& logits, const Tensor& targets, int64_t ignore_index = -100);
 
 }  // namespace simba

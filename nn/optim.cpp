@@ -257,8 +257,12 @@ Optimizer::Optimizer(std::vector<ParamGroup> groups, double lr, const char* name
       SIMBA_CHECK_HINT(p.is_leaf() && p.requires_grad(),
                        name_ << ": parameter '" << pname << "' is not a leaf that requires grad",
                        "pass the module's parameters (Module::named_parameters()), not results of ops");
-      SIMBA_CHECK(is_floating(p.dtype()), name_ << ": parameter '" << pname << "' is " << dtype_name(p.dtype())
-                                                << ", expected float32 or float64");
+      SIMBA_CHECK_HINT(p.dtype() == DType::F32 || p.dtype() == DType::F64,
+                       name_ << ": parameter '" << pname << "' is " << dtype_name(p.dtype())
+                             << ", expected float32 or float64: updates and optimiser state are kept in full "
+                                "precision (an update below a 16-bit weight's rounding step would be lost)",
+                       "mixed precision keeps float32 master weights for the optimiser and runs the model "
+                       "on bfloat16 copies of them");
       SIMBA_CHECK(p.data().is_contiguous(), name_ << ": parameter '" << pname << "' of shape "
                                                   << shape_str(p.shape()) << " is not contiguous");
       if (!first) {
@@ -474,7 +478,14 @@ double clip_grad_norm(const std::vector<Variable>& params, double max_norm) {
   std::vector<Tensor> grads;  // the contiguous gradients the descriptors point into
   for (size_t i = 0; i < params.size(); ++i) {
     SIMBA_CHECK(params[i].defined(), "clip_grad_norm: parameter " << i << " is an undefined Variable");
-    if (params[i].grad().defined()) grads.push_back(params[i].grad().contiguous());
+    const Tensor& g = params[i].grad();
+    if (!g.defined()) continue;
+    SIMBA_CHECK_HINT(g.dtype() == DType::F32 || g.dtype() == DType::F64,
+                     "clip_grad_norm: the gradient of parameter " << i << " is " << dtype_name(g.dtype())
+                                                                  << ", expected float32 or float64: the norm and "
+                                                                     "the clipping belong to the optimiser step",
+                     "mixed precision clips the gradients of the float32 master weights");
+    grads.push_back(g.contiguous());
   }
   if (grads.empty()) return 0.0;
   Tensor first = grads.front();

@@ -14,8 +14,13 @@
 //   number of step() calls) is a list of named tensors, so a checkpoint can
 //   store it and load_state() can restore it exactly: a run resumed from a
 //   checkpoint is bit-identical to one that never stopped.
-// - Parameters must be contiguous float leaves on one device, each under one
-//   unique name; gradients must have the parameter's dtype. The moment and
+// - Parameters must be contiguous float32 or float64 leaves on one device, each
+//   under one unique name; gradients must have the parameter's dtype. bfloat16
+//   parameters are an error naming the parameter: the update and the state
+//   stay in full precision (an update smaller than half a weight's bfloat16
+//   rounding step would vanish), so mixed precision keeps float32 master
+//   weights here and runs the model on bfloat16 copies. The kernels below are
+//   float and double only for the same reason. The moment and
 //   momentum buffers live on the parameters' device (create the optimiser after
 //   Module::to); the step counts are host bookkeeping.
 // - step() updates a group's parameters with one multi-tensor kernel call per
@@ -239,7 +244,8 @@ class AdamW : public Optimizer {
 // gradient is multiplied by max_norm / (total + 1e-6). Returns total, the norm
 // BEFORE clipping; if it is inf or NaN nothing is scaled and the caller
 // decides what to do (the trainer stops). Parameters without a gradient are
-// ignored. The sum is formed from fixed-size chunks added in a fixed order, so
+// ignored; a bfloat16 gradient is an error (clipping belongs to the float32
+// master weights' step, as above). The sum is formed from fixed-size chunks added in a fixed order, so
 // the result does not depend on the number of threads. The norm is computed where
 // the gradients live (grad_norm_*, one multi-tensor call per dtype) and read by the
 // host once; all gradients must share a device.

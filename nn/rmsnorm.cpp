@@ -18,7 +18,7 @@ constexpr int64_t kRowsPerChunk = 32;
 }  // namespace
 
 template <class T>
-void rmsnorm_forward_ref(T* y, T* rstd, const T* x, const T* w, int64_t rows, int64_t D, double eps) {
+void rmsnorm_forward_ref(T* y, acc_t<T>* rstd, const T* x, const T* w, int64_t rows, int64_t D, double eps) {
   kernel_check::rmsnorm_forward("rmsnorm_forward_ref", y, rstd, x, w, rows, D, eps);
   for (int64_t r = 0; r < rows; ++r) {
     double ss = 0.0;
@@ -30,7 +30,8 @@ void rmsnorm_forward_ref(T* y, T* rstd, const T* x, const T* w, int64_t rows, in
 }
 
 template <class T>
-void rmsnorm_backward_ref(T* dx, T* dw, const T* dy, const T* x, const T* w, const T* rstd, int64_t rows, int64_t D) {
+void rmsnorm_backward_ref(T* dx, T* dw, const T* dy, const T* x, const T* w, const acc_t<T>* rstd, int64_t rows,
+                          int64_t D) {
   kernel_check::rmsnorm_backward("rmsnorm_backward_ref", dy, x, w, rstd, rows, D);
   std::vector<double> acc(static_cast<size_t>(D), 0.0);
   for (int64_t r = 0; r < rows; ++r) {
@@ -47,17 +48,18 @@ void rmsnorm_backward_ref(T* dx, T* dw, const T* dy, const T* x, const T* w, con
 }
 
 template <class T>
-void rmsnorm_forward_cpu(T* y, T* rstd, const T* x, const T* w, int64_t rows, int64_t D, double eps) {
+void rmsnorm_forward_cpu(T* y, acc_t<T>* rstd, const T* x, const T* w, int64_t rows, int64_t D, double eps) {
+  using Acc = acc_t<T>;
   kernel_check::rmsnorm_forward("rmsnorm_forward_cpu", y, rstd, x, w, rows, D, eps);
 #pragma omp parallel for schedule(static) if (rows * D > kParallelGrain)
   for (int64_t r = 0; r < rows; ++r) {
     const T* xr = x + r * D;
     T* yr = y + r * D;
     double ss = 0.0;
-    for (int64_t j = 0; j < D; ++j) ss += static_cast<double>(xr[j]) * xr[j];
-    const T s = static_cast<T>(1.0 / std::sqrt(ss / static_cast<double>(D) + eps));
+    for (int64_t j = 0; j < D; ++j) ss += static_cast<double>(xr[j]) * static_cast<double>(xr[j]);
+    const Acc s = static_cast<Acc>(1.0 / std::sqrt(ss / static_cast<double>(D) + eps));
     rstd[r] = s;
-    for (int64_t j = 0; j < D; ++j) yr[j] = xr[j] * s * w[j];
+    for (int64_t j = 0; j < D; ++j) yr[j] = static_cast<T>(static_cast<Acc>(xr[j]) * s * static_cast<Acc>(w[j]));
   }
 }
 
@@ -66,7 +68,9 @@ void rmsnorm_forward_cpu(T* y, T* rstd, const T* x, const T* w, int64_t rows, in
 //   dx_k  = Σ_j dy_j·∂y_j/∂x_k = s·w_k·dy_k − (s³·x_k / D)·Σ_j dy_j·w_j·x_j
 //   dw_j  = Σ_rows dy_j·x_j·s
 template <class T>
-void rmsnorm_backward_cpu(T* dx, T* dw, const T* dy, const T* x, const T* w, const T* rstd, int64_t rows, int64_t D) {
+void rmsnorm_backward_cpu(T* dx, T* dw, const T* dy, const T* x, const T* w, const acc_t<T>* rstd, int64_t rows,
+                          int64_t D) {
+  using Acc = acc_t<T>;
   kernel_check::rmsnorm_backward("rmsnorm_backward_cpu", dy, x, w, rstd, rows, D);
   const int64_t chunks = (rows + kRowsPerChunk - 1) / kRowsPerChunk;
   std::vector<double> partial(dw ? static_cast<size_t>(chunks * D) : 0, 0.0);
@@ -80,13 +84,15 @@ void rmsnorm_backward_cpu(T* dx, T* dw, const T* dy, const T* x, const T* w, con
       const double s = rstd[r];
       if (dx) {
         double dot = 0.0;  // Σ_j dy_j·w_j·x_j
-        for (int64_t j = 0; j < D; ++j) dot += static_cast<double>(dyr[j]) * w[j] * xr[j];
-        const T a = static_cast<T>(s), b = static_cast<T>(s * s * s * dot / static_cast<double>(D));
+        for (int64_t j = 0; j < D; ++j)
+          dot += static_cast<double>(dyr[j]) * static_cast<double>(w[j]) * static_cast<double>(xr[j]);
+        const Acc a = static_cast<Acc>(s), b = static_cast<Acc>(s * s * s * dot / static_cast<double>(D));
         T* dxr = dx + r * D;
-        for (int64_t j = 0; j < D; ++j) dxr[j] = a * w[j] * dyr[j] - b * xr[j];
+        for (int64_t j = 0; j < D; ++j)
+          dxr[j] = static_cast<T>(a * static_cast<Acc>(w[j]) * static_cast<Acc>(dyr[j]) - b * static_cast<Acc>(xr[j]));
       }
       if (pw)
-        for (int64_t j = 0; j < D; ++j) pw[j] += static_cast<double>(dyr[j]) * xr[j] * s;
+        for (int64_t j = 0; j < D; ++j) pw[j] += static_cast<double>(dyr[j]) * static_cast<double>(xr[j]) * s;
     }
   }
   if (!dw) return;
@@ -98,13 +104,14 @@ void rmsnorm_backward_cpu(T* dx, T* dw, const T* dy, const T* x, const T* w, con
   }
 }
 
-#define SIMBA_INSTANTIATE_RMSNORM(T, V)                                                                   \
-  template void rmsnorm_forward_##V<T>(T*, T*, const T*, const T*, int64_t, int64_t, double);             \
-  template void rmsnorm_backward_##V<T>(T*, T*, const T*, const T*, const T*, const T*, int64_t, int64_t);
+#define SIMBA_INSTANTIATE_RMSNORM(T, V)                                                                     \
+  template void rmsnorm_forward_##V<T>(T*, acc_t<T>*, const T*, const T*, int64_t, int64_t, double);        \
+  template void rmsnorm_backward_##V<T>(T*, T*, const T*, const T*, const T*, const acc_t<T>*, int64_t, int64_t);
 SIMBA_INSTANTIATE_RMSNORM(float, ref)
 SIMBA_INSTANTIATE_RMSNORM(double, ref)
 SIMBA_INSTANTIATE_RMSNORM(float, cpu)
 SIMBA_INSTANTIATE_RMSNORM(double, cpu)
+SIMBA_INSTANTIATE_RMSNORM(bfloat16, cpu)
 #undef SIMBA_INSTANTIATE_RMSNORM
 
 Variable rms_norm(const Variable& x, const Variable& w, double eps) {
@@ -119,11 +126,11 @@ Variable rms_norm(const Variable& x, const Variable& w, double eps) {
   const int64_t rows = D ? x.numel() / D : 0;
   Tensor xc = x.data().contiguous(), wc = w.data().contiguous();
   Tensor y = Tensor::empty(x.shape(), x.dtype(), dev);
-  Tensor rstd = Tensor::empty({rows}, x.dtype(), dev);
+  Tensor rstd = Tensor::empty({rows}, acc_dtype(x.dtype()), dev);
   if (x.numel() > 0)
-    SIMBA_DISPATCH_KERNEL(dev, x.dtype(), "rms_norm", rmsnorm_forward, y.device_data<scalar_t>(),
-                          rstd.device_data<scalar_t>(), xc.device_data<scalar_t>(), wc.device_data<scalar_t>(), rows,
-                          D, eps);
+    SIMBA_DISPATCH_COMPUTE_KERNEL(dev, x.dtype(), "rms_norm", rmsnorm_forward, y.device_data<scalar_t>(),
+                                  rstd.device_data<acc_t<scalar_t>>(), xc.device_data<scalar_t>(),
+                                  wc.device_data<scalar_t>(), rows, D, eps);
   const bool need_x = x.requires_grad(), need_w = w.requires_grad();
   return make_result(y, "rms_norm", {x, w},
                      [xc, wc, rstd, rows, D, need_x, need_w, dev](const Tensor& g) -> std::vector<Tensor> {
@@ -131,11 +138,12 @@ Variable rms_norm(const Variable& x, const Variable& w, double eps) {
                        Tensor dx = need_x ? Tensor::empty(xc.shape(), xc.dtype(), dev) : Tensor();
                        Tensor dw = need_w ? Tensor::zeros({D}, xc.dtype(), dev) : Tensor();
                        if (rows > 0)
-                         SIMBA_DISPATCH_KERNEL(dev, xc.dtype(), "rms_norm backward", rmsnorm_backward,
-                                               need_x ? dx.device_data<scalar_t>() : nullptr,
-                                               need_w ? dw.device_data<scalar_t>() : nullptr,
-                                               gc.device_data<scalar_t>(), xc.device_data<scalar_t>(),
-                                               wc.device_data<scalar_t>(), rstd.device_data<scalar_t>(), rows, D);
+                         SIMBA_DISPATCH_COMPUTE_KERNEL(dev, xc.dtype(), "rms_norm backward", rmsnorm_backward,
+                                                       need_x ? dx.device_data<scalar_t>() : nullptr,
+                                                       need_w ? dw.device_data<scalar_t>() : nullptr,
+                                                       gc.device_data<scalar_t>(), xc.device_data<scalar_t>(),
+                                                       wc.device_data<scalar_t>(),
+                                                       rstd.device_data<acc_t<scalar_t>>(), rows, D);
                        return {dx, dw};
                      });
 }

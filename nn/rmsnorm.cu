@@ -7,7 +7,8 @@
 // [c·kRowsPerChunk, (c+1)·kRowsPerChunk) and adds their dy·x·rstd into its own partial row
 // part[c, :] (double; each column owned by one thread), and sum_partials_kernel adds the
 // partial rows in chunk order. Every order is fixed by the sizes, so results are bit-identical
-// run to run.
+// run to run. Every sum and product runs in acc_t<T> (float for bfloat16) or double; a
+// bfloat16 value is widened on load and each output element rounded once on store.
 #include "nn/rmsnorm.h"
 
 #include <cuda_runtime.h>
@@ -35,17 +36,18 @@ constexpr int kRowsPerChunk = 32;  // rows per dw partial (and per backward bloc
 // rstd[r]; thread j handles columns j, j + kThreads, ...
 template <class T>
 __global__ void __launch_bounds__(kThreads)
-    rmsnorm_forward_kernel(T* y, T* rstd, const T* x, const T* w, int64_t D, double eps) {
-  __shared__ T scratch[kThreads / 32];
+    rmsnorm_forward_kernel(T* y, acc_t<T>* rstd, const T* x, const T* w, int64_t D, double eps) {
+  using Acc = acc_t<T>;
+  __shared__ Acc scratch[kThreads / 32];
   const int64_t r = blockIdx.x;
   const T* xr = x + r * D;
   T* yr = y + r * D;
-  T ss = 0;
-  for (int64_t j = threadIdx.x; j < D; j += kThreads) ss += xr[j] * xr[j];
+  Acc ss = 0;
+  for (int64_t j = threadIdx.x; j < D; j += kThreads) ss += Acc(xr[j]) * Acc(xr[j]);
   ss = block_reduce<kThreads>(ss, Sum{}, scratch);
-  const T s = T(1.0 / sqrt(double(ss) / double(D) + eps));
+  const Acc s = Acc(1.0 / sqrt(double(ss) / double(D) + eps));
   if (threadIdx.x == 0) rstd[r] = s;
-  for (int64_t j = threadIdx.x; j < D; j += kThreads) yr[j] = xr[j] * s * w[j];
+  for (int64_t j = threadIdx.x; j < D; j += kThreads) yr[j] = T(Acc(xr[j]) * s * Acc(w[j]));
 }
 
 // Backward: dx_k = s·w_k·dy_k − (s³·x_k/D)·Σ_j dy_j·w_j·x_j per row (if dx), and the partial
@@ -58,9 +60,10 @@ __global__ void __launch_bounds__(kThreads)
 // barriers inside block_reduce.
 template <class T>
 __global__ void __launch_bounds__(kThreads)
-    rmsnorm_backward_kernel(T* dx, double* part, const T* dy, const T* x, const T* w, const T* rstd,
+    rmsnorm_backward_kernel(T* dx, double* part, const T* dy, const T* x, const T* w, const acc_t<T>* rstd,
                             int64_t rows, int64_t D) {
-  __shared__ T scratch[kThreads / 32];
+  using Acc = acc_t<T>;
+  __shared__ Acc scratch[kThreads / 32];
   const int64_t c = blockIdx.x;
   const int64_t r0 = c * kRowsPerChunk;
   const int64_t r1 = rows - r0 < kRowsPerChunk ? rows : r0 + kRowsPerChunk;
@@ -70,15 +73,15 @@ __global__ void __launch_bounds__(kThreads)
   for (int64_t r = r0; r < r1; ++r) {
     const T* xr = x + r * D;
     const T* dyr = dy + r * D;
-    const T s = rstd[r];
+    const Acc s = rstd[r];
     if (dx) {
-      T dot = 0;  // Σ_j dy_j·w_j·x_j
-      for (int64_t j = threadIdx.x; j < D; j += kThreads) dot += dyr[j] * w[j] * xr[j];
+      Acc dot = 0;  // Σ_j dy_j·w_j·x_j
+      for (int64_t j = threadIdx.x; j < D; j += kThreads) dot += Acc(dyr[j]) * Acc(w[j]) * Acc(xr[j]);
       dot = block_reduce<kThreads>(dot, Sum{}, scratch);
       const double sd = s;
-      const T a = s, b = T(sd * sd * sd * double(dot) / double(D));
+      const Acc a = s, b = Acc(sd * sd * sd * double(dot) / double(D));
       T* dxr = dx + r * D;
-      for (int64_t j = threadIdx.x; j < D; j += kThreads) dxr[j] = a * w[j] * dyr[j] - b * xr[j];
+      for (int64_t j = threadIdx.x; j < D; j += kThreads) dxr[j] = T(a * Acc(w[j]) * Acc(dyr[j]) - b * Acc(xr[j]));
     }
     if (pc)
       for (int64_t j = threadIdx.x; j < D; j += kThreads) pc[j] += double(dyr[j]) * double(xr[j]) * double(s);
@@ -92,7 +95,7 @@ void check_cuda_sizes(const char* op, int64_t rows) {
 }  // namespace
 
 template <class T>
-void rmsnorm_forward_cuda(T* y, T* rstd, const T* x, const T* w, int64_t rows, int64_t D, double eps) {
+void rmsnorm_forward_cuda(T* y, acc_t<T>* rstd, const T* x, const T* w, int64_t rows, int64_t D, double eps) {
   const char* op = "rmsnorm_forward_cuda";
   kernel_check::rmsnorm_forward(op, y, rstd, x, w, rows, D, eps);
   check_cuda_sizes(op, rows);
@@ -107,7 +110,7 @@ void rmsnorm_forward_cuda(T* y, T* rstd, const T* x, const T* w, int64_t rows, i
 }
 
 template <class T>
-void rmsnorm_backward_cuda(T* dx, T* dw, const T* dy, const T* x, const T* w, const T* rstd, int64_t rows,
+void rmsnorm_backward_cuda(T* dx, T* dw, const T* dy, const T* x, const T* w, const acc_t<T>* rstd, int64_t rows,
                            int64_t D) {
   const char* op = "rmsnorm_backward_cuda";
   kernel_check::rmsnorm_backward(op, dy, x, w, rstd, rows, D);
@@ -137,11 +140,12 @@ void rmsnorm_backward_cuda(T* dx, T* dw, const T* dy, const T* x, const T* w, co
   }
 }
 
-#define SIMBA_INSTANTIATE_RMSNORM_CUDA(T)                                                                 \
-  template void rmsnorm_forward_cuda<T>(T*, T*, const T*, const T*, int64_t, int64_t, double);              \
-  template void rmsnorm_backward_cuda<T>(T*, T*, const T*, const T*, const T*, const T*, int64_t, int64_t);
+#define SIMBA_INSTANTIATE_RMSNORM_CUDA(T)                                                                   \
+  template void rmsnorm_forward_cuda<T>(T*, acc_t<T>*, const T*, const T*, int64_t, int64_t, double);         \
+  template void rmsnorm_backward_cuda<T>(T*, T*, const T*, const T*, const T*, const acc_t<T>*, int64_t, int64_t);
 SIMBA_INSTANTIATE_RMSNORM_CUDA(float)
 SIMBA_INSTANTIATE_RMSNORM_CUDA(double)
+SIMBA_INSTANTIATE_RMSNORM_CUDA(bfloat16)
 #undef SIMBA_INSTANTIATE_RMSNORM_CUDA
 
 }  // namespace simba

@@ -14,23 +14,28 @@ namespace simba {
 
 // Kernels, in three variants with identical signatures:
 //   *_ref:  plain sequential loops in double, the specification the others are tested against.
+//           T = float or double.
 //   *_cpu:  the fast CPU path (rows in parallel with OpenMP). nn/rmsnorm.cpp.
 //   *_cuda: the CUDA kernels (one block per row; dw from per-block partials added in a fixed
-//           order). nn/rmsnorm.cu, built with the CUDA backend only; T = float or double; every pointer
-//           is CUDA device memory on the current device, and the call returns once the work
-//           is queued on that device's stream (tensor/cuda_check.cuh).
+//           order). nn/rmsnorm.cu, built with the CUDA backend only; every pointer is CUDA device
+//           memory on the current device, and the call returns once the work is queued on that
+//           device's stream (tensor/cuda_check.cuh).
+// *_cpu and *_cuda take T = float, double or bfloat16. A bfloat16 call loads x, w and dy,
+// computes in float (acc_t<T>: the statistics, rstd and the dw sums never leave float or
+// double) and rounds each y, dx and dw element once on store; rstd is kept in acc_t<T> so the
+// backward reuses the forward's unrounded value.
 // All are deterministic: the same inputs give the same bits on every run and for any number
 // of CPU threads. rows may be 0 (nothing to do; dw becomes 0).
 
 // y (rows, D), rstd (rows) <- x (rows, D), w (D); all contiguous row-major.
-// mean(x²) is accumulated in double on the CPU (in T per row on CUDA, then the rsqrt in
-// double), then rstd is stored in T.
+// mean(x²) is accumulated in double on the CPU (in acc_t<T> per row on CUDA, then the rsqrt
+// in double), then rstd is stored in acc_t<T>.
 template <class T>
-void rmsnorm_forward_ref(T* y, T* rstd, const T* x, const T* w, int64_t rows, int64_t D, double eps);
+void rmsnorm_forward_ref(T* y, acc_t<T>* rstd, const T* x, const T* w, int64_t rows, int64_t D, double eps);
 template <class T>
-void rmsnorm_forward_cpu(T* y, T* rstd, const T* x, const T* w, int64_t rows, int64_t D, double eps);
+void rmsnorm_forward_cpu(T* y, acc_t<T>* rstd, const T* x, const T* w, int64_t rows, int64_t D, double eps);
 template <class T>
-void rmsnorm_forward_cuda(T* y, T* rstd, const T* x, const T* w, int64_t rows, int64_t D, double eps);
+void rmsnorm_forward_cuda(T* y, acc_t<T>* rstd, const T* x, const T* w, int64_t rows, int64_t D, double eps);
 
 // dx (rows, D), dw (D) <- dy (rows, D), x (rows, D), w (D), rstd (rows).
 // dx or dw may be null (not needed). dw is overwritten, not accumulated.
@@ -38,13 +43,17 @@ void rmsnorm_forward_cuda(T* y, T* rstd, const T* x, const T* w, int64_t rows, i
 // partials are added in chunk order: the result is the same bits whatever
 // the number of threads.
 template <class T>
-void rmsnorm_backward_ref(T* dx, T* dw, const T* dy, const T* x, const T* w, const T* rstd, int64_t rows, int64_t D);
+void rmsnorm_backward_ref(T* dx, T* dw, const T* dy, const T* x, const T* w, const acc_t<T>* rstd, int64_t rows,
+                          int64_t D);
 template <class T>
-void rmsnorm_backward_cpu(T* dx, T* dw, const T* dy, const T* x, const T* w, const T* rstd, int64_t rows, int64_t D);
+void rmsnorm_backward_cpu(T* dx, T* dw, const T* dy, const T* x, const T* w, const acc_t<T>* rstd, int64_t rows,
+                          int64_t D);
 template <class T>
-void rmsnorm_backward_cuda(T* dx, T* dw, const T* dy, const T* x, const T* w, const T* rstd, int64_t rows, int64_t D);
+void rmsnorm_backward_cuda(T* dx, T* dw, const T* dy, const T* x, const T* w, const acc_t<T>* rstd, int64_t rows,
+                           int64_t D);
 
-// x (..., D), w (D) -> (..., D); differentiable in x and w.
+// x (..., D), w (D) -> (..., D); differentiable in x and w. float32, float64 or bfloat16
+// (x and w of one dtype); the saved rstd is float32 for bfloat16.
 Variable rms_norm(const Variable& x, const Variable& w, double eps);
 
 class RMSNorm : public Module {

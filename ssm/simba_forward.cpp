@@ -139,8 +139,8 @@ SimbaResult run(const MambaLM& model, const Tensor& ids, int64_t c, const SimbaO
       if (select_next) {
         const Tensor s = res.scores[l].contiguous();
         Tensor next = Tensor::empty({B, k}, DType::I64, dev);
-        SIMBA_DISPATCH_KERNEL(dev, s.dtype(), "simba_forward", simba_select, next.device_data<int64_t>(),
-                              s.device_data<scalar_t>(), kept.device_data<int64_t>(), B, n, k);
+        SIMBA_DISPATCH_COMPUTE_KERNEL(dev, s.dtype(), "simba_forward", simba_select, next.device_data<int64_t>(),
+                                      s.device_data<scalar_t>(), kept.device_data<int64_t>(), B, n, k);
         kept = next;
       }
     } else if (fixed && l + 1 < Lyr) {

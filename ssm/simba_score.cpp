@@ -17,10 +17,11 @@ namespace simba {
 namespace {
 
 // What every row of (Q1) needs, built once per sequence: S of (Q2) as (n, Di) rows and A
-// transposed to (N, Di), so the inner loop over channels reads both contiguously.
+// transposed to (N, Di), so the inner loop over channels reads both contiguously. Both in
+// the compute type acc_t<T> of the inputs.
 template <class T>
 struct ScoreSetup {
-  std::vector<T> S, At;
+  std::vector<acc_t<T>> S, At;
 };
 
 template <class T>
@@ -35,56 +36,58 @@ void check_score_inputs(const char* op, SeqView<const T> u, SeqView<const T> del
 
 template <class T>
 ScoreSetup<T> setup(SeqView<const T> delta, const T* A, int64_t n, int64_t Di, int64_t N) {
+  using Acc = acc_t<T>;
   ScoreSetup<T> s;
   s.S.resize(n * Di);
   s.At.resize(N * Di);
   for (int64_t d = 0; d < Di; ++d)
-    for (int64_t k = 0; k < N; ++k) s.At[k * Di + d] = A[d * N + k];
-  std::fill(s.S.end() - Di, s.S.end(), T(0));  // S_{n−1} = 0
+    for (int64_t k = 0; k < N; ++k) s.At[k * Di + d] = static_cast<Acc>(A[d * N + k]);
+  std::fill(s.S.end() - Di, s.S.end(), Acc(0));  // S_{n−1} = 0
   std::vector<double> acc(Di, 0.0);
   double* a = acc.data();
   for (int64_t t = n - 2; t >= 0; --t) {
     const T* next = delta.p + (t + 1) * delta.ld;
-    T* row = s.S.data() + t * Di;
+    Acc* row = s.S.data() + t * Di;
 #pragma omp simd
     for (int64_t d = 0; d < Di; ++d) {
-      a[d] += next[d];
-      row[d] = static_cast<T>(a[d]);
+      a[d] += static_cast<double>(next[d]);
+      row[d] = static_cast<Acc>(a[d]);
     }
   }
   return s;
 }
 
-// out (Di) = Δy_T(t) of (Q1), row t.
+// out (Di) = Δy_T(t) of (Q1), row t, in the compute type.
 template <class T>
-void contribution_row(T* out, int64_t t, const ScoreSetup<T>& s, SeqView<const T> u, SeqView<const T> delta,
+void contribution_row(acc_t<T>* out, int64_t t, const ScoreSetup<T>& s, SeqView<const T> u, SeqView<const T> delta,
                       SeqView<const T> Bm, SeqView<const T> Cm, int64_t n, int64_t Di, int64_t N) {
-  const T* St = s.S.data() + t * Di;
+  using Acc = acc_t<T>;
+  const Acc* St = s.S.data() + t * Di;
   const T* Bt = Bm.p + t * Bm.ld;
   const T* CT = Cm.p + (n - 1) * Cm.ld;
-  std::fill(out, out + Di, T(0));
+  std::fill(out, out + Di, Acc(0));
   for (int64_t k = 0; k < N; ++k) {
-    const T cb = CT[k] * Bt[k];
-    const T* Ak = s.At.data() + k * Di;
+    const Acc cb = static_cast<Acc>(CT[k]) * static_cast<Acc>(Bt[k]);
+    const Acc* Ak = s.At.data() + k * Di;
 #pragma omp simd
     for (int64_t d = 0; d < Di; ++d) out[d] += cb * exp_fast(Ak[d] * St[d]);
   }
   const T* ut = u.p + t * u.ld;
   const T* dt = delta.p + t * delta.ld;
 #pragma omp simd
-  for (int64_t d = 0; d < Di; ++d) out[d] *= dt[d] * ut[d];
+  for (int64_t d = 0; d < Di; ++d) out[d] *= static_cast<Acc>(dt[d]) * static_cast<Acc>(ut[d]);
 }
 
-// The channel reduction of a row; max and |·|-max as vector reductions (max is exact in any
-// order; written as a conditional, since GCC does not vectorise std::max here), the l2 sum
-// serially in double.
-template <class T>
-T reduce_row(const T* v, int64_t Di, SimbaCriterion criterion) {
+// The channel reduction of a row of the compute type V; max and |·|-max as vector reductions
+// (max is exact in any order; written as a conditional, since GCC does not vectorise std::max
+// here), the l2 sum serially in double.
+template <class V>
+V reduce_row(const V* v, int64_t Di, SimbaCriterion criterion) {
   int nan = 0;
 #pragma omp simd reduction(| : nan)
   for (int64_t d = 0; d < Di; ++d) nan |= v[d] != v[d];
-  if (nan) return std::numeric_limits<T>::quiet_NaN();
-  T m = -std::numeric_limits<T>::infinity();
+  if (nan) return std::numeric_limits<V>::quiet_NaN();
+  V m = -std::numeric_limits<V>::infinity();
   if (criterion == SimbaCriterion::Simba) {
 #pragma omp simd reduction(max : m)
     for (int64_t d = 0; d < Di; ++d) m = v[d] > m ? v[d] : m;
@@ -97,7 +100,7 @@ T reduce_row(const T* v, int64_t Di, SimbaCriterion criterion) {
   }
   double ss = 0.0;
   for (int64_t d = 0; d < Di; ++d) ss += static_cast<double>(v[d]) * v[d];
-  return static_cast<T>(std::sqrt(ss));
+  return static_cast<V>(std::sqrt(ss));
 }
 
 // The rows of a (B, L, W) tensor in the kernels' layout.
@@ -115,7 +118,7 @@ void check_stream(const char* op, const Tensor& x, int64_t n) {
 }  // namespace
 
 template <class T>
-void simba_contribution_forward(SeqView<T> dy, SeqView<const T> u, SeqView<const T> delta, const T* A,
+void simba_contribution_forward(SeqView<acc_t<T>> dy, SeqView<const T> u, SeqView<const T> delta, const T* A,
                                 SeqView<const T> Bm, SeqView<const T> Cm, int64_t n, int64_t Di, int64_t N) {
   check_score_inputs("simba_contribution_forward", u, delta, A, Bm, Cm, n, Di, N);
   SIMBA_CHECK(dy.p && dy.ld >= Di, "simba_contribution_forward: dy is null or its row stride " << dy.ld << " < Di=" << Di);
@@ -125,7 +128,7 @@ void simba_contribution_forward(SeqView<T> dy, SeqView<const T> u, SeqView<const
 }
 
 template <class T>
-void simba_score_forward(T* scores, SeqView<const T> u, SeqView<const T> delta, const T* A, SeqView<const T> Bm,
+void simba_score_forward(acc_t<T>* scores, SeqView<const T> u, SeqView<const T> delta, const T* A, SeqView<const T> Bm,
                          SeqView<const T> Cm, int64_t n, int64_t Di, int64_t N, SimbaCriterion criterion) {
   check_score_inputs("simba_score_forward", u, delta, A, Bm, Cm, n, Di, N);
   SIMBA_CHECK(scores, "simba_score_forward: scores is null");
@@ -134,7 +137,7 @@ void simba_score_forward(T* scores, SeqView<const T> u, SeqView<const T> delta, 
   const ScoreSetup<T> s = setup(delta, A, n, Di, N);
 #pragma omp parallel if (n * Di * N > kParallelGrain)
   {
-    std::vector<T> row(Di);
+    std::vector<acc_t<T>> row(Di);
 #pragma omp for schedule(static)
     for (int64_t t = 0; t < n; ++t) {
       contribution_row(row.data(), t, s, u, delta, Bm, Cm, n, Di, N);
@@ -144,9 +147,9 @@ void simba_score_forward(T* scores, SeqView<const T> u, SeqView<const T> delta, 
 }
 
 template <class T>
-void simba_scores_batch_cpu(T* scores, SeqView<const T> u, SeqView<const T> delta, const T* A, SeqView<const T> Bm,
-                            SeqView<const T> Cm, int64_t B, int64_t L, int64_t n, int64_t Di, int64_t N,
-                            SimbaCriterion criterion) {
+void simba_scores_batch_cpu(acc_t<T>* scores, SeqView<const T> u, SeqView<const T> delta, const T* A,
+                            SeqView<const T> Bm, SeqView<const T> Cm, int64_t B, int64_t L, int64_t n, int64_t Di,
+                            int64_t N, SimbaCriterion criterion) {
   SIMBA_CHECK(B >= 0 && n >= 1 && n <= L, "simba_scores_batch_cpu: sizes must be B >= 0 and 1 <= n <= L, got B="
                                               << B << " n=" << n << " L=" << L);
   auto seq = [L](SeqView<const T> v, int64_t b) { return SeqView<const T>{v.p + b * L * v.ld, v.ld}; };
@@ -173,16 +176,17 @@ void simba_rows_cpu(int64_t* flat, const int64_t* kept, int64_t B, int64_t n, in
 }
 
 #define SIMBA_INSTANTIATE_SCORE(T)                                                                               \
-  template void simba_contribution_forward<T>(SeqView<T>, SeqView<const T>, SeqView<const T>, const T*,          \
+  template void simba_contribution_forward<T>(SeqView<acc_t<T>>, SeqView<const T>, SeqView<const T>, const T*,   \
                                               SeqView<const T>, SeqView<const T>, int64_t, int64_t, int64_t);    \
-  template void simba_score_forward<T>(T*, SeqView<const T>, SeqView<const T>, const T*, SeqView<const T>,      \
-                                       SeqView<const T>, int64_t, int64_t, int64_t, SimbaCriterion);  \
-  template void simba_scores_batch_cpu<T>(T*, SeqView<const T>, SeqView<const T>, const T*, SeqView<const T>,   \
-                                          SeqView<const T>, int64_t, int64_t, int64_t, int64_t, int64_t,          \
-                                          SimbaCriterion);                                                        \
+  template void simba_score_forward<T>(acc_t<T>*, SeqView<const T>, SeqView<const T>, const T*, SeqView<const T>, \
+                                       SeqView<const T>, int64_t, int64_t, int64_t, SimbaCriterion);             \
+  template void simba_scores_batch_cpu<T>(acc_t<T>*, SeqView<const T>, SeqView<const T>, const T*,               \
+                                          SeqView<const T>, SeqView<const T>, int64_t, int64_t, int64_t, int64_t, \
+                                          int64_t, SimbaCriterion);                                               \
   template void simba_select_cpu<T>(int64_t*, const T*, const int64_t*, int64_t, int64_t, int64_t);
 SIMBA_INSTANTIATE_SCORE(float)
 SIMBA_INSTANTIATE_SCORE(double)
+SIMBA_INSTANTIATE_SCORE(bfloat16)
 #undef SIMBA_INSTANTIATE_SCORE
 
 Tensor simba_scores(const MixerTrace& trace, int64_t n, SimbaCriterion criterion) {
@@ -202,10 +206,11 @@ Tensor simba_scores(const MixerTrace& trace, int64_t n, SimbaCriterion criterion
   const Tensor u = as_scan_rows(trace.u), delta = as_scan_rows(trace.delta);
   const Tensor Bm = as_scan_rows(trace.Bm), Cm = as_scan_rows(trace.Cm), A = trace.A.contiguous();
   const Device dev = op_device("simba_scores", {u, delta, Bm, Cm, A});
-  Tensor out = Tensor::empty({B, n}, trace.u.dtype(), dev);
-  SIMBA_DISPATCH_KERNEL(dev, trace.u.dtype(), "simba_scores", simba_scores_batch, out.device_data<scalar_t>(),
-                        rows<scalar_t>(u), rows<scalar_t>(delta), A.device_data<scalar_t>(), rows<scalar_t>(Bm),
-                        rows<scalar_t>(Cm), B, L, n, Di, N, criterion);
+  Tensor out = Tensor::empty({B, n}, acc_dtype(trace.u.dtype()), dev);
+  SIMBA_DISPATCH_COMPUTE_KERNEL(dev, trace.u.dtype(), "simba_scores", simba_scores_batch,
+                                out.device_data<acc_t<scalar_t>>(), rows<scalar_t>(u), rows<scalar_t>(delta),
+                                A.device_data<scalar_t>(), rows<scalar_t>(Bm), rows<scalar_t>(Cm), B, L, n, Di, N,
+                                criterion);
   return out;
 }
 

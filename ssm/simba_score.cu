@@ -6,6 +6,8 @@
 // Determinism: no atomics. Every sum runs in an order fixed by the sizes (a thread's own
 // loop, or the fixed-order block reductions of tensor/cuda_reduce.cuh), and the selection is
 // integer counting of exact comparisons, so results are bit-identical run to run.
+// Types: inputs of T (float, double or bfloat16) are widened on load; S, the rows Δy_T(t) and
+// the scores are acc_t<T> (float for bfloat16), the l2 sums double.
 #include "ssm/simba_score.h"
 
 #include <cuda_runtime.h>
@@ -32,22 +34,23 @@ __device__ inline float abs_t(float v) { return fabsf(v); }
 __device__ inline double abs_t(double v) { return fabs(v); }
 
 // (Q2): S[b, t, d] = Σ_{k=t+1..n−1} delta[b, k, d], accumulated in double from t = n − 1 down
-// and stored in T (the CPU's order and rounding).
+// and stored in acc_t<T> (the CPU's order and rounding).
 // Launch: grid (ceil(Di / kThreads), B), block kThreads; thread x of block (bx, b) owns channel
 // d = bx·kThreads + x of sequence b, i.e. the column S[b, :, d] of S (B, n, Di) contiguous.
 // delta (B, L, Di) rows.
 template <class T>
 __global__ void __launch_bounds__(kThreads)
-    reverse_cumsum_kernel(T* S, SeqView<const T> delta, int64_t L, int64_t n, int64_t Di) {
+    reverse_cumsum_kernel(acc_t<T>* S, SeqView<const T> delta, int64_t L, int64_t n, int64_t Di) {
+  using Acc = acc_t<T>;
   const int64_t d = int64_t(blockIdx.x) * kThreads + threadIdx.x;
   if (d >= Di) return;
   const int64_t b = blockIdx.y;
-  T* col = S + b * n * Di + d;
-  col[(n - 1) * Di] = T(0);
+  Acc* col = S + b * n * Di + d;
+  col[(n - 1) * Di] = Acc(0);
   double acc = 0.0;
   for (int64_t t = n - 2; t >= 0; --t) {
     acc += double(delta.p[(b * L + t + 1) * delta.ld + d]);
-    col[t * Di] = T(acc);
+    col[t * Di] = Acc(acc);
   }
 }
 
@@ -60,30 +63,31 @@ __global__ void __launch_bounds__(kThreads)
 // of them reach the block reductions' barriers.
 template <class T>
 __global__ void __launch_bounds__(kThreads)
-    score_rows_kernel(T* scores, const T* S, SeqView<const T> u, SeqView<const T> delta, const T* A,
+    score_rows_kernel(acc_t<T>* scores, const acc_t<T>* S, SeqView<const T> u, SeqView<const T> delta, const T* A,
                       SeqView<const T> Bm, SeqView<const T> Cm, int64_t L, int64_t n, int64_t Di, int64_t N,
                       SimbaCriterion criterion) {
-  __shared__ T max_scratch[kThreads / 32];
+  using Acc = acc_t<T>;
+  __shared__ Acc max_scratch[kThreads / 32];
   __shared__ double sum_scratch[kThreads / 32];
   __shared__ int nan_scratch[kThreads / 32];
   const int64_t r = blockIdx.x, b = r / n, t = r % n;
-  const T* St = S + r * Di;
+  const Acc* St = S + r * Di;
   const T* Bt = Bm.p + (b * L + t) * Bm.ld;
   const T* CT = Cm.p + (b * L + n - 1) * Cm.ld;
   const T* ut = u.p + (b * L + t) * u.ld;
   const T* dt = delta.p + (b * L + t) * delta.ld;
-  T m = -INFINITY;
+  Acc m = -INFINITY;
   double ss = 0.0;
   int nan = 0;
   for (int64_t d = threadIdx.x; d < Di; d += kThreads) {
-    T v = T(0);
-    for (int64_t k = 0; k < N; ++k) v += (CT[k] * Bt[k]) * exp_t(A[d * N + k] * St[d]);
-    v *= dt[d] * ut[d];
+    Acc v = Acc(0);
+    for (int64_t k = 0; k < N; ++k) v += (Acc(CT[k]) * Acc(Bt[k])) * exp_t(Acc(A[d * N + k]) * St[d]);
+    v *= Acc(dt[d]) * Acc(ut[d]);
     nan |= v != v;
     if (criterion == SimbaCriterion::SimbaL2) {
       ss += double(v) * double(v);
     } else {
-      const T a = criterion == SimbaCriterion::SimbaAbs ? abs_t(v) : v;
+      const Acc a = criterion == SimbaCriterion::SimbaAbs ? abs_t(v) : v;
       m = a > m ? a : m;
     }
   }
@@ -93,14 +97,16 @@ __global__ void __launch_bounds__(kThreads)
   else
     m = block_reduce<kThreads>(m, Max{}, max_scratch);
   if (threadIdx.x != 0) return;
-  const T s = criterion == SimbaCriterion::SimbaL2 ? T(sqrt(ss)) : m;
-  scores[r] = nan ? T(NAN) : s;
+  const Acc s = criterion == SimbaCriterion::SimbaL2 ? Acc(sqrt(ss)) : m;
+  scores[r] = nan ? Acc(NAN) : s;
 }
 
-// The selection order of select_kept: a NaN score ranks as −∞.
+// The selection order of select_kept: a NaN score ranks as −∞. A bfloat16 score is compared as
+// its exact float value.
 template <class T>
-__device__ inline T select_key(T s) {
-  return s != s ? T(-INFINITY) : s;
+__device__ inline acc_t<T> select_key(T score) {
+  const acc_t<T> s = acc_t<T>(score);
+  return s != s ? acc_t<T>(-INFINITY) : s;
 }
 
 // next[b, :] <- kept[b, i] for the anchor i = n − 1 and the k − 1 best other i (score
@@ -115,16 +121,17 @@ __device__ inline T select_key(T s) {
 template <class T>
 __global__ void __launch_bounds__(kThreads)
     select_kernel(int64_t* next, const T* scores, const int64_t* kept, int64_t n, int64_t k) {
+  using Key = acc_t<T>;
   using BlockScan = cub::BlockScan<int, kThreads>;
   __shared__ typename BlockScan::TempStorage scan_storage;
-  __shared__ T tile[kThreads];
+  __shared__ Key tile[kThreads];
   const int64_t b = blockIdx.x;
   const T* s = scores + b * n;
   const int64_t others = n - 1;  // candidates that compete: every position but the anchor
   int64_t base = 0;
   for (int64_t i0 = 0; i0 < n; i0 += kThreads) {
     const int64_t i = i0 + threadIdx.x;
-    const T key = i < others ? select_key(s[i]) : T(0);
+    const Key key = i < others ? select_key(s[i]) : Key(0);
     int64_t beaten_by = 0;
     for (int64_t j0 = 0; j0 < others; j0 += kThreads) {
       __syncthreads();  // the previous tile's readers are done
@@ -133,7 +140,7 @@ __global__ void __launch_bounds__(kThreads)
       const int64_t jn = others - j0 < kThreads ? others - j0 : kThreads;
       if (i < others)
         for (int64_t jj = 0; jj < jn; ++jj) {
-          const T kj = tile[jj];
+          const Key kj = tile[jj];
           const int64_t j = j0 + jj;
           beaten_by += kj > key || (kj == key && j < i);
         }
@@ -160,7 +167,7 @@ __global__ void rows_kernel(int64_t* flat, const int64_t* kept, int64_t B, int64
 }  // namespace
 
 template <class T>
-void simba_scores_batch_cuda(T* scores, SeqView<const T> u, SeqView<const T> delta, const T* A,
+void simba_scores_batch_cuda(acc_t<T>* scores, SeqView<const T> u, SeqView<const T> delta, const T* A,
                              SeqView<const T> Bm, SeqView<const T> Cm, int64_t B, int64_t L, int64_t n, int64_t Di,
                              int64_t N, SimbaCriterion criterion) {
   const char* op = "simba_scores_batch_cuda";
@@ -183,8 +190,8 @@ void simba_scores_batch_cuda(T* scores, SeqView<const T> u, SeqView<const T> del
   const int device = cuda_current_device();
   cudaStream_t stream = cuda_stream(device);
   // S (B, n, Di), freed (stream-ordered) when `scratch` goes out of scope after the launches.
-  Storage scratch(sizeof(T) * size_t(B * n * Di), Device{DeviceType::CUDA, device});
-  T* S = static_cast<T*>(scratch.data());
+  Storage scratch(sizeof(acc_t<T>) * size_t(B * n * Di), Device{DeviceType::CUDA, device});
+  acc_t<T>* S = static_cast<acc_t<T>*>(scratch.data());
   const dim3 grid(unsigned((Di + kThreads - 1) / kThreads), unsigned(B));
   reverse_cumsum_kernel<T><<<grid, kThreads, 0, stream>>>(S, delta, L, n, Di);
   SIMBA_CUDA_CHECK(cudaGetLastError());
@@ -221,12 +228,13 @@ void simba_rows_cuda(int64_t* flat, const int64_t* kept, int64_t B, int64_t n, i
 }
 
 #define SIMBA_INSTANTIATE_SIMBA_CUDA(T)                                                                         \
-  template void simba_scores_batch_cuda<T>(T*, SeqView<const T>, SeqView<const T>, const T*, SeqView<const T>,  \
-                                           SeqView<const T>, int64_t, int64_t, int64_t, int64_t, int64_t,       \
-                                           SimbaCriterion);                                                     \
+  template void simba_scores_batch_cuda<T>(acc_t<T>*, SeqView<const T>, SeqView<const T>, const T*,             \
+                                           SeqView<const T>, SeqView<const T>, int64_t, int64_t, int64_t, int64_t, \
+                                           int64_t, SimbaCriterion);                                            \
   template void simba_select_cuda<T>(int64_t*, const T*, const int64_t*, int64_t, int64_t, int64_t);
 SIMBA_INSTANTIATE_SIMBA_CUDA(float)
 SIMBA_INSTANTIATE_SIMBA_CUDA(double)
+SIMBA_INSTANTIATE_SIMBA_CUDA(bfloat16)
 #undef SIMBA_INSTANTIATE_SIMBA_CUDA
 
 }  // namespace simba

@@ -25,7 +25,7 @@
 //   - scores are per sequence.
 // Computation: O(n·Di·N) time, one exp per (t, d, n), from the reverse cumulative sum
 //   S_t[d] = Σ_{k=t+1..n−1} Δ_k[d]                                                       (Q2)
-// (accumulated in double, stored in T); no (n, Di, N) tensor is formed, the scratch is
+// (accumulated in double, stored in acc_t<T>); no (n, Di, N) tensor is formed, the scratch is
 // S (n, Di), A transposed (N, Di) and one Di row per thread. There is no backward: the scores
 // only choose an index set, and gradients never flow through a discrete choice.
 // The n·Di·N exps run as the vectorised exp_fast of tensor/vector_math.h (the scan's exp), and
@@ -52,6 +52,12 @@
 // Selection (select_kept): the anchor plus the k − 1 highest-scoring other tokens; ties go to
 // the earlier position; a NaN score ranks as −∞; the result is in ascending order
 // (original order, which the recurrence of the next layer needs).
+//
+// Types. The kernels below take inputs of T = float, double or bfloat16 (the model's dtype) and
+// compute in acc_t<T>: S, A, the row Δy_T(t) and the scores are float for bfloat16 inputs, and
+// the scores are stored in acc_t<T> (float32). Rounding scores to bfloat16's 8 significant bits
+// would turn near-equal scores into ties, so the kept sets would hinge on that rounding rather
+// than on the criterion; in float32 they rank tokens as finely as a float32 model's scores do.
 #pragma once
 
 #include <cstdint>
@@ -63,50 +69,51 @@
 
 namespace simba {
 
-// dy:      (n, Di) rows, written: Δy_T(t)[d] of (Q1) for every t and d.
+// dy:      (n, Di) rows of acc_t<T>, written: Δy_T(t)[d] of (Q1) for every t and d.
 // u, delta:(n, Di) rows of one sequence (delta > 0, softplus applied).
 // A:       (Di, N) contiguous, A = −exp(A_log).
 // Bm, Cm:  (n, N) rows. The anchor T is row n − 1.
 // Rows of a SeqView are `ld` elements apart (ssm/selective_scan.h). OpenMP over t, each row
 // computed by one thread in a fixed order: bit-identical for any thread count.
 template <class T>
-void simba_contribution_forward(SeqView<T> dy, SeqView<const T> u, SeqView<const T> delta, const T* A,
+void simba_contribution_forward(SeqView<acc_t<T>> dy, SeqView<const T> u, SeqView<const T> delta, const T* A,
                                 SeqView<const T> Bm, SeqView<const T> Cm, int64_t n, int64_t Di, int64_t N);
 
-// scores: (n) contiguous, written: s(t) for criterion simba, simba-abs or simba-l2 (anything
+// scores: (n) contiguous acc_t<T>, written: s(t) for criterion simba, simba-abs or simba-l2 (anything
 // else is an error). Inputs as for simba_contribution_forward. l2 accumulates Σ_d v² in double.
 // A NaN anywhere in Δy_T(t) makes s(t) NaN. Deterministic like the above.
 template <class T>
-void simba_score_forward(T* scores, SeqView<const T> u, SeqView<const T> delta, const T* A, SeqView<const T> Bm,
+void simba_score_forward(acc_t<T>* scores, SeqView<const T> u, SeqView<const T> delta, const T* A, SeqView<const T> Bm,
                          SeqView<const T> Cm, int64_t n, int64_t Di, int64_t N, SimbaCriterion criterion);
 
 // ---- The batched kernels of the pruned forward (ssm/simba_forward.h), each with a CPU and a
 // CUDA variant of identical signature: *_cpu in ssm/simba_score.cpp, *_cuda in
 // ssm/simba_score.cu (built with the CUDA backend only; every pointer is device memory on the
-// current device and the call only queues work on its stream). T = float or double.
+// current device and the call only queues work on its stream). T = float, double or bfloat16.
 
-// scores (B, n) contiguous <- simba_score_forward of the first n rows of every sequence of a
+// scores (B, n) contiguous acc_t<T> <- simba_score_forward of the first n rows of every sequence of a
 // layer: u, delta (B, L, Di) rows and Bm, Cm (B, L, N) rows in the layout of
 // ssm/selective_scan.h (row (b, t) at p[(b·L + t)·ld]), A (Di, N); 1 <= n <= L.
 // CUDA: the reverse cumulative sum (Q2) by a thread per (b, d) walking t down (double
-// accumulator, stored in T, as on the CPU), then one block per (b, t) forms the row Δy_T(t)
+// accumulator, stored in acc_t<T>, as on the CPU), then one block per (b, t) forms the row Δy_T(t)
 // of (Q1) (a thread per channel, the N terms in order k = 0..N−1, then ·Δ_t·u_t, as on the
 // CPU) and reduces it over the channels with the fixed-order block reductions of
 // tensor/cuda_reduce.cuh (l2 in double). The exps are the device's exp, not the CPU's exp_fast,
 // so scores agree to a few ulp, not bit for bit.
 template <class T>
-void simba_scores_batch_cpu(T* scores, SeqView<const T> u, SeqView<const T> delta, const T* A, SeqView<const T> Bm,
-                            SeqView<const T> Cm, int64_t B, int64_t L, int64_t n, int64_t Di, int64_t N,
-                            SimbaCriterion criterion);
+void simba_scores_batch_cpu(acc_t<T>* scores, SeqView<const T> u, SeqView<const T> delta, const T* A,
+                            SeqView<const T> Bm, SeqView<const T> Cm, int64_t B, int64_t L, int64_t n, int64_t Di,
+                            int64_t N, SimbaCriterion criterion);
 template <class T>
-void simba_scores_batch_cuda(T* scores, SeqView<const T> u, SeqView<const T> delta, const T* A,
+void simba_scores_batch_cuda(acc_t<T>* scores, SeqView<const T> u, SeqView<const T> delta, const T* A,
                              SeqView<const T> Bm, SeqView<const T> Cm, int64_t B, int64_t L, int64_t n, int64_t Di,
                              int64_t N, SimbaCriterion criterion);
 
 // next (B, k) <- for every sequence b, kept[b, i] for the i that select_kept chooses from the
 // scores row scores[b, :] (the anchor i = n − 1, plus the k − 1 others ranked first by score
 // descending, NaN as −∞, ties to the smaller i), in ascending i. scores (B, n), kept (B, n)
-// and next (B, k) contiguous; 1 <= k <= n.
+// and next (B, k) contiguous; 1 <= k <= n. T is the scores' dtype (a bfloat16 model's
+// norm, clip and random scores are bfloat16); both variants compare the exact widened values.
 // CUDA: one block per sequence. Candidate i is kept iff fewer than k − 1 others beat it in
 // that strict total order, so each thread counts, for its candidates, the others that beat
 // them (the scores staged through shared memory a tile at a time), and a block-wide prefix
@@ -126,8 +133,8 @@ void simba_select_cuda(int64_t* next, const T* scores, const int64_t* kept, int6
 void simba_rows_cpu(int64_t* flat, const int64_t* kept, int64_t B, int64_t n, int64_t c, int64_t m);
 void simba_rows_cuda(int64_t* flat, const int64_t* kept, int64_t B, int64_t n, int64_t c, int64_t m);
 
-// The scores of the first n rows of every sequence of a layer, (B, n) in the trace's dtype,
-// on the trace's device.
+// The scores of the first n rows of every sequence of a layer, (B, n) in acc_dtype of the
+// trace's dtype (float32 for bfloat16), on the trace's device.
 // trace: the layer's MixerTrace (u, delta (B, L, Di); A (Di, N); Bm, Cm (B, L, N)), L >= n.
 Tensor simba_scores(const MixerTrace& trace, int64_t n, SimbaCriterion criterion);
 // hidden (B, L, D), the layer's input residual stream -> (B, n): ||hidden[b, t]||_2, t < n.

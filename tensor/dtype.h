@@ -58,6 +58,10 @@ template <> struct dtype_of<float16> { static constexpr DType value = DType::F16
 template <class T>
 using acc_t = std::conditional_t<std::is_same_v<T, double>, double, float>;
 
+// The dtype of acc_t: what an op stores a statistic or a loss in when it keeps it in the
+// compute type (RMSNorm's rstd, cross-entropy's losses, Simba's scores).
+inline DType acc_dtype(DType t) { return t == DType::BF16 || t == DType::F16 ? DType::F32 : t; }
+
 }  // namespace simba
 
 // Run `body` with `scalar_t` bound to the C++ type of a dtype. Three sets:
