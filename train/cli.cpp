@@ -5,6 +5,7 @@ namespace simba {
 
 void add_all_commands(CLI::App& app) {
   add_train_command(app);
+  add_init_command(app);
   add_eval_command(app);
   add_generate_command(app);
   add_info_command(app);

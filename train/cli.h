@@ -14,6 +14,7 @@
 namespace simba {
 
 void add_train_command(CLI::App& app);     // train (dense or Simba-aware), resume
+void add_init_command(CLI::App& app);      // a seeded random-init model directory
 void add_eval_command(CLI::App& app);      // validation loss / bits per byte; Simba comparison
 void add_generate_command(CLI::App& app);  // sample text from a checkpoint
 void add_info_command(CLI::App& app);      // describe a checkpoint directory
