@@ -5,7 +5,6 @@ namespace simba {
 
 void add_all_commands(CLI::App& app) {
   add_train_command(app);
-  add_init_command(app);
   add_eval_command(app);
   add_generate_command(app);
   add_info_command(app);
@@ -14,6 +13,7 @@ void add_all_commands(CLI::App& app) {
   add_highway_command(app);
   add_score_command(app);
   add_tokenize_command(app);
+  add_init_command(app);
 }
 
 }  // namespace simba

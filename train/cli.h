@@ -14,7 +14,6 @@
 namespace simba {
 
 void add_train_command(CLI::App& app);     // train (dense or Simba-aware), resume
-void add_init_command(CLI::App& app);      // a seeded random-init model directory
 void add_eval_command(CLI::App& app);      // validation loss / bits per byte; Simba comparison
 void add_generate_command(CLI::App& app);  // sample text from a checkpoint
 void add_info_command(CLI::App& app);      // describe a checkpoint directory
@@ -23,6 +22,7 @@ void add_forward_command(CLI::App& app);   // logits, loss and gradients of give
 void add_inspect_command(CLI::App& app);   // Simba kept sets, scores and logits of given ids
 void add_highway_command(CLI::App& app);   // Simba: |Δy_T(t)| against distance, per layer
 void add_score_command(CLI::App& app);     // multiple-choice task scoring (lm-eval style), dense or Simba
+void add_init_command(CLI::App& app);      // a seeded random-init model directory
 
 // Every subcommand above, in the order `simba --help` lists them: what the
 // program registers (train/main/simba_main.cpp) and what the CLI fuzzer parses.

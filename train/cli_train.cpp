@@ -260,8 +260,10 @@ void add_train_command(CLI::App& app) {
       if (opt->count() > 0) given.insert(opt->get_name());
     if (given.count("--simba")) a->options.simba = parse_simba_options(a->simba, "--simba");
     const TrainOptions& o = a->options;
-    // The trainer counts tokens per step as this product.
-    checked_mul(o.grad_accum, o.batch_size * o.seq_len, "the tokens per optimiser step, --grad-accum x --batch-size x --seq-len");
+    // The trainer counts tokens per step as this product (the batch budget, which needs the
+    // model's vocabulary, is checked once the model is known).
+    const int64_t window_tokens = checked_mul(o.batch_size, o.seq_len, "--batch-size x --seq-len");
+    checked_mul(o.grad_accum, window_tokens, "the tokens per optimiser step, --grad-accum x --batch-size x --seq-len");
     run_train(*a, given, std::cout);
   });
 }
