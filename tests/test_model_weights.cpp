@@ -346,3 +346,30 @@ TEST_CASE("simba init from the command line: tokenizer copied, errors name the f
   CHECK(code != 0);
   CHECK(contains(out, "num_hidden_layers"));
 }
+
+TEST_CASE("simba train --shard-size: sharded checkpoints that --resume reads") {
+  const std::string data = g_tmp.file("train.txt"), out = g_tmp.file("train_run");
+  std::string t;
+  for (int i = 0; i < 200; ++i) t += "the quick brown fox jumps over the lazy dog. ";
+  write_file_atomic(data, t);
+  const std::string flags = " --hidden-size 32 --layers 1 --state-size 4 --batch-size 2 --seq-len 16 --eval-every 0"
+                            " --eval-batches 1 --log-every 1 --save-every 0 --shard-size 16KiB";
+  auto [code, text] = run_simba("train --data " + data + " --out " + out + " --steps 2" + flags);
+  INFO(text);
+  REQUIRE(code == 0);
+  const std::string ckpt = out + "/checkpoint";
+  CHECK(file_exists(ckpt + "/" + kWeightsIndexFile));
+  CHECK(!file_exists(ckpt + "/" + kWeightsFile));
+  CHECK(read_index(ckpt)["weight_map"].size() == MambaLM::load(ckpt)->state_tensors().size());
+
+  std::tie(code, text) = run_simba("train --data " + data + " --out " + out + " --steps 3 --resume --shard-size 16KiB");
+  CHECK(code == 0);
+  SafetensorsMetadata meta;
+  load_model_weights(ckpt, &meta);
+  CHECK(meta.at("step") == "3");
+  CHECK(file_exists(ckpt + "/" + kWeightsIndexFile));
+
+  std::tie(code, text) = run_simba("train --data " + data + " --out " + g_tmp.file("train_bad") + " --steps 1 --shard-size 0");
+  CHECK(code != 0);
+  CHECK(contains(text, "--shard-size"));
+}

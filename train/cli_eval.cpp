@@ -1,11 +1,12 @@
 // train/cli_eval.cpp: `simba eval`, in two modes.
 //
 // Dense validation (no --context): the validation loss of a model on a text file, in nats per
-// token and bits per byte (of the scored tokens' text: with the model directory's tokenizer.json,
-// Σ nats / ln 2 over the targets divided by the UTF-8 bytes they spell). The file is split exactly as `simba train` splits it (TextData with
-// the same --val-fraction), so the number is the held-out loss the training run reported; the
-// windows are TextData's deterministic validation tiling, so two models evaluated with the same
-// flags score the same tokens.
+// token and bits per byte of the scored text (with the model directory's tokenizer.json, Σ nats /
+// ln 2 over the targets divided by the UTF-8 bytes they spell). The file is tokenized with that
+// tokenizer, or as bytes, and split exactly as `simba train` splits it (TextData with the same
+// --val-fraction), so the number is the held-out loss the training run reported; the windows are
+// TextData's deterministic validation tiling, so two models evaluated with the same flags score
+// the same tokens.
 //
 // Simba comparison (--context C1,C2,...): for each context length, the continuation loss and
 // FLOPs of the dense model and of Simba pruning (--simba, one row per --criteria entry) on the

@@ -68,9 +68,7 @@ std::string run_generate(const GenerateArgs& args, std::ostream& out) {
 
   std::vector<MixerState> state = model->new_state(1);
   Tensor logits;  // (1, V) after the latest step
-  const std::vector<int64_t> prompt_ids = tokenizer.encode(args.prompt);
-  SIMBA_CHECK(!prompt_ids.empty(), "--prompt: the prompt encodes to no tokens");
-  for (int64_t id : prompt_ids) logits = model->step(Tensor::from_ints({1}, {id}, args.device), state);
+  for (int64_t id : tokenizer.encode(args.prompt)) logits = model->step(Tensor::from_ints({1}, {id}, args.device), state);
   out << args.prompt << std::flush;
 
   Generator g(args.seed);

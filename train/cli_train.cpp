@@ -38,8 +38,8 @@
 #include "tensor/file_io.h"
 #include "train/byte_tokenizer.h"
 #include "train/cli.h"
-#include "train/corpus_tokens.h"
 #include "train/cli_options.h"
+#include "train/corpus_tokens.h"
 #include "train/model_dir.h"
 #include "train/trainer.h"
 
@@ -104,9 +104,10 @@ void run_train(const TrainArgs& a, const std::set<std::string>& given, std::ostr
                                "new run");
     }
     const Checkpoint checkpoint = load_checkpoint(dir);
-    const TrainOptions options =
+    TrainOptions options =
         TrainOptions::from_json(checkpoint.state.options, "'" + checkpoint.state_path + "' metadata 'options'")
             .overridden_by(a.options, given);
+    options.shard_bytes = a.options.shard_bytes;  // not recorded in the checkpoint: this invocation's
     auto model = std::make_shared<MambaLM>(checkpoint.config, options.seed);
     check_budget(options, *model);
     // The run continues on the tokens it started on: the checkpoint's tokenizer, if it has one.
@@ -213,6 +214,11 @@ void add_train_command(CLI::App& app) {
       ->check(integer_in(1));
   cmd->add_option("--log-every", o.log_every, "steps between progress lines")->check(integer_in(1))->capture_default_str();
   cmd->add_option("--log-file", o.log_file, "JSONL metrics log [default: OUT/metrics.jsonl]");
+  cmd->add_option("--shard-size", o.shard_bytes,
+                  "most bytes of tensor data per weights file of a checkpoint; a larger model is saved as "
+                  "model-0000k-of-0000n.safetensors shards + model.safetensors.index.json [default: 2GB]; "
+                  "applies to this invocation (with --resume too)")
+      ->transform(byte_size());
   add_device_option(cmd, a->device);
 
   CLI::Option* resume = cmd->add_flag(

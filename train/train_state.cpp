@@ -85,13 +85,14 @@ void switch_in(const std::string& dir) {
 
 std::string checkpoint_dir(const std::string& out_dir) { return out_dir + "/checkpoint"; }
 
-void save_checkpoint(const std::string& dir, const MambaLM& model, const TrainingState& state) {
+void save_checkpoint(const std::string& dir, const MambaLM& model, const TrainingState& state,
+                     uint64_t shard_bytes) {
   SIMBA_CHECK(state.options.is_object(), "save_checkpoint: options must be a JSON object, got "
                                              << state.options.type_name());
   const std::string step = std::to_string(state.step);
   recover_checkpoint(dir);  // whatever an earlier failed or killed save left
   const std::string staging = temp_path_for(dir);
-  model.save(staging, {{"step", step}});
+  model.save(staging, {{"step", step}}, shard_bytes);
   crash_point("weights");
   TensorMap tensors;
   for (const auto& [name, t] : state.optimizer) tensors[name] = t;

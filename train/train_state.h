@@ -5,6 +5,8 @@
 //   config.json                 the model's HF MambaConfig
 //   model.safetensors           the weights under HF MambaForCausalLM names;
 //                               __metadata__ {"format": "pt", "step": "<n>"}
+//                               (above --shard-size: shards + their index,
+//                               each shard with that metadata; nn/model_weights.h)
 //   training_state.safetensors  the optimiser state (Optimizer::state_tensors
 //                               names: "step", "exp_avg.<param>", ...) and
 //                               __metadata__ strings:
@@ -87,7 +89,9 @@ std::string checkpoint_dir(const std::string& out_dir);
 // Writes config.json, model.safetensors (stamped with state.step),
 // training_state.safetensors and (if any) tokenizer.json as a new checkpoint `dir`, replacing the one
 // there as one unit (the sequence above).
-void save_checkpoint(const std::string& dir, const MambaLM& model, const TrainingState& state);
+// The weights are sharded above shard_bytes (MambaLM::save).
+void save_checkpoint(const std::string& dir, const MambaLM& model, const TrainingState& state,
+                     uint64_t shard_bytes = kDefaultShardBytes);
 
 // Resolves what a killed save_checkpoint left next to `dir` (the table
 // above), so that afterwards `dir` is the newest complete checkpoint or does

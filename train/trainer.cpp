@@ -178,6 +178,7 @@ void TrainOptions::validate() const {
   non_negative_int("--save-every", save_every);
   positive_int("--log-every", log_every);
   SIMBA_CHECK(!out_dir.empty(), "--out must name a directory, got an empty string");
+  SIMBA_CHECK(shard_bytes > 0, "--shard-size must be a size in bytes > 0, got 0");
   if (simba) {
     simba->validate("--simba");
     const int64_t c = resolved_simba_min_context();
@@ -441,7 +442,7 @@ void Trainer::save_checkpoint() {
   state.elapsed_seconds = elapsed_seconds();
   state.optimizer = optimizer_->state_tensors();
   state.tokenizer_json = tokenizer_json_;
-  simba::save_checkpoint(checkpoint_dir(options_.out_dir), *model_, state);
+  simba::save_checkpoint(checkpoint_dir(options_.out_dir), *model_, state, options_.shard_bytes);
   last_saved_step_ = step_;
 }
 

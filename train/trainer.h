@@ -131,6 +131,10 @@ struct TrainOptions {
   int64_t log_every = 10;    // --log-every: steps between progress lines
   std::string out_dir = "runs/train";  // --out: OUT/checkpoint and OUT/metrics.jsonl
   std::string log_file;      // --log-file: the JSONL metrics log; default OUT/metrics.jsonl
+  // --shard-size: most bytes of tensor data per weights file of a checkpoint
+  // (nn/model_weights.h). Not recorded in the checkpoint, so not in to_json:
+  // it says how files are cut, not what they hold, and each invocation's applies.
+  uint64_t shard_bytes = kDefaultShardBytes;
 
   double resolved_min_lr() const { return min_lr.value_or(lr / 10.0); }
   int64_t resolved_warmup() const { return warmup_steps.value_or(steps / 10); }
