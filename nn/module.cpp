@@ -57,6 +57,13 @@ void Module::to(Device device) {
   }
 }
 
+void Module::to(DType dtype) {
+  for (auto& p : named_parameters()) {
+    p.second.zero_grad();
+    p.second.data() = p.second.data().to(dtype);
+  }
+}
+
 Device Module::device() const {
   auto params = named_parameters();
   SIMBA_CHECK(!params.empty(), "Module::device(): the module has no parameters");

@@ -33,6 +33,9 @@ class Module {
   // held by layers and optimisers stay valid); gradients are dropped. Parameters are the only
   // device-resident state of a Module.
   void to(Device device);
+  // Converts every parameter to `dtype` in place, the same way (copy_'s rounding: exact when
+  // widening, round-to-nearest-even once when narrowing); gradients are dropped.
+  void to(DType dtype);
   Device device() const;  // where the parameters live (an error if they are split)
 
  protected:

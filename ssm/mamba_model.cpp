@@ -6,7 +6,7 @@
 #include "autograd/ops.h"
 #include "nn/cross_entropy.h"
 #include "nn/linear.h"
-#include "nn/safetensors.h"
+#include "nn/model_weights.h"
 #include "tensor/file_io.h"
 
 namespace simba {
@@ -136,20 +136,22 @@ void MambaLM::load_tensors(const std::map<std::string, Tensor>& tensors, const s
 std::shared_ptr<MambaLM> MambaLM::load(const std::string& dir, DType dtype) {
   MambaConfig cfg = MambaConfig::from_json_file(dir + "/config.json");
   auto model = std::make_shared<MambaLM>(cfg, 0, dtype);
-  const std::string path = dir + "/model.safetensors";
-  model->load_tensors(load_safetensors(path), path);
+  const TensorMap tensors = load_model_weights(dir);
+  model->load_tensors(tensors, find_weights_file(dir));
   return model;
 }
 
-void MambaLM::save(const std::string& dir, const std::map<std::string, std::string>& metadata) const {
+void MambaLM::save(const std::string& dir, const std::map<std::string, std::string>& metadata,
+                   uint64_t shard_bytes) const {
   make_dirs(dir);
   // Weights first, config last: a directory whose config.json is new always
-  // has weights at least as new.
+  // has weights at least as new. Each tensor is stored in its parameter's
+  // dtype (a bfloat16 model saves bfloat16, as transformers does).
   TensorMap tensors;
-  for (auto& [name, t] : state_tensors()) tensors[name] = t.to(cpu()).to(DType::F32);
+  for (auto& [name, t] : state_tensors()) tensors[name] = t.to(cpu());
   SafetensorsMetadata all = metadata;
   all["format"] = "pt";  // what transformers' loader requires
-  save_safetensors(dir + "/model.safetensors", tensors, all);
+  save_model_weights(dir, tensors, all, shard_bytes);
   cfg_.save(dir + "/config.json");
 }
 

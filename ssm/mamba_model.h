@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "nn/embedding.h"
+#include "nn/model_weights.h"
 #include "nn/module.h"
 #include "nn/rmsnorm.h"
 #include "ssm/mamba_config.h"
@@ -38,16 +39,20 @@ class MambaLM : public Module {
   // A freshly initialised model (official mamba_ssm init, seeded).
   MambaLM(const MambaConfig& cfg, uint64_t seed, DType dtype = DType::F32);
 
-  // Loads `dir`/config.json and `dir`/model.safetensors (HF layout). Accepts
+  // Loads `dir`/config.json and the weights, model.safetensors or sharded
+  // (nn/model_weights.h; HF layout). Accepts
   // F32/F64/F16/BF16 tensors (converted to `dtype`), the original
   // `backbone.embedding.weight` spelling, and a missing lm_head.weight when
   // tied. Shapes are checked against the config; missing, unexpected and
   // non-finite tensors are errors naming them.
   static std::shared_ptr<MambaLM> load(const std::string& dir, DType dtype = DType::F32);
-  // Writes config.json and model.safetensors into `dir` (created), atomically each.
-  // `metadata` entries are added to model.safetensors' __metadata__ next to
-  // {"format": "pt"} (a training run stamps its step there).
-  void save(const std::string& dir, const std::map<std::string, std::string>& metadata = {}) const;
+  // Writes config.json and the weights into `dir` (created), atomically each:
+  // model.safetensors, or shards of at most `shard_bytes` of tensor data and
+  // their index when the model is larger (nn/model_weights.h). Tensors keep
+  // the parameters' dtype. `metadata` entries are added to the weight files'
+  // __metadata__ next to {"format": "pt"} (a training run stamps its step there).
+  void save(const std::string& dir, const std::map<std::string, std::string>& metadata = {},
+            uint64_t shard_bytes = kDefaultShardBytes) const;
   // Copies named tensors into the parameters (the map uses HF names),
   // converting each to the parameters' dtype. Every value must be finite: a
   // NaN or Inf is an error naming the tensor, so load, simba info and --resume

@@ -358,6 +358,13 @@ std::string BpeTokenizer::decode(const std::vector<int64_t>& ids) const {
   return utf8_lossy(bytes);
 }
 
+std::vector<int64_t> BpeTokenizer::token_byte_counts() const {
+  std::vector<int64_t> counts(static_cast<size_t>(vocab_size()), 0);
+  for (size_t id = 0; id < counts.size(); ++id)
+    if (impl_->id_defined[id]) counts[id] = static_cast<int64_t>(impl_->id_bytes[id].size());
+  return counts;
+}
+
 // ---------------------------------------------------------------- loading
 
 namespace {

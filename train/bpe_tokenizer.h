@@ -48,6 +48,7 @@ class BpeTokenizer : public Tokenizer {
   // the first failing text names its index.
   std::vector<std::vector<int64_t>> encode_batch(const std::vector<std::string>& texts) const;
   std::string decode(const std::vector<int64_t>& ids) const override;
+  std::vector<int64_t> token_byte_counts() const override;
 
  private:
   struct Impl;

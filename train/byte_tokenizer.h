@@ -23,6 +23,10 @@ class Tokenizer {
   virtual std::vector<int64_t> encode(const std::string& text) const = 0;
   // Throws an Error naming the first id outside [0, vocab_size).
   virtual std::string decode(const std::vector<int64_t>& ids) const = 0;
+  // Entry id: how many bytes of text token `id` stands for (0 for an id no
+  // token has), so that a loss per token converts to bits per byte of the
+  // text scored (bits/byte = Σ nats / ln 2 / Σ bytes over the targets).
+  virtual std::vector<int64_t> token_byte_counts() const = 0;
 };
 
 // id = the byte's unsigned value; decode(encode(s)) == s for every byte string,
@@ -33,6 +37,7 @@ class ByteTokenizer : public Tokenizer {
   int64_t vocab_size() const override { return 256; }
   std::vector<int64_t> encode(const std::string& text) const override;
   std::string decode(const std::vector<int64_t>& ids) const override;
+  std::vector<int64_t> token_byte_counts() const override { return std::vector<int64_t>(256, 1); }
 };
 
 }  // namespace simba

@@ -1,10 +1,12 @@
 // train/cli_eval.cpp: `simba eval`, in two modes.
 //
 // Dense validation (no --context): the validation loss of a model on a text file, in nats per
-// token and bits per byte. The file is split exactly as `simba train` splits it (TextData with
-// the same --val-fraction), so the number is the held-out loss the training run reported; the
-// windows are TextData's deterministic validation tiling, so two models evaluated with the same
-// flags score the same tokens.
+// token and bits per byte of the scored text (with the model directory's tokenizer.json, Σ nats /
+// ln 2 over the targets divided by the UTF-8 bytes they spell). The file is tokenized with that
+// tokenizer, or as bytes, and split exactly as `simba train` splits it (TextData with the same
+// --val-fraction), so the number is the held-out loss the training run reported; the windows are
+// TextData's deterministic validation tiling, so two models evaluated with the same flags score
+// the same tokens.
 //
 // Simba comparison (--context C1,C2,...): for each context length, the continuation loss and
 // FLOPs of the dense model and of Simba pruning (--simba, one row per --criteria entry) on the
@@ -26,6 +28,7 @@
 #include "train/cli.h"
 #include "train/cli_options.h"
 #include "train/commands.h"
+#include "train/model_dir.h"
 #include "train/trainer.h"
 #include "train/metrics_log.h"
 #include "train/simba_eval.h"
@@ -40,10 +43,10 @@ EvalResult run_eval(const EvalArgs& args, std::ostream& out) {
   SIMBA_CHECK(args.val_fraction > 0.0 && args.val_fraction < 1.0,
               "--val-fraction: expected a fraction in (0, 1), got " << args.val_fraction);
   check_device(args.device);
-  std::shared_ptr<MambaLM> model = load_byte_model(args.model_dir, "eval");
+  std::shared_ptr<MambaLM> model = load_model_dir(args.model_dir);
   model->to(args.device);
-  const ByteTokenizer tokenizer;
-  const TextData data = TextData::from_file(args.data_path, tokenizer, args.val_fraction);
+  const std::shared_ptr<const Tokenizer> tokenizer = model_tokenizer(args.model_dir, *model, "eval");
+  const TextData data = TextData::from_file(args.data_path, *tokenizer, args.val_fraction);
   const EvalResult r = evaluate(*model, data, args.batch, args.len, args.max_batches);
   // Finite weights can still overflow to an infinite or NaN loss; that is no
   // measurement, so it is an error rather than a printed "nan".
@@ -73,7 +76,8 @@ void add_eval_command(CLI::App& app) {
   auto simba = std::make_shared<SimbaEvalArgs>();
   CLI::App* cmd = app.add_subcommand(
       "eval",
-      "Validation loss (nats/token) and bits per byte of a model on a text file (byte tokenizer).\n"
+      "Validation loss (nats/token) and bits per byte of a model on a text file (bytes, or the BPE\n"
+      "tokens of the model directory's tokenizer.json when it has one).\n"
       "The validation split is the last --val-fraction of the file, as in simba train.\n"
       "With --context: dense vs Simba continuation loss and FLOPs per context length, on windows of\n"
       "context + continuation validation tokens (docs/simba.md).");
@@ -121,12 +125,13 @@ void add_eval_command(CLI::App& app) {
       ->needs(context);
   cmd->add_option("--csv", simba->csv_path, "Simba mode: also write the table to this CSV file")->needs(context);
   cmd->callback([args, simba, context] {
-    const int64_t vocab = ByteTokenizer().vocab_size();
     if (context->count() == 0) {
-      check_batch_budget(args->batch, "--batch", args->len, "--len", vocab);
+      check_batch_budget(args->batch, "--batch", args->len, "--len",
+                         MambaConfig::from_json_file(locate_model_dir(args->model_dir).config_path).vocab_size);
       run_eval(*args, std::cout);
       return;
     }
+    const int64_t vocab = ByteTokenizer().vocab_size();
     for (int64_t c : simba->contexts)
       check_batch_budget(args->batch, "--batch", checked_add(c, simba->continuation, "--context + --continuation"),
                          "--context + --continuation", vocab);

@@ -45,7 +45,7 @@ void run_info(const std::string& model_dir, std::ostream& out) {
   const ModelDir dir = locate_model_dir(model_dir);
   const MambaConfig cfg = MambaConfig::from_json_file(dir.config_path);
   SafetensorsMetadata metadata;
-  const TensorMap tensors = load_safetensors(dir.weights_path, &metadata);
+  const TensorMap tensors = load_model_weights(dir.dir, &metadata);
   MambaLM model(cfg, 0);
   model.load_tensors(tensors, dir.weights_path);
 

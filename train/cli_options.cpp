@@ -1,5 +1,6 @@
 #include "train/cli_options.h"
 
+#include <cctype>
 #include <charconv>
 #include <cmath>
 #include <optional>
@@ -66,6 +67,34 @@ CLI::Validator seed_value() {
         return "";
       },
       "UINT64");
+}
+
+CLI::Validator byte_size() {
+  return CLI::Validator(
+      [](std::string& s) -> std::string {
+        const std::string expected =
+            "expected a size in bytes > 0 (digits with an optional unit B, KB, MB, GB, TB, KiB, MiB, GiB or TiB), "
+            "got '" + s + "'";
+        uint64_t v = 0;
+        const char* end = s.data() + s.size();
+        const auto [ptr, ec] = std::from_chars(s.data(), end, v);
+        if (ptr == s.data() || ec == std::errc::invalid_argument) return expected;
+        std::string unit(ptr, end);
+        for (char& c : unit) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+        const std::pair<const char*, uint64_t> units[] = {
+            {"", 1},         {"B", 1},           {"KB", 1000},       {"MB", 1000000},    {"GB", 1000000000},
+            {"TB", 1000000000000}, {"KIB", 1ull << 10}, {"MIB", 1ull << 20}, {"GIB", 1ull << 30}, {"TIB", 1ull << 40}};
+        for (const auto& [name, scale] : units) {
+          if (unit != name) continue;
+          if (ec == std::errc::result_out_of_range || v > std::numeric_limits<uint64_t>::max() / scale)
+            return "the size '" + s + "' does not fit in 64 bits";
+          if (v == 0) return expected;
+          s = std::to_string(v * scale);
+          return "";
+        }
+        return expected;
+      },
+      "SIZE");
 }
 
 CLI::Validator number_in(double lo, bool lo_closed, double hi, bool hi_closed, const std::string& what,

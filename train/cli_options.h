@@ -39,6 +39,13 @@ CLI::Validator integer_in(int64_t lo, int64_t hi = std::numeric_limits<int64_t>:
 // A seed: an integer in [0, 2^64 - 1].
 CLI::Validator seed_value();
 
+// A size in bytes, > 0: decimal digits and an optional unit, B, KB, MB, GB, TB
+// (powers of 1000, as transformers' max_shard_size reads them) or KiB, MiB,
+// GiB, TiB (powers of 1024), any case: "2GB", "16MiB", "1048576". It
+// rewrites the text to the number of bytes, decimal, so register it with
+// ->transform() (CLI11 runs ->check() validators on a copy).
+CLI::Validator byte_size();
+
 // A finite number in the interval lo..hi, each end open or closed as asked;
 // `what` is the expected value in words ("a number in [0, 1)"), `name` the
 // short form --help shows next to the type.

@@ -11,6 +11,9 @@
 //                  options; flags typed with --resume override the reporting
 //                  ones (--steps, --eval-every, ...), and an optimisation flag
 //                  that differs from the checkpoint is an error.
+// Any of them with --tokenizer FILE trains on that tokenizer.json's BPE
+// tokens instead of bytes (see the --tokenizer help); --resume picks the
+// tokenizer up from the checkpoint.
 // Any of them with --simba trains with Simba pruning active (see
 // train/trainer.h): fine-tuning a dense model is --init DIR --simba ....
 // Any of them with --device trains there: the model is built or loaded on the
@@ -36,6 +39,7 @@
 #include "train/byte_tokenizer.h"
 #include "train/cli.h"
 #include "train/cli_options.h"
+#include "train/corpus_tokens.h"
 #include "train/model_dir.h"
 #include "train/trainer.h"
 
@@ -51,14 +55,40 @@ struct TrainArgs {
   std::string config_path;
   std::string init_dir;
   std::string simba;  // --simba as typed; parsed into options.simba
+  std::string tokenizer_path;  // --tokenizer; empty: bytes
   bool resume = false;
   Device device;
 };
 
 const double kInf = std::numeric_limits<double>::infinity();
 
+// The run's training text: bytes, or with a tokenizer its ids, cached in
+// OUT/tokens.safetensors (train/corpus_tokens.h) so a resumed or restarted
+// run does not encode the corpus again.
+TextData training_data(const TrainArgs& a, const TrainOptions& o, const std::optional<BpeTokenizer>& bpe,
+                       const std::string& tokenizer_path, std::ostream& out) {
+  if (!bpe) return TextData::from_file(a.data_path, ByteTokenizer(), o.val_fraction, o.seed);
+  make_dirs(o.out_dir);
+  std::vector<int64_t> ids = cached_corpus_tokens(a.data_path, tokenizer_path, *bpe, o.out_dir + "/tokens.safetensors", out);
+  return TextData(std::move(ids), o.val_fraction, o.seed, a.data_path, bpe->token_byte_counts());
+}
+
+// A BPE run's model needs an embedding row for every token id.
+void check_vocab_covers(const MambaLM& model, const BpeTokenizer& bpe, const std::string& tokenizer_path,
+                        const std::string& model_source) {
+  const int64_t V = model.config().vocab_size;
+  SIMBA_CHECK_HINT(V >= bpe.vocab_size(), "--tokenizer: tokenizer '" << tokenizer_path << "' has " << bpe.vocab_size()
+                                                                     << " ids, but the model of " << model_source
+                                                                     << " has vocab_size " << V,
+                   "use a model with vocab_size >= " << padded_vocab_size(bpe.vocab_size())
+                                                     << " (the tokenizer's ids rounded up to a multiple of 8)");
+}
+
+void check_budget(const TrainOptions& o, const MambaLM& model) {
+  check_batch_budget(o.batch_size, "--batch-size", o.seq_len, "--seq-len", model.config().vocab_size);
+}
+
 void run_train(const TrainArgs& a, const std::set<std::string>& given, std::ostream& out) {
-  const ByteTokenizer tokenizer;
   const std::string dir = checkpoint_dir(a.options.out_dir);
   check_device(a.device);
   if (!a.resume) a.options.validate();  // before anything in --out changes
@@ -74,12 +104,16 @@ void run_train(const TrainArgs& a, const std::set<std::string>& given, std::ostr
                                "new run");
     }
     const Checkpoint checkpoint = load_checkpoint(dir);
-    const TrainOptions options =
+    TrainOptions options =
         TrainOptions::from_json(checkpoint.state.options, "'" + checkpoint.state_path + "' metadata 'options'")
             .overridden_by(a.options, given);
+    options.shard_bytes = a.options.shard_bytes;  // not recorded in the checkpoint: this invocation's
     auto model = std::make_shared<MambaLM>(checkpoint.config, options.seed);
-    Trainer trainer(options, model, TextData::from_file(a.data_path, tokenizer, options.val_fraction, options.seed),
-                    a.device);
+    check_budget(options, *model);
+    // The run continues on the tokens it started on: the checkpoint's tokenizer, if it has one.
+    std::optional<BpeTokenizer> bpe = load_model_tokenizer(dir);
+    const std::string tokenizer_path = dir + "/tokenizer.json";
+    Trainer trainer(options, model, training_data(a, options, bpe, tokenizer_path, out), a.device);
     trainer.restore(checkpoint);
     trainer.run(out);
     return;
@@ -87,21 +121,29 @@ void run_train(const TrainArgs& a, const std::set<std::string>& given, std::ostr
   SIMBA_CHECK_HINT(!std::filesystem::exists(dir),
                    "--out '" << a.options.out_dir << "' already holds a checkpoint ('" << dir << "')",
                    "pass --resume to continue that run, or choose another --out to start a new one");
+  std::optional<BpeTokenizer> bpe;
+  if (!a.tokenizer_path.empty()) bpe = load_tokenizer_flag(a.tokenizer_path, "--tokenizer");
   std::shared_ptr<MambaLM> model;
+  std::string model_source;
   if (!a.init_dir.empty()) {
     model = load_model_dir(a.init_dir, DType::F32, "--init");
+    model_source = "--init '" + a.init_dir + "'";
   } else {
     MambaConfig cfg = a.model;
     if (!a.config_path.empty()) {
       cfg = MambaConfig::from_json_file(a.config_path);
+      model_source = "--config '" + a.config_path + "'";
     } else {
       cfg.time_step_rank = a.dt_rank.value_or(MambaConfig::auto_time_step_rank(cfg.hidden_size));
+      if (bpe) cfg.vocab_size = padded_vocab_size(bpe->vocab_size());
       cfg.validate("the model flags of simba train");
     }
     model = std::make_shared<MambaLM>(cfg, a.options.seed);
   }
-  Trainer trainer(a.options, model, TextData::from_file(a.data_path, tokenizer, a.options.val_fraction, a.options.seed),
-                  a.device);
+  if (bpe) check_vocab_covers(*model, *bpe, a.tokenizer_path, model_source);
+  check_budget(a.options, *model);
+  Trainer trainer(a.options, model, training_data(a, a.options, bpe, a.tokenizer_path, out), a.device);
+  if (bpe) trainer.set_tokenizer_json(read_file(a.tokenizer_path));
   trainer.run(out);
 }
 
@@ -112,7 +154,7 @@ void add_train_command(CLI::App& app) {
   TrainOptions& o = a->options;
   CLI::App* cmd = app.add_subcommand(
       "train",
-      "Train a Mamba language model on a text file (byte tokenizer, vocab 256).\n"
+      "Train a Mamba language model on a text file (byte tokenizer, vocab 256; or --tokenizer).\n"
       "Writes OUT/checkpoint (config.json + model.safetensors in Hugging Face layout, plus\n"
       "training_state.safetensors for --resume) and OUT/metrics.jsonl.\n"
       "Each checkpoint replaces the previous one as a unit: a run killed at any moment (even\n"
@@ -172,6 +214,11 @@ void add_train_command(CLI::App& app) {
       ->check(integer_in(1));
   cmd->add_option("--log-every", o.log_every, "steps between progress lines")->check(integer_in(1))->capture_default_str();
   cmd->add_option("--log-file", o.log_file, "JSONL metrics log [default: OUT/metrics.jsonl]");
+  cmd->add_option("--shard-size", o.shard_bytes,
+                  "most bytes of tensor data per weights file of a checkpoint; a larger model is saved as "
+                  "model-0000k-of-0000n.safetensors shards + model.safetensors.index.json [default: 2GB]; "
+                  "applies to this invocation (with --resume too)")
+      ->transform(byte_size());
   add_device_option(cmd, a->device);
 
   CLI::Option* resume = cmd->add_flag(
@@ -181,6 +228,13 @@ void add_train_command(CLI::App& app) {
       cmd->add_option("--init", a->init_dir, "start from the weights of this model directory")->check(CLI::ExistingDirectory);
   CLI::Option* config = cmd->add_option("--config", a->config_path, "model config.json (Hugging Face MambaConfig)")
                             ->check(CLI::ExistingFile);
+  CLI::Option* tokenizer = cmd->add_option(
+      "--tokenizer", a->tokenizer_path,
+      "train on the tokens of this Hugging Face tokenizer.json (GPT-NeoX BPE) instead of bytes: the corpus is "
+      "tokenized once into OUT/tokens.safetensors (reused while the corpus and tokenizer are unchanged), the "
+      "vocabulary is the tokenizer's padded to a multiple of 8, and each checkpoint carries tokenizer.json "
+      "(--resume continues with it)");
+  tokenizer->excludes(resume);
   init->excludes(resume);
   config->excludes(resume)->excludes(init);
   MambaConfig& m = a->model;
@@ -212,9 +266,10 @@ void add_train_command(CLI::App& app) {
       if (opt->count() > 0) given.insert(opt->get_name());
     if (given.count("--simba")) a->options.simba = parse_simba_options(a->simba, "--simba");
     const TrainOptions& o = a->options;
-    check_batch_budget(o.batch_size, "--batch-size", o.seq_len, "--seq-len", ByteTokenizer().vocab_size());
-    // The trainer counts tokens per step as this product.
-    checked_mul(o.grad_accum, o.batch_size * o.seq_len, "the tokens per optimiser step, --grad-accum x --batch-size x --seq-len");
+    // The trainer counts tokens per step as this product (the batch budget, which needs the
+    // model's vocabulary, is checked once the model is known).
+    const int64_t window_tokens = checked_mul(o.batch_size, o.seq_len, "--batch-size x --seq-len");
+    checked_mul(o.grad_accum, window_tokens, "the tokens per optimiser step, --grad-accum x --batch-size x --seq-len");
     run_train(*a, given, std::cout);
   });
 }

@@ -1,4 +1,4 @@
-// train/commands.h: the work of the `simba` subcommands forward, eval,
+// train/commands.h: the work of the `simba` subcommands init, forward, eval,
 // generate, tokenize and info, as plain functions.
 //
 // Each train/cli_<name>.cpp registers its subcommand's flags (train/cli.h)
@@ -15,12 +15,29 @@
 #include <ostream>
 #include <string>
 
+#include "nn/model_weights.h"
 #include "tensor/dtype.h"
 #include "train/sampler.h"
 #include "train/text_data.h"
 #include "train/trainer.h"
 
 namespace simba {
+
+// simba init: a model directory with the weights of a freshly initialised
+// model, exactly those `simba train --config` starts from with the same seed
+// (MambaLM(cfg, seed), float32), stored in `dtype` (float32, bfloat16 or
+// float16; each value rounded once), sharded above `shard_bytes`
+// (nn/model_weights.h), with config.json and, when tokenizer_path is set,
+// tokenizer.json. `out` gets a summary line.
+struct InitArgs {
+  std::string config_path;
+  std::string out_dir;
+  uint64_t seed = TrainOptions().seed;
+  DType dtype = DType::F32;
+  uint64_t shard_bytes = kDefaultShardBytes;
+  std::string tokenizer_path;
+};
+void run_init(const InitArgs& args, std::ostream& out);
 
 // simba forward: reads int64 `input_ids` (B, L) from ids_path and writes to
 // out_path (float32 safetensors):

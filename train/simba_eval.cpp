@@ -138,13 +138,12 @@ const char* const kPalette[] = {"#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff
 }  // namespace
 
 std::shared_ptr<MambaLM> load_byte_model(const std::string& model_dir, const char* command) {
+  SIMBA_CHECK_HINT(!load_model_tokenizer(model_dir),
+                   command << ": the model in '" << model_dir << "' carries a tokenizer.json (a BPE model), but "
+                           << command << " reads text as bytes",
+                   "use simba eval without --context for the validation loss of a BPE model");
   std::shared_ptr<MambaLM> model = load_model_dir(model_dir);
-  const ByteTokenizer tokenizer;
-  const int64_t V = model->config().vocab_size;
-  SIMBA_CHECK_HINT(V >= tokenizer.vocab_size(),
-                   command << ": the model in '" << model_dir << "' has vocab_size " << V << ", but the "
-                           << tokenizer.name() << " tokenizer needs at least " << tokenizer.vocab_size(),
-                   command << " reads text with the byte tokenizer; the model must have been trained on bytes");
+  model_tokenizer(model_dir, *model, command);  // the byte tokenizer: checks vocab_size >= 256
   return model;
 }
 

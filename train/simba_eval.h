@@ -36,7 +36,9 @@
 namespace simba {
 
 // MambaLM::load of `model_dir` (flag --model), checked to have a vocabulary that covers the
-// byte tokenizer; `command` ("eval", "highway", ...) starts the error message.
+// byte tokenizer and no tokenizer.json (the commands that call it read text as bytes, and BPE
+// ids fed as bytes would score the wrong text); `command` ("eval", "highway", ...) starts the
+// error message.
 std::shared_ptr<MambaLM> load_byte_model(const std::string& model_dir, const char* command);
 
 // Layer `layer`'s MixerTrace in a simba_forward run `r` on `ids` (B, c + m) made with keep_trace:

@@ -44,11 +44,12 @@ TextData TextData::from_file(const std::string& path, const Tokenizer& tokenizer
   const std::string text = read_file(path);
   SIMBA_CHECK_HINT(!text.empty(), "text data file '" << path << "' is empty: there is nothing to train on",
                    "pass a UTF-8 text file with at least a few kilobytes of text");
-  return TextData(tokenizer.encode(text), val_fraction, seed, path);
+  return TextData(tokenizer.encode(text), val_fraction, seed, path, tokenizer.token_byte_counts());
 }
 
-TextData::TextData(std::vector<int64_t> stream, double val_fraction, uint64_t seed, std::string source)
-    : source_(std::move(source)), generator_(seed) {
+TextData::TextData(std::vector<int64_t> stream, double val_fraction, uint64_t seed, std::string source,
+                   std::vector<int64_t> token_bytes)
+    : source_(std::move(source)), token_bytes_(std::move(token_bytes)), generator_(seed) {
   SIMBA_CHECK(val_fraction >= 0.0 && val_fraction < 1.0,
               "text data '" << source_ << "': validation fraction must be in [0, 1), got " << val_fraction);
   const int64_t n = static_cast<int64_t>(stream.size());
@@ -60,6 +61,28 @@ TextData::TextData(std::vector<int64_t> stream, double val_fraction, uint64_t se
 
 const std::vector<int64_t>& TextData::tokens(Split split) const {
   return split == Split::Train ? train_ : validation_;
+}
+
+int64_t TextData::text_bytes(const Tensor& ids) const {
+  const std::vector<int64_t> v = ids.to_ints();
+  if (token_bytes_.empty()) return static_cast<int64_t>(v.size());
+  int64_t bytes = 0;
+  for (int64_t id : v) {
+    SIMBA_CHECK(id >= 0 && id < static_cast<int64_t>(token_bytes_.size()),
+                "text data '" << source_ << "': token id " << id << " is outside the tokenizer's vocabulary [0, "
+                              << token_bytes_.size() << ")");
+    bytes += token_bytes_[static_cast<size_t>(id)];
+  }
+  return bytes;
+}
+
+void TextData::check_vocab(int64_t V) const {
+  for (Split split : {Split::Train, Split::Validation})
+    for (int64_t id : tokens(split))
+      SIMBA_CHECK_HINT(id >= 0 && id < V,
+                       "text data '" << source_ << "': token id " << id << " in the " << split_name(split)
+                                     << " split is outside the model's vocabulary [0, " << V << ")",
+                       "the model's vocab_size must cover the tokenizer (256 for bytes)");
 }
 
 void TextData::check_window(Split split, int64_t L) const {

@@ -46,16 +46,25 @@ class TextData {
                             double val_fraction = 0.1, uint64_t seed = 0);
   // An already tokenised stream; `source` names it in error messages. The
   // validation split is the last round(n · val_fraction) tokens.
+  // token_bytes is the tokenizer's Tokenizer::token_byte_counts(); empty
+  // means one byte per token (the byte tokenizer).
   TextData(std::vector<int64_t> stream, double val_fraction, uint64_t seed,
-           std::string source = "<in-memory tokens>");
+           std::string source = "<in-memory tokens>", std::vector<int64_t> token_bytes = {});
 
   const std::vector<int64_t>& tokens(Split split) const;
+  // Bytes of text the tokens `ids` stand for; an id outside the tokenizer's
+  // table is an error naming the source.
+  int64_t text_bytes(const Tensor& ids) const;
   const std::string& source() const { return source_; }
 
   // Throws unless `split` holds at least one window of length L (L+1 tokens);
   // the error names the source, the split, its token count and L+1. The batch
   // functions call it; a trainer can call it before building a model.
   void check_window(Split split, int64_t L) const;
+
+  // Throws unless every token of both splits is in [0, vocab_size): the
+  // error names the source, the split and the first id outside.
+  void check_vocab(int64_t vocab_size) const;
 
   // B windows at independent uniform starts in [0, n_train - L), drawn in
   // row order from the data generator.
@@ -80,6 +89,7 @@ class TextData {
  private:
   std::string source_;
   std::vector<int64_t> train_, validation_;
+  std::vector<int64_t> token_bytes_;
   Generator generator_;
   int64_t batches_drawn_ = 0;
 };

@@ -9,6 +9,7 @@
 #include <cstring>
 #include <filesystem>
 
+#include "nn/model_weights.h"
 #include "tensor/error.h"
 #include "tensor/file_io.h"
 #include "tensor/json.h"
@@ -20,8 +21,8 @@ namespace {
 const char* const kStateFormat = "simba-training-state";
 const char* const kStateVersion = "1";
 const char* const kStateFile = "training_state.safetensors";
-const char* const kWeightsFile = "model.safetensors";
 const char* const kConfigFile = "config.json";
+const char* const kTokenizerFile = "tokenizer.json";
 
 // The value of metadata entry `key` of the safetensors file at `path`.
 const std::string& metadata_entry(const SafetensorsMetadata& metadata, const std::string& key,
@@ -84,13 +85,14 @@ void switch_in(const std::string& dir) {
 
 std::string checkpoint_dir(const std::string& out_dir) { return out_dir + "/checkpoint"; }
 
-void save_checkpoint(const std::string& dir, const MambaLM& model, const TrainingState& state) {
+void save_checkpoint(const std::string& dir, const MambaLM& model, const TrainingState& state,
+                     uint64_t shard_bytes) {
   SIMBA_CHECK(state.options.is_object(), "save_checkpoint: options must be a JSON object, got "
                                              << state.options.type_name());
   const std::string step = std::to_string(state.step);
   recover_checkpoint(dir);  // whatever an earlier failed or killed save left
   const std::string staging = temp_path_for(dir);
-  model.save(staging, {{"step", step}});
+  model.save(staging, {{"step", step}}, shard_bytes);
   crash_point("weights");
   TensorMap tensors;
   for (const auto& [name, t] : state.optimizer) tensors[name] = t;
@@ -101,6 +103,7 @@ void save_checkpoint(const std::string& dir, const MambaLM& model, const Trainin
                     {"data_cursor", state.data_cursor},
                     {"options", state.options.dump()},
                     {"elapsed_seconds", exact_text(state.elapsed_seconds)}});
+  if (!state.tokenizer_json.empty()) write_file_atomic(staging + "/" + kTokenizerFile, state.tokenizer_json);
   rename_durable(staging, dir + ".new");
   crash_point("staged");
   switch_in(dir);
@@ -118,12 +121,13 @@ Checkpoint load_checkpoint(const std::string& dir) {
   Checkpoint c;
   c.dir = dir;
   const std::string config_path = dir + "/" + kConfigFile;
-  c.weights_path = dir + "/" + kWeightsFile;
+  c.weights_path = find_weights_file(dir);
   c.state_path = dir + "/" + kStateFile;
-  for (const std::string& path : {config_path, c.weights_path})
-    SIMBA_CHECK_HINT(file_exists(path), "checkpoint '" << dir << "' has no " << std::filesystem::path(path).filename().string(),
-                     "the directory is incomplete; a checkpoint written by simba train has "
-                         << kConfigFile << ", " << kWeightsFile << " and " << kStateFile);
+  const std::string incomplete = std::string("the directory is incomplete; a checkpoint written by simba train has ") +
+                                 kConfigFile + ", " + kWeightsFile + " (or its shards and " + kWeightsIndexFile +
+                                 ") and " + kStateFile;
+  SIMBA_CHECK_HINT(file_exists(config_path), "checkpoint '" << dir << "' has no " << kConfigFile, incomplete);
+  SIMBA_CHECK_HINT(!c.weights_path.empty(), "checkpoint '" << dir << "' has no " << kWeightsFile, incomplete);
   SIMBA_CHECK_HINT(file_exists(c.state_path),
                    "checkpoint '" << dir << "' has no " << kStateFile << ": it holds model weights only, "
                                   << "without the optimiser state and data cursor a resume needs",
@@ -131,7 +135,7 @@ Checkpoint load_checkpoint(const std::string& dir) {
 
   c.config = MambaConfig::from_json_file(config_path);
   SafetensorsMetadata weights_meta, state_meta;
-  c.weights = load_safetensors(c.weights_path, &weights_meta);
+  c.weights = load_model_weights(dir, &weights_meta);
   const TensorMap optimizer = load_safetensors(c.state_path, &state_meta);
 
   const std::string& format = metadata_entry(state_meta, "format", c.state_path, "the file is not a simba training state");
@@ -160,6 +164,7 @@ Checkpoint load_checkpoint(const std::string& dir) {
                                                << options.substr(0, 80) << (options.size() > 80 ? "..." : "") << "'");
   c.state.elapsed_seconds = parse_seconds(metadata_entry(state_meta, "elapsed_seconds", c.state_path, ""), c.state_path);
   for (const auto& [name, t] : optimizer) c.state.optimizer.emplace_back(name, t);
+  if (file_exists(dir + "/" + kTokenizerFile)) c.state.tokenizer_json = read_file(dir + "/" + kTokenizerFile);
   return c;
 }
 

@@ -5,6 +5,8 @@
 //   config.json                 the model's HF MambaConfig
 //   model.safetensors           the weights under HF MambaForCausalLM names;
 //                               __metadata__ {"format": "pt", "step": "<n>"}
+//                               (above --shard-size: shards + their index,
+//                               each shard with that metadata; nn/model_weights.h)
 //   training_state.safetensors  the optimiser state (Optimizer::state_tensors
 //                               names: "step", "exp_avg.<param>", ...) and
 //                               __metadata__ strings:
@@ -17,6 +19,9 @@
 //                      the model exists), so it is every RNG state there is.
 //     options          the run's TrainOptions as JSON (train/trainer.h)
 //     elapsed_seconds  wall time trained so far, for the ETA and the logs
+//   tokenizer.json              a run trained with --tokenizer: that file, as
+//                               it was, so the directory carries its tokenizer
+//                               (simba generate and eval use it; absent = bytes)
 // The first two files alone are a plain model directory: MambaLM::load and
 // transformers' MambaForCausalLM.from_pretrained read them as they are.
 //
@@ -65,6 +70,7 @@ struct TrainingState {
   nlohmann::json options = nlohmann::json::object();
   double elapsed_seconds = 0.0;
   NamedTensors optimizer;  // Optimizer::state_tensors()
+  std::string tokenizer_json;  // the run's tokenizer.json, verbatim; empty: the byte tokenizer
 };
 
 // Everything a checkpoint directory holds, read and cross-checked.
@@ -80,10 +86,12 @@ struct Checkpoint {
 // OUT/checkpoint: where a run with output directory `out_dir` keeps its checkpoint.
 std::string checkpoint_dir(const std::string& out_dir);
 
-// Writes config.json, model.safetensors (stamped with state.step) and
-// training_state.safetensors as a new checkpoint `dir`, replacing the one
+// Writes config.json, model.safetensors (stamped with state.step),
+// training_state.safetensors and (if any) tokenizer.json as a new checkpoint `dir`, replacing the one
 // there as one unit (the sequence above).
-void save_checkpoint(const std::string& dir, const MambaLM& model, const TrainingState& state);
+// The weights are sharded above shard_bytes (MambaLM::save).
+void save_checkpoint(const std::string& dir, const MambaLM& model, const TrainingState& state,
+                     uint64_t shard_bytes = kDefaultShardBytes);
 
 // Resolves what a killed save_checkpoint left next to `dir` (the table
 // above), so that afterwards `dir` is the newest complete checkpoint or does

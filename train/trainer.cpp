@@ -178,6 +178,7 @@ void TrainOptions::validate() const {
   non_negative_int("--save-every", save_every);
   positive_int("--log-every", log_every);
   SIMBA_CHECK(!out_dir.empty(), "--out must name a directory, got an empty string");
+  SIMBA_CHECK(shard_bytes > 0, "--shard-size must be a size in bytes > 0, got 0");
   if (simba) {
     simba->validate("--simba");
     const int64_t c = resolved_simba_min_context();
@@ -306,15 +307,18 @@ ValidationResult evaluate(const MambaLM& model, const TextData& data, int64_t B,
   NoGradGuard no_grad;
   const Device device = model.device();
   double total = 0.0;  // Σ per-token nats in double over every batch
+  int64_t bytes = 0;   // bytes of text the scored targets stand for
   ValidationResult r;
   for (const Batch& batch : data.validation_batches(B, L, max_batches)) {
     const Tensor logits = model.forward(batch.inputs.to(device)).data();  // (B, L, V)
     for (double loss : cross_entropy_rows(logits, batch.targets.to(device)).to_vector()) total += loss;
     r.tokens += batch.targets.numel();
+    bytes += data.text_bytes(batch.targets);
     ++r.batches;
   }
   r.loss = total / static_cast<double>(r.tokens);
-  r.bits_per_byte = bits_per_byte(r.loss);
+  // Bits per byte of the text the targets spell: one byte per token for bytes, ~4 for GPT-NeoX BPE.
+  r.bits_per_byte = bits_per_byte(r.loss, static_cast<double>(bytes) / static_cast<double>(r.tokens));
   return r;
 }
 
@@ -329,13 +333,7 @@ Trainer::Trainer(TrainOptions options, std::shared_ptr<MambaLM> model, TextData 
   SIMBA_CHECK(model_ != nullptr, "Trainer: no model given");
   data_.check_window(Split::Train, options_.seq_len);
   data_.check_window(Split::Validation, options_.seq_len);
-  const int64_t V = model_->config().vocab_size;
-  for (Split split : {Split::Train, Split::Validation})
-    for (int64_t id : data_.tokens(split))
-      SIMBA_CHECK_HINT(id >= 0 && id < V,
-                       "text data '" << data_.source() << "': token id " << id << " in the " << split_name(split)
-                                     << " split is outside the model's vocabulary [0, " << V << ")",
-                       "the model's vocab_size must cover the tokenizer (256 for bytes)");
+  data_.check_vocab(model_->config().vocab_size);
   // Before the optimiser exists, so that its state is made beside the parameters.
   model_->to(device_);
   AdamWOptions adamw;
@@ -443,7 +441,8 @@ void Trainer::save_checkpoint() {
   state.options = options_.to_json();
   state.elapsed_seconds = elapsed_seconds();
   state.optimizer = optimizer_->state_tensors();
-  simba::save_checkpoint(checkpoint_dir(options_.out_dir), *model_, state);
+  state.tokenizer_json = tokenizer_json_;
+  simba::save_checkpoint(checkpoint_dir(options_.out_dir), *model_, state, options_.shard_bytes);
   last_saved_step_ = step_;
 }
 
@@ -470,6 +469,7 @@ void Trainer::restore(const Checkpoint& c) {
   step_ = c.state.step;
   last_saved_step_ = step_;
   elapsed_before_ = c.state.elapsed_seconds;
+  tokenizer_json_ = c.state.tokenizer_json;
   session_clock_.reset();
 }
 

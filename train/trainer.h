@@ -131,6 +131,10 @@ struct TrainOptions {
   int64_t log_every = 10;    // --log-every: steps between progress lines
   std::string out_dir = "runs/train";  // --out: OUT/checkpoint and OUT/metrics.jsonl
   std::string log_file;      // --log-file: the JSONL metrics log; default OUT/metrics.jsonl
+  // --shard-size: most bytes of tensor data per weights file of a checkpoint
+  // (nn/model_weights.h). Not recorded in the checkpoint, so not in to_json:
+  // it says how files are cut, not what they hold, and each invocation's applies.
+  uint64_t shard_bytes = kDefaultShardBytes;
 
   double resolved_min_lr() const { return min_lr.value_or(lr / 10.0); }
   int64_t resolved_warmup() const { return warmup_steps.value_or(steps / 10); }
@@ -189,7 +193,7 @@ struct StepStats {
 
 struct ValidationResult {
   double loss = 0.0;           // mean cross-entropy, nats per token
-  double bits_per_byte = 0.0;  // loss / ln 2 (byte tokenizer)
+  double bits_per_byte = 0.0;  // Σ nats / ln 2 / Σ bytes of the targets' text (= loss / ln 2 for bytes)
   int64_t tokens = 0;          // predicted tokens scored
   int64_t batches = 0;         // validation batches run
 };
@@ -218,6 +222,10 @@ class Trainer {
   // check_resumable fails. After a throw the Trainer may be partly restored:
   // discard it.
   void restore(const Checkpoint& checkpoint);
+  // The tokenizer.json text of a run on BPE tokens (simba train --tokenizer),
+  // written into every checkpoint beside config.json; restore() takes the
+  // checkpoint's. Empty (the default): the byte tokenizer, no file.
+  void set_tokenizer_json(std::string json_text) { tokenizer_json_ = std::move(json_text); }
   // Writes checkpoint_dir(options.out_dir) as one unit (train/train_state.h)
   // if it is a good checkpoint (the rule in the file comment); otherwise
   // throws, naming the last good checkpoint, and writes nothing.
@@ -261,6 +269,7 @@ class Trainer {
   int64_t last_saved_step_ = -1;  // -1: no checkpoint written or loaded yet
   double elapsed_before_ = 0.0;   // seconds trained by earlier processes of this run
   Stopwatch session_clock_;       // since this process started (or resumed) the run
+  std::string tokenizer_json_;    // set_tokenizer_json
 };
 
 }  // namespace simba

@@ -92,6 +92,9 @@ for name, line in {
     "eval": f"eval --model {model} --data {data} --max-batches 1 --len 16 --batch 2 --json out.json",
     "eval_simba": f"eval --model {model} --data {data} --context 8,16 --continuation 4 --max-windows 2 "
                   "--simba keep=0.5 --criteria simba,random --csv out.csv",
+    "train_bpe": f"train --data {data} --out runs/fuzz --tokenizer tests/fixtures/gpt-neox-tokenizer/tokenizer.json "
+                 "--steps 2 --hidden-size 16 --layers 1 --batch-size 2 --seq-len 16",
+    "init": f"init --config {model}/config.json --out runs/fuzz_init --seed 3 --dtype bfloat16 --shard-size 16MiB",
     "generate": f"generate --model {model} --prompt ab --tokens 5 --temperature 0 --top-k 3 --seed 1",
     "info": f"info --model {model}",
     "forward": f"forward --model {model} --ids {ids_path} --out out.safetensors --dtype float64",
