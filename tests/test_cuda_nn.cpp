@@ -81,12 +81,14 @@ std::vector<bfloat16> poison_bf16(size_t n) { return std::vector<bfloat16>(n, bf
 
 // ---------------------------------------------------------------- RMSNorm
 
+struct NormSize {
+  int64_t rows, D;
+};
+// D = 1; D below, at and just past the block (256); rows across 1, 2 and 10 dw chunks (32).
+const NormSize kNormSizes[] = {{1, 1}, {7, 33}, {32, 256}, {37, 257}, {65, 768}, {300, 1000}};
+
 TEST_CASE("CUDA RMSNorm forward and backward equal the reference") {
-  struct Size {
-    int64_t rows, D;
-  };
-  // D = 1; D below, at and just past the block (256); rows across 1, 2 and 10 dw chunks (32).
-  for (Size sz : {Size{1, 1}, Size{7, 33}, Size{32, 256}, Size{37, 257}, Size{65, 768}, Size{300, 1000}}) {
+  for (const NormSize& sz : kNormSizes) {
     const int64_t rows = sz.rows, D = sz.D;
     INFO("rows=" << rows << " D=" << D);
     const std::vector<float> x = uniform(rows * D, -2, 2, 11 + rows), w = uniform(D, 0.5, 1.5, 12 + D);
@@ -146,10 +148,7 @@ TEST_CASE("CUDA RMSNorm: zero rows give dw = 0; bad calls throw") {
 }
 
 TEST_CASE("CUDA bfloat16 RMSNorm equals the CPU bfloat16 kernels") {
-  struct Size {
-    int64_t rows, D;
-  };
-  for (Size sz : {Size{1, 1}, Size{7, 33}, Size{32, 256}, Size{37, 257}, Size{65, 768}, Size{300, 1000}}) {
+  for (const NormSize& sz : kNormSizes) {
     const int64_t rows = sz.rows, D = sz.D;
     INFO("rows=" << rows << " D=" << D);
     const std::vector<bfloat16> x = to_bf16(uniform(rows * D, -2, 2, 111 + rows));
@@ -192,14 +191,16 @@ TEST_CASE("CUDA bfloat16 RMSNorm equals the CPU bfloat16 kernels") {
 
 // ---------------------------------------------------------------- causal conv1d
 
+struct ConvSize {
+  int64_t B, L, C, K;
+  bool bias;
+};
+// L < K; C not a multiple of 256; L crossing the 64-step partial slices; K = 1; one long row.
+const ConvSize kConvSizes[] = {{1, 1, 1, 1, true},     {2, 3, 5, 4, true},    {3, 70, 129, 4, false},
+                               {2, 200, 300, 3, true}, {1, 1000, 17, 4, true}, {4, 65, 257, 1, true}};
+
 TEST_CASE("CUDA causal conv1d forward and backward equal the reference (strided input)") {
-  struct Size {
-    int64_t B, L, C, K;
-    bool bias;
-  };
-  // L < K; C not a multiple of 256; L crossing the 64-step partial slices; K = 1; one long row.
-  for (Size sz : {Size{1, 1, 1, 1, true}, Size{2, 3, 5, 4, true}, Size{3, 70, 129, 4, false},
-                  Size{2, 200, 300, 3, true}, Size{1, 1000, 17, 4, true}, Size{4, 65, 257, 1, true}}) {
+  for (const ConvSize& sz : kConvSizes) {
     const int64_t B = sz.B, L = sz.L, C = sz.C, K = sz.K;
     INFO("B=" << B << " L=" << L << " C=" << C << " K=" << K << " bias=" << sz.bias);
     // x is the first C columns of a (B, L, C + 3) buffer whose other cells are NaN: a kernel
@@ -243,12 +244,7 @@ TEST_CASE("CUDA causal conv1d forward and backward equal the reference (strided 
 }
 
 TEST_CASE("CUDA bfloat16 causal conv1d forward, backward and step equal the CPU bfloat16 kernels") {
-  struct Size {
-    int64_t B, L, C, K;
-    bool bias;
-  };
-  for (Size sz : {Size{1, 1, 1, 1, true}, Size{2, 3, 5, 4, true}, Size{3, 70, 129, 4, false},
-                  Size{2, 200, 300, 3, true}, Size{1, 1000, 17, 4, true}, Size{4, 65, 257, 1, true}}) {
+  for (const ConvSize& sz : kConvSizes) {
     const int64_t B = sz.B, L = sz.L, C = sz.C, K = sz.K;
     INFO("B=" << B << " L=" << L << " C=" << C << " K=" << K << " bias=" << sz.bias);
     // x: the first C columns of a (B, L, C + 3) buffer whose other cells are NaN.
@@ -318,13 +314,15 @@ TEST_CASE("CUDA bfloat16 causal conv1d forward, backward and step equal the CPU 
 
 // ---------------------------------------------------------------- cross-entropy
 
+struct XentSize {
+  int64_t rows, V;
+};
+// V = 1; V below and past the block; the GPT-NeoX vocabulary of the Mamba checkpoints.
+const XentSize kXentSizes[] = {{1, 1}, {5, 7}, {33, 257}, {64, 1000}, {9, 50280}};
+
 TEST_CASE("CUDA cross-entropy forward and backward equal the reference, with ignored rows") {
   const int64_t ignore = -100;
-  struct Size {
-    int64_t rows, V;
-  };
-  // V = 1; V below and past the block; the GPT-NeoX vocabulary of the Mamba checkpoints.
-  for (Size sz : {Size{1, 1}, Size{5, 7}, Size{33, 257}, Size{64, 1000}, Size{9, 50280}}) {
+  for (const XentSize& sz : kXentSizes) {
     const int64_t rows = sz.rows, V = sz.V;
     INFO("rows=" << rows << " V=" << V);
     std::vector<float> logits = uniform(rows * V, -4, 4, 31 + V);
@@ -372,10 +370,7 @@ TEST_CASE("CUDA cross-entropy forward and backward equal the reference, with ign
 
 TEST_CASE("CUDA bfloat16 cross-entropy equals the CPU bfloat16 kernels: float32 losses, bfloat16 dlogits") {
   const int64_t ignore = -100;
-  struct Size {
-    int64_t rows, V;
-  };
-  for (Size sz : {Size{1, 1}, Size{5, 7}, Size{33, 257}, Size{64, 1000}, Size{9, 50280}}) {
+  for (const XentSize& sz : kXentSizes) {
     const int64_t rows = sz.rows, V = sz.V;
     INFO("rows=" << rows << " V=" << V);
     std::vector<float> raw = uniform(rows * V, -4, 4, 131 + V);
