@@ -110,7 +110,7 @@ Tensor MambaMixer::step(const Tensor& hidden, MixerState& state) const {
   Tensor delta = softplus(dt_proj->forward(Variable(x_dbl.narrow(1, 0, R))).data());
   Tensor A = neg(exp(A_log.data()));
   // A length-1 scan from h0 = state.ssm is exactly the recurrence of one step; on a GPU it is
-  // the scan kernel with L = 1 (a thread per (b, d) with its N states in registers).
+  // the scan kernel with L = 1 (each (b, d)'s N states in registers of a few lanes).
   Tensor y = Tensor::empty({batch, Di}, hidden.dtype(), dev);
   Tensor h = Tensor::empty({batch, Di, N}, hidden.dtype(), dev);
   Tensor z = xz.narrow(1, Di, Di);

@@ -12,11 +12,12 @@
 //   *_ref: plain sequential loops, the specification; every fast path is tested against it.
 //   *_cpu: the fast CPU path (OpenMP over (batch, channel block), vectorised across
 //   channels, states recomputed in backward instead of stored). ssm/selective_scan.cpp.
-//   *_cuda: the CUDA kernels (a thread per (batch, channel) with its N states in registers,
-//   backward recomputed per chunk from saved chunk-boundary states). ssm/selective_scan.cu,
-//   built with the CUDA backend only; T = float or double; every pointer is CUDA device memory on the
-//   current device, and the call returns once the work is queued on that device's stream
-//   (tensor/cuda_check.cuh). N <= 64.
+//   *_cuda: the CUDA kernels (a channel's N states split over a few lanes, in registers;
+//   chunks streamed through shared memory; backward recomputed per chunk from saved
+//   chunk-boundary states). ssm/selective_scan.cu, built with the CUDA backend only.
+// T = float, double or bfloat16 (computed in float, each output rounded once). For *_cuda every
+// pointer is CUDA device memory on the current device, the call returns once the work is queued
+// on that device's stream (tensor/cuda_check.cuh), and N <= 64.
 // All are deterministic: the same inputs give bit-identical outputs on every run (and for
 // any number of CPU threads).
 //
