@@ -283,9 +283,10 @@ void check_close(const Results& got, const Results& ref, const std::string& what
   }
 }
 
-// The CPU tests' shapes (tests/test_selective_scan.cpp) and the CUDA-specific edges: every
-// state bound NMAX (N = 1, 7, 8, 9, 16, 17, 32, 33, 64), chunk lengths around each bound's
-// chunk (8 .. 64 steps), Di below, at and past the 128-channel block, L up to 8192, B = 1.
+// The CPU tests' shapes (tests/test_selective_scan.cpp) and the CUDA-specific edges: both
+// sides of every lanes-per-channel bound (N = 1, 3, 4, 7, 8, 9, 16, 17, 32, 33, 64), chunk
+// lengths around the kernels' chunks (8 .. 64 steps), Di below, at and past the channel blocks
+// (up to 32 channels), L up to 8192, B = 1.
 const std::vector<Config> kConfigs = {
     {1, 1, 5, 1, false, false, false, false, 0},    {2, 7, 33, 4, true, true, true, true, 3},
     {3, 31, 17, 16, true, false, false, false, 1},  {1, 32, 64, 16, false, true, true, false, 0},
