@@ -12,12 +12,16 @@
 //             L 2048 × Di 1536 and B 32 × L 256 × Di 512 (N 16, with z and D), and their
 //             effective bandwidth: the bytes the kernel must move at least (scan_min_bytes
 //             below) over its time
-// The models run in float32:
-//   train     tokens/s of the trainer's optimiser step (train/trainer.cpp, one micro-batch):
-//             zero_grad, forward, mean cross-entropy, the loss read back, backward,
-//             clip_grad_norm (the norm read back), AdamW step; the trainer's default
-//             optimiser settings (TrainOptions) and decay groups (is_no_decay_parameter)
-//   infer     tokens/s of a forward producing all logits, without autograd
+// The models, in float32 and in bfloat16:
+//   train, train_bf16
+//             tokens/s of Trainer::train_step (train/trainer.cpp) with one micro-batch of
+//             random token ids: the batch drawn on the host and uploaded, zero_grad, forward,
+//             mean cross-entropy, backward, clipping (the norm read back), AdamW, with the
+//             trainer's default settings; train_bf16 is --dtype bfloat16, mixed precision
+//             (bfloat16 compute on a copy of the float32 master weights)
+//   infer, infer_bf16
+//             tokens/s of a forward producing all logits, without autograd, of the model in
+//             float32 / converted to bfloat16
 // for Config A (V 256, D 256, 4 layers, batch 32 × 256) and Config B (V 50280, D 768,
 // 24 layers, batch 8 × 1024: the 130M Mamba shape), both with N 16, expand 2, K 4 and
 // R = ceil(D / 16), freshly initialised.
@@ -48,8 +52,6 @@
 #include <nlohmann/json.hpp>
 
 #include "autograd/ops.h"
-#include "nn/cross_entropy.h"
-#include "nn/optim.h"
 #include "ssm/mamba_model.h"
 #include "ssm/selective_scan.h"
 #include "tensor/cuda_device.h"
@@ -203,41 +205,37 @@ Tensor random_ids(int64_t B, int64_t L, int64_t V, uint64_t seed, Device dev) {
   return Tensor::from_ints({B, L}, v, dev);
 }
 
-// Trainer::train_step with one micro-batch, on one fixed batch already on the device (the
-// trainer draws each batch on the host and copies it over: not timed here).
-void bench_train(Row& row, const Settings& s, Device dev, const ModelBench& b) {
+// Trainer::train_step with one micro-batch of B windows of L tokens, drawn from a stream of
+// random ids (the run's data are not the point; 20 windows' worth, a tenth held out).
+void bench_train(Row& row, const Settings& s, Device dev, const ModelBench& b, DType dtype) {
   row.tokens = b.batch * b.length;
-  MambaLM model(model_config(b), 1);
-  model.to(dev);
-  const TrainOptions defaults;
-  AdamWOptions adamw;
-  adamw.lr = defaults.lr;
-  adamw.beta1 = defaults.beta1;
-  adamw.beta2 = defaults.beta2;
-  AdamW opt(split_decay_groups(model, defaults.weight_decay, is_no_decay_parameter), adamw);
-  const Tensor window = random_ids(b.batch, b.length + 1, b.vocab, 2, dev);
-  const Tensor inputs = window.narrow(1, 0, b.length).contiguous();
-  const Tensor targets = window.narrow(1, 1, b.length).contiguous().reshape({row.tokens});
-  double first_loss = 0.0, loss_value = 0.0, norm = 0.0;
-  int64_t steps = 0;
+  TrainOptions o;
+  o.batch_size = b.batch;
+  o.seq_len = b.length;
+  o.steps = 1000000;
+  o.dtype = dtype;
+  const int64_t n = 20 * b.batch * (b.length + 1);
+  TextData data(random_ids(1, n, b.vocab, 2, cpu()).to_ints(), o.val_fraction, o.seed, "random ids");
+  auto model = std::make_shared<MambaLM>(model_config(b), 1);
+  const int64_t parameters = model->num_parameters();
+  Trainer trainer(o, std::move(model), std::move(data), dev);
+  std::vector<Tensor> losses;
+  double norm = 0.0;
   time_on_device(row, s, 1, [&] {
-    opt.zero_grad();
-    const Variable logits = model.forward(inputs);
-    const Variable loss = cross_entropy(reshape(logits, {row.tokens, b.vocab}), targets);
-    loss_value = loss.item();
-    if (steps++ == 0) first_loss = loss_value;
-    loss.backward();
-    norm = clip_grad_norm(model.parameters(), defaults.grad_clip);
-    opt.step();
+    const StepStats step = trainer.train_step();
+    losses.push_back(step.losses);
+    norm = step.grad_norm;
   });
-  // A fresh model starts near ln V, and repeated steps on one batch must bring the loss down.
-  row.extra = {{"loss_first", first_loss}, {"loss_last", loss_value}, {"grad_norm_last", norm},
-               {"steps", steps}, {"parameters", model.num_parameters()}};
+  const std::vector<double> means = mean_losses(losses);
+  // A fresh model starts near ln V (random ids: the loss stays there).
+  row.extra = {{"loss_first", means.front()}, {"loss_last", means.back()}, {"grad_norm_last", norm},
+               {"steps", static_cast<int64_t>(means.size())}, {"parameters", parameters}};
 }
 
-void bench_infer(Row& row, const Settings& s, Device dev, const ModelBench& b) {
+void bench_infer(Row& row, const Settings& s, Device dev, const ModelBench& b, DType dtype) {
   row.tokens = b.batch * b.length;
   MambaLM model(model_config(b), 1);
+  model.to(dtype);
   model.to(dev);
   const Tensor ids = random_ids(b.batch, b.length, b.vocab, 3, dev);
   NoGradGuard no_grad;
@@ -334,7 +332,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   const Device dev{DeviceType::CUDA, s.device};
-  std::printf("bench_gpu on %s: float32, %d warm-up calls, median of up to %d samples\n", dev.str().c_str(), s.warmup,
+  std::printf("bench_gpu on %s: %d warm-up calls, median of up to %d samples\n", dev.str().c_str(), s.warmup,
               s.samples);
   print_header();
 
@@ -348,8 +346,13 @@ int main(int argc, char** argv) {
         plan.push_back({Row{backward ? "scan_bwd" : "scan_fwd", dt == DType::F32 ? "f32" : "bf16", sh.str()},
                         [&s, dev, sh, dt, backward](Row& r) { bench_scan(r, s, dev, sh, dt, backward); }});
   for (const ModelBench* b : models) {
-    plan.push_back({Row{"train", b->name, model_shape(*b)}, [&s, dev, b](Row& r) { bench_train(r, s, dev, *b); }});
-    plan.push_back({Row{"infer", b->name, model_shape(*b)}, [&s, dev, b](Row& r) { bench_infer(r, s, dev, *b); }});
+    for (const DType dt : {DType::F32, DType::BF16}) {
+      const std::string suffix = dt == DType::F32 ? "" : "_bf16";
+      plan.push_back({Row{"train" + suffix, b->name, model_shape(*b)},
+                      [&s, dev, b, dt](Row& r) { bench_train(r, s, dev, *b, dt); }});
+      plan.push_back({Row{"infer" + suffix, b->name, model_shape(*b)},
+                      [&s, dev, b, dt](Row& r) { bench_infer(r, s, dev, *b, dt); }});
+    }
   }
   std::string lines;
   double copy_gbs = 0.0;

@@ -19,6 +19,7 @@
 #include <nlohmann/json.hpp>
 
 #include "nn/cross_entropy.h"
+#include "nn/model_weights.h"
 #include "nn/safetensors.h"
 #include "ssm/simba_forward.h"
 #include "tensor/file_io.h"
@@ -475,6 +476,89 @@ TEST_CASE("training reduces the validation loss on a repetitive toy text within 
   }
   CHECK(step_records == 40);
   CHECK(validation_records == 3);  // step 0, step 20, the end
+}
+
+TEST_CASE("mixed precision: bfloat16 copy of float32 master weights, its gradients widened, resume bit-identical") {
+  TrainOptions o = tiny_options("mixed_straight");
+  o.dtype = DType::BF16;
+  auto t = tiny_trainer(o);
+  const MambaLM& master = t->model();
+  const MambaLM& copy = t->compute_model();
+  REQUIRE(&copy != &master);
+  // The copy holds the master's values rounded to bfloat16, before the first step and after each.
+  auto check_copy = [](const Trainer& tr) {
+    const auto m = tr.model().named_parameters(), c = tr.compute_model().named_parameters();
+    REQUIRE(m.size() == c.size());
+    for (size_t i = 0; i < m.size(); ++i) {
+      INFO("parameter " << m[i].first);
+      CHECK(m[i].first == c[i].first);
+      CHECK(m[i].second.dtype() == DType::F32);
+      CHECK(same_bytes(c[i].second.data(), m[i].second.data().to(DType::BF16)));
+    }
+  };
+  check_copy(*t);
+
+  // Backward runs on the copy; the master's gradients are the copy's, widened exactly.
+  const Tensor losses = t->accumulate_gradients();
+  CHECK(std::isfinite(mean_losses({losses})[0]));
+  for (const auto& [name, p] : master.named_parameters()) {
+    INFO("parameter " << name);
+    REQUIRE(p.grad().defined());
+    CHECK(p.grad().dtype() == DType::F32);
+    // A float32 gradient that came from bfloat16 survives rounding back to bfloat16 unchanged.
+    CHECK(same_bytes(p.grad().to(DType::BF16).to(DType::F32), p.grad()));
+  }
+  for (const auto& [name, p] : copy.named_parameters()) CHECK(!p.grad().defined());  // released after the transfer
+
+  // The same run in float32 from the same model: every step's loss agrees to bfloat16 precision.
+  TrainOptions o32 = o;
+  o32.dtype = DType::F32;
+  o32.out_dir = g_tmp.file("mixed_f32");
+  auto t32 = tiny_trainer(o32);
+  auto t16 = tiny_trainer(o);
+  std::vector<double> losses16;
+  for (int64_t i = 0; i < o.steps; ++i) {
+    const double l32 = loss_of(t32->train_step()), l16 = loss_of(t16->train_step());
+    CHECK(std::fabs(l16 - l32) <= 2e-2 * std::fabs(l32));
+    CHECK(l16 != l32);  // the steps did run in bfloat16
+    losses16.push_back(l16);
+  }
+  CHECK(t16->validate().loss == doctest::Approx(t32->validate().loss).epsilon(2e-2));
+
+  // Stopped after K steps and resumed (a fresh trainer, another init seed): bit-identical to t16.
+  TrainOptions ok = o;
+  ok.out_dir = g_tmp.file("mixed_split");
+  auto first = tiny_trainer(ok);
+  for (int64_t i = 0; i < 3; ++i) CHECK(loss_of(first->train_step()) == losses16[static_cast<size_t>(i)]);
+  first->save_checkpoint();
+  // The checkpoint holds the float32 master.
+  for (const auto& [name, t] : load_model_weights(checkpoint_dir(ok.out_dir))) CHECK(t.dtype() == DType::F32);
+  auto resumed = tiny_trainer(ok, /*model_seed=*/99);
+  resumed->restore(load_checkpoint(checkpoint_dir(ok.out_dir)));
+  for (int64_t i = 3; i < o.steps; ++i) CHECK(loss_of(resumed->train_step()) == losses16[static_cast<size_t>(i)]);
+  check_same_state(*t16, *resumed);
+  check_copy(*resumed);
+
+  SUBCASE("the dtype is an optimisation option: saved, enforced on resume, float32 for older checkpoints") {
+    CHECK(o.to_json()["dtype"] == "bfloat16");
+    CHECK(TrainOptions::from_json(o.to_json(), "src").dtype == DType::BF16);
+    nlohmann::json j = o.to_json();
+    j.erase("dtype");  // a run saved before --dtype existed
+    CHECK(TrainOptions::from_json(j, "src").dtype == DType::F32);
+    j["dtype"] = "float16";
+    CHECK(contains(error_of([&] { TrainOptions::from_json(j, "src"); }),
+                   "src: training option 'dtype' must be \"float32\" or \"bfloat16\", got \"float16\""));
+    CHECK(contains(error_of([&] { o32.check_resumable(o, 3, "ckpt"); }),
+                   "--dtype is float32, but the run in 'ckpt' was trained with --dtype bfloat16"));
+    CHECK(o32.overridden_by(o, {"--dtype"}).dtype == DType::BF16);
+    TrainOptions bad = o;
+    bad.dtype = DType::F64;
+    CHECK(contains(error_of([&] { bad.validate(); }), "--dtype must be float32 or bfloat16, got float64"));
+    const std::string flags = "train --data " + write_text("mixed.txt", toy_text(10)) + " --out y --dtype ";
+    CHECK(cli_parse_error(flags + "bf16") == "");
+    CHECK(cli_parse_error(flags + "fp32") == "");
+    CHECK(contains(cli_parse_error(flags + "float16"), "--dtype: Check float16 value in"));
+  }
 }
 
 TEST_CASE("options: JSON round trip, overrides, and every bad value named by its flag") {

@@ -28,6 +28,7 @@
 #include <filesystem>
 #include <iostream>
 #include <limits>
+#include <map>
 #include <memory>
 #include <optional>
 #include <set>
@@ -55,6 +56,7 @@ struct TrainArgs {
   std::string config_path;
   std::string init_dir;
   std::string simba;  // --simba as typed; parsed into options.simba
+  std::string dtype = "float32";  // --dtype as typed, aliases resolved; options.dtype
   std::string tokenizer_path;  // --tokenizer; empty: bytes
   bool resume = false;
   Device device;
@@ -205,6 +207,14 @@ void add_train_command(CLI::App& app) {
   cmd->add_option("--save-every", o.save_every, "steps between checkpoints; 0 = at the end only")
       ->check(integer_in(0))
       ->capture_default_str();
+  cmd->add_option("--dtype", a->dtype,
+                  "float32, or bfloat16 (bf16): mixed precision, forward and backward in bfloat16 on a copy of the "
+                  "float32 master weights, which AdamW updates and checkpoints hold")
+      ->transform(CLI::CheckedTransformer(std::map<std::string, std::string>{{"float32", "float32"},
+                                                                             {"fp32", "float32"},
+                                                                             {"bfloat16", "bfloat16"},
+                                                                             {"bf16", "bfloat16"}}))
+      ->capture_default_str();
   cmd->add_option("--simba", a->simba,
                   "train with Simba pruning: each micro-batch's windows split at a random c into context and "
                   "continuation, loss on the continuation (validation stays dense); keep=0.1,schedule=linear,... "
@@ -265,6 +275,7 @@ void add_train_command(CLI::App& app) {
     for (const CLI::Option* opt : cmd->get_options())
       if (opt->count() > 0) given.insert(opt->get_name());
     if (given.count("--simba")) a->options.simba = parse_simba_options(a->simba, "--simba");
+    a->options.dtype = a->dtype == "bfloat16" ? DType::BF16 : DType::F32;
     const TrainOptions& o = a->options;
     // The trainer counts tokens per step as this product (the batch budget, which needs the
     // model's vocabulary, is checked once the model is known).

@@ -179,6 +179,8 @@ void TrainOptions::validate() const {
   positive_int("--log-every", log_every);
   SIMBA_CHECK(!out_dir.empty(), "--out must name a directory, got an empty string");
   SIMBA_CHECK(shard_bytes > 0, "--shard-size must be a size in bytes > 0, got 0");
+  SIMBA_CHECK(dtype == DType::F32 || dtype == DType::BF16,
+              "--dtype must be float32 or bfloat16, got " << dtype_name(dtype));
   if (simba) {
     simba->validate("--simba");
     const int64_t c = resolved_simba_min_context();
@@ -200,6 +202,7 @@ nlohmann::json TrainOptions::to_json() const {
     else j[key] = value;
   }, r);
   j["simba"] = simba ? nlohmann::json(simba->to_string()) : nlohmann::json(nullptr);
+  j["dtype"] = dtype_name(dtype);
   return j;
 }
 
@@ -226,6 +229,13 @@ TrainOptions TrainOptions::from_json(const nlohmann::json& j, const std::string&
   SIMBA_CHECK(it->is_null() || it->is_string(),
               source << ": training option 'simba' must be null or a string, got " << it->dump());
   if (it->is_string()) o.simba = parse_simba_options(it->get<std::string>(), source + " option 'simba'");
+  // Runs saved before --dtype existed trained in float32.
+  it = j.find("dtype");
+  if (it != j.end()) {
+    const bool known = it->is_string() && (*it == dtype_name(DType::F32) || *it == dtype_name(DType::BF16));
+    SIMBA_CHECK(known, source << ": training option 'dtype' must be \"float32\" or \"bfloat16\", got " << it->dump());
+    o.dtype = *it == dtype_name(DType::BF16) ? DType::BF16 : DType::F32;
+  }
   return o;
 }
 
@@ -241,6 +251,11 @@ void TrainOptions::check_resumable(const TrainOptions& saved, int64_t saved_step
                    "--simba is " << simba_mine << ", but the run in '" << source << "' was trained with --simba "
                                  << simba_theirs,
                    "a resumed run continues the original only with the same optimisation flags; leave --simba "
+                   "out to use the checkpoint's value, or start a new run");
+  SIMBA_CHECK_HINT(dtype == saved.dtype,
+                   "--dtype is " << dtype_name(dtype) << ", but the run in '" << source << "' was trained with --dtype "
+                                 << dtype_name(saved.dtype),
+                   "a resumed run continues the original only with the same optimisation flags; leave --dtype "
                    "out to use the checkpoint's value, or start a new run");
   for_each_option([&](const char*, const char* flag, bool shapes_trajectory, const auto& value, const auto& other) {
     SIMBA_CHECK_HINT(!shapes_trajectory || value == other,
@@ -259,6 +274,7 @@ TrainOptions TrainOptions::overridden_by(const TrainOptions& given, const std::s
     if (flags.count(flag)) field = value;
   }, out, given);
   if (flags.count("--simba")) out.simba = given.simba;
+  if (flags.count("--dtype")) out.dtype = given.dtype;
   return out;
 }
 
@@ -336,6 +352,12 @@ Trainer::Trainer(TrainOptions options, std::shared_ptr<MambaLM> model, TextData 
   data_.check_vocab(model_->config().vocab_size);
   // Before the optimiser exists, so that its state is made beside the parameters.
   model_->to(device_);
+  if (options_.dtype == DType::BF16) {
+    compute_ = std::make_shared<MambaLM>(model_->config(), 0);  // its values are replaced below
+    compute_->to(DType::BF16);
+    compute_->to(device_);
+    refresh_compute_copy();
+  }
   AdamWOptions adamw;
   adamw.lr = options_.lr;
   adamw.beta1 = options_.beta1;
@@ -358,18 +380,33 @@ Batch Trainer::next_batch() {
   return {up.narrow(0, 0, n).view(inputs.shape()), up.narrow(0, n, m).view(targets.shape())};
 }
 
+void Trainer::refresh_compute_copy() {
+  const auto master = model_->named_parameters();
+  auto copy = compute_->named_parameters();
+  for (size_t i = 0; i < master.size(); ++i) copy[i].second.data().copy_(master[i].second.data());
+}
+
 Tensor Trainer::accumulate_gradients() {
   optimizer_->zero_grad();
+  const MambaLM& model = compute_model();
   const double scale = 1.0 / static_cast<double>(options_.grad_accum);
   const Tensor losses = Tensor::empty({options_.grad_accum}, DType::F64, device_);
   for (int64_t i = 0; i < options_.grad_accum; ++i) {
     const Batch batch = next_batch();
     const Variable loss =
         options_.simba
-            ? simba_batch_loss(*model_, batch, simba_split_point(options_, step_, i), *options_.simba)
-            : batch_loss(*model_, batch);
+            ? simba_batch_loss(model, batch, simba_split_point(options_, step_, i), *options_.simba)
+            : batch_loss(model, batch);
     losses.narrow(0, i, 1).copy_(loss.data().reshape({1}));  // stays on the device
     (loss * scale).backward();  // the gradient of the mean over micro-batches
+  }
+  if (compute_) {  // the copy's bfloat16 gradients, widened, become the master's
+    auto master = model_->named_parameters(), copy = compute_->named_parameters();
+    for (size_t i = 0; i < master.size(); ++i) {
+      Variable& c = copy[i].second;
+      if (c.grad().defined()) master[i].second.set_grad(c.grad().to(DType::F32));
+      c.zero_grad();
+    }
   }
   return losses;
 }
@@ -392,6 +429,7 @@ StepStats Trainer::train_step() {
   }
   optimizer_->set_lr(s.lr);
   optimizer_->step();
+  if (compute_) refresh_compute_copy();
   s.step = ++step_;
   s.tokens = options_.grad_accum * options_.batch_size * options_.seq_len;
   s.seconds = clock.seconds();
@@ -465,6 +503,7 @@ void Trainer::restore(const Checkpoint& c) {
               "'" << c.state_path << "': the optimiser state has taken " << optimizer_->step_count()
                   << " steps, but the metadata says step " << c.state.step);
   model_->load_tensors(c.weights, c.weights_path);
+  if (compute_) refresh_compute_copy();
   data_.set_cursor_state(c.state.data_cursor);
   step_ = c.state.step;
   last_saved_step_ = step_;
@@ -502,6 +541,9 @@ ValidationResult Trainer::run(std::ostream& out) {
                 static_cast<long long>(options_.resolved_warmup()), options_.weight_decay, options_.grad_clip,
                 static_cast<unsigned long long>(options_.seed));
   out << line;
+  if (compute_)
+    out << "precision: bfloat16 forward and backward on a copy of the float32 master weights (AdamW state, "
+           "clipping, validation and checkpoints in float32)\n";
   if (options_.simba)
     out << "simba: " << options_.simba->to_string() << ", context split uniform in ["
         << options_.resolved_simba_min_context() << ", " << options_.seq_len - 1

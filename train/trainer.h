@@ -67,6 +67,20 @@
 // (simba_split_point), so it needs no state in the checkpoint. Validation
 // stays dense, so its numbers compare with dense runs.
 //
+// Mixed precision (--dtype bfloat16): the model given to the Trainer stays
+// float32 and is the master copy: the optimiser updates it, clipping measures
+// its gradients, validation and checkpoints use it. Forward and backward run
+// on a bfloat16 copy of it (every activation and weight gradient bfloat16,
+// accumulating in float32 inside the kernels); after backward the copy's
+// gradients are widened into the master's, and after each update the copy is
+// rounded from the master again. So an update smaller than a weight's
+// bfloat16 step still accumulates, the AdamW state stays float32, a
+// checkpoint is the same float32 model whatever --dtype was, and a resumed
+// bfloat16 run is bit-identical to one that never stopped (the copy is a
+// function of the master). float32 is the default: on the CPU the bfloat16
+// kernels widen their operands and gain nothing; on a GPU bfloat16 GEMMs run
+// on the tensor cores.
+//
 // Determinism: the kernels are deterministic, so the same options, model and
 // data give bit-identical parameters. A checkpoint holds every piece of state
 // a step reads (parameters, AdamW moments and step counts, the step, which
@@ -122,6 +136,8 @@ struct TrainOptions {
   uint64_t seed = 1337;      // --seed: model initialisation and data order
   double val_fraction = 0.1; // --val-fraction: tail of the data held out for validation
   std::optional<SimbaOptions> simba;          // --simba: train with pruning active; default dense
+  // --dtype: float32, or bfloat16 for mixed precision (see "Mixed precision" above).
+  DType dtype = DType::F32;
   std::optional<int64_t> simba_min_context;   // --simba-min-context: smallest context c; default seq_len / 2
 
   // --- reporting and checkpoints (a resumed run may change these) ---
@@ -247,7 +263,9 @@ class Trainer {
   int64_t step() const { return step_; }
   Device device() const { return device_; }
   const TrainOptions& options() const { return options_; }
-  const MambaLM& model() const { return *model_; }
+  const MambaLM& model() const { return *model_; }  // the float32 master under --dtype bfloat16
+  // The model forward and backward run on: model() itself, or its bfloat16 copy.
+  const MambaLM& compute_model() const { return compute_ ? *compute_ : *model_; }
   const AdamW& optimizer() const { return *optimizer_; }
   const TextData& data() const { return data_; }
 
@@ -258,10 +276,13 @@ class Trainer {
   // The hint of an error that stops training: what to change, and which
   // checkpoint on disk is the last good one. step_lr: the failing step's lr.
   std::string stopped_hint(double step_lr) const;
+  // Mixed precision: compute_'s parameters <- model_'s, rounded to bfloat16.
+  void refresh_compute_copy();
 
   TrainOptions options_;
   Device device_;
   std::shared_ptr<MambaLM> model_;
+  std::shared_ptr<MambaLM> compute_;  // the bfloat16 copy under --dtype bfloat16, else null
   TextData data_;
   WarmupCosineSchedule schedule_;
   std::unique_ptr<AdamW> optimizer_;
