@@ -437,6 +437,15 @@ TEST_CASE("eval: validation loss and bits per byte over TextData's validation wi
   args.max_batches = TextData::kAllBatches;
   args.json_path.clear();
   CHECK(run_eval(args, printed).tokens == 24 * 16);
+
+  // --val-fraction 1: the whole file is scored (a held-out test file): 124 windows of 16 of its
+  // 2000 tokens, the first window at the file's first byte.
+  args.val_fraction = 1.0;
+  const EvalResult whole = run_eval(args, printed);
+  CHECK(whole.tokens == 124 * 16);
+  const TextData all = TextData::from_file(data, ByteTokenizer(), 1.0);
+  CHECK(all.tokens(Split::Train).empty());
+  CHECK(all.tokens(Split::Validation).size() == 2000);
 }
 
 TEST_CASE("eval: errors for a file shorter than one window, bad sizes and a non-byte model") {
@@ -457,8 +466,11 @@ TEST_CASE("eval: errors for a file shorter than one window, bad sizes and a non-
   bad.max_batches = 0;
   CHECK(contains(error_of([&] { run_eval(bad, out); }), "--max-batches: expected a number of batches >= 1, got 0"));
   bad = eval_args(dir, data);
-  bad.val_fraction = 1.0;
-  CHECK(contains(error_of([&] { run_eval(bad, out); }), "--val-fraction: expected a fraction in (0, 1), got 1"));
+  bad.val_fraction = 1.5;
+  CHECK(contains(error_of([&] { run_eval(bad, out); }),
+                 "--val-fraction: expected a fraction in (0, 1] (1: the whole file is evaluated), got 1.5"));
+  bad.val_fraction = 0.0;
+  CHECK(contains(error_of([&] { run_eval(bad, out); }), "--val-fraction: expected a fraction in (0, 1]"));
   const std::string small = saved_model("eval_small_vocab", 11);
   CHECK(contains(error_of([&] { run_eval(eval_args(small, data), out); }),
                  "has vocab_size 11, but the byte tokenizer needs at least 256"));

@@ -305,7 +305,8 @@ TEST_CASE("eval --context: bad options give clear errors naming the flag") {
   CHECK(contains(err([](SimbaEvalArgs& a) { a.continuation = 0; }), "--continuation: expected a continuation length >= 1"));
   CHECK(contains(err([](SimbaEvalArgs& a) { a.max_windows = 0; }), "--max-windows: expected a number of windows >= 1, got 0"));
   CHECK(contains(err([](SimbaEvalArgs& a) { a.batch = -1; }), "--batch: expected a batch size >= 1, got -1"));
-  CHECK(contains(err([](SimbaEvalArgs& a) { a.val_fraction = 1.0; }), "--val-fraction: expected a fraction in (0, 1), got 1"));
+  CHECK(contains(err([](SimbaEvalArgs& a) { a.val_fraction = 1.5; }),
+                 "--val-fraction: expected a fraction in (0, 1] (1: the whole file is evaluated), got 1.5"));
   // A schedule that does not fit the model is named when the model is known.
   CHECK(contains(err([](SimbaEvalArgs& a) { a.simba = "schedule=custom,ratios=1:0.5"; }),
                  "schedule=custom gives 2 ratios, the model has 3 layers"));

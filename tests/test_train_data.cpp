@@ -121,9 +121,19 @@ TEST_CASE("TextData splits the stream into a train head and a validation tail") 
   CHECK(joined == ByteTokenizer().encode(text));
   CHECK(f.tokens(Split::Validation).size() == 9);  // round(45 * 0.2)
 
-  const std::string bad = error_of([] { TextData(iota_tokens(10), 1.0, 0, "frac.txt"); });
+  // 1: the whole stream is the validation split (the evaluation commands' held-out file).
+  const TextData all(iota_tokens(10), 1.0, 0);
+  CHECK(all.tokens(Split::Train).empty());
+  CHECK(all.tokens(Split::Validation) == iota_tokens(10));
+  const std::string bad = error_of([] { TextData(iota_tokens(10), 1.5, 0, "frac.txt"); });
   CHECK(bad.find("frac.txt") != std::string::npos);
-  CHECK(bad.find("validation fraction must be in [0, 1), got 1") != std::string::npos);
+  CHECK(bad.find("validation fraction must be in [0, 1], got 1.5") != std::string::npos);
+
+  // The two splits given apart (simba train --val-data).
+  const TextData apart(iota_tokens(7), iota_tokens(3), 0, "a + b");
+  CHECK(apart.tokens(Split::Train) == iota_tokens(7));
+  CHECK(apart.tokens(Split::Validation) == iota_tokens(3));
+  CHECK(apart.source() == "a + b");
 }
 
 TEST_CASE("training windows: targets are the inputs shifted by one, within the train split") {

@@ -944,6 +944,8 @@ TEST_CASE("simba train: bad flags are errors naming the flag") {
       {" --expand 0", "--expand: expected an integer >= 1, got '0'"},
       {" --device tpu", "--device: expected cpu, cuda, cuda:N or auto, got 'tpu'"},
       {" --device cuda:-1", "--device: expected cpu, cuda, cuda:N or auto, got 'cuda:-1'"},
+      {" --val-data " + data + " --val-fraction 0.2", "--val-fraction excludes --val-data"},
+      {" --val-data " + g_tmp.file("no_such_val.txt"), "--val-data: File does not exist"},
   };
   for (const Case& c : parse_cases) {
     INFO(c.args);
@@ -961,9 +963,39 @@ TEST_CASE("simba train: bad flags are errors naming the flag") {
   CHECK(contains(cli_error(base + " --init " + g_tmp.path.string()), "--init"));
   const std::string empty = write_text("empty.txt", "");
   CHECK(contains(cli_error("train --data " + empty + " --out " + g_tmp.file("e")), "is empty"));
+  CHECK(contains(cli_error(base + " --val-data " + empty),
+                 "text data file '" + empty + "' is empty: there is nothing to validate on (--val-data)"));
   // A device that does not exist here (no machine has 100 GPUs), before --out is touched.
   CHECK(contains(cli_error(base + " --device cuda:99"), "--device cuda:99: "));
   CHECK(!fs::exists(g_tmp.file("flags_out") + "/checkpoint"));
+}
+
+TEST_CASE("simba train --val-data: the whole of --data trains, the whole of --val-data validates, and resumes") {
+  const std::string train = write_text("vd_train.txt", toy_text(100)), val = write_text("vd_val.txt", toy_text(30));
+  const std::string out = g_tmp.file("val_data_run");
+  fs::remove_all(out);
+  const std::string flags = "train --data " + train + " --val-data " + val + " --out " + out + kTinyFlags;
+  const std::string printed = run_cli(flags + " --steps 4 --eval-every 2 --save-every 2 --warmup 0");
+  const size_t n_train = toy_text(100).size(), n_val = toy_text(30).size();
+  REQUIRE((n_train >= 1000 && n_train < 10000 && n_val >= 1000 && n_val < 10000));
+  auto grouped = [](size_t n) { return std::to_string(n / 1000) + "," + std::to_string(n % 1000 + 1000).substr(1); };
+  CHECK(contains(printed, "data: '" + train + "' + '" + val + "': " + grouped(n_train) + " train + " +
+                              grouped(n_val) + " validation tokens"));
+  // The validation numbers are those of the validation file's windows.
+  const TextData val_text(ByteTokenizer().encode(toy_text(100)), ByteTokenizer().encode(toy_text(30)), 0, "split");
+  CHECK(val_text.tokens(Split::Train).size() == n_train);
+  CHECK(val_text.tokens(Split::Validation) == ByteTokenizer().encode(toy_text(30)));
+  const auto model = MambaLM::load(out + "/checkpoint");
+  const ValidationResult v = evaluate(*model, val_text, 2, 16, 1);
+  char expected[64];
+  std::snprintf(expected, sizeof expected, "validation bits/byte: %.4f", v.bits_per_byte);
+  CHECK(contains(printed, expected));
+  // Resuming needs the same split: with --val-data the run continues, without it the train split
+  // (the first 90% of --data) no longer fits the data cursor.
+  const std::string resume = "train --data " + train + " --out " + out + " --resume";
+  CHECK(contains(run_cli(resume + " --steps 6 --val-data " + val), "step 6/6"));
+  const std::string e = cli_error(resume + " --steps 8");
+  CHECK(contains(e, "cursor"));
 }
 
 TEST_CASE("--device cpu trains exactly as the default, and a run resumes on any device it names") {

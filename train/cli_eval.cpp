@@ -40,8 +40,7 @@ EvalResult run_eval(const EvalArgs& args, std::ostream& out) {
   SIMBA_CHECK(args.len >= 1, "--len: expected a window length >= 1, got " << args.len);
   SIMBA_CHECK(args.max_batches >= 1 || args.max_batches == TextData::kAllBatches,
               "--max-batches: expected a number of batches >= 1, got " << args.max_batches);
-  SIMBA_CHECK(args.val_fraction > 0.0 && args.val_fraction < 1.0,
-              "--val-fraction: expected a fraction in (0, 1), got " << args.val_fraction);
+  check_eval_val_fraction(args.val_fraction);
   check_device(args.device);
   std::shared_ptr<MambaLM> model = load_model_dir(args.model_dir);
   model->to(args.device);
@@ -78,7 +77,8 @@ void add_eval_command(CLI::App& app) {
       "eval",
       "Validation loss (nats/token) and bits per byte of a model on a text file (bytes, or the BPE\n"
       "tokens of the model directory's tokenizer.json when it has one).\n"
-      "The validation split is the last --val-fraction of the file, as in simba train.\n"
+      "The validation split is the last --val-fraction of the file, as in simba train (1: the whole\n"
+      "file, for a held-out test file).\n"
       "With --context: dense vs Simba continuation loss and FLOPs per context length, on windows of\n"
       "context + continuation validation tokens (docs/simba.md).");
   cmd->add_option("--model", args->model_dir, "model directory (config.json + model.safetensors)")
@@ -93,7 +93,8 @@ void add_eval_command(CLI::App& app) {
   CLI::Option* max_batches =
       cmd->add_option("--max-batches", args->max_batches, "dense mode: evaluate at most this many batches (default: all)")
           ->check(integer_in(1));
-  cmd->add_option("--val-fraction", args->val_fraction, "fraction of the file (its tail) held out for validation")
+  cmd->add_option("--val-fraction", args->val_fraction,
+                  "fraction of the file (its tail) held out for validation; 1: the whole file (a held-out test file)")
       ->check(CLI::Range(0.0, 1.0))
       ->capture_default_str();
   cmd->add_option("--json", args->json_path, "also write the result to this JSON file");

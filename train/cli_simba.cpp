@@ -62,7 +62,8 @@ void add_highway_command(CLI::App& app) {
       ->check(integer_in(1))
       ->capture_default_str();
   cmd->add_option("--batch", args->batch, "windows per forward pass")->check(integer_in(1))->capture_default_str();
-  cmd->add_option("--val-fraction", args->val_fraction, "fraction of the file (its tail) held out for validation")
+  cmd->add_option("--val-fraction", args->val_fraction,
+                  "fraction of the file (its tail) held out for validation; 1: the whole file (a held-out test file)")
       ->check(CLI::Range(0.0, 1.0))
       ->capture_default_str();
   cmd->add_option("--simba", args->simba, "the pruned run's options (ssm/simba.h syntax; default keep=0.1 linear)");

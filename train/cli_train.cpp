@@ -50,6 +50,7 @@ namespace {
 
 struct TrainArgs {
   std::string data_path;
+  std::string val_data_path;  // --val-data; empty: the tail of --data (--val-fraction)
   TrainOptions options;
   MambaConfig model = demo_model_config();
   std::optional<int64_t> dt_rank;  // default: auto, ceil(hidden_size / 16)
@@ -65,14 +66,27 @@ struct TrainArgs {
 const double kInf = std::numeric_limits<double>::infinity();
 
 // The run's training text: bytes, or with a tokenizer its ids, cached in
-// OUT/tokens.safetensors (train/corpus_tokens.h) so a resumed or restarted
-// run does not encode the corpus again.
+// OUT/tokens.safetensors (OUT/val_tokens.safetensors for --val-data;
+// train/corpus_tokens.h) so a resumed or restarted run does not encode the
+// corpus again. Without --val-data the validation split is the tail of
+// --data; with it, the whole of --data trains and the whole of --val-data
+// validates.
 TextData training_data(const TrainArgs& a, const TrainOptions& o, const std::optional<BpeTokenizer>& bpe,
                        const std::string& tokenizer_path, std::ostream& out) {
-  if (!bpe) return TextData::from_file(a.data_path, ByteTokenizer(), o.val_fraction, o.seed);
-  make_dirs(o.out_dir);
-  std::vector<int64_t> ids = cached_corpus_tokens(a.data_path, tokenizer_path, *bpe, o.out_dir + "/tokens.safetensors", out);
-  return TextData(std::move(ids), o.val_fraction, o.seed, a.data_path, bpe->token_byte_counts());
+  auto tokens = [&](const std::string& path, const char* purpose, const std::string& cache) {
+    std::error_code ec;
+    SIMBA_CHECK_HINT(std::filesystem::file_size(path, ec) != 0 || ec,
+                     "text data file '" << path << "' is empty: there is nothing to " << purpose,
+                     "pass a UTF-8 text file with at least a few kilobytes of text");
+    if (!bpe) return ByteTokenizer().encode(read_file(path));  // read_file names an unreadable file
+    make_dirs(o.out_dir);
+    return cached_corpus_tokens(path, tokenizer_path, *bpe, o.out_dir + "/" + cache, out);
+  };
+  std::vector<int64_t> token_bytes = bpe ? bpe->token_byte_counts() : std::vector<int64_t>{};
+  std::vector<int64_t> train = tokens(a.data_path, "train on", "tokens.safetensors");
+  if (a.val_data_path.empty()) return TextData(std::move(train), o.val_fraction, o.seed, a.data_path, token_bytes);
+  return TextData(std::move(train), tokens(a.val_data_path, "validate on (--val-data)", "val_tokens.safetensors"),
+                  o.seed, a.data_path + "' + '" + a.val_data_path, token_bytes);
 }
 
 // A BPE run's model needs an embedding row for every token id.
@@ -195,9 +209,14 @@ void add_train_command(CLI::App& app) {
   cmd->add_option("--seed", o.seed, "seed of the model initialisation and the data order")
       ->check(seed_value())
       ->capture_default_str();
-  cmd->add_option("--val-fraction", o.val_fraction, "tail of the file held out for validation")
-      ->check(number_in(0.0, false, 1.0, false, "a number in (0, 1)", "(0,1)"))
-      ->capture_default_str();
+  CLI::Option* val_fraction =
+      cmd->add_option("--val-fraction", o.val_fraction, "tail of the file held out for validation")
+          ->check(number_in(0.0, false, 1.0, false, "a number in (0, 1)", "(0,1)"))
+          ->capture_default_str();
+  cmd->add_option("--val-data", a->val_data_path,
+                  "validate on this text file instead of the tail of --data (which then trains whole)")
+      ->check(CLI::ExistingFile)
+      ->excludes(val_fraction);
   cmd->add_option("--eval-every", o.eval_every, "steps between validations; 0 = at the start and end only")
       ->check(integer_in(0))
       ->capture_default_str();

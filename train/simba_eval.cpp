@@ -48,10 +48,6 @@ SimbaOptions dense_options() {
   return o;
 }
 
-void check_val_fraction(double f) {
-  SIMBA_CHECK(f > 0.0 && f < 1.0, "--val-fraction: expected a fraction in (0, 1), got " << f);
-}
-
 // The per-window FLOPs of a run: its per-sequence token and score counts for one sequence.
 int64_t flops_per_window(const MambaConfig& cfg, const ForwardFlops& f, SimbaCriterion criterion) {
   std::vector<int64_t> tokens, scored;
@@ -206,7 +202,7 @@ std::vector<SimbaEvalRow> run_simba_eval(const SimbaEvalArgs& args, std::ostream
                   << args.continuation);
   SIMBA_CHECK(args.max_windows >= 1, "--max-windows: expected a number of windows >= 1, got " << args.max_windows);
   SIMBA_CHECK(args.batch >= 1, "--batch: expected a batch size >= 1, got " << args.batch);
-  check_val_fraction(args.val_fraction);
+  check_eval_val_fraction(args.val_fraction);
   check_device(args.device);
   std::shared_ptr<MambaLM> model = load_byte_model(args.model_dir, "eval");
   model->to(args.device);
@@ -310,7 +306,7 @@ std::vector<HighwayRow> run_highway(const HighwayArgs& args, std::ostream& out) 
   SIMBA_CHECK(!args.out_prefix.empty(), "--out: expected an output path prefix, got an empty string");
   SIMBA_CHECK(args.windows >= 1, "--windows: expected a number of windows >= 1, got " << args.windows);
   SIMBA_CHECK(args.batch >= 1, "--batch: expected a batch size >= 1, got " << args.batch);
-  check_val_fraction(args.val_fraction);
+  check_eval_val_fraction(args.val_fraction);
   check_device(args.device);
   std::shared_ptr<MambaLM> model = load_byte_model(args.model_dir, "highway");
   model->to(args.device);

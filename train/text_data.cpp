@@ -47,11 +47,24 @@ TextData TextData::from_file(const std::string& path, const Tokenizer& tokenizer
   return TextData(tokenizer.encode(text), val_fraction, seed, path, tokenizer.token_byte_counts());
 }
 
+void check_eval_val_fraction(double f) {
+  SIMBA_CHECK(f > 0.0 && f <= 1.0,
+              "--val-fraction: expected a fraction in (0, 1] (1: the whole file is evaluated), got " << f);
+}
+
+TextData::TextData(std::vector<int64_t> train, std::vector<int64_t> validation, uint64_t seed, std::string source,
+                   std::vector<int64_t> token_bytes)
+    : source_(std::move(source)),
+      train_(std::move(train)),
+      validation_(std::move(validation)),
+      token_bytes_(std::move(token_bytes)),
+      generator_(seed) {}
+
 TextData::TextData(std::vector<int64_t> stream, double val_fraction, uint64_t seed, std::string source,
                    std::vector<int64_t> token_bytes)
     : source_(std::move(source)), token_bytes_(std::move(token_bytes)), generator_(seed) {
-  SIMBA_CHECK(val_fraction >= 0.0 && val_fraction < 1.0,
-              "text data '" << source_ << "': validation fraction must be in [0, 1), got " << val_fraction);
+  SIMBA_CHECK(val_fraction >= 0.0 && val_fraction <= 1.0,
+              "text data '" << source_ << "': validation fraction must be in [0, 1], got " << val_fraction);
   const int64_t n = static_cast<int64_t>(stream.size());
   const int64_t n_val = std::llround(static_cast<double>(n) * val_fraction);
   validation_.assign(stream.end() - n_val, stream.end());
@@ -130,7 +143,8 @@ void TextData::set_cursor_state(const std::string& state) {
   SIMBA_CHECK_HINT(train_tokens == static_cast<int64_t>(train_.size()),
                    "text data '" << source_ << "': the data cursor was saved for a train split of "
                                  << train_tokens << " tokens, but this train split has " << train_.size(),
-                   "resume with the same data file, tokenizer and validation fraction as the original run");
+                   "resume with the same data file, tokenizer and validation split (--val-fraction or --val-data) as "
+                   "the original run");
   // Parse into a scratch generator first so a bad state leaves this cursor untouched.
   Generator restored;
   try {

@@ -4,7 +4,9 @@
 // The file becomes one token stream; the first (1 - val_fraction) of it is the
 // train split and the rest the validation split, so validation text is never
 // seen in training (a contiguous tail, not scattered windows, so that no
-// train window overlaps it). A window of length L at start s is
+// train window overlaps it). val_fraction 1 makes the whole file the
+// validation split (the evaluation commands' way to score a held-out file);
+// two streams can also be given apart (simba train --val-data). A window of length L at start s is
 //   inputs  = stream[s .. s+L)      targets = stream[s+1 .. s+L+1)
 // i.e. targets[t] is the token that follows inputs[t], and it needs L+1 tokens.
 //
@@ -27,6 +29,10 @@
 namespace simba {
 
 enum class Split { Train, Validation };
+
+// What the evaluation commands accept as --val-fraction: (0, 1], 1 scoring the whole file.
+// Throws otherwise, naming the flag.
+void check_eval_val_fraction(double f);
 const char* split_name(Split split);  // "train" / "validation"
 
 // inputs and targets: (B, L) int64 token ids, targets[b, t] following inputs[b, t].
@@ -41,7 +47,7 @@ class TextData {
   static constexpr int64_t kAllBatches = -1;
 
   // Reads and tokenises the whole file. Errors name the path: missing or
-  // unreadable file, empty file, val_fraction outside [0, 1).
+  // unreadable file, empty file, val_fraction outside [0, 1].
   static TextData from_file(const std::string& path, const Tokenizer& tokenizer,
                             double val_fraction = 0.1, uint64_t seed = 0);
   // An already tokenised stream; `source` names it in error messages. The
@@ -50,6 +56,9 @@ class TextData {
   // means one byte per token (the byte tokenizer).
   TextData(std::vector<int64_t> stream, double val_fraction, uint64_t seed,
            std::string source = "<in-memory tokens>", std::vector<int64_t> token_bytes = {});
+  // The two splits given apart (e.g. two files: `source` names both).
+  TextData(std::vector<int64_t> train, std::vector<int64_t> validation, uint64_t seed, std::string source,
+           std::vector<int64_t> token_bytes = {});
 
   const std::vector<int64_t>& tokens(Split split) const;
   // Bytes of text the tokens `ids` stand for; an id outside the tokenizer's
