@@ -133,10 +133,11 @@ Entry parse_entry(const std::string& where, const std::string& name, const json&
   return out;
 }
 
-// One entry's bytes, as they are, in a fresh tensor of the stored dtype.
-Tensor entry_tensor(const Entry& e, const char* data) {
+// One entry's bytes, as they are, read into a fresh tensor of the stored dtype; `data` is the
+// file offset of the data buffer.
+Tensor entry_tensor(const Entry& e, const FileReader& file, uint64_t data) {
   Tensor t = Tensor::empty(e.shape, e.dtype->dtype);
-  if (t.numel() > 0) std::memcpy(t.raw_data(), data, e.end - e.begin);
+  if (t.numel() > 0) file.read_at(data + e.begin, t.raw_data(), e.end - e.begin);
   return t;
 }
 
@@ -150,20 +151,23 @@ const char* safetensors_dtype_name(DType t) {
 
 TensorMap load_safetensors(const std::string& path, SafetensorsMetadata* metadata) {
   const std::string where = "safetensors file '" + path + "'";
-  const std::string bytes = read_file(path);
-  const uint64_t file_size = bytes.size();
+  // The header, then each tensor read straight into its storage: the tensors are the only copy.
+  const FileReader file(path);
+  const uint64_t file_size = file.size();
 
   SIMBA_CHECK(file_size >= 8, where << ": the file has " << file_size
                                     << " bytes, fewer than the 8-byte header length; expected a safetensors file");
   uint64_t header_len;
-  std::memcpy(&header_len, bytes.data(), 8);
+  file.read_at(0, &header_len, 8);
   SIMBA_CHECK(header_len <= kMaxHeaderBytes, where << ": header length " << header_len << " exceeds the limit of "
                                                    << kMaxHeaderBytes << " bytes; the file is damaged or not safetensors");
   SIMBA_CHECK(8 + header_len <= file_size, where << ": truncated: the header claims " << header_len
                                                  << " bytes but the file has only " << file_size - 8
                                                  << " bytes after the 8-byte length");
 
-  const json header = parse_header(where, bytes.data() + 8, bytes.data() + 8 + header_len);
+  std::string header_text(header_len, '\0');
+  file.read_at(8, header_text.data(), header_len);
+  const json header = parse_header(where, header_text.data(), header_text.data() + header_len);
   SafetensorsMetadata meta;
   std::vector<Entry> entries;
   for (const auto& [name, value] : header.items()) {
@@ -204,9 +208,8 @@ TensorMap load_safetensors(const std::string& path, SafetensorsMetadata* metadat
                                           << " trailing bytes: data_offsets cover " << covered << " of the "
                                           << data_size << " bytes after the header");
 
-  const char* data = bytes.data() + 8 + header_len;
   TensorMap tensors;
-  for (const Entry& e : entries) tensors.emplace(e.name, entry_tensor(e, data + e.begin));
+  for (const Entry* e : by_offset) tensors.emplace(e->name, entry_tensor(*e, file, 8 + header_len));
   if (metadata) *metadata = std::move(meta);
   return tensors;
 }

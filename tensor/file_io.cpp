@@ -97,6 +97,38 @@ std::string read_file(const std::string& path) {
   return bytes;
 }
 
+FileReader::FileReader(const std::string& path) : path_(path) {
+  FdGuard fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  const int err = errno;
+  SIMBA_CHECK(fd.get() >= 0, "cannot open '" << path << "' for reading: " << errno_text(err));
+  struct stat st {};
+  SIMBA_CHECK(::fstat(fd.get(), &st) == 0, "cannot stat '" << path << "': " << errno_text(errno));
+  SIMBA_CHECK(S_ISREG(st.st_mode), "cannot read '" << path << "' in pieces: it is not a regular file");
+  size_ = static_cast<uint64_t>(st.st_size);
+  fd_ = fd.release();
+}
+
+FileReader::~FileReader() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+void FileReader::read_at(uint64_t offset, void* dst, size_t n) const {
+  char* p = static_cast<char*>(dst);
+  while (n > 0) {
+    const ssize_t got = ::pread(fd_, p, n, static_cast<off_t>(offset));
+    if (got < 0) {
+      const int err = errno;
+      if (err == EINTR) continue;
+      SIMBA_FAIL("cannot read '" << path_ << "': " << errno_text(err));
+    }
+    SIMBA_CHECK(got > 0, "cannot read '" << path_ << "': the file ends at byte " << offset << ", before the "
+                                         << n << " more bytes expected there (was it changed while being read?)");
+    p += got;
+    offset += static_cast<uint64_t>(got);
+    n -= static_cast<size_t>(got);
+  }
+}
+
 void write_file_atomic(const std::string& path, const std::string& bytes) {
   const std::string tmp = temp_path_for(path);
   const std::string failed = "cannot write '" + path + "'";

@@ -10,11 +10,32 @@
 // caller builds an atomic switch of a whole directory (train/train_state.h).
 #pragma once
 
+#include <cstddef>
+#include <cstdint>
 #include <string>
 
 namespace simba {
 
 std::string read_file(const std::string& path);  // error names the path on failure
+
+// A regular file open for reading in pieces at given offsets, for formats that place data at
+// known offsets (nn/safetensors.cpp reads its header, then each tensor straight into the
+// tensor's storage: one copy, and no whole-file buffer beside the tensors). Errors name the path.
+class FileReader {
+ public:
+  explicit FileReader(const std::string& path);
+  ~FileReader();
+  FileReader(const FileReader&) = delete;
+  FileReader& operator=(const FileReader&) = delete;
+  uint64_t size() const { return size_; }  // bytes, when the file was opened
+  // Reads exactly n bytes at `offset` into dst; an error if the file ends before them.
+  void read_at(uint64_t offset, void* dst, size_t n) const;
+
+ private:
+  std::string path_;
+  int fd_ = -1;
+  uint64_t size_ = 0;
+};
 void write_file_atomic(const std::string& path, const std::string& bytes);
 bool file_exists(const std::string& path);
 void make_dirs(const std::string& path);  // mkdir -p
