@@ -290,15 +290,15 @@ void causal_conv1d_step(Tensor& out, Tensor& state, const Tensor& x_t, const Ten
                                 bd.defined() ? bd.device_data<scalar_t>() : nullptr, B, C, K);
 }
 
-CausalConv1d::CausalConv1d(int64_t C, int64_t K, bool with_bias, Generator& g, DType dtype)
+CausalConv1d::CausalConv1d(int64_t C, int64_t K, bool with_bias, Generator* g, DType dtype)
     : channels(C), kernel(K) {
   SIMBA_CHECK(C > 0 && K > 0, "CausalConv1d: channels and kernel must be positive, got " << C << ", " << K);
   Tensor w = Tensor::empty({C, 1, K}, dtype);
-  kaiming_uniform_(w, g);
+  if (g) kaiming_uniform_(w, *g);
   weight = register_parameter("weight", w);
   if (with_bias) {
     Tensor b = Tensor::empty({C}, dtype);
-    default_bias_uniform_(b, w.shape(), g);
+    if (g) default_bias_uniform_(b, w.shape(), *g);
     bias = register_parameter("bias", b);
   }
 }

@@ -88,8 +88,9 @@ void causal_conv1d_step(Tensor& out, Tensor& state, const Tensor& x_t, const Ten
 class CausalConv1d : public Module {
  public:
   // PyTorch's Conv1d defaults with groups = C: weight kaiming-uniform with
-  // fan_in = K (bound 1/sqrt(K)), bias U(±1/sqrt(K)); Mamba keeps both.
-  CausalConv1d(int64_t channels, int64_t kernel, bool bias, Generator& g, DType dtype = DType::F32);
+  // fan_in = K (bound 1/sqrt(K)), bias U(±1/sqrt(K)); Mamba keeps both. g null: the
+  // values are left unset, for a caller that fills them.
+  CausalConv1d(int64_t channels, int64_t kernel, bool bias, Generator* g, DType dtype = DType::F32);
   Variable forward(const Variable& x) const;  // (B, L, C) -> (B, L, C)
 
   int64_t channels, kernel;

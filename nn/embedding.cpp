@@ -6,10 +6,10 @@
 
 namespace simba {
 
-Embedding::Embedding(int64_t V, int64_t D, Generator& g, DType dtype) : num_embeddings(V), dim(D) {
+Embedding::Embedding(int64_t V, int64_t D, Generator* g, DType dtype) : num_embeddings(V), dim(D) {
   SIMBA_CHECK(V > 0 && D > 0, "Embedding: sizes must be positive, got V " << V << ", D " << D);
   Tensor w = Tensor::empty({V, D}, dtype);
-  normal_(w, g);
+  if (g) normal_(w, *g);
   weight = register_parameter("weight", w);
 }
 

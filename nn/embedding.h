@@ -13,7 +13,8 @@ namespace simba {
 class Embedding : public Module {
  public:
   // weight ~ N(0, 1), PyTorch's nn.Embedding default (Mamba re-draws it with std 0.02).
-  Embedding(int64_t num_embeddings, int64_t dim, Generator& g, DType dtype = DType::F32);
+  // g null: the values are left unset, for a caller that fills them.
+  Embedding(int64_t num_embeddings, int64_t dim, Generator* g, DType dtype = DType::F32);
   // ids: int64 of any shape S, each in [0, V) -> (S..., D). The gradient of
   // weight accumulates rows at repeated ids (autograd embedding()).
   Variable forward(const Tensor& ids) const;

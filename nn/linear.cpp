@@ -65,15 +65,15 @@ Variable linear(const Variable& x, const Variable& w, const Variable& bias) {
                      });
 }
 
-Linear::Linear(int64_t in, int64_t out, bool with_bias, Generator& g, DType dtype)
+Linear::Linear(int64_t in, int64_t out, bool with_bias, Generator* g, DType dtype)
     : in_features(in), out_features(out) {
   SIMBA_CHECK(in > 0 && out > 0, "Linear: features must be positive, got in " << in << ", out " << out);
   Tensor w = Tensor::empty({out, in}, dtype);
-  kaiming_uniform_(w, g);
+  if (g) kaiming_uniform_(w, *g);
   weight = register_parameter("weight", w);
   if (with_bias) {
     Tensor b = Tensor::empty({out}, dtype);
-    default_bias_uniform_(b, w.shape(), g);
+    if (g) default_bias_uniform_(b, w.shape(), *g);
     bias = register_parameter("bias", b);
   }
 }

@@ -34,8 +34,9 @@ Variable linear(const Variable& x, const Variable& w, const Variable& bias);
 class Linear : public Module {
  public:
   // weight ~ kaiming_uniform (PyTorch's default, bound 1/sqrt(in)),
-  // bias ~ U(±1/sqrt(in)), both drawn from g in that order.
-  Linear(int64_t in_features, int64_t out_features, bool bias, Generator& g, DType dtype = DType::F32);
+  // bias ~ U(±1/sqrt(in)), both drawn from g in that order. g null: the values
+  // are left unset, for a caller that fills them (a model about to be loaded).
+  Linear(int64_t in_features, int64_t out_features, bool bias, Generator* g, DType dtype = DType::F32);
   Variable forward(const Variable& x) const;
 
   int64_t in_features, out_features;

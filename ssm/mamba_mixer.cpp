@@ -10,7 +10,7 @@
 
 namespace simba {
 
-MambaMixer::MambaMixer(const MambaConfig& cfg, Generator& g, DType dtype)
+MambaMixer::MambaMixer(const MambaConfig& cfg, Generator* g, DType dtype)
     : D(cfg.hidden_size),
       Di(cfg.intermediate_size()),
       N(cfg.state_size),
@@ -23,17 +23,17 @@ MambaMixer::MambaMixer(const MambaConfig& cfg, Generator& g, DType dtype)
   x_proj = register_module("x_proj", std::make_shared<Linear>(Di, R + 2 * N, false, g, dtype));
   dt_proj = register_module("dt_proj", std::make_shared<Linear>(R, Di, true, g, dtype));
 
-  // dt_proj.weight: U(±R^-0.5·scale) ("random") or the constant R^-0.5·scale.
-  const double dt_std = std::pow(static_cast<double>(R), -0.5) * cfg.time_step_scale;
-  if (cfg.time_step_init_scheme == "constant")
-    dt_proj->weight.data().fill_(dt_std);
-  else
-    uniform_(dt_proj->weight.data(), g, -dt_std, dt_std);
-  // dt_proj.bias = softplus⁻¹(dt), dt log-uniform in [dt_min, dt_max], floored,
-  // so that Δ = softplus(dt_proj(·)) starts in that range (mamba_simple.py).
-  {
+  if (g) {
+    // dt_proj.weight: U(±R^-0.5·scale) ("random") or the constant R^-0.5·scale.
+    const double dt_std = std::pow(static_cast<double>(R), -0.5) * cfg.time_step_scale;
+    if (cfg.time_step_init_scheme == "constant")
+      dt_proj->weight.data().fill_(dt_std);
+    else
+      uniform_(dt_proj->weight.data(), *g, -dt_std, dt_std);
+    // dt_proj.bias = softplus⁻¹(dt), dt log-uniform in [dt_min, dt_max], floored,
+    // so that Δ = softplus(dt_proj(·)) starts in that range (mamba_simple.py).
     Tensor dt = Tensor::empty({Di}, DType::F64);
-    uniform_(dt, g, std::log(cfg.time_step_min), std::log(cfg.time_step_max));
+    uniform_(dt, *g, std::log(cfg.time_step_min), std::log(cfg.time_step_max));
     dt = clamp(exp(dt), cfg.time_step_floor, INFINITY);
     dt_proj->bias.data().copy_(inverse_softplus(dt));
   }
@@ -48,6 +48,7 @@ MambaMixer::MambaMixer(const MambaConfig& cfg, Generator& g, DType dtype)
   Dskip = register_parameter("D", Tensor::ones({Di}, dtype));
 
   out_proj = register_module("out_proj", std::make_shared<Linear>(Di, D, cfg.use_bias, g, dtype));
+  if (!g) return;
   // GPT-2-style rescale of the residual branch: with n_layer residual adds,
   // out_proj is scaled by 1/sqrt(n_layer) (mixer_seq_simple._init_weights).
   if (cfg.rescale_prenorm_residual)
@@ -131,7 +132,7 @@ Tensor MambaMixer::step(const Tensor& hidden, MixerState& state) const {
   return out_proj->forward(Variable(y)).data();                 // (B, D)
 }
 
-MambaBlock::MambaBlock(const MambaConfig& cfg, Generator& g, DType dtype) {
+MambaBlock::MambaBlock(const MambaConfig& cfg, Generator* g, DType dtype) {
   norm = register_module("norm", std::make_shared<RMSNorm>(cfg.hidden_size, cfg.layer_norm_epsilon, dtype));
   mixer = register_module("mixer", std::make_shared<MambaMixer>(cfg, g, dtype));
 }

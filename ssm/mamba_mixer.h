@@ -48,8 +48,9 @@ struct MixerState {
 
 class MambaMixer : public Module {
  public:
-  // Official initialisation (mamba_ssm's Mamba.__init__), drawn from g in a fixed order.
-  MambaMixer(const MambaConfig& cfg, Generator& g, DType dtype = DType::F32);
+  // Official initialisation (mamba_ssm's Mamba.__init__), drawn from g in a fixed order;
+  // g null: the values are left unset, for a caller that fills them.
+  MambaMixer(const MambaConfig& cfg, Generator* g, DType dtype = DType::F32);
 
   // hidden (B, L, D) -> (B, L, D). With `trace`, also returns the SSM inputs.
   Variable forward(const Variable& hidden, MixerTrace* trace = nullptr) const;
@@ -69,7 +70,7 @@ class MambaMixer : public Module {
 
 class MambaBlock : public Module {
  public:
-  MambaBlock(const MambaConfig& cfg, Generator& g, DType dtype = DType::F32);
+  MambaBlock(const MambaConfig& cfg, Generator* g, DType dtype = DType::F32);  // g as MambaMixer's
   Variable forward(const Variable& hidden, MixerTrace* trace = nullptr) const;  // h + mixer(norm(h))
   Tensor step(const Tensor& hidden, MixerState& state) const;
 

@@ -27,22 +27,32 @@ int64_t first_non_finite(const Tensor& t) {
 
 }  // namespace
 
-MambaBackbone::MambaBackbone(const MambaConfig& cfg, Generator& g, DType dtype) {
+MambaBackbone::MambaBackbone(const MambaConfig& cfg, Generator* g, DType dtype) {
   embeddings = register_module("embeddings", std::make_shared<Embedding>(cfg.vocab_size, cfg.hidden_size, g, dtype));
   // Official init: embeddings ~ N(0, 0.02) (mixer_seq_simple._init_weights).
-  normal_(embeddings->weight.data(), g, 0.0, 0.02);
+  if (g) normal_(embeddings->weight.data(), *g, 0.0, 0.02);
   for (int64_t l = 0; l < cfg.num_hidden_layers; ++l)
     layers.push_back(register_module("layers." + std::to_string(l), std::make_shared<MambaBlock>(cfg, g, dtype)));
   norm_f = register_module("norm_f", std::make_shared<RMSNorm>(cfg.hidden_size, cfg.layer_norm_epsilon, dtype));
 }
 
 MambaLM::MambaLM(const MambaConfig& cfg, uint64_t seed, DType dtype) : cfg_(cfg) {
-  cfg_.validate("MambaLM");
   Generator g(seed);
+  build(&g, dtype);
+}
+
+MambaLM::MambaLM(const MambaConfig& cfg, Unset, DType dtype) : cfg_(cfg) { build(nullptr, dtype); }
+
+std::shared_ptr<MambaLM> MambaLM::unset(const MambaConfig& cfg, DType dtype) {
+  return std::shared_ptr<MambaLM>(new MambaLM(cfg, Unset{}, dtype));
+}
+
+void MambaLM::build(Generator* g, DType dtype) {
+  cfg_.validate("MambaLM");
   backbone_ = register_module("backbone", std::make_shared<MambaBackbone>(cfg_, g, dtype));
   if (!cfg_.tie_word_embeddings) {
     Tensor w = Tensor::empty({cfg_.vocab_size, cfg_.hidden_size}, dtype);
-    normal_(w, g, 0.0, 0.02);
+    if (g) normal_(w, *g, 0.0, 0.02);
     lm_head_ = register_parameter("lm_head.weight", w);
   }
 }
@@ -135,7 +145,7 @@ void MambaLM::load_tensors(const std::map<std::string, Tensor>& tensors, const s
 
 std::shared_ptr<MambaLM> MambaLM::load(const std::string& dir, DType dtype) {
   MambaConfig cfg = MambaConfig::from_json_file(dir + "/config.json");
-  auto model = std::make_shared<MambaLM>(cfg, 0, dtype);
+  auto model = MambaLM::unset(cfg, dtype);
   const TensorMap tensors = load_model_weights(dir);
   model->load_tensors(tensors, find_weights_file(dir));
   return model;

@@ -28,7 +28,7 @@ namespace simba {
 
 class MambaBackbone : public Module {
  public:
-  MambaBackbone(const MambaConfig& cfg, Generator& g, DType dtype);
+  MambaBackbone(const MambaConfig& cfg, Generator* g, DType dtype);  // g as MambaMixer's
   std::shared_ptr<Embedding> embeddings;
   std::vector<std::shared_ptr<MambaBlock>> layers;
   std::shared_ptr<RMSNorm> norm_f;
@@ -38,6 +38,10 @@ class MambaLM : public Module {
  public:
   // A freshly initialised model (official mamba_ssm init, seeded).
   MambaLM(const MambaConfig& cfg, uint64_t seed, DType dtype = DType::F32);
+  // Every parameter allocated with its shape and dtype, its values unspecified: for a caller
+  // that fills every one (load; the trainer's bfloat16 copy). It skips the initialisation's
+  // draws, most of the time a large model takes to construct.
+  static std::shared_ptr<MambaLM> unset(const MambaConfig& cfg, DType dtype = DType::F32);
 
   // Loads `dir`/config.json and the weights, model.safetensors or sharded
   // (nn/model_weights.h; HF layout). Accepts
@@ -79,6 +83,11 @@ class MambaLM : public Module {
   const MambaBackbone& backbone() const { return *backbone_; }
 
  private:
+  struct Unset {};
+  MambaLM(const MambaConfig& cfg, Unset, DType dtype);
+  // What both constructors do: the parameters, drawn from g, or left unset when g is null.
+  void build(Generator* g, DType dtype);
+
   MambaConfig cfg_;
   std::shared_ptr<MambaBackbone> backbone_;
   Variable lm_head_;  // untied only

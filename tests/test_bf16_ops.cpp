@@ -329,8 +329,8 @@ TEST_CASE("bfloat16 gradients through autograd, Linear and Embedding match float
   const Tensor tokens = ids({3, 8}, 33, 13);
   run_row(grad_case("embedding", {{33, 17}}, [&](const VarIns& x) { return embedding(x[0], tokens); }));
   Generator g(21);
-  Linear lin(33, 17, true, g, DType::BF16);
-  Embedding emb(33, 33, g, DType::BF16);
+  Linear lin(33, 17, true, &g, DType::BF16);
+  Embedding emb(33, 33, &g, DType::BF16);
   CHECK(lin.weight.dtype() == DType::BF16);
   const Variable y = lin.forward(emb.forward(tokens));
   CHECK(y.dtype() == DType::BF16);

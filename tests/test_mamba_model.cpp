@@ -62,7 +62,7 @@ TEST_CASE("gradcheck: selective_scan op in every input, with column-view operand
 TEST_CASE("gradcheck: the whole mixer, w.r.t. its input and every parameter") {
   MambaConfig cfg = tiny_config();
   Generator init(3);
-  MambaMixer mixer(cfg, init, DType::F64);
+  MambaMixer mixer(cfg, &init, DType::F64);
   jitter(mixer, 4, 0.1);
   Generator g(6);
   Variable x(randn({2, 4, cfg.hidden_size}, g, DType::F64), true);
@@ -107,6 +107,24 @@ TEST_CASE("parameter names and shapes follow Hugging Face MambaForCausalLM") {
   CHECK(model.parameter("backbone.layers.1.mixer.conv1d.weight").shape() == Shape{Di, 1, 3});
   CHECK(model.parameter("backbone.layers.1.mixer.x_proj.weight").shape() == Shape{2 + 2 * 3, Di});
   CHECK(model.parameter("backbone.layers.1.mixer.A_log").shape() == Shape{Di, 3});
+
+  // MambaLM::unset allocates the same parameters (names, shapes, dtypes) without drawing them,
+  // tied or untied; loading a saved model into it gives that model back exactly.
+  for (const bool tied : {true, false}) {
+    cfg.tie_word_embeddings = tied;
+    const MambaLM seeded(cfg, 3, DType::F64);
+    const auto unset = MambaLM::unset(cfg, DType::F64);
+    const auto a = seeded.named_parameters(), b = unset->named_parameters();
+    REQUIRE(a.size() == b.size());
+    for (size_t i = 0; i < a.size(); ++i) {
+      CHECK(a[i].first == b[i].first);
+      CHECK(a[i].second.shape() == b[i].second.shape());
+      CHECK(b[i].second.dtype() == DType::F64);
+    }
+    unset->load_tensors(seeded.state_tensors(), "seeded");
+    const auto loaded = unset->state_tensors();
+    for (const auto& [name, t] : seeded.state_tensors()) CHECK(t.to_vector() == loaded.at(name).to_vector());
+  }
 }
 
 TEST_CASE("official initialisation: A_log = log(1..N), D = 1, dt bias gives Δ in [dt_min, dt_max]") {

@@ -197,7 +197,7 @@ TEST_CASE("gradcheck: linear with and without bias on a 3-D input") {
 
 TEST_CASE("Linear: forward equals x·Wᵀ + b in plain loops; float32 agrees with float64") {
   Generator g(7);
-  Linear lin(4, 3, true, g, DType::F64);
+  Linear lin(4, 3, true, &g, DType::F64);
   Tensor x = randn64({2, 5, 4}, 8);
   Tensor y = lin.forward(Variable(x)).data();
   CHECK(y.shape() == Shape{2, 5, 3});
@@ -221,7 +221,7 @@ TEST_CASE("Linear: forward equals x·Wᵀ + b in plain loops; float32 agrees wit
 
 TEST_CASE("Linear: a wrong input width names both shapes; no bias means no bias parameter") {
   Generator g(1);
-  Linear lin(4, 6, false, g);
+  Linear lin(4, 6, false, &g);
   Variable x(Tensor::zeros({2, 3, 5}));
   const std::string msg = error_of([&] { lin.forward(x); });
   CHECK(msg.find("(2, 3, 5)") != std::string::npos);
@@ -246,7 +246,7 @@ TEST_CASE("gradcheck: embedding with repeated ids; Embedding forward copies the 
   CHECK(wv.grad().at({2, 0}) == 0.0);
 
   Generator g(5);
-  Embedding emb(5, 3, g, DType::F64);
+  Embedding emb(5, 3, &g, DType::F64);
   Tensor y = emb.forward(ids).data();
   CHECK(y.shape() == Shape{2, 3, 3});
   for (int64_t j = 0; j < 3; ++j) CHECK(y.at({1, 2, j}) == emb.weight.data().at({3, j}));
@@ -390,7 +390,7 @@ TEST_CASE("causal_conv1d: forward equals plain loops, incl. strided input and no
   CHECK(a.gradient < 1e-5);
 
   Generator gen(1);
-  CausalConv1d conv(5, 4, true, gen);
+  CausalConv1d conv(5, 4, true, &gen);
   const std::string msg = error_of([&] { conv.forward(Variable(Tensor::zeros({2, 3, 6}))); });
   CHECK(msg.find("(2, 3, 6)") != std::string::npos);
   Tensor channels_strided = randn64({B, C, L}, 88).transpose(1, 2);  // (B, L, C), channel stride L
@@ -544,13 +544,13 @@ struct TinyBlock : Module {
   std::shared_ptr<CausalConv1d> conv1d;
   TinyBlock(Generator& g) {
     norm = register_module("norm", std::make_shared<RMSNorm>(4));
-    in_proj = register_module("in_proj", std::make_shared<Linear>(4, 8, false, g));
-    conv1d = register_module("conv1d", std::make_shared<CausalConv1d>(4, 3, true, g));
+    in_proj = register_module("in_proj", std::make_shared<Linear>(4, 8, false, &g));
+    conv1d = register_module("conv1d", std::make_shared<CausalConv1d>(4, 3, true, &g));
   }
 };
 struct TinyModel : Module {
   TinyModel(Generator& g) {
-    register_module("embeddings", std::make_shared<Embedding>(10, 4, g));
+    register_module("embeddings", std::make_shared<Embedding>(10, 4, &g));
     register_module("layers.0", std::make_shared<TinyBlock>(g));
     register_module("layers.1", std::make_shared<TinyBlock>(g));
     register_module("norm_f", std::make_shared<RMSNorm>(4));
@@ -575,7 +575,7 @@ TEST_CASE("named_parameters of a small module tree gives dotted Hugging Face sty
 
 TEST_CASE("init: PyTorch default bounds, seeded reproducibility, inverse softplus") {
   Generator g1(42), g2(42);
-  Linear a(16, 8, true, g1), b(16, 8, true, g2);
+  Linear a(16, 8, true, &g1), b(16, 8, true, &g2);
   CHECK(a.weight.data().to_vector() == b.weight.data().to_vector());
   CHECK(a.bias.data().to_vector() == b.bias.data().to_vector());
   // bound 1/sqrt(16) = 0.25; 128 uniform draws all below 0.2 in size has probability 0.8^128.
@@ -591,14 +591,14 @@ TEST_CASE("init: PyTorch default bounds, seeded reproducibility, inverse softplu
   CHECK(fan_in({6, 1, 4}) == 4);
 
   // Conv1d: fan_in = K = 4, bound 0.5, for weight and bias alike.
-  CausalConv1d conv(64, 4, true, g1);
+  CausalConv1d conv(64, 4, true, &g1);
   CHECK(max_abs(conv.weight.data()) <= 0.5);
   CHECK(max_abs(conv.weight.data()) > 0.4);
   CHECK(max_abs(conv.bias.data()) <= 0.5);
   CHECK(max_abs(conv.bias.data()) > 0.3);
 
   // Embedding: N(0, 1); 4000 draws give a sample std within 5% of 1.
-  Embedding emb(1000, 4, g1);
+  Embedding emb(1000, 4, &g1);
   double ss = 0.0;
   for (double v : emb.weight.data().to_vector()) ss += v * v;
   CHECK(std::sqrt(ss / 4000) == doctest::Approx(1.0).epsilon(0.05));

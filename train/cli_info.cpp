@@ -46,15 +46,15 @@ void run_info(const std::string& model_dir, std::ostream& out) {
   const MambaConfig cfg = MambaConfig::from_json_file(dir.config_path);
   SafetensorsMetadata metadata;
   const TensorMap tensors = load_model_weights(dir.dir, &metadata);
-  MambaLM model(cfg, 0);
-  model.load_tensors(tensors, dir.weights_path);
+  const std::shared_ptr<MambaLM> model = MambaLM::unset(cfg);
+  model->load_tensors(tensors, dir.weights_path);
 
   // Formatted in a string stream so that setw/left/fixed do not stick to `out`.
   std::ostringstream s;
   s << "model directory: " << dir.dir << "\n";
   s << "config (" << dir.config_path << "):\n";
   print_config(cfg, s);
-  const int64_t n = model.num_parameters();
+  const int64_t n = model->num_parameters();
   s << "parameters: " << n;
   if (n >= 1000000) s << " (" << std::fixed << std::setprecision(1) << static_cast<double>(n) / 1e6 << "M)";
   s << "\n";

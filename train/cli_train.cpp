@@ -124,7 +124,7 @@ void run_train(const TrainArgs& a, const std::set<std::string>& given, std::ostr
         TrainOptions::from_json(checkpoint.state.options, "'" + checkpoint.state_path + "' metadata 'options'")
             .overridden_by(a.options, given);
     options.shard_bytes = a.options.shard_bytes;  // not recorded in the checkpoint: this invocation's
-    auto model = std::make_shared<MambaLM>(checkpoint.config, options.seed);
+    auto model = MambaLM::unset(checkpoint.config);  // restore() fills every parameter
     check_budget(options, *model);
     // The run continues on the tokens it started on: the checkpoint's tokenizer, if it has one.
     std::optional<BpeTokenizer> bpe = load_model_tokenizer(dir);

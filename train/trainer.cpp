@@ -353,8 +353,7 @@ Trainer::Trainer(TrainOptions options, std::shared_ptr<MambaLM> model, TextData 
   // Before the optimiser exists, so that its state is made beside the parameters.
   model_->to(device_);
   if (options_.dtype == DType::BF16) {
-    compute_ = std::make_shared<MambaLM>(model_->config(), 0);  // its values are replaced below
-    compute_->to(DType::BF16);
+    compute_ = MambaLM::unset(model_->config(), DType::BF16);
     compute_->to(device_);
     refresh_compute_copy();
   }
