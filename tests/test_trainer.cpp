@@ -979,7 +979,7 @@ TEST_CASE("simba train --val-data: the whole of --data trains, the whole of --va
   const size_t n_train = toy_text(100).size(), n_val = toy_text(30).size();
   REQUIRE((n_train >= 1000 && n_train < 10000 && n_val >= 1000 && n_val < 10000));
   auto grouped = [](size_t n) { return std::to_string(n / 1000) + "," + std::to_string(n % 1000 + 1000).substr(1); };
-  CHECK(contains(printed, "data: '" + train + "' + '" + val + "': " + grouped(n_train) + " train + " +
+  CHECK(contains(printed, "data: '" + train + " (validation: " + val + ")': " + grouped(n_train) + " train + " +
                               grouped(n_val) + " validation tokens"));
   // The validation numbers are those of the validation file's windows.
   const TextData val_text(ByteTokenizer().encode(toy_text(100)), ByteTokenizer().encode(toy_text(30)), 0, "split");

@@ -86,7 +86,7 @@ TextData training_data(const TrainArgs& a, const TrainOptions& o, const std::opt
   std::vector<int64_t> train = tokens(a.data_path, "train on", "tokens.safetensors");
   if (a.val_data_path.empty()) return TextData(std::move(train), o.val_fraction, o.seed, a.data_path, token_bytes);
   return TextData(std::move(train), tokens(a.val_data_path, "validate on (--val-data)", "val_tokens.safetensors"),
-                  o.seed, a.data_path + "' + '" + a.val_data_path, token_bytes);
+                  o.seed, a.data_path + " (validation: " + a.val_data_path + ")", token_bytes);
 }
 
 // A BPE run's model needs an embedding row for every token id.
