@@ -233,7 +233,7 @@ void add_train_command(CLI::App& app) {
                                                                              {"fp32", "float32"},
                                                                              {"bfloat16", "bfloat16"},
                                                                              {"bf16", "bfloat16"}}))
-      ->capture_default_str();
+      ->option_text("TEXT:{float32,fp32,bfloat16,bf16}=float32");
   cmd->add_option("--simba", a->simba,
                   "train with Simba pruning: each micro-batch's windows split at a random c into context and "
                   "continuation, loss on the continuation (validation stays dense); keep=0.1,schedule=linear,... "
