@@ -47,9 +47,6 @@ using scan_check::check_rows;
 constexpr int kMaxN = 64;
 constexpr int kStatesPerLane = 4;
 
-__device__ inline float exp_t(float v) { return expf(v); }
-__device__ inline double exp_t(double v) { return exp(v); }
-
 // 2^v. float: the hardware approximation (2 ulp), results below 2^-126 flushed to 0, which a
 // decay factor a = exp(Δ·A) in (0, 1] can afford; double: the library's.
 __device__ inline float exp2_t(float v) {
@@ -59,10 +56,11 @@ __device__ inline float exp2_t(float v) {
 }
 __device__ inline double exp2_t(double v) { return exp2(v); }
 
-template <class T>
-__device__ inline T sigmoid_t(T v) {
-  return T(1) / (T(1) + exp_t(-v));
-}
+// σ(v) = 1 / (1 + e^-v). float: through exp2_t and the fast division (each 2 ulp; the division
+// returns 0 for an infinite denominator, the right limit), a few instructions instead of expf's
+// and the IEEE division's dozens; double: exact.
+__device__ inline float sigmoid_t(float v) { return __fdividef(1.0f, 1.0f + exp2_t(-v * 1.4426950408889634f)); }
+__device__ inline double sigmoid_t(double v) { return 1.0 / (1.0 + exp(-v)); }
 
 // v[j] = p[j], j < kStatesPerLane, p 16-byte aligned: vector loads from shared memory.
 __device__ inline void load_states(const float* p, float (&v)[kStatesPerLane]) {
@@ -84,28 +82,31 @@ __device__ inline T lanes_sum(T v) {
 }
 
 // Copies rows t0 .. t0+tc-1, columns col0 .. col0+ncols-1 of the (B, L, ·) rows `src` of batch
-// row b into dst[s·width + c]; columns ncols .. width-1 get zeros. Every thread of the block
-// calls it. Whole 16-byte pieces go as asynchronous copies (completed by the caller's
-// __pipeline_wait_prior and barrier); a view whose rows are not whole 16-byte pieces is copied
-// element by element.
-template <class T>
-__device__ inline void load_tile(T* dst, int width, SeqView<const T> src, int64_t b, int64_t L,
-                                 int64_t t0, int tc, int64_t col0, int ncols) {
+// row b into the kRows x kWidth tile dst[s·kWidth + c]; rows tc .. kRows-1 and columns ncols ..
+// kWidth-1 get zeros (the kernels walk whole tiles: a zero step leaves every state unchanged).
+// Every thread of the block calls it. Whole 16-byte pieces go as asynchronous copies (completed
+// by the caller's __pipeline_wait_prior and barrier); a view whose rows are not whole 16-byte
+// pieces is copied element by element. The tile sizes are compile-time constants, so the
+// index arithmetic is shifts and masks.
+template <int kRows, int kWidth, class T>
+__device__ inline void load_tile(T* dst, SeqView<const T> src, int64_t b, int64_t L, int64_t t0, int tc,
+                                 int64_t col0, int ncols) {
   constexpr int kPer = 16 / sizeof(T);  // elements per 16-byte piece
   const T* base = src.p + (b * L + t0) * src.ld + col0;
-  const bool whole = ncols == width && width % kPer == 0 && src.ld % kPer == 0 &&
-                     reinterpret_cast<uintptr_t>(base) % 16 == 0;
-  if (whole) {
-    const int pieces = width / kPer;
-    for (int i = threadIdx.x; i < tc * pieces; i += blockDim.x) {
-      const int s = i / pieces, q = i % pieces;
-      __pipeline_memcpy_async(dst + s * width + q * kPer, base + s * src.ld + q * kPer, 16);
+  if constexpr (kWidth % kPer == 0) {
+    if (ncols == kWidth && src.ld % kPer == 0 && reinterpret_cast<uintptr_t>(base) % 16 == 0) {
+      constexpr int kPieces = kWidth / kPer;
+      for (int i = threadIdx.x; i < tc * kPieces; i += blockDim.x) {
+        const int s = i / kPieces, q = i % kPieces;
+        __pipeline_memcpy_async(dst + s * kWidth + q * kPer, base + s * src.ld + q * kPer, 16);
+      }
+      for (int i = tc * kWidth + threadIdx.x; i < kRows * kWidth; i += blockDim.x) dst[i] = T(0);
+      return;
     }
-  } else {
-    for (int i = threadIdx.x; i < tc * width; i += blockDim.x) {
-      const int s = i / width, c = i % width;
-      dst[i] = c < ncols ? base[s * src.ld + c] : T(0);
-    }
+  }
+  for (int i = threadIdx.x; i < kRows * kWidth; i += blockDim.x) {
+    const int s = i / kWidth, c = i % kWidth;
+    dst[i] = s < tc && c < ncols ? base[s * src.ld + c] : T(0);
   }
 }
 
@@ -196,18 +197,22 @@ __global__ void __launch_bounds__(kFwdCh * LPC)
   }
   // The epilogue's channel: threads cover the tile row by row, and kFwdCh divides blockDim.x.
   const int ec = threadIdx.x % kFwdCh;
+  // This lane's column of sy, made opaque to the optimiser: nvcc 13.0 otherwise folds its
+  // address into the Δ tile's (stage-dependent) one and gets the offset wrong for T = double.
+  acc* ys = sy + c;
+  asm("" : "+l"(ys));
   const acc Dv = !kSaveStates && Dskip && ec < ncols ? acc(Dskip[c0 + ec]) : acc(0);
 
   auto issue = [&](int64_t k) {
     const int stage = k & 1;
     const int64_t t0 = k * kFwdChunk;
     const int tc = L - t0 < kFwdChunk ? int(L - t0) : kFwdChunk;
-    load_tile(su + stage * kSeq, kFwdCh, u, b, L, t0, tc, c0, ncols);
-    load_tile(sd + stage * kSeq, kFwdCh, delta, b, L, t0, tc, c0, ncols);
-    load_tile(sB + stage * kState, NP, Bm, b, L, t0, tc, 0, N);
+    load_tile<kFwdChunk, kFwdCh>(su + stage * kSeq, u, b, L, t0, tc, c0, ncols);
+    load_tile<kFwdChunk, kFwdCh>(sd + stage * kSeq, delta, b, L, t0, tc, c0, ncols);
+    load_tile<kFwdChunk, NP>(sB + stage * kState, Bm, b, L, t0, tc, 0, N);
     if (!kSaveStates) {
-      if (z.p) load_tile(sz + stage * kSeq, kFwdCh, z, b, L, t0, tc, c0, ncols);
-      load_tile(sC + stage * kState, NP, Cm, b, L, t0, tc, 0, N);
+      if (z.p) load_tile<kFwdChunk, kFwdCh>(sz + stage * kSeq, z, b, L, t0, tc, c0, ncols);
+      load_tile<kFwdChunk, NP>(sC + stage * kState, Cm, b, L, t0, tc, 0, N);
     }
     __pipeline_commit();
   };
@@ -232,12 +237,14 @@ __global__ void __launch_bounds__(kFwdCh * LPC)
     if constexpr (!std::is_same_v<T, acc>) {
       acc* Bw = reinterpret_cast<acc*>(smem + S::Bw);
       acc* Cw = reinterpret_cast<acc*>(smem + S::Cw);
-      widen_tile(Bw, sB + stage * kState, tc * NP);
-      if (!kSaveStates) widen_tile(Cw, sC + stage * kState, tc * NP);
+      widen_tile(Bw, sB + stage * kState, kState);
+      if (!kSaveStates) widen_tile(Cw, sC + stage * kState, kState);
       __syncthreads();
       wB = Bw;
       wC = Cw;
     }
+    // Groups of kUnroll steps: the tile's rows past tc (the last chunk's tail) are zeros, so a
+    // group's steps past tc have Δ = 0, a = 1 and no input, h unchanged; their y is not stored.
     for (int s0 = 0; s0 < tc; s0 += kUnroll) {
       if constexpr (kSaveStates) {
         if (s0 % kBwdChunk == 0 && valid) {
@@ -249,16 +256,14 @@ __global__ void __launch_bounds__(kFwdCh * LPC)
           }
         }
       }
-      // Steps past tc (the last chunk's tail) run with Δ = 0: a = 1 and no input, so h is
-      // unchanged, and their y is not stored. The group's partial sums are reduced over the
-      // channel's lanes after the group, so the shuffles do not split the recurrence.
+      // The group's partial sums are reduced over the channel's lanes after the group, so the
+      // shuffles do not split the recurrence.
       acc y[kUnroll];
 #pragma unroll
       for (int q = 0; q < kUnroll; ++q) {
         const int s = s0 + q;
-        const bool on = s < tc;
-        const acc dt = on ? acc(td[s * kFwdCh + c]) : acc(0);
-        const acc dx = on ? dt * acc(tu[s * kFwdCh + c]) : acc(0);
+        const acc dt = acc(td[s * kFwdCh + c]);
+        const acc dx = dt * acc(tu[s * kFwdCh + c]);
         acc Bq[kStatesPerLane], Cq[kStatesPerLane];
         load_states(wB + s * NP + g * kStatesPerLane, Bq);
         if (!kSaveStates) load_states(wC + s * NP + g * kStatesPerLane, Cq);
@@ -274,7 +279,7 @@ __global__ void __launch_bounds__(kFwdCh * LPC)
 #pragma unroll
         for (int q = 0; q < kUnroll; ++q) {
           const acc yq = lanes_sum<LPC>(y[q]);
-          if (g == 0 && s0 + q < tc) sy[(s0 + q) * kFwdCh + c] = yq;
+          if (g == 0 && s0 + q < tc) ys[(s0 + q) * kFwdCh] = yq;
         }
       }
     }
@@ -283,15 +288,16 @@ __global__ void __launch_bounds__(kFwdCh * LPC)
     if constexpr (!kSaveStates) {
       // Epilogue: (3)'s skip term and the gate (4), stored row by row.
       const T* tz = sz + stage * kSeq;
-      for (int i = threadIdx.x; i < tc * kFwdCh; i += blockDim.x) {
-        const int s = i / kFwdCh;
-        if (ec >= ncols) continue;
-        acc y = sy[i] + Dv * acc(tu[i]);
-        if (z.p) {
-          const acc zv = acc(tz[i]);
-          y *= zv / (acc(1) + exp_t(-zv));  // (4)
+      T* orow = out.p + (b * L + t0) * out.ld + c0 + ec;
+      if (ec < ncols) {
+        for (int i = threadIdx.x; i < tc * kFwdCh; i += blockDim.x) {
+          acc y = sy[i] + Dv * acc(tu[i]);
+          if (z.p) {
+            const acc zv = acc(tz[i]);
+            y *= zv * sigmoid_t(zv);  // (4)
+          }
+          orow[(i / kFwdCh) * out.ld] = T(y);
         }
-        out.p[(b * L + t0 + s) * out.ld + c0 + ec] = T(y);
       }
       __syncthreads();  // the next issue() overwrites this stage, the next steps write sy
     }
@@ -313,18 +319,29 @@ __global__ void __launch_bounds__(kFwdCh * LPC)
 // registers (kBwdChunk + 1 rows of kStatesPerLane per lane) from its saved entry state, and
 // runs (5)-(13) backwards through them.
 //
+// Before its walks the block prepares each (step, channel) of the chunk once, cooperatively:
+// StepIn {Δ, Δ·u, dy, u} (dy_t = dout_t·silu(z_t), dout_t without z) and the coefficient of
+// (12), so a lane reads one 16-byte entry a step and never evaluates the gate itself.
+//
 // The reverse walk carries only the chain of (5) through G; everything it produces that sums
 // over lanes goes to shared memory instead of shuffles, so no step waits on another lane: a
-// lane's partial sums over its states of (8), (9) and y (3) [step][channel][lane], and its
-// channel's terms of (7) and (6) [step][dB or dC][channel][state]. After every kBwdGroup steps
-// the block finishes them: per (step, channel) the lanes' partials in lane order give du, dΔ,
-// dz; per (step, state) the channels' terms in channel order give the block's partial of dB
-// and dC, written as one partial per (channel block, b, t, n), which sum_partials_kernel adds
-// in block order. dA and dD (sums over batch and time) are summed over t in registers and
+// lane's partial sums over its states of (8) (Σ G·B), of the first term of (9) (Σ G·A·a·h) and
+// of y (3) [step][channel][lane], and its channel's terms of (7) and (6)
+// [step][dB or dC][channel][state]. After every kBwdGroup steps the block finishes them: per
+// (step, channel) the lanes' partials in lane order give du, dΔ (the second term of (9) is
+// u·Σ G·B), dz; per (step, state) the channels' terms in channel order give the block's partial
+// of dB and dC, written as one partial per (channel block, b, t, n), which sum_partials_kernel
+// adds in block order. dA and dD (sums over batch and time) are summed over t in registers and
 // written as one partial per (b, d, n) / (b, d), likewise added in batch order.
 
 constexpr int kBwdThreads = 128;  // threads per backward block, at most
 constexpr int kBwdGroup = 8;      // steps whose sums are finished together; divides kBwdChunk
+
+// One (step, channel) of a backward chunk, prepared once for every lane of the channel.
+template <class A>
+struct alignas(4 * sizeof(A)) StepIn {
+  A dt, dx, dy, x;  // Δ_t, Δ_t·u_t, dy_t, u_t
+};
 
 template <class T, int LPC>
 struct BackwardSmem {
@@ -334,17 +351,21 @@ struct BackwardSmem {
   using acc = acc_t<T>;
   static constexpr size_t kSeqTile = size_t(kBwdChunk) * kCH * sizeof(T);
   static constexpr size_t kStateTile = size_t(kBwdChunk) * kNP * sizeof(T);
-  // Two stages of u, Δ, z, dout, B, C; one group's lane partials (3 of [kBwdGroup][kCH][LPC])
-  // and channel terms ([kBwdGroup][2][kCH][kNP]) in acc; B, C widened when T is narrower.
+  // Two stages of u, Δ, z, dout, B, C; the chunk's StepIn and (12) coefficients; one group's
+  // lane partials (3 of [kBwdGroup][kCH][LPC]) and channel terms ([kBwdGroup][2][kCH][kNP])
+  // in acc; B, C widened when T is narrower.
   static constexpr size_t u = 0, delta = u + 2 * kSeqTile, z = delta + 2 * kSeqTile;
   static constexpr size_t dout = z + 2 * kSeqTile, B = dout + 2 * kSeqTile, C = B + 2 * kStateTile;
+  static constexpr size_t steps = C + 2 * kStateTile;
+  static constexpr size_t zcoef = steps + size_t(kBwdChunk) * kCH * sizeof(StepIn<acc>);
   static constexpr size_t kLaneTile = size_t(kBwdGroup) * kCH * LPC * sizeof(acc);
-  static constexpr size_t lanes = C + 2 * kStateTile, terms = lanes + 3 * kLaneTile;
+  static constexpr size_t lanes = zcoef + size_t(kBwdChunk) * kCH * sizeof(acc), terms = lanes + 3 * kLaneTile;
   static constexpr size_t kWideTile = std::is_same_v<T, acc> ? 0 : size_t(kBwdChunk) * kNP * sizeof(acc);
   static constexpr size_t Bw = terms + size_t(kBwdGroup) * 2 * kCH * kNP * sizeof(acc);
   static constexpr size_t Cw = Bw + kWideTile;
   static constexpr size_t bytes = Cw + kWideTile;
-  static_assert(kSeqTile % 16 == 0 && kStateTile % 16 == 0 && kLaneTile % 16 == 0, "16-byte alignment");
+  static_assert(kSeqTile % 16 == 0 && kStateTile % 16 == 0 && kLaneTile % 16 == 0 && zcoef % 16 == 0,
+                "16-byte alignment");
 };
 
 // p[j] = v[j], j < kStatesPerLane, p 16-byte aligned: vector stores to shared memory.
@@ -384,9 +405,11 @@ __global__ void __launch_bounds__(BackwardSmem<T, LPC>::kThreads)
   T* sg = reinterpret_cast<T*>(smem + S::dout);
   T* sB = reinterpret_cast<T*>(smem + S::B);
   T* sC = reinterpret_cast<T*>(smem + S::C);
+  StepIn<acc>* steps = reinterpret_cast<StepIn<acc>*>(smem + S::steps);  // [s][c]
+  acc* zcoef = reinterpret_cast<acc*>(smem + S::zcoef);                  // [s][c]: dz = zcoef·y
   constexpr int kLane = kBwdGroup * CH * LPC;
   acc* pu = reinterpret_cast<acc*>(smem + S::lanes);  // [q][c][g]: Σ_j G·B (8)
-  acc* pd = pu + kLane;                                // Σ_j of (9)
+  acc* pd = pu + kLane;                                // Σ_j G·A·a·h, (9)'s first term
   acc* py = pd + kLane;                                // Σ_j C·h (3)
   acc* terms = reinterpret_cast<acc*>(smem + S::terms);  // [q][dB, dC][c][n]
 
@@ -416,19 +439,13 @@ __global__ void __launch_bounds__(BackwardSmem<T, LPC>::kThreads)
     const int stage = k & 1;
     const int64_t t0 = k * TC;
     const int tc = L - t0 < TC ? int(L - t0) : TC;
-    load_tile(su + stage * kSeq, CH, u, b, L, t0, tc, c0, ncols);
-    load_tile(sd + stage * kSeq, CH, delta, b, L, t0, tc, c0, ncols);
-    if (z.p) load_tile(sz + stage * kSeq, CH, z, b, L, t0, tc, c0, ncols);
-    load_tile(sg + stage * kSeq, CH, dout, b, L, t0, tc, c0, ncols);
-    load_tile(sB + stage * kState, NP, Bm, b, L, t0, tc, 0, N);
-    load_tile(sC + stage * kState, NP, Cm, b, L, t0, tc, 0, N);
+    load_tile<TC, CH>(su + stage * kSeq, u, b, L, t0, tc, c0, ncols);
+    load_tile<TC, CH>(sd + stage * kSeq, delta, b, L, t0, tc, c0, ncols);
+    if (z.p) load_tile<TC, CH>(sz + stage * kSeq, z, b, L, t0, tc, c0, ncols);
+    load_tile<TC, CH>(sg + stage * kSeq, dout, b, L, t0, tc, c0, ncols);
+    load_tile<TC, NP>(sB + stage * kState, Bm, b, L, t0, tc, 0, N);
+    load_tile<TC, NP>(sC + stage * kState, Cm, b, L, t0, tc, 0, N);
     __pipeline_commit();
-  };
-  // dy_t = dout_t·silu(z_t) (dout_t without z), and σ(z_t) for (12).
-  auto gate = [&](acc go, acc zv, acc& sgm) {
-    if (!z.p) return go;
-    sgm = sigmoid_t(zv);
-    return go * zv * sgm;
   };
 
   issue(nchunks - 1);
@@ -443,24 +460,39 @@ __global__ void __launch_bounds__(BackwardSmem<T, LPC>::kThreads)
       __pipeline_wait_prior(0);
     }
     __syncthreads();
-    const T* tu = su + stage * kSeq;
-    const T* td = sd + stage * kSeq;
-    const T* tz = sz + stage * kSeq;
-    const T* tg = sg + stage * kSeq;
+    // Prepare the chunk's (step, channel) entries; the tiles' zero rows and columns (past tc,
+    // past ncols) give zero entries: Δ = 0 keeps every state, dy = 0 adds nothing.
+    {
+      const T* tu = su + stage * kSeq;
+      const T* td = sd + stage * kSeq;
+      const T* tz = sz + stage * kSeq;
+      const T* tg = sg + stage * kSeq;
+      for (int i = threadIdx.x; i < kSeq; i += kThreads) {
+        const acc dt = acc(td[i]), x = acc(tu[i]), go = acc(tg[i]);
+        acc dy = go, zc = 0;
+        if (z.p) {
+          const acc zv = acc(tz[i]), sgm = sigmoid_t(zv);
+          dy = go * zv * sgm;
+          zc = go * sgm * (acc(1) + zv * (acc(1) - sgm));  // (12) without y
+        }
+        steps[i] = StepIn<acc>{dt, dt * x, dy, x};
+        zcoef[i] = zc;
+      }
+    }
     const acc* wB = reinterpret_cast<const acc*>(sB + stage * kState);
     const acc* wC = reinterpret_cast<const acc*>(sC + stage * kState);
     if constexpr (!std::is_same_v<T, acc>) {
       acc* Bw = reinterpret_cast<acc*>(smem + S::Bw);
       acc* Cw = reinterpret_cast<acc*>(smem + S::Cw);
-      widen_tile(Bw, sB + stage * kState, tc * NP);
-      widen_tile(Cw, sC + stage * kState, tc * NP);
-      __syncthreads();
+      widen_tile(Bw, sB + stage * kState, kState);
+      widen_tile(Cw, sC + stage * kState, kState);
       wB = Bw;
       wC = Cw;
     }
+    __syncthreads();
 
     // Recompute the chunk: hs[s + 1] = h_{t0+s}, hs[0] = the entry state h_{t0-1} (steps past
-    // tc: Δ = 0 keeps h unchanged; they are skipped below).
+    // tc have Δ = 0 and leave h unchanged).
     acc hs[TC + 1][kStatesPerLane];
 #pragma unroll
     for (int j = 0; j < kStatesPerLane; ++j) {
@@ -469,44 +501,40 @@ __global__ void __launch_bounds__(BackwardSmem<T, LPC>::kThreads)
     }
 #pragma unroll
     for (int s = 0; s < TC; ++s) {
-      const bool on = s < tc;
-      const acc dt = on ? acc(td[s * CH + c]) : acc(0);
-      const acc dx = on ? dt * acc(tu[s * CH + c]) : acc(0);
+      const StepIn<acc> p = steps[s * CH + c];
       acc Bq[kStatesPerLane];
       load_states(wB + s * NP + g * kStatesPerLane, Bq);
 #pragma unroll
-      for (int j = 0; j < kStatesPerLane; ++j) hs[s + 1][j] = exp2_t(dt * A2[j]) * hs[s][j] + dx * Bq[j];  // (1)-(2)
+      for (int j = 0; j < kStatesPerLane; ++j) hs[s + 1][j] = exp2_t(p.dt * A2[j]) * hs[s][j] + p.dx * Bq[j];  // (1)-(2)
     }
 
 #pragma unroll
     for (int q0 = TC - kBwdGroup; q0 >= 0; q0 -= kBwdGroup) {
       if (q0 >= tc) continue;  // uniform over the block
+      // Every step of the group, those past tc too: there dy = Δ = 0 and the zero B, C rows
+      // leave G and the sums over t unchanged, and their partials are not finished.
 #pragma unroll
       for (int q = kBwdGroup - 1; q >= 0; --q) {
         const int s = q0 + q;
-        if (s >= tc) continue;
-        const acc dt = acc(td[s * CH + c]), x = acc(tu[s * CH + c]), go = acc(tg[s * CH + c]);
-        const acc dx = dt * x;
-        acc sgm = 0;
-        const acc dy = gate(go, z.p ? acc(tz[s * CH + c]) : acc(0), sgm);
+        const StepIn<acc> p = steps[s * CH + c];
         acc Bq[kStatesPerLane], Cq[kStatesPerLane], vB[kStatesPerLane], vC[kStatesPerLane];
         load_states(wB + s * NP + g * kStatesPerLane, Bq);
         load_states(wC + s * NP + g * kStatesPerLane, Cq);
         acc gu = 0, gd = 0, yp = 0;
 #pragma unroll
         for (int j = 0; j < kStatesPerLane; ++j) {
-          const acc ht = hs[s + 1][j], a = exp2_t(dt * A2[j]);
-          const acc gj = G[j] + Cq[j] * dy;      // (5)
-          const acc w = gj * a * hs[s][j];       // G_t·a_t·h_{t-1}
-          vB[j] = gj * dx;                       // (7), this channel's term
-          vC[j] = dy * ht;                       // (6), this channel's term
-          yp += Cq[j] * ht;                      // (3), for (12)
-          gu += gj * Bq[j];                      // (8) / Δ
-          gd += w * An[j] + gj * Bq[j] * x;      // (9)
-          dAs[j] += w * dt;                      // (10)
+          const acc ht = hs[s + 1][j], a = exp2_t(p.dt * A2[j]);
+          const acc gj = G[j] + Cq[j] * p.dy;    // (5)
           G[j] = gj * a;
+          const acc w = G[j] * hs[s][j];         // G_t·a_t·h_{t-1}
+          vB[j] = gj * p.dx;                     // (7), this channel's term
+          vC[j] = p.dy * ht;                     // (6), this channel's term
+          yp += Cq[j] * ht;                      // (3), for (12)
+          gu += gj * Bq[j];                      // (8) / Δ and (9)'s second term / u
+          gd += w * An[j];                       // (9)'s first term
+          dAs[j] += w * p.dt;                    // (10)
         }
-        if (g == 0) dDs += dy * x;  // (11)
+        if (g == 0) dDs += p.dy * p.x;  // (11)
         const int li = (q * CH + c) * LPC + g;
         pu[li] = gu;
         pd[li] = gd;
@@ -519,29 +547,28 @@ __global__ void __launch_bounds__(BackwardSmem<T, LPC>::kThreads)
       // Finish the group: du, dΔ, dz per (step, channel) from the lanes' partials in lane order;
       // dB, dC per (step, state) from the channels' terms in channel order.
       const int gc = tc - q0 < kBwdGroup ? tc - q0 : kBwdGroup;  // the group's steps
-      for (int i = threadIdx.x; i < gc * CH; i += kThreads) {
-        if (ec >= ncols) continue;
-        const int q = i / CH, s = q0 + q;
-        acc gu = 0, gd = 0, yp = 0;
+      if (ec < ncols) {
+        for (int i = threadIdx.x; i < gc * CH; i += kThreads) {
+          const int s = q0 + i / CH;
+          acc gu = 0, gd = 0, yp = 0;
 #pragma unroll
-        for (int l = 0; l < LPC; ++l) {
-          gu += pu[i * LPC + l];
-          gd += pd[i * LPC + l];
-          yp += py[i * LPC + l];
+          for (int l = 0; l < LPC; ++l) {
+            gu += pu[i * LPC + l];
+            gd += pd[i * LPC + l];
+            yp += py[i * LPC + l];
+          }
+          const StepIn<acc> p = steps[s * CH + ec];
+          const int64_t r = b * L + t0 + s;
+          du.p[r * du.ld + c0 + ec] = T(gu * p.dt + eD * p.dy);  // (8)
+          ddelta.p[r * ddelta.ld + c0 + ec] = T(gd + p.x * gu);  // (9)
+          if (dz.p) dz.p[r * dz.ld + c0 + ec] = T(zcoef[s * CH + ec] * (yp + eD * p.x));  // (12)
         }
-        const acc dt = acc(td[s * CH + ec]), x = acc(tu[s * CH + ec]), go = acc(tg[s * CH + ec]);
-        const acc zv = z.p ? acc(tz[s * CH + ec]) : acc(0);
-        acc sgm = 0;
-        const acc dy = gate(go, zv, sgm);
-        const int64_t r = b * L + t0 + s;
-        du.p[r * du.ld + c0 + ec] = T(gu * dt + eD * dy);  // (8)
-        ddelta.p[r * ddelta.ld + c0 + ec] = T(gd);         // (9)
-        if (dz.p) dz.p[r * dz.ld + c0 + ec] = T(go * (yp + eD * x) * sgm * (acc(1) + zv * (acc(1) - sgm)));  // (12)
       }
       for (int i = threadIdx.x; i < gc * 2 * N; i += kThreads) {
         const int q = i / (2 * N), which = i % (2 * N) / N, n = i % N;
         const acc* t = terms + (q * 2 + which) * CH * NP + n;
         acc sum = 0;
+#pragma unroll
         for (int cc = 0; cc < CH; ++cc) sum += t[cc * NP];
         (which == 0 ? dB_part : dC_part)[((blk * B + b) * L + t0 + q0 + q) * N + n] = sum;
       }
