@@ -98,12 +98,21 @@ std::string read_file(const std::string& path) {
 }
 
 FileReader::FileReader(const std::string& path) : path_(path) {
-  FdGuard fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  // O_NONBLOCK: opening a FIFO that no process writes to would otherwise wait forever, before
+  // the type check below could refuse it; on a regular file the flag changes nothing.
+  FdGuard fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK));
   const int err = errno;
   SIMBA_CHECK(fd.get() >= 0, "cannot open '" << path << "' for reading: " << errno_text(err));
   struct stat st {};
   SIMBA_CHECK(::fstat(fd.get(), &st) == 0, "cannot stat '" << path << "': " << errno_text(errno));
-  SIMBA_CHECK(S_ISREG(st.st_mode), "cannot read '" << path << "' in pieces: it is not a regular file");
+  const char* kind = S_ISDIR(st.st_mode)    ? "a directory"
+                     : S_ISFIFO(st.st_mode) ? "a FIFO (named pipe)"
+                     : S_ISCHR(st.st_mode)  ? "a character device"
+                     : S_ISBLK(st.st_mode)  ? "a block device"
+                     : S_ISSOCK(st.st_mode) ? "a socket"
+                                            : "not a regular file";
+  SIMBA_CHECK(S_ISREG(st.st_mode), "cannot read '" << path << "': expected a regular file (its data is read at "
+                                                   << "given offsets), got " << kind);
   size_ = static_cast<uint64_t>(st.st_size);
   fd_ = fd.release();
 }

@@ -7,6 +7,7 @@
 
 #include <signal.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmath>
@@ -249,6 +250,20 @@ TEST_CASE("safetensors: missing file names the path and the OS reason") {
   const std::string msg = error_of([&] { load_safetensors(path); });
   CHECK(msg.find(path) != std::string::npos);
   CHECK(msg.find("No such file or directory") != std::string::npos);
+}
+
+TEST_CASE("safetensors: a directory or a FIFO is refused by kind, and a FIFO without a writer does not hang") {
+  const std::string dir = g_tmp.file("a_directory.safetensors");
+  fs::create_directories(dir);
+  const std::string d = error_of([&] { load_safetensors(dir); });
+  CHECK(contains(d, "cannot read '" + dir + "': expected a regular file (its data is read at given offsets), got a "
+                    "directory"));
+  const std::string fifo = g_tmp.file("a_fifo.safetensors");
+  fs::remove(fifo);
+  REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+  const std::string f = error_of([&] { load_safetensors(fifo); });  // no writer: would block in a plain open
+  CHECK(contains(f, "cannot read '" + fifo + "': expected a regular file"));
+  CHECK(contains(f, "got a FIFO (named pipe)"));
 }
 
 TEST_CASE("safetensors: file shorter than 8 bytes") {
