@@ -28,6 +28,7 @@ int64_t score_flops(SimbaCriterion criterion, int64_t n, const MambaConfig& cfg)
     case SimbaCriterion::SimbaL2: return ssm + 2 * n * Di + n;
     case SimbaCriterion::Norm: return 2 * n * D + n;
     case SimbaCriterion::Clip: return n * D;
+    case SimbaCriterion::Delta: return 2 * n * Di + n;
     case SimbaCriterion::Random:
     case SimbaCriterion::Stride: return 0;
   }

@@ -14,14 +14,15 @@ namespace simba {
 
 namespace {
 
-const char* const kCriterionList = "simba, simba-abs, simba-l2, random, stride, norm, clip";
-const char* const kScheduleList = "linear, uniform, custom";
+const char* const kCriterionList = "simba, simba-abs, simba-l2, random, stride, norm, clip, delta";
+const char* const kScheduleList = "linear, uniform, inverted, custom";
 const char* const kKeyList = "keep, schedule, criterion, start, seed, ratios, counts";
 
 const SimbaCriterion kCriteria[] = {SimbaCriterion::Simba,  SimbaCriterion::SimbaAbs, SimbaCriterion::SimbaL2,
                                     SimbaCriterion::Random, SimbaCriterion::Stride,   SimbaCriterion::Norm,
-                                    SimbaCriterion::Clip};
-const SimbaSchedule kSchedules[] = {SimbaSchedule::Linear, SimbaSchedule::Uniform, SimbaSchedule::Custom};
+                                    SimbaCriterion::Clip,   SimbaCriterion::Delta};
+const SimbaSchedule kSchedules[] = {SimbaSchedule::Linear, SimbaSchedule::Uniform, SimbaSchedule::Inverted,
+                                    SimbaSchedule::Custom};
 
 std::string trim(const std::string& s) {
   const size_t b = s.find_first_not_of(" \t");
@@ -102,6 +103,7 @@ const char* criterion_name(SimbaCriterion c) {
     case SimbaCriterion::Stride: return "stride";
     case SimbaCriterion::Norm: return "norm";
     case SimbaCriterion::Clip: return "clip";
+    case SimbaCriterion::Delta: return "delta";
   }
   return "?";
 }
@@ -110,6 +112,7 @@ const char* schedule_name(SimbaSchedule s) {
   switch (s) {
     case SimbaSchedule::Linear: return "linear";
     case SimbaSchedule::Uniform: return "uniform";
+    case SimbaSchedule::Inverted: return "inverted";
     case SimbaSchedule::Custom: return "custom";
   }
   return "?";
@@ -118,6 +121,8 @@ const char* schedule_name(SimbaSchedule s) {
 bool is_ssm_criterion(SimbaCriterion c) {
   return c == SimbaCriterion::Simba || c == SimbaCriterion::SimbaAbs || c == SimbaCriterion::SimbaL2;
 }
+
+bool reads_mixer_trace(SimbaCriterion c) { return is_ssm_criterion(c) || c == SimbaCriterion::Delta; }
 
 void SimbaOptions::validate(const std::string& source) const {
   SIMBA_CHECK(std::isfinite(keep) && keep > 0.0 && keep <= 1.0,

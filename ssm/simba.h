@@ -21,8 +21,9 @@
 // Keys:
 //   keep      ρ, the fraction of the context the last layer keeps, a number in (0, 1]. Default 0.1
 //             (the paper's "10 % of tokens at the final layer" [S]).
-//   schedule  linear (default, the paper's [S]), uniform, custom. See ssm/simba_schedule.h.
-//   criterion simba (default), simba-abs, simba-l2, random, stride, norm, clip. See ssm/simba_score.h.
+//   schedule  linear (default, the paper's [S]), uniform, inverted, custom. See ssm/simba_schedule.h.
+//   criterion simba (default), simba-abs, simba-l2, random, stride, norm, clip, delta. See
+//             ssm/simba_score.h.
 //   start     s, an integer >= 0: layers 0..s process the whole context (default 0).
 //   seed      an integer >= 0 seeding the `random` criterion (default 0).
 //   ratios    schedule=custom only: r_0:r_1:..., each in (0, 1], non-increasing, r_0 = 1.
@@ -37,14 +38,16 @@
 namespace simba {
 
 // How a layer ranks its context tokens (ssm/simba_score.h defines each).
-enum class SimbaCriterion { Simba, SimbaAbs, SimbaL2, Random, Stride, Norm, Clip };
+enum class SimbaCriterion { Simba, SimbaAbs, SimbaL2, Random, Stride, Norm, Clip, Delta };
 // How many context tokens each layer processes (ssm/simba_schedule.h defines each).
-enum class SimbaSchedule { Linear, Uniform, Custom };
+enum class SimbaSchedule { Linear, Uniform, Inverted, Custom };
 
 const char* criterion_name(SimbaCriterion c);  // "simba", "simba-abs", ...
-const char* schedule_name(SimbaSchedule s);    // "linear", "uniform", "custom"
+const char* schedule_name(SimbaSchedule s);    // "linear", "uniform", "inverted", "custom"
 // True for the three criteria computed from the layer's SSM (simba, simba-abs, simba-l2).
 bool is_ssm_criterion(SimbaCriterion c);
+// True for the criteria that read the layer's MixerTrace: the SSM ones and delta.
+bool reads_mixer_trace(SimbaCriterion c);
 
 struct SimbaOptions {
   double keep = 0.1;                               // ρ, in (0, 1]

@@ -85,6 +85,7 @@ Tensor layer_scores(const SimbaOptions& opt, const MixerTrace& trace, const Tens
     case SimbaCriterion::SimbaL2: return simba_scores(trace, n, opt.criterion);
     case SimbaCriterion::Norm: return norm_scores(input, n);
     case SimbaCriterion::Clip: return clip_scores(mixer_out, n);
+    case SimbaCriterion::Delta: return delta_scores(trace, n);
     case SimbaCriterion::Random: return random_scores(B, n, opt.seed, layer, input.dtype()).to(input.device());
     case SimbaCriterion::Stride: return stride_scores(B, n, k, input.dtype()).to(input.device());
   }
@@ -128,7 +129,7 @@ SimbaResult run(const MambaLM& model, const Tensor& ids, int64_t c, const SimbaO
       x = reshape(index_select(reshape(h, {B * L, D}), 0, flat), {B, T, D});
     }
     MixerTrace trace;
-    const bool need_trace = score_here && is_ssm_criterion(opt->criterion);
+    const bool need_trace = score_here && reads_mixer_trace(opt->criterion);
     Variable mo = block.mixer->forward(block.norm->forward(x), need_trace ? &trace : nullptr);  // (B, T, D)
     h = full ? h + mo : reshape(index_add(reshape(h, {B * L, D}), 0, flat, reshape(mo, {B * T, D})), {B, L, D});
     if (keep_trace) res.layer_hidden.push_back(h.data());

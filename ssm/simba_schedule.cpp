@@ -1,4 +1,4 @@
-// ssm/simba_schedule.cpp: the per-layer token counts of ssm/simba_schedule.h, (S1)-(S3).
+// ssm/simba_schedule.cpp: the per-layer token counts of ssm/simba_schedule.h, (S1)-(S4).
 #include "ssm/simba_schedule.h"
 
 #include <algorithm>
@@ -41,9 +41,15 @@ std::vector<int64_t> simba_token_counts(const SimbaOptions& opt, int64_t layers,
   const double M = static_cast<double>(layers - 1 - s);
   const double drop = 1.0 - opt.keep;
   for (int64_t l = s + 1; l < layers; ++l) {
-    const double r = opt.schedule == SimbaSchedule::Linear ? 1.0 - drop * static_cast<double>(l - s) / M  // (S1)
-                                                           : 1.0 - drop * (M + 1.0) / (2.0 * M);       // (S3)
-    n[l] = keep_count(r, n0);                                                                           // (S2)
+    const double k = static_cast<double>(l - s);
+    double r = 1.0;
+    switch (opt.schedule) {
+      case SimbaSchedule::Linear: r = 1.0 - drop * k / M; break;                                        // (S1)
+      case SimbaSchedule::Uniform: r = 1.0 - drop * (M + 1.0) / (2.0 * M); break;                       // (S3)
+      case SimbaSchedule::Inverted: r = 1.0 - drop * k * (2.0 * M + 1.0 - k) / (M * (M + 1.0)); break;  // (S4)
+      case SimbaSchedule::Custom: break;  // returned above
+    }
+    n[l] = keep_count(r, n0);  // (S2)
   }
   return n;
 }

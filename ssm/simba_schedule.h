@@ -18,6 +18,14 @@
 // with (S2). The mean is of the ratios r_ℓ (before rounding), so the two schedules process the
 // same number of tokens up to rounding.
 //
+// schedule=inverted: more pruning in the lower layers. The linear schedule removes the same
+// share (1 − ρ)/M of the context at each of the M = Lyr − 1 − s pruned layers; the inverted one
+// removes shares that shrink linearly, M, M − 1, …, 1 parts of (1 − ρ)·2/(M(M + 1)), so that
+//   r_ℓ = 1 − (1 − ρ)·k·(2M + 1 − k)/(M·(M + 1)),  k = ℓ − s, for ℓ > s               (S4)
+// with (S2): the last layer still keeps ρ, every layer in between keeps less than under linear
+// (Lyr = 4, ρ = 0.1: r = 1, 0.55, 0.25, 0.1 against linear's 1, 0.7, 0.4, 0.1), so it processes
+// fewer tokens; a comparison with linear at equal FLOPs picks a larger ρ for it.
+//
 // schedule=custom: one entry per layer (exactly Lyr entries, checked here against the model):
 //   ratios r_0:r_1:...  n_ℓ = max(1, ceil*(r_ℓ·n_0)); r_0 must be 1.
 //   counts c_0:c_1:...  n_ℓ = min(c_ℓ, n_0), so one list serves shorter contexts too; c_0 must

@@ -219,6 +219,11 @@ Tensor norm_scores(const Tensor& hidden, int64_t n) {
   return sqrt(sum(square(hidden.narrow(1, 0, n)), -1));
 }
 
+Tensor delta_scores(const MixerTrace& trace, int64_t n) {
+  check_stream("delta_scores", trace.delta, n);
+  return sqrt(sum(square(trace.delta.narrow(1, 0, n)), -1));
+}
+
 Tensor clip_scores(const Tensor& mixer_out, int64_t n) {
   check_stream("clip_scores", mixer_out, n);
   return sum(clamp(mixer_out.narrow(1, 0, n), 0.0, INFINITY), -1);

@@ -48,6 +48,9 @@
 //           mamba_ssm Block returns as hidden_states, i.e. mixer(norm(residual)) without the
 //           residual). UTR maps a sum of exactly 0 to −inf; 0 is already the lowest possible
 //           value, so the ranking is the same and we keep 0.
+//   delta   ||Δ_t||_2 over the Di channels of the layer's step sizes (after softplus): the
+//           Δ-magnitude criterion of DeciMamba (Ben-Kish et al. 2024), which keeps the tokens the
+//           SSM takes the largest steps on, i.e. writes most strongly into its state.
 //
 // Selection (select_kept): the anchor plus the k − 1 highest-scoring other tokens; ties go to
 // the earlier position; a NaN score ranks as −∞; the result is in ascending order
@@ -141,6 +144,8 @@ Tensor simba_scores(const MixerTrace& trace, int64_t n, SimbaCriterion criterion
 Tensor norm_scores(const Tensor& hidden, int64_t n);
 // mixer_out (B, L, D) -> (B, n): Σ_d max(0, mixer_out[b, t, d]), t < n.
 Tensor clip_scores(const Tensor& mixer_out, int64_t n);
+// trace.delta (B, L, Di) -> (B, n): ||trace.delta[b, t]||_2, t < n.
+Tensor delta_scores(const MixerTrace& trace, int64_t n);
 // (B, n): the random criterion's numbers for layer `layer` (the same row for every b).
 Tensor random_scores(int64_t B, int64_t n, uint64_t seed, int64_t layer, DType dtype);
 // (B, n): 1 at the k stride positions, 0 elsewhere (1 <= k <= n).

@@ -672,7 +672,7 @@ TEST_CASE("the simba binary: help, info, and an error exit") {
 }
 
 TEST_CASE("the simba binary: --device on every command that runs a model; a device not usable here exits 1") {
-  for (const char* cmd : {"train", "eval", "generate", "forward", "inspect", "highway"}) {
+  for (const char* cmd : {"train", "eval", "generate", "forward", "inspect", "highway", "recall"}) {
     INFO(cmd);
     auto [code, text] = run_simba(std::string(cmd) + " --help");
     CHECK(code == 0);

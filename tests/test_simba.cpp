@@ -31,7 +31,7 @@ namespace {
 
 const SimbaCriterion kAllCriteria[] = {SimbaCriterion::Simba,  SimbaCriterion::SimbaAbs, SimbaCriterion::SimbaL2,
                                        SimbaCriterion::Random, SimbaCriterion::Stride,   SimbaCriterion::Norm,
-                                       SimbaCriterion::Clip};
+                                       SimbaCriterion::Clip,   SimbaCriterion::Delta};
 const SimbaCriterion kSsmCriteria[] = {SimbaCriterion::Simba, SimbaCriterion::SimbaAbs, SimbaCriterion::SimbaL2};
 
 SimbaOptions options(const std::string& text) { return parse_simba_options(text, "test"); }
@@ -246,6 +246,21 @@ TEST_CASE("schedule: the documented n_ℓ for linear, uniform and custom schedul
   CHECK(counts("keep=0.1", 3, 3) == V{3, 2, 1});
   // keep = 1: dense.
   CHECK(counts("keep=1", 5, 12) == V{12, 12, 12, 12, 12});
+  // Inverted (S4): Lyr = 4, s = 0, M = 3: r = 1 − 0.9·k(7 − k)/12 = 0.55, 0.25, 0.1.
+  CHECK(counts("keep=0.1,schedule=inverted", 4, 100) == V{100, 55, 25, 10});
+  // M = 1 (two layers, or s = Lyr − 2): one pruned layer, the same as linear.
+  CHECK(counts("keep=0.3,schedule=inverted", 2, 30) == V{30, 9});
+  CHECK(counts("keep=0.2,schedule=inverted,start=3", 5, 50) == V{50, 50, 50, 50, 10});
+  // Start layer 1 of 5, M = 3: r = 1, 1, 0.55, 0.25, 0.1 again.
+  CHECK(counts("keep=0.1,schedule=inverted,start=1", 5, 100) == V{100, 100, 55, 25, 10});
+  // Every pruned layer in between keeps less than under linear; the last one keeps ρ.
+  for (int64_t L : {3, 6, 12, 24}) {
+    const V lin = counts("keep=0.1", L, 1000), inv = counts("keep=0.1,schedule=inverted", L, 1000);
+    CHECK(inv.front() == 1000);
+    CHECK(inv.back() == lin.back());
+    for (int64_t l = 1; l + 1 < L; ++l) CHECK(inv[l] < lin[l]);
+    for (int64_t l = 1; l < L; ++l) CHECK(inv[l] <= inv[l - 1]);
+  }
   // Uniform: the linear schedule's mean ratio after s. Lyr = 4, s = 0: mean(0.7, 0.4, 0.1) = 0.4.
   CHECK(counts("keep=0.1,schedule=uniform", 4, 100) == V{100, 40, 40, 40});
   // s = 1: mean(0.55, 0.1) = 0.325 -> ceil(32.5) = 33.
@@ -293,8 +308,8 @@ TEST_CASE("options: bad input gives clear errors naming the item") {
   CHECK(err("keep=0").find("keep=0: expected a number in (0, 1]") != std::string::npos);
   CHECK(err("keep=abc").find("keep=abc: expected a number in (0, 1]") != std::string::npos);
   CHECK(err("criterion=best").find("criterion=best: unknown criterion; valid: simba, simba-abs, simba-l2, random, "
-                                   "stride, norm, clip") != std::string::npos);
-  CHECK(err("schedule=cosine").find("schedule=cosine: unknown schedule; valid: linear, uniform, custom") !=
+                                   "stride, norm, clip, delta") != std::string::npos);
+  CHECK(err("schedule=cosine").find("schedule=cosine: unknown schedule; valid: linear, uniform, inverted, custom") !=
         std::string::npos);
   CHECK(err("start=-1").find("start=-1: expected an integer >= 0") != std::string::npos);
   CHECK(err("start=1.5").find("start=1.5: expected an integer >= 0") != std::string::npos);
@@ -445,6 +460,38 @@ TEST_CASE("forward: the scores of a pruned layer are the criterion of that layer
   std::vector<int64_t> expect;
   for (int64_t i : pick) expect.push_back(P[i]);
   CHECK(row_ints(r.kept[l + 1], 0) == expect);
+}
+
+TEST_CASE("forward: the delta criterion scores a layer's tokens by the L2 norm of its step sizes Δ_t") {
+  MambaConfig cfg = tiny_config(3);
+  MambaLM model(cfg, 34, DType::F64);
+  jitter(model, 35, 0.05);
+  const int64_t c = 12, m = 3;
+  const Tensor ids = random_ids(1, c + m, cfg.vocab_size, 36);
+  NoGradGuard ng;
+  const SimbaResult r = simba_forward(model, ids, c, options("keep=0.25,criterion=delta"), true);
+  for (int64_t l : {int64_t(0), int64_t(1)}) {
+    INFO("layer " << l);
+    const int64_t n = r.counts[l];
+    std::vector<int64_t> P = row_ints(r.kept[l], 0);
+    for (int64_t p = c; p < c + m; ++p) P.push_back(p);
+    const Tensor in = l == 0 ? model.embed(ids).data() : r.layer_hidden[l - 1];
+    const Tensor x = index_select(in.select(0, 0), 0, Tensor::from_ints({n + m}, P)).unsqueeze(0);
+    const auto& block = *model.backbone().layers[l];
+    MixerTrace tr;
+    block.mixer->forward(block.norm->forward(Variable(x)), &tr);
+    const int64_t Di = tr.delta.size(2);
+    const std::vector<double> delta = tr.delta.contiguous().to_vector(), got = r.scores[l].to_vector();
+    REQUIRE(got.size() == static_cast<size_t>(n));
+    for (int64_t t = 0; t < n; ++t) {
+      double ss = 0;
+      for (int64_t d = 0; d < Di; ++d) ss += delta[t * Di + d] * delta[t * Di + d];
+      CHECK(got[t] == doctest::Approx(std::sqrt(ss)).epsilon(1e-12));
+    }
+    // Δ = softplus(...) > 0 varies by token: the criterion ranks, it does not tie.
+    CHECK(*std::max_element(got.begin(), got.end()) > *std::min_element(got.begin(), got.end()));
+  }
+  CHECK(score_flops(SimbaCriterion::Delta, 3, cfg) == 2 * 3 * cfg.intermediate_size() + 3);
 }
 
 TEST_CASE("gradcheck: the pruned forward w.r.t. every parameter, kept sets fixed (float64, tied and untied)") {

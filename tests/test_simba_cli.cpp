@@ -212,6 +212,16 @@ TEST_CASE("eval --context: keep=1 rows equal dense; dense equals MambaLM::forwar
     CHECK(keep1.flops == dense.flops);
     CHECK(keep1.flops_ratio == 1.0);
     CHECK(keep1.counts == std::vector<int64_t>(3, c));
+    // Paired with the dense row on the same windows: no difference, a zero-width interval.
+    CHECK(keep1.window_loss == dense.window_loss);
+    CHECK(keep1.vs_dense.mean == 0.0);
+    CHECK(keep1.vs_dense.low == 0.0);
+    CHECK(keep1.vs_dense.high == 0.0);
+    CHECK(keep1.vs_dense.n == 3);
+    CHECK(keep1.vs_dense.resamples == args.bootstrap);
+    REQUIRE(dense.window_loss.size() == 3);
+    CHECK((dense.window_loss[0] + dense.window_loss[1] + dense.window_loss[2]) / 3 ==
+          doctest::Approx(dense.loss).epsilon(1e-12));
     // 400 validation tokens: floor(400 / 13) = 30 and floor(400 / 25) = 16 windows fit; 3 taken.
     CHECK(dense.windows == 3);
     CHECK(dense.tokens == 3 * m);
@@ -237,10 +247,14 @@ TEST_CASE("eval --context: keep=1 rows equal dense; dense equals MambaLM::forwar
   CHECK(j.at("rows")[2].at("flops_per_window").get<int64_t>() == rows[2].flops);
   CHECK(j.at("rows")[3].at("method").get<std::string>() == "simba");
   CHECK(j.at("continuation").get<int64_t>() == 5);
+  CHECK(j.at("rows")[0].at("window_loss").get<std::vector<double>>() == rows[0].window_loss);
+  CHECK(j.at("rows")[1].at("vs_dense_bits").at("ci95_high").get<double>() == 0.0);
+  CHECK(j.at("bootstrap").at("resamples").get<int64_t>() == args.bootstrap);
   const std::string csv = read_file(args.csv_path);
   CHECK(count_of(csv, "\n") == 5);
-  CHECK(csv.rfind("context,method,windows,tokens,loss,bits_per_token,flops_per_window,flops_ratio,counts,options\n", 0) ==
-        0);
+  CHECK(csv.rfind("context,method,windows,tokens,loss,bits_per_token,flops_per_window,flops_ratio,vs_dense_bits,"
+                  "ci95_low,ci95_high,counts,options\n",
+                  0) == 0);
   CHECK(contains(csv, "\n20,dense,3,15,"));
 }
 
@@ -276,7 +290,14 @@ TEST_CASE("eval --context: pruned rows equal simba_forward's continuation loss a
     CHECK(r.flops == forward_flops(model->config(), 1, tokens, scored, opt.criterion, 5).total());
     CHECK(r.flops_ratio == static_cast<double>(r.flops) / static_cast<double>(rows[0].flops));
     CHECK(r.flops_ratio < 1.0);
+    // The difference from dense on the same three windows, and its interval around it.
+    CHECK(r.window_loss.size() == 3);
+    CHECK(r.vs_dense.mean == doctest::Approx(r.bits_per_token - rows[0].bits_per_token).epsilon(1e-9));
+    CHECK(r.vs_dense.low <= r.vs_dense.mean);
+    CHECK(r.vs_dense.high >= r.vs_dense.mean);
+    CHECK(r.vs_dense.n == 3);
   }
+  CHECK(contains(printed.str(), "vs dense [95% CI]"));
   CHECK(contains(printed.str(), "random"));
   CHECK(contains(printed.str(), "20:13:5"));
 }
@@ -292,10 +313,11 @@ TEST_CASE("eval --context: bad options give clear errors naming the flag") {
   };
   CHECK(contains(err([](SimbaEvalArgs& a) { a.simba = "keep=1.5"; }), "--simba: keep=1.5: expected a number in (0, 1]"));
   CHECK(contains(err([](SimbaEvalArgs& a) { a.simba = "criterion=best"; }),
-                 "--simba: criterion=best: unknown criterion; valid: simba, simba-abs, simba-l2, random, stride, norm, clip"));
+                 "--simba: criterion=best: unknown criterion; valid: simba, simba-abs, simba-l2, random, stride, norm, clip, delta"));
   CHECK(contains(err([](SimbaEvalArgs& a) { a.criteria = {"simba", "best"}; }),
                  "--criteria: criterion=best: unknown criterion; valid: simba, simba-abs"));
   CHECK(contains(err([](SimbaEvalArgs& a) { a.criteria = {"random", "random"}; }), "--criteria: 'random' is given twice"));
+  CHECK(contains(err([](SimbaEvalArgs& a) { a.bootstrap = 0; }), "--bootstrap: expected a number of resamples >= 1, got 0"));
   // The data: 400 validation tokens.
   const std::string e = err([](SimbaEvalArgs& a) { a.contexts = {8, 396}; });
   CHECK(contains(e, "--context 396: context longer than the data: a window of context 396 + continuation 5 = 401 tokens "
@@ -529,6 +551,102 @@ TEST_CASE("highway: a context longer than the data, bad options and sizes are er
   CHECK(contains(err([](HighwayArgs& a) { a.windows = 0; }), "--windows: expected a number of windows >= 1, got 0"));
   CHECK(contains(err([](HighwayArgs& a) { a.out_prefix.clear(); }), "--out: expected an output path prefix"));
   CHECK(!fs::exists(g_tmp.file("highway_err.csv")));
+}
+
+// ---------------------------------------------------------------- recall
+
+TEST_CASE("recall: each continuation repeats the context span d back; dense rows equal MambaLM::forward") {
+  const Tensor contexts = Tensor::from_ints({2, 6}, {10, 11, 12, 13, 14, 15, 20, 21, 22, 23, 24, 25});
+  CHECK(recall_windows(contexts, 4, 2).to_ints() ==
+        std::vector<int64_t>{10, 11, 12, 13, 14, 15, 12, 13, 20, 21, 22, 23, 24, 25, 22, 23});
+  CHECK(recall_windows(contexts, 6, 3).to_ints() ==
+        std::vector<int64_t>{10, 11, 12, 13, 14, 15, 10, 11, 12, 20, 21, 22, 23, 24, 25, 20, 21, 22});
+  CHECK(contains(error_of([&] { recall_windows(contexts, 2, 3); }),
+                 "--distances 2: expected a distance d with --continuation m = 3 <= d <= --context c = 6"));
+  CHECK(contains(error_of([&] { recall_windows(contexts, 7, 3); }), "<= d <= --context c = 6"));
+
+  const std::string dir = saved_model("recall_model");
+  const std::string data = text_file("recall.txt");
+  RecallArgs args;
+  args.model_dir = dir;
+  args.data_path = data;
+  args.out_prefix = g_tmp.file("recall");
+  args.context = 40;
+  args.distances = {4, 16, 40};
+  args.continuation = 4;
+  args.max_windows = 5;
+  args.batch = 2;
+  args.val_fraction = 0.2;
+  args.simba = "keep=0.25";
+  args.bootstrap = 200;
+  std::ostringstream printed;
+  const std::vector<RecallRow> rows = run_recall(args, printed);
+  REQUIRE(rows.size() == 9);  // per distance: dense, simba, random
+  auto model = MambaLM::load(dir);
+  const Tensor contexts40 = direct_windows(data, 0.2, 40, 5);
+  NoGradGuard ng;
+  for (size_t i = 0; i < 3; ++i) {
+    const int64_t d = args.distances[i];
+    INFO("distance " << d);
+    const RecallRow &dense = rows[3 * i], &simba = rows[3 * i + 1], &random = rows[3 * i + 2];
+    CHECK(dense.distance == d);
+    CHECK(dense.eval.method == "dense");
+    CHECK(simba.eval.method == "simba");
+    CHECK(random.eval.method == "random");
+    CHECK(dense.eval.windows == 5);
+    CHECK(dense.eval.tokens == 20);
+    const Tensor ids = recall_windows(contexts40, d, 4);
+    const Tensor logits = model->forward(ids).data();
+    const double direct =
+        mean(cross_entropy_rows(logits.narrow(1, 39, 4).contiguous(), ids.narrow(1, 40, 4).contiguous())).item();
+    CHECK(rel(dense.eval.loss, direct) <= 1e-5);
+    for (const RecallRow* r : {&simba, &random}) {
+      CHECK(r->eval.flops_ratio < 1.0);
+      CHECK(r->eval.vs_dense.mean == doctest::Approx(r->eval.bits_per_token - dense.eval.bits_per_token).epsilon(1e-9));
+      CHECK(r->eval.vs_dense.low <= r->eval.vs_dense.mean);
+      CHECK(r->eval.vs_dense.high >= r->eval.vs_dense.mean);
+    }
+  }
+  CHECK(contains(printed.str(), "distance | method"));
+  const std::string csv = read_file(args.out_prefix + ".csv");
+  CHECK(csv.rfind("distance,method,windows,tokens,loss,bits_per_token,vs_dense_bits,ci95_low,ci95_high,flops_ratio,"
+                  "options\n",
+                  0) == 0);
+  CHECK(count_of(csv, "\n") == 10);
+  const nlohmann::json j = nlohmann::json::parse(read_file(args.out_prefix + ".json"));
+  REQUIRE(j.at("rows").size() == 9);
+  CHECK(j.at("rows")[4].at("distance").get<int64_t>() == 16);
+  CHECK(j.at("rows")[4].at("window_loss").size() == 5);
+  CHECK(j.at("counts").get<std::vector<int64_t>>() == std::vector<int64_t>{40, 25, 10});
+  std::map<std::string, int> tags;
+  CHECK(xml_problem(read_file(args.out_prefix + ".svg"), tags) == "");
+}
+
+TEST_CASE("recall: bad distances and options are errors naming the flag, before anything runs") {
+  const std::string dir = saved_model("recall_err_model");
+  const std::string data = text_file("recall_err.txt");
+  auto err = [&](const std::function<void(RecallArgs&)>& edit) {
+    RecallArgs a;
+    a.model_dir = dir;
+    a.data_path = data;
+    a.out_prefix = g_tmp.file("recall_err");
+    a.context = 40;
+    a.distances = {8, 16};
+    a.continuation = 4;
+    a.val_fraction = 0.2;
+    edit(a);
+    std::ostringstream out;
+    return error_of([&] { run_recall(a, out); });
+  };
+  CHECK(contains(err([](RecallArgs& a) { a.distances = {8, 41}; }),
+                 "--distances 41: expected a distance d with --continuation m = 4 <= d <= --context c = 40"));
+  CHECK(contains(err([](RecallArgs& a) { a.distances = {2}; }), "--distances 2: expected a distance d"));
+  CHECK(contains(err([](RecallArgs& a) { a.distances = {16, 8}; }), "--distances: expected increasing distances"));
+  CHECK(contains(err([](RecallArgs& a) { a.distances.clear(); }), "--distances: expected at least one distance"));
+  CHECK(contains(err([](RecallArgs& a) { a.criteria = {"random", "random"}; }), "--criteria: 'random' is given twice"));
+  CHECK(contains(err([](RecallArgs& a) { a.context = 401; }), "--context 401: context longer than the data"));
+  CHECK(contains(err([](RecallArgs& a) { a.bootstrap = 0; }), "--bootstrap: expected a number of resamples >= 1"));
+  CHECK(!fs::exists(g_tmp.file("recall_err.csv")));
 }
 
 // ---------------------------------------------------------------- svg

@@ -121,8 +121,14 @@ void add_eval_command(CLI::App& app) {
       ->needs(context);
   cmd->add_option("--criteria", simba->criteria,
                   "Simba mode: comma-separated criteria, one row each at --simba's schedule (replaces --simba's\n"
-                  "criterion): simba, simba-abs, simba-l2, random, stride, norm, clip")
+                  "criterion): simba, simba-abs, simba-l2, random, stride, norm, clip, delta")
       ->delimiter(',')
+      ->needs(context);
+  cmd->add_option("--bootstrap", simba->bootstrap,
+                  "Simba mode: resamples of the paired bootstrap 95% interval of each row's difference from dense\n"
+                  "(over the windows, which every row shares; docs/experiments.md, Statistics)")
+      ->check(integer_in(1))
+      ->capture_default_str()
       ->needs(context);
   cmd->add_option("--csv", simba->csv_path, "Simba mode: also write the table to this CSV file")->needs(context);
   cmd->callback([args, simba, context] {

@@ -71,8 +71,15 @@ SimbaEvalRow evaluate(const MambaLM& model, const Tensor& windows, int64_t c, in
   for (int64_t start = 0; start < row.windows; start += batch) {
     const Tensor ids = windows.narrow(0, start, std::min(batch, row.windows - start)).contiguous().to(device);
     const SimbaResult r = simba_forward(model, ids, c, opt);
-    const Tensor targets = continuation_targets(ids, c);
-    nats += sum(cross_entropy_rows(r.logits.data(), targets)).item();
+    const Tensor targets = continuation_targets(ids, c);  // (b, m)
+    const int64_t m = targets.size(1);
+    const std::vector<double> losses = cross_entropy_rows(r.logits.data(), targets).to_vector();
+    for (int64_t w = 0; w < targets.size(0); ++w) {
+      double s = 0.0;
+      for (int64_t j = 0; j < m; ++j) s += losses[w * m + j];
+      row.window_loss.push_back(s / static_cast<double>(m));
+      nats += s;
+    }
     row.tokens += targets.numel();
     if (start == 0) {
       row.counts = r.counts;
@@ -84,6 +91,34 @@ SimbaEvalRow evaluate(const MambaLM& model, const Tensor& windows, int64_t c, in
   return row;
 }
 
+
+// The runs of --criteria: `base` with each criterion in turn (base alone when the list is empty).
+std::vector<SimbaOptions> criterion_runs(const SimbaOptions& base, const std::vector<std::string>& criteria) {
+  std::vector<SimbaOptions> runs;
+  for (const std::string& name : criteria) {
+    SimbaOptions o = base;
+    o.criterion = parse_simba_options("criterion=" + name, "--criteria").criterion;
+    for (const SimbaOptions& prev : runs)
+      SIMBA_CHECK(prev.criterion != o.criterion, "--criteria: '" << name << "' is given twice");
+    runs.push_back(o);
+  }
+  if (runs.empty()) runs.push_back(base);
+  return runs;
+}
+
+// Fills r's comparison with the dense row of the same windows: the FLOPs ratio and the paired
+// difference in bits/token (the per-window nats differences scaled by 1 / ln 2, ends and all).
+void compare_to_dense(SimbaEvalRow& r, const SimbaEvalRow& dense, int64_t resamples) {
+  r.flops_ratio = static_cast<double>(r.flops) / static_cast<double>(dense.flops);
+  r.vs_dense = paired_bootstrap(r.window_loss, dense.window_loss, resamples);
+  for (double* v : {&r.vs_dense.mean, &r.vs_dense.low, &r.vs_dense.high}) *v = bits_per_byte(*v);
+}
+
+// "+0.0012 [+0.0003, +0.0021]", or "" for the dense row.
+std::string difference_cell(const SimbaEvalRow& r) {
+  const PairedDifference& v = r.vs_dense;
+  return r.method == "dense" ? "" : cell("%+.4f [%+.4f, %+.4f]", v.mean, v.low, v.high);
+}
 
 // Distance bin of highway (train/simba_eval.h): 0 for d = 0, else 1 + floor(log2 d).
 int64_t distance_bin(int64_t d) {
@@ -185,15 +220,7 @@ Tensor context_windows(const TextData& data, int64_t c, int64_t m, int64_t count
 
 std::vector<SimbaEvalRow> run_simba_eval(const SimbaEvalArgs& args, std::ostream& out) {
   const SimbaOptions base = parse_simba_options(args.simba, "--simba");
-  std::vector<SimbaOptions> runs;  // one per criterion
-  for (const std::string& name : args.criteria) {
-    SimbaOptions o = base;
-    o.criterion = parse_simba_options("criterion=" + name, "--criteria").criterion;
-    for (const SimbaOptions& prev : runs)
-      SIMBA_CHECK(prev.criterion != o.criterion, "--criteria: '" << name << "' is given twice");
-    runs.push_back(o);
-  }
-  if (runs.empty()) runs.push_back(base);
+  const std::vector<SimbaOptions> runs = criterion_runs(base, args.criteria);
   SIMBA_CHECK(!args.contexts.empty(), "--context: expected at least one context length");
   for (int64_t c : args.contexts)
     SIMBA_CHECK(c >= 1, "--context: expected context lengths >= 1 (the anchor is the last context token), got " << c);
@@ -202,6 +229,7 @@ std::vector<SimbaEvalRow> run_simba_eval(const SimbaEvalArgs& args, std::ostream
                   << args.continuation);
   SIMBA_CHECK(args.max_windows >= 1, "--max-windows: expected a number of windows >= 1, got " << args.max_windows);
   SIMBA_CHECK(args.batch >= 1, "--batch: expected a batch size >= 1, got " << args.batch);
+  SIMBA_CHECK(args.bootstrap >= 1, "--bootstrap: expected a number of resamples >= 1, got " << args.bootstrap);
   check_eval_val_fraction(args.val_fraction);
   check_device(args.device);
   std::shared_ptr<MambaLM> model = load_byte_model(args.model_dir, "eval");
@@ -219,9 +247,9 @@ std::vector<SimbaEvalRow> run_simba_eval(const SimbaEvalArgs& args, std::ostream
   out << "simba eval: model '" << args.model_dir << "', validation split of '" << args.data_path << "' ("
       << data.tokens(Split::Validation).size() << " tokens), continuation m = " << m << ", --simba "
       << base.to_string() << "\n";
-  const std::string header = cell("%7s | %-9s | %7s | %11s | %10s | %9s | %12s | %11s | %s", "context", "method",
-                                  "windows", "loss (nats)", "bits/token", "vs dense", "MFLOP/window", "FLOPs ratio",
-                                  "tokens per layer");
+  const std::string header =
+      cell("%7s | %-9s | %7s | %11s | %10s | %-29s | %12s | %11s | %s", "context", "method", "windows", "loss (nats)",
+           "bits/token", "vs dense [95% CI]", "MFLOP/window", "FLOPs ratio", "tokens per layer");
   out << header << "\n" << std::string(header.size(), '-') << "\n";
 
   NoGradGuard no_grad;
@@ -232,15 +260,15 @@ std::vector<SimbaEvalRow> run_simba_eval(const SimbaEvalArgs& args, std::ostream
     rows.push_back(dense);
     for (const SimbaOptions& o : runs) {
       SimbaEvalRow r = evaluate(*model, windows[i], c, args.batch, o, criterion_name(o.criterion));
-      r.flops_ratio = static_cast<double>(r.flops) / static_cast<double>(dense.flops);
+      compare_to_dense(r, dense, args.bootstrap);
       rows.push_back(r);
     }
     for (size_t k = rows.size() - runs.size() - 1; k < rows.size(); ++k) {
       const SimbaEvalRow& r = rows[k];
-      out << cell("%7lld | %-9s | %7lld | %11.4f | %10.4f | %+9.4f | %12.2f | %11.3f | %s",
+      out << cell("%7lld | %-9s | %7lld | %11.4f | %10.4f | %-29s | %12.2f | %11.3f | %s",
                   static_cast<long long>(r.context), r.method.c_str(), static_cast<long long>(r.windows), r.loss,
-                  r.bits_per_token, r.bits_per_token - dense.bits_per_token, 1e-6 * static_cast<double>(r.flops),
-                  r.flops_ratio, join_counts(r.counts).c_str())
+                  r.bits_per_token, difference_cell(r).c_str(), 1e-6 * static_cast<double>(r.flops), r.flops_ratio,
+                  join_counts(r.counts).c_str())
           << "\n";
     }
     out << std::flush;
@@ -250,22 +278,28 @@ std::vector<SimbaEvalRow> run_simba_eval(const SimbaEvalArgs& args, std::ostream
     nlohmann::json j = {{"model", args.model_dir},        {"data", args.data_path},
                         {"split", split_name(Split::Validation)}, {"val_fraction", args.val_fraction},
                         {"continuation", m},              {"max_windows", args.max_windows},
-                        {"simba", base.to_string()},      {"rows", nlohmann::json::array()}};
+                        {"simba", base.to_string()},      {"rows", nlohmann::json::array()},
+                        {"bootstrap", {{"method", "paired percentile bootstrap over windows (train/bootstrap.h)"},
+                                       {"resamples", args.bootstrap}, {"level", 0.95}, {"seed", 0}}}};
     for (const SimbaEvalRow& r : rows)
       j["rows"].push_back({{"context", r.context},         {"method", r.method},     {"options", r.options},
                            {"counts", r.counts},           {"windows", r.windows},   {"tokens", r.tokens},
                            {"loss", r.loss},               {"bits_per_token", r.bits_per_token},
-                           {"flops_per_window", r.flops},  {"flops_ratio", r.flops_ratio}});
+                           {"flops_per_window", r.flops},  {"flops_ratio", r.flops_ratio},
+                           {"vs_dense_bits", {{"mean", r.vs_dense.mean}, {"ci95_low", r.vs_dense.low},
+                                              {"ci95_high", r.vs_dense.high}}},
+                           {"window_loss", r.window_loss}});
     write_file_atomic(args.json_path, j.dump(2) + "\n");
   }
   if (!args.csv_path.empty()) {
     std::ostringstream csv;
     csv.precision(17);
-    csv << "context,method,windows,tokens,loss,bits_per_token,flops_per_window,flops_ratio,counts,options\n";
+    csv << "context,method,windows,tokens,loss,bits_per_token,flops_per_window,flops_ratio,vs_dense_bits,"
+           "ci95_low,ci95_high,counts,options\n";
     for (const SimbaEvalRow& r : rows)
       csv << r.context << "," << r.method << "," << r.windows << "," << r.tokens << "," << r.loss << ","
-          << r.bits_per_token << "," << r.flops << "," << r.flops_ratio << "," << join_counts(r.counts) << ",\""
-          << r.options << "\"\n";
+          << r.bits_per_token << "," << r.flops << "," << r.flops_ratio << "," << r.vs_dense.mean << ","
+          << r.vs_dense.low << "," << r.vs_dense.high << "," << join_counts(r.counts) << ",\"" << r.options << "\"\n";
     write_file_atomic(args.csv_path, csv.str());
   }
   return rows;
@@ -397,6 +431,134 @@ std::vector<HighwayRow> run_highway(const HighwayArgs& args, std::ostream& out) 
       out << line << "\n";
     }
   out << "wrote " << args.out_prefix << ".csv and " << args.out_prefix << ".svg\n" << std::flush;
+  return rows;
+}
+
+Tensor recall_windows(const Tensor& contexts, int64_t d, int64_t m) {
+  SIMBA_CHECK(contexts.defined() && contexts.dim() == 2 && contexts.dtype() == DType::I64,
+              "recall_windows: expected (W, c) int64 contexts");
+  const int64_t W = contexts.size(0), c = contexts.size(1);
+  SIMBA_CHECK(m >= 1 && m <= d && d <= c,
+              "--distances " << d << ": expected a distance d with --continuation m = " << m << " <= d <= --context c = "
+                             << c << " (the repeated span [c − d, c − d + m) must lie inside the context)");
+  const std::vector<int64_t> ctx = contexts.contiguous().to_ints();
+  std::vector<int64_t> ids;
+  ids.reserve(W * (c + m));
+  for (int64_t w = 0; w < W; ++w) {
+    const auto row = ctx.begin() + w * c;
+    ids.insert(ids.end(), row, row + c);
+    ids.insert(ids.end(), row + (c - d), row + (c - d + m));
+  }
+  return Tensor::from_ints({W, c + m}, ids);
+}
+
+std::vector<RecallRow> run_recall(const RecallArgs& args, std::ostream& out) {
+  const SimbaOptions base = parse_simba_options(args.simba, "--simba");
+  const std::vector<SimbaOptions> runs =
+      criterion_runs(base, args.criteria.empty() ? std::vector<std::string>{"simba", "random"} : args.criteria);
+  SIMBA_CHECK(!args.out_prefix.empty(), "--out: expected an output path prefix, got an empty string");
+  SIMBA_CHECK(!args.distances.empty(), "--distances: expected at least one distance");
+  for (size_t i = 1; i < args.distances.size(); ++i)
+    SIMBA_CHECK(args.distances[i] > args.distances[i - 1],
+                "--distances: expected increasing distances, got " << args.distances[i - 1] << " then "
+                                                                     << args.distances[i]);
+  SIMBA_CHECK(args.continuation >= 1, "--continuation: expected a span length m >= 1, got " << args.continuation);
+  SIMBA_CHECK(args.max_windows >= 1, "--max-windows: expected a number of windows >= 1, got " << args.max_windows);
+  SIMBA_CHECK(args.batch >= 1, "--batch: expected a batch size >= 1, got " << args.batch);
+  SIMBA_CHECK(args.bootstrap >= 1, "--bootstrap: expected a number of resamples >= 1, got " << args.bootstrap);
+  check_eval_val_fraction(args.val_fraction);
+  check_device(args.device);
+  std::shared_ptr<MambaLM> model = load_byte_model(args.model_dir, "recall");
+  model->to(args.device);
+  const TextData data = TextData::from_file(args.data_path, ByteTokenizer(), args.val_fraction);
+  const int64_t c = args.context, m = args.continuation;
+  const Tensor contexts = context_windows(data, c, 0, args.max_windows, "--context");
+  std::vector<Tensor> windows;  // every distance checked before anything runs
+  for (int64_t d : args.distances) windows.push_back(recall_windows(contexts, d, m));
+  const std::vector<int64_t> counts = simba_token_counts(base, model->config().num_hidden_layers, c);
+
+  out << "simba recall: model '" << args.model_dir << "', " << contexts.size(0) << " contexts of c = " << c
+      << " validation tokens of '" << args.data_path << "', continuation = the m = " << m
+      << " tokens d before it, --simba " << base.to_string() << " (tokens per layer " << join_counts(counts) << ")\n";
+  const std::string header = cell("%8s | %-9s | %7s | %11s | %10s | %-29s | %11s", "distance", "method", "windows",
+                                  "loss (nats)", "bits/token", "vs dense [95% CI]", "FLOPs ratio");
+  out << header << "\n" << std::string(header.size(), '-') << "\n";
+  NoGradGuard no_grad;
+  std::vector<RecallRow> rows;
+  for (size_t i = 0; i < args.distances.size(); ++i) {
+    const int64_t d = args.distances[i];
+    const SimbaEvalRow dense = evaluate(*model, windows[i], c, args.batch, dense_options(), "dense");
+    rows.push_back({d, dense});
+    for (const SimbaOptions& o : runs) {
+      SimbaEvalRow r = evaluate(*model, windows[i], c, args.batch, o, criterion_name(o.criterion));
+      compare_to_dense(r, dense, args.bootstrap);
+      rows.push_back({d, r});
+    }
+    for (size_t k = rows.size() - runs.size() - 1; k < rows.size(); ++k) {
+      const SimbaEvalRow& r = rows[k].eval;
+      out << cell("%8lld | %-9s | %7lld | %11.4f | %10.4f | %-29s | %11.3f", static_cast<long long>(d),
+                  r.method.c_str(), static_cast<long long>(r.windows), r.loss, r.bits_per_token,
+                  difference_cell(r).c_str(), r.flops_ratio)
+          << "\n";
+    }
+    out << std::flush;
+  }
+
+  std::ostringstream csv;
+  csv.precision(17);
+  csv << "distance,method,windows,tokens,loss,bits_per_token,vs_dense_bits,ci95_low,ci95_high,flops_ratio,options\n";
+  nlohmann::json j = {{"model", args.model_dir},
+                      {"data", args.data_path},
+                      {"split", split_name(Split::Validation)},
+                      {"val_fraction", args.val_fraction},
+                      {"context", c},
+                      {"continuation", m},
+                      {"simba", base.to_string()},
+                      {"counts", counts},
+                      {"bootstrap", {{"resamples", args.bootstrap}, {"level", 0.95}, {"seed", 0}}},
+                      {"rows", nlohmann::json::array()}};
+  for (const RecallRow& row : rows) {
+    const SimbaEvalRow& r = row.eval;
+    csv << row.distance << "," << r.method << "," << r.windows << "," << r.tokens << "," << r.loss << ","
+        << r.bits_per_token << "," << r.vs_dense.mean << "," << r.vs_dense.low << "," << r.vs_dense.high << ","
+        << r.flops_ratio << ",\"" << r.options << "\"\n";
+    j["rows"].push_back({{"distance", row.distance},
+                         {"method", r.method},
+                         {"options", r.options},
+                         {"windows", r.windows},
+                         {"tokens", r.tokens},
+                         {"loss", r.loss},
+                         {"bits_per_token", r.bits_per_token},
+                         {"flops_ratio", r.flops_ratio},
+                         {"vs_dense_bits",
+                          {{"mean", r.vs_dense.mean}, {"ci95_low", r.vs_dense.low}, {"ci95_high", r.vs_dense.high}}},
+                         {"window_loss", r.window_loss}});
+  }
+  write_file_atomic(args.out_prefix + ".csv", csv.str());
+  write_file_atomic(args.out_prefix + ".json", j.dump(2) + "\n");
+
+  std::vector<PlotSeries> series;
+  for (size_t k = 0; k <= runs.size(); ++k) {
+    PlotSeries s;
+    s.label = rows[k].eval.method;
+    s.color = kPalette[k % 10];
+    s.dashed = k > 0;
+    for (size_t i = k; i < rows.size(); i += runs.size() + 1) {
+      s.x.push_back(static_cast<double>(rows[i].distance));
+      s.y.push_back(rows[i].eval.bits_per_token);
+    }
+    series.push_back(s);
+  }
+  PlotOptions po;
+  po.title = "recall of a " + std::to_string(m) + "-token span repeated from distance d, context " +
+             std::to_string(c) + ", " + std::to_string(contexts.size(0)) + " windows; Simba " + base.to_string();
+  po.x_label = "distance d between a span and its repeat (tokens, log scale)";
+  po.y_label = "continuation bits/token";
+  po.log_x = true;
+  po.width = 1000;
+  write_file_atomic(args.out_prefix + ".svg", line_plot_svg(series, po));
+  out << "wrote " << args.out_prefix << ".csv, " << args.out_prefix << ".json and " << args.out_prefix << ".svg\n"
+      << std::flush;
   return rows;
 }
 

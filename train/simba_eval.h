@@ -2,6 +2,7 @@
 //   simba eval --context ...   continuation loss and FLOPs, dense vs Simba (and baseline criteria)
 //   simba inspect              the kept sets, scores and continuation logits of given ids
 //   simba highway              mean |Δy_T(t)| per layer against the distance T − t, dense vs Simba
+//   simba recall               continuation loss on a span repeated from distance d, dense vs Simba
 // Each train/cli_*.cpp registers the flags and calls the function here with the parsed values,
 // so the commands, their output files and their errors are testable without a process
 // (tests/test_simba_cli.cpp). The functions check their arguments themselves and name the
@@ -31,6 +32,7 @@
 #include <vector>
 
 #include "ssm/simba_forward.h"
+#include "train/bootstrap.h"
 #include "train/text_data.h"
 
 namespace simba {
@@ -65,6 +67,7 @@ struct SimbaEvalArgs {
   double val_fraction = 0.1;            // --val-fraction
   std::string simba;                    // --simba (ssm/simba.h syntax; "" = defaults)
   std::vector<std::string> criteria;    // --criteria; empty: the criterion of --simba
+  int64_t bootstrap = 10000;            // --bootstrap: resamples of each paired interval
   std::string json_path, csv_path;      // --json, --csv (unless empty)
   Device device;                        // --device
 };
@@ -81,10 +84,15 @@ struct SimbaEvalRow {
   double bits_per_token = 0;     // loss / ln 2
   int64_t flops = 0;             // forward FLOPs per window (one sequence of c + m tokens)
   double flops_ratio = 1;        // flops / the dense row's flops at this context
+  std::vector<double> window_loss;  // each window's mean nats per continuation token, in order
+  // This row minus the dense row at this context, bits/token, with the paired bootstrap 95 %
+  // interval over the windows (train/bootstrap.h); all zeros for the dense row itself.
+  PairedDifference vs_dense;
 };
 
 // Prints the table to `out` and writes --json / --csv. Rows: for each context in order, the
-// dense row, then one per criterion (--criteria, or --simba's), all at --simba's schedule.
+// dense row, then one per criterion (--criteria, or --simba's), all at --simba's schedule. Every
+// row of a context uses the same windows, so each difference from dense is paired.
 std::vector<SimbaEvalRow> run_simba_eval(const SimbaEvalArgs& args, std::ostream& out);
 
 // ---------------------------------------------------------------------------------------------
@@ -138,5 +146,50 @@ struct HighwayRow {
 // layer,mode,distance_bin,distance_lo,distance_hi,mean,count) and <prefix>.svg (log-log,
 // one colour per layer, dense solid, Simba dashed), prints a table, returns the rows.
 std::vector<HighwayRow> run_highway(const HighwayArgs& args, std::ostream& out);
+
+// ---------------------------------------------------------------------------------------------
+// simba recall: a long-range recall probe
+//
+// Does pruning cost the model what it read far back? Each probe window is a context of c
+// validation tokens followed by a continuation that repeats the context's span of m tokens that
+// starts d tokens before the continuation: continuation token c + j is context token c − d + j,
+// exactly d positions earlier. A model that carries that span across d predicts the repeat far
+// better than fresh text; its continuation loss against d shows how far it carries it, and the
+// same windows under Simba and under other criteria (random pruning the control) show what the
+// pruned upper layers keep. Every distance uses the same contexts (the first --max-windows
+// windows of c tokens of the validation split, as simba eval --context reads them), so
+// distances differ only in which span repeats, and every method of a distance sees the same
+// windows (paired intervals, train/bootstrap.h).
+
+struct RecallArgs {
+  std::string model_dir;
+  std::string data_path;
+  std::string out_prefix;             // writes <prefix>.csv, <prefix>.json and <prefix>.svg
+  int64_t context = 4096;             // --context c
+  std::vector<int64_t> distances;     // --distances, each m <= d <= c
+  int64_t continuation = 32;          // --continuation m, the repeated span's length
+  int64_t max_windows = 16;           // --max-windows
+  int64_t batch = 8;                  // --batch
+  double val_fraction = 0.1;          // --val-fraction
+  std::string simba;                  // --simba: the pruned runs' schedule
+  std::vector<std::string> criteria;  // --criteria; empty: simba and random
+  int64_t bootstrap = 10000;          // --bootstrap
+  Device device;                      // --device
+};
+
+struct RecallRow {
+  int64_t distance = 0;
+  SimbaEvalRow eval;  // context = c; method "dense" or a criterion
+};
+
+// contexts (W, c) int64 -> (W, c + m): each row followed by its own tokens [c − d, c − d + m).
+// Errors unless 1 <= m <= d <= c.
+Tensor recall_windows(const Tensor& contexts, int64_t d, int64_t m);
+
+// Rows: for each distance in order, the dense row, then one per criterion. Prints a table,
+// writes <prefix>.csv (distance,method,windows,tokens,loss,bits_per_token,vs_dense_bits,
+// ci95_low,ci95_high,flops_ratio,options), <prefix>.json (the rows with their window losses)
+// and <prefix>.svg (bits/token against d, log d, one line per method).
+std::vector<RecallRow> run_recall(const RecallArgs& args, std::ostream& out);
 
 }  // namespace simba

@@ -100,6 +100,8 @@ for name, line in {
     "forward": f"forward --model {model} --ids {ids_path} --out out.safetensors --dtype float64",
     "inspect": f"inspect --model {model} --ids {ids_path} --context 8 --out out.safetensors --simba keep=0.5",
     "highway": f"highway --model {model} --data {data} --windows 2 --batch 1",
+    "recall": f"recall --model {model} --data {data} --context 32 --distances 8,32 --continuation 4 "
+              "--max-windows 2 --criteria random --out out_recall",
     "score": f"score --model {model} --tasks docs/score_example.jsonl --simba keep=0.5 --output out.jsonl --json s.json",
     "tokenize": "tokenize --tokenizer tests/fixtures/gpt-neox-tokenizer/tokenizer.json --input in.jsonl --output out.jsonl",
     "help": "--help",
