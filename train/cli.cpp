@@ -12,6 +12,7 @@ void add_all_commands(CLI::App& app) {
   add_inspect_command(app);
   add_highway_command(app);
   add_recall_command(app);
+  add_curves_command(app);
   add_score_command(app);
   add_tokenize_command(app);
   add_init_command(app);

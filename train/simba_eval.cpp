@@ -163,9 +163,6 @@ void add_contributions(HighwaySums& acc, const MambaLM& model, const Tensor& ids
   }
 }
 
-const char* const kPalette[] = {"#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e",
-                                "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"};
-
 }  // namespace
 
 std::shared_ptr<MambaLM> load_byte_model(const std::string& model_dir, const char* command) {
@@ -387,7 +384,7 @@ std::vector<HighwayRow> run_highway(const HighwayArgs& args, std::ostream& out) 
     for (const auto& [mode, o] : modes) {
       PlotSeries s;
       s.label = "layer " + std::to_string(l) + (mode == "dense" ? " dense" : " Simba");
-      s.color = kPalette[l % 10];
+      s.color = plot_color(static_cast<size_t>(l));
       s.dashed = mode != "dense";
       for (const HighwayRow& r : rows)
         if (r.layer == l && r.mode == mode && r.bin > 0 && r.count > 0) {
@@ -541,7 +538,7 @@ std::vector<RecallRow> run_recall(const RecallArgs& args, std::ostream& out) {
   for (size_t k = 0; k <= runs.size(); ++k) {
     PlotSeries s;
     s.label = rows[k].eval.method;
-    s.color = kPalette[k % 10];
+    s.color = plot_color(k);
     s.dashed = k > 0;
     for (size_t i = k; i < rows.size(); i += runs.size() + 1) {
       s.x.push_back(static_cast<double>(rows[i].distance));

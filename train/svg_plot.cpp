@@ -90,6 +90,12 @@ Axis make_axis(double lo, double hi, bool log) {
 
 }  // namespace
 
+const char* plot_color(size_t i) {
+  static const char* const kColors[] = {"#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e",
+                                        "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"};
+  return kColors[i % 10];
+}
+
 std::string line_plot_svg(const std::vector<PlotSeries>& series, const PlotOptions& opt) {
   SIMBA_CHECK(opt.width >= 320 && opt.height >= 240,
               "line_plot_svg: image size " << opt.width << " x " << opt.height << " is below the minimum 320 x 240");

@@ -15,6 +15,7 @@
 // Text (title, labels, legend) is XML-escaped, so any string is safe to pass.
 #pragma once
 
+#include <cstddef>
 #include <string>
 #include <vector>
 
@@ -32,6 +33,9 @@ struct PlotOptions {
   bool log_x = false, log_y = false;
   int width = 800, height = 500;  // pixels of the whole image, >= 320 × 240
 };
+
+// The i-th of ten distinct colours, cycling: one per series where a plot has several.
+const char* plot_color(size_t i);
 
 // The SVG document. Errors: a series whose x and y differ in length, a colour holding
 // characters outside [#0-9A-Za-z], an image smaller than 320 × 240, no plottable point at all.

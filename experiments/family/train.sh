@@ -12,8 +12,8 @@
 # The token budget follows from the throughput measured here, not guessed: a 30-step probe with
 # the run's exact settings, then steps = 0.9 x BUDGET_MINUTES (default 25) x tokens/s / tokens
 # per step, at most two epochs of the train split. Writes runs/family/SIZE/: plan.json (the
-# probe's tokens/s and the chosen steps), train.log, metrics.jsonl and checkpoint/ (sharded at
-# 16 MiB, the Hugging Face layout).
+# probe's tokens/s and the chosen steps), train.log, metrics.jsonl, curves.svg/.csv (simba curves)
+# and checkpoint/ (sharded at 16 MiB, the Hugging Face layout).
 #
 # Environment: SIMBA (default build/simba), DATA (default data/linux-corpus/bin), DEVICE
 # (default cuda), OUT (default runs/family). SMOKE=1 checks the script itself in a minute on
@@ -66,3 +66,7 @@ echo "family $size: d_model $d x $layers layers, context $context, batch $batch,
 # 2. The run: validation every tenth of it, checkpoints sharded at 16 MiB.
 "$SIMBA" train "${model[@]}" --out "$run" --steps "$steps" --eval-every $(( steps / 10 > 0 ? steps / 10 : 1 )) \
   --eval-batches 8 --save-every $(( steps / 4 > 0 ? steps / 4 : 1 )) --shard-size 16MiB 2>&1 | tee "$run/train.log"
+
+# 3. The training curve as a plot: runs/family/SIZE/curves.svg and .csv.
+"$SIMBA" curves --metrics "$run/metrics.jsonl" --labels "$size" --out "$run/curves" \
+  --title "family $size: d_model $d x $layers layers, context $context"

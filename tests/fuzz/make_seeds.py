@@ -102,6 +102,7 @@ for name, line in {
     "highway": f"highway --model {model} --data {data} --windows 2 --batch 1",
     "recall": f"recall --model {model} --data {data} --context 32 --distances 8,32 --continuation 4 "
               "--max-windows 2 --criteria random --out out_recall",
+    "curves": "curves --metrics tests/fixtures/hf_tiny/config.json --labels a --out out_curves --title t",
     "score": f"score --model {model} --tasks docs/score_example.jsonl --simba keep=0.5 --output out.jsonl --json s.json",
     "tokenize": "tokenize --tokenizer tests/fixtures/gpt-neox-tokenizer/tokenizer.json --input in.jsonl --output out.jsonl",
     "help": "--help",
