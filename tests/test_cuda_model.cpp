@@ -412,7 +412,8 @@ TEST_CASE("CUDA Simba: a random byte model at contexts 1024 and 4096 keeps exact
   gpu_model.to(kGpu);
   for (int64_t c : {int64_t(1024), int64_t(4096)}) {
     INFO("context " << c);
-    for (SimbaCriterion crit : {SimbaCriterion::Simba, SimbaCriterion::SimbaL2, SimbaCriterion::Norm}) {
+    for (SimbaCriterion crit : {SimbaCriterion::Simba, SimbaCriterion::SimbaL2, SimbaCriterion::Norm,
+                                SimbaCriterion::Delta}) {
       INFO(criterion_name(crit));
       SimbaOptions opt;
       opt.criterion = crit;

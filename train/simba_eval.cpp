@@ -91,7 +91,6 @@ SimbaEvalRow evaluate(const MambaLM& model, const Tensor& windows, int64_t c, in
   return row;
 }
 
-
 // The runs of --criteria: `base` with each criterion in turn (base alone when the list is empty).
 std::vector<SimbaOptions> criterion_runs(const SimbaOptions& base, const std::vector<std::string>& criteria) {
   std::vector<SimbaOptions> runs;

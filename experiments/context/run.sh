@@ -10,31 +10,20 @@
 # RESULTS/context_SIZE.json (rows with every window's loss) and .csv, and the table to
 # RESULTS/context_SIZE.txt.
 #
-# Environment: SIMBA (default build/simba), DATA (default data/linux-corpus/bin), RUNS (default
-# runs/family: RUNS/SIZE/checkpoint), RESULTS (default experiments/results), DEVICE (default
-# cuda), WINDOWS (default 64), BATCH (default 2). SMOKE=1 checks the script on the CPU in a
-# minute: contexts 64 and 128, m = 16, 4 windows, and MODEL (a checkpoint directory, e.g. the
-# make demo one) in place of every size.
+# Environment (read by experiments/test_split.sh): SIMBA (default build/simba), DATA (default
+# data/linux-corpus/bin), RUNS (default runs/family: RUNS/SIZE/checkpoint), RESULTS (default
+# experiments/results), DEVICE (default cuda), WINDOWS (default 64), BATCH (default 2). SMOKE=1
+# checks the script on the CPU in a minute: contexts 64 and 128, m = 16, 4 windows, and MODEL (a
+# checkpoint directory, e.g. the make demo one) in place of every size.
 set -euo pipefail
 cd "$(dirname "$0")/../.."  # the repository root
-SIMBA=${SIMBA:-build/simba}
-DATA=${DATA:-data/linux-corpus/bin}
-RUNS=${RUNS:-runs/family}
-RESULTS=${RESULTS:-experiments/results}
-DEVICE=${DEVICE:-cuda}
-WINDOWS=${WINDOWS:-64}
-BATCH=${BATCH:-2}
+script=context/run.sh
+source experiments/test_split.sh "$@"
 contexts=1024,2048,4096,8192,16384,32768,65536
 m=256
 if [ "${SMOKE:-0}" = 1 ]; then contexts=64,128; m=16; WINDOWS=4; DEVICE=cpu; fi
-sizes=("$@")
-[ ${#sizes[@]} -gt 0 ] || sizes=(s m l xl)
-[ -x "$SIMBA" ] || { echo "context/run.sh: '$SIMBA' is not built (cmake --build build)" >&2; exit 2; }
-[ -f "$DATA/test.bin" ] || { echo "context/run.sh: '$DATA/test.bin' is missing (bash experiments/corpus/unpack.sh)" >&2; exit 2; }
-mkdir -p "$RESULTS"
 for size in "${sizes[@]}"; do
-  model=${MODEL:-$RUNS/$size/checkpoint}
-  [ -d "$model" ] || { echo "context/run.sh: '$model' is missing (bash experiments/family/train.sh $size)" >&2; exit 2; }
+  model=$(model_dir "$size")
   echo "context/run.sh: $size ($model), contexts $contexts, m = $m, $WINDOWS windows"
   "$SIMBA" eval --model "$model" --data "$DATA/test.bin" --val-fraction 1 --context "$contexts" \
     --continuation "$m" --max-windows "$WINDOWS" --batch "$BATCH" --simba keep=0.1,schedule=linear,start=0 \

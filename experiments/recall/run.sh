@@ -6,31 +6,21 @@
 # (`simba recall`, docs/simba.md). Writes RESULTS/recall_SIZE.{csv,json,svg} and the table to
 # RESULTS/recall_SIZE.txt.
 #
-# Environment: SIMBA (default build/simba), DATA (default data/linux-corpus/bin), RUNS (default
-# runs/family), RESULTS (default experiments/results), DEVICE (default cuda), WINDOWS (default
-# 64), BATCH (default 2). SMOKE=1 checks the script on the CPU in a minute: context 256,
-# distances 16,64,256, m = 8, 4 windows, and MODEL in place of every size.
+# Environment (read by experiments/test_split.sh): SIMBA (default build/simba), DATA (default
+# data/linux-corpus/bin), RUNS (default runs/family), RESULTS (default experiments/results),
+# DEVICE (default cuda), WINDOWS (default 64), BATCH (default 2). SMOKE=1 checks the script on the
+# CPU in a minute: context 256, distances 16,64,256, m = 8, 4 windows, and MODEL in place of every
+# size.
 set -euo pipefail
 cd "$(dirname "$0")/../.."  # the repository root
-SIMBA=${SIMBA:-build/simba}
-DATA=${DATA:-data/linux-corpus/bin}
-RUNS=${RUNS:-runs/family}
-RESULTS=${RESULTS:-experiments/results}
-DEVICE=${DEVICE:-cuda}
-WINDOWS=${WINDOWS:-64}
-BATCH=${BATCH:-2}
+script=recall/run.sh
+source experiments/test_split.sh "$@"
 context=32768
 distances=64,128,256,512,1024,2048,4096,8192,16384,32768
 m=32
 if [ "${SMOKE:-0}" = 1 ]; then context=256; distances=16,64,256; m=8; WINDOWS=4; DEVICE=cpu; fi
-sizes=("$@")
-[ ${#sizes[@]} -gt 0 ] || sizes=(s m l xl)
-[ -x "$SIMBA" ] || { echo "recall/run.sh: '$SIMBA' is not built (cmake --build build)" >&2; exit 2; }
-[ -f "$DATA/test.bin" ] || { echo "recall/run.sh: '$DATA/test.bin' is missing (bash experiments/corpus/unpack.sh)" >&2; exit 2; }
-mkdir -p "$RESULTS"
 for size in "${sizes[@]}"; do
-  model=${MODEL:-$RUNS/$size/checkpoint}
-  [ -d "$model" ] || { echo "recall/run.sh: '$model' is missing (bash experiments/family/train.sh $size)" >&2; exit 2; }
+  model=$(model_dir "$size")
   echo "recall/run.sh: $size ($model), context $context, distances $distances, m = $m, $WINDOWS windows"
   "$SIMBA" recall --model "$model" --data "$DATA/test.bin" --val-fraction 1 --context "$context" \
     --distances "$distances" --continuation "$m" --max-windows "$WINDOWS" --batch "$BATCH" \
