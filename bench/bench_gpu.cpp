@@ -1,6 +1,6 @@
 // bench/bench_gpu.cpp: Mamba throughput and the selective scan on a CUDA device (not a test).
 //
-//   build/bench_gpu [--out FILE.jsonl] [--device I] [--configs A,B] [--warmup W] [--samples S]
+//   build/bench_gpu [--out FILE.jsonl] [--device I] [--configs A,B,S] [--warmup W] [--samples S]
 //                   [--budget SECONDS]
 //
 // On one GPU:
@@ -24,7 +24,37 @@
 //             float32 / converted to bfloat16
 // for Config A (V 256, D 256, 4 layers, batch 32 × 256) and Config B (V 50280, D 768,
 // 24 layers, batch 8 × 1024: the 130M Mamba shape), both with N 16, expand 2, K 4 and
-// R = ceil(D / 16), freshly initialised.
+// R = ceil(D / 16), freshly initialised; with Config B also
+//   prefill, prefill_bf16
+//             infer's measurement at the prefill shape of the GPU performance issue: batch
+//             4 × length 2048 (all 4 · 2048 positions' logits)
+// and with --configs S (config "S" in the rows; Config B's model, float32 and bfloat16):
+//   simba_dense, simba_pruned, simba_dense_bf16, simba_pruned_bf16
+//             simba_forward (ssm/simba_forward.h) without autograd on batch 1 (one long prompt)
+//             and batch 8 (Config B's batch) of c = 8192 context tokens plus a continuation of
+//             m = 1 token: dense is keep=1
+//             (every layer processes all c + m tokens; the same forward as MambaLM::forward
+//             with the logits of the m continuation positions only), pruned is
+//             keep=0.1,schedule=linear with the default criterion (simba). The pruned row also
+//             records the acceptance test of the Simba issue, "Simba prefill on the GPU,
+//             config B shape, context 8192, keep 0.1 linear":
+//               time ratio = median(pruned) / median(dense) <= FLOPs ratio + 0.05,
+//             the FLOPs ratio being FLOPs(pruned) / FLOPs(dense) counted by ssm/flops.h (as
+//             bench/bench_simba.cpp does on CPU); it is printed after the table. A bound not
+//             met is reported, not an error (the exit code counts failed measurements only).
+// --configs selects A, B and S, comma-separated, default all three; "" runs the scan and the
+// copy only.
+//
+// Peak device memory (peak_bytes in JSON, peak_MiB in the table) of every model row (train*,
+// infer*, prefill*, simba*): the allocator's peak (tensor/cuda_device.h) is reset when the row
+// starts and read after its measurement, so it covers building the model (uploading its
+// weights), the warm-up and the samples. Every row builds its own model, data and optimiser in
+// its own function and they are freed when it returns, so the previous rows' tensors are gone:
+// what is still held at the start (start_bytes in JSON, included in the peak) is the 32 MiB
+// cuBLAS workspace, held from the first GEMM on (tensor/matmul.cu), and 0 before it. The count
+// is of bytes handed out by simba's caching allocator and not yet freed (live tensors plus that
+// workspace), not of what its stream-ordered pool keeps reserved from the driver: freed blocks
+// cached in the pool count nothing, so nvidia-smi shows more.
 //
 // Method (the same as the mamba_ssm peer's): W warm-up calls, then up to S samples, each the
 // host wall time of `inner` calls between two cuda_synchronize calls, divided by `inner`;
@@ -44,6 +74,7 @@
 #include <cstdio>
 #include <exception>
 #include <functional>
+#include <memory>
 #include <sstream>
 #include <string>
 #include <utility>
@@ -54,6 +85,8 @@
 #include "autograd/ops.h"
 #include "ssm/mamba_model.h"
 #include "ssm/selective_scan.h"
+#include "ssm/simba.h"
+#include "ssm/simba_forward.h"
 #include "tensor/cuda_device.h"
 #include "tensor/dispatch.h"
 #include "tensor/elementwise.h"
@@ -71,6 +104,15 @@ struct ModelBench {
   int64_t vocab, d_model, layers, batch, length;
 };
 const ModelBench kModels[] = {{"A", 256, 256, 4, 32, 256}, {"B", 50280, 768, 24, 8, 1024}};
+// Config B's model at the prefill shape: one forward over 4 prompts of 2048 tokens.
+const ModelBench kPrefill = {"B", 50280, 768, 24, 4, 2048};
+
+// The Simba rows: Config B's model, batches of c context tokens and m continuation tokens,
+// and the issue's slack: time ratio <= FLOPs ratio + kSimbaSlack.
+const ModelBench& kSimbaModel = kModels[1];
+constexpr int64_t kSimbaContext = 8192, kSimbaContinuation = 1;
+constexpr int64_t kSimbaBatches[] = {1, 8};
+constexpr double kSimbaSlack = 0.05;
 
 // Config B's mixer: Di = 2 · 768.
 struct ScanShape {
@@ -101,7 +143,15 @@ struct Row {
   double bytes = 0.0;  // bytes moved per call (scan and copy rows)
   nlohmann::json extra = nlohmann::json::object();
   std::string error;  // non-empty: the measurement failed
+  bool memory = false;  // a model row: its peak device memory is recorded (the file comment)
 };
+
+// A model row's labels, with its peak device memory recorded.
+Row model_row(std::string bench, std::string config, std::string shape) {
+  Row r(std::move(bench), std::move(config), std::move(shape));
+  r.memory = true;
+  return r;
+}
 
 double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
@@ -228,10 +278,12 @@ void bench_train(Row& row, const Settings& s, Device dev, const ModelBench& b, D
   });
   const std::vector<double> means = mean_losses(losses);
   // A fresh model starts near ln V (random ids: the loss stays there).
-  row.extra = {{"loss_first", means.front()}, {"loss_last", means.back()}, {"grad_norm_last", norm},
-               {"steps", static_cast<int64_t>(means.size())}, {"parameters", parameters}};
+  row.extra.update({{"loss_first", means.front()}, {"loss_last", means.back()}, {"grad_norm_last", norm},
+                    {"steps", static_cast<int64_t>(means.size())}, {"parameters", parameters}});
 }
 
+// infer and prefill: one forward of B × L random ids, all B·L logits, no autograd; the logits
+// are freed as soon as each call has been queued.
 void bench_infer(Row& row, const Settings& s, Device dev, const ModelBench& b, DType dtype) {
   row.tokens = b.batch * b.length;
   MambaLM model(model_config(b), 1);
@@ -242,6 +294,48 @@ void bench_infer(Row& row, const Settings& s, Device dev, const ModelBench& b, D
   time_on_device(row, s, 1, [&] { model.forward(ids); });
 }
 
+// What the dense Simba row leaves for the pruned row of the same dtype: its median time (0 if
+// it failed).
+struct SimbaDense {
+  double median_s = 0.0;
+};
+
+// simba_forward on Config B's model (random init, the same weights in every row: seed 1) and
+// `batch` sequences of c + m random ids, no autograd. Each call's result (logits, kept sets, stream) is
+// freed once the call has been queued; only its FLOPs count is kept. The pruned row compares
+// its median with the dense row's (the file comment).
+void bench_simba(Row& row, const Settings& s, Device dev, DType dtype, int64_t batch, const SimbaOptions& opt,
+                 SimbaDense& dense) {
+  const int64_t c = kSimbaContext, m = kSimbaContinuation;
+  row.tokens = batch * (c + m);
+  const MambaConfig cfg = model_config(kSimbaModel);
+  MambaLM model(cfg, 1);
+  model.to(dtype);
+  model.to(dev);
+  const Tensor ids = random_ids(batch, c + m, kSimbaModel.vocab, 5, dev);
+  NoGradGuard no_grad;
+  ForwardFlops flops;
+  time_on_device(row, s, 1, [&] { flops = simba_forward(model, ids, c, opt).flops; });
+  std::vector<int64_t> counts;  // n_ℓ: context tokens processed by each layer
+  for (const LayerFlops& l : flops.layers) counts.push_back(l.tokens - m);
+  row.extra.update({{"simba", opt.to_string()}, {"context", c}, {"continuation", m}, {"counts", counts},
+                    {"flops", flops.total()}});
+  if (opt.keep >= 1.0) {
+    dense.median_s = row.median_s;
+    return;
+  }
+  // The dense count as ssm/flops.h gives it for simba_forward with keep=1: every layer processes
+  // all c + m tokens, none is scored, the head runs on the m continuation positions.
+  const double flops_ratio = double(flops.total()) / double(dense_forward_flops(cfg, batch, c + m, m).total());
+  const double bound = flops_ratio + kSimbaSlack;
+  row.extra.update({{"flops_ratio", flops_ratio}, {"bound", bound}});
+  if (dense.median_s > 0) {
+    const double time_ratio = row.median_s / dense.median_s;
+    row.extra.update({{"dense_median_ms", dense.median_s * 1e3}, {"time_ratio", time_ratio},
+                      {"bound_met", time_ratio <= bound}});
+  }
+}
+
 std::string fmt(double v, const char* spec) {
   char buf[64];
   std::snprintf(buf, sizeof buf, spec, v);
@@ -249,22 +343,40 @@ std::string fmt(double v, const char* spec) {
 }
 
 void print_header() {
-  std::printf("%-10s %-9s %-6s %-26s %10s %12s %9s %7s %7s\n", "impl", "bench", "config", "shape", "median_ms",
-              "tokens/s", "GB/s", "%copy", "samples");
+  std::printf("%-10s %-17s %-6s %-27s %10s %12s %9s %7s %7s %9s\n", "impl", "bench", "config", "shape", "median_ms",
+              "tokens/s", "GB/s", "%copy", "samples", "peak_MiB");
 }
 
 void print_row(const Row& r, double copy_gbs) {
   if (!r.error.empty()) {
-    std::printf("%-10s %-9s %-6s %-26s FAILED: %s\n", "simba", r.bench.c_str(), r.config.c_str(), r.shape.c_str(),
+    std::printf("%-10s %-17s %-6s %-27s FAILED: %s\n", "simba", r.bench.c_str(), r.config.c_str(), r.shape.c_str(),
                 r.error.c_str());
   } else {
     const double gbs = r.bytes > 0 ? r.bytes / r.median_s / 1e9 : 0.0;
-    std::printf("%-10s %-9s %-6s %-26s %10.3f %12s %9s %7s %7zu\n", "simba", r.bench.c_str(), r.config.c_str(),
+    const bool peak = r.extra.contains("peak_bytes");
+    std::printf("%-10s %-17s %-6s %-27s %10.3f %12s %9s %7s %7zu %9s\n", "simba", r.bench.c_str(), r.config.c_str(),
                 r.shape.c_str(), r.median_s * 1e3, r.tokens > 0 ? fmt(r.tokens / r.median_s, "%.0f").c_str() : "-",
                 r.bytes > 0 ? fmt(gbs, "%.1f").c_str() : "-",
-                r.bytes > 0 && copy_gbs > 0 ? fmt(100.0 * gbs / copy_gbs, "%.1f").c_str() : "-", r.samples_s.size());
+                r.bytes > 0 && copy_gbs > 0 ? fmt(100.0 * gbs / copy_gbs, "%.1f").c_str() : "-", r.samples_s.size(),
+                peak ? fmt(r.extra["peak_bytes"].get<double>() / double(1 << 20), "%.0f").c_str() : "-");
   }
   std::fflush(stdout);
+}
+
+// The Simba acceptance line of a pruned row (after the table).
+void print_simba_check(const Row& r) {
+  if (!r.error.empty() || !r.extra.contains("flops_ratio")) return;
+  const double flops_ratio = r.extra["flops_ratio"].get<double>(), bound = r.extra["bound"].get<double>();
+  if (!r.extra.contains("time_ratio")) {
+    std::printf("%s: FLOPs ratio %.3f, bound %.3f: no time ratio (the dense row failed)\n", r.bench.c_str(),
+                flops_ratio, bound);
+    return;
+  }
+  const double time_ratio = r.extra["time_ratio"].get<double>();
+  std::printf("%s (%s, %s): time(pruned)/time(dense) %.3f, FLOPs ratio %.3f, bound (FLOPs + %.2f) %.3f: %s\n",
+              r.bench.c_str(), r.shape.c_str(),
+              r.extra["simba"].get<std::string>().c_str(), time_ratio, flops_ratio, kSimbaSlack, bound,
+              r.extra["bound_met"].get<bool>() ? "met" : "NOT met");
 }
 
 nlohmann::json to_json(const Row& r, double copy_gbs) {
@@ -299,11 +411,14 @@ nlohmann::json to_json(const Row& r, double copy_gbs) {
 
 int main(int argc, char** argv) {
   Settings s;
-  std::string configs = "A,B";
+  std::string configs = "A,B,S";
   CLI::App app{"bench_gpu: Mamba training/inference tokens/s and the selective scan on a CUDA device"};
   app.add_option("--out", s.out, "also write the results here, one JSON object per line");
   app.add_option("--device", s.device, "CUDA device index")->check(CLI::NonNegativeNumber);
-  app.add_option("--configs", configs, "model configs to run, comma-separated: A, B (empty: scan and copy only)");
+  app.add_option("--configs", configs,
+                 "model configs to run, comma-separated: A, B (with the prefill rows), S (Simba dense vs pruned on "
+                 "Config B's model, context 8192); empty: scan and copy only")
+      ->capture_default_str();
   app.add_option("--warmup", s.warmup, "warm-up calls before timing")->check(CLI::NonNegativeNumber);
   app.add_option("--samples", s.samples, "timed samples per measurement (the median is reported)")
       ->check(CLI::Range(3, 1000));
@@ -312,15 +427,22 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
 
   std::vector<const ModelBench*> models;
+  bool simba_rows = false;
   std::stringstream list(configs);
   for (std::string name; std::getline(list, name, ',');) {
+    if (name == "S") {
+      simba_rows = true;
+      continue;
+    }
     auto it = std::find_if(std::begin(kModels), std::end(kModels), [&](const ModelBench& b) { return name == b.name; });
     if (it == std::end(kModels)) {
-      std::fprintf(stderr, "bench_gpu: --configs: unknown config '%s' (expected A or B)\n", name.c_str());
+      std::fprintf(stderr, "bench_gpu: --configs: unknown config '%s' (expected A, B or S)\n", name.c_str());
       return 2;
     }
     models.push_back(&*it);
   }
+  const SimbaOptions simba_dense = parse_simba_options("keep=1", "bench_gpu");
+  const SimbaOptions simba_pruned = parse_simba_options("keep=0.1,schedule=linear", "bench_gpu");
   const std::string reason = cuda_unavailable_reason();
   if (!reason.empty()) {
     std::printf("bench_gpu: no CUDA device (%s): nothing measured\n", reason.c_str());
@@ -348,10 +470,33 @@ int main(int argc, char** argv) {
   for (const ModelBench* b : models) {
     for (const DType dt : {DType::F32, DType::BF16}) {
       const std::string suffix = dt == DType::F32 ? "" : "_bf16";
-      plan.push_back({Row{"train" + suffix, b->name, model_shape(*b)},
+      plan.push_back({model_row("train" + suffix, b->name, model_shape(*b)),
                       [&s, dev, b, dt](Row& r) { bench_train(r, s, dev, *b, dt); }});
-      plan.push_back({Row{"infer" + suffix, b->name, model_shape(*b)},
+      plan.push_back({model_row("infer" + suffix, b->name, model_shape(*b)),
                       [&s, dev, b, dt](Row& r) { bench_infer(r, s, dev, *b, dt); }});
+    }
+    if (b->name == std::string("B"))
+      for (const DType dt : {DType::F32, DType::BF16})
+        plan.push_back({model_row(dt == DType::F32 ? "prefill" : "prefill_bf16", "B", model_shape(kPrefill)),
+                        [&s, dev, dt](Row& r) { bench_infer(r, s, dev, kPrefill, dt); }});
+  }
+  if (simba_rows) {
+    for (const int64_t batch : kSimbaBatches) {
+      const std::string shape = "V" + std::to_string(kSimbaModel.vocab) + " D" + std::to_string(kSimbaModel.d_model) +
+                                " x" + std::to_string(kSimbaModel.layers) + " B" + std::to_string(batch) + " c" +
+                                std::to_string(kSimbaContext) + " m" + std::to_string(kSimbaContinuation);
+      for (const DType dt : {DType::F32, DType::BF16}) {
+        const std::string suffix = dt == DType::F32 ? "" : "_bf16";
+        auto dense = std::make_shared<SimbaDense>();  // the dense row's median, for the pruned row
+        plan.push_back({model_row("simba_dense" + suffix, "S", shape),
+                        [&s, dev, dt, batch, &simba_dense, dense](Row& r) {
+                          bench_simba(r, s, dev, dt, batch, simba_dense, *dense);
+                        }});
+        plan.push_back({model_row("simba_pruned" + suffix, "S", shape),
+                        [&s, dev, dt, batch, &simba_pruned, dense](Row& r) {
+                          bench_simba(r, s, dev, dt, batch, simba_pruned, *dense);
+                        }});
+      }
     }
   }
   std::string lines;
@@ -359,7 +504,15 @@ int main(int argc, char** argv) {
   bool failed = false;
   for (auto& [row, measure] : plan) {
     try {
+      // A model row's peak: from here (nothing of the previous rows is left but the cuBLAS
+      // workspace) to the end of its measurement, read after its function has returned (its
+      // model already freed: the peak keeps the maximum).
+      if (row.memory) {
+        cuda_reset_peak_bytes(s.device);
+        row.extra["start_bytes"] = cuda_memory_stats(s.device).current_bytes;
+      }
       measure(row);
+      if (row.memory) row.extra["peak_bytes"] = cuda_memory_stats(s.device).peak_bytes;
     } catch (const std::exception& e) {
       row.error = e.what();
       failed = true;
@@ -369,5 +522,6 @@ int main(int argc, char** argv) {
     lines += to_json(row, copy_gbs).dump() + "\n";
     if (!s.out.empty()) write_file_atomic(s.out, lines);
   }
+  for (const auto& [row, measure] : plan) print_simba_check(row);
   return failed ? 1 : 0;
 }

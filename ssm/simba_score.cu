@@ -37,7 +37,12 @@ __device__ inline double abs_t(double v) { return fabs(v); }
 // and stored in acc_t<T> (the CPU's order and rounding).
 // Launch: grid (ceil(Di / kThreads), B), block kThreads; thread x of block (bx, b) owns channel
 // d = bx·kThreads + x of sequence b, i.e. the column S[b, :, d] of S (B, n, Di) contiguous.
-// delta (B, L, Di) rows.
+// delta (B, L, Di) rows. The additions must stay one sequential chain (that is the CPU's
+// rounding), so the loads are what can be overlapped: a thread reads the next kCumsumAhead rows
+// while it adds the current ones. Without that, every step waits one memory latency (its load
+// may alias the previous step's store, so the compiler cannot hoist it): at B 1 × n 8192 that
+// was milliseconds a layer, more than the layer's own forward.
+constexpr int kCumsumAhead = 16;
 template <class T>
 __global__ void __launch_bounds__(kThreads)
     reverse_cumsum_kernel(acc_t<T>* S, SeqView<const T> delta, int64_t L, int64_t n, int64_t Di) {
@@ -46,11 +51,26 @@ __global__ void __launch_bounds__(kThreads)
   if (d >= Di) return;
   const int64_t b = blockIdx.y;
   Acc* col = S + b * n * Di + d;
+  const T* dcol = delta.p + b * L * delta.ld + d;  // delta[b, r, d] = dcol[r·ld]
   col[(n - 1) * Di] = Acc(0);
+  double cur[kCumsumAhead], ahead[kCumsumAhead] = {};
+  // Batch t0: the values added at t = t0, t0 − 1, ..., t0 − kCumsumAhead + 1 (delta rows t + 1).
+  auto load = [&](double* v, int64_t t0) {
+#pragma unroll
+    for (int j = 0; j < kCumsumAhead; ++j) v[j] = t0 - j >= 0 ? double(dcol[(t0 - j + 1) * delta.ld]) : 0.0;
+  };
+  load(cur, n - 2);
   double acc = 0.0;
-  for (int64_t t = n - 2; t >= 0; --t) {
-    acc += double(delta.p[(b * L + t + 1) * delta.ld + d]);
-    col[t * Di] = Acc(acc);
+  for (int64_t t0 = n - 2; t0 >= 0; t0 -= kCumsumAhead) {
+    if (t0 - kCumsumAhead >= 0) load(ahead, t0 - kCumsumAhead);
+#pragma unroll
+    for (int j = 0; j < kCumsumAhead; ++j)
+      if (t0 - j >= 0) {
+        acc += cur[j];
+        col[(t0 - j) * Di] = Acc(acc);
+      }
+#pragma unroll
+    for (int j = 0; j < kCumsumAhead; ++j) cur[j] = ahead[j];
   }
 }
 
@@ -109,43 +129,52 @@ __device__ inline acc_t<T> select_key(T score) {
   return s != s ? acc_t<T>(-INFINITY) : s;
 }
 
-// next[b, :] <- kept[b, i] for the anchor i = n − 1 and the k − 1 best other i (score
-// descending, ties to the smaller i), in ascending i (ssm/simba_score.h).
-// Launch: grid B, block kThreads; block b owns sequence b. The candidates are visited in
-// tiles of kThreads (thread x takes i = i0 + x). For its candidate, a thread counts the other
-// non-anchor j that beat it (key_j > key_i, or key_j == key_i and j < i), reading the keys
-// tile by tile from shared memory; i is kept iff it is the anchor or fewer than k − 1 beat
-// it. An exclusive block scan of the keep flags then gives each kept i its slot base + prefix
-// in next[b, :], so the output is in ascending i. Tile and loop bounds are uniform over the
-// block, so every thread reaches every barrier.
+// The choice of next[b, :] (ssm/simba_score.h): the anchor i = n − 1 and the k − 1 best other i
+// (score descending, ties to the smaller i), written in ascending i. Two kernels, so that the
+// O(n²) counting is spread over the whole GPU, not one block a sequence:
+//
+// rank_kernel: flags[b, i] = 1 iff i is kept: i is the anchor, or fewer than k − 1 other
+// non-anchor j beat it (key_j > key_i, or key_j == key_i and j < i).
+// Launch: grid (ceil(n / kThreads), B), block kThreads; thread x of block (bx, b) ranks
+// candidate i = bx·kThreads + x of sequence b against every j, the keys read tile by tile
+// through shared memory. Tile bounds are uniform over the block, so every thread reaches every
+// barrier.
 template <class T>
 __global__ void __launch_bounds__(kThreads)
-    select_kernel(int64_t* next, const T* scores, const int64_t* kept, int64_t n, int64_t k) {
+    rank_kernel(int* flags, const T* scores, int64_t n, int64_t k) {
   using Key = acc_t<T>;
-  using BlockScan = cub::BlockScan<int, kThreads>;
-  __shared__ typename BlockScan::TempStorage scan_storage;
   __shared__ Key tile[kThreads];
-  const int64_t b = blockIdx.x;
+  const int64_t b = blockIdx.y, i = int64_t(blockIdx.x) * kThreads + threadIdx.x;
   const T* s = scores + b * n;
   const int64_t others = n - 1;  // candidates that compete: every position but the anchor
+  const Key key = i < others ? select_key(s[i]) : Key(0);
+  int64_t beaten_by = 0;
+  for (int64_t j0 = 0; j0 < others; j0 += kThreads) {
+    __syncthreads();  // the previous tile's readers are done
+    if (j0 + threadIdx.x < others) tile[threadIdx.x] = select_key(s[j0 + threadIdx.x]);
+    __syncthreads();
+    const int64_t jn = others - j0 < kThreads ? others - j0 : kThreads;
+    if (i < others)
+      for (int64_t jj = 0; jj < jn; ++jj) {
+        const Key kj = tile[jj];
+        beaten_by += kj > key || (kj == key && j0 + jj < i);
+      }
+  }
+  if (i < n) flags[b * n + i] = i == n - 1 || beaten_by < k - 1 ? 1 : 0;
+}
+
+// compact_kernel: next[b, slot] = kept[b, i] for the flagged i in ascending order, the slot an
+// exclusive block scan of the flags. Launch: grid B, block kThreads; block b walks sequence b
+// in tiles of kThreads (thread x takes i = i0 + x); the loop is uniform over the block.
+__global__ void __launch_bounds__(kThreads)
+    compact_kernel(int64_t* next, const int* flags, const int64_t* kept, int64_t n, int64_t k) {
+  using BlockScan = cub::BlockScan<int, kThreads>;
+  __shared__ typename BlockScan::TempStorage scan_storage;
+  const int64_t b = blockIdx.x;
   int64_t base = 0;
   for (int64_t i0 = 0; i0 < n; i0 += kThreads) {
     const int64_t i = i0 + threadIdx.x;
-    const Key key = i < others ? select_key(s[i]) : Key(0);
-    int64_t beaten_by = 0;
-    for (int64_t j0 = 0; j0 < others; j0 += kThreads) {
-      __syncthreads();  // the previous tile's readers are done
-      if (j0 + threadIdx.x < others) tile[threadIdx.x] = select_key(s[j0 + threadIdx.x]);
-      __syncthreads();
-      const int64_t jn = others - j0 < kThreads ? others - j0 : kThreads;
-      if (i < others)
-        for (int64_t jj = 0; jj < jn; ++jj) {
-          const Key kj = tile[jj];
-          const int64_t j = j0 + jj;
-          beaten_by += kj > key || (kj == key && j < i);
-        }
-    }
-    const int keep = i == n - 1 || (i < others && beaten_by < k - 1) ? 1 : 0;
+    const int keep = i < n ? flags[b * n + i] : 0;
     int slot = 0, kept_here = 0;
     BlockScan(scan_storage).ExclusiveSum(keep, slot, kept_here);
     if (keep) next[b * k + base + slot] = kept[b * n + i];
@@ -205,13 +234,20 @@ void simba_select_cuda(int64_t* next, const T* scores, const int64_t* kept, int6
   const char* op = "simba_select_cuda";
   SIMBA_CHECK(B >= 0 && k >= 1 && k <= n, op << ": sizes must be B >= 0 and 1 <= k <= n, got B=" << B << " n=" << n
                                               << " k=" << k);
-  SIMBA_CHECK(B <= INT_MAX, op << ": B=" << B << " exceeds the CUDA grid limit " << INT_MAX);
   cuda_check_device_pointer(next, op, "next");
   cuda_check_device_pointer(scores, op, "scores");
   cuda_check_device_pointer(kept, op, "kept");
+  SIMBA_CHECK(B <= 65535, op << ": B=" << B << " exceeds the CUDA grid limit 65535");
   if (B == 0) return;
-  cudaStream_t stream = cuda_stream(cuda_current_device());
-  select_kernel<T><<<unsigned(B), kThreads, 0, stream>>>(next, scores, kept, n, k);
+  const int device = cuda_current_device();
+  cudaStream_t stream = cuda_stream(device);
+  // The keep flags (B, n), freed (stream-ordered) when `scratch` goes out of scope.
+  Storage scratch(sizeof(int) * size_t(B * n), Device{DeviceType::CUDA, device});
+  int* flags = static_cast<int*>(scratch.data());
+  rank_kernel<T><<<dim3(unsigned((n + kThreads - 1) / kThreads), unsigned(B)), kThreads, 0, stream>>>(flags, scores,
+                                                                                                     n, k);
+  SIMBA_CUDA_CHECK(cudaGetLastError());
+  compact_kernel<<<unsigned(B), kThreads, 0, stream>>>(next, flags, kept, n, k);
   SIMBA_CUDA_CHECK(cudaGetLastError());
 }
 

@@ -96,12 +96,18 @@ SimbaEvalArgs eval_args(const std::string& dir, const std::string& data) {
   return a;
 }
 
-// The validation windows of `data` as (W, len) ids, taken straight from the token stream.
+// The validation windows of `data` as (W, len) ids, taken straight from the token stream: the
+// n-token split in W strides of floor(n / W) tokens, each window the first len of its stride.
 Tensor direct_windows(const std::string& data, double val_fraction, int64_t len, int64_t W) {
   const TextData text = TextData::from_file(data, ByteTokenizer(), val_fraction);
   const std::vector<int64_t>& v = text.tokens(Split::Validation);
-  REQUIRE(static_cast<int64_t>(v.size()) >= W * len);
-  return Tensor::from_ints({W, len}, std::vector<int64_t>(v.begin(), v.begin() + W * len));
+  const int64_t stride = static_cast<int64_t>(v.size()) / W;
+  REQUIRE(stride >= len);
+  REQUIRE(W >= 2);  // the windows below are spread, not the split's first W · len tokens
+  CHECK(stride > len);
+  std::vector<int64_t> ids;
+  for (int64_t i = 0; i < W; ++i) ids.insert(ids.end(), v.begin() + i * stride, v.begin() + i * stride + len);
+  return Tensor::from_ints({W, len}, ids);
 }
 
 double rel(double a, double b) { return std::fabs(a - b) / std::max(std::fabs(b), 1e-12); }

@@ -221,7 +221,7 @@ TEST_CASE("set_cursor_state rejects malformed or foreign cursors and keeps the c
   CHECK(same_batch(d.next_train_batch(2, 8), fresh.next_train_batch(2, 8)));
 }
 
-TEST_CASE("validation batches tile the validation split in order, identically every call") {
+TEST_CASE("validation batches tile the validation split in order, identically every call; a few are spread over it") {
   // Validation = tokens 100..129 (30 tokens); L = 4 fits (30 - 1) / 4 = 7 windows.
   TextData d(iota_tokens(130), 30.0 / 130.0, 0);
   REQUIRE(d.tokens(Split::Validation).size() == 30);
@@ -249,9 +249,21 @@ TEST_CASE("validation batches tile the validation split in order, identically ev
 
   // Drawing training batches does not disturb validation.
   d.next_train_batch(2, L);
-  const std::vector<Batch> capped = d.validation_batches(3, L, 2);
-  REQUIRE(capped.size() == 2);
-  CHECK(same_batch(capped[1], all[1]));
+  const std::vector<Batch> again_after = d.validation_batches(3, L, TextData::kAllBatches);
+  for (size_t i = 0; i < all.size(); ++i) CHECK(same_batch(again_after[i], all[i]));
+
+  // Fewer batches than fit: the w windows taken of the 7 are windows floor(q·7/w), spread over
+  // the split instead of its first ones: w = 3 (one batch of 3) takes windows 0, 2 and 4; w = 2
+  // (two batches of 1) takes windows 0 and 3.
+  const std::vector<Batch> one_batch = d.validation_batches(3, L, 1);
+  REQUIRE(one_batch.size() == 1);
+  const std::vector<int64_t> in3 = one_batch[0].inputs.to_ints();
+  CHECK(in3 == std::vector<int64_t>{100, 101, 102, 103, 108, 109, 110, 111, 116, 117, 118, 119});
+  const std::vector<Batch> two = d.validation_batches(1, L, 2);
+  REQUIRE(two.size() == 2);
+  CHECK(two[0].inputs.to_ints() == std::vector<int64_t>{100, 101, 102, 103});
+  CHECK(two[1].inputs.to_ints() == std::vector<int64_t>{112, 113, 114, 115});
+  CHECK(two[1].targets.to_ints() == std::vector<int64_t>{113, 114, 115, 116});
 
   // 8 validation tokens (10..17) hold one window of 4, not two: a second would need target 18.
   TextData exact(iota_tokens(18), 8.0 / 18.0, 0);

@@ -23,6 +23,7 @@ void add_inspect_command(CLI::App& app);   // Simba kept sets, scores and logits
 void add_highway_command(CLI::App& app);   // Simba: |Δy_T(t)| against distance, per layer
 void add_recall_command(CLI::App& app);    // Simba: loss on a span repeated from distance d
 void add_curves_command(CLI::App& app);    // training curves of runs, SVG + CSV
+void add_frontier_command(CLI::App& app);  // Simba RQ1: loss against FLOPs of a model family
 void add_score_command(CLI::App& app);     // multiple-choice task scoring (lm-eval style), dense or Simba
 void add_init_command(CLI::App& app);      // a seeded random-init model directory
 

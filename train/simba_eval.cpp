@@ -211,7 +211,12 @@ Tensor context_windows(const TextData& data, int64_t c, int64_t m, int64_t count
                    "use a shorter context, a larger file, or a larger --val-fraction");
   const int64_t fit = n / len;
   const int64_t W = count == TextData::kAllBatches ? fit : std::min(count, fit);
-  return Tensor::from_ints({W, len}, std::vector<int64_t>(val.begin(), val.begin() + W * len));
+  // Window i starts at i·floor(n / W) >= i·len: spread over the whole split, not its beginning.
+  const int64_t stride = n / W;
+  std::vector<int64_t> v;
+  v.reserve(static_cast<size_t>(W * len));
+  for (int64_t i = 0; i < W; ++i) v.insert(v.end(), val.begin() + i * stride, val.begin() + i * stride + len);
+  return Tensor::from_ints({W, len}, v);
 }
 
 std::vector<SimbaEvalRow> run_simba_eval(const SimbaEvalArgs& args, std::ostream& out) {

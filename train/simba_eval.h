@@ -14,8 +14,9 @@
 //
 // Data. The text file is read with the byte tokenizer and split as `simba train` splits it
 // (TextData, --val-fraction); only the validation split is used. For a context c and a
-// continuation m, window k is the c + m validation tokens [k(c+m), (k+1)(c+m)): consecutive,
-// non-overlapping, deterministic, the first --max-windows (eval) / --windows (highway) of them.
+// continuation m, the W = --max-windows (eval) / --windows (highway) windows (at most as many as
+// fit) are c + m validation tokens each, window k starting at token k·floor(n / W) of the n-token
+// split: non-overlapping, deterministic, spread evenly over the split (context_windows).
 // The context is the window's first c tokens, the continuation the remaining m
 // (ssm/simba_forward.h). A window longer than the whole split is an error naming both lengths
 // and the file ("context longer than the data").
@@ -49,9 +50,11 @@ std::shared_ptr<MambaLM> load_byte_model(const std::string& model_dir, const cha
 // those rows, as simba_forward computed them (ssm/simba_forward.h step 2).
 MixerTrace simba_layer_trace(const MambaLM& model, const Tensor& ids, const SimbaResult& r, int64_t layer);
 
-// (count, c + m) int64: the first `count` windows of c + m validation tokens (see above), or
-// all that fit when count is TextData::kAllBatches. Errors, naming `flag` and the data source:
-// c < 1, m < 0, count < 1, and a window longer than the validation split.
+// (count, c + m) int64: `count` windows of c + m validation tokens, or all that fit when count is
+// TextData::kAllBatches; window i starts at token i·floor(n / count) of the n-token split, so
+// the windows are spread evenly over it (a split of documents in path order begins with one
+// directory's files: its first windows would sample one kind of text). Errors, naming `flag`
+// and the data source: c < 1, m < 0, count < 1, and a window longer than the validation split.
 Tensor context_windows(const TextData& data, int64_t c, int64_t m, int64_t count, const std::string& flag);
 
 // ---------------------------------------------------------------------------------------------
@@ -156,8 +159,8 @@ std::vector<HighwayRow> run_highway(const HighwayArgs& args, std::ostream& out);
 // exactly d positions earlier. A model that carries that span across d predicts the repeat far
 // better than fresh text; its continuation loss against d shows how far it carries it, and the
 // same windows under Simba and under other criteria (random pruning the control) show what the
-// pruned upper layers keep. Every distance uses the same contexts (the first --max-windows
-// windows of c tokens of the validation split, as simba eval --context reads them), so
+// pruned upper layers keep. Every distance uses the same contexts (--max-windows windows of c
+// tokens spread over the validation split, as simba eval --context reads them), so
 // distances differ only in which span repeats, and every method of a distance sees the same
 // windows (paired intervals, train/bootstrap.h).
 

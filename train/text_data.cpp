@@ -165,13 +165,16 @@ std::vector<Batch> TextData::validation_batches(int64_t B, int64_t L, int64_t ma
   const int64_t n_windows = (static_cast<int64_t>(validation_.size()) - 1) / L;
   int64_t n_batches = (n_windows + B - 1) / B;
   if (max_batches != kAllBatches && max_batches < n_batches) n_batches = max_batches;
+  // The q-th window taken is window floor(q · n_windows / taken): all of them in order when every
+  // window is taken, else a subset spread evenly over the split.
+  const int64_t taken = std::min(n_batches * B, n_windows);
 
   std::vector<Batch> batches;
   batches.reserve(static_cast<size_t>(n_batches));
   for (int64_t i = 0; i < n_batches; ++i) {
-    const int64_t rows = std::min(B, n_windows - i * B);
+    const int64_t rows = std::min(B, taken - i * B);
     Batch batch = empty_batch(rows, L);
-    for (int64_t b = 0; b < rows; ++b) copy_window(batch, b, validation_, (i * B + b) * L, L);
+    for (int64_t b = 0; b < rows; ++b) copy_window(batch, b, validation_, (i * B + b) * n_windows / taken * L, L);
     batches.push_back(std::move(batch));
   }
   return batches;

@@ -87,12 +87,15 @@ class TextData {
   std::string cursor_state() const;
   void set_cursor_state(const std::string& state);
 
-  // Consecutive non-overlapping windows: window k has inputs at validation
-  // positions [kL, kL+L), so every validation token after the first is a
-  // target exactly once until the windows run out. Windows are grouped B to a
-  // batch in order; the last batch holds the remaining windows (fewer than B)
-  // if they do not divide evenly. At most max_batches batches (>= 1), or all
-  // with kAllBatches. The same result on every call.
+  // Non-overlapping windows: window k has inputs at validation positions
+  // [kL, kL+L), so every validation token after the first is a target exactly
+  // once until the windows run out. Windows are grouped B to a batch in order;
+  // the last batch holds the remaining windows (fewer than B) if they do not
+  // divide evenly. All of them with kAllBatches; with at most max_batches
+  // batches (>= 1) of the W windows, the q-th of the w taken is window
+  // floor(q·W/w): spread evenly over the split rather than its beginning (a
+  // split made of documents in path order begins with one directory's files).
+  // The same result on every call.
   std::vector<Batch> validation_batches(int64_t B, int64_t L, int64_t max_batches) const;
 
  private:

@@ -1,0 +1,155 @@
+// tests/test_frontier.cpp: `simba frontier` (train/frontier.h): the interpolated dense frontier
+// (1) and its paired interval on cases with known answers, the reference model, the model labels,
+// the CSV, SVG and table, and the errors.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <iostream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "tensor/file_io.h"
+#include "tests/test_util.h"
+#include "train/frontier.h"
+
+using namespace simba;
+
+namespace {
+
+const TempDir g_tmp("test_frontier");
+
+// Per-window difficulty shared by every model: the differences between models are constant
+// shifts, so each paired interval collapses onto the difference itself.
+const std::vector<double> kBase = {1.3, 2.1, 0.7, 1.9, 1.1};
+
+struct Row {
+  std::string method;
+  double flops, shift_bits;  // every window's loss is kBase + shift, in bits
+  int64_t context = 2048;
+};
+
+// A simba eval --json file of model `model` holding `rows`.
+std::string eval_file(const std::string& name, const std::string& model, const std::vector<Row>& rows,
+                      int64_t continuation = 256) {
+  nlohmann::json j = {{"model", model}, {"data", "test.bin"}, {"continuation", continuation},
+                      {"max_windows", 5}, {"rows", nlohmann::json::array()}};
+  for (const Row& r : rows) {
+    std::vector<double> nats;
+    for (double b : kBase) nats.push_back((b + r.shift_bits) * std::log(2.0));
+    j["rows"].push_back({{"context", r.context}, {"method", r.method},
+                         {"options", r.method == "dense" ? "keep=1" : "keep=0.1,schedule=linear"},
+                         {"flops_per_window", r.flops}, {"window_loss", nats}});
+  }
+  const std::string path = g_tmp.file(name);
+  write_file_atomic(path, j.dump());
+  return path;
+}
+
+FrontierArgs args_of(std::vector<std::string> files) {
+  FrontierArgs a;
+  a.json = std::move(files);
+  a.context = 2048;
+  a.out_prefix = g_tmp.file("frontier");
+  a.bootstrap = 2000;
+  return a;
+}
+
+}  // namespace
+
+TEST_CASE("frontier: interpolation in log FLOPs, paired intervals, the reference model, outputs") {
+  // Dense s, m, l at 1, 4 and 16 GFLOP, 1.0, 0.6 and 0.2 bits above the base. Pruned l at 2
+  // GFLOP: halfway between s and m in log FLOPs, so the frontier is 0.8 there and the point,
+  // at 0.7, is 0.1 below it; its reference is m (the smallest dense of >= 2 GFLOP), 0.1 above.
+  // A pruned point under the smallest dense model has a reference (s) but no frontier value.
+  const std::vector<std::string> files = {
+      eval_file("s.json", "runs/family/s/checkpoint", {{"dense", 1e9, 1.0}, {"dense", 1e9, 5.0, 8192}}),
+      eval_file("m.json", "runs/family/m/checkpoint/", {{"dense", 4e9, 0.6}}),
+      eval_file("l_keep0.1.json", "runs/family/l/checkpoint", {{"dense", 16e9, 0.2}, {"simba", 2e9, 0.7}}),
+      eval_file("l_keep0.05.json", "runs/family/l/checkpoint", {{"dense", 16e9, 0.2}, {"simba", 0.5e9, 1.5}}),
+      eval_file("other.json", "models/tiny", {{"dense", 8e9, 0.3}}),
+  };
+  std::ostringstream printed;
+  const std::vector<FrontierPoint> pts = run_frontier(args_of(files), printed);
+  REQUIRE(pts.size() == 6);  // dense s, m, tiny, l (the second l dense row is the same), 2 pruned
+  CHECK(pts[0].model == "s");
+  CHECK(pts[1].model == "m");  // a trailing '/' and the checkpoint folder are both seen through
+  CHECK(pts[2].model == "tiny");
+  CHECK(pts[3].model == "l");
+  const double base_mean = (1.3 + 2.1 + 0.7 + 1.9 + 1.1) / 5;
+  CHECK(pts[0].bits == doctest::Approx(base_mean + 1.0).epsilon(1e-12));
+  CHECK_FALSE(pts[0].has_frontier);  // dense points are the frontier
+
+  const FrontierPoint& mid = pts[4];
+  CHECK(mid.method == "simba");
+  REQUIRE(mid.has_frontier);
+  CHECK(mid.vs_frontier.mean == doctest::Approx(-0.1).epsilon(1e-9));
+  CHECK(mid.vs_frontier.low == doctest::Approx(-0.1).epsilon(1e-9));
+  CHECK(mid.vs_frontier.high == doctest::Approx(-0.1).epsilon(1e-9));
+  CHECK(mid.ref == "m");
+  CHECK(mid.vs_ref.mean == doctest::Approx(0.1).epsilon(1e-9));
+
+  const FrontierPoint& low = pts[5];
+  CHECK_FALSE(low.has_frontier);
+  CHECK(low.ref == "s");
+  CHECK(low.vs_ref.mean == doctest::Approx(0.5).epsilon(1e-9));
+
+  const std::string table = printed.str();
+  CHECK(contains(table, "below (better)"));
+  CHECK(contains(table, "outside its range"));
+  CHECK(contains(table, "5 windows"));
+  const std::string csv = read_file(g_tmp.file("frontier.csv"));
+  CHECK(csv.rfind("model,method,options,flops_per_window,bits_per_token,vs_frontier_bits,", 0) == 0);
+  CHECK(contains(csv, "l,simba,\"keep=0.1,schedule=linear\",2000000000,"));
+  const std::string svg = read_file(g_tmp.file("frontier.svg"));
+  CHECK(contains(svg, "<svg"));
+  CHECK(contains(svg, "dense models"));
+  CHECK(contains(svg, "l simba pruned"));
+}
+
+TEST_CASE("frontier: a noisy difference gets an interval around its mean") {
+  // The pruned point's loss differs from the frontier by a window-dependent amount, so the
+  // interval has width and contains the mean.
+  std::vector<std::string> files = {eval_file("a.json", "a", {{"dense", 1e9, 1.0}}),
+                                    eval_file("b.json", "b", {{"dense", 4e9, 0.0}})};
+  nlohmann::json j = nlohmann::json::parse(read_file(eval_file("c.json", "c", {{"dense", 8e9, -0.5}})));
+  std::vector<double> nats;
+  const std::vector<double> noise = {0.3, -0.2, 0.1, 0.0, -0.4};
+  for (size_t i = 0; i < kBase.size(); ++i) nats.push_back((kBase[i] + 0.5 + noise[i]) * std::log(2.0));
+  j["rows"].push_back({{"context", 2048}, {"method", "random"}, {"options", "keep=0.1"}, {"flops_per_window", 4e9},
+                       {"window_loss", nats}});
+  write_file_atomic(g_tmp.file("c.json"), j.dump());
+  files.push_back(g_tmp.file("c.json"));
+  std::ostringstream printed;
+  const std::vector<FrontierPoint> pts = run_frontier(args_of(files), printed);
+  const FrontierPoint& p = pts.back();
+  REQUIRE(p.has_frontier);  // exactly at b's FLOPs: the frontier there is b
+  CHECK(p.ref == "b");
+  CHECK(p.vs_frontier.mean == doctest::Approx(0.5 - 0.04).epsilon(1e-9));
+  CHECK(p.vs_frontier.low < p.vs_frontier.mean);
+  CHECK(p.vs_frontier.high > p.vs_frontier.mean);
+  CHECK(p.vs_ref.mean == doctest::Approx(p.vs_frontier.mean).epsilon(1e-12));
+}
+
+TEST_CASE("frontier: errors name the file and what was expected") {
+  const std::string s = eval_file("e_s.json", "s", {{"dense", 1e9, 1.0}});
+  CHECK(contains(error_of([&] { run_frontier(args_of({s, eval_file("e_m.json", "m", {{"dense", 4e9, 0.5}}, 128)}),
+                                             std::cout); }),
+                 "scored on other windows"));
+  CHECK(contains(error_of([&] { run_frontier(args_of({s, eval_file("e_s2.json", "s", {{"dense", 1e9, 0.9}})}),
+                                             std::cout); }),
+                 "differs from its dense row in an earlier file"));
+  FrontierArgs other = args_of({s});
+  other.context = 4096;
+  CHECK(contains(error_of([&] { run_frontier(other, std::cout); }), "no rows at --context 4096"));
+  CHECK(contains(error_of([&] { run_frontier(args_of({eval_file("e_p.json", "p", {{"simba", 1e9, 1.0}})}),
+                                             std::cout); }),
+                 "no dense row at context 2048"));
+  write_file_atomic(g_tmp.file("bad.json"), R"({"rows": []})");
+  CHECK(contains(error_of([&] { run_frontier(args_of({g_tmp.file("bad.json")}), std::cout); }), "no \"model\""));
+  FrontierArgs empty_out = args_of({s});
+  empty_out.out_prefix.clear();
+  CHECK(contains(error_of([&] { run_frontier(empty_out, std::cout); }), "--out"));
+}

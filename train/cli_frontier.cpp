@@ -1,0 +1,32 @@
+// train/cli_frontier.cpp: the flags of `simba frontier` (the work is in train/frontier.h).
+#include <iostream>
+#include <memory>
+
+#include "train/cli.h"
+#include "train/frontier.h"
+
+namespace simba {
+
+void add_frontier_command(CLI::App& app) {
+  auto args = std::make_shared<FrontierArgs>();
+  CLI::App* cmd = app.add_subcommand(
+      "frontier",
+      "RQ1, equal FLOPs: continuation loss against forward FLOPs per window of several models' simba eval\n"
+      "--json files (same data, --continuation and --max-windows). Compares every pruned point with the\n"
+      "dense frontier (dense models joined in log FLOPs) and with the smallest dense model of at least its\n"
+      "FLOPs, each with a paired bootstrap 95% interval. Writes <out>.svg and <out>.csv, prints the table.");
+  cmd->add_option("--json", args->json, "simba eval --json files, any number per model")
+      ->required()
+      ->check(CLI::ExistingFile);
+  cmd->add_option("--context", args->context, "the context length whose rows are compared")
+      ->required()
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--out", args->out_prefix, "output path prefix: writes <out>.svg and <out>.csv")->required();
+  cmd->add_option("--title", args->title, "the plot's title");
+  cmd->add_option("--bootstrap", args->bootstrap, "resamples of each paired bootstrap interval")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  cmd->callback([args] { run_frontier(*args, std::cout); });
+}
+
+}  // namespace simba

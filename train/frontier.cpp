@@ -1,0 +1,251 @@
+// train/frontier.cpp: `simba frontier` (train/frontier.h).
+#include "train/frontier.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <map>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "ssm/simba.h"
+#include "tensor/error.h"
+#include "tensor/file_io.h"
+#include "tensor/json.h"
+#include "train/svg_plot.h"
+
+namespace simba {
+
+namespace {
+
+// The label of a model directory: its folder name, or the one above a folder named checkpoint.
+std::string model_label(const std::string& dir) {
+  std::filesystem::path p = std::filesystem::path(dir).lexically_normal();
+  if (p.filename().empty()) p = p.parent_path();
+  if (p.filename() == "checkpoint" && !p.parent_path().filename().empty()) p = p.parent_path();
+  const std::string name = p.filename().string();
+  return name.empty() ? dir : name;
+}
+
+// What every file must share with the first one so that its windows are the same windows.
+struct WindowKey {
+  std::string data;
+  int64_t continuation = 0, max_windows = 0, windows = 0;
+};
+
+template <class T>
+T field(const nlohmann::json& j, const char* key, const std::string& where) {
+  SIMBA_CHECK(j.is_object() && j.contains(key), where << ": no \"" << key << "\" (is this a simba eval --json file?)");
+  try {
+    return j.at(key).get<T>();
+  } catch (const nlohmann::json::exception&) {
+    SIMBA_FAIL(where << ": \"" << key << "\" is " << j.at(key).dump() << ", not of the expected type");
+  }
+}
+
+// Mean bits of a's windows minus the frontier mix w·b + (1 − w)·c, with its interval.
+PairedDifference vs_mix(const std::vector<double>& a, const std::vector<double>& b, const std::vector<double>& c,
+                        double w, int64_t resamples) {
+  std::vector<double> mix(b.size());
+  for (size_t i = 0; i < b.size(); ++i) mix[i] = w * b[i] + (1 - w) * c[i];
+  return paired_bootstrap(a, mix, resamples);
+}
+
+std::string ci_cell(const PairedDifference& d) {
+  char b[96];
+  std::snprintf(b, sizeof b, "%+.4f [%+.4f, %+.4f]", d.mean, d.low, d.high);
+  return b;
+}
+
+const char* verdict(const PairedDifference& d) {
+  return d.high < 0 ? "below (better)" : d.low > 0 ? "above (worse)" : "within";
+}
+
+}  // namespace
+
+std::vector<FrontierPoint> run_frontier(const FrontierArgs& args, std::ostream& out) {
+  SIMBA_CHECK(!args.json.empty(), "--json: expected at least one simba eval --json file");
+  SIMBA_CHECK(args.bootstrap >= 1, "--bootstrap: expected a number of resamples >= 1, got " << args.bootstrap);
+  SIMBA_CHECK(!args.out_prefix.empty(), "--out: expected an output path prefix, got an empty string");
+
+  std::vector<FrontierPoint> dense, pruned;
+  std::map<std::string, size_t> dense_of;  // model label -> index in dense
+  WindowKey key;
+  for (size_t f = 0; f < args.json.size(); ++f) {
+    const std::string& path = args.json[f];
+    const nlohmann::json j = parse_json_bounded<nlohmann::json>(read_file(path), path);
+    const std::string model = model_label(field<std::string>(j, "model", path));
+    const WindowKey k{field<std::string>(j, "data", path), field<int64_t>(j, "continuation", path),
+                      field<int64_t>(j, "max_windows", path), 0};
+    const nlohmann::json rows = field<nlohmann::json>(j, "rows", path);
+    SIMBA_CHECK(rows.is_array(), path << ": \"rows\" is not an array");
+    int64_t found = 0;
+    for (size_t r = 0; r < rows.size(); ++r) {
+      const std::string where = path + ": rows[" + std::to_string(r) + "]";
+      if (field<int64_t>(rows[r], "context", where) != args.context) continue;
+      ++found;
+      FrontierPoint p;
+      p.model = model;
+      p.method = field<std::string>(rows[r], "method", where);
+      p.options = field<std::string>(rows[r], "options", where);
+      p.flops = field<double>(rows[r], "flops_per_window", where);
+      SIMBA_CHECK(std::isfinite(p.flops) && p.flops > 0, where << ": flops_per_window " << p.flops << ", expected > 0");
+      for (double nats : field<std::vector<double>>(rows[r], "window_loss", where)) {
+        SIMBA_CHECK(std::isfinite(nats), where << ": a window loss is " << nats << ", expected a finite number");
+        p.window_bits.push_back(nats / std::log(2.0));
+      }
+      SIMBA_CHECK(!p.window_bits.empty(), where << ": no window losses");
+      double sum = 0;
+      for (double b : p.window_bits) sum += b;
+      p.bits = sum / static_cast<double>(p.window_bits.size());
+
+      WindowKey here = k;
+      here.windows = static_cast<int64_t>(p.window_bits.size());
+      if (key.windows == 0) key = here;
+      SIMBA_CHECK(here.data == key.data && here.continuation == key.continuation &&
+                      here.max_windows == key.max_windows && here.windows == key.windows,
+                  where << ": scored on other windows than " << args.json.front() << " (data '" << here.data
+                        << "', m = " << here.continuation << ", " << here.windows << " of --max-windows "
+                        << here.max_windows << "; there: '" << key.data << "', m = " << key.continuation << ", "
+                        << key.windows << " of " << key.max_windows
+                        << "): every file must come from simba eval on the same data with the same "
+                           "--continuation and --max-windows");
+      if (p.method != "dense") {
+        pruned.push_back(std::move(p));
+        continue;
+      }
+      auto it = dense_of.find(model);
+      if (it == dense_of.end()) {
+        dense_of.emplace(model, dense.size());
+        dense.push_back(std::move(p));
+        continue;
+      }
+      const FrontierPoint& first = dense[it->second];
+      bool same = first.flops == p.flops;
+      for (size_t i = 0; same && i < p.window_bits.size(); ++i)
+        same = std::fabs(first.window_bits[i] - p.window_bits[i]) <= 1e-9 * std::max(1.0, std::fabs(p.window_bits[i]));
+      SIMBA_CHECK(same, where << ": model '" << model << "' has a dense row at context " << args.context
+                              << " that differs from its dense row in an earlier file (two different models "
+                                 "with the same folder name?)");
+    }
+    SIMBA_CHECK(found > 0, path << ": no rows at --context " << args.context);
+  }
+  SIMBA_CHECK(!dense.empty(), "--json: no dense row at context " << args.context << " in any file");
+  std::sort(dense.begin(), dense.end(), [](const FrontierPoint& a, const FrontierPoint& b) { return a.flops < b.flops; });
+
+  for (FrontierPoint& p : pruned) {
+    // (1): the dense neighbours a <= F <= b.
+    auto b = std::lower_bound(dense.begin(), dense.end(), p.flops,
+                              [](const FrontierPoint& d, double f) { return d.flops < f; });
+    if (b != dense.end()) {
+      p.ref = b->model;
+      p.vs_ref = paired_bootstrap(p.window_bits, b->window_bits, args.bootstrap);
+      if (b->flops == p.flops) {
+        p.has_frontier = true;
+        p.vs_frontier = p.vs_ref;
+      } else if (b != dense.begin()) {
+        const auto a = b - 1;
+        const double w = (std::log(b->flops) - std::log(p.flops)) / (std::log(b->flops) - std::log(a->flops));
+        p.has_frontier = true;
+        p.vs_frontier = vs_mix(p.window_bits, a->window_bits, b->window_bits, w, args.bootstrap);
+      }
+    }
+  }
+
+  // The table.
+  char line[512];
+  out << "simba frontier: context " << args.context << ", continuation m = " << key.continuation << ", "
+      << key.windows << " windows of '" << key.data << "' (" << key.windows * key.continuation
+      << " scored tokens a row), paired bootstrap 95% intervals (" << args.bootstrap << " resamples)\n";
+  std::snprintf(line, sizeof line, "%-6s | %-9s | %-26s | %12s | %9s | %-30s | %-14s | %-4s | %s", "model", "method",
+                "options", "GFLOP/window", "bits/tok", "vs dense frontier [95% CI]", "verdict", "ref",
+                "vs ref [95% CI]");
+  out << line << "\n" << std::string(std::strlen(line), '-') << "\n";
+  auto print = [&](const FrontierPoint& p) {
+    const bool is_dense = p.method == "dense";
+    std::string options;  // the schedule in brief: keep, schedule and start
+    if (!is_dense) {
+      const SimbaOptions o = parse_simba_options(p.options, p.model + " " + p.method + " options");
+      char b[96];
+      std::snprintf(b, sizeof b, "keep=%g %s start=%lld", o.keep, schedule_name(o.schedule),
+                    static_cast<long long>(o.start));
+      options = b;
+    }
+    std::snprintf(line, sizeof line, "%-6s | %-9s | %-26s | %12.3f | %9.4f | %-30s | %-14s | %-4s | %s",
+                  p.model.c_str(), p.method.c_str(), options.c_str(), 1e-9 * p.flops, p.bits,
+                  is_dense ? "(frontier)" : p.has_frontier ? ci_cell(p.vs_frontier).c_str() : "outside its range",
+                  is_dense || !p.has_frontier ? "" : verdict(p.vs_frontier), p.ref.c_str(),
+                  p.ref.empty() ? "" : ci_cell(p.vs_ref).c_str());
+    out << line << "\n";
+  };
+  for (const FrontierPoint& p : dense) print(p);
+  for (const FrontierPoint& p : pruned) print(p);
+
+  // The CSV.
+  std::ostringstream csv;
+  csv.precision(17);
+  csv << "model,method,options,flops_per_window,bits_per_token,vs_frontier_bits,ci95_low,ci95_high,ref_model,"
+         "vs_ref_bits,ref_ci95_low,ref_ci95_high\n";
+  auto diff = [](bool have, const PairedDifference& d) {
+    std::ostringstream s;
+    s.precision(17);
+    if (have) s << d.mean << "," << d.low << "," << d.high;
+    else s << ",,";
+    return s.str();
+  };
+  for (const auto* list : {&dense, &pruned})
+    for (const FrontierPoint& p : *list)
+      csv << p.model << "," << p.method << ",\"" << p.options << "\"," << p.flops << "," << p.bits << ","
+          << diff(p.has_frontier, p.vs_frontier) << "," << p.ref << "," << diff(!p.ref.empty(), p.vs_ref) << "\n";
+  write_file_atomic(args.out_prefix + ".csv", csv.str());
+
+  // The plot: the dense frontier solid; each pruned model's points (by FLOPs, ending at its own
+  // dense point) dashed, one colour per model and method.
+  std::vector<PlotSeries> series;
+  PlotSeries front{"dense models", {}, {}, plot_color(0), false};
+  for (const FrontierPoint& d : dense) {
+    front.x.push_back(d.flops);
+    front.y.push_back(d.bits);
+  }
+  series.push_back(front);
+  std::vector<std::string> groups;  // "model method", in order of appearance
+  for (const FrontierPoint& p : pruned)
+    if (std::find(groups.begin(), groups.end(), p.model + " " + p.method) == groups.end())
+      groups.push_back(p.model + " " + p.method);
+  for (size_t g = 0; g < groups.size(); ++g) {
+    std::vector<const FrontierPoint*> pts;
+    for (const FrontierPoint& p : pruned)
+      if (p.model + " " + p.method == groups[g]) pts.push_back(&p);
+    const std::string model = pts.front()->model;
+    auto own = dense_of.find(model);
+    if (own != dense_of.end())
+      for (const FrontierPoint& d : dense)
+        if (d.model == model) pts.push_back(&d);
+    std::sort(pts.begin(), pts.end(), [](const FrontierPoint* a, const FrontierPoint* b) { return a->flops < b->flops; });
+    PlotSeries s{groups[g] + " pruned (to its dense point)", {}, {}, plot_color(g + 1), true};
+    for (const FrontierPoint* p : pts) {
+      s.x.push_back(p->flops);
+      s.y.push_back(p->bits);
+    }
+    series.push_back(s);
+  }
+  PlotOptions po;
+  po.title = args.title.empty() ? "continuation loss against forward FLOPs, context " + std::to_string(args.context)
+                                : args.title;
+  po.x_label = "forward FLOPs per window (context + continuation)";
+  po.y_label = "continuation bits per token";
+  po.log_x = true;
+  po.width = 1000;
+  po.height = 560;
+  write_file_atomic(args.out_prefix + ".svg", line_plot_svg(series, po));
+  out << "wrote " << args.out_prefix << ".svg and " << args.out_prefix << ".csv\n" << std::flush;
+
+  std::vector<FrontierPoint> all = dense;
+  all.insert(all.end(), pruned.begin(), pruned.end());
+  return all;
+}
+
+}  // namespace simba
