@@ -1,6 +1,9 @@
 // ssm/flops.cpp: the FLOP formulas of ssm/flops.h.
 #include "ssm/flops.h"
 
+#include <cmath>
+
+#include "ssm/simba_schedule.h"
 #include "tensor/error.h"
 
 namespace simba {
@@ -82,6 +85,46 @@ ForwardFlops forward_flops(const MambaConfig& cfg, int64_t batch, const std::vec
 ForwardFlops dense_forward_flops(const MambaConfig& cfg, int64_t batch, int64_t tokens, int64_t head_tokens) {
   return forward_flops(cfg, batch, std::vector<int64_t>(cfg.num_hidden_layers, tokens), {}, SimbaCriterion::Simba,
                        head_tokens);
+}
+
+ForwardFlops pruned_forward_flops(const MambaConfig& cfg, int64_t batch, const std::vector<int64_t>& counts, int64_t m,
+                                  bool scored, SimbaCriterion criterion) {
+  std::vector<int64_t> tokens, scores;
+  for (size_t l = 0; l < counts.size(); ++l) {
+    tokens.push_back(counts[l] + m);
+    scores.push_back(scored && l + 1 < counts.size() && counts[l + 1] < counts[l] ? counts[l] : 0);
+  }
+  return forward_flops(cfg, batch, tokens, scores, criterion, m);
+}
+
+double keep_for_flops_ratio(const MambaConfig& cfg, const SimbaOptions& opt, int64_t c, int64_t m, double target) {
+  SIMBA_CHECK(target > 0 && target <= 1, "FLOPs ratio " << target << ": expected a number in (0, 1]");
+  SIMBA_CHECK(opt.schedule != SimbaSchedule::Custom,
+              "FLOPs ratio " << target << ": schedule=custom fixes every layer's count, so there is no keep to choose");
+  SIMBA_CHECK(c >= 1 && m >= 0, "keep_for_flops_ratio: context " << c << " and continuation " << m
+                                                                  << " must be >= 1 and >= 0");
+  const int64_t layers = cfg.num_hidden_layers;
+  const double dense = static_cast<double>(dense_forward_flops(cfg, 1, c + m, m).total());
+  auto ratio = [&](double keep) {
+    SimbaOptions o = opt;
+    o.keep = keep;
+    return static_cast<double>(
+               pruned_forward_flops(cfg, 1, simba_token_counts(o, layers, c), m, true, opt.criterion).total()) /
+           dense;
+  };
+  // The smallest ρ the options accept; below it every pruned layer keeps one token anyway.
+  double lo = 1e-9, hi = 1.0;
+  const double floor_ratio = ratio(lo);
+  SIMBA_CHECK(floor_ratio <= target, "FLOPs ratio " << target << ": below what schedule=" << schedule_name(opt.schedule)
+                                                    << ",start=" << opt.start << " reaches at context " << c
+                                                    << " (" << floor_ratio << " with one token a pruned layer)");
+  if (ratio(hi) <= target) return hi;
+  // Invariant: ratio(lo) <= target < ratio(hi).
+  for (int i = 0; i < 64 && hi - lo > 1e-12; ++i) {
+    const double mid = 0.5 * (lo + hi);
+    (ratio(mid) <= target ? lo : hi) = mid;
+  }
+  return target - ratio(lo) <= ratio(hi) - target ? lo : hi;
 }
 
 }  // namespace simba

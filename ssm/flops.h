@@ -82,4 +82,21 @@ ForwardFlops forward_flops(const MambaConfig& cfg, int64_t batch, const std::vec
 // A dense forward: every layer processes `tokens`, no scores.
 ForwardFlops dense_forward_flops(const MambaConfig& cfg, int64_t batch, int64_t tokens, int64_t head_tokens);
 
+// A Simba run (ssm/simba_forward.h) from its per-layer context counts n_ℓ (one per layer of cfg)
+// and continuation m: layer ℓ processes n_ℓ + m tokens, scores n_ℓ when the next layer keeps fewer
+// and `scored` is true (kept sets chosen from scores, not given), and the head runs on the m
+// continuation positions.
+ForwardFlops pruned_forward_flops(const MambaConfig& cfg, int64_t batch, const std::vector<int64_t>& counts, int64_t m,
+                                  bool scored, SimbaCriterion criterion);
+
+// For equal-FLOPs comparisons of schedules and criteria: the keep ρ at which Simba with `opt`'s
+// schedule, start and criterion, on one sequence of c context + m continuation tokens, has the
+// FLOPs ratio (pruned_forward_flops over dense_forward_flops(c + m tokens, head m)) nearest
+// `target`. The ratio does not decrease as ρ grows, up to a step at each whole token, so a
+// bisection on ρ over (0, 1] brackets the target between two adjacent steps, and the nearer one
+// is returned (on a tie, the one at or below the target). Errors: target outside (0, 1],
+// schedule=custom (its counts are fixed: there is no ρ to choose), a target below the ratio of
+// ρ → 0 (one token a pruned layer) with that ratio in the message.
+double keep_for_flops_ratio(const MambaConfig& cfg, const SimbaOptions& opt, int64_t c, int64_t m, double target);
+
 }  // namespace simba

@@ -103,7 +103,6 @@ SimbaResult run(const MambaLM& model, const Tensor& ids, int64_t c, const SimbaO
   res.context = c;
   res.counts = opt ? simba_token_counts(*opt, Lyr, c) : check_fixed(*fixed, Lyr, B, c);
   res.scores.resize(Lyr);
-  std::vector<int64_t> tokens, scored;
 
   // The kept sets live where the model does, as (B, n_ℓ) int64 tensors: scoring, selection and
   // the row gathers run there, and nothing is read back to the host.
@@ -117,8 +116,6 @@ SimbaResult run(const MambaLM& model, const Tensor& ids, int64_t c, const SimbaO
     const bool select_next = l + 1 < Lyr && res.counts[l + 1] < n;
     const bool score_here = opt && (select_next || keep_trace);
     res.kept.push_back(kept);
-    tokens.push_back(T);
-    scored.push_back(opt && select_next ? n : 0);
 
     Tensor flat;  // (B·T): row b·L + position of every processed token
     Variable x = h;
@@ -154,7 +151,8 @@ SimbaResult run(const MambaLM& model, const Tensor& ids, int64_t c, const SimbaO
     res.logits = model.head(narrow(h, 1, c - 1, m));
   else
     res.logits = Variable(Tensor::zeros({B, 0, model.config().vocab_size}, h.dtype(), dev));
-  res.flops = forward_flops(model.config(), B, tokens, scored, opt ? opt->criterion : SimbaCriterion::Simba, m);
+  res.flops = pruned_forward_flops(model.config(), B, res.counts, m, opt != nullptr,
+                                   opt ? opt->criterion : SimbaCriterion::Simba);
   return res;
 }
 

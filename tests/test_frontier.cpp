@@ -153,3 +153,39 @@ TEST_CASE("frontier: errors name the file and what was expected") {
   empty_out.out_prefix.clear();
   CHECK(contains(error_of([&] { run_frontier(empty_out, std::cout); }), "--out"));
 }
+
+TEST_CASE("compare: FILE:METHOD rows of different models, paired on their windows; the CSV; errors") {
+  const std::string base = eval_file("c_base.json", "runs/x/checkpoint", {{"dense", 4e9, 0.5}, {"simba", 2e9, 0.8}});
+  const std::string tuned = eval_file("c_tuned.json", "runs/x-ft", {{"dense", 4e9, 0.45}, {"simba", 2e9, 0.6}});
+  CompareArgs a;
+  a.context = 2048;
+  a.a = {tuned + ":simba", tuned + ":simba"};
+  a.b = {base + ":simba", base + ":dense"};
+  a.csv_path = g_tmp.file("compare.csv");
+  a.bootstrap = 500;
+  std::ostringstream printed;
+  const std::vector<Comparison> c = run_compare(a, printed);
+  REQUIRE(c.size() == 2);
+  CHECK(c[0].a.model == "x-ft");
+  CHECK(c[0].b.model == "x");
+  CHECK(c[0].diff.mean == doctest::Approx(-0.2).epsilon(1e-9));  // constant shifts: the interval is the point
+  CHECK(c[0].diff.low == doctest::Approx(-0.2).epsilon(1e-9));
+  CHECK(c[1].diff.mean == doctest::Approx(0.1).epsilon(1e-9));
+  CHECK(contains(printed.str(), "x-ft simba"));
+  const std::string csv = read_file(a.csv_path);
+  CHECK(csv.rfind("a_model,a_method,a_options,", 0) == 0);
+  CHECK(contains(csv, "x-ft,simba,\"keep=0.1,schedule=linear\",2000000000,"));
+
+  CompareArgs bad = a;
+  bad.b = {base + ":simba"};
+  CHECK(contains(error_of([&] { run_compare(bad, std::cout); }), "as many --a as --b"));
+  bad = a;
+  bad.a = {tuned, tuned + ":simba"};
+  CHECK(contains(error_of([&] { run_compare(bad, std::cout); }), "expected FILE:METHOD"));
+  bad = a;
+  bad.a = {tuned + ":random", tuned + ":simba"};
+  CHECK(contains(error_of([&] { run_compare(bad, std::cout); }), "0 rows of method 'random' at context 2048"));
+  bad = a;
+  bad.b = {eval_file("c_other.json", "y", {{"simba", 2e9, 0.6}}, 128) + ":simba", base + ":dense"};
+  CHECK(contains(error_of([&] { run_compare(bad, std::cout); }), "scored on other windows"));
+}

@@ -746,3 +746,48 @@ TEST_CASE("flops: a Simba run reports the formula for its own token counts, belo
   CHECK(dense.flops.total() == dense_forward_flops(cfg, B, c + m, m).total());
   CHECK(r.flops.total() < dense.flops.total());
 }
+
+TEST_CASE("flops: pruned_forward_flops follows simba_forward's rule; keep_for_flops_ratio finds the nearest step") {
+  MambaConfig cfg = tiny_config(4);
+  // Scored where the next layer keeps fewer, and only when the sets come from scores.
+  CHECK(pruned_forward_flops(cfg, 2, {20, 14, 14, 2}, 5, true, SimbaCriterion::Simba).total() ==
+        forward_flops(cfg, 2, {25, 19, 19, 7}, {20, 0, 14, 0}, SimbaCriterion::Simba, 5).total());
+  CHECK(pruned_forward_flops(cfg, 2, {20, 14, 14, 2}, 5, false, SimbaCriterion::Simba).total() ==
+        forward_flops(cfg, 2, {25, 19, 19, 7}, {}, SimbaCriterion::Simba, 5).total());
+
+  const int64_t c = 400, m = 16;
+  const double dense = static_cast<double>(dense_forward_flops(cfg, 1, c + m, m).total());
+  auto ratio_at = [&](SimbaOptions o, double keep) {
+    o.keep = keep;
+    return static_cast<double>(
+               pruned_forward_flops(cfg, 1, simba_token_counts(o, 4, c), m, true, o.criterion).total()) /
+           dense;
+  };
+  for (const char* text : {"schedule=linear", "schedule=uniform", "schedule=inverted", "schedule=linear,start=1",
+                           "schedule=linear,criterion=random", "schedule=uniform,criterion=simba-l2"}) {
+    INFO(text);
+    const SimbaOptions o = options(text);
+    const double floor = ratio_at(o, 1e-9);  // one token a pruned layer
+    REQUIRE(floor < 0.9);
+    for (double frac : {0.2, 0.5, 0.8}) {
+      const double target = floor + frac * (1 - floor);
+      INFO("target " << target);
+      const double keep = keep_for_flops_ratio(cfg, o, c, m, target);
+      REQUIRE(keep > 0);
+      REQUIRE(keep <= 1);
+      const double r = ratio_at(o, keep);
+      // Nearest step: no keep on a fine grid gets closer to the target.
+      double best = 1e9;
+      for (int i = 1; i <= 4000; ++i) best = std::min(best, std::fabs(ratio_at(o, i / 4000.0) - target));
+      CHECK(std::fabs(r - target) <= best + 1e-12);
+      CHECK(std::fabs(r - target) < 0.02);
+    }
+  }
+  // Errors: a target out of range, a custom schedule, a target below one token a layer.
+  CHECK(error_of([&] { keep_for_flops_ratio(cfg, options("keep=0.1"), c, m, 1.5); }).find("expected a number in (0, 1]") !=
+        std::string::npos);
+  CHECK(error_of([&] { keep_for_flops_ratio(cfg, options("schedule=custom,counts=400:200:100:50"), c, m, 0.5); })
+            .find("schedule=custom") != std::string::npos);
+  CHECK(error_of([&] { keep_for_flops_ratio(cfg, options("schedule=linear"), c, m, 0.5); }).find("below what") !=
+        std::string::npos);
+}

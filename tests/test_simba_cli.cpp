@@ -308,6 +308,40 @@ TEST_CASE("eval --context: pruned rows equal simba_forward's continuation loss a
   CHECK(contains(printed.str(), "20:13:5"));
 }
 
+TEST_CASE("eval --context --flops-ratio: each row's keep is solved for the FLOPs ratio, per context and criterion") {
+  const std::string dir = saved_model("eval_flops_model");
+  const std::string data = text_file("eval_flops.txt");
+  SimbaEvalArgs args = eval_args(dir, data);
+  args.contexts = {40, 60};
+  args.max_windows = 2;
+  args.simba = "schedule=uniform";
+  args.criteria = {"simba", "random", "simba-l2"};
+  args.flops_ratio = 0.8;
+  args.json_path = g_tmp.file("eval_flops.json");
+  std::ostringstream printed;
+  const std::vector<SimbaEvalRow> rows = run_simba_eval(args, printed);
+  REQUIRE(rows.size() == 8);
+  auto model = MambaLM::load(dir);
+  for (const SimbaEvalRow& r : rows) {
+    if (r.method == "dense") continue;
+    INFO(r.context << " " << r.method);
+    const SimbaOptions o = parse_simba_options(r.options);
+    CHECK(o.schedule == SimbaSchedule::Uniform);
+    CHECK(o.keep == keep_for_flops_ratio(model->config(), o, r.context, 5, 0.8));
+    CHECK(std::fabs(r.flops_ratio - 0.8) < 0.05);
+  }
+  CHECK(rows[1].options != rows[5].options);  // another context, another keep
+  CHECK(contains(printed.str(), "nearest --flops-ratio 0.8"));
+  CHECK(contains(read_file(args.json_path), "\"flops_ratio_target\": 0.8"));
+  // Errors name the flag: out of range, a custom schedule.
+  args.flops_ratio = 1.5;
+  CHECK(contains(error_of([&] { run_simba_eval(args, printed); }), "--flops-ratio: expected a number in (0, 1]"));
+  args.flops_ratio = 0.8;
+  args.simba = "schedule=custom,counts=40:20:10";
+  args.contexts = {40};
+  CHECK(contains(error_of([&] { run_simba_eval(args, printed); }), "--flops-ratio: FLOPs ratio 0.8: schedule=custom"));
+}
+
 TEST_CASE("eval --context: bad options give clear errors naming the flag") {
   const std::string dir = saved_model("eval_err_model");
   const std::string data = text_file("eval_err.txt");

@@ -24,6 +24,7 @@ void add_highway_command(CLI::App& app);   // Simba: |Δy_T(t)| against distance
 void add_recall_command(CLI::App& app);    // Simba: loss on a span repeated from distance d
 void add_curves_command(CLI::App& app);    // training curves of runs, SVG + CSV
 void add_frontier_command(CLI::App& app);  // Simba RQ1: loss against FLOPs of a model family
+void add_compare_command(CLI::App& app);   // rows of eval files of several models, paired
 void add_score_command(CLI::App& app);     // multiple-choice task scoring (lm-eval style), dense or Simba
 void add_init_command(CLI::App& app);      // a seeded random-init model directory
 

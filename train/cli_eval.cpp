@@ -130,6 +130,12 @@ void add_eval_command(CLI::App& app) {
       ->check(integer_in(1))
       ->capture_default_str()
       ->needs(context);
+  cmd->add_option("--flops-ratio", simba->flops_ratio,
+                  "Simba mode: equal FLOPs instead of equal keep: each row's keep is chosen, per context, so that\n"
+                  "its FLOPs ratio to dense is nearest this number in (0, 1] (for comparing criteria and schedules)")
+      ->check(CLI::PositiveNumber)
+      ->check(CLI::Range(0.0, 1.0))
+      ->needs(context);
   cmd->add_option("--csv", simba->csv_path, "Simba mode: also write the table to this CSV file")->needs(context);
   cmd->callback([args, simba, context] {
     if (context->count() == 0) {

@@ -1,4 +1,5 @@
-// train/cli_frontier.cpp: the flags of `simba frontier` (the work is in train/frontier.h).
+// train/cli_frontier.cpp: the flags of `simba frontier` and `simba compare` (the work is in
+// train/frontier.h).
 #include <iostream>
 #include <memory>
 
@@ -27,6 +28,23 @@ void add_frontier_command(CLI::App& app) {
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
   cmd->callback([args] { run_frontier(*args, std::cout); });
+}
+
+void add_compare_command(CLI::App& app) {
+  auto args = std::make_shared<CompareArgs>();
+  CLI::App* cmd = app.add_subcommand(
+      "compare",
+      "Rows of simba eval --json files compared pairwise on their shared windows: each --a FILE:METHOD\n"
+      "against the --b FILE:METHOD in the same position (e.g. a fine-tuned model's simba row against its\n"
+      "base model's), the mean difference in bits per token with a paired bootstrap 95% interval.");
+  cmd->add_option("--a", args->a, "FILE:METHOD rows (METHOD: dense or a criterion name)")->required();
+  cmd->add_option("--b", args->b, "FILE:METHOD rows, one per --a")->required();
+  cmd->add_option("--context", args->context, "the context length of the rows")->required()->check(CLI::PositiveNumber);
+  cmd->add_option("--csv", args->csv_path, "also write the table to this CSV file");
+  cmd->add_option("--bootstrap", args->bootstrap, "resamples of each paired bootstrap interval")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  cmd->callback([args] { run_compare(*args, std::cout); });
 }
 
 }  // namespace simba

@@ -64,6 +64,56 @@ const char* verdict(const PairedDifference& d) {
   return d.high < 0 ? "below (better)" : d.low > 0 ? "above (worse)" : "within";
 }
 
+// Every row of the eval file `path` at `context`, its model labelled (see the header). The
+// window key of the first file read (key.windows == 0 until then) is kept in `key`, named
+// `first` in errors, and every later row must match it.
+std::vector<FrontierPoint> read_eval_rows(const std::string& path, int64_t context, WindowKey& key,
+                                          std::string& first) {
+  const nlohmann::json j = parse_json_bounded<nlohmann::json>(read_file(path), path);
+  const std::string model = model_label(field<std::string>(j, "model", path));
+  const WindowKey k{field<std::string>(j, "data", path), field<int64_t>(j, "continuation", path),
+                    field<int64_t>(j, "max_windows", path), 0};
+  const nlohmann::json rows = field<nlohmann::json>(j, "rows", path);
+  SIMBA_CHECK(rows.is_array(), path << ": \"rows\" is not an array");
+  std::vector<FrontierPoint> points;
+  for (size_t r = 0; r < rows.size(); ++r) {
+    const std::string where = path + ": rows[" + std::to_string(r) + "]";
+    if (field<int64_t>(rows[r], "context", where) != context) continue;
+    FrontierPoint p;
+    p.model = model;
+    p.method = field<std::string>(rows[r], "method", where);
+    p.options = field<std::string>(rows[r], "options", where);
+    p.flops = field<double>(rows[r], "flops_per_window", where);
+    SIMBA_CHECK(std::isfinite(p.flops) && p.flops > 0, where << ": flops_per_window " << p.flops << ", expected > 0");
+    for (double nats : field<std::vector<double>>(rows[r], "window_loss", where)) {
+      SIMBA_CHECK(std::isfinite(nats), where << ": a window loss is " << nats << ", expected a finite number");
+      p.window_bits.push_back(nats / std::log(2.0));
+    }
+    SIMBA_CHECK(!p.window_bits.empty(), where << ": no window losses");
+    double sum = 0;
+    for (double b : p.window_bits) sum += b;
+    p.bits = sum / static_cast<double>(p.window_bits.size());
+
+    WindowKey here = k;
+    here.windows = static_cast<int64_t>(p.window_bits.size());
+    if (key.windows == 0) {
+      key = here;
+      first = path;
+    }
+    SIMBA_CHECK(here.data == key.data && here.continuation == key.continuation &&
+                    here.max_windows == key.max_windows && here.windows == key.windows,
+                where << ": scored on other windows than " << first << " (data '" << here.data << "', m = "
+                      << here.continuation << ", " << here.windows << " of --max-windows " << here.max_windows
+                      << "; there: '" << key.data << "', m = " << key.continuation << ", " << key.windows << " of "
+                      << key.max_windows
+                      << "): every file must come from simba eval on the same data with the same "
+                         "--continuation and --max-windows");
+    points.push_back(std::move(p));
+  }
+  SIMBA_CHECK(!points.empty(), path << ": no rows at --context " << context);
+  return points;
+}
+
 }  // namespace
 
 std::vector<FrontierPoint> run_frontier(const FrontierArgs& args, std::ostream& out) {
@@ -74,64 +124,27 @@ std::vector<FrontierPoint> run_frontier(const FrontierArgs& args, std::ostream& 
   std::vector<FrontierPoint> dense, pruned;
   std::map<std::string, size_t> dense_of;  // model label -> index in dense
   WindowKey key;
-  for (size_t f = 0; f < args.json.size(); ++f) {
-    const std::string& path = args.json[f];
-    const nlohmann::json j = parse_json_bounded<nlohmann::json>(read_file(path), path);
-    const std::string model = model_label(field<std::string>(j, "model", path));
-    const WindowKey k{field<std::string>(j, "data", path), field<int64_t>(j, "continuation", path),
-                      field<int64_t>(j, "max_windows", path), 0};
-    const nlohmann::json rows = field<nlohmann::json>(j, "rows", path);
-    SIMBA_CHECK(rows.is_array(), path << ": \"rows\" is not an array");
-    int64_t found = 0;
-    for (size_t r = 0; r < rows.size(); ++r) {
-      const std::string where = path + ": rows[" + std::to_string(r) + "]";
-      if (field<int64_t>(rows[r], "context", where) != args.context) continue;
-      ++found;
-      FrontierPoint p;
-      p.model = model;
-      p.method = field<std::string>(rows[r], "method", where);
-      p.options = field<std::string>(rows[r], "options", where);
-      p.flops = field<double>(rows[r], "flops_per_window", where);
-      SIMBA_CHECK(std::isfinite(p.flops) && p.flops > 0, where << ": flops_per_window " << p.flops << ", expected > 0");
-      for (double nats : field<std::vector<double>>(rows[r], "window_loss", where)) {
-        SIMBA_CHECK(std::isfinite(nats), where << ": a window loss is " << nats << ", expected a finite number");
-        p.window_bits.push_back(nats / std::log(2.0));
-      }
-      SIMBA_CHECK(!p.window_bits.empty(), where << ": no window losses");
-      double sum = 0;
-      for (double b : p.window_bits) sum += b;
-      p.bits = sum / static_cast<double>(p.window_bits.size());
-
-      WindowKey here = k;
-      here.windows = static_cast<int64_t>(p.window_bits.size());
-      if (key.windows == 0) key = here;
-      SIMBA_CHECK(here.data == key.data && here.continuation == key.continuation &&
-                      here.max_windows == key.max_windows && here.windows == key.windows,
-                  where << ": scored on other windows than " << args.json.front() << " (data '" << here.data
-                        << "', m = " << here.continuation << ", " << here.windows << " of --max-windows "
-                        << here.max_windows << "; there: '" << key.data << "', m = " << key.continuation << ", "
-                        << key.windows << " of " << key.max_windows
-                        << "): every file must come from simba eval on the same data with the same "
-                           "--continuation and --max-windows");
+  std::string first;
+  for (const std::string& path : args.json) {
+    for (FrontierPoint& p : read_eval_rows(path, args.context, key, first)) {
       if (p.method != "dense") {
         pruned.push_back(std::move(p));
         continue;
       }
-      auto it = dense_of.find(model);
+      auto it = dense_of.find(p.model);
       if (it == dense_of.end()) {
-        dense_of.emplace(model, dense.size());
+        dense_of.emplace(p.model, dense.size());
         dense.push_back(std::move(p));
         continue;
       }
-      const FrontierPoint& first = dense[it->second];
-      bool same = first.flops == p.flops;
+      const FrontierPoint& seen = dense[it->second];
+      bool same = seen.flops == p.flops;
       for (size_t i = 0; same && i < p.window_bits.size(); ++i)
-        same = std::fabs(first.window_bits[i] - p.window_bits[i]) <= 1e-9 * std::max(1.0, std::fabs(p.window_bits[i]));
-      SIMBA_CHECK(same, where << ": model '" << model << "' has a dense row at context " << args.context
-                              << " that differs from its dense row in an earlier file (two different models "
-                                 "with the same folder name?)");
+        same = std::fabs(seen.window_bits[i] - p.window_bits[i]) <= 1e-9 * std::max(1.0, std::fabs(p.window_bits[i]));
+      SIMBA_CHECK(same, path << ": model '" << p.model << "' has a dense row at context " << args.context
+                             << " that differs from its dense row in an earlier file (two different models "
+                                "with the same folder name?)");
     }
-    SIMBA_CHECK(found > 0, path << ": no rows at --context " << args.context);
   }
   SIMBA_CHECK(!dense.empty(), "--json: no dense row at context " << args.context << " in any file");
   std::sort(dense.begin(), dense.end(), [](const FrontierPoint& a, const FrontierPoint& b) { return a.flops < b.flops; });
@@ -246,6 +259,60 @@ std::vector<FrontierPoint> run_frontier(const FrontierArgs& args, std::ostream& 
   std::vector<FrontierPoint> all = dense;
   all.insert(all.end(), pruned.begin(), pruned.end());
   return all;
+}
+
+std::vector<Comparison> run_compare(const CompareArgs& args, std::ostream& out) {
+  SIMBA_CHECK(!args.a.empty() && args.a.size() == args.b.size(),
+              "--a, --b: expected as many --a as --b rows, at least one of each (got " << args.a.size() << " and "
+                                                                                          << args.b.size() << ")");
+  SIMBA_CHECK(args.bootstrap >= 1, "--bootstrap: expected a number of resamples >= 1, got " << args.bootstrap);
+  WindowKey key;
+  std::string first;
+  // The row named FILE:METHOD.
+  auto row = [&](const std::string& spec, const char* flag) {
+    const size_t colon = spec.rfind(':');
+    SIMBA_CHECK(colon != std::string::npos && colon > 0 && colon + 1 < spec.size(),
+                flag << " '" << spec << "': expected FILE:METHOD, e.g. results/eval.json:simba");
+    const std::string path = spec.substr(0, colon), method = spec.substr(colon + 1);
+    std::vector<FrontierPoint> found;
+    for (FrontierPoint& p : read_eval_rows(path, args.context, key, first))
+      if (p.method == method) found.push_back(std::move(p));
+    SIMBA_CHECK(found.size() == 1, flag << " '" << spec << "': " << found.size() << " rows of method '" << method
+                                        << "' at context " << args.context << " in " << path << ", expected one");
+    return found.front();
+  };
+  std::vector<Comparison> result;
+  for (size_t i = 0; i < args.a.size(); ++i) {
+    Comparison c{row(args.a[i], "--a"), row(args.b[i], "--b"), {}};
+    c.diff = paired_bootstrap(c.a.window_bits, c.b.window_bits, args.bootstrap);
+    result.push_back(std::move(c));
+  }
+  char line[512];
+  out << "simba compare: context " << args.context << ", continuation m = " << key.continuation << ", " << key.windows
+      << " windows of '" << key.data << "', a − b in bits per token with paired bootstrap 95% intervals ("
+      << args.bootstrap << " resamples)\n";
+  std::snprintf(line, sizeof line, "%-22s | %10s | %9s | %-22s | %10s | %9s | %s", "a (model method)", "a GFLOP", "a bits",
+                "b (model method)", "b GFLOP", "b bits", "a - b [95% CI]");
+  out << line << "\n" << std::string(std::strlen(line), '-') << "\n";
+  std::ostringstream csv;
+  csv.precision(17);
+  csv << "a_model,a_method,a_options,a_flops_per_window,a_bits,b_model,b_method,b_options,b_flops_per_window,b_bits,"
+         "a_minus_b_bits,ci95_low,ci95_high\n";
+  for (const Comparison& c : result) {
+    std::snprintf(line, sizeof line, "%-22s | %10.3f | %9.4f | %-22s | %10.3f | %9.4f | %s",
+                  (c.a.model + " " + c.a.method).c_str(), 1e-9 * c.a.flops, c.a.bits,
+                  (c.b.model + " " + c.b.method).c_str(), 1e-9 * c.b.flops, c.b.bits, ci_cell(c.diff).c_str());
+    out << line << "\n";
+    csv << c.a.model << "," << c.a.method << ",\"" << c.a.options << "\"," << c.a.flops << "," << c.a.bits << ","
+        << c.b.model << "," << c.b.method << ",\"" << c.b.options << "\"," << c.b.flops << "," << c.b.bits << ","
+        << c.diff.mean << "," << c.diff.low << "," << c.diff.high << "\n";
+  }
+  if (!args.csv_path.empty()) {
+    write_file_atomic(args.csv_path, csv.str());
+    out << "wrote " << args.csv_path << "\n";
+  }
+  out << std::flush;
+  return result;
 }
 
 }  // namespace simba

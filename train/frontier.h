@@ -1,5 +1,8 @@
-// train/frontier.h: `simba frontier`, the equal-FLOPs comparison of the Simba paper's RQ1: does a
-// larger model pruned by Simba beat the smaller dense models at the same forward FLOPs?
+// train/frontier.h: comparisons across the `simba eval --json` files of several models.
+// `simba frontier`, the equal-FLOPs comparison of the Simba paper's RQ1: does a larger model
+// pruned by Simba beat the smaller dense models at the same forward FLOPs? And `simba compare`,
+// any row of one model against any row of another on the same windows (e.g. a Simba-aware
+// fine-tuned model against training-free Simba on its base model).
 //
 // Input: `simba eval --context ... --json` files (train/simba_eval.h) of several models of one
 // family, all on the same data with the same continuation m and --max-windows, so that every
@@ -63,5 +66,24 @@ struct FrontierPoint {
 // that differs from the first file's, two dense rows of one model that differ; and: fewer than
 // one dense point, --bootstrap < 1, an empty --out.
 std::vector<FrontierPoint> run_frontier(const FrontierArgs& args, std::ostream& out);
+
+// simba compare: pairs of rows, each named FILE:METHOD (the row of METHOD, "dense" or a criterion
+// name, at --context in that eval file), a[i] against b[i].
+struct CompareArgs {
+  std::vector<std::string> a, b;  // --a, --b: FILE:METHOD each, as many of one as of the other
+  int64_t context = 0;            // --context
+  std::string csv_path;           // --csv (unless empty)
+  int64_t bootstrap = 10000;      // --bootstrap
+};
+
+struct Comparison {
+  FrontierPoint a, b;
+  PairedDifference diff;  // mean over windows of a − b, bits per token, and its interval
+};
+
+// Prints a table (each row's model, method, FLOPs and bits, and a − b [95% CI]) and writes --csv.
+// Errors: no pairs or unequal counts, a FILE:METHOD without ':', a file without that method at
+// --context (or with it twice), rows on other windows (as simba frontier), --bootstrap < 1.
+std::vector<Comparison> run_compare(const CompareArgs& args, std::ostream& out);
 
 }  // namespace simba

@@ -231,6 +231,8 @@ std::vector<SimbaEvalRow> run_simba_eval(const SimbaEvalArgs& args, std::ostream
   SIMBA_CHECK(args.max_windows >= 1, "--max-windows: expected a number of windows >= 1, got " << args.max_windows);
   SIMBA_CHECK(args.batch >= 1, "--batch: expected a batch size >= 1, got " << args.batch);
   SIMBA_CHECK(args.bootstrap >= 1, "--bootstrap: expected a number of resamples >= 1, got " << args.bootstrap);
+  SIMBA_CHECK(args.flops_ratio == 0 || (args.flops_ratio > 0 && args.flops_ratio <= 1),
+              "--flops-ratio: expected a number in (0, 1], got " << args.flops_ratio);
   check_eval_val_fraction(args.val_fraction);
   check_device(args.device);
   std::shared_ptr<MambaLM> model = load_byte_model(args.model_dir, "eval");
@@ -238,16 +240,29 @@ std::vector<SimbaEvalRow> run_simba_eval(const SimbaEvalArgs& args, std::ostream
   const TextData data = TextData::from_file(args.data_path, ByteTokenizer(), args.val_fraction);
   const int64_t m = args.continuation;
   // Every context is checked against the data and the schedule against the model before
-  // anything is evaluated or printed.
+  // anything is evaluated or printed; with --flops-ratio, every row's keep is solved here too.
   std::vector<Tensor> windows;
+  std::vector<std::vector<SimbaOptions>> runs_at;  // per context, the options of each row
   for (int64_t c : args.contexts) {
     windows.push_back(context_windows(data, c, m, args.max_windows, "--context"));
     simba_token_counts(base, model->config().num_hidden_layers, c);
+    runs_at.push_back(runs);
+    if (args.flops_ratio > 0)
+      for (SimbaOptions& o : runs_at.back()) {
+        try {
+          o.keep = keep_for_flops_ratio(model->config(), o, c, m, args.flops_ratio);
+        } catch (const Error& e) {
+          SIMBA_FAIL("--flops-ratio: " << e.message());
+        }
+      }
   }
 
   out << "simba eval: model '" << args.model_dir << "', validation split of '" << args.data_path << "' ("
       << data.tokens(Split::Validation).size() << " tokens), continuation m = " << m << ", --simba "
-      << base.to_string() << "\n";
+      << base.to_string();
+  if (args.flops_ratio > 0)
+    out << ", each row's keep chosen for the FLOPs ratio nearest --flops-ratio " << args.flops_ratio;
+  out << "\n";
   const std::string header =
       cell("%7s | %-9s | %7s | %11s | %10s | %-29s | %12s | %11s | %s", "context", "method", "windows", "loss (nats)",
            "bits/token", "vs dense [95% CI]", "MFLOP/window", "FLOPs ratio", "tokens per layer");
@@ -259,7 +274,7 @@ std::vector<SimbaEvalRow> run_simba_eval(const SimbaEvalArgs& args, std::ostream
     const int64_t c = args.contexts[i];
     const SimbaEvalRow dense = evaluate(*model, windows[i], c, args.batch, dense_options(), "dense");
     rows.push_back(dense);
-    for (const SimbaOptions& o : runs) {
+    for (const SimbaOptions& o : runs_at[i]) {
       SimbaEvalRow r = evaluate(*model, windows[i], c, args.batch, o, criterion_name(o.criterion));
       compare_to_dense(r, dense, args.bootstrap);
       rows.push_back(r);
@@ -279,7 +294,8 @@ std::vector<SimbaEvalRow> run_simba_eval(const SimbaEvalArgs& args, std::ostream
     nlohmann::json j = {{"model", args.model_dir},        {"data", args.data_path},
                         {"split", split_name(Split::Validation)}, {"val_fraction", args.val_fraction},
                         {"continuation", m},              {"max_windows", args.max_windows},
-                        {"simba", base.to_string()},      {"rows", nlohmann::json::array()},
+                        {"simba", base.to_string()},      {"flops_ratio_target", args.flops_ratio},
+                        {"rows", nlohmann::json::array()},
                         {"bootstrap", {{"method", "paired percentile bootstrap over windows (train/bootstrap.h)"},
                                        {"resamples", args.bootstrap}, {"level", 0.95}, {"seed", 0}}}};
     for (const SimbaEvalRow& r : rows)

@@ -71,6 +71,8 @@ struct SimbaEvalArgs {
   std::string simba;                    // --simba (ssm/simba.h syntax; "" = defaults)
   std::vector<std::string> criteria;    // --criteria; empty: the criterion of --simba
   int64_t bootstrap = 10000;            // --bootstrap: resamples of each paired interval
+  double flops_ratio = 0;               // --flops-ratio: 0 = --simba's keep; else each row's keep
+                                        // gives the FLOPs ratio nearest it (keep_for_flops_ratio)
   std::string json_path, csv_path;      // --json, --csv (unless empty)
   Device device;                        // --device
 };
