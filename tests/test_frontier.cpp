@@ -147,6 +147,14 @@ TEST_CASE("frontier: errors name the file and what was expected") {
   CHECK(contains(error_of([&] { run_frontier(args_of({eval_file("e_p.json", "p", {{"simba", 1e9, 1.0}})}),
                                              std::cout); }),
                  "no dense row at context 2048"));
+  // The same data, m and window count, but placed otherwise (a file from before simba eval recorded
+  // its placement took the split's first windows).
+  nlohmann::json spread = nlohmann::json::parse(read_file(eval_file("e_spread.json", "m", {{"dense", 4e9, 0.5}})));
+  spread["window_placement"] = "spread";
+  spread["split_tokens"] = 100000;
+  write_file_atomic(g_tmp.file("e_spread.json"), spread.dump());
+  CHECK(contains(error_of([&] { run_frontier(args_of({s, g_tmp.file("e_spread.json")}), std::cout); }),
+                 "spread windows"));
   write_file_atomic(g_tmp.file("bad.json"), R"({"rows": []})");
   CHECK(contains(error_of([&] { run_frontier(args_of({g_tmp.file("bad.json")}), std::cout); }), "no \"model\""));
   FrontierArgs empty_out = args_of({s});

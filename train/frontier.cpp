@@ -32,8 +32,8 @@ std::string model_label(const std::string& dir) {
 
 // What every file must share with the first one so that its windows are the same windows.
 struct WindowKey {
-  std::string data;
-  int64_t continuation = 0, max_windows = 0, windows = 0;
+  std::string data, placement;
+  int64_t split_tokens = 0, continuation = 0, max_windows = 0, windows = 0;
 };
 
 template <class T>
@@ -71,7 +71,9 @@ std::vector<FrontierPoint> read_eval_rows(const std::string& path, int64_t conte
                                           std::string& first) {
   const nlohmann::json j = parse_json_bounded<nlohmann::json>(read_file(path), path);
   const std::string model = model_label(field<std::string>(j, "model", path));
-  const WindowKey k{field<std::string>(j, "data", path), field<int64_t>(j, "continuation", path),
+  // Files written before simba eval recorded its window placement took the split's first windows.
+  const WindowKey k{field<std::string>(j, "data", path), j.value("window_placement", std::string("first")),
+                    j.value("split_tokens", int64_t(0)), field<int64_t>(j, "continuation", path),
                     field<int64_t>(j, "max_windows", path), 0};
   const nlohmann::json rows = field<nlohmann::json>(j, "rows", path);
   SIMBA_CHECK(rows.is_array(), path << ": \"rows\" is not an array");
@@ -100,11 +102,13 @@ std::vector<FrontierPoint> read_eval_rows(const std::string& path, int64_t conte
       key = here;
       first = path;
     }
-    SIMBA_CHECK(here.data == key.data && here.continuation == key.continuation &&
-                    here.max_windows == key.max_windows && here.windows == key.windows,
-                where << ": scored on other windows than " << first << " (data '" << here.data << "', m = "
-                      << here.continuation << ", " << here.windows << " of --max-windows " << here.max_windows
-                      << "; there: '" << key.data << "', m = " << key.continuation << ", " << key.windows << " of "
+    SIMBA_CHECK(here.data == key.data && here.placement == key.placement && here.split_tokens == key.split_tokens &&
+                    here.continuation == key.continuation && here.max_windows == key.max_windows &&
+                    here.windows == key.windows,
+                where << ": scored on other windows than " << first << " (data '" << here.data << "', "
+                      << here.placement << " windows, m = " << here.continuation << ", " << here.windows
+                      << " of --max-windows " << here.max_windows << "; there: '" << key.data << "', "
+                      << key.placement << " windows, m = " << key.continuation << ", " << key.windows << " of "
                       << key.max_windows
                       << "): every file must come from simba eval on the same data with the same "
                          "--continuation and --max-windows");

@@ -197,6 +197,8 @@ MixerTrace simba_layer_trace(const MambaLM& model, const Tensor& ids, const Simb
   return trace;
 }
 
+const char* const kWindowPlacement = "spread";
+
 Tensor context_windows(const TextData& data, int64_t c, int64_t m, int64_t count, const std::string& flag) {
   SIMBA_CHECK(c >= 1, flag << ": expected a context length >= 1 (the anchor is the last context token), got " << c);
   SIMBA_CHECK(m >= 0, "context_windows: continuation " << m << " must be >= 0");
@@ -295,6 +297,8 @@ std::vector<SimbaEvalRow> run_simba_eval(const SimbaEvalArgs& args, std::ostream
                         {"split", split_name(Split::Validation)}, {"val_fraction", args.val_fraction},
                         {"continuation", m},              {"max_windows", args.max_windows},
                         {"simba", base.to_string()},      {"flops_ratio_target", args.flops_ratio},
+                        {"split_tokens", data.tokens(Split::Validation).size()},
+                        {"window_placement", kWindowPlacement},
                         {"rows", nlohmann::json::array()},
                         {"bootstrap", {{"method", "paired percentile bootstrap over windows (train/bootstrap.h)"},
                                        {"resamples", args.bootstrap}, {"level", 0.95}, {"seed", 0}}}};

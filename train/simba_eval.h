@@ -56,6 +56,10 @@ MixerTrace simba_layer_trace(const MambaLM& model, const Tensor& ids, const Simb
 // directory's files: its first windows would sample one kind of text). Errors, naming `flag`
 // and the data source: c < 1, m < 0, count < 1, and a window longer than the validation split.
 Tensor context_windows(const TextData& data, int64_t c, int64_t m, int64_t count, const std::string& flag);
+// The name of that placement, recorded in simba eval's JSON ("window_placement") so that files
+// scored on other windows are told apart (files from before it have no such key: their windows
+// were the split's first ones).
+extern const char* const kWindowPlacement;
 
 // ---------------------------------------------------------------------------------------------
 // simba eval --context C1,C2,... [--simba OPTS] [--criteria A,B,...]
