@@ -1,7 +1,7 @@
 // bench/bench_gpu.cpp: Mamba throughput and the selective scan on a CUDA device (not a test).
 //
-//   build/bench_gpu [--out FILE.jsonl] [--device I] [--configs A,B,S] [--warmup W] [--samples S]
-//                   [--budget SECONDS]
+//   build/bench_gpu [--out FILE.jsonl] [--device I] [--configs A,B,S] [--rows NAME,...]
+//                   [--warmup W] [--samples S] [--budget SECONDS]
 //
 // On one GPU:
 //   copy_d2d  a 1 GiB device-to-device cuda_copy: the bandwidth the scan is compared with,
@@ -43,7 +43,8 @@
 //             bench/bench_simba.cpp does on CPU); it is printed after the table. A bound not
 //             met is reported, not an error (the exit code counts failed measurements only).
 // --configs selects A, B and S, comma-separated, default all three; "" runs the scan and the
-// copy only.
+// copy only. --rows keeps only the rows of those bench names (e.g. train_bf16: one model step
+// under a profiler such as Nsight Compute, without the other rows' kernels).
 //
 // Peak device memory (peak_bytes in JSON, peak_MiB in the table) of every model row (train*,
 // infer*, prefill*, simba*): the allocator's peak (tensor/cuda_device.h) is reset when the row
@@ -412,6 +413,7 @@ nlohmann::json to_json(const Row& r, double copy_gbs) {
 int main(int argc, char** argv) {
   Settings s;
   std::string configs = "A,B,S";
+  std::vector<std::string> only_rows;
   CLI::App app{"bench_gpu: Mamba training/inference tokens/s and the selective scan on a CUDA device"};
   app.add_option("--out", s.out, "also write the results here, one JSON object per line");
   app.add_option("--device", s.device, "CUDA device index")->check(CLI::NonNegativeNumber);
@@ -419,6 +421,8 @@ int main(int argc, char** argv) {
                  "model configs to run, comma-separated: A, B (with the prefill rows), S (Simba dense vs pruned on "
                  "Config B's model, context 8192); empty: scan and copy only")
       ->capture_default_str();
+  app.add_option("--rows", only_rows, "run only the rows of these bench names, comma-separated (e.g. train_bf16)")
+      ->delimiter(',');
   app.add_option("--warmup", s.warmup, "warm-up calls before timing")->check(CLI::NonNegativeNumber);
   app.add_option("--samples", s.samples, "timed samples per measurement (the median is reported)")
       ->check(CLI::Range(3, 1000));
@@ -498,6 +502,18 @@ int main(int argc, char** argv) {
                         }});
       }
     }
+  }
+  if (!only_rows.empty()) {
+    for (const std::string& name : only_rows)
+      if (std::none_of(plan.begin(), plan.end(), [&](const auto& p) { return p.first.bench == name; })) {
+        std::fprintf(stderr, "bench_gpu: --rows: no row named '%s' in the selected configs\n", name.c_str());
+        return 2;
+      }
+    plan.erase(std::remove_if(plan.begin(), plan.end(),
+                              [&](const auto& p) {
+                                return std::find(only_rows.begin(), only_rows.end(), p.first.bench) == only_rows.end();
+                              }),
+               plan.end());
   }
   std::string lines;
   double copy_gbs = 0.0;
