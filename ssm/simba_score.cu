@@ -39,9 +39,9 @@ __device__ inline double abs_t(double v) { return fabs(v); }
 // d = bx·kThreads + x of sequence b, i.e. the column S[b, :, d] of S (B, n, Di) contiguous.
 // delta (B, L, Di) rows. The additions must stay one sequential chain (that is the CPU's
 // rounding), so the loads are what can be overlapped: a thread reads the next kCumsumAhead rows
-// while it adds the current ones. Without that, every step waits one memory latency (its load
-// may alias the previous step's store, so the compiler cannot hoist it): at B 1 × n 8192 that
-// was milliseconds a layer, more than the layer's own forward.
+// while it adds the current ones. Without that, every step would wait one memory latency (its
+// load may alias the previous step's store, so the compiler cannot hoist it): n latencies in a
+// row, longer than the rest of the layer's forward at long contexts.
 constexpr int kCumsumAhead = 16;
 template <class T>
 __global__ void __launch_bounds__(kThreads)

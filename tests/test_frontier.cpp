@@ -197,3 +197,43 @@ TEST_CASE("compare: FILE:METHOD rows of different models, paired on their window
   bad.b = {eval_file("c_other.json", "y", {{"simba", 2e9, 0.6}}, 128) + ":simba", base + ":dense"};
   CHECK(contains(error_of([&] { run_compare(bad, std::cout); }), "scored on other windows"));
 }
+
+TEST_CASE("contexts: each model's rows against its own dense row, context by context; CSV, SVG, errors") {
+  const std::string s = eval_file("x_s.json", "runs/family/s/checkpoint",
+                                  {{"dense", 1e9, 1.0, 1024}, {"simba", 0.6e9, 1.1, 1024}, {"random", 0.6e9, 1.4, 1024},
+                                   {"dense", 2e9, 0.9, 2048}, {"simba", 1.2e9, 0.85, 2048}, {"random", 1.2e9, 1.3, 2048}});
+  const std::string m = eval_file("x_m.json", "runs/family/m/checkpoint",
+                                  {{"dense", 4e9, 0.5, 1024}, {"simba", 2.4e9, 0.5, 1024}});
+  ContextsArgs a;
+  a.json = {s, m};
+  a.out_prefix = g_tmp.file("contexts");
+  a.bootstrap = 500;
+  std::ostringstream printed;
+  const std::vector<ContextRow> rows = run_contexts(a, printed);
+  REQUIRE(rows.size() == 5);
+  CHECK(rows[0].model == "s");
+  CHECK(rows[0].context == 1024);
+  CHECK(rows[0].method == "simba");
+  CHECK(rows[0].windows == 5);
+  CHECK(rows[0].vs_dense.mean == doctest::Approx(0.1).epsilon(1e-9));
+  CHECK(rows[1].vs_dense.mean == doctest::Approx(0.4).epsilon(1e-9));
+  CHECK(rows[2].context == 2048);
+  CHECK(rows[2].vs_dense.mean == doctest::Approx(-0.05).epsilon(1e-9));
+  CHECK(rows[2].vs_dense.high == doctest::Approx(-0.05).epsilon(1e-9));
+  CHECK(rows[4].model == "m");
+  CHECK(rows[4].vs_dense.mean == doctest::Approx(0.0).epsilon(1e-9));
+  const std::string csv = read_file(a.out_prefix + ".csv");
+  CHECK(csv.rfind("model,context,windows,dense_bits,method,bits,vs_dense_bits,ci95_low,ci95_high\n", 0) == 0);
+  CHECK(contains(csv, "\ns,2048,5,"));
+  const std::string svg = read_file(a.out_prefix + ".svg");
+  CHECK(contains(svg, "s simba"));
+  CHECK(contains(svg, "m simba"));
+  CHECK(contains(printed.str(), "method - dense [95% CI]"));
+
+  ContextsArgs bad = a;
+  bad.json = {eval_file("x_p.json", "p", {{"simba", 1e9, 1.0}})};
+  CHECK(contains(error_of([&] { run_contexts(bad, std::cout); }), "no context with a dense row and another row"));
+  bad = a;
+  bad.out_prefix.clear();
+  CHECK(contains(error_of([&] { run_contexts(bad, std::cout); }), "--out"));
+}

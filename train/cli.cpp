@@ -15,6 +15,7 @@ void add_all_commands(CLI::App& app) {
   add_curves_command(app);
   add_frontier_command(app);
   add_compare_command(app);
+  add_contexts_command(app);
   add_score_command(app);
   add_tokenize_command(app);
   add_init_command(app);

@@ -25,6 +25,7 @@ void add_recall_command(CLI::App& app);    // Simba: loss on a span repeated fro
 void add_curves_command(CLI::App& app);    // training curves of runs, SVG + CSV
 void add_frontier_command(CLI::App& app);  // Simba RQ1: loss against FLOPs of a model family
 void add_compare_command(CLI::App& app);   // rows of eval files of several models, paired
+void add_contexts_command(CLI::App& app);  // Simba RQ2/RQ3: each model vs its dense, by context
 void add_score_command(CLI::App& app);     // multiple-choice task scoring (lm-eval style), dense or Simba
 void add_init_command(CLI::App& app);      // a seeded random-init model directory
 

@@ -1,5 +1,5 @@
-// train/cli_frontier.cpp: the flags of `simba frontier` and `simba compare` (the work is in
-// train/frontier.h).
+// train/cli_frontier.cpp: the flags of `simba frontier`, `simba compare` and `simba contexts`
+// (the work is in train/frontier.h).
 #include <iostream>
 #include <memory>
 
@@ -45,6 +45,24 @@ void add_compare_command(CLI::App& app) {
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
   cmd->callback([args] { run_compare(*args, std::cout); });
+}
+
+void add_contexts_command(CLI::App& app) {
+  auto args = std::make_shared<ContextsArgs>();
+  CLI::App* cmd = app.add_subcommand(
+      "contexts",
+      "RQ2/RQ3 over a family: for each simba eval --context --json file (one model), every row minus that\n"
+      "model's dense row at the same context, with a paired bootstrap 95% interval. Writes <out>.svg (the\n"
+      "differences against the context length) and <out>.csv, prints the table.");
+  cmd->add_option("--json", args->json, "simba eval --context --json files, one per model")
+      ->required()
+      ->check(CLI::ExistingFile);
+  cmd->add_option("--out", args->out_prefix, "output path prefix: writes <out>.svg and <out>.csv")->required();
+  cmd->add_option("--title", args->title, "the plot's title");
+  cmd->add_option("--bootstrap", args->bootstrap, "resamples of each paired bootstrap interval")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  cmd->callback([args] { run_contexts(*args, std::cout); });
 }
 
 }  // namespace simba

@@ -319,4 +319,78 @@ std::vector<Comparison> run_compare(const CompareArgs& args, std::ostream& out) 
   return result;
 }
 
+std::vector<ContextRow> run_contexts(const ContextsArgs& args, std::ostream& out) {
+  SIMBA_CHECK(!args.json.empty(), "--json: expected at least one simba eval --json file");
+  SIMBA_CHECK(args.bootstrap >= 1, "--bootstrap: expected a number of resamples >= 1, got " << args.bootstrap);
+  SIMBA_CHECK(!args.out_prefix.empty(), "--out: expected an output path prefix, got an empty string");
+  std::vector<ContextRow> result;
+  for (const std::string& path : args.json) {
+    std::vector<int64_t> contexts;  // in file order
+    const nlohmann::json j = parse_json_bounded<nlohmann::json>(read_file(path), path);
+    for (const nlohmann::json& r : field<nlohmann::json>(j, "rows", path)) {
+      const int64_t c = field<int64_t>(r, "context", path + ": a row");
+      if (std::find(contexts.begin(), contexts.end(), c) == contexts.end()) contexts.push_back(c);
+    }
+    const size_t before = result.size();
+    for (int64_t c : contexts) {
+      WindowKey key;  // one file, one context: its rows share their windows by construction
+      std::string first;
+      const std::vector<FrontierPoint> rows = read_eval_rows(path, c, key, first);
+      const auto dense = std::find_if(rows.begin(), rows.end(), [](const FrontierPoint& p) { return p.method == "dense"; });
+      if (dense == rows.end()) continue;
+      for (const FrontierPoint& p : rows) {
+        if (p.method == "dense") continue;
+        result.push_back({p.model, p.method, c, key.windows, dense->bits, p.bits,
+                          paired_bootstrap(p.window_bits, dense->window_bits, args.bootstrap)});
+      }
+    }
+    SIMBA_CHECK(result.size() > before,
+                path << ": no context with a dense row and another row (is this a simba eval --context --json file?)");
+  }
+
+  char line[256];
+  out << "simba contexts: every row minus its model's dense row at the same context, bits per token, paired "
+         "bootstrap 95% intervals ("
+      << args.bootstrap << " resamples)\n";
+  std::snprintf(line, sizeof line, "%-8s | %8s | %7s | %10s | %-9s | %10s | %s", "model", "context", "windows",
+                "dense bits", "method", "bits", "method - dense [95% CI]");
+  out << line << "\n" << std::string(std::strlen(line), '-') << "\n";
+  std::ostringstream csv;
+  csv.precision(17);
+  csv << "model,context,windows,dense_bits,method,bits,vs_dense_bits,ci95_low,ci95_high\n";
+  std::vector<std::string> groups;  // "model method", in order of appearance
+  for (const ContextRow& r : result) {
+    std::snprintf(line, sizeof line, "%-8s | %8lld | %7lld | %10.4f | %-9s | %10.4f | %s", r.model.c_str(),
+                  static_cast<long long>(r.context), static_cast<long long>(r.windows), r.dense_bits, r.method.c_str(),
+                  r.bits, ci_cell(r.vs_dense).c_str());
+    out << line << "\n";
+    csv << r.model << "," << r.context << "," << r.windows << "," << r.dense_bits << "," << r.method << "," << r.bits
+        << "," << r.vs_dense.mean << "," << r.vs_dense.low << "," << r.vs_dense.high << "\n";
+    if (std::find(groups.begin(), groups.end(), r.model + " " + r.method) == groups.end())
+      groups.push_back(r.model + " " + r.method);
+  }
+  write_file_atomic(args.out_prefix + ".csv", csv.str());
+  std::vector<PlotSeries> series;
+  for (size_t g = 0; g < groups.size(); ++g) {
+    const bool simba = groups[g].substr(groups[g].rfind(' ') + 1).rfind("simba", 0) == 0;
+    PlotSeries s{groups[g] + " − dense", {}, {}, plot_color(g), !simba};
+    for (const ContextRow& r : result)
+      if (r.model + " " + r.method == groups[g]) {
+        s.x.push_back(static_cast<double>(r.context));
+        s.y.push_back(r.vs_dense.mean);
+      }
+    series.push_back(s);
+  }
+  PlotOptions po;
+  po.title = args.title.empty() ? "continuation loss minus dense against the context length" : args.title;
+  po.x_label = "context length (tokens)";
+  po.y_label = "bits per token minus the dense model's (below 0: better than dense)";
+  po.log_x = true;
+  po.width = 1000;
+  po.height = 560;
+  write_file_atomic(args.out_prefix + ".svg", line_plot_svg(series, po));
+  out << "wrote " << args.out_prefix << ".svg and " << args.out_prefix << ".csv\n" << std::flush;
+  return result;
+}
+
 }  // namespace simba

@@ -1,8 +1,9 @@
 // train/frontier.h: comparisons across the `simba eval --json` files of several models.
 // `simba frontier`, the equal-FLOPs comparison of the Simba paper's RQ1: does a larger model
-// pruned by Simba beat the smaller dense models at the same forward FLOPs? And `simba compare`,
-// any row of one model against any row of another on the same windows (e.g. a Simba-aware
-// fine-tuned model against training-free Simba on its base model).
+// pruned by Simba beat the smaller dense models at the same forward FLOPs? `simba compare`, any
+// row of one model against any row of another on the same windows (e.g. a Simba-aware
+// fine-tuned model against training-free Simba on its base model). And `simba contexts`, RQ2/RQ3
+// over a family: every model's pruned rows against its own dense rows, context by context.
 //
 // Input: `simba eval --context ... --json` files (train/simba_eval.h) of several models of one
 // family, all on the same data with the same continuation m and --max-windows, so that every
@@ -85,5 +86,27 @@ struct Comparison {
 // Errors: no pairs or unequal counts, a FILE:METHOD without ':', a file without that method at
 // --context (or with it twice), rows on other windows (as simba frontier), --bootstrap < 1.
 std::vector<Comparison> run_compare(const CompareArgs& args, std::ostream& out);
+
+// simba contexts: for each file (one model's simba eval --context run over several contexts),
+// every non-dense row against the same file's dense row at its context (paired on that context's
+// windows). Table (model, context, windows, dense bits, method, method − dense [95% CI]), CSV and
+// an SVG of the differences against the context (log axis), one line per model and method.
+struct ContextsArgs {
+  std::vector<std::string> json;  // --json
+  std::string out_prefix;         // --out: <prefix>.svg and <prefix>.csv
+  std::string title;              // --title
+  int64_t bootstrap = 10000;      // --bootstrap
+};
+
+struct ContextRow {
+  std::string model, method;
+  int64_t context = 0, windows = 0;
+  double dense_bits = 0, bits = 0;
+  PairedDifference vs_dense;  // bits per token
+};
+
+// Errors: no files, a file with no context that has a dense row and another row, --bootstrap < 1,
+// an empty --out; the file errors of simba frontier.
+std::vector<ContextRow> run_contexts(const ContextsArgs& args, std::ostream& out);
 
 }  // namespace simba

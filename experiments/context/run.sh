@@ -8,7 +8,9 @@
 # context and for every method, dense vs Simba (keep 0.1, linear, start 0) and random pruning
 # as the control, every difference with its paired bootstrap 95% interval. Writes
 # RESULTS/context_SIZE.json (rows with every window's loss) and .csv, and the table to
-# RESULTS/context_SIZE.txt.
+# RESULTS/context_SIZE.txt. Then `simba contexts` over every RESULTS/context_*.json there (the sizes
+# run so far): RESULTS/contexts.svg/.csv/.txt, each model's rows minus its dense rows against the
+# context length, all sizes in one table and one plot.
 #
 # Environment (read by experiments/test_split.sh): SIMBA (default build/simba), DATA (default
 # data/linux-corpus/bin), RUNS (default runs/family: RUNS/SIZE/checkpoint), RESULTS (default
@@ -30,3 +32,8 @@ for size in "${sizes[@]}"; do
     --criteria simba,random --device "$DEVICE" --json "$RESULTS/context_$size.json" \
     --csv "$RESULTS/context_$size.csv" | tee "$RESULTS/context_$size.txt"
 done
+shopt -s nullglob
+files=("$RESULTS"/context_*.json)
+"$SIMBA" contexts --json "${files[@]}" --out "$RESULTS/contexts" \
+  --title "RQ2/RQ3: continuation bits/byte minus dense against the context (trained at 2048), m = $m" |
+  tee "$RESULTS/contexts.txt"
