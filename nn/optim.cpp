@@ -445,7 +445,9 @@ void AdamW::step() {
                              exp_avg_[gi][pi].device_data<scalar_t>(), exp_avg_sq_[gi][pi].device_data<scalar_t>(),
                              p.numel(), 1});
         }
-        for (const auto& [t, d] : by_t) {
+        for (const auto& entry : by_t) {  // not a structured binding: C++17 cannot capture one in the lambda below
+          const int64_t t = entry.first;
+          const auto& d = entry.second;
           const AdamWStep s{lr_, options_.beta1, options_.beta2, options_.eps, group.weight_decay, t};
           const Tensor table = descriptor_table(d, dev);
           SIMBA_DISPATCH_KERNEL(dev, dt, "AdamW::step", adamw_step, descriptors_of<scalar_t>(table),

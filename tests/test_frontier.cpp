@@ -155,6 +155,18 @@ TEST_CASE("frontier: errors name the file and what was expected") {
   write_file_atomic(g_tmp.file("e_spread.json"), spread.dump());
   CHECK(contains(error_of([&] { run_frontier(args_of({s, g_tmp.file("e_spread.json")}), std::cout); }),
                  "spread windows"));
+  // A number where an integer is expected (past int64's range: no undefined conversion), a wrong
+  // type where a key has a default.
+  nlohmann::json huge = nlohmann::json::parse(read_file(s));
+  huge["rows"][0]["context"] = 1e110;
+  write_file_atomic(g_tmp.file("e_huge.json"), huge.dump());
+  CHECK(contains(error_of([&] { run_frontier(args_of({g_tmp.file("e_huge.json")}), std::cout); }),
+                 "\"context\" is 1e+110, not of the expected type"));
+  nlohmann::json typed = nlohmann::json::parse(read_file(s));
+  typed["window_placement"] = 3;
+  write_file_atomic(g_tmp.file("e_typed.json"), typed.dump());
+  CHECK(contains(error_of([&] { run_frontier(args_of({g_tmp.file("e_typed.json")}), std::cout); }),
+                 "\"window_placement\" is 3, not of the expected type"));
   write_file_atomic(g_tmp.file("bad.json"), R"({"rows": []})");
   CHECK(contains(error_of([&] { run_frontier(args_of({g_tmp.file("bad.json")}), std::cout); }), "no \"model\""));
   FrontierArgs empty_out = args_of({s});

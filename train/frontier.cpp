@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <map>
 #include <sstream>
+#include <type_traits>
 
 #include <nlohmann/json.hpp>
 
@@ -36,14 +37,30 @@ struct WindowKey {
   int64_t split_tokens = 0, continuation = 0, max_windows = 0, windows = 0;
 };
 
+// The value under `key` as a T, its JSON type checked first (a float read as an integer would
+// be undefined behaviour past int64's range); an error names `where` and the key.
 template <class T>
 T field(const nlohmann::json& j, const char* key, const std::string& where) {
   SIMBA_CHECK(j.is_object() && j.contains(key), where << ": no \"" << key << "\" (is this a simba eval --json file?)");
+  const nlohmann::json& v = j.at(key);
+  bool ok = true;
+  if constexpr (std::is_same_v<T, int64_t>) ok = v.is_number_integer();
+  if constexpr (std::is_same_v<T, double>) ok = v.is_number();
+  if constexpr (std::is_same_v<T, std::string>) ok = v.is_string();
+  if constexpr (std::is_same_v<T, std::vector<double>>)
+    ok = v.is_array() && std::all_of(v.begin(), v.end(), [](const nlohmann::json& x) { return x.is_number(); });
+  SIMBA_CHECK(ok, where << ": \"" << key << "\" is " << v.dump().substr(0, 80) << ", not of the expected type");
   try {
-    return j.at(key).get<T>();
+    return v.get<T>();
   } catch (const nlohmann::json::exception&) {
-    SIMBA_FAIL(where << ": \"" << key << "\" is " << j.at(key).dump() << ", not of the expected type");
+    SIMBA_FAIL(where << ": \"" << key << "\" is " << v.dump().substr(0, 80) << ", not of the expected type");
   }
+}
+
+// field(), or `otherwise` when the key is absent.
+template <class T>
+T field_or(const nlohmann::json& j, const char* key, const std::string& where, T otherwise) {
+  return j.is_object() && j.contains(key) ? field<T>(j, key, where) : otherwise;
 }
 
 // Mean bits of a's windows minus the frontier mix w·b + (1 − w)·c, with its interval.
@@ -72,8 +89,8 @@ std::vector<FrontierPoint> read_eval_rows(const std::string& path, int64_t conte
   const nlohmann::json j = parse_json_bounded<nlohmann::json>(read_file(path), path);
   const std::string model = model_label(field<std::string>(j, "model", path));
   // Files written before simba eval recorded its window placement took the split's first windows.
-  const WindowKey k{field<std::string>(j, "data", path), j.value("window_placement", std::string("first")),
-                    j.value("split_tokens", int64_t(0)), field<int64_t>(j, "continuation", path),
+  const WindowKey k{field<std::string>(j, "data", path), field_or<std::string>(j, "window_placement", path, "first"),
+                    field_or<int64_t>(j, "split_tokens", path, 0), field<int64_t>(j, "continuation", path),
                     field<int64_t>(j, "max_windows", path), 0};
   const nlohmann::json rows = field<nlohmann::json>(j, "rows", path);
   SIMBA_CHECK(rows.is_array(), path << ": \"rows\" is not an array");

@@ -13,6 +13,9 @@ Run from the repository root: python3 tests/fuzz/make_seeds.py
                 combining marks, special tokens) and one ill-formed UTF-8 input
   tokenizer_json/  small byte-level BPE tokenizer.json files in the GPT-NeoX shape (merges as
                 strings and as pairs) and one with a model type simba rejects
+  eval_json/    simba eval --context --json files as simba frontier, compare and contexts read them:
+                two contexts with dense and pruned rows, and one written before the window
+                placement was recorded
 Crash inputs found by `make fuzz` are added to these folders by hand, next to the seeds.
 """
 import json
@@ -140,3 +143,23 @@ write("tokenizer_json", "neox_shape.json", json.dumps(tokenizer, ensure_ascii=Fa
 write("tokenizer_json", "pairs_no_normalizer.json", json.dumps(
     {**tokenizer, "normalizer": None, "model": {**model, "merges": [m.split(" ") for m in merges]}}, ensure_ascii=False))
 write("tokenizer_json", "wordpiece.json", json.dumps({**tokenizer, "model": {**model, "type": "WordPiece"}}))
+
+# eval_json/: rows as train/simba_eval.cpp writes them (window losses in nats).
+def eval_rows(context, flops, shifts):
+    return [{"context": context, "method": method, "options": "keep=0.1,schedule=linear,criterion=simba,start=0,seed=0",
+             "counts": [context, context // 2], "windows": 3, "tokens": 48, "loss": 1.0 + shift,
+             "bits_per_token": (1.0 + shift) / 0.6931471805599453, "flops_per_window": flops * ratio,
+             "flops_ratio": ratio, "vs_dense_bits": {"mean": 0.0, "ci95_low": 0.0, "ci95_high": 0.0},
+             "window_loss": [0.9 + shift, 1.0 + shift, 1.1 + shift]}
+            for method, ratio, shift in shifts]
+evaluation = {"model": "runs/family/s/checkpoint", "data": "data/linux-corpus/bin/test.bin", "split": "validation",
+              "val_fraction": 1, "continuation": 16, "max_windows": 3,
+              "simba": "keep=0.1,schedule=linear,criterion=simba,start=0,seed=0", "flops_ratio_target": 0,
+              "split_tokens": 100000, "window_placement": "spread",
+              "bootstrap": {"method": "paired percentile bootstrap over windows", "resamples": 10000, "level": 0.95,
+                            "seed": 0},
+              "rows": eval_rows(1024, 2.0e9, [("dense", 1.0, 0.0), ("simba", 0.6, 0.01), ("random", 0.58, 0.2)])
+              + eval_rows(2048, 4.0e9, [("dense", 1.0, -0.05), ("simba", 0.58, -0.04)])}
+write("eval_json", "two_contexts.json", json.dumps(evaluation, indent=2))
+old = {k: v for k, v in evaluation.items() if k not in ("split_tokens", "window_placement", "flops_ratio_target")}
+write("eval_json", "first_windows.json", json.dumps(old))
