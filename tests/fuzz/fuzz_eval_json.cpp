@@ -1,4 +1,4 @@
-// tests/fuzz/fuzz_eval_json.cpp: the readers of simba eval --json files (train/frontier.h):
+// tests/fuzz/fuzz_eval_json.cpp: the readers of simba eval --json files (train/eval_compare.h):
 // simba contexts, simba frontier and simba compare.
 //
 // Any input either is read or throws simba::Error. A file simba contexts accepts has a dense row
@@ -9,7 +9,7 @@
 
 #include "tensor/error.h"
 #include "tests/fuzz/fuzz_util.h"
-#include "train/frontier.h"
+#include "train/eval_compare.h"
 
 using namespace simba;
 

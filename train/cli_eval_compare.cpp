@@ -1,10 +1,10 @@
-// train/cli_frontier.cpp: the flags of `simba frontier`, `simba compare` and `simba contexts`
-// (the work is in train/frontier.h).
+// train/cli_eval_compare.cpp: the flags of `simba frontier`, `simba compare` and `simba contexts`
+// (the work is in train/eval_compare.h).
 #include <iostream>
 #include <memory>
 
 #include "train/cli.h"
-#include "train/frontier.h"
+#include "train/eval_compare.h"
 
 namespace simba {
 

@@ -1,6 +1,7 @@
-// tests/test_frontier.cpp: `simba frontier` (train/frontier.h): the interpolated dense frontier
-// (1) and its paired interval on cases with known answers, the reference model, the model labels,
-// the CSV, SVG and table, and the errors.
+// tests/test_eval_compare.cpp: `simba frontier`, `simba compare` and `simba contexts`
+// (train/eval_compare.h): the interpolated dense frontier (1) and its paired interval on cases
+// with known answers, the reference model, the model labels, pairs of rows across models, each
+// model's rows against its dense rows by context, the CSV, SVG and tables, and the errors.
 #include <doctest/doctest.h>
 
 #include <cmath>
@@ -13,13 +14,13 @@
 
 #include "tensor/file_io.h"
 #include "tests/test_util.h"
-#include "train/frontier.h"
+#include "train/eval_compare.h"
 
 using namespace simba;
 
 namespace {
 
-const TempDir g_tmp("test_frontier");
+const TempDir g_tmp("test_eval_compare");
 
 // Per-window difficulty shared by every model: the differences between models are constant
 // shifts, so each paired interval collapses onto the difference itself.

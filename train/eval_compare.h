@@ -1,4 +1,4 @@
-// train/frontier.h: comparisons across the `simba eval --json` files of several models.
+// train/eval_compare.h: comparisons across the `simba eval --json` files of several models.
 // `simba frontier`, the equal-FLOPs comparison of the Simba paper's RQ1: does a larger model
 // pruned by Simba beat the smaller dense models at the same forward FLOPs? `simba compare`, any
 // row of one model against any row of another on the same windows (e.g. a Simba-aware

@@ -1,5 +1,6 @@
-// train/frontier.cpp: `simba frontier` (train/frontier.h).
-#include "train/frontier.h"
+// train/eval_compare.cpp: `simba frontier`, `simba compare` and `simba contexts`
+// (train/eval_compare.h).
+#include "train/eval_compare.h"
 
 #include <algorithm>
 #include <cmath>
