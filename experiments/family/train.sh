@@ -51,14 +51,17 @@ done
 run="$OUT/$size"
 [ -e "$run/done" ] && { echo "train.sh: '$run' is a finished run: remove it to train again" >&2; exit 2; }
 mkdir -p "$run"
-model=(--hidden-size "$d" --layers "$layers" --seq-len "$context" --batch-size "$batch" --lr "$lr"
-       --dtype "$dtype" --device "$DEVICE" --data "$DATA/train.bin" --val-data "$DATA/validation.bin")
+# The model's shape (a new run only: --resume reads it from the checkpoint) and the run's settings
+# (both: the checkpoint holds no device or data paths, and the rest must match it).
+shape=(--hidden-size "$d" --layers "$layers")
+settings=(--seq-len "$context" --batch-size "$batch" --lr "$lr" --dtype "$dtype" --device "$DEVICE"
+          --data "$DATA/train.bin" --val-data "$DATA/validation.bin")
 tokens_per_step=$((context * batch))
 
 if [ ! -e "$run/plan.json" ]; then
   # 1. The probe: the same settings for a few steps, no validation, its tokens/s from the JSONL log.
   rm -rf "$run/probe"
-  "$SIMBA" train "${model[@]}" --out "$run/probe" --steps "$probe_steps" --eval-every 0 --eval-batches 1 \
+  "$SIMBA" train "${shape[@]}" "${settings[@]}" --out "$run/probe" --steps "$probe_steps" --eval-every 0 --eval-batches 1 \
     --save-every 0 --log-every 1 > "$run/probe.log"
   python3 - "$run/probe/metrics.jsonl" "$tokens" "$tokens_per_step" "$(stat -c %s "$DATA/train.bin")" \
     "$MAX_PLAN_MINUTES" "$run/plan.json.tmp" <<'PY'
@@ -86,7 +89,7 @@ echo "family $size: d_model $d x $layers layers, context $context, batch $batch,
 #    sharded at 16 MiB.
 args=(--out "$run" --steps "$steps" --eval-every $(( steps / 10 > 0 ? steps / 10 : 1 )) --eval-batches 8
       --save-every $(( steps / 20 > 0 ? steps / 20 : 1 )) --shard-size 16MiB)
-if [ -e "$run/checkpoint" ]; then args=(--resume "${args[@]}"); else args=("${model[@]}" "${args[@]}"); fi
+if [ -e "$run/checkpoint" ]; then args=(--resume "${settings[@]}" "${args[@]}"); else args=("${shape[@]}" "${settings[@]}" "${args[@]}"); fi
 limit=()
 [ -n "${MAX_MINUTES:-}" ] && limit=(timeout "${MAX_MINUTES}m")
 set +e
