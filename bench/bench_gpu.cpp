@@ -447,20 +447,9 @@ int main(int argc, char** argv) {
   }
   const SimbaOptions simba_dense = parse_simba_options("keep=1", "bench_gpu");
   const SimbaOptions simba_pruned = parse_simba_options("keep=0.1,schedule=linear", "bench_gpu");
-  const std::string reason = cuda_unavailable_reason();
-  if (!reason.empty()) {
-    std::printf("bench_gpu: no CUDA device (%s): nothing measured\n", reason.c_str());
-    return 0;
-  }
-  if (s.device >= cuda_device_count()) {
-    std::fprintf(stderr, "bench_gpu: --device %d, but this machine has %d CUDA device(s)\n", s.device,
-                 cuda_device_count());
-    return 2;
-  }
+  // The plan is made (and --rows checked) before the device is looked at: nothing in it touches
+  // the GPU until a row is measured.
   const Device dev{DeviceType::CUDA, s.device};
-  std::printf("bench_gpu on %s: %d warm-up calls, median of up to %d samples\n", dev.str().c_str(), s.warmup,
-              s.samples);
-  print_header();
 
   // The plan: each row's labels, and the measurement that fills in the rest.
   std::vector<std::pair<Row, std::function<void(Row&)>>> plan = {
@@ -515,6 +504,19 @@ int main(int argc, char** argv) {
                               }),
                plan.end());
   }
+  const std::string reason = cuda_unavailable_reason();
+  if (!reason.empty()) {
+    std::printf("bench_gpu: no CUDA device (%s): nothing measured\n", reason.c_str());
+    return 0;
+  }
+  if (s.device >= cuda_device_count()) {
+    std::fprintf(stderr, "bench_gpu: --device %d, but this machine has %d CUDA device(s)\n", s.device,
+                 cuda_device_count());
+    return 2;
+  }
+  std::printf("bench_gpu on %s: %d warm-up calls, median of up to %d samples\n", dev.str().c_str(), s.warmup,
+              s.samples);
+  print_header();
   std::string lines;
   double copy_gbs = 0.0;
   bool failed = false;

@@ -78,6 +78,21 @@ std::string ci_cell(const PairedDifference& d) {
   return b;
 }
 
+// <prefix>.svg: the series on a log x axis, in the size the other plots of these commands have;
+// then the line naming both outputs (the caller has written <prefix>.csv).
+void write_plot(const std::string& prefix, const std::vector<PlotSeries>& series, const std::string& title,
+                const std::string& x_label, const std::string& y_label, std::ostream& out) {
+  PlotOptions po;
+  po.title = title;
+  po.x_label = x_label;
+  po.y_label = y_label;
+  po.log_x = true;
+  po.width = 1000;
+  po.height = 560;
+  write_file_atomic(prefix + ".svg", line_plot_svg(series, po));
+  out << "wrote " << prefix << ".svg and " << prefix << ".csv\n" << std::flush;
+}
+
 const char* verdict(const PairedDifference& d) {
   return d.high < 0 ? "below (better)" : d.low > 0 ? "above (worse)" : "within";
 }
@@ -267,16 +282,10 @@ std::vector<FrontierPoint> run_frontier(const FrontierArgs& args, std::ostream& 
     }
     series.push_back(s);
   }
-  PlotOptions po;
-  po.title = args.title.empty() ? "continuation loss against forward FLOPs, context " + std::to_string(args.context)
-                                : args.title;
-  po.x_label = "forward FLOPs per window (context + continuation)";
-  po.y_label = "continuation bits per token";
-  po.log_x = true;
-  po.width = 1000;
-  po.height = 560;
-  write_file_atomic(args.out_prefix + ".svg", line_plot_svg(series, po));
-  out << "wrote " << args.out_prefix << ".svg and " << args.out_prefix << ".csv\n" << std::flush;
+  write_plot(args.out_prefix, series,
+             args.title.empty() ? "continuation loss against forward FLOPs, context " + std::to_string(args.context)
+                                : args.title,
+             "forward FLOPs per window (context + continuation)", "continuation bits per token", out);
 
   std::vector<FrontierPoint> all = dense;
   all.insert(all.end(), pruned.begin(), pruned.end());
@@ -399,15 +408,9 @@ std::vector<ContextRow> run_contexts(const ContextsArgs& args, std::ostream& out
       }
     series.push_back(s);
   }
-  PlotOptions po;
-  po.title = args.title.empty() ? "continuation loss minus dense against the context length" : args.title;
-  po.x_label = "context length (tokens)";
-  po.y_label = "bits per token minus the dense model's (below 0: better than dense)";
-  po.log_x = true;
-  po.width = 1000;
-  po.height = 560;
-  write_file_atomic(args.out_prefix + ".svg", line_plot_svg(series, po));
-  out << "wrote " << args.out_prefix << ".svg and " << args.out_prefix << ".csv\n" << std::flush;
+  write_plot(args.out_prefix, series,
+             args.title.empty() ? "continuation loss minus dense against the context length" : args.title,
+             "context length (tokens)", "bits per token minus the dense model's (below 0: better than dense)", out);
   return result;
 }
 
