@@ -1,7 +1,7 @@
 // bench/bench_gpu.cpp: Mamba throughput and the selective scan on a CUDA device (not a test).
 //
 //   build/bench_gpu [--out FILE.jsonl] [--device I] [--configs A,B,S] [--rows NAME,...]
-//                   [--warmup W] [--samples S] [--budget SECONDS]
+//                   [--warmup W] [--samples S] [--budget SECONDS] [--kernels K]
 //
 // On one GPU:
 //   copy_d2d  a 1 GiB device-to-device cuda_copy: the bandwidth the scan is compared with,
@@ -65,6 +65,12 @@
 // of samples (at least 3 samples). The scan and the copy run first: a model step that fails
 // (its message is printed and recorded) leaves them measured.
 //
+// --kernels K: where each row's time goes. After its samples, each row runs one more
+// (untimed) sample under bench/kernel_trace.h, and the K kernels (copies and fills included)
+// with the most device time are printed after the table, per call, beside the sum of all
+// kernel time and the row's median: a sum well below the median means the GPU sat idle
+// (launch-bound); JSON gets every kernel ("kernels") and that sum ("kernel_ms").
+//
 // Prints one table row per measurement; with --out, every finished row is also in FILE as
 // one JSON object per line (rewritten atomically after each row). Without a usable CUDA
 // device it prints "no CUDA device (<reason>)" and exits 0. Exit code 1 if any measurement
@@ -84,6 +90,7 @@
 #include <nlohmann/json.hpp>
 
 #include "autograd/ops.h"
+#include "bench/kernel_trace.h"
 #include "ssm/mamba_model.h"
 #include "ssm/selective_scan.h"
 #include "ssm/simba.h"
@@ -129,6 +136,7 @@ struct Settings {
   int warmup = 3;
   int samples = 10;
   double budget_s = 20.0;
+  int kernels = 0;  // --kernels: trace one more sample, show this many kernels
   std::string out;
 };
 
@@ -143,6 +151,7 @@ struct Row {
   int64_t tokens = 0;  // tokens per call (model rows)
   double bytes = 0.0;  // bytes moved per call (scan and copy rows)
   nlohmann::json extra = nlohmann::json::object();
+  std::vector<KernelTime> kernels;  // --kernels: device time per call of each kernel
   std::string error;  // non-empty: the measurement failed
   bool memory = false;  // a model row: its peak device memory is recorded (the file comment)
 };
@@ -177,6 +186,18 @@ void time_on_device(Row& row, const Settings& s, int inner, const std::function<
   row.median_s = median(row.samples_s);
   row.warmup = s.warmup;
   row.inner = inner;
+  if (s.kernels > 0) {
+    row.kernels = trace_kernels(s.device, [&] {
+      for (int i = 0; i < inner; ++i) call();
+    });
+    for (KernelTime& k : row.kernels) k.ms /= inner;  // per call; a count that is not a multiple stays a fraction
+  }
+}
+
+double kernel_ms(const Row& r) {
+  double sum = 0.0;
+  for (const KernelTime& k : r.kernels) sum += k.ms;
+  return sum;
 }
 
 // Bytes the selective scan must read and write at least (e bytes per element), each operand
@@ -364,6 +385,19 @@ void print_row(const Row& r, double copy_gbs) {
   std::fflush(stdout);
 }
 
+// The --kernels breakdown of a row (after the table).
+void print_kernels(const Row& r, int top) {
+  if (r.kernels.empty()) return;
+  const double sum = kernel_ms(r);
+  std::printf("\n%s %s %s: kernel time %.3f ms of the median %.3f ms per call (%.0f %%)\n", r.bench.c_str(),
+              r.config.c_str(), r.shape.c_str(), sum, r.median_s * 1e3, 100.0 * sum / (r.median_s * 1e3));
+  for (size_t i = 0; i < r.kernels.size() && int(i) < top; ++i) {
+    const KernelTime& k = r.kernels[i];
+    std::printf("  %9.3f ms %5.1f %% %8.1f x  %s\n", k.ms, 100.0 * k.ms / sum, double(k.count) / r.inner,
+                k.name.c_str());
+  }
+}
+
 // The Simba acceptance line of a pruned row (after the table).
 void print_simba_check(const Row& r) {
   if (!r.error.empty() || !r.extra.contains("flops_ratio")) return;
@@ -405,6 +439,12 @@ nlohmann::json to_json(const Row& r, double copy_gbs) {
     if (copy_gbs > 0) j["fraction_of_copy"] = gbs / copy_gbs;
   }
   for (const auto& [k, v] : r.extra.items()) j[k] = v;
+  if (!r.kernels.empty()) {
+    j["kernel_ms"] = kernel_ms(r);
+    j["kernels"] = nlohmann::json::array();
+    for (const KernelTime& k : r.kernels)
+      j["kernels"].push_back({{"name", k.name}, {"ms", k.ms}, {"launches", double(k.count) / r.inner}});
+  }
   return j;
 }
 
@@ -428,6 +468,9 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(3, 1000));
   app.add_option("--budget", s.budget_s, "seconds of samples after which a measurement stops (>= 3 samples)")
       ->check(CLI::PositiveNumber);
+  app.add_option("--kernels", s.kernels,
+                 "trace one more sample of each row and print its K most expensive kernels (0: off)")
+      ->check(CLI::NonNegativeNumber);
   CLI11_PARSE(app, argc, argv);
 
   std::vector<const ModelBench*> models;
@@ -540,6 +583,7 @@ int main(int argc, char** argv) {
     lines += to_json(row, copy_gbs).dump() + "\n";
     if (!s.out.empty()) write_file_atomic(s.out, lines);
   }
+  for (const auto& [row, measure] : plan) print_kernels(row, s.kernels);
   for (const auto& [row, measure] : plan) print_simba_check(row);
   return failed ? 1 : 0;
 }

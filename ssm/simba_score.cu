@@ -33,44 +33,59 @@ __device__ inline double exp_t(double v) { return exp(v); }
 __device__ inline float abs_t(float v) { return fabsf(v); }
 __device__ inline double abs_t(double v) { return fabs(v); }
 
-// (Q2): S[b, t, d] = Σ_{k=t+1..n−1} delta[b, k, d], accumulated in double from t = n − 1 down
-// and stored in acc_t<T> (the CPU's order and rounding).
-// Launch: grid (ceil(Di / kThreads), B), block kThreads; thread x of block (bx, b) owns channel
-// d = bx·kThreads + x of sequence b, i.e. the column S[b, :, d] of S (B, n, Di) contiguous.
-// delta (B, L, Di) rows. The additions must stay one sequential chain (that is the CPU's
-// rounding), so the loads are what can be overlapped: a thread reads the next kCumsumAhead rows
-// while it adds the current ones. Without that, every step would wait one memory latency (its
-// load may alias the previous step's store, so the compiler cannot hoist it): n latencies in a
-// row, longer than the rest of the layer's forward at long contexts.
-constexpr int kCumsumAhead = 16;
+// (Q2): S[b, t, d] = Σ_{k=t+1..n−1} delta[b, k, d], accumulated in double and stored in
+// acc_t<T>. A single chain per channel down all n rows would wait one memory latency per row
+// (n = 8192 of them at long contexts, with only B·Di threads to overlap), so the rows are cut
+// into chunks of kCumsumChunk and summed in two passes:
+//   chunk_sum_kernel: sums[b, c, d] = Σ_{k in chunk c} delta[b, k, d] (double, k descending);
+//   chunk_scan_kernel: for t in chunk c, walking down from the chunk's last row, S[b, t, d] =
+//     (Σ_{c' > c} sums[b, c', d], c' descending) + Σ_{t < k in chunk c} delta[b, k, d].
+// The CPU adds one chain from the top instead; in double the two orders differ by far less
+// than acc_t<T>'s rounding, below the few-ulp agreement of the scores (the header).
+// Launch (both): grid (ceil(Di / kThreads), ceil(n / kCumsumChunk), B), block kThreads; thread
+// x of block (bx, c, b) owns channel d = bx·kThreads + x of chunk c of sequence b. delta (B, L,
+// Di) rows, S (B, n, Di) and sums (B, ceil(n / kCumsumChunk), Di) contiguous.
+constexpr int64_t kCumsumChunk = 128;
 template <class T>
 __global__ void __launch_bounds__(kThreads)
-    reverse_cumsum_kernel(acc_t<T>* S, SeqView<const T> delta, int64_t L, int64_t n, int64_t Di) {
+    chunk_sum_kernel(double* __restrict__ sums, SeqView<const T> delta, int64_t L, int64_t n, int64_t Di) {
+  const int64_t d = int64_t(blockIdx.x) * kThreads + threadIdx.x;
+  if (d >= Di) return;
+  const int64_t c = blockIdx.y, b = blockIdx.z, chunks = gridDim.y;
+  const int64_t lo = c * kCumsumChunk, hi = min(lo + kCumsumChunk, n);
+  const T* __restrict__ dcol = delta.p + b * L * delta.ld + d;  // delta[b, k, d] = dcol[k·ld]
+  double acc = 0.0;
+  for (int64_t k = hi - 1; k >= lo; --k) acc += double(dcol[k * delta.ld]);
+  sums[(b * chunks + c) * Di + d] = acc;
+}
+
+template <class T>
+__global__ void __launch_bounds__(kThreads)
+    chunk_scan_kernel(acc_t<T>* __restrict__ S, const double* __restrict__ sums, SeqView<const T> delta, int64_t L,
+                      int64_t n, int64_t Di) {
   using Acc = acc_t<T>;
   const int64_t d = int64_t(blockIdx.x) * kThreads + threadIdx.x;
   if (d >= Di) return;
-  const int64_t b = blockIdx.y;
-  Acc* col = S + b * n * Di + d;
-  const T* dcol = delta.p + b * L * delta.ld + d;  // delta[b, r, d] = dcol[r·ld]
-  col[(n - 1) * Di] = Acc(0);
-  double cur[kCumsumAhead], ahead[kCumsumAhead] = {};
-  // Batch t0: the values added at t = t0, t0 − 1, ..., t0 − kCumsumAhead + 1 (delta rows t + 1).
-  auto load = [&](double* v, int64_t t0) {
-#pragma unroll
-    for (int j = 0; j < kCumsumAhead; ++j) v[j] = t0 - j >= 0 ? double(dcol[(t0 - j + 1) * delta.ld]) : 0.0;
-  };
-  load(cur, n - 2);
+  const int64_t c = blockIdx.y, b = blockIdx.z, chunks = gridDim.y;
+  const int64_t lo = c * kCumsumChunk, hi = min(lo + kCumsumChunk, n);
+  const T* __restrict__ dcol = delta.p + b * L * delta.ld + d;
+  Acc* __restrict__ col = S + b * n * Di + d;  // S[b, t, d] = col[t·Di]
   double acc = 0.0;
-  for (int64_t t0 = n - 2; t0 >= 0; t0 -= kCumsumAhead) {
-    if (t0 - kCumsumAhead >= 0) load(ahead, t0 - kCumsumAhead);
-#pragma unroll
-    for (int j = 0; j < kCumsumAhead; ++j)
-      if (t0 - j >= 0) {
-        acc += cur[j];
-        col[(t0 - j) * Di] = Acc(acc);
-      }
-#pragma unroll
-    for (int j = 0; j < kCumsumAhead; ++j) cur[j] = ahead[j];
+  for (int64_t c2 = chunks - 1; c2 > c; --c2) acc += sums[(b * chunks + c2) * Di + d];
+  for (int64_t t = hi - 1; t >= lo; --t) {
+    col[t * Di] = Acc(acc);
+    acc += double(dcol[t * delta.ld]);
+  }
+}
+
+// A (Di, N) of T -> AT (N, Di) of acc_t<T>, so that the score kernel's threads, one channel d
+// each, read A[d, k] for a fixed k from consecutive addresses. Launch: 1-D grid-stride over the
+// Di·N entries.
+template <class T>
+__global__ void transpose_a_kernel(acc_t<T>* __restrict__ AT, const T* __restrict__ A, int64_t Di, int64_t N) {
+  for (int64_t e = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; e < Di * N; e += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t d = e / N, k = e % N;
+    AT[k * Di + d] = acc_t<T>(A[e]);
   }
 }
 
@@ -78,15 +93,19 @@ __global__ void __launch_bounds__(kThreads)
 //   Δy_T(t)[d] = (Σ_{k<N} (C_T[k]·B_t[k])·exp(A[d,k]·S[b,t,d]))·(Δ_t[d]·u_t[d]),   T = n − 1,
 // the terms added in k order as on the CPU. simba: max_d; simba-abs: max_d |·|; simba-l2:
 // sqrt(Σ_d (·)²) in double. A NaN in the row makes the score NaN.
-// Launch: grid B·n, block kThreads; block r = b·n + t owns scores[b, t]; thread x forms the
-// channels d = x, x + kThreads, ... The loops' bounds are the same for every thread, so all
-// of them reach the block reductions' barriers.
+// Launch: grid B·n, block kThreads, dynamic shared memory N·sizeof(acc_t<T>) (the row's N
+// products C_T[k]·B_t[k], formed once); block r = b·n + t owns scores[b, t]; thread x forms the
+// channels d = x, x + kThreads, ..., reading A as AT (N, Di) (transpose_a_kernel) so that a
+// warp's loads of A[·, k] are consecutive. The loops' bounds are the same for every thread, so
+// all of them reach the barriers.
 template <class T>
 __global__ void __launch_bounds__(kThreads)
-    score_rows_kernel(acc_t<T>* scores, const acc_t<T>* S, SeqView<const T> u, SeqView<const T> delta, const T* A,
-                      SeqView<const T> Bm, SeqView<const T> Cm, int64_t L, int64_t n, int64_t Di, int64_t N,
-                      SimbaCriterion criterion) {
+    score_rows_kernel(acc_t<T>* scores, const acc_t<T>* S, SeqView<const T> u, SeqView<const T> delta,
+                      const acc_t<T>* AT, SeqView<const T> Bm, SeqView<const T> Cm, int64_t L, int64_t n, int64_t Di,
+                      int64_t N, SimbaCriterion criterion) {
   using Acc = acc_t<T>;
+  extern __shared__ __align__(16) unsigned char cb_bytes[];
+  Acc* cb = reinterpret_cast<Acc*>(cb_bytes);
   __shared__ Acc max_scratch[kThreads / 32];
   __shared__ double sum_scratch[kThreads / 32];
   __shared__ int nan_scratch[kThreads / 32];
@@ -96,12 +115,15 @@ __global__ void __launch_bounds__(kThreads)
   const T* CT = Cm.p + (b * L + n - 1) * Cm.ld;
   const T* ut = u.p + (b * L + t) * u.ld;
   const T* dt = delta.p + (b * L + t) * delta.ld;
+  for (int64_t k = threadIdx.x; k < N; k += kThreads) cb[k] = Acc(CT[k]) * Acc(Bt[k]);
+  __syncthreads();
   Acc m = -INFINITY;
   double ss = 0.0;
   int nan = 0;
   for (int64_t d = threadIdx.x; d < Di; d += kThreads) {
+    const Acc s = St[d];
     Acc v = Acc(0);
-    for (int64_t k = 0; k < N; ++k) v += (Acc(CT[k]) * Acc(Bt[k])) * exp_t(Acc(A[d * N + k]) * St[d]);
+    for (int64_t k = 0; k < N; ++k) v += cb[k] * exp_t(AT[k * Di + d] * s);
     v *= Acc(dt[d]) * Acc(ut[d]);
     nan |= v != v;
     if (criterion == SimbaCriterion::SimbaL2) {
@@ -208,7 +230,9 @@ void simba_scores_batch_cuda(acc_t<T>* scores, SeqView<const T> u, SeqView<const
   SIMBA_CHECK(u.ld >= Di && delta.ld >= Di && Bm.ld >= N && Cm.ld >= N,
               op << ": row strides u=" << u.ld << " delta=" << delta.ld << " B=" << Bm.ld << " C=" << Cm.ld
                  << " must be >= the widths Di=" << Di << " (u, delta) and N=" << N << " (B, C)");
-  SIMBA_CHECK(B <= 65535 && B * n <= INT_MAX, op << ": B=" << B << ", B·n=" << B * n << " exceed the CUDA grid limits");
+  SIMBA_CHECK(B <= 65535 && B * n <= INT_MAX && (n + kCumsumChunk - 1) / kCumsumChunk <= 65535 &&
+                  N * int64_t(sizeof(acc_t<T>)) <= 48 * 1024,
+              op << ": B=" << B << ", n=" << n << ", N=" << N << " exceed the CUDA grid or shared memory limits");
   cuda_check_device_pointer(scores, op, "scores");
   cuda_check_device_pointer(u.p, op, "u");
   cuda_check_device_pointer(delta.p, op, "delta");
@@ -218,14 +242,25 @@ void simba_scores_batch_cuda(acc_t<T>* scores, SeqView<const T> u, SeqView<const
   if (B == 0) return;
   const int device = cuda_current_device();
   cudaStream_t stream = cuda_stream(device);
-  // S (B, n, Di), freed (stream-ordered) when `scratch` goes out of scope after the launches.
-  Storage scratch(sizeof(acc_t<T>) * size_t(B * n * Di), Device{DeviceType::CUDA, device});
-  acc_t<T>* S = static_cast<acc_t<T>*>(scratch.data());
-  const dim3 grid(unsigned((Di + kThreads - 1) / kThreads), unsigned(B));
-  reverse_cumsum_kernel<T><<<grid, kThreads, 0, stream>>>(S, delta, L, n, Di);
+  // S (B, n, Di), the chunk sums (B, chunks, Di) and AT (N, Di), freed (stream-ordered) when
+  // they go out of scope after the launches.
+  using Acc = acc_t<T>;
+  const Device dev{DeviceType::CUDA, device};
+  const int64_t chunks = (n + kCumsumChunk - 1) / kCumsumChunk;
+  Storage S_bytes(sizeof(Acc) * size_t(B * n * Di), dev), sums_bytes(sizeof(double) * size_t(B * chunks * Di), dev);
+  Storage AT_bytes(sizeof(Acc) * size_t(N * Di), dev);
+  Acc* S = static_cast<Acc*>(S_bytes.data());
+  double* sums = static_cast<double*>(sums_bytes.data());
+  Acc* AT = static_cast<Acc*>(AT_bytes.data());
+  const dim3 grid(unsigned((Di + kThreads - 1) / kThreads), unsigned(chunks), unsigned(B));
+  chunk_sum_kernel<T><<<grid, kThreads, 0, stream>>>(sums, delta, L, n, Di);
   SIMBA_CUDA_CHECK(cudaGetLastError());
-  score_rows_kernel<T><<<unsigned(B * n), kThreads, 0, stream>>>(scores, S, u, delta, A, Bm, Cm, L, n, Di, N,
-                                                                   criterion);
+  chunk_scan_kernel<T><<<grid, kThreads, 0, stream>>>(S, sums, delta, L, n, Di);
+  SIMBA_CUDA_CHECK(cudaGetLastError());
+  transpose_a_kernel<T><<<cuda_grid_size(Di * N, kThreads), kThreads, 0, stream>>>(AT, A, Di, N);
+  SIMBA_CUDA_CHECK(cudaGetLastError());
+  score_rows_kernel<T><<<unsigned(B * n), kThreads, sizeof(Acc) * size_t(N), stream>>>(scores, S, u, delta, AT, Bm,
+                                                                                        Cm, L, n, Di, N, criterion);
   SIMBA_CUDA_CHECK(cudaGetLastError());
 }
 

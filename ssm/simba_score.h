@@ -97,12 +97,13 @@ void simba_score_forward(acc_t<T>* scores, SeqView<const T> u, SeqView<const T> 
 // scores (B, n) contiguous acc_t<T> <- simba_score_forward of the first n rows of every sequence of a
 // layer: u, delta (B, L, Di) rows and Bm, Cm (B, L, N) rows in the layout of
 // ssm/selective_scan.h (row (b, t) at p[(b·L + t)·ld]), A (Di, N); 1 <= n <= L.
-// CUDA: the reverse cumulative sum (Q2) by a thread per (b, d) walking t down (double
-// accumulator, stored in acc_t<T>, as on the CPU), then one block per (b, t) forms the row Δy_T(t)
-// of (Q1) (a thread per channel, the N terms in order k = 0..N−1, then ·Δ_t·u_t, as on the
-// CPU) and reduces it over the channels with the fixed-order block reductions of
-// tensor/cuda_reduce.cuh (l2 in double). The exps are the device's exp, not the CPU's exp_fast,
-// so scores agree to a few ulp, not bit for bit.
+// CUDA: the reverse cumulative sum (Q2) in double over chunks of rows (a thread per (b, chunk,
+// d): chunk sums, then each chunk's rows from the sums of the chunks after it; the CPU adds one
+// chain, and the two orders agree far below acc_t<T>'s rounding), then one block per (b, t)
+// forms the row Δy_T(t) of (Q1) (a thread per channel, the N terms in order k = 0..N−1, then
+// ·Δ_t·u_t, as on the CPU) and reduces it over the channels with the fixed-order block
+// reductions of tensor/cuda_reduce.cuh (l2 in double). The exps are the device's exp, not the
+// CPU's exp_fast, so scores agree to a few ulp, not bit for bit.
 template <class T>
 void simba_scores_batch_cpu(acc_t<T>* scores, SeqView<const T> u, SeqView<const T> delta, const T* A,
                             SeqView<const T> Bm, SeqView<const T> Cm, int64_t B, int64_t L, int64_t n, int64_t Di,
@@ -117,13 +118,13 @@ void simba_scores_batch_cuda(acc_t<T>* scores, SeqView<const T> u, SeqView<const
 // descending, NaN as −∞, ties to the smaller i), in ascending i. scores (B, n), kept (B, n)
 // and next (B, k) contiguous; 1 <= k <= n. T is the scores' dtype (a bfloat16 model's
 // norm, clip and random scores are bfloat16); both variants compare the exact widened values.
-// CUDA: one block per sequence. Candidate i is kept iff fewer than k − 1 others beat it in
-// that strict total order, so each thread counts, for its candidates, the others that beat
-// them (the scores staged through shared memory a tile at a time), and a block-wide prefix
-// sum of the keep flags gives each kept entry its output slot, in ascending i. This costs n²
-// comparisons per sequence, below the n·Di·N exps of the scores it ranks whenever
-// n <= Di·N (Di·N is 24576 even for the 130M model), and is exact: integer counts of exact
-// comparisons, so the kept sets are the CPU's whenever the scores are.
+// CUDA: candidate i is kept iff fewer than k − 1 others beat it in that strict total order,
+// so a thread per candidate (ceil(n / 256) blocks per sequence) counts the others that beat
+// it (the scores staged through shared memory a tile at a time), then one block per sequence
+// gives each kept entry its output slot by a prefix sum of the keep flags, in ascending i.
+// This costs n² comparisons per sequence, below the n·Di·N exps of the scores it ranks
+// whenever n <= Di·N (Di·N is 24576 even for the 130M model), and is exact: integer counts of
+// exact comparisons, so the kept sets are the CPU's whenever the scores are.
 template <class T>
 void simba_select_cpu(int64_t* next, const T* scores, const int64_t* kept, int64_t B, int64_t n, int64_t k);
 template <class T>
