@@ -28,6 +28,12 @@
 //   prefill, prefill_bf16
 //             infer's measurement at the prefill shape of the GPU performance issue: batch
 //             4 × length 2048 (all 4 · 2048 positions' logits)
+//   decode, decode_bf16
+//             tokens/s of greedy generation with the recurrent step (MambaLM::step, the kernels
+//             of `simba generate`), batch 1 and 32: from the state after one prompt token, 256
+//             steps, each one token per sequence through all layers and the head, the next
+//             ids the argmax of the logits on the device (nothing read back); tokens/s =
+//             batch · 256 / median time of the 256 steps
 // and with --configs S (config "S" in the rows; Config B's model, float32 and bfloat16):
 //   simba_dense, simba_pruned, simba_dense_bf16, simba_pruned_bf16
 //             simba_forward (ssm/simba_forward.h) without autograd on batch 1 (one long prompt)
@@ -100,6 +106,7 @@
 #include "tensor/elementwise.h"
 #include "tensor/file_io.h"
 #include "tensor/random.h"
+#include "tensor/reduce.h"
 #include "train/metrics_log.h"
 #include "train/trainer.h"
 
@@ -316,6 +323,25 @@ void bench_infer(Row& row, const Settings& s, Device dev, const ModelBench& b, D
   time_on_device(row, s, 1, [&] { model.forward(ids); });
 }
 
+// Greedy decoding of kDecodeTokens tokens per sequence from the state after one prompt token
+// (the file comment). The state is rebuilt each call, so every call decodes the same tokens.
+constexpr int64_t kDecodeTokens = 256;
+constexpr int64_t kDecodeBatches[] = {1, 32};
+void bench_decode(Row& row, const Settings& s, Device dev, DType dtype, int64_t batch) {
+  const ModelBench& b = kModels[1];
+  row.tokens = batch * kDecodeTokens;
+  MambaLM model(model_config(b), 1);
+  model.to(dtype);
+  model.to(dev);
+  const Tensor prompt = random_ids(batch, 1, b.vocab, 6, dev).reshape({batch});
+  NoGradGuard no_grad;
+  time_on_device(row, s, 1, [&] {
+    std::vector<MixerState> state = model.new_state(batch);
+    Tensor ids = argmax(model.step(prompt, state), 1);
+    for (int64_t i = 1; i < kDecodeTokens; ++i) ids = argmax(model.step(ids, state), 1);
+  });
+}
+
 // What the dense Simba row leaves for the pruned row of the same dtype: its median time (0 if
 // it failed).
 struct SimbaDense {
@@ -458,7 +484,7 @@ int main(int argc, char** argv) {
   app.add_option("--out", s.out, "also write the results here, one JSON object per line");
   app.add_option("--device", s.device, "CUDA device index")->check(CLI::NonNegativeNumber);
   app.add_option("--configs", configs,
-                 "model configs to run, comma-separated: A, B (with the prefill rows), S (Simba dense vs pruned on "
+                 "model configs to run, comma-separated: A, B (with the prefill and decode rows), S (Simba dense vs pruned on "
                  "Config B's model, context 8192); empty: scan and copy only")
       ->capture_default_str();
   app.add_option("--rows", only_rows, "run only the rows of these bench names, comma-separated (e.g. train_bf16)")
@@ -511,10 +537,19 @@ int main(int argc, char** argv) {
       plan.push_back({model_row("infer" + suffix, b->name, model_shape(*b)),
                       [&s, dev, b, dt](Row& r) { bench_infer(r, s, dev, *b, dt); }});
     }
-    if (b->name == std::string("B"))
+    if (b->name == std::string("B")) {
       for (const DType dt : {DType::F32, DType::BF16})
         plan.push_back({model_row(dt == DType::F32 ? "prefill" : "prefill_bf16", "B", model_shape(kPrefill)),
                         [&s, dev, dt](Row& r) { bench_infer(r, s, dev, kPrefill, dt); }});
+      for (const int64_t batch : kDecodeBatches)
+        for (const DType dt : {DType::F32, DType::BF16}) {
+          const std::string shape = "V" + std::to_string(b->vocab) + " D" + std::to_string(b->d_model) + " x" +
+                                    std::to_string(b->layers) + " B" + std::to_string(batch) + " gen" +
+                                    std::to_string(kDecodeTokens);
+          plan.push_back({model_row(dt == DType::F32 ? "decode" : "decode_bf16", "B", shape),
+                          [&s, dev, dt, batch](Row& r) { bench_decode(r, s, dev, dt, batch); }});
+        }
+    }
   }
   if (simba_rows) {
     for (const int64_t batch : kSimbaBatches) {
