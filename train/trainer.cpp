@@ -16,6 +16,7 @@
 #include "ssm/simba_forward.h"
 #include "tensor/blas_core.h"
 #include "tensor/error.h"
+#include "train/gradient_buckets.h"
 
 namespace simba {
 
@@ -340,18 +341,27 @@ ValidationResult evaluate(const MambaLM& model, const TextData& data, int64_t B,
 
 // ---------------------------------------------------------------- Trainer
 
-Trainer::Trainer(TrainOptions options, std::shared_ptr<MambaLM> model, TextData data, Device device)
+Trainer::Trainer(TrainOptions options, std::shared_ptr<MambaLM> model, TextData data, Device device,
+                 std::shared_ptr<Communicator> comm)
     : options_(validated(std::move(options))),
       device_(device),
       model_(std::move(model)),
       data_(std::move(data)),
-      schedule_(options_.lr, options_.resolved_min_lr(), options_.resolved_warmup(), options_.steps) {
+      schedule_(options_.lr, options_.resolved_min_lr(), options_.resolved_warmup(), options_.steps),
+      comm_(comm ? std::move(comm) : std::make_shared<SingleProcessCommunicator>()) {
   SIMBA_CHECK(model_ != nullptr, "Trainer: no model given");
+  const int world = comm_->world_size();
+  SIMBA_CHECK_HINT(options_.batch_size % world == 0,
+                   "--batch-size " << options_.batch_size << " is not a multiple of the number of GPUs (--gpus) "
+                                   << world,
+                   "--batch-size counts the windows of a micro-batch over all GPUs, each taking an equal share; "
+                   "pick a multiple of " << world);
   data_.check_window(Split::Train, options_.seq_len);
   data_.check_window(Split::Validation, options_.seq_len);
   data_.check_vocab(model_->config().vocab_size);
   // Before the optimiser exists, so that its state is made beside the parameters.
   model_->to(device_);
+  for (const Variable& p : model_->parameters()) comm_->broadcast(p.data(), 0);
   if (options_.dtype == DType::BF16) {
     compute_ = MambaLM::unset(model_->config(), DType::BF16);
     compute_->to(device_);
@@ -365,7 +375,12 @@ Trainer::Trainer(TrainOptions options, std::shared_ptr<MambaLM> model, TextData 
 }
 
 Batch Trainer::next_batch() {
-  const Batch host = data_.next_train_batch(options_.batch_size, options_.seq_len);
+  // The whole micro-batch is drawn on every rank (a few random numbers), so the cursor stays global.
+  Batch host = data_.next_train_batch(options_.batch_size, options_.seq_len);
+  if (comm_->world_size() > 1) {
+    const int64_t rows = options_.batch_size / comm_->world_size(), first = comm_->rank() * rows;
+    host = {host.inputs.narrow(0, first, rows), host.targets.narrow(0, first, rows)};
+  }
   if (device_.is_cpu()) return host;
   // Inputs and targets go up in one staged copy (a second would wait for the first) into one
   // device buffer, viewed as the two tensors.
@@ -407,6 +422,8 @@ Tensor Trainer::accumulate_gradients() {
       c.zero_grad();
     }
   }
+  all_reduce_gradients(*comm_, model_->parameters());
+  all_reduce_mean(*comm_, losses);
   return losses;
 }
 
@@ -479,7 +496,24 @@ void Trainer::save_checkpoint() {
   state.elapsed_seconds = elapsed_seconds();
   state.optimizer = optimizer_->state_tensors();
   state.tokenizer_json = tokenizer_json_;
-  simba::save_checkpoint(checkpoint_dir(options_.out_dir), *model_, state, options_.shard_bytes);
+  if (comm_->world_size() == 1) {
+    simba::save_checkpoint(checkpoint_dir(options_.out_dir), *model_, state, options_.shard_bytes);
+  } else {
+    // Rank 0 writes; its outcome is broadcast, so that no rank carries on past a checkpoint that failed.
+    Tensor written = Tensor::zeros({1}, DType::F64, device_);
+    if (comm_->rank() == 0) {
+      try {
+        simba::save_checkpoint(checkpoint_dir(options_.out_dir), *model_, state, options_.shard_bytes);
+      } catch (...) {
+        comm_->broadcast(written, 0);
+        throw;
+      }
+      written.fill_(1.0);
+    }
+    comm_->broadcast(written, 0);
+    SIMBA_CHECK(written.item() == 1.0, "rank " << comm_->rank() << ": rank 0 failed to write the checkpoint of step "
+                                               << step_ << " (its error says why)");
+  }
   last_saved_step_ = step_;
 }
 
@@ -511,8 +545,16 @@ void Trainer::restore(const Checkpoint& c) {
   session_clock_.reset();
 }
 
-ValidationResult Trainer::run(std::ostream& out) {
-  MetricsLog log(options_.resolved_log_file(), step_);
+ValidationResult Trainer::run(std::ostream& lead_out) {
+  // Rank 0 alone prints and keeps the log; the others discard their output (a stream without a buffer).
+  const bool lead = comm_->rank() == 0;
+  std::ostream discard(nullptr);
+  std::ostream& out = lead ? lead_out : discard;
+  std::optional<MetricsLog> metrics;
+  if (lead) metrics.emplace(options_.resolved_log_file(), step_);
+  auto log_write = [&](const nlohmann::json& record) {
+    if (metrics) metrics->write(record);
+  };
   const MambaConfig& cfg = model_->config();
   const int64_t tokens_per_step = options_.grad_accum * options_.batch_size * options_.seq_len;
   char line[320];
@@ -540,6 +582,9 @@ ValidationResult Trainer::run(std::ostream& out) {
                 static_cast<long long>(options_.resolved_warmup()), options_.weight_decay, options_.grad_clip,
                 static_cast<unsigned long long>(options_.seed));
   out << line;
+  if (comm_->world_size() > 1)
+    out << "data parallel: " << comm_->world_size() << " ranks, " << options_.batch_size / comm_->world_size()
+        << " windows each per micro-batch, gradients averaged\n";
   if (compute_)
     out << "precision: bfloat16 forward and backward on a copy of the float32 master weights (AdamW state, "
            "clipping, validation and checkpoints in float32)\n";
@@ -548,7 +593,7 @@ ValidationResult Trainer::run(std::ostream& out) {
         << options_.resolved_simba_min_context() << ", " << options_.seq_len - 1
         << "], loss on the continuation; validation dense\n";
   if (step_ > 0) out << "resuming from '" << checkpoint_dir(options_.out_dir) << "' at step " << step_ << "\n";
-  log.write({{"event", step_ == 0 ? "start" : "resume"},
+  log_write({{"event", step_ == 0 ? "start" : "resume"},
              {"step", step_},
              {"data", data_.source()},
              {"parameters", model_->num_parameters()},
@@ -559,7 +604,7 @@ ValidationResult Trainer::run(std::ostream& out) {
     std::snprintf(line, sizeof line, "validation bits/byte: %.4f  (loss %.4f nats/token, step %lld, %s tokens)\n",
                   v.bits_per_byte, v.loss, static_cast<long long>(step_), thousands(v.tokens).c_str());
     out << line << std::flush;
-    log.write({{"step", step_}, {"val_loss", v.loss}, {"val_bpb", v.bits_per_byte}, {"elapsed", elapsed_seconds()}});
+    log_write({{"step", step_}, {"val_loss", v.loss}, {"val_bpb", v.bits_per_byte}, {"elapsed", elapsed_seconds()}});
   };
 
   ValidationResult last_validation = validate();
@@ -577,7 +622,7 @@ ValidationResult Trainer::run(std::ostream& out) {
     const std::vector<double> loss = mean_losses(losses);  // one read for all of them
     for (size_t i = 0; i < pending.size(); ++i) {
       const StepStats& s = pending[i].first;
-      log.write({{"step", s.step},
+      log_write({{"step", s.step},
                  {"loss", loss[i]},
                  {"lr", s.lr},
                  {"grad_norm", s.grad_norm},

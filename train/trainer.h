@@ -81,6 +81,31 @@
 // kernels widen their operands and gain nothing; on a GPU bfloat16 GEMMs run
 // on the tensor cores.
 //
+// Data parallelism: a Trainer given a Communicator (train/communicator.h)
+// of world size W is rank r of a data-parallel run: every rank holds the whole
+// model and optimiser state and takes the same steps, each on its share of the
+// batch. The batch is global: --batch-size B counts the windows of a
+// micro-batch over all ranks (B must be a multiple of W), and every rank draws
+// the whole micro-batch of B windows from the data cursor, as a single process
+// would, then keeps rows [r·B/W, (r+1)·B/W). So a step sees the same windows
+// whatever W is, the data cursor is the same on every rank and equal to the
+// single-process one, and a checkpoint saved by W ranks resumes on any W' that
+// divides B (the options, the cursor and the checkpoint files do not depend on
+// W). After backward the gradients are averaged over the ranks in buckets
+// (train/gradient_buckets.h); the mean of the ranks' mean losses over equal
+// shares is the mean over the whole batch, so the averaged gradient is that of
+// the single-process step up to the order of the float additions. Clipping
+// measures the averaged gradient, so every rank clips and updates alike, and
+// the micro-batch losses are averaged the same way (StepStats::losses is the
+// global loss). At construction rank 0's parameters are broadcast, so the
+// ranks start equal even if their models were built apart. Rank 0 alone
+// prints, writes the metrics log and writes checkpoints; every rank runs the
+// validations and the checkpoint checks on its identical weights, so all take
+// the same decisions (stop, diverged) without exchanging them, and the other
+// ranks wait for rank 0's checkpoint write and stop if it failed. A Trainer
+// without a Communicator is the plain single-process one (world size 1, all
+// of the above a no-op); W = 1 gives bit-identical results.
+//
 // Determinism: the kernels are deterministic, so the same options, model and
 // data give bit-identical parameters. A checkpoint holds every piece of state
 // a step reads (parameters, AdamW moments and step counts, the step, which
@@ -103,6 +128,7 @@
 #include "ssm/mamba_model.h"
 #include "ssm/simba.h"
 #include "tensor/cuda_device.h"
+#include "train/communicator.h"
 #include "train/metrics_log.h"
 #include "train/text_data.h"
 #include "train/train_state.h"
@@ -229,7 +255,11 @@ class Trainer {
   // should be split with options.val_fraction and seeded with options.seed,
   // as `simba train` does. Throws if the options are invalid, a split is too
   // short for one window, or a token id is outside the model's vocabulary.
-  Trainer(TrainOptions options, std::shared_ptr<MambaLM> model, TextData data, Device device = cpu());
+  // `comm` makes this Trainer one rank of a data-parallel run ("Data
+  // parallelism" above); null: a single process. Throws if --batch-size is
+  // not a multiple of its world size.
+  Trainer(TrainOptions options, std::shared_ptr<MambaLM> model, TextData data, Device device = cpu(),
+          std::shared_ptr<Communicator> comm = nullptr);
 
   // Continues the run saved in `checkpoint` (train/train_state.h
   // load_checkpoint): parameters, AdamW state, step and data cursor. Throws
@@ -249,7 +279,8 @@ class Trainer {
 
   // Forward and backward of one step's micro-batches into the parameters'
   // .grad (cleared first); returns the micro-batches' losses (StepStats::losses)
-  // without reading them. Draws from the data cursor.
+  // without reading them. Draws from the data cursor. With W ranks: this
+  // rank's share of each micro-batch, gradients and losses averaged over ranks.
   Tensor accumulate_gradients();
   // One optimiser step (see the file comment). Throws on a non-finite
   // gradient norm without updating anything.
@@ -268,10 +299,11 @@ class Trainer {
   const MambaLM& compute_model() const { return compute_ ? *compute_ : *model_; }
   const AdamW& optimizer() const { return *optimizer_; }
   const TextData& data() const { return data_; }
+  const Communicator& communicator() const { return *comm_; }
 
  private:
   double elapsed_seconds() const { return elapsed_before_ + session_clock_.seconds(); }
-  // The next training micro-batch, on the model's device.
+  // This rank's share of the next training micro-batch, on the model's device.
   Batch next_batch();
   // The hint of an error that stops training: what to change, and which
   // checkpoint on disk is the last good one. step_lr: the failing step's lr.
@@ -291,6 +323,7 @@ class Trainer {
   double elapsed_before_ = 0.0;   // seconds trained by earlier processes of this run
   Stopwatch session_clock_;       // since this process started (or resumed) the run
   std::string tokenizer_json_;    // set_tokenizer_json
+  std::shared_ptr<Communicator> comm_;  // never null: SingleProcessCommunicator for a plain run
 };
 
 }  // namespace simba
