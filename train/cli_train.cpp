@@ -25,6 +25,12 @@
 // any instant is continued with --resume from its last complete checkpoint,
 // and one killed before its first checkpoint completed has none, so it is
 // started again without --resume (and --resume says there is nothing to resume).
+// Any of them with --gpus N trains data-parallel on N GPUs of this machine:
+// the command starts one worker per GPU and waits (train/launcher.h); the
+// global batch is the same as without --gpus (train/trainer.h, "Data
+// parallelism"), so a run may resume on another number of GPUs. In a worker,
+// rank 0 prepares --out (recovering a killed run's checkpoint, caching the
+// tokens) before the others look at it.
 #include <filesystem>
 #include <iostream>
 #include <limits>
@@ -41,7 +47,9 @@
 #include "train/cli.h"
 #include "train/cli_options.h"
 #include "train/corpus_tokens.h"
+#include "train/launcher.h"
 #include "train/model_dir.h"
+#include "train/nccl_communicator.h"
 #include "train/trainer.h"
 
 namespace simba {
@@ -61,6 +69,7 @@ struct TrainArgs {
   std::string tokenizer_path;  // --tokenizer; empty: bytes
   bool resume = false;
   Device device;
+  int gpus = 0;  // --gpus; 0: this process trains alone (or is a worker of a launcher, train/launcher.h)
 };
 
 const double kInf = std::numeric_limits<double>::infinity();
@@ -104,11 +113,24 @@ void check_budget(const TrainOptions& o, const MambaLM& model) {
   check_batch_budget(o.batch_size, "--batch-size", o.seq_len, "--seq-len", model.config().vocab_size);
 }
 
-void run_train(const TrainArgs& a, const std::set<std::string>& given, std::ostream& out) {
+// comm: the worker's communicator under --gpus, else null.
+void run_train(const TrainArgs& a, const std::set<std::string>& given, std::ostream& out,
+               const std::shared_ptr<Communicator>& comm) {
   const std::string dir = checkpoint_dir(a.options.out_dir);
   check_device(a.device);
   if (!a.resume) a.options.validate();  // before anything in --out changes
-  recover_checkpoint(dir);  // what a killed run left: afterwards dir is complete or absent
+  // What writes to --out runs on rank 0 first; the others follow once it is done and find it ready.
+  const bool lead = !comm || comm->rank() == 0;
+  auto in_turn = [&](const auto& prepare) {
+    if (comm && !lead) comm->barrier();
+    auto result = prepare();
+    if (comm && lead) comm->barrier();
+    return result;
+  };
+  in_turn([&] {
+    recover_checkpoint(dir);  // what a killed run left: afterwards dir is complete or absent
+    return true;
+  });
   if (a.resume) {
     if (!file_exists(dir)) {
       const std::string missing = "--resume: there is no checkpoint to resume at '" + dir + "'";
@@ -129,7 +151,8 @@ void run_train(const TrainArgs& a, const std::set<std::string>& given, std::ostr
     // The run continues on the tokens it started on: the checkpoint's tokenizer, if it has one.
     std::optional<BpeTokenizer> bpe = load_model_tokenizer(dir);
     const std::string tokenizer_path = dir + "/tokenizer.json";
-    Trainer trainer(options, model, training_data(a, options, bpe, tokenizer_path, out), a.device);
+    TextData data = in_turn([&] { return training_data(a, options, bpe, tokenizer_path, out); });
+    Trainer trainer(options, model, std::move(data), a.device, comm);
     trainer.restore(checkpoint);
     trainer.run(out);
     return;
@@ -158,7 +181,8 @@ void run_train(const TrainArgs& a, const std::set<std::string>& given, std::ostr
   }
   if (bpe) check_vocab_covers(*model, *bpe, a.tokenizer_path, model_source);
   check_budget(a.options, *model);
-  Trainer trainer(a.options, model, training_data(a, a.options, bpe, a.tokenizer_path, out), a.device);
+  TextData data = in_turn([&] { return training_data(a, a.options, bpe, a.tokenizer_path, out); });
+  Trainer trainer(a.options, model, std::move(data), a.device, comm);
   if (bpe) trainer.set_tokenizer_json(read_file(a.tokenizer_path));
   trainer.run(out);
 }
@@ -248,7 +272,13 @@ void add_train_command(CLI::App& app) {
                   "model-0000k-of-0000n.safetensors shards + model.safetensors.index.json [default: 2GB]; "
                   "applies to this invocation (with --resume too)")
       ->transform(byte_size());
-  add_device_option(cmd, a->device);
+  CLI::Option* device = add_device_option(cmd, a->device);
+  cmd->add_option("--gpus", a->gpus,
+                  "train data-parallel on this many GPUs of this machine, one worker process each (cuda:0 ..); "
+                  "--batch-size stays the global batch and must be a multiple of it; a run may resume on another "
+                  "number of GPUs")
+      ->check(integer_in(1))
+      ->excludes(device);
 
   CLI::Option* resume = cmd->add_flag(
       "--resume", a->resume,
@@ -300,7 +330,31 @@ void add_train_command(CLI::App& app) {
     // model's vocabulary, is checked once the model is known).
     const int64_t window_tokens = checked_mul(o.batch_size, o.seq_len, "--batch-size x --seq-len");
     checked_mul(o.grad_accum, window_tokens, "the tokens per optimiser step, --grad-accum x --batch-size x --seq-len");
-    run_train(*a, given, std::cout);
+    if (a->gpus > 0) {
+      SIMBA_CHECK_HINT(cuda_compiled_in() && nccl_compiled_in(),
+                       "--gpus " << a->gpus << ": this simba was built without the CUDA backend and NCCL",
+                       "rebuild with the CUDA toolkit and NCCL (cmake -DSIMBA_CUDA=ON), or leave out --gpus");
+      const int available = cuda_device_count();
+      SIMBA_CHECK_HINT(a->gpus <= available,
+                       "--gpus " << a->gpus << " is more than the " << available << " CUDA devices of this machine"
+                                 << (available == 0 ? " (" + cuda_unavailable_reason() + ")" : ""),
+                       "pass --gpus " << (available > 0 ? available : 1) << " or fewer");
+      SIMBA_CHECK_HINT(a->options.batch_size % a->gpus == 0 || (a->resume && !given.count("--batch-size")),
+                       "--batch-size " << a->options.batch_size << " is not a multiple of --gpus " << a->gpus,
+                       "--batch-size counts the windows of a micro-batch over all GPUs, each taking an equal share");
+      launch_workers(a->gpus, args_without(own_command_line(), "--gpus"));
+      return;
+    }
+    const std::optional<WorkerEnv> worker = worker_env();
+    if (!worker) {
+      run_train(*a, given, std::cout, nullptr);
+      return;
+    }
+    a->device = Device{DeviceType::CUDA, worker->local_rank};
+    auto comm = std::make_shared<NcclCommunicator>(worker->rank, worker->world_size, worker->nccl_id,
+                                                   worker->local_rank);
+    std::ostream discard(nullptr);  // workers other than rank 0 print nothing
+    run_train(*a, given, worker->rank == 0 ? std::cout : discard, comm);
   });
 }
 
