@@ -332,7 +332,7 @@ void add_train_command(CLI::App& app) {
     checked_mul(o.grad_accum, window_tokens, "the tokens per optimiser step, --grad-accum x --batch-size x --seq-len");
     if (a->gpus > 0) {
       SIMBA_CHECK_HINT(cuda_compiled_in() && nccl_compiled_in(),
-                       "--gpus " << a->gpus << ": this simba was built without the CUDA backend and NCCL",
+                       "--gpus " << a->gpus << ": this simba was built without the CUDA backend or without NCCL",
                        "rebuild with the CUDA toolkit and NCCL (cmake -DSIMBA_CUDA=ON), or leave out --gpus");
       const int available = cuda_device_count();
       SIMBA_CHECK_HINT(a->gpus <= available,

@@ -1,9 +1,10 @@
-// train/nccl_communicator.cpp: the NCCL communicator of a build without the CUDA backend: its
-// functions exist and say that NCCL was not compiled in. A build with the backend compiles
-// train/nccl_communicator.cu instead, and this file is empty.
+// train/nccl_communicator.cpp: the NCCL communicator of a build without NCCL (no CUDA backend,
+// or no NCCL beside the toolkit): its functions exist and say that NCCL was not compiled in. A
+// build with NCCL compiles train/nccl_communicator.cu instead (CMakeLists.txt defines
+// SIMBA_HAS_NCCL then), and this file is empty.
 #include "train/nccl_communicator.h"
 
-#ifndef SIMBA_HAS_CUDA
+#ifndef SIMBA_HAS_NCCL
 
 #include "tensor/error.h"
 
@@ -12,7 +13,7 @@ namespace simba {
 namespace {
 
 [[noreturn]] void fail_no_nccl(const char* fn) {
-  SIMBA_FAIL_HINT(fn << ": NCCL not compiled in (simba was built without the CUDA backend)",
+  SIMBA_FAIL_HINT(fn << ": NCCL not compiled in (simba was built without the CUDA backend, or without NCCL)",
                   "rebuild simba with the CUDA toolkit and NCCL installed (cmake -DSIMBA_CUDA=ON)");
 }
 
@@ -30,4 +31,4 @@ void NcclCommunicator::barrier() { fail_no_nccl("NcclCommunicator::barrier"); }
 
 }  // namespace simba
 
-#endif  // SIMBA_HAS_CUDA
+#endif  // SIMBA_HAS_NCCL

@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "tensor/cuda_check.cuh"
+#include "tensor/cuda_device.h"
 #include "tensor/error.h"
 
 // Throws simba::Error naming the failed NCCL call and NCCL's message.
@@ -98,7 +99,7 @@ void NcclCommunicator::barrier() {
   // One element summed over every rank, waited for: no rank returns before all have queued it.
   const Tensor token = Tensor::zeros({1}, DType::F32, Device{DeviceType::CUDA, impl_->device});
   all_reduce_sum(token);
-  SIMBA_CUDA_CHECK(cudaStreamSynchronize(cuda_stream(impl_->device)));
+  cuda_synchronize(impl_->device);
 }
 
 }  // namespace simba

@@ -11,8 +11,8 @@
 // machine and world size (so a repeated run gets the same bits), but not the
 // rank order of ThreadCommunicator.
 //
-// Compiled with the CUDA backend only (train/nccl_communicator.cu); a build
-// without it has these functions, and they throw, saying so.
+// Compiled where the CUDA backend and NCCL are (train/nccl_communicator.cu);
+// a build without them has these functions, and they throw, saying so.
 #pragma once
 
 #include <memory>
@@ -22,7 +22,7 @@
 
 namespace simba {
 
-// True when this build has NCCL (the CUDA backend).
+// True when this build has NCCL (and the CUDA backend).
 bool nccl_compiled_in();
 
 // A fresh NCCL unique id as 256 hex digits, so that it travels in an environment variable.
