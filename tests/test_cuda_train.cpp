@@ -42,14 +42,6 @@ namespace {
 
 const TempDir g_tmp("test_cuda_train");
 
-std::string toy_text() {
-  std::string s;
-  const char* lines[] = {"In the beginning was the word. ", "And the word was with the trainer. ",
-                         "The quick brown fox jumps over the lazy dog. ", "Mamba scans its state in order. "};
-  for (int i = 0; i < 120; ++i) s += lines[(i * 7 + i / 3) % 4];
-  return s;
-}
-
 TrainOptions small_options(const std::string& out_name) {
   TrainOptions o;
   o.batch_size = 2;

@@ -31,14 +31,6 @@ namespace {
 
 const TempDir g_tmp("test_data_parallel");
 
-std::string toy_text() {
-  std::string s;
-  const char* lines[] = {"In the beginning was the word. ", "And the word was with the trainer. ",
-                         "The quick brown fox jumps over the lazy dog. ", "Mamba scans its state in order. "};
-  for (int i = 0; i < 120; ++i) s += lines[(i * 7 + i / 3) % 4];
-  return s;
-}
-
 TrainOptions tiny_options(const std::string& out_name) {
   TrainOptions o;
   o.batch_size = 4;

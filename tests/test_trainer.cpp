@@ -38,15 +38,6 @@ namespace {
 
 const TempDir g_tmp("test_trainer");
 
-// Varied enough that batches differ, repetitive enough to be learnable.
-std::string toy_text(int repeats) {
-  std::string s;
-  const char* lines[] = {"In the beginning was the word. ", "And the word was with the trainer. ",
-                         "The quick brown fox jumps over the lazy dog. ", "Mamba scans its state in order. "};
-  for (int i = 0; i < repeats; ++i) s += lines[(i * 7 + i / 3) % 4];
-  return s;
-}
-
 TextData toy_data(const TrainOptions& o, const std::string& text = toy_text(120)) {
   return TextData(ByteTokenizer().encode(text), o.val_fraction, o.seed, "toy text");
 }

@@ -45,6 +45,16 @@ struct TempDir {
   std::string file(const std::string& name) const { return (path / name).string(); }
 };
 
+// The trainers' toy corpus: `repeats` sentences, varied enough that batches differ, repetitive
+// enough to be learnable.
+inline std::string toy_text(int repeats = 120) {
+  std::string s;
+  const char* lines[] = {"In the beginning was the word. ", "And the word was with the trainer. ",
+                         "The quick brown fox jumps over the lazy dog. ", "Mamba scans its state in order. "};
+  for (int i = 0; i < repeats; ++i) s += lines[(i * 7 + i / 3) % 4];
+  return s;
+}
+
 // The `simba` program built next to the test executables (CMakeLists.txt
 // builds it before every test target).
 inline std::filesystem::path simba_binary() {
