@@ -15,9 +15,16 @@ Variable unary(UnaryOp op, const Variable& x) {
 }
 
 Variable binary(BinaryOp op, const Variable& a, const Variable& b) {
-  Tensor av = a.data(), bv = b.data();
-  Tensor y = binary(op, av, bv);
-  return make_result(y, binary_name(op), {a, b}, [op, av, bv, y](const Tensor& g) -> std::vector<Tensor> {
+  const Tensor out = binary(op, a.data(), b.data());
+  // The node keeps only what its gradient reads (the operands for Mul, Div and Pow, the output
+  // for Pow): the residual adds of a model (h + mixer(h)) would otherwise hold both summands of
+  // every layer until backward. The shapes stay, for sum_to.
+  const Shape a_shape = a.shape(), b_shape = b.shape();
+  const bool reads_operands = op != BinaryOp::Add && op != BinaryOp::Sub;
+  const Tensor av = reads_operands ? a.data() : Tensor(), bv = reads_operands ? b.data() : Tensor();
+  const Tensor y = op == BinaryOp::Pow ? out : Tensor();
+  return make_result(out, binary_name(op), {a, b},
+                     [op, av, bv, y, a_shape, b_shape](const Tensor& g) -> std::vector<Tensor> {
     Tensor ga, gb;
     switch (op) {
       case BinaryOp::Add: ga = g; gb = g; break;
@@ -34,7 +41,7 @@ Variable binary(BinaryOp op, const Variable& a, const Variable& b) {
         break;
       }
     }
-    return {sum_to(ga, av.shape()), sum_to(gb, bv.shape())};
+    return {sum_to(ga, a_shape), sum_to(gb, b_shape)};
   });
 }
 

@@ -8,6 +8,7 @@
 #include "nn/init.h"
 #include "nn/kernel_check.h"
 #include "tensor/dispatch.h"
+#include "tensor/elementwise.h"
 #include "tensor/strided_loop.h"
 
 namespace simba {
@@ -220,33 +221,48 @@ int64_t check_conv_weights(const char* op, int64_t C, DType dtype, const Tensor&
 
 }  // namespace
 
-Variable causal_conv1d(const Variable& x, const Variable& w, const Variable& bias) {
-  SIMBA_CHECK(x.dim() == 3, "causal_conv1d: expected input (B, L, C), got shape " << shape_str(x.shape()));
-  const Tensor xd = x.data();
+namespace {
+
+// The convolution of xd (B, L, C) with element (b, t, c) at xd's strides, on `dev`: (B, L, C) contiguous.
+Tensor conv_output(const Tensor& xd, const Tensor& wd, const Tensor& bd, int64_t K, Device dev) {
   const int64_t B = xd.size(0), L = xd.size(1), C = xd.size(2);
-  const Tensor wd = w.data().contiguous();
-  const Tensor bd = bias.defined() ? bias.data().contiguous() : Tensor();
-  const int64_t K = check_conv_weights("causal_conv1d", C, xd.dtype(), wd, bd);
-  SIMBA_CHECK_HINT(xd.stride(2) == 1 || C == 1,
-                   "causal_conv1d: input of shape " << shape_str(xd.shape()) << " has channel stride " << xd.stride(2)
-                                                    << ", expected 1",
-                   "pass a channels-last (B, L, C) tensor, or call contiguous() first");
-  const Device dev = op_device("causal_conv1d", {xd, wd, bd});
-  const int64_t sb = xd.stride(0), sl = xd.stride(1);
   Tensor out = Tensor::empty({B, L, C}, xd.dtype(), dev);
   if (out.numel() > 0)
     SIMBA_DISPATCH_COMPUTE_KERNEL(dev, xd.dtype(), "causal_conv1d", causal_conv1d_forward,
                                   out.device_data<scalar_t>(), xd.device_data<scalar_t>(), wd.device_data<scalar_t>(),
-                                  bd.defined() ? bd.device_data<scalar_t>() : nullptr, B, L, C, K, sb, sl);
+                                  bd.defined() ? bd.device_data<scalar_t>() : nullptr, B, L, C, K, xd.stride(0),
+                                  xd.stride(1));
+  return out;
+}
+
+// The node of causal_conv1d (silu false) and causal_conv1d_silu (silu true). With silu the
+// output is SiLU(conv) and the node keeps x and its own output, not conv: backward forms
+// conv again from x (K multiply-adds an element) for SiLU's derivative.
+Variable conv_node(const char* op, const Variable& x, const Variable& w, const Variable& bias, bool silu) {
+  SIMBA_CHECK(x.dim() == 3, op << ": expected input (B, L, C), got shape " << shape_str(x.shape()));
+  const Tensor xd = x.data();
+  const int64_t B = xd.size(0), L = xd.size(1), C = xd.size(2);
+  const Tensor wd = w.data().contiguous();
+  const Tensor bd = bias.defined() ? bias.data().contiguous() : Tensor();
+  const int64_t K = check_conv_weights(op, C, xd.dtype(), wd, bd);
+  SIMBA_CHECK_HINT(xd.stride(2) == 1 || C == 1,
+                   op << ": input of shape " << shape_str(xd.shape()) << " has channel stride " << xd.stride(2)
+                      << ", expected 1",
+                   "pass a channels-last (B, L, C) tensor, or call contiguous() first");
+  const Device dev = op_device(op, {xd, wd, bd});
+  const Tensor out = silu ? simba::silu(conv_output(xd, wd, bd, K, dev)) : conv_output(xd, wd, bd, K, dev);
 
   const bool has_bias = bias.defined();
   const bool need_x = x.requires_grad(), need_w = w.requires_grad(), need_b = has_bias && bias.requires_grad();
   std::vector<Variable> inputs{x, w};
   if (has_bias) inputs.push_back(bias);
+  const Tensor kept_out = silu ? out : Tensor();  // SiLU's output, for its derivative
   return make_result(
-      out, "causal_conv1d", inputs,
-      [xd, wd, has_bias, need_x, need_w, need_b, B, L, C, K, sb, sl, dev](const Tensor& g) -> std::vector<Tensor> {
-        const Tensor gc = g.contiguous();
+      out, op, inputs,
+      [xd, wd, bd, kept_out, silu, has_bias, need_x, need_w, need_b, B, L, C, K, dev](
+          const Tensor& g) -> std::vector<Tensor> {
+        const Tensor gc = silu ? unary_backward(UnaryOp::Silu, g.contiguous(), conv_output(xd, wd, bd, K, dev), kept_out)
+                               : g.contiguous();
         Tensor dx = need_x ? Tensor::empty({B, L, C}, xd.dtype(), dev) : Tensor();
         Tensor dw = need_w ? Tensor::zeros({C, 1, K}, xd.dtype(), dev) : Tensor();
         Tensor db = need_b ? Tensor::zeros({C}, xd.dtype(), dev) : Tensor();
@@ -255,11 +271,22 @@ Variable causal_conv1d(const Variable& x, const Variable& w, const Variable& bia
                                         need_x ? dx.device_data<scalar_t>() : nullptr,
                                         need_w ? dw.device_data<scalar_t>() : nullptr,
                                         need_b ? db.device_data<scalar_t>() : nullptr, gc.device_data<scalar_t>(),
-                                        xd.device_data<scalar_t>(), wd.device_data<scalar_t>(), B, L, C, K, sb, sl);
+                                        xd.device_data<scalar_t>(), wd.device_data<scalar_t>(), B, L, C, K,
+                                        xd.stride(0), xd.stride(1));
         std::vector<Tensor> grads{dx, dw};
         if (has_bias) grads.push_back(db);
         return grads;
       });
+}
+
+}  // namespace
+
+Variable causal_conv1d(const Variable& x, const Variable& w, const Variable& bias) {
+  return conv_node("causal_conv1d", x, w, bias, false);
+}
+
+Variable causal_conv1d_silu(const Variable& x, const Variable& w, const Variable& bias) {
+  return conv_node("causal_conv1d_silu", x, w, bias, true);
 }
 
 void causal_conv1d_step(Tensor& out, Tensor& state, const Tensor& x_t, const Tensor& w, const Tensor& bias) {
@@ -308,6 +335,13 @@ Variable CausalConv1d::forward(const Variable& x) const {
               "CausalConv1d(" << channels << ", K=" << kernel << "): input of shape " << shape_str(x.shape())
                               << ", expected (B, L, " << channels << ")");
   return causal_conv1d(x, weight, bias);
+}
+
+Variable CausalConv1d::forward_silu(const Variable& x) const {
+  SIMBA_CHECK(x.dim() == 3 && x.size(2) == channels,
+              "CausalConv1d(" << channels << ", K=" << kernel << "): input of shape " << shape_str(x.shape())
+                              << ", expected (B, L, " << channels << ")");
+  return causal_conv1d_silu(x, weight, bias);
 }
 
 }  // namespace simba

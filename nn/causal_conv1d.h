@@ -77,6 +77,12 @@ void causal_conv1d_step_cuda(T* out, int64_t out_ld, T* state, const T* x, int64
 // w (C, 1, K), bias (C) or undefined -> (B, L, C) contiguous; differentiable
 // in all three.
 Variable causal_conv1d(const Variable& x, const Variable& w, const Variable& bias);
+// SiLU(causal_conv1d(x, w, bias)), the same values and gradients, for a smaller footprint:
+// causal_conv1d's output, the input of the SiLU, is not kept until backward (a (B, L, C)
+// tensor a layer during training) but formed again there from x, which the convolution's
+// backward keeps anyway; the cost is one more forward convolution (K multiply-adds per
+// element) in backward.
+Variable causal_conv1d_silu(const Variable& x, const Variable& w, const Variable& bias);
 
 // One step of recurrent generation, equal to position t of causal_conv1d when
 // state holds x[t−K+1..t−1]. state (B, C, K) contiguous, HF's conv_states
@@ -91,7 +97,8 @@ class CausalConv1d : public Module {
   // fan_in = K (bound 1/sqrt(K)), bias U(±1/sqrt(K)); Mamba keeps both. g null: the
   // values are left unset, for a caller that fills them.
   CausalConv1d(int64_t channels, int64_t kernel, bool bias, Generator* g, DType dtype = DType::F32);
-  Variable forward(const Variable& x) const;  // (B, L, C) -> (B, L, C)
+  Variable forward(const Variable& x) const;       // (B, L, C) -> (B, L, C)
+  Variable forward_silu(const Variable& x) const;  // SiLU(forward(x)) by causal_conv1d_silu
 
   int64_t channels, kernel;
   Variable weight;  // (C, 1, K)

@@ -70,7 +70,7 @@ Variable MambaMixer::forward(const Variable& hidden, MixerTrace* trace) const {
   auto rows = [&](const Variable& p, int64_t start) { return p.defined() ? narrow(p, 0, start, Di) : Variable(); };
   Variable x = linear(hidden, rows(in_proj->weight, 0), rows(in_proj->bias, 0));    // (B, L, Di)
   Variable z = linear(hidden, rows(in_proj->weight, Di), rows(in_proj->bias, Di));  // (B, L, Di)
-  Variable u = silu(conv1d->forward(x));                        // (B, L, Di)
+  Variable u = conv1d->forward_silu(x);                        // (B, L, Di)
   Variable x_dbl = x_proj->forward(u);                          // (B, L, R+2N)
   Variable delta = softplus(dt_proj->forward(narrow(x_dbl, -1, 0, R)));  // (B, L, Di)
   Variable Bm = narrow(x_dbl, -1, R, N);                        // (B, L, N)

@@ -351,6 +351,39 @@ TEST_CASE("gradcheck: causal_conv1d in x, weight and bias over edge sizes") {
   }
 }
 
+TEST_CASE("gradcheck: causal_conv1d_silu (the mixer's conv + SiLU, conv recomputed in backward) over edge sizes") {
+  struct Case {
+    int64_t B, L, C, K;
+  };
+  for (Case c : {Case{2, 7, 5, 4}, Case{2, 2, 3, 4}, Case{3, 1, 4, 1}}) {
+    INFO("B " << c.B << " L " << c.L << " C " << c.C << " K " << c.K);
+    Tensor x = randn64({c.B, c.L, c.C}, 64), w = randn64({c.C, 1, c.K}, 65), b = randn64({c.C}, 66);
+    expect_ok(gradcheck([](const std::vector<Variable>& v) { return causal_conv1d_silu(v[0], v[1], v[2]); }, {x, w, b}));
+    expect_ok(gradcheck([](const std::vector<Variable>& v) { return causal_conv1d_silu(v[0], v[1], Variable()); },
+                        {x, w}));
+  }
+}
+
+TEST_CASE("causal_conv1d_silu: the bits of silu(causal_conv1d), forward and every gradient (float32, bfloat16)") {
+  for (DType dt : {DType::F32, DType::BF16}) {
+    INFO(dtype_name(dt));
+    const int64_t B = 2, L = 11, C = 6, K = 4;
+    const Tensor x = randn64({B, L, C}, 91).to(dt), w = randn64({C, 1, K}, 92, 0.5).to(dt);
+    const Tensor b = randn64({C}, 93, 0.5).to(dt), g = randn64({B, L, C}, 94).to(dt);
+    auto run = [&](bool fused) {
+      Variable xv(x.clone(), true), wv(w.clone(), true), bv(b.clone(), true);
+      Variable y = fused ? causal_conv1d_silu(xv, wv, bv) : silu(causal_conv1d(xv, wv, bv));
+      y.backward(g);
+      return std::vector<Tensor>{y.data(), xv.grad(), wv.grad(), bv.grad()};
+    };
+    const std::vector<Tensor> fused = run(true), plain = run(false);
+    for (size_t i = 0; i < fused.size(); ++i) {
+      INFO("output " << i << " (y, dx, dw, dbias)");
+      CHECK(fused[i].to_vector() == plain[i].to_vector());
+    }
+  }
+}
+
 TEST_CASE("gradcheck: causal_conv1d on a strided column view (the first half of in_proj's output)") {
   const int64_t B = 2, L = 6, C = 3, K = 4;
   Tensor x2 = randn64({B, L, 2 * C}, 71), w = randn64({C, 1, K}, 72), b = randn64({C}, 73);
