@@ -4,8 +4,8 @@
 #include <set>
 
 #include "autograd/ops.h"
-#include "nn/cross_entropy.h"
 #include "nn/linear.h"
+#include "nn/linear_cross_entropy.h"
 #include "nn/model_weights.h"
 #include "tensor/file_io.h"
 
@@ -77,13 +77,19 @@ Variable MambaLM::forward(const Tensor& ids) const {
   return head(h);
 }
 
+Variable MambaLM::loss(const Tensor& inputs, const Tensor& targets) const {
+  SIMBA_CHECK(targets.shape() == inputs.shape(), "MambaLM::loss: targets of shape " << shape_str(targets.shape())
+                                                     << " for inputs of shape " << shape_str(inputs.shape()));
+  Variable h = embed(inputs);
+  for (const auto& layer : backbone_->layers) h = layer->forward(h);
+  return linear_cross_entropy(backbone_->norm_f->forward(h), head_weight(), targets);
+}
+
 Variable MambaLM::loss(const Tensor& ids) const {
   SIMBA_CHECK(ids.dim() == 2 && ids.size(1) >= 2,
               "MambaLM::loss: need (B, L) ids with L >= 2, got " << shape_str(ids.shape()));
-  const int64_t B = ids.size(0), L = ids.size(1);
-  Variable logits = forward(ids.narrow(1, 0, L - 1));         // (B, L−1, V)
-  Tensor targets = ids.narrow(1, 1, L - 1).contiguous();      // (B, L−1)
-  return cross_entropy(reshape(logits, {B * (L - 1), cfg_.vocab_size}), targets.reshape({B * (L - 1)}));
+  const int64_t L = ids.size(1);
+  return loss(ids.narrow(1, 0, L - 1), ids.narrow(1, 1, L - 1).contiguous());
 }
 
 std::vector<MixerState> MambaLM::new_state(int64_t batch) const {

@@ -66,6 +66,10 @@ class MambaLM : public Module {
 
   // ids (B, L) int64 -> logits (B, L, V).
   Variable forward(const Tensor& ids) const;
+  // Mean cross-entropy of the predictions at inputs (B, L) against targets (B, L) int64: the
+  // training loss. The head and the loss are one node, linear_cross_entropy
+  // (nn/linear_cross_entropy.h), so the (B, L, V) logits are never formed whole.
+  Variable loss(const Tensor& inputs, const Tensor& targets) const;
   // Mean next-token cross-entropy: position t predicts ids[t+1] (labels are the
   // ids shifted by one, as MambaForCausalLM computes it with labels = input_ids).
   Variable loss(const Tensor& ids) const;

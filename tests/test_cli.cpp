@@ -311,7 +311,11 @@ TEST_CASE("forward: logits, loss and every parameter's gradient, equal to MambaL
       by_hand /= 2 * 6;
       CHECK(std::abs(loss_out - by_hand) <= 1e-5 * by_hand);
 
-      // Gradients: a direct backward of MambaLM::loss.
+      // Gradients: a direct backward of MambaLM::loss. Its head and loss are the fused
+      // linear_cross_entropy, simba forward's (like transformers') the logits then
+      // cross_entropy: the same sums in another order, so float32 agrees to its rounding
+      // carried through the layers, not to one rounding.
+      const double grad_tol = dtype == DType::F32 ? 1e-4 : tol;
       loss.backward();
       double worst_grad = 0.0;
       std::string where;
@@ -325,7 +329,7 @@ TEST_CASE("forward: logits, loss and every parameter's gradient, equal to MambaL
       MESSAGE("forward (tied " << tied << ", " << std::string(dtype_name(dtype)) << "): logits max rel error " << worst
                                << ", loss " << loss_out << " vs " << loss.item() << ", grads max rel error "
                                << worst_grad << " at " << where);
-      CHECK(worst_grad <= tol);
+      CHECK(worst_grad <= grad_tol);
     }
   }
 }

@@ -30,6 +30,7 @@
 #include "autograd/ops.h"
 #include "nn/causal_conv1d.h"
 #include "nn/cross_entropy.h"
+#include "nn/linear_cross_entropy.h"
 #include "nn/optim.h"
 #include "nn/rmsnorm.h"
 #include "nn/safetensors.h"
@@ -157,6 +158,9 @@ TEST_CASE("CUDA nn layers through the Variable API equal the CPU: RMSNorm, causa
       check_layer("causal_conv1d L=" + std::to_string(L),
                   [](const std::vector<Variable>& v) { return causal_conv1d(v[0], v[1], v[2]); },
                   {random({B, L, C}, 3, dt), random({C, 1, K}, 4, dt), random({C}, 5, dt)}, tol);
+      check_layer("causal_conv1d_silu L=" + std::to_string(L),
+                  [](const std::vector<Variable>& v) { return causal_conv1d_silu(v[0], v[1], v[2]); },
+                  {random({B, L, C}, 3, dt), random({C, 1, K}, 4, dt), random({C}, 5, dt)}, tol);
       check_layer("causal_conv1d column view, no bias L=" + std::to_string(L),
                   [C](const std::vector<Variable>& v) { return causal_conv1d(narrow(v[0], 2, 0, C), v[1], Variable()); },
                   {random({B, L, 2 * C}, 6, dt), random({C, 1, K}, 7, dt)}, tol);
@@ -170,6 +174,14 @@ TEST_CASE("CUDA nn layers through the Variable API equal the CPU: RMSNorm, causa
     check_layer("cross_entropy ignore_index=5",
                 [&](const std::vector<Variable>& v) { return cross_entropy(v[0], t2.to(v[0].data().device()), 5); },
                 {random({2, 3, 6}, 9, dt, -4.0, 4.0)}, tol);
+    // The fused classifier, its rows in chunks of 2 (the last one short) and whole.
+    const Tensor t5 = Tensor::from_ints({5}, {3, -100, 0, 10, 4});
+    for (int64_t chunk : {int64_t(2), int64_t(0)})
+      check_layer("linear_cross_entropy chunk_rows=" + std::to_string(chunk),
+                  [&](const std::vector<Variable>& v) {
+                    return linear_cross_entropy(v[0], v[1], t5.to(v[0].data().device()), -100, chunk);
+                  },
+                  {random({5, 8}, 11, dt), random({12, 8}, 12, dt)}, tol);
     const Tensor logits = random({4, 9}, 10, dt, -3.0, 3.0), t3 = Tensor::from_ints({4}, {1, -100, 8, 0});
     const Tensor rows_g = cross_entropy_rows(logits.to(kGpu), t3.to(kGpu));
     CHECK(rows_g.dtype() == acc_dtype(dt));

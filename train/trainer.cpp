@@ -115,11 +115,7 @@ Variable simba_batch_loss(const MambaLM& model, const Batch& batch, int64_t cont
 }
 
 // Mean cross-entropy of the batch's next-token predictions, as a graph node.
-Variable batch_loss(const MambaLM& model, const Batch& batch) {
-  const int64_t rows = batch.inputs.numel();
-  Variable logits = model.forward(batch.inputs);  // (B, L, V)
-  return cross_entropy(reshape(logits, {rows, model.config().vocab_size}), batch.targets.reshape({rows}));
-}
+Variable batch_loss(const MambaLM& model, const Batch& batch) { return model.loss(batch.inputs, batch.targets); }
 
 TrainOptions validated(TrainOptions o) {
   o.validate();
