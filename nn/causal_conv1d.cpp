@@ -219,10 +219,6 @@ int64_t check_conv_weights(const char* op, int64_t C, DType dtype, const Tensor&
   return w.size(2);
 }
 
-}  // namespace
-
-namespace {
-
 // The convolution of xd (B, L, C) with element (b, t, c) at xd's strides, on `dev`: (B, L, C) contiguous.
 Tensor conv_output(const Tensor& xd, const Tensor& wd, const Tensor& bd, int64_t K, Device dev) {
   const int64_t B = xd.size(0), L = xd.size(1), C = xd.size(2);
@@ -330,17 +326,19 @@ CausalConv1d::CausalConv1d(int64_t C, int64_t K, bool with_bias, Generator* g, D
   }
 }
 
-Variable CausalConv1d::forward(const Variable& x) const {
+void CausalConv1d::check_input(const Variable& x) const {
   SIMBA_CHECK(x.dim() == 3 && x.size(2) == channels,
               "CausalConv1d(" << channels << ", K=" << kernel << "): input of shape " << shape_str(x.shape())
                               << ", expected (B, L, " << channels << ")");
+}
+
+Variable CausalConv1d::forward(const Variable& x) const {
+  check_input(x);
   return causal_conv1d(x, weight, bias);
 }
 
 Variable CausalConv1d::forward_silu(const Variable& x) const {
-  SIMBA_CHECK(x.dim() == 3 && x.size(2) == channels,
-              "CausalConv1d(" << channels << ", K=" << kernel << "): input of shape " << shape_str(x.shape())
-                              << ", expected (B, L, " << channels << ")");
+  check_input(x);
   return causal_conv1d_silu(x, weight, bias);
 }
 

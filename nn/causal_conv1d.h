@@ -103,6 +103,9 @@ class CausalConv1d : public Module {
   int64_t channels, kernel;
   Variable weight;  // (C, 1, K)
   Variable bias;    // (C), undefined without bias
+
+ private:
+  void check_input(const Variable& x) const;  // (B, L, channels)
 };
 
 }  // namespace simba

@@ -99,7 +99,7 @@ void ThreadCommunicator::broadcast(const Tensor& t, int root) {
 void run_ranks(int world_size, const std::function<void(Communicator&)>& fn) {
   auto group = std::make_shared<ThreadGroup>(world_size);
   std::vector<std::exception_ptr> errors(static_cast<size_t>(world_size));
-  std::vector<bool> from_abort(static_cast<size_t>(world_size), false);
+  std::vector<char> from_abort(static_cast<size_t>(world_size), 0);  // not vector<bool>: each thread writes its own element
   std::vector<std::thread> threads;
   for (int r = 0; r < world_size; ++r)
     threads.emplace_back([&, r] {
