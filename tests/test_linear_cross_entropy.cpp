@@ -59,12 +59,13 @@ TEST_CASE("linear_cross_entropy equals cross_entropy(hidden · weightᵀ): loss 
     DType dt;
     double tol_loss, tol_grad;
   };
-  // bfloat16: the unfused path rounds the logits and their gradient to bfloat16 at other
-  // points than the fused one does (2^-8 relative each).
+  // The logits come from the same GEMM rows either way, so the loss agrees to the last bits;
+  // the gradients are the same products summed and scaled in another order, and in bfloat16
+  // rounded at other points (2^-8 relative each: measured 4.7e-3 here).
   const Tensor targets = seven_targets();
-  for (const Case c : {Case{DType::F64, 1e-14, 1e-13}, Case{DType::F32, 1e-6, 1e-5}, Case{DType::BF16, 1e-2, 3e-2}}) {
+  for (const Case c : {Case{DType::F64, 1e-14, 1e-14}, Case{DType::F32, 1e-6, 1e-6}, Case{DType::BF16, 1e-6, 1e-2}}) {
     for (int64_t chunk : {int64_t(2), int64_t(0)}) {
-      INFO(dtype_name(c.dt) << ", chunk_rows " << chunk);
+      INFO(std::string(dtype_name(c.dt)) << ", chunk_rows " << chunk);
       const Tensor h = randn_t({7, 6}, 3, c.dt), W = randn_t({13, 6}, 4, c.dt, 0.7);
       const Tensor up = randn_t({}, 5, acc_dtype(c.dt)).to(acc_dtype(c.dt));
       auto run = [&](bool fused) {

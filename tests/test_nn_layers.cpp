@@ -366,7 +366,7 @@ TEST_CASE("gradcheck: causal_conv1d_silu (the mixer's conv + SiLU, conv recomput
 
 TEST_CASE("causal_conv1d_silu: the bits of silu(causal_conv1d), forward and every gradient (float32, bfloat16)") {
   for (DType dt : {DType::F32, DType::BF16}) {
-    INFO(dtype_name(dt));
+    INFO(std::string(dtype_name(dt)));
     const int64_t B = 2, L = 11, C = 6, K = 4;
     const Tensor x = randn64({B, L, C}, 91).to(dt), w = randn64({C, 1, K}, 92, 0.5).to(dt);
     const Tensor b = randn64({C}, 93, 0.5).to(dt), g = randn64({B, L, C}, 94).to(dt);
