@@ -32,21 +32,22 @@ unsigned blocks_for(int64_t n) { return unsigned((n + kThreads - 1) / kThreads);
 
 // Forward: out[b,t,c] = bias[c] + Σ_{k} w[c,k]·x[b, t−(K−1)+k, c] (taps before t = 0 skipped),
 // summed bias first then taps in order k = 0..K−1 like the CPU path.
-// Launch: grid ceil(B·L·C / kThreads), block kThreads; thread i owns out element i of the
-// contiguous (B, L, C) output: c = i mod C, t = (i / C) mod L, b = i / (L·C).
+// Launch: grid (B·L, ceil(C / kThreads)), block kThreads; block (r, cy) owns row r = b·L + t of
+// the contiguous (B, L, C) output, thread x its channel c = cy·kThreads + x (one division a
+// thread for (b, t), where an index per element cost three 64-bit divisions).
 // x (B, L, C) strided (x_stride_b, x_stride_l, 1); w (C, K); bias (C) or null.
 template <class T>
 __global__ void __launch_bounds__(kThreads)
-    conv_forward_kernel(T* out, const T* x, const T* w, const T* bias, int64_t B, int64_t L, int64_t C, int K,
+    conv_forward_kernel(T* out, const T* x, const T* w, const T* bias, int64_t L, int64_t C, int K,
                         int64_t x_stride_b, int64_t x_stride_l) {
-  const int64_t i = int64_t(blockIdx.x) * kThreads + threadIdx.x;
-  if (i >= B * L * C) return;
+  const int64_t c = int64_t(blockIdx.y) * kThreads + threadIdx.x;
+  if (c >= C) return;
   using Acc = acc_t<T>;
-  const int64_t c = i % C, t = (i / C) % L, b = i / (L * C);
+  const int64_t r = blockIdx.x, b = r / L, t = r - b * L;
   Acc acc = bias ? Acc(bias[c]) : Acc(0);
   for (int k = t >= K - 1 ? 0 : int(K - 1 - t); k < K; ++k)
     acc += Acc(w[c * K + k]) * Acc(x[b * x_stride_b + (t - (K - 1) + k) * x_stride_l + c]);
-  out[i] = T(acc);
+  out[r * C + c] = T(acc);
 }
 
 // dx[b,s,c] = Σ_k w[c,k]·dout[b, s+(K−1)−k, c] over the taps whose output index is < L.
@@ -150,8 +151,10 @@ void causal_conv1d_forward_cuda(T* out, const T* x, const T* w, const T* bias, i
   cuda_check_device_pointer(bias, op, "bias");
   if (B * L == 0) return;
   cudaStream_t stream = cuda_stream(cuda_current_device());
-  conv_forward_kernel<T><<<blocks_for(B * L * C), kThreads, 0, stream>>>(out, x, w, bias, B, L, C, int(K),
-                                                                          x_stride_b, x_stride_l);
+  SIMBA_CHECK(B * L <= INT_MAX && blocks_for(C) <= 65535, op << ": B·L=" << B * L << " rows or C=" << C
+                                                              << " channels exceed the CUDA grid limits");
+  conv_forward_kernel<T><<<dim3(unsigned(B * L), blocks_for(C)), kThreads, 0, stream>>>(out, x, w, bias, L, C, int(K),
+                                                                                         x_stride_b, x_stride_l);
   SIMBA_CUDA_CHECK(cudaGetLastError());
 }
 

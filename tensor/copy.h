@@ -6,8 +6,9 @@
 // fill: dst[i] = (dst dtype) value through dst's strides.
 // Both tensors are on the device of the variant; dst has at least one element.
 //   *_cpu:  tensor/copy.cpp, the strided loop nest of tensor/strided_loop.h (OpenMP).
-//   *_cuda: tensor/copy.cu, one thread per element over the coalesced layout
-//           (tensor/strided_layout.h), grid-stride, on the device's stream.
+//   *_cuda: tensor/copy.cu, on the device's stream: the runtime's pitched copy for same-dtype
+//           dense rows, else one thread per element over the coalesced layout
+//           (tensor/strided_layout.h), grid-stride.
 // A copy or fill is exact (a conversion rounds once, to nearest even; those to and from
 // bfloat16/float16 are the integer bit arithmetic of tensor/half_types.h, the same code on both
 // devices), so the variants agree bit for bit. The exception is a float that int64 cannot hold

@@ -1,9 +1,12 @@
 // tensor/cuda_check.cuh: what the .cu files of every layer share (never included by C++
-// headers): the checked CUDA call, the stream each device's work is ordered on, and the
-// device-pointer check of kernel arguments. Implemented in tensor/cuda_device.cu.
+// headers): the checked CUDA call, the stream each device's work is ordered on, the
+// device-pointer check of kernel arguments, and the 16-byte unit of value-moving kernels.
+// Implemented in tensor/cuda_device.cu.
 #pragma once
 
 #include <cuda_runtime.h>
+
+#include <cstdint>
 
 #include "tensor/error.h"
 
@@ -27,6 +30,13 @@ int cuda_current_device();
 // allocations and frees on one stream run in issue order, which is what makes it safe for
 // the caching allocator to hand a freed block to the next allocation at once.
 cudaStream_t cuda_stream(int device);
+
+// 16 bytes of any element type, moved as one: kernels that only move values run on these when
+// every row they move is whole 16-byte pieces at 16-byte-aligned addresses, so a thread moves
+// 16 bytes (a warp 512 contiguous bytes) instead of one element.
+struct alignas(16) Bytes16 {
+  uint32_t w[4];
+};
 
 // Blocks for a grid-stride loop over n items with `threads` threads per block: enough blocks
 // to fill the GPU many times over, capped so the grid size stays a valid launch.

@@ -5,8 +5,8 @@
 // point, so no index is read on the host. The other kernels never use a bad index: the
 // forward kernels write 0 in its place, the backward kernels drop its contribution.
 //
-// Forward (index_select, gather): one thread per output element, grid-stride, reads coalesced
-// along the inner dim.
+// Forward (index_select, gather): one thread per output element (per 16-byte piece of a row,
+// for index_select on rows of whole pieces), grid-stride, reads coalesced along the inner dim.
 //
 // Backward (index_add, embedding_backward, scatter_add) without atomics, in the CPU's order:
 //   1. keys: the destination of each contribution (a row of dx for index_select_backward, an
@@ -26,6 +26,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <cstdint>
 
 #include "tensor/cuda_check.cuh"
 #include "tensor/half_types.h"
@@ -63,7 +64,7 @@ __global__ void index_select_forward_kernel(T* out, const T* x, const int64_t* i
   for (int64_t e = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; e < total; e += int64_t(gridDim.x) * blockDim.x) {
     const int64_t r = e / inner, j = e - r * inner;
     const int64_t o = r / n, s = index[r - o * n];
-    out[e] = in_range(s, S) ? x[(o * S + s) * inner + j] : T(0);
+    out[e] = in_range(s, S) ? x[(o * S + s) * inner + j] : T{};
   }
 }
 
@@ -182,8 +183,16 @@ void index_select_forward_cuda(const char* op, int /*dim*/, T* out, const T* x, 
   check_indices(op, index, n, S, device, stream);
   const int64_t total = outer * n * inner;
   if (total == 0) return;
-  index_select_forward_kernel<T><<<cuda_grid_size(total, kThreads), kThreads, 0, stream>>>(out, x, index, outer, S,
-                                                                                            n, inner);
+  // Rows of whole 16-byte pieces: the same kernel moves Bytes16 pieces (tensor/cuda_check.cuh).
+  const int64_t row_bytes = inner * int64_t(sizeof(T));
+  if (row_bytes % 16 == 0 && reinterpret_cast<uintptr_t>(out) % 16 == 0 && reinterpret_cast<uintptr_t>(x) % 16 == 0) {
+    const int64_t pieces = row_bytes / 16;
+    index_select_forward_kernel<Bytes16><<<cuda_grid_size(outer * n * pieces, kThreads), kThreads, 0, stream>>>(
+        reinterpret_cast<Bytes16*>(out), reinterpret_cast<const Bytes16*>(x), index, outer, S, n, pieces);
+  } else {
+    index_select_forward_kernel<T><<<cuda_grid_size(total, kThreads), kThreads, 0, stream>>>(out, x, index, outer,
+                                                                                              S, n, inner);
+  }
   SIMBA_CUDA_CHECK(cudaGetLastError());
 }
 

@@ -7,6 +7,8 @@
 // values made on the CPU and moved with to(Device). Rows named "poisoned ..." call a kernel
 // family directly (SIMBA_ON_DEVICE picks the _cpu or _cuda variant by the operands' device)
 // with a NaN-filled output, so a cell the CUDA kernel fails to write fails the comparison.
+// Contiguous operands of fresh allocations take the kernels' 16-byte packed path (sizes 7,
+// 1025, ... leave a partial pack); the "unaligned" rows force the element-a-thread path.
 //
 // Tolerance: normwise relative error <= 1e-5 (float32), <= 1e-12 (float64), <= 1e-2 (bfloat16:
 // both devices compute in float32 and round once, tests/backend_ops.h), except
@@ -89,6 +91,26 @@ TEST_CASE("CUDA unary ops and their backward equal the CPU") {
                    const Tensor y = unary(op, x[1]);
                    SIMBA_ON_DEVICE(x[0].device(), "unary_backward", unary_backward, op, dx, x[0], x[1], y);
                    return Outs{dx};
+                 },
+                 lo, hi),
+             kDev);
+    // Dense rows that start one element into their buffers, so no pointer is 16-byte aligned:
+    // the kernels take the element-a-thread path instead of the packed one. Element 0 of the
+    // output buffer must stay NaN.
+    run_case(op_case(name + " unaligned poisoned", {{1025}, {1025}},
+                 [op](const Ins& x) {
+                   const Device dev = x[0].device();
+                   auto shifted = [&](const Tensor& t) {
+                     Tensor buf = poisoned({t.numel() + 1}, t.dtype(), dev);
+                     buf.narrow(0, 1, t.numel()).copy_(t);
+                     return buf;
+                   };
+                   const Tensor xb = shifted(x[0]), yb = shifted(unary(op, x[1])), db = shifted(x[1]);
+                   Tensor out = poisoned({1026}, x[0].dtype(), dev), dx = poisoned({1026}, x[0].dtype(), dev);
+                   SIMBA_ON_DEVICE(dev, "unary", unary, op, out.narrow(0, 1, 1025), xb.narrow(0, 1, 1025));
+                   SIMBA_ON_DEVICE(dev, "unary_backward", unary_backward, op, dx.narrow(0, 1, 1025),
+                                   xb.narrow(0, 1, 1025), db.narrow(0, 1, 1025), yb.narrow(0, 1, 1025));
+                   return Outs{out, dx};
                  },
                  lo, hi),
              kDev);
@@ -252,6 +274,15 @@ TEST_CASE("CUDA copy_, contiguous, fill_ and to() equal the CPU") {
     run_case(op_case("to(cpu).to(device)", {s}, [](const Ins& x) { return Outs{x[0].to(cpu()).to(x[0].device())}; }),
              kDev);
   }
+  // Rows of whole 16-byte pieces that no pitched copy covers (3-D strided, broadcast over rows):
+  // the copy kernel moves them 16 bytes at a time.
+  run_case(op_case("copy_ of rows of 16-byte pieces", {{4, 6, 16}},
+               [](const Ins& x) {
+                 Tensor bcast = poisoned({3, 4, 6, 16}, x[0].dtype(), x[0].device());
+                 bcast.copy_(x[0]);
+                 return Outs{x[0].transpose(0, 1).contiguous(), bcast};
+               }),
+           kDev);
 }
 
 TEST_CASE("CUDA to(Device) moves every layout across devices unchanged") {
