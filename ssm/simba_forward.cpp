@@ -6,6 +6,7 @@
 #include "ssm/simba_schedule.h"
 #include "ssm/simba_score.h"
 #include "tensor/dispatch.h"
+#include "tensor/index.h"
 
 namespace simba {
 
@@ -109,6 +110,10 @@ SimbaResult run(const MambaLM& model, const Tensor& ids, int64_t c, const SimbaO
   const Device dev = model.device();
   Tensor kept = Tensor::arange(c, DType::I64, dev).unsqueeze(0).expand({B, c}).contiguous();
   Variable h = model.embed(ids);  // (B, L, D)
+  // Without autograd and without the per-layer trace nothing else holds the residual stream, so
+  // a pruned layer adds its rows into it in place instead of into a copy of all B·L rows (its
+  // input rows were gathered before).
+  const bool update_in_place = !grad_enabled() && !keep_trace;
   for (int64_t l = 0; l < Lyr; ++l) {
     const MambaBlock& block = *layers[l];
     const int64_t n = res.counts[l], T = n + m;
@@ -128,7 +133,12 @@ SimbaResult run(const MambaLM& model, const Tensor& ids, int64_t c, const SimbaO
     MixerTrace trace;
     const bool need_trace = score_here && reads_mixer_trace(opt->criterion);
     Variable mo = block.mixer->forward(block.norm->forward(x), need_trace ? &trace : nullptr);  // (B, T, D)
-    h = full ? h + mo : reshape(index_add(reshape(h, {B * L, D}), 0, flat, reshape(mo, {B * T, D})), {B, L, D});
+    if (full)
+      h = h + mo;
+    else if (update_in_place)
+      index_add_(h.data().view({B * L, D}), 0, flat, mo.data().reshape({B * T, D}));
+    else
+      h = reshape(index_add(reshape(h, {B * L, D}), 0, flat, reshape(mo, {B * T, D})), {B, L, D});
     if (keep_trace) res.layer_hidden.push_back(h.data());
 
     if (score_here) {

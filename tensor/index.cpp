@@ -238,6 +238,14 @@ Tensor index_add(const Tensor& base, int dim, const Tensor& index, const Tensor&
   return out;
 }
 
+void index_add_(const Tensor& base, int dim, const Tensor& index, const Tensor& src) {
+  check_data("index_add_", base);
+  SIMBA_CHECK(base.is_contiguous(), "index_add_: the base " << shape_str(base.shape())
+                                                            << " must be contiguous (index_add returns a new tensor)");
+  Tensor out = base;
+  accumulate_rows("index_add_", out, base.wrap_dim(dim), index, src);
+}
+
 Tensor gather(const Tensor& x, int dim, const Tensor& index) {
   check_data("gather", x);
   const int d = x.wrap_dim(dim);

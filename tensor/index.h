@@ -16,6 +16,8 @@ namespace simba {
 Tensor index_select(const Tensor& x, int dim, const Tensor& index);
 // out = base + Σ: out[.., index[i], ..] += src[.., i, ..]  (the adjoint of index_select).
 Tensor index_add(const Tensor& base, int dim, const Tensor& index, const Tensor& src);
+// The same sum into base itself (contiguous): for callers without autograd that own base.
+void index_add_(const Tensor& base, int dim, const Tensor& index, const Tensor& src);
 
 // gather: out has index's shape; out[i][j][k] = x[index[i][j][k]][j][k] for dim 0 (numpy take_along_axis).
 Tensor gather(const Tensor& x, int dim, const Tensor& index);

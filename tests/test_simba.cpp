@@ -602,6 +602,24 @@ TEST_CASE("forward: a batch equals its sequences run one by one") {
   }
 }
 
+TEST_CASE("forward: without autograd (residual updated in place) it equals the recorded forward bit for bit") {
+  MambaConfig cfg = tiny_config(3);
+  MambaLM model(cfg, 64, DType::F32);
+  jitter(model, 65, 0.05);
+  const int64_t B = 2, c = 12, m = 3;
+  const Tensor ids = random_ids(B, c + m, cfg.vocab_size, 66);
+  for (const char* spec : {"keep=0.25", "keep=0.5,schedule=uniform"}) {
+    INFO(spec);
+    const SimbaResult recorded = simba_forward(model, ids, c, options(spec));  // grad on: index_add copies
+    REQUIRE(grad_enabled());
+    NoGradGuard ng;
+    const SimbaResult in_place = simba_forward(model, ids, c, options(spec));  // rows added into h itself
+    CHECK(in_place.hidden.data().to_vector() == recorded.hidden.data().to_vector());
+    CHECK(in_place.logits.data().to_vector() == recorded.logits.data().to_vector());
+    for (size_t l = 0; l < recorded.kept.size(); ++l) CHECK(in_place.kept[l].to_ints() == recorded.kept[l].to_ints());
+  }
+}
+
 TEST_CASE("continuation loss: position c+j−1 predicts token c+j; with c = 1 and keep=1 it is MambaLM::loss") {
   MambaConfig cfg = tiny_config(2);
   MambaLM model(cfg, 71, DType::F64);
