@@ -16,9 +16,9 @@ namespace simba {
 
 namespace {
 
-// What every row of (Q1) needs, built once per sequence: S of (Q2) as (n, Di) rows and A
-// transposed to (N, Di), so the inner loop over channels reads both contiguously. Both in
-// the compute type acc_t<T> of the inputs.
+// What every row of (Q1) needs, built once per sequence: S of (Q2) as (n, Di) rows and A·log2e
+// transposed to (N, Di) (the exponent of 2^x, ssm/simba_score.h), so the inner loop over
+// channels reads both contiguously. Both in the compute type acc_t<T> of the inputs.
 template <class T>
 struct ScoreSetup {
   std::vector<acc_t<T>> S, At;
@@ -41,7 +41,7 @@ ScoreSetup<T> setup(SeqView<const T> delta, const T* A, int64_t n, int64_t Di, i
   s.S.resize(n * Di);
   s.At.resize(N * Di);
   for (int64_t d = 0; d < Di; ++d)
-    for (int64_t k = 0; k < N; ++k) s.At[k * Di + d] = static_cast<Acc>(A[d * N + k]);
+    for (int64_t k = 0; k < N; ++k) s.At[k * Di + d] = static_cast<Acc>(A[d * N + k]) * static_cast<Acc>(kLog2e);
   std::fill(s.S.end() - Di, s.S.end(), Acc(0));  // S_{n−1} = 0
   std::vector<double> acc(Di, 0.0);
   double* a = acc.data();
@@ -70,7 +70,7 @@ void contribution_row(acc_t<T>* out, int64_t t, const ScoreSetup<T>& s, SeqView<
     const Acc cb = static_cast<Acc>(CT[k]) * static_cast<Acc>(Bt[k]);
     const Acc* Ak = s.At.data() + k * Di;
 #pragma omp simd
-    for (int64_t d = 0; d < Di; ++d) out[d] += cb * exp_fast(Ak[d] * St[d]);
+    for (int64_t d = 0; d < Di; ++d) out[d] += cb * exp2_fast(Ak[d] * St[d]);
   }
   const T* ut = u.p + t * u.ld;
   const T* dt = delta.p + t * delta.ld;

@@ -28,12 +28,16 @@
 // (accumulated in double, stored in acc_t<T>); no (n, Di, N) tensor is formed, the scratch is
 // S (n, Di), A transposed (N, Di) and one Di row per thread. There is no backward: the scores
 // only choose an index set, and gradients never flow through a discrete choice.
-// The n·Di·N exps run as the vectorised exp_fast of tensor/vector_math.h (the scan's exp), and
-// the channel loops are `omp simd`, so scoring a layer costs about as much as its scan
-// (float32, n = 1024, Di = 1536, N = 16, one thread: 6.3 ms vs 5.7 ms; with std::exp it was
-// about 25× the scan). Each exp still counts as one FLOP (ssm/flops.h) though it costs ~15
-// vector operations, so in wall clock the score weighs more than its FLOP share
-// (bench/RESULTS.md, ## Simba).
+// Each exponential is evaluated as a power of two, exp(A·S) = 2^((A·log2e)·S), with A·log2e
+// rounded to acc_t<T> once per call (kLog2e): on the GPU 2^x is one ex2.approx instruction
+// where exp is about ten, and both devices round the same two products, so their scores differ
+// only by their 2^x (exp2_fast of tensor/vector_math.h on the CPU, vectorised in the `omp simd`
+// channel loops; both flush results below the normal range to 0). The extra rounding of the
+// product costs a relative error of about |A·S|·2^-23 in a term, which is small exactly where
+// the term is not (a term with |A·S| > 20 is below 2e-9 of its coefficient). On the CPU a
+// layer's scoring costs about as much as its scan. Each exponential counts as one FLOP
+// (ssm/flops.h) though it costs several instructions, so in wall clock the score weighs more
+// than its FLOP share (bench/RESULTS.md, ## Simba).
 //
 // Baseline criteria for ablations (simba-paper.md §5.4):
 //   random  uniform [0, 1) numbers from Generator(seed ^ (0x9E3779B97F4A7C15·(ℓ + 1))) for layer ℓ,
@@ -72,6 +76,9 @@
 
 namespace simba {
 
+// log2(e): A·log2e is rounded to acc_t<T> from this one constant on both devices.
+constexpr double kLog2e = 1.4426950408889634074;
+
 // dy:      (n, Di) rows of acc_t<T>, written: Δy_T(t)[d] of (Q1) for every t and d.
 // u, delta:(n, Di) rows of one sequence (delta > 0, softplus applied).
 // A:       (Di, N) contiguous, A = −exp(A_log).
@@ -97,13 +104,14 @@ void simba_score_forward(acc_t<T>* scores, SeqView<const T> u, SeqView<const T> 
 // scores (B, n) contiguous acc_t<T> <- simba_score_forward of the first n rows of every sequence of a
 // layer: u, delta (B, L, Di) rows and Bm, Cm (B, L, N) rows in the layout of
 // ssm/selective_scan.h (row (b, t) at p[(b·L + t)·ld]), A (Di, N); 1 <= n <= L.
-// CUDA: the reverse cumulative sum (Q2) in double over chunks of rows (a thread per (b, chunk,
-// d): chunk sums, then each chunk's rows from the sums of the chunks after it; the CPU adds one
-// chain, and the two orders agree far below acc_t<T>'s rounding), then one block per (b, t)
-// forms the row Δy_T(t) of (Q1) (a thread per channel, the N terms in order k = 0..N−1, then
-// ·Δ_t·u_t, as on the CPU) and reduces it over the channels with the fixed-order block
-// reductions of tensor/cuda_reduce.cuh (l2 in double). The exps are the device's exp, not the
-// CPU's exp_fast, so scores agree to a few ulp, not bit for bit.
+// CUDA: S of (Q2) is never stored: the sums of Δ over chunks of 16 rows and their suffix sums
+// (double, a thread per (b, chunk, d) and per (b, d)) give each chunk S at its last row, and
+// one block per (b, chunk) carries S down the chunk's rows in a register per channel while it
+// forms the rows Δy_T(t) of (Q1) (the N terms in order k = 0..N−1, then ·Δ_t·u_t, as on the
+// CPU) and reduces them over the channels in a fixed order (l2 in double). The CPU adds one
+// chain for S; in double the two orders agree far below acc_t<T>'s rounding. The powers of two
+// are the device's ex2.approx, not the CPU's exp2_fast, so scores agree to a few ulp, not bit
+// for bit.
 template <class T>
 void simba_scores_batch_cpu(acc_t<T>* scores, SeqView<const T> u, SeqView<const T> delta, const T* A,
                             SeqView<const T> Bm, SeqView<const T> Cm, int64_t B, int64_t L, int64_t n, int64_t Di,
@@ -118,13 +126,11 @@ void simba_scores_batch_cuda(acc_t<T>* scores, SeqView<const T> u, SeqView<const
 // descending, NaN as −∞, ties to the smaller i), in ascending i. scores (B, n), kept (B, n)
 // and next (B, k) contiguous; 1 <= k <= n. T is the scores' dtype (a bfloat16 model's
 // norm, clip and random scores are bfloat16); both variants compare the exact widened values.
-// CUDA: candidate i is kept iff fewer than k − 1 others beat it in that strict total order,
-// so a thread per candidate (ceil(n / 256) blocks per sequence) counts the others that beat
-// it (the scores staged through shared memory a tile at a time), then one block per sequence
-// gives each kept entry its output slot by a prefix sum of the keep flags, in ascending i.
-// This costs n² comparisons per sequence, below the n·Di·N exps of the scores it ranks
-// whenever n <= Di·N (Di·N is 24576 even for the 130M model), and is exact: integer counts of
-// exact comparisons, so the kept sets are the CPU's whenever the scores are.
+// CUDA: the n − 1 candidates of every sequence are sorted by key descending with a stable
+// segmented sort (cub::DeviceSegmentedSort; ties keep ascending i), the first k − 1 and the
+// anchor are flagged, and one block per sequence gives each flagged entry its output slot by
+// a prefix sum of the flags, in ascending i. The sort compares the exact keys, so the kept
+// sets are the CPU's whenever the scores are.
 template <class T>
 void simba_select_cpu(int64_t* next, const T* scores, const int64_t* kept, int64_t B, int64_t n, int64_t k);
 template <class T>

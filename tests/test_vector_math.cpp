@@ -1,5 +1,5 @@
-// tests/test_vector_math.cpp: exp_fast (tensor/vector_math.h) against long-double exp: at most
-// 1 ulp over the whole normal range in float and double, the documented edges (underflow to 0,
+// tests/test_vector_math.cpp: exp_fast and exp2_fast (tensor/vector_math.h) against long-double
+// exp and exp2: at most 1 ulp over the whole normal range in float and double, the documented edges (underflow to 0,
 // overflow to inf, NaN, exp(0) = 1), and the vectorised loop bit-identical to scalar calls.
 // An ulp here is the spacing of T at the rounded reference, which is up to 2× stricter than the
 // header's relative error / ε (0.66 and 0.62 there; about 0.92 and 0.87 here).
@@ -30,6 +30,16 @@ double worst_ulps(T lo, T hi, int steps) {
   for (int i = 0; i <= steps; ++i) {
     const T x = lo + (hi - lo) * static_cast<T>(i) / static_cast<T>(steps);
     worst = std::max(worst, ulps<T>(exp_fast(x), std::exp(static_cast<long double>(x))));
+  }
+  return worst;
+}
+
+template <class T>
+double worst_ulps_exp2(T lo, T hi, int steps) {
+  double worst = 0;
+  for (int i = 0; i <= steps; ++i) {
+    const T x = lo + (hi - lo) * static_cast<T>(i) / static_cast<T>(steps);
+    worst = std::max(worst, ulps<T>(exp2_fast(x), std::exp2(static_cast<long double>(x))));
   }
   return worst;
 }
@@ -66,6 +76,28 @@ TEST_CASE("exp_fast: edges: exp(0) = 1, underflow to 0, overflow to inf, NaN sta
   // Just inside the range: finite and positive.
   CHECK(exp_fast(-87.3f) > 0.0f);
   CHECK(std::isfinite(exp_fast(88.2f)));
+}
+
+TEST_CASE("exp2_fast: within 1 ulp of exp2l over the normal range; flushes below it; NaN stays NaN") {
+  const double wf = worst_ulps_exp2<float>(-126.0f, 127.0f, 2000000);
+  const double wd = worst_ulps_exp2<double>(-1022.0, 1023.0, 2000000);
+  const double wf0 = worst_ulps_exp2<float>(-2.0f, 0.0f, 1000000);
+  const double wd0 = worst_ulps_exp2<double>(-2.0, 0.0, 1000000);
+  MESSAGE("exp2_fast max error: float " << wf << " ulp (" << wf0 << " on [-2, 0]), double " << wd << " ulp (" << wd0
+                                        << " on [-2, 0])");
+  CHECK(wf <= 1.0);
+  CHECK(wd <= 1.0);
+  CHECK(wf0 <= 1.0);
+  CHECK(wd0 <= 1.0);
+  CHECK(exp2_fast(0.0f) == 1.0f);
+  CHECK(exp2_fast(-3.0f) == 0.125f);
+  CHECK(exp2_fast(-126.0f) == std::numeric_limits<float>::min());
+  CHECK(exp2_fast(-126.01f) == 0.0f);
+  CHECK(exp2_fast(-1022.0) == std::numeric_limits<double>::min());
+  CHECK(exp2_fast(-1022.5) == 0.0);
+  CHECK(exp2_fast(-std::numeric_limits<float>::infinity()) == 0.0f);
+  CHECK(std::isnan(exp2_fast(std::numeric_limits<float>::quiet_NaN())));
+  CHECK(std::isnan(exp2_fast(std::numeric_limits<double>::quiet_NaN())));
 }
 
 TEST_CASE("exp_fast: the vectorised loop gives the scalar results bit for bit") {
