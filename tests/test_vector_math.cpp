@@ -24,24 +24,25 @@ double ulps(T got, long double ref) {
   return static_cast<double>(std::fabs(static_cast<long double>(got) - ref) / spacing);
 }
 
-template <class T>
-double worst_ulps(T lo, T hi, int steps) {
+// The largest error in ulps of fast(x) against ref(x) (long double) on steps + 1 points of [lo, hi].
+template <class T, class Fast, class Ref>
+double worst_ulps(Fast fast, Ref ref, T lo, T hi, int steps) {
   double worst = 0;
   for (int i = 0; i <= steps; ++i) {
     const T x = lo + (hi - lo) * static_cast<T>(i) / static_cast<T>(steps);
-    worst = std::max(worst, ulps<T>(exp_fast(x), std::exp(static_cast<long double>(x))));
+    worst = std::max(worst, ulps<T>(fast(x), ref(static_cast<long double>(x))));
   }
   return worst;
 }
 
 template <class T>
+double worst_ulps(T lo, T hi, int steps) {
+  return worst_ulps<T>([](T x) { return exp_fast(x); }, [](long double x) { return std::exp(x); }, lo, hi, steps);
+}
+
+template <class T>
 double worst_ulps_exp2(T lo, T hi, int steps) {
-  double worst = 0;
-  for (int i = 0; i <= steps; ++i) {
-    const T x = lo + (hi - lo) * static_cast<T>(i) / static_cast<T>(steps);
-    worst = std::max(worst, ulps<T>(exp2_fast(x), std::exp2(static_cast<long double>(x))));
-  }
-  return worst;
+  return worst_ulps<T>([](T x) { return exp2_fast(x); }, [](long double x) { return std::exp2(x); }, lo, hi, steps);
 }
 
 __attribute__((noinline)) float scalar_exp(float x) { return exp_fast(x); }
