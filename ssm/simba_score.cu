@@ -100,6 +100,17 @@ __global__ void transpose_a_kernel(acc_t<T>* __restrict__ AT, const T* __restric
 // flagged it at N = 5), so each row's products are stored padded to a multiple of four.
 __host__ __device__ inline int64_t padded_n(int64_t N) { return (N + 3) / 4 * 4; }
 
+// Products a row of score_chunk_kernel's shared memory holds: kMaxN when the kernel keeps N <=
+// kMaxN terms in registers (its unrolled loop may read that far), else padded_n(N).
+template <int kMaxN>
+__host__ __device__ inline int64_t cb_stride(int64_t N) {
+  return kMaxN > 0 ? kMaxN : padded_n(N);
+}
+
+// N up to this many state channels (Mamba's default is 16) take score_chunk_kernel's
+// register-resident path.
+constexpr int kRegisterN = 16;
+
 // max for the max criteria, with a NaN anywhere making the result NaN.
 struct MaxNan {
   __device__ double operator()(double a, double b) const { return a != a || b != b ? NAN : (a > b ? a : b); }
@@ -110,7 +121,7 @@ struct MaxNan {
 // the terms added in k order as on the CPU. simba: max_d; simba-abs: max_d |·|; simba-l2:
 // sqrt(Σ_d (·)²) in double. A NaN in the row makes the score NaN.
 // Launch: grid (ceil(n / kRows), B), block kThreads, dynamic shared memory
-// kRows·padded_n(N)·sizeof(acc_t<T>) (row r's products C_T[k]·B_t[k] at cb[r·padded_n(N) + k],
+// kRows·cb_stride(N)·sizeof(acc_t<T>) (row r's products C_T[k]·B_t[k] at cb[r·cb_stride(N) + k],
 // zeros after N). Block (c, b) owns scores[b, t] for t in chunk c; thread x forms the channels
 // d = x, x + kThreads, ... of every row, each channel walking the rows from the chunk's last
 // (S carried in a register), and folds them into its partial part[r][x] (max, or sum of
@@ -118,7 +129,7 @@ struct MaxNan {
 // j, j + 32, ... in order, then the warp's butterfly. AT (N, Di) (transpose_a_kernel) makes a
 // warp's loads of A[·, k] consecutive. The loops' bounds are the same for every thread, so all
 // of them reach the barriers.
-template <class T>
+template <class T, int kMaxN>
 __global__ void __launch_bounds__(kThreads)
     score_chunk_kernel(acc_t<T>* scores, const double* suffix, SeqView<const T> u, SeqView<const T> delta,
                        const acc_t<T>* AT, SeqView<const T> Bm, SeqView<const T> Cm, int64_t L, int64_t n, int64_t Di,
@@ -128,7 +139,7 @@ __global__ void __launch_bounds__(kThreads)
   Acc* cb = reinterpret_cast<Acc*>(cb_bytes);
   __shared__ double part[kRows][kThreads];
   const int64_t c = blockIdx.x, b = blockIdx.y, chunks = gridDim.x;
-  const int64_t lo = c * kRows, rows = min(kRows, n - lo), Np = padded_n(N);
+  const int64_t lo = c * kRows, rows = min(kRows, n - lo), Np = cb_stride<kMaxN>(N);
   const bool l2 = criterion == SimbaCriterion::SimbaL2, use_abs = criterion == SimbaCriterion::SimbaAbs;
   const double init = l2 ? 0.0 : -INFINITY;
   const T* CT = Cm.p + (b * L + n - 1) * Cm.ld;
@@ -139,13 +150,26 @@ __global__ void __launch_bounds__(kThreads)
   for (int r = 0; r < kRows; ++r) part[r][threadIdx.x] = init;
   __syncthreads();
   for (int64_t d = threadIdx.x; d < Di; d += kThreads) {
+    // With kMaxN, the channel's column of AT is loaded once into registers for all the chunk's
+    // rows (reading it per row and term was B·n·Di·N loads a layer, mostly from L2).
+    Acc a[kMaxN > 0 ? kMaxN : 1];
+    if constexpr (kMaxN > 0) {
+#pragma unroll
+      for (int k = 0; k < kMaxN; ++k) a[k] = k < N ? AT[k * Di + d] : Acc(0);
+    }
     double acc = suffix[(b * chunks + c) * Di + d];  // S at the chunk's last row
     for (int64_t r = rows - 1; r >= 0; --r) {
       const int64_t row = b * L + lo + r;
       const Acc s = Acc(acc), dt = Acc(delta.p[row * delta.ld + d]);
       const Acc* cbr = cb + r * Np;
       Acc v = Acc(0);
-      for (int64_t k = 0; k < N; ++k) v += cbr[k] * exp2_t(AT[k * Di + d] * s);
+      if constexpr (kMaxN > 0) {
+#pragma unroll
+        for (int k = 0; k < kMaxN; ++k)
+          if (k < N) v += cbr[k] * exp2_t(a[k] * s);
+      } else {
+        for (int64_t k = 0; k < N; ++k) v += cbr[k] * exp2_t(AT[k * Di + d] * s);
+      }
       v *= dt * Acc(u.p[row * u.ld + d]);
       double& p = part[r][threadIdx.x];
       p = l2 ? p + double(v) * double(v) : MaxNan{}(p, double(use_abs ? abs_t(v) : v));
@@ -251,7 +275,7 @@ void simba_scores_batch_cuda(acc_t<T>* scores, SeqView<const T> u, SeqView<const
                  << " must be >= the widths Di=" << Di << " (u, delta) and N=" << N << " (B, C)");
   const int64_t chunks = (n + kRows - 1) / kRows;
   SIMBA_CHECK(B <= 65535 && B * n <= INT_MAX && chunks <= 65535 &&
-                  kRows * padded_n(N) * int64_t(sizeof(acc_t<T>)) <= 16 * 1024,
+                  kRows * std::max<int64_t>(padded_n(N), kRegisterN) * int64_t(sizeof(acc_t<T>)) <= 16 * 1024,
               op << ": B=" << B << ", n=" << n << ", N=" << N << " exceed the CUDA grid or shared memory limits");
   cuda_check_device_pointer(scores, op, "scores");
   cuda_check_device_pointer(u.p, op, "u");
@@ -280,8 +304,13 @@ void simba_scores_batch_cuda(acc_t<T>* scores, SeqView<const T> u, SeqView<const
   SIMBA_CUDA_CHECK(cudaGetLastError());
   transpose_a_kernel<T><<<cuda_grid_size(Di * N, kThreads), kThreads, 0, stream>>>(AT, A, Di, N);
   SIMBA_CUDA_CHECK(cudaGetLastError());
-  score_chunk_kernel<T><<<dim3(unsigned(chunks), unsigned(B)), kThreads, sizeof(Acc) * size_t(kRows * padded_n(N)),
-                          stream>>>(scores, suffix, u, delta, AT, Bm, Cm, L, n, Di, N, criterion);
+  const dim3 grid{unsigned(chunks), unsigned(B)};
+  if (N <= kRegisterN)
+    score_chunk_kernel<T, kRegisterN><<<grid, kThreads, sizeof(Acc) * size_t(kRows * cb_stride<kRegisterN>(N)), stream>>>(
+        scores, suffix, u, delta, AT, Bm, Cm, L, n, Di, N, criterion);
+  else
+    score_chunk_kernel<T, 0><<<grid, kThreads, sizeof(Acc) * size_t(kRows * cb_stride<0>(N)), stream>>>(
+        scores, suffix, u, delta, AT, Bm, Cm, L, n, Di, N, criterion);
   SIMBA_CUDA_CHECK(cudaGetLastError());
 }
 
