@@ -29,10 +29,11 @@
 //             infer's measurement at the prefill shape of the GPU performance issue: batch
 //             4 × length 2048 (all 4 · 2048 positions' logits)
 //   decode, decode_bf16
-//             tokens/s of greedy generation with the recurrent step (MambaLM::step, the kernels
-//             of `simba generate`), batch 1 and 32: from the state after one prompt token, 256
-//             steps, each one token per sequence through all layers and the head, the next
-//             ids the argmax of the logits on the device (nothing read back); tokens/s =
+//             tokens/s of greedy generation with the recurrent step (DecodeStep: MambaLM::step
+//             recorded as a CUDA graph, as `simba generate` runs it), batch 1 and 32: 256
+//             steps from a one-token prompt, each one token per sequence through all layers
+//             and the head, the next ids the argmax of the logits on the device (nothing read
+//             back); tokens/s =
 //             batch · 256 / median time of the 256 steps
 // and with --configs S (config "S" in the rows; Config B's model, float32 and bfloat16):
 //   simba_dense, simba_pruned, simba_dense_bf16, simba_pruned_bf16
@@ -97,6 +98,7 @@
 
 #include "autograd/ops.h"
 #include "bench/kernel_trace.h"
+#include "ssm/decode_step.h"
 #include "ssm/mamba_model.h"
 #include "ssm/selective_scan.h"
 #include "ssm/simba.h"
@@ -324,7 +326,8 @@ void bench_infer(Row& row, const Settings& s, Device dev, const ModelBench& b, D
 }
 
 // Greedy decoding of kDecodeTokens tokens per sequence from the state after one prompt token
-// (the file comment). The state is rebuilt each call, so every call decodes the same tokens.
+// (the file comment), one recorded DecodeStep (ssm/decode_step.h: a CUDA graph) a token, the
+// argmax fed back outside it. The state is reset each call, so every call decodes the same tokens.
 constexpr int64_t kDecodeTokens = 256;
 constexpr int64_t kDecodeBatches[] = {1, 32};
 void bench_decode(Row& row, const Settings& s, Device dev, DType dtype, int64_t batch) {
@@ -335,10 +338,14 @@ void bench_decode(Row& row, const Settings& s, Device dev, DType dtype, int64_t 
   model.to(dev);
   const Tensor prompt = random_ids(batch, 1, b.vocab, 6, dev).reshape({batch});
   NoGradGuard no_grad;
+  DecodeStep step(model, batch);
   time_on_device(row, s, 1, [&] {
-    std::vector<MixerState> state = model.new_state(batch);
-    Tensor ids = argmax(model.step(prompt, state), 1);
-    for (int64_t i = 1; i < kDecodeTokens; ++i) ids = argmax(model.step(ids, state), 1);
+    step.reset();
+    step.ids.copy_(prompt);
+    for (int64_t i = 0; i < kDecodeTokens; ++i) {
+      step.run();
+      step.ids.copy_(argmax(step.logits, 1));
+    }
   });
 }
 

@@ -128,7 +128,7 @@ Tensor MambaMixer::step(const Tensor& hidden, MixerState& state) const {
                         rows_of<const scalar_t>(x_dbl.device_data<scalar_t>() + R + N, R + 2 * N),
                         Dd.device_data<scalar_t>(), rows_of<const scalar_t>(z.device_data<scalar_t>(), 2 * Di),
                         state.ssm.device_data<scalar_t>(), batch, 1, Di, N);
-  state.ssm = h;
+  state.ssm.copy_(h);  // in place: a recorded decode step keeps the state's address (ssm/decode_step.h)
   return out_proj->forward(Variable(y)).data();                 // (B, D)
 }
 

@@ -34,6 +34,9 @@ CudaMemoryStats cuda_memory_stats(int) { fail_no_cuda("cuda_memory_stats"); }
 void cuda_reset_peak_bytes(int) { fail_no_cuda("cuda_reset_peak_bytes"); }
 std::string cuda_device_name(int) { fail_no_cuda("cuda_device_name"); }
 void cuda_upload_staged(void*, int, const void*, size_t) { fail_no_cuda("cuda_upload_staged"); }
+CudaGraph::CudaGraph(int, const std::function<void()>&) { fail_no_cuda("CudaGraph"); }
+CudaGraph::~CudaGraph() = default;
+void CudaGraph::replay() const { fail_no_cuda("CudaGraph::replay"); }
 
 }  // namespace simba
 

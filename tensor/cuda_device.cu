@@ -203,8 +203,15 @@ void cuda_enter(const char* op, Device d) {
   }
 }
 
+namespace {
+// Set while this thread records a CudaGraph: an allocation made during capture is a graph node
+// whose address the runtime cannot yet describe, so the pointer check below is skipped (the same
+// calls were checked when they ran before, outside capture).
+thread_local bool t_recording = false;
+}  // namespace
+
 void cuda_check_device_pointer(const void* p, const char* op, const char* name) {
-  if (!p) return;
+  if (!p || t_recording) return;
   cudaPointerAttributes attr;
   SIMBA_CUDA_CHECK(cudaPointerGetAttributes(&attr, p));
   SIMBA_CHECK_HINT(attr.type == cudaMemoryTypeDevice || attr.type == cudaMemoryTypeManaged,
@@ -282,6 +289,44 @@ Staging& staging(int device) {
 }
 
 }  // namespace
+
+CudaGraph::CudaGraph(int device, const std::function<void()>& record) : device_(device) {
+  cudaStream_t stream = cuda_stream(device);  // checks the index, sets up the device
+  DeviceGuard guard(device);
+  // Relaxed: other threads' CUDA calls (and this thread's queries) stay legal during capture.
+  SIMBA_CUDA_CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeRelaxed));
+  t_recording = true;
+  try {
+    record();
+  } catch (...) {
+    t_recording = false;
+    cudaGraph_t partial = nullptr;
+    cudaStreamEndCapture(stream, &partial);  // leave the stream usable
+    if (partial) cudaGraphDestroy(partial);
+    cudaGetLastError();
+    throw;
+  }
+  t_recording = false;
+  cudaGraph_t graph = nullptr;
+  SIMBA_CUDA_CHECK(cudaStreamEndCapture(stream, &graph));
+  cudaGraphExec_t exec = nullptr;
+  const cudaError_t err = cudaGraphInstantiate(&exec, graph, 0);
+  if (err != cudaSuccess) cudaGraphDestroy(graph);
+  SIMBA_CHECK(err == cudaSuccess, "cudaGraphInstantiate failed: " << cudaGetErrorName(err) << " ("
+                                                                  << cudaGetErrorString(err) << ")");
+  graph_ = graph;
+  exec_ = exec;
+}
+
+CudaGraph::~CudaGraph() {
+  if (exec_) cudaGraphExecDestroy(static_cast<cudaGraphExec_t>(exec_));
+  if (graph_) cudaGraphDestroy(static_cast<cudaGraph_t>(graph_));
+}
+
+void CudaGraph::replay() const {
+  DeviceGuard guard(device_);
+  SIMBA_CUDA_CHECK(cudaGraphLaunch(static_cast<cudaGraphExec_t>(exec_), cuda_stream(device_)));
+}
 
 void cuda_upload_staged(void* dst, int device, const void* src, size_t nbytes) {
   if (nbytes == 0) return;

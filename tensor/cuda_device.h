@@ -16,6 +16,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <string>
 
 #include "tensor/storage.h"
@@ -71,5 +72,28 @@ std::string cuda_device_name(int device);
 // the stream, so work queued behind the copy is not waited for. That wait reads nothing back and
 // is not counted by cuda_sync_counts.
 void cuda_upload_staged(void* dst, int device, const void* src, size_t nbytes);
+
+// Work on a device's stream recorded once and replayed with one launch (a CUDA graph), for a
+// sequence of many small kernels whose launches would cost more than the kernels do (the
+// recurrent decode step). The constructor runs `record` under stream capture: nothing executes;
+// every kernel, copy, allocation and free it queues on the device's stream becomes a node of
+// the graph. So `record` must not wait for the device or read anything back (capture forbids
+// it), and every device tensor it allocates must be freed before it returns (that memory
+// belongs to the graph); what persists from one replay to the next lives in tensors made
+// before recording, whose addresses the graph keeps. replay() queues one execution of the
+// whole graph on the device's stream and returns without waiting.
+class CudaGraph {
+ public:
+  CudaGraph(int device, const std::function<void()>& record);
+  ~CudaGraph();
+  CudaGraph(const CudaGraph&) = delete;
+  CudaGraph& operator=(const CudaGraph&) = delete;
+  void replay() const;
+
+ private:
+  int device_ = 0;
+  void* graph_ = nullptr;  // cudaGraph_t
+  void* exec_ = nullptr;   // cudaGraphExec_t
+};
 
 }  // namespace simba

@@ -34,6 +34,7 @@
 #include "nn/optim.h"
 #include "nn/rmsnorm.h"
 #include "nn/safetensors.h"
+#include "ssm/decode_step.h"
 #include "ssm/mamba_model.h"
 #include "ssm/selective_scan_autograd.h"
 #include "ssm/simba_forward.h"
@@ -320,6 +321,41 @@ TEST_CASE("CUDA generation: greedy decoding gives the CPU's tokens and logits wi
   for (size_t l = 0; l < sc.size(); ++l) {
     CHECK(err(sg[l].ssm, sc[l].ssm) <= 1e-4);
     CHECK(err(sg[l].conv, sc[l].conv) <= 1e-4);
+  }
+}
+
+TEST_CASE("CUDA DecodeStep: the recorded graph gives the eager GPU step's logits and state bit for bit") {
+  MambaConfig cfg = tiny_config(3);
+  cfg.vocab_size = 50;
+  cfg.hidden_size = 32;
+  cfg.state_size = 8;
+  for (DType dt : {DType::F32, DType::BF16}) {
+    INFO(dtype_name(dt));
+    MambaLM model(cfg, 7);
+    jitter(model, 8, 0.05);
+    model.to(dt);
+    model.to(kGpu);
+    const int64_t B = 3;
+    DecodeStep step(model, B);
+    for (int round = 0; round < 2; ++round) {  // the second after reset(): the same tokens again
+      INFO("round " << round);
+      std::vector<MixerState> ref = model.new_state(B);
+      Tensor next = Tensor::from_ints({B}, {4, 19, 33}, kGpu);
+      for (int t = 0; t < 8; ++t) {
+        step.ids.copy_(next);
+        step.logits.fill_(std::nan(""));  // poisoned: the replay must write every logit
+        step.run();
+        const Tensor expected = model.step(next, ref);
+        REQUIRE(step.logits.device() == kGpu);
+        CHECK(step.logits.to(cpu()).to_vector() == expected.to(cpu()).to_vector());
+        next = argmax(expected, 1);
+      }
+      for (size_t l = 0; l < ref.size(); ++l) {
+        CHECK(step.state[l].ssm.to(cpu()).to_vector() == ref[l].ssm.to(cpu()).to_vector());
+        CHECK(step.state[l].conv.to(cpu()).to_vector() == ref[l].conv.to(cpu()).to_vector());
+      }
+      step.reset();
+    }
   }
 }
 

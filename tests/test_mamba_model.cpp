@@ -9,6 +9,7 @@
 #include "autograd/gradcheck.h"
 #include "autograd/ops.h"
 #include "nn/safetensors.h"
+#include "ssm/decode_step.h"
 #include "ssm/mamba_model.h"
 #include "ssm/selective_scan_autograd.h"
 #include "tests/model_util.h"
@@ -271,5 +272,31 @@ TEST_CASE("MambaConfig::num_parameters counts exactly the parameters MambaLM all
       INFO("tied " << tied << ", bias " << bias);
       CHECK(c.num_parameters() == MambaLM(c, 1).num_parameters());
     }
+  }
+}
+
+TEST_CASE("DecodeStep on the CPU: run() is MambaLM::step bit for bit, the state updated in place; reset() restarts") {
+  MambaConfig cfg = tiny_config(2);
+  MambaLM model(cfg, 21);
+  jitter(model, 22, 0.05);
+  const int64_t B = 3;
+  DecodeStep step(model, B);
+  const Tensor ssm0 = step.state[0].ssm;  // the graph on a GPU keeps these addresses
+  for (int round = 0; round < 2; ++round) {
+    INFO("round " << round);
+    std::vector<MixerState> ref = model.new_state(B);
+    for (int t = 0; t < 5; ++t) {
+      const Tensor ids = Tensor::from_ints({B}, {(t * 7) % cfg.vocab_size, (t * 3 + 1) % cfg.vocab_size, 2});
+      step.ids.copy_(ids);
+      step.run();
+      const Tensor expected = model.step(ids, ref);
+      CHECK(step.logits.to_vector() == expected.to_vector());
+    }
+    for (size_t l = 0; l < ref.size(); ++l) {
+      CHECK(step.state[l].ssm.to_vector() == ref[l].ssm.to_vector());
+      CHECK(step.state[l].conv.to_vector() == ref[l].conv.to_vector());
+    }
+    CHECK(step.state[0].ssm.shares_storage(ssm0));
+    step.reset();
   }
 }

@@ -14,6 +14,7 @@
 #include <memory>
 
 #include "tensor/error.h"
+#include "ssm/decode_step.h"
 #include "train/cli.h"
 #include "train/cli_options.h"
 #include "train/commands.h"
@@ -66,9 +67,12 @@ std::string run_generate(const GenerateArgs& args, std::ostream& out) {
   const std::shared_ptr<const Tokenizer> owned = model_tokenizer(args.model_dir, *model, "generate");
   const Tokenizer& tokenizer = *owned;
 
-  std::vector<MixerState> state = model->new_state(1);
-  Tensor logits;  // (1, V) after the latest step
-  for (int64_t id : tokenizer.encode(args.prompt)) logits = model->step(Tensor::from_ints({1}, {id}, args.device), state);
+  DecodeStep step(*model, 1);  // on a GPU one recorded graph launch a token
+  auto feed = [&](int64_t id) {
+    step.ids.copy_(Tensor::from_ints({1}, {id}));
+    step.run();
+  };
+  for (int64_t id : tokenizer.encode(args.prompt)) feed(id);
   out << args.prompt << std::flush;
 
   Generator g(args.seed);
@@ -76,10 +80,10 @@ std::string run_generate(const GenerateArgs& args, std::ostream& out) {
   TextStream stream(tokenizer, out);
   for (int64_t i = 0; i < args.tokens; ++i) {
     // Ids the tokenizer cannot decode (the embedding's padding rows) are never sampled.
-    const int64_t id = sample_token(logits.select(0, 0).narrow(0, 0, tokenizer.vocab_size()), args.sampling, g);
+    const int64_t id = sample_token(step.logits.select(0, 0).narrow(0, 0, tokenizer.vocab_size()), args.sampling, g);
     generated.push_back(id);
     stream.push(id);
-    if (i + 1 < args.tokens) logits = model->step(Tensor::from_ints({1}, {id}, args.device), state);
+    if (i + 1 < args.tokens) feed(id);
   }
   stream.flush();
   return tokenizer.decode(generated);
