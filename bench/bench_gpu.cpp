@@ -1,11 +1,13 @@
 // bench/bench_gpu.cpp: Mamba throughput and the selective scan on a CUDA device (not a test).
 //
 //   build/bench_gpu [--out FILE.jsonl] [--device I] [--configs A,B,S] [--rows NAME,...]
-//                   [--warmup W] [--samples S] [--budget SECONDS] [--kernels K]
+//                   [--warmup W] [--samples S] [--budget SECONDS] [--kernels K] [--peer FILE]
 //
 // On one GPU:
 //   copy_d2d  a 1 GiB device-to-device cuda_copy: the bandwidth the scan is compared with,
 //             counted as bytes read plus bytes written (2 × 1 GiB per copy)
+//   gemm      an 8192 × 8192 × 8192 matrix product through tensor/matmul.h (cuBLAS), float32
+//             (TF32 off) and bfloat16: the matrix peak the model rows are compared with
 //   scan_fwd, scan_bwd
 //             selective_scan_forward_cuda / selective_scan_backward_cuda alone, float32 and
 //             bfloat16, at Config B's mixer shape (B 8, L 1024, Di 1536, N 16) and at B 4 ×
@@ -81,7 +83,12 @@
 // Prints one table row per measurement; with --out, every finished row is also in FILE as
 // one JSON object per line (rewritten atomically after each row). Without a usable CUDA
 // device it prints "no CUDA device (<reason>)" and exits 0. Exit code 1 if any measurement
-// failed. Recorded results and the peer comparison: bench/RESULTS.md.
+// failed.
+//
+// --peer FILE: the same rows measured on the official Mamba kernels (outside the repository, in
+// the same run) are printed beside simba's after the table, with the speedup, both peaks, both
+// fractions of the run's limits and the GPU performance issue's targets (bench/peer_table.h).
+// Recorded results and the peer comparison: bench/RESULTS.md.
 #include <CLI/CLI.hpp>
 
 #include <algorithm>
@@ -98,6 +105,7 @@
 
 #include "autograd/ops.h"
 #include "bench/kernel_trace.h"
+#include "bench/peer_table.h"
 #include "ssm/decode_step.h"
 #include "ssm/mamba_model.h"
 #include "ssm/selective_scan.h"
@@ -107,6 +115,7 @@
 #include "tensor/dispatch.h"
 #include "tensor/elementwise.h"
 #include "tensor/file_io.h"
+#include "tensor/matmul.h"
 #include "tensor/random.h"
 #include "tensor/reduce.h"
 #include "train/metrics_log.h"
@@ -147,6 +156,7 @@ struct Settings {
   double budget_s = 20.0;
   int kernels = 0;  // --kernels: trace one more sample, show this many kernels
   std::string out;
+  std::string peer;  // --peer: the peer's results
 };
 
 // One finished measurement: a table row and a JSON line.
@@ -265,6 +275,15 @@ void bench_scan(Row& row, const Settings& s, Device dev, const ScanShape& sh, DT
   });
 }
 
+// The matrix peak: C = A · B for random 8192 × 8192 A and B of dtype dt, 2 · 8192³ FLOPs a call.
+constexpr int64_t kGemmSize = 8192;
+void bench_gemm(Row& row, const Settings& s, Device dev, DType dt) {
+  Generator g(7);
+  const Tensor a = randn({kGemmSize, kGemmSize}, g).to(dt).to(dev), b = randn({kGemmSize, kGemmSize}, g).to(dt).to(dev);
+  time_on_device(row, s, 10, [&] { matmul(a, b); });
+  row.extra["TFLOP_per_s"] = 2.0 * double(kGemmSize) * kGemmSize * kGemmSize / row.median_s / 1e12;
+}
+
 MambaConfig model_config(const ModelBench& b) {
   MambaConfig c = demo_model_config();  // N 16, expand 2, K 4, official init
   c.vocab_size = b.vocab;
@@ -323,6 +342,7 @@ void bench_infer(Row& row, const Settings& s, Device dev, const ModelBench& b, D
   const Tensor ids = random_ids(b.batch, b.length, b.vocab, 3, dev);
   NoGradGuard no_grad;
   time_on_device(row, s, 1, [&] { model.forward(ids); });
+  row.extra["parameters"] = model.num_parameters();
 }
 
 // Greedy decoding of kDecodeTokens tokens per sequence from the state after one prompt token
@@ -501,6 +521,9 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(3, 1000));
   app.add_option("--budget", s.budget_s, "seconds of samples after which a measurement stops (>= 3 samples)")
       ->check(CLI::PositiveNumber);
+  app.add_option("--peer", s.peer,
+                 "print these rows of the official Mamba kernels (JSON Lines, bench/peer_table.h) beside simba's")
+      ->check(CLI::ExistingFile);
   app.add_option("--kernels", s.kernels,
                  "trace one more sample of each row and print its K most expensive kernels (0: off)")
       ->check(CLI::NonNegativeNumber);
@@ -531,6 +554,9 @@ int main(int argc, char** argv) {
   std::vector<std::pair<Row, std::function<void(Row&)>>> plan = {
       {Row{"copy_d2d", "-", "1 GiB"}, [&](Row& r) { bench_copy(r, s, dev); }},
   };
+  for (const DType dt : {DType::F32, DType::BF16})
+    plan.push_back({Row{"gemm", dt == DType::F32 ? "f32" : "bf16", "M8192 N8192 K8192"},
+                    [&s, dev, dt](Row& r) { bench_gemm(r, s, dev, dt); }});
   for (const bool backward : {false, true})
     for (const DType dt : {DType::F32, DType::BF16})
       for (const ScanShape& sh : kScanShapes)
@@ -589,6 +615,16 @@ int main(int argc, char** argv) {
                               }),
                plan.end());
   }
+  // The peer's file is read before anything is measured: a malformed one fails at once.
+  std::vector<nlohmann::json> peer;
+  if (!s.peer.empty()) {
+    try {
+      peer = read_result_lines(s.peer);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "bench_gpu: %s\n", e.what());
+      return 2;
+    }
+  }
   const std::string reason = cuda_unavailable_reason();
   if (!reason.empty()) {
     std::printf("bench_gpu: no CUDA device (%s): nothing measured\n", reason.c_str());
@@ -602,6 +638,7 @@ int main(int argc, char** argv) {
   std::printf("bench_gpu on %s: %d warm-up calls, median of up to %d samples\n", dev.str().c_str(), s.warmup,
               s.samples);
   print_header();
+  std::vector<nlohmann::json> results;
   std::string lines;
   double copy_gbs = 0.0;
   bool failed = false;
@@ -622,10 +659,16 @@ int main(int argc, char** argv) {
     }
     if (row.bench == "copy_d2d" && row.error.empty()) copy_gbs = row.bytes / row.median_s / 1e9;
     print_row(row, copy_gbs);
-    lines += to_json(row, copy_gbs).dump() + "\n";
+    results.push_back(to_json(row, copy_gbs));
+    lines += results.back().dump() + "\n";
     if (!s.out.empty()) write_file_atomic(s.out, lines);
   }
   for (const auto& [row, measure] : plan) print_kernels(row, s.kernels);
   for (const auto& [row, measure] : plan) print_simba_check(row);
+  if (!peer.empty()) {
+    std::vector<std::string> unpaired;
+    const HardwareLimits limits = limits_of(results);
+    print_peer_table(compare_with_peer(results, peer, limits, unpaired), unpaired, limits, s.peer, stdout);
+  }
   return failed ? 1 : 0;
 }
