@@ -3,7 +3,10 @@
 //
 // Design. The forward, dx and the recurrent step are elementwise over (b, t, c): one thread per output element,
 // channels fastest, so a warp reads and writes consecutive channels of one time step
-// (coalesced), and each of the K taps is a coalesced row read. dw and dbias (sums over batch and
+// (coalesced), and each of the K taps is a coalesced row read. Where the rows allow it
+// (16-byte aligned, K <= kMaxTaps: Mamba's K = 4), the forward instead gives a thread one
+// 16-byte piece of channels for kConvSteps consecutive steps and keeps the last K rows of x in
+// registers, so each element of x is loaded once, as part of a 16-byte load. dw and dbias (sums over batch and
 // time) are formed without atomics: the (B, L) steps are cut into slices of kTimeChunk steps of
 // one batch row; thread (slice q, channel c) sums its slice's terms in double, in time order,
 // into its own partials part_w[q, c, k] and part_b[q, c], and sum_partials_kernel adds the
@@ -48,6 +51,72 @@ __global__ void __launch_bounds__(kThreads)
   for (int k = t >= K - 1 ? 0 : int(K - 1 - t); k < K; ++k)
     acc += Acc(w[c * K + k]) * Acc(x[b * x_stride_b + (t - (K - 1) + k) * x_stride_l + c]);
   out[r * C + c] = T(acc);
+}
+
+// The forward's fast path (the file comment): the same sums in the same order.
+constexpr int kMaxTaps = 4;      // taps the window holds
+constexpr int kConvSteps = 16;   // steps per thread
+constexpr int kVecThreads = 64;  // threads per block
+
+template <class T, int V>
+struct alignas(sizeof(T) * V) Pack {
+  T v[V];
+};
+
+// Launch: grid (B·ceil(L / kConvSteps), ceil(C / (V·kVecThreads))), block kVecThreads; block
+// (r, cy) owns the steps [t0, t0 + kConvSteps) of batch row b, r = b·ceil(L / kConvSteps) +
+// t0 / kConvSteps, and thread x the channels [c0, c0 + V), c0 = V·(cy·kVecThreads + x).
+// x (B, L, C) strided (x_stride_b, x_stride_l, 1), both strides, C and the pointers multiples
+// of V elements (16 bytes); K <= kMaxTaps. Window slot j holds x row t − (kMaxTaps−1) + j, tap
+// k of K sits in slot kMaxTaps − K + k; rows before t = 0 are skipped as in the plain kernel.
+template <class T, int V>
+__global__ void __launch_bounds__(kVecThreads)
+    conv_forward_vec_kernel(T* out, const T* x, const T* w, const T* bias, int64_t L, int64_t C, int K,
+                            int64_t x_stride_b, int64_t x_stride_l) {
+  using Acc = acc_t<T>;
+  const int64_t c0 = (int64_t(blockIdx.y) * kVecThreads + threadIdx.x) * V;
+  if (c0 >= C) return;
+  const int64_t ntiles = (L + kConvSteps - 1) / kConvSteps;
+  const int64_t b = blockIdx.x / ntiles, t0 = (blockIdx.x % ntiles) * kConvSteps;
+  const int first = kMaxTaps - K;  // the first slot with a tap
+  Acc wr[kMaxTaps][V], br[V], win[kMaxTaps][V];
+#pragma unroll
+  for (int v = 0; v < V; ++v) {
+    br[v] = bias ? Acc(bias[c0 + v]) : Acc(0);
+#pragma unroll
+    for (int j = 0; j < kMaxTaps; ++j) wr[j][v] = j >= first ? Acc(w[(c0 + v) * K + j - first]) : Acc(0);
+  }
+  const T* xb = x + b * x_stride_b + c0;
+  auto load = [&](int64_t t, Acc(&dst)[V]) {
+    if (t < 0) {
+#pragma unroll
+      for (int v = 0; v < V; ++v) dst[v] = Acc(0);
+      return;
+    }
+    const Pack<T, V> p = *reinterpret_cast<const Pack<T, V>*>(xb + t * x_stride_l);
+#pragma unroll
+    for (int v = 0; v < V; ++v) dst[v] = Acc(p.v[v]);
+  };
+#pragma unroll
+  for (int j = 0; j < kMaxTaps - 1; ++j) load(t0 - (kMaxTaps - 1) + j, win[j]);
+  const int64_t tend = L - t0 < kConvSteps ? L : t0 + kConvSteps;
+  for (int64_t t = t0; t < tend; ++t) {
+    load(t, win[kMaxTaps - 1]);
+    Pack<T, V> o;
+#pragma unroll
+    for (int v = 0; v < V; ++v) {
+      Acc a = br[v];
+#pragma unroll
+      for (int j = 0; j < kMaxTaps; ++j)
+        if (j >= first && t - (kMaxTaps - 1) + j >= 0) a += wr[j][v] * win[j][v];
+      o.v[v] = T(a);
+    }
+    *reinterpret_cast<Pack<T, V>*>(out + (b * L + t) * C + c0) = o;
+#pragma unroll
+    for (int j = 0; j < kMaxTaps - 1; ++j)
+#pragma unroll
+      for (int v = 0; v < V; ++v) win[j][v] = win[j + 1][v];
+  }
 }
 
 // dx[b,s,c] = Σ_k w[c,k]·dout[b, s+(K−1)−k, c] over the taps whose output index is < L.
@@ -153,8 +222,17 @@ void causal_conv1d_forward_cuda(T* out, const T* x, const T* w, const T* bias, i
   cudaStream_t stream = cuda_stream(cuda_current_device());
   SIMBA_CHECK(B * L <= INT_MAX && blocks_for(C) <= 65535, op << ": B·L=" << B * L << " rows or C=" << C
                                                               << " channels exceed the CUDA grid limits");
-  conv_forward_kernel<T><<<dim3(unsigned(B * L), blocks_for(C)), kThreads, 0, stream>>>(out, x, w, bias, L, C, int(K),
-                                                                                         x_stride_b, x_stride_l);
+  constexpr int V = 16 / sizeof(T);  // elements per 16-byte piece
+  const auto aligned = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; };
+  if (K <= kMaxTaps && C % V == 0 && x_stride_b % V == 0 && x_stride_l % V == 0 && aligned(x) && aligned(out)) {
+    const int64_t tiles = B * ((L + kConvSteps - 1) / kConvSteps);
+    conv_forward_vec_kernel<T, V><<<dim3(unsigned(tiles), unsigned((C / V + kVecThreads - 1) / kVecThreads)),
+                                    kVecThreads, 0, stream>>>(out, x, w, bias, L, C, int(K), x_stride_b, x_stride_l);
+  } else {
+    conv_forward_kernel<T><<<dim3(unsigned(B * L), blocks_for(C)), kThreads, 0, stream>>>(out, x, w, bias, L, C,
+                                                                                           int(K), x_stride_b,
+                                                                                           x_stride_l);
+  }
   SIMBA_CUDA_CHECK(cudaGetLastError());
 }
 

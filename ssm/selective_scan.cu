@@ -125,8 +125,22 @@ __device__ inline void widen_tile(acc_t<T>* dst, const T* src, int n) {
 // and the gate) into a shared tile; the block then adds D·u, applies the gate and stores the
 // chunk's outputs.
 //
-// The same kernel with kSaveStates computes the states only (no y, no out) and stores the
-// state entering every kBwdChunk-th step into hsave: the backward's first sweep.
+// The same kernel in mode Save computes the states only (no y, no out) and stores the state
+// entering every kBwdChunk-th step into hsave: the backward's first sweep.
+//
+// Segments. One block walks its channels' whole sequence, so B·Di/kFwdCh blocks are all the
+// parallelism there is: at batch 1 and Di 1536 that is 48 blocks for 132 multiprocessors, and
+// the prefill of one long prompt ran 5x slower per token than batch 8. The sequence is
+// therefore cut into P segments of whole chunks (gridDim.z = P, chosen by forward_segments)
+// and the recurrence (2), h_t = a_t·h_{t-1} + Δ_t·u_t·B_t, linear in h, is split at their
+// borders: mode Summary first runs every segment but the last from h = 0, keeping its end
+// state e_p and Σ_t Δ_t over it, whose decay is Π_t a_t = exp2(A·log2(e)·Σ_t Δ_t) by (1); a
+// segment then starts from
+//   h_start(p) = Π(p-1)·h_start(p-1) + e_(p-1),   h_start(0) = h0 (or 0),
+// folded in order by each block for itself (P is small), and runs as if it were the whole
+// sequence. The summary reads u, Δ and B once more for P-1 of the P segments: P = 1 (no
+// summary) wherever the grid fills the GPU already.
+enum class FwdMode { Output, Save, Summary };
 
 constexpr int kFwdCh = 32;       // channels per forward block
 constexpr int kFwdChunk = 32;    // steps per forward chunk
@@ -151,22 +165,35 @@ struct ForwardSmem {
   static_assert(kSeqTile % 16 == 0 && kStateTile % 16 == 0, "tiles keep 16-byte alignment");
 };
 
+// The segments' summaries (mode Summary's output, the other modes' input), in acc:
+// end (B, P, Di, N): e_p; dsum (B, P, Di): Σ Δ over segment p. Null when P = 1.
+template <class A>
+struct Segments {
+  A* end;
+  A* dsum;
+  int64_t chunks;  // chunks per segment; the last segment may have fewer
+};
+
 // Forward, (1)-(4).
-// Launch: grid (ceil(Di / kFwdCh), B), block kFwdCh·LPC threads, dynamic shared memory
+// Launch: grid (ceil(Di / kFwdCh), B, P), block kFwdCh·LPC threads, dynamic shared memory
 // ForwardSmem<T, LPC>::bytes. Thread i owns channel d = blockIdx.x·kFwdCh + i / LPC of batch
-// row b = blockIdx.y and its states n = (i % LPC)·kStatesPerLane + j, j < kStatesPerLane.
+// row b = blockIdx.y and its states n = (i % LPC)·kStatesPerLane + j, j < kStatesPerLane, over
+// segment p = blockIdx.z: the chunks [p·seg.chunks, (p+1)·seg.chunks) of kFwdChunk steps.
 // Shapes/layout as in ssm/selective_scan.h: out, u, delta, z (B, L, Di) rows; Bm, Cm (B, L, N)
-// rows; A (Di, N); Dskip (Di) or null; h0, h_last (B, Di, N) or null. h_last may equal h0: each
-// thread reads its h0 entries before it writes the same h_last entries, and no other thread
-// touches them.
-// kSaveStates: out, Cm, Dskip, z and h_last are not used; hsave (B, ceil(L / kBwdChunk), Di, N)
+// rows; A (Di, N); Dskip (Di) or null; h0, h_last (B, Di, N) or null. Every segment reads h0,
+// the last writes h_last: h_last may equal h0 only when P = 1 (a thread reads its h0 entries
+// before it writes the same h_last entries, and no other thread touches them).
+// Mode Save: out, Cm, Dskip, z and h_last are not used; hsave (B, ceil(L / kBwdChunk), Di, N)
 // receives h_{t-1} for every t = k·kBwdChunk (h0 or 0 for k = 0).
-template <class T, int LPC, bool kSaveStates>
+// Mode Summary (grid z = P - 1): like Save without hsave, from h = 0 (not h0); writes seg.end
+// and seg.dsum of its segment.
+template <class T, int LPC, FwdMode kMode>
 __global__ void __launch_bounds__(kFwdCh * LPC)
-    scan_forward_kernel(SeqView<T> out, T* h_last, acc_t<T>* hsave, SeqView<const T> u,
-                        SeqView<const T> delta, const T* A, SeqView<const T> Bm,
+    scan_forward_kernel(SeqView<T> out, T* h_last, acc_t<T>* hsave, Segments<acc_t<T>> seg,
+                        SeqView<const T> u, SeqView<const T> delta, const T* A, SeqView<const T> Bm,
                         SeqView<const T> Cm, const T* Dskip, SeqView<const T> z, const T* h0,
                         int64_t L, int64_t Di, int N) {
+  constexpr bool kStatesOnly = kMode != FwdMode::Output;  // no y: the states only
   using S = ForwardSmem<T, LPC>;
   using acc = acc_t<T>;
   constexpr int NP = S::kNP;
@@ -184,7 +211,10 @@ __global__ void __launch_bounds__(kFwdCh * LPC)
   const int c = threadIdx.x / LPC, g = threadIdx.x % LPC;
   const int64_t d = c0 + c;
   const bool valid = c < ncols;
+  const int64_t p = blockIdx.z, P = kMode == FwdMode::Summary ? gridDim.z + 1 : gridDim.z;
+  const int64_t kfirst = p * seg.chunks;  // chunks [kfirst, kend) of the whole sequence
   const int64_t nchunks = (L + kFwdChunk - 1) / kFwdChunk;
+  const int64_t kend = nchunks < kfirst + seg.chunks ? nchunks : kfirst + seg.chunks;
   const int64_t nsave = (L + kBwdChunk - 1) / kBwdChunk;
 
   acc A2[kStatesPerLane], h[kStatesPerLane];
@@ -193,15 +223,21 @@ __global__ void __launch_bounds__(kFwdCh * LPC)
     const int n = g * kStatesPerLane + j;
     const bool on = valid && n < N;
     A2[j] = on ? acc(A[d * N + n]) * acc(1.4426950408889634) : acc(0);  // A·log2(e)
-    h[j] = on && h0 ? acc(h0[(b * Di + d) * N + n]) : acc(0);
+    h[j] = on && h0 && kMode != FwdMode::Summary ? acc(h0[(b * Di + d) * N + n]) : acc(0);
+    // h_start(p), folded over the earlier segments (the comment above FwdMode).
+    for (int64_t q = 0; on && kMode != FwdMode::Summary && q < p; ++q) {
+      const int64_t i = (b * P + q) * Di + d;
+      h[j] = exp2_t(A2[j] * seg.dsum[i]) * h[j] + seg.end[i * N + n];
+    }
   }
+  acc dsum = 0;  // mode Summary: Σ Δ over the segment
   // The epilogue's channel: threads cover the tile row by row, and kFwdCh divides blockDim.x.
   const int ec = threadIdx.x % kFwdCh;
   // This lane's column of sy, made opaque to the optimiser: nvcc 13.0 otherwise folds its
   // address into the Δ tile's (stage-dependent) one and gets the offset wrong for T = double.
   acc* ys = sy + c;
   asm("" : "+l"(ys));
-  const acc Dv = !kSaveStates && Dskip && ec < ncols ? acc(Dskip[c0 + ec]) : acc(0);
+  const acc Dv = !kStatesOnly && Dskip && ec < ncols ? acc(Dskip[c0 + ec]) : acc(0);
 
   auto issue = [&](int64_t k) {
     const int stage = k & 1;
@@ -210,19 +246,19 @@ __global__ void __launch_bounds__(kFwdCh * LPC)
     load_tile<kFwdChunk, kFwdCh>(su + stage * kSeq, u, b, L, t0, tc, c0, ncols);
     load_tile<kFwdChunk, kFwdCh>(sd + stage * kSeq, delta, b, L, t0, tc, c0, ncols);
     load_tile<kFwdChunk, NP>(sB + stage * kState, Bm, b, L, t0, tc, 0, N);
-    if (!kSaveStates) {
+    if (!kStatesOnly) {
       if (z.p) load_tile<kFwdChunk, kFwdCh>(sz + stage * kSeq, z, b, L, t0, tc, c0, ncols);
       load_tile<kFwdChunk, NP>(sC + stage * kState, Cm, b, L, t0, tc, 0, N);
     }
     __pipeline_commit();
   };
 
-  issue(0);
-  for (int64_t k = 0; k < nchunks; ++k) {
+  issue(kfirst);
+  for (int64_t k = kfirst; k < kend; ++k) {
     const int stage = k & 1;
     const int64_t t0 = k * kFwdChunk;
     const int tc = L - t0 < kFwdChunk ? int(L - t0) : kFwdChunk;
-    if (k + 1 < nchunks) {
+    if (k + 1 < kend) {
       issue(k + 1);
       __pipeline_wait_prior(1);  // chunk k's copies are done, chunk k+1's may be in flight
     } else {
@@ -238,7 +274,7 @@ __global__ void __launch_bounds__(kFwdCh * LPC)
       acc* Bw = reinterpret_cast<acc*>(smem + S::Bw);
       acc* Cw = reinterpret_cast<acc*>(smem + S::Cw);
       widen_tile(Bw, sB + stage * kState, kState);
-      if (!kSaveStates) widen_tile(Cw, sC + stage * kState, kState);
+      if (!kStatesOnly) widen_tile(Cw, sC + stage * kState, kState);
       __syncthreads();
       wB = Bw;
       wC = Cw;
@@ -246,7 +282,7 @@ __global__ void __launch_bounds__(kFwdCh * LPC)
     // Groups of kUnroll steps: the tile's rows past tc (the last chunk's tail) are zeros, so a
     // group's steps past tc have Δ = 0, a = 1 and no input, h unchanged; their y is not stored.
     for (int s0 = 0; s0 < tc; s0 += kUnroll) {
-      if constexpr (kSaveStates) {
+      if constexpr (kMode == FwdMode::Save) {
         if (s0 % kBwdChunk == 0 && valid) {
           const int64_t ks = (t0 + s0) / kBwdChunk;
 #pragma unroll
@@ -264,18 +300,19 @@ __global__ void __launch_bounds__(kFwdCh * LPC)
         const int s = s0 + q;
         const acc dt = acc(td[s * kFwdCh + c]);
         const acc dx = dt * acc(tu[s * kFwdCh + c]);
+        if constexpr (kMode == FwdMode::Summary) dsum += dt;  // 0 past tc
         acc Bq[kStatesPerLane], Cq[kStatesPerLane];
         load_states(wB + s * NP + g * kStatesPerLane, Bq);
-        if (!kSaveStates) load_states(wC + s * NP + g * kStatesPerLane, Cq);
+        if (!kStatesOnly) load_states(wC + s * NP + g * kStatesPerLane, Cq);
         y[q] = 0;
 #pragma unroll
         for (int j = 0; j < kStatesPerLane; ++j) {
           const acc a = exp2_t(dt * A2[j]);              // (1)
           h[j] = a * h[j] + dx * Bq[j];                  // (2)
-          if (!kSaveStates) y[q] += Cq[j] * h[j];        // (3), this lane's states
+          if (!kStatesOnly) y[q] += Cq[j] * h[j];        // (3), this lane's states
         }
       }
-      if constexpr (!kSaveStates) {
+      if constexpr (!kStatesOnly) {
 #pragma unroll
         for (int q = 0; q < kUnroll; ++q) {
           const acc yq = lanes_sum<LPC>(y[q]);
@@ -285,7 +322,7 @@ __global__ void __launch_bounds__(kFwdCh * LPC)
     }
     __syncthreads();
 
-    if constexpr (!kSaveStates) {
+    if constexpr (!kStatesOnly) {
       // Epilogue: (3)'s skip term and the gate (4), stored row by row.
       const T* tz = sz + stage * kSeq;
       T* orow = out.p + (b * L + t0) * out.ld + c0 + ec;
@@ -302,18 +339,27 @@ __global__ void __launch_bounds__(kFwdCh * LPC)
       __syncthreads();  // the next issue() overwrites this stage, the next steps write sy
     }
   }
-  if (!kSaveStates && valid && h_last) {
+  if (kMode == FwdMode::Output && valid && h_last && p + 1 == P) {
 #pragma unroll
     for (int j = 0; j < kStatesPerLane; ++j) {
       const int n = g * kStatesPerLane + j;
       if (n < N) h_last[(b * Di + d) * N + n] = T(h[j]);
     }
   }
+  if (kMode == FwdMode::Summary && valid) {
+    const int64_t i = (b * P + p) * Di + d;
+#pragma unroll
+    for (int j = 0; j < kStatesPerLane; ++j) {
+      const int n = g * kStatesPerLane + j;
+      if (n < N) seg.end[i * N + n] = h[j];
+    }
+    if (g == 0) seg.dsum[i] = dsum;
+  }
 }
 
 // ---- backward -----------------------------------------------------------------------------
 //
-// By recomputation, no (B, L, Di, N) tensor stored: the forward kernel with kSaveStates keeps
+// By recomputation, no (B, L, Di, N) tensor stored: the forward kernel in mode Save keeps
 // the state entering every kBwdChunk-th step (hsave, (B, ceil(L / kBwdChunk), Di, N) in acc);
 // the backward kernel then takes the chunks last to first, recomputes a chunk's states into
 // registers (kBwdChunk + 1 rows of kStatesPerLane per lane) from its saved entry state, and
@@ -382,7 +428,7 @@ __device__ inline void store_states(double* p, const double (&v)[kStatesPerLane]
 // BackwardSmem<T, LPC>::bytes, CH = BackwardSmem<T, LPC>::kCH. Thread i owns channel
 // d = blockIdx.x·CH + i / LPC of batch row b = blockIdx.y and its states
 // n = (i % LPC)·kStatesPerLane + j.
-// Reads hsave (B, ceil(L / kBwdChunk), Di, N) from the kSaveStates forward. Writes du, ddelta,
+// Reads hsave (B, ceil(L / kBwdChunk), Di, N) from the forward in mode Save. Writes du, ddelta,
 // dz (if dz.p) (B, L, Di) rows and dh0 (if non-null) (B, Di, N), and in acc the partials:
 //   dB_part, dC_part (nblk, B, L, N): block blockIdx.x's channel sums of (7) / (6);
 //   dA_part (B, Di, N): the sums over t of (10);  dD_part (B, Di): the sums over t of (11).
@@ -589,19 +635,63 @@ __global__ void __launch_bounds__(BackwardSmem<T, LPC>::kThreads)
   }
 }
 
-// Launches kernel<<<grid, block, bytes, stream>>>(args...), opting in to more dynamic shared
-// memory than the default 48 KiB where it needs it.
-template <class K, class... Args>
-void launch(K kernel, dim3 grid, int block, size_t bytes, cudaStream_t stream, Args... args) {
+// Opts kernel in to more dynamic shared memory than the default 48 KiB where it needs it.
+template <class K>
+void allow_shared_bytes(K kernel, size_t bytes) {
   if (bytes > 48 * 1024)
     SIMBA_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)));
+}
+
+// Launches kernel<<<grid, block, bytes, stream>>>(args...).
+template <class K, class... Args>
+void launch(K kernel, dim3 grid, int block, size_t bytes, cudaStream_t stream, Args... args) {
+  allow_shared_bytes(kernel, bytes);
   kernel<<<grid, block, bytes, stream>>>(args...);
   SIMBA_CUDA_CHECK(cudaGetLastError());
 }
 
-// The forward's grid: kFwdCh channels of one batch row a block.
-dim3 forward_grid(int64_t B, int64_t Di) {
-  return dim3(static_cast<unsigned>((Di + kFwdCh - 1) / kFwdCh), static_cast<unsigned>(B));
+// A segment is at least this many chunks (256 steps), so that the summary's second reading of
+// u, Δ and B is spread over enough steps and the folding of h_start stays short.
+constexpr int64_t kMinSegmentChunks = 8;
+
+// The forward in mode kMode (Output or Save) over ceil(Di / kFwdCh) x B blocks, each walking
+// its channels of one batch row, with the sequence cut into segments (the comment above
+// FwdMode) when those blocks would leave multiprocessors idle: as many segments as make the
+// grid fill every multiprocessor to its occupancy limit, each of at least kMinSegmentChunks
+// chunks. h_last aliasing h0 (the in-place step) keeps one segment: every segment reads h0.
+template <class T, int LPC, FwdMode kMode>
+void launch_forward(cudaStream_t stream, int device, SeqView<T> out, T* h_last, acc_t<T>* hsave,
+                    SeqView<const T> u, SeqView<const T> delta, const T* A, SeqView<const T> Bm,
+                    SeqView<const T> Cm, const T* Dskip, SeqView<const T> z, const T* h0, int64_t B,
+                    int64_t L, int64_t Di, int64_t N) {
+  using acc = acc_t<T>;
+  constexpr int kThreads = kFwdCh * LPC;
+  constexpr size_t kBytes = ForwardSmem<T, LPC>::bytes;
+  const auto kernel = scan_forward_kernel<T, LPC, kMode>;
+  const int64_t nx = (Di + kFwdCh - 1) / kFwdCh, chunks = (L + kFwdChunk - 1) / kFwdChunk;
+  int64_t P = 1;
+  if (!(h_last && h_last == h0) && chunks >= 2 * kMinSegmentChunks) {
+    int sms = 0, per_sm = 0;
+    SIMBA_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+    allow_shared_bytes(kernel, kBytes);
+    SIMBA_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kThreads, kBytes));
+    const int64_t resident = int64_t(sms) * std::max(per_sm, 1), blocks = nx * B;
+    P = std::min((resident + blocks - 1) / blocks, chunks / kMinSegmentChunks);
+  }
+  Segments<acc> seg{nullptr, nullptr, std::max<int64_t>(1, (chunks + P - 1) / P)};
+  P = std::max<int64_t>(1, (chunks + seg.chunks - 1) / seg.chunks);  // no empty segment
+  // The summaries, freed (stream-ordered) when `scratch` goes out of scope after the launches.
+  Storage scratch(P > 1 ? sizeof(acc) * size_t(B * P * Di * (N + 1)) : 0, Device{DeviceType::CUDA, device});
+  if (P > 1) {
+    seg.end = static_cast<acc*>(scratch.data());
+    seg.dsum = seg.end + B * P * Di * N;
+    launch(scan_forward_kernel<T, LPC, FwdMode::Summary>, dim3(unsigned(nx), unsigned(B), unsigned(P - 1)),
+           kThreads, kBytes, stream, SeqView<T>{nullptr, 0}, static_cast<T*>(nullptr), static_cast<acc*>(nullptr),
+           seg, u, delta, A, Bm, SeqView<const T>{nullptr, 0}, static_cast<const T*>(nullptr),
+           SeqView<const T>{nullptr, 0}, static_cast<const T*>(nullptr), L, Di, int(N));
+  }
+  launch(kernel, dim3(unsigned(nx), unsigned(B), unsigned(P)), kThreads, kBytes, stream, out, h_last, hsave, seg, u,
+         delta, A, Bm, Cm, Dskip, z, h0, L, Di, int(N));
 }
 
 // The backward's second stage: out[r·ld + w] = Σ_{g < count} part[g·stride + r·width + w] for
@@ -677,11 +767,12 @@ void selective_scan_forward_cuda(SeqView<T> out, T* h_last, SeqView<const T> u,
   cuda_check_device_pointer(out.p, op, "out");
   cuda_check_device_pointer(h_last, op, "h_last");
 
-  cudaStream_t stream = cuda_stream(cuda_current_device());
+  const int device = cuda_current_device();
+  cudaStream_t stream = cuda_stream(device);
   with_lanes_per_channel(N, [&](auto lanes) {
     constexpr int LPC = decltype(lanes)::value;
-    launch(scan_forward_kernel<T, LPC, false>, forward_grid(B, Di), kFwdCh * LPC, ForwardSmem<T, LPC>::bytes,
-           stream, out, h_last, static_cast<acc_t<T>*>(nullptr), u, delta, A, Bm, Cm, Dskip, z, h0, L, Di, int(N));
+    launch_forward<T, LPC, FwdMode::Output>(stream, device, out, h_last, static_cast<acc_t<T>*>(nullptr), u, delta,
+                                            A, Bm, Cm, Dskip, z, h0, B, L, Di, N);
   });
 }
 
@@ -723,9 +814,9 @@ void selective_scan_backward_cuda(SeqView<T> du, SeqView<T> ddelta, T* dA, SeqVi
     acc* dA_part = dC_part + n_dBC;
     acc* dD_part = dA_part + n_dA;
     acc* hsave = dD_part + n_dD;
-    launch(scan_forward_kernel<T, LPC, true>, forward_grid(B, Di), kFwdCh * LPC, ForwardSmem<T, LPC>::bytes,
-           stream, SeqView<T>{nullptr, 0}, static_cast<T*>(nullptr), hsave, u, delta, A, Bm, Cm,
-           static_cast<const T*>(nullptr), SeqView<const T>{nullptr, 0}, h0, L, Di, int(N));
+    launch_forward<T, LPC, FwdMode::Save>(stream, device, SeqView<T>{nullptr, 0}, static_cast<T*>(nullptr), hsave, u,
+                                          delta, A, Bm, Cm, static_cast<const T*>(nullptr),
+                                          SeqView<const T>{nullptr, 0}, h0, B, L, Di, N);
     launch(scan_backward_kernel<T, LPC>, dim3(static_cast<unsigned>(nblk), static_cast<unsigned>(B)), BS::kThreads,
            BS::bytes, stream, du, ddelta, dz, dh0, dB_part, dC_part, dA_part, dD_part,
            static_cast<const acc*>(hsave), dout, dh_last, u, delta, A, Bm, Cm, Dskip, z, B, L, Di, int(N));

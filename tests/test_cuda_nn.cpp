@@ -194,18 +194,23 @@ TEST_CASE("CUDA bfloat16 RMSNorm equals the CPU bfloat16 kernels") {
 struct ConvSize {
   int64_t B, L, C, K;
   bool bias;
+  int64_t pad = 3;
 };
 // L < K; C not a multiple of 256; L crossing the 64-step partial slices; K = 1; one long row.
-const ConvSize kConvSizes[] = {{1, 1, 1, 1, true},     {2, 3, 5, 4, true},    {3, 70, 129, 4, false},
-                               {2, 200, 300, 3, true}, {1, 1000, 17, 4, true}, {4, 65, 257, 1, true}};
+// pad: the extra columns of x's buffer. 3 keeps rows off 16-byte boundaries (the plain kernel);
+// 8 or 0 with C a multiple of 8 gives 16-byte rows (the vector kernel, float32 and bfloat16).
+const ConvSize kConvSizes[] = {{1, 1, 1, 1, true},       {2, 3, 5, 4, true},       {3, 70, 129, 4, false},
+                               {2, 200, 300, 3, true},   {1, 1000, 17, 4, true},   {4, 65, 257, 1, true},
+                               {2, 100, 256, 4, true, 8}, {3, 37, 64, 3, false, 0}, {1, 50, 136, 2, true, 8},
+                               {2, 40, 8, 1, true, 0},    {1, 70, 16, 5, true, 8}};
 
 TEST_CASE("CUDA causal conv1d forward and backward equal the reference (strided input)") {
   for (const ConvSize& sz : kConvSizes) {
     const int64_t B = sz.B, L = sz.L, C = sz.C, K = sz.K;
     INFO("B=" << B << " L=" << L << " C=" << C << " K=" << K << " bias=" << sz.bias);
-    // x is the first C columns of a (B, L, C + 3) buffer whose other cells are NaN: a kernel
+    // x is the first C columns of a (B, L, C + pad) buffer whose other cells are NaN: a kernel
     // reading outside the view poisons its result.
-    const int64_t ld = C + 3, sb = L * ld, sl = ld;
+    const int64_t ld = C + sz.pad, sb = L * ld, sl = ld;
     std::vector<float> xbuf(B * L * ld, kNaN);
     const std::vector<float> xv = uniform(B * L * C, -1, 1, 21 + C);
     for (int64_t r = 0; r < B * L; ++r)
@@ -247,8 +252,8 @@ TEST_CASE("CUDA bfloat16 causal conv1d forward, backward and step equal the CPU 
   for (const ConvSize& sz : kConvSizes) {
     const int64_t B = sz.B, L = sz.L, C = sz.C, K = sz.K;
     INFO("B=" << B << " L=" << L << " C=" << C << " K=" << K << " bias=" << sz.bias);
-    // x: the first C columns of a (B, L, C + 3) buffer whose other cells are NaN.
-    const int64_t ld = C + 3, sb = L * ld, sl = ld;
+    // x: the first C columns of a (B, L, C + pad) buffer whose other cells are NaN.
+    const int64_t ld = C + sz.pad, sb = L * ld, sl = ld;
     std::vector<float> xraw(B * L * ld, kNaN);
     const std::vector<float> xv = uniform(B * L * C, -1, 1, 121 + C);
     for (int64_t r = 0; r < B * L; ++r)

@@ -3,7 +3,8 @@
 // (tests/cuda_doctest_main.cpp).
 //
 // 1. Forward and backward equal the reference over the CPU tests' shapes plus long sequences
-//    (L up to 8192), every state bound (N = 1 .. 64), Di not a multiple of the 128-channel
+//    (L up to 8192; where they are few blocks, the forward runs them in segments), every
+//    state bound (N = 1 .. 64), Di not a multiple of the 128-channel
 //    block, B = 1, strided rows (column views of wider buffers) and every optional operand.
 //    The reference runs in float64 on the same inputs, so the error measured is the CUDA
 //    kernels' own; tolerance: normwise relative error ||got − ref||₂ / ||ref||₂ <= 1e-5 per
@@ -299,6 +300,9 @@ const std::vector<Config> kConfigs = {
     {1, 41, 131, 33, true, true, true, true, 1},    {2, 23, 150, 64, true, true, true, true, 2},
     {1, 1, 300, 64, true, true, true, true, 0},     {1, 8192, 130, 16, true, true, true, true, 1},
     {1, 4096, 70, 64, true, true, true, true, 0},   {2, 2048, 129, 1, false, true, false, true, 0},
+    // Long sequences over few blocks run in segments (ssm/selective_scan.cu, FwdMode); here the
+    // last segment is shorter than the others and ends in a partial chunk.
+    {1, 3001, 40, 16, true, true, true, true, 1},   {1, 2500, 33, 5, false, true, true, false, 0},
 };
 
 }  // namespace
