@@ -656,9 +656,12 @@ constexpr int64_t kMinSegmentChunks = 8;
 
 // The forward in mode kMode (Output or Save) over ceil(Di / kFwdCh) x B blocks, each walking
 // its channels of one batch row, with the sequence cut into segments (the comment above
-// FwdMode) when those blocks would leave multiprocessors idle: as many segments as make the
-// grid fill every multiprocessor to its occupancy limit, each of at least kMinSegmentChunks
-// chunks. h_last aliasing h0 (the in-place step) keeps one segment: every segment reads h0.
+// FwdMode) when those are fewer than two blocks a multiprocessor: then as many segments as make
+// the grid fill every multiprocessor to its occupancy limit, each of at least
+// kMinSegmentChunks chunks. The summary pass costs about half the output pass (the same
+// exponentials, 3 of the 5 operands), so at two blocks a multiprocessor and more one segment
+// was measured faster (bench/RESULTS.md). h_last aliasing h0 (the in-place step) keeps one
+// segment: every segment reads h0.
 template <class T, int LPC, FwdMode kMode>
 void launch_forward(cudaStream_t stream, int device, SeqView<T> out, T* h_last, acc_t<T>* hsave,
                     SeqView<const T> u, SeqView<const T> delta, const T* A, SeqView<const T> Bm,
@@ -670,12 +673,14 @@ void launch_forward(cudaStream_t stream, int device, SeqView<T> out, T* h_last, 
   const auto kernel = scan_forward_kernel<T, LPC, kMode>;
   const int64_t nx = (Di + kFwdCh - 1) / kFwdCh, chunks = (L + kFwdChunk - 1) / kFwdChunk;
   int64_t P = 1;
-  if (!(h_last && h_last == h0) && chunks >= 2 * kMinSegmentChunks) {
-    int sms = 0, per_sm = 0;
-    SIMBA_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+  int sms = 0;
+  SIMBA_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+  const int64_t blocks = nx * B;
+  if (!(h_last && h_last == h0) && chunks >= 2 * kMinSegmentChunks && blocks < 2 * int64_t(sms)) {
+    int per_sm = 0;
     allow_shared_bytes(kernel, kBytes);
     SIMBA_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kThreads, kBytes));
-    const int64_t resident = int64_t(sms) * std::max(per_sm, 1), blocks = nx * B;
+    const int64_t resident = int64_t(sms) * std::max(per_sm, 1);
     P = std::min((resident + blocks - 1) / blocks, chunks / kMinSegmentChunks);
   }
   Segments<acc> seg{nullptr, nullptr, std::max<int64_t>(1, (chunks + P - 1) / P)};
