@@ -3,7 +3,8 @@
 // Skipped without a CUDA device (tests/cuda_doctest_main.cpp).
 //
 // Mixed precision (--dtype bfloat16) is held to the same budget and the same resume bit-identity,
-// and its steps to the CPU's bfloat16 run and the GPU's float32 run.
+// and its steps to the CPU's bfloat16 run and the GPU's float32 run. `simba train --gpus 1` (the
+// multi-GPU path with one NCCL rank) must reproduce `--device cuda` bit for bit.
 //
 // Sync budget (issue 7, "No hidden host syncs"). The device layer counts every device-to-host
 // copy and every synchronisation (tensor/cuda_device.h cuda_sync_counts). A training step reads
@@ -20,17 +21,22 @@
 #include <cmath>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <memory>
 #include <sstream>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "tensor/cuda_device.h"
 #include "tests/cuda_test_util.h"
 #include "tests/test_util.h"
 #include "tests/trainer_state_check.h"
 #include "train/byte_tokenizer.h"
+#include "train/nccl_communicator.h"
 #include "train/trainer.h"
 #include "train/train_state.h"
 
@@ -215,4 +221,58 @@ TEST_CASE("checkpoints do not depend on the device: GPU -> CPU and CPU -> GPU re
     }
     CHECK(resumed->step() == N);
   }
+}
+
+namespace {
+
+// The numbers of a metrics log that a deterministic run reproduces (not its timings): each
+// line's step with its loss, gradient norm and validation loss, in order.
+std::vector<std::vector<double>> logged_numbers(const std::filesystem::path& metrics) {
+  std::vector<std::vector<double>> rows;
+  std::ifstream in(metrics);
+  for (std::string line; std::getline(in, line);) {
+    const nlohmann::json j = nlohmann::json::parse(line);
+    if (!j.contains("step")) continue;
+    std::vector<double> row{j["step"].get<double>()};
+    for (const char* k : {"loss", "grad_norm", "val_loss"}) row.push_back(j.contains(k) ? j[k].get<double>() : -1.0);
+    rows.push_back(row);
+  }
+  return rows;
+}
+
+std::string file_bytes(const std::filesystem::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+}  // namespace
+
+// Issue 12, acceptance 1 on one GPU: `--gpus 1` runs the whole multi-GPU path (the launcher's
+// worker process, an NCCL communicator of one rank, the bucketed gradient all-reduce, rank 0's
+// broadcast and checkpoint) and must change nothing: a sum over one rank is the value itself.
+TEST_CASE("simba train --gpus 1 (one worker process, NCCL) is bit-identical to simba train --device cuda") {
+  TempDir dir("gpus1");
+  const std::string text = dir.file("text.txt");
+  std::ofstream(text) << toy_text(400);
+  const std::string common = "train --data " + text +
+                             " --steps 8 --batch-size 4 --seq-len 64 --hidden-size 64 --layers 2 --eval-every 4"
+                             " --eval-batches 2 --save-every 0 --log-every 2";
+  const auto [rc_plain, out_plain] = run_simba(common + " --device cuda --out " + dir.file("plain"));
+  INFO(out_plain);
+  REQUIRE(rc_plain == 0);
+  const auto [rc_nccl, out_nccl] = run_simba(common + " --gpus 1 --out " + dir.file("nccl"));
+  INFO(out_nccl);
+  if (!nccl_compiled_in()) {
+    MESSAGE("this build has no NCCL: --gpus must refuse, naming it");
+    CHECK(rc_nccl != 0);
+    CHECK(contains(out_nccl, "without NCCL"));
+    return;
+  }
+  REQUIRE(rc_nccl == 0);
+  const auto plain = logged_numbers(dir.path / "plain" / "metrics.jsonl");
+  CHECK(plain.size() >= 8);
+  CHECK(logged_numbers(dir.path / "nccl" / "metrics.jsonl") == plain);
+  const std::string weights = file_bytes(dir.path / "plain" / "checkpoint" / "model.safetensors");
+  CHECK(weights.size() > 1000);
+  CHECK(file_bytes(dir.path / "nccl" / "checkpoint" / "model.safetensors") == weights);
 }
