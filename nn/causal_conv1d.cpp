@@ -9,6 +9,7 @@
 #include "nn/kernel_check.h"
 #include "tensor/dispatch.h"
 #include "tensor/elementwise.h"
+#include "tensor/elementwise_math.h"
 #include "tensor/strided_loop.h"
 
 namespace simba {
@@ -34,7 +35,7 @@ std::vector<acc_t<T>> weight_by_tap(const T* w, int64_t C, int64_t K) {
 
 template <class T>
 void causal_conv1d_forward_ref(T* out, const T* x, const T* w, const T* bias, int64_t B, int64_t L, int64_t C,
-                               int64_t K, int64_t x_stride_b, int64_t x_stride_l) {
+                               int64_t K, int64_t x_stride_b, int64_t x_stride_l, bool silu) {
   kernel_check::conv_forward("causal_conv1d_forward_ref", out, x, w, B, L, C, K);
   for (int64_t b = 0; b < B; ++b)
     for (int64_t t = 0; t < L; ++t)
@@ -44,7 +45,7 @@ void causal_conv1d_forward_ref(T* out, const T* x, const T* w, const T* bias, in
           const int64_t s = t - (K - 1) + k;
           if (s >= 0) acc += static_cast<double>(w[c * K + k]) * x[b * x_stride_b + s * x_stride_l + c];
         }
-        out[(b * L + t) * C + c] = static_cast<T>(acc);
+        out[(b * L + t) * C + c] = static_cast<T>(silu ? pointwise::apply_unary<UnaryOp::Silu>(acc) : acc);
       }
 }
 
@@ -82,7 +83,7 @@ void causal_conv1d_backward_ref(T* dx, T* dw, T* dbias, const T* dout, const T* 
 
 template <class T>
 void causal_conv1d_forward_cpu(T* out, const T* x, const T* w, const T* bias, int64_t B, int64_t L, int64_t C,
-                               int64_t K, int64_t x_stride_b, int64_t x_stride_l) {
+                               int64_t K, int64_t x_stride_b, int64_t x_stride_l, bool silu) {
   using Acc = acc_t<T>;
   kernel_check::conv_forward("causal_conv1d_forward_cpu", out, x, w, B, L, C, K);
   const std::vector<Acc> wt = weight_by_tap(w, C, K);
@@ -100,7 +101,10 @@ void causal_conv1d_forward_cpu(T* out, const T* x, const T* w, const T* bias, in
         for (int64_t i = 0; i < n; ++i) acc[i] += wk[i] * static_cast<Acc>(xs[i]);
       }
       T* o = out + (b * L + t) * C + c0;
-      for (int64_t i = 0; i < n; ++i) o[i] = static_cast<T>(acc[i]);
+      if (silu)
+        for (int64_t i = 0; i < n; ++i) o[i] = static_cast<T>(pointwise::apply_unary<UnaryOp::Silu>(acc[i]));
+      else
+        for (int64_t i = 0; i < n; ++i) o[i] = static_cast<T>(acc[i]);
     }
   }
 }
@@ -167,7 +171,7 @@ void causal_conv1d_backward_cpu(T* dx, T* dw, T* dbias, const T* dout, const T* 
 
 template <class T>
 void causal_conv1d_step_cpu(T* out, int64_t out_ld, T* state, const T* x, int64_t x_ld, const T* w, const T* bias,
-                            int64_t B, int64_t C, int64_t K) {
+                            int64_t B, int64_t C, int64_t K, bool silu) {
   using Acc = acc_t<T>;
 #pragma omp parallel for schedule(static) if (B * C * K > kParallelGrain)
   for (int64_t b = 0; b < B; ++b) {
@@ -177,14 +181,14 @@ void causal_conv1d_step_cpu(T* out, int64_t out_ld, T* state, const T* x, int64_
       s[K - 1] = x[b * x_ld + c];
       Acc acc = bias ? static_cast<Acc>(bias[c]) : Acc(0);
       for (int64_t k = 0; k < K; ++k) acc += static_cast<Acc>(w[c * K + k]) * static_cast<Acc>(s[k]);
-      out[b * out_ld + c] = static_cast<T>(acc);
+      out[b * out_ld + c] = static_cast<T>(silu ? pointwise::apply_unary<UnaryOp::Silu>(acc) : acc);
     }
   }
 }
 
 #define SIMBA_INSTANTIATE_CONV(T, V)                                                                          \
   template void causal_conv1d_forward_##V<T>(T*, const T*, const T*, const T*, int64_t, int64_t, int64_t, int64_t, \
-                                             int64_t, int64_t);                                                    \
+                                             int64_t, int64_t, bool);                                              \
   template void causal_conv1d_backward_##V<T>(T*, T*, T*, const T*, const T*, const T*, int64_t, int64_t, int64_t, \
                                               int64_t, int64_t, int64_t);
 SIMBA_INSTANTIATE_CONV(float, ref)
@@ -195,7 +199,7 @@ SIMBA_INSTANTIATE_CONV(bfloat16, cpu)
 #undef SIMBA_INSTANTIATE_CONV
 #define SIMBA_INSTANTIATE_CONV_STEP(T)                                                                          \
   template void causal_conv1d_step_cpu<T>(T*, int64_t, T*, const T*, int64_t, const T*, const T*, int64_t, int64_t, \
-                                          int64_t);
+                                          int64_t, bool);
 SIMBA_INSTANTIATE_CONV_STEP(float)
 SIMBA_INSTANTIATE_CONV_STEP(double)
 SIMBA_INSTANTIATE_CONV_STEP(bfloat16)
@@ -219,15 +223,16 @@ int64_t check_conv_weights(const char* op, int64_t C, DType dtype, const Tensor&
   return w.size(2);
 }
 
-// The convolution of xd (B, L, C) with element (b, t, c) at xd's strides, on `dev`: (B, L, C) contiguous.
-Tensor conv_output(const Tensor& xd, const Tensor& wd, const Tensor& bd, int64_t K, Device dev) {
+// The convolution of xd (B, L, C) with element (b, t, c) at xd's strides, on `dev`, SiLU'd if silu:
+// (B, L, C) contiguous.
+Tensor conv_output(const Tensor& xd, const Tensor& wd, const Tensor& bd, int64_t K, Device dev, bool silu) {
   const int64_t B = xd.size(0), L = xd.size(1), C = xd.size(2);
   Tensor out = Tensor::empty({B, L, C}, xd.dtype(), dev);
   if (out.numel() > 0)
     SIMBA_DISPATCH_COMPUTE_KERNEL(dev, xd.dtype(), "causal_conv1d", causal_conv1d_forward,
                                   out.device_data<scalar_t>(), xd.device_data<scalar_t>(), wd.device_data<scalar_t>(),
                                   bd.defined() ? bd.device_data<scalar_t>() : nullptr, B, L, C, K, xd.stride(0),
-                                  xd.stride(1));
+                                  xd.stride(1), silu);
   return out;
 }
 
@@ -246,7 +251,7 @@ Variable conv_node(const char* op, const Variable& x, const Variable& w, const V
                       << ", expected 1",
                    "pass a channels-last (B, L, C) tensor, or call contiguous() first");
   const Device dev = op_device(op, {xd, wd, bd});
-  const Tensor out = silu ? simba::silu(conv_output(xd, wd, bd, K, dev)) : conv_output(xd, wd, bd, K, dev);
+  const Tensor out = conv_output(xd, wd, bd, K, dev, silu);
 
   const bool has_bias = bias.defined();
   const bool need_x = x.requires_grad(), need_w = w.requires_grad(), need_b = has_bias && bias.requires_grad();
@@ -257,7 +262,7 @@ Variable conv_node(const char* op, const Variable& x, const Variable& w, const V
       out, op, inputs,
       [xd, wd, bd, kept_out, silu, has_bias, need_x, need_w, need_b, B, L, C, K, dev](
           const Tensor& g) -> std::vector<Tensor> {
-        const Tensor gc = silu ? unary_backward(UnaryOp::Silu, g.contiguous(), conv_output(xd, wd, bd, K, dev), kept_out)
+        const Tensor gc = silu ? unary_backward(UnaryOp::Silu, g.contiguous(), conv_output(xd, wd, bd, K, dev, false), kept_out)
                                : g.contiguous();
         Tensor dx = need_x ? Tensor::empty({B, L, C}, xd.dtype(), dev) : Tensor();
         Tensor dw = need_w ? Tensor::zeros({C, 1, K}, xd.dtype(), dev) : Tensor();
@@ -285,7 +290,8 @@ Variable causal_conv1d_silu(const Variable& x, const Variable& w, const Variable
   return conv_node("causal_conv1d_silu", x, w, bias, true);
 }
 
-void causal_conv1d_step(Tensor& out, Tensor& state, const Tensor& x_t, const Tensor& w, const Tensor& bias) {
+void causal_conv1d_step(Tensor& out, Tensor& state, const Tensor& x_t, const Tensor& w, const Tensor& bias,
+                        bool silu) {
   SIMBA_CHECK(x_t.dim() == 2, "causal_conv1d_step: expected x_t (B, C), got shape " << shape_str(x_t.shape()));
   const int64_t B = x_t.size(0), C = x_t.size(1);
   const Tensor wd = w.contiguous();
@@ -310,7 +316,7 @@ void causal_conv1d_step(Tensor& out, Tensor& state, const Tensor& x_t, const Ten
   SIMBA_DISPATCH_COMPUTE_KERNEL(dev, x_t.dtype(), "causal_conv1d_step", causal_conv1d_step,
                                 out.device_data<scalar_t>(), out.stride(0), state.device_data<scalar_t>(),
                                 x_t.device_data<scalar_t>(), x_t.stride(0), wd.device_data<scalar_t>(),
-                                bd.defined() ? bd.device_data<scalar_t>() : nullptr, B, C, K);
+                                bd.defined() ? bd.device_data<scalar_t>() : nullptr, B, C, K, silu);
 }
 
 CausalConv1d::CausalConv1d(int64_t C, int64_t K, bool with_bias, Generator* g, DType dtype)

@@ -21,6 +21,7 @@
 #include <climits>
 
 #include "tensor/cuda_reduce.cuh"
+#include "tensor/elementwise_math.h"
 #include "nn/kernel_check.h"
 #include "tensor/cuda_check.cuh"
 #include "tensor/storage.h"
@@ -33,6 +34,12 @@ constexpr int kTimeChunk = 64;  // time steps per dw/dbias partial slice
 
 unsigned blocks_for(int64_t n) { return unsigned((n + kThreads - 1) / kThreads); }
 
+// The output of a sum v: SiLU(v) if silu (nn/causal_conv1d.h), rounded once to T.
+template <class T, class Acc>
+__device__ inline T conv_result(Acc v, bool silu) {
+  return T(silu ? pointwise::apply_unary<UnaryOp::Silu>(v) : v);
+}
+
 // Forward: out[b,t,c] = bias[c] + Σ_{k} w[c,k]·x[b, t−(K−1)+k, c] (taps before t = 0 skipped),
 // summed bias first then taps in order k = 0..K−1 like the CPU path.
 // Launch: grid (B·L, ceil(C / kThreads)), block kThreads; block (r, cy) owns row r = b·L + t of
@@ -42,7 +49,7 @@ unsigned blocks_for(int64_t n) { return unsigned((n + kThreads - 1) / kThreads);
 template <class T>
 __global__ void __launch_bounds__(kThreads)
     conv_forward_kernel(T* out, const T* x, const T* w, const T* bias, int64_t L, int64_t C, int K,
-                        int64_t x_stride_b, int64_t x_stride_l) {
+                        int64_t x_stride_b, int64_t x_stride_l, bool silu) {
   const int64_t c = int64_t(blockIdx.y) * kThreads + threadIdx.x;
   if (c >= C) return;
   using Acc = acc_t<T>;
@@ -50,7 +57,7 @@ __global__ void __launch_bounds__(kThreads)
   Acc acc = bias ? Acc(bias[c]) : Acc(0);
   for (int k = t >= K - 1 ? 0 : int(K - 1 - t); k < K; ++k)
     acc += Acc(w[c * K + k]) * Acc(x[b * x_stride_b + (t - (K - 1) + k) * x_stride_l + c]);
-  out[r * C + c] = T(acc);
+  out[r * C + c] = conv_result<T>(acc, silu);
 }
 
 // The forward's fast path (the file comment): the same sums in the same order.
@@ -72,7 +79,7 @@ struct alignas(sizeof(T) * V) Pack {
 template <class T, int V>
 __global__ void __launch_bounds__(kVecThreads)
     conv_forward_vec_kernel(T* out, const T* x, const T* w, const T* bias, int64_t L, int64_t C, int K,
-                            int64_t x_stride_b, int64_t x_stride_l) {
+                            int64_t x_stride_b, int64_t x_stride_l, bool silu) {
   using Acc = acc_t<T>;
   const int64_t c0 = (int64_t(blockIdx.y) * kVecThreads + threadIdx.x) * V;
   if (c0 >= C) return;
@@ -109,7 +116,7 @@ __global__ void __launch_bounds__(kVecThreads)
 #pragma unroll
       for (int j = 0; j < kMaxTaps; ++j)
         if (j >= first && t - (kMaxTaps - 1) + j >= 0) a += wr[j][v] * win[j][v];
-      o.v[v] = T(a);
+      o.v[v] = conv_result<T>(a, silu);
     }
     *reinterpret_cast<Pack<T, V>*>(out + (b * L + t) * C + c0) = o;
 #pragma unroll
@@ -176,7 +183,7 @@ __global__ void __launch_bounds__(kThreads)
 template <class T>
 __global__ void __launch_bounds__(kThreads)
     conv_step_kernel(T* out, int64_t out_ld, T* state, const T* x, int64_t x_ld, const T* w, const T* bias,
-                     int64_t B, int64_t C, int K) {
+                     int64_t B, int64_t C, int K, bool silu) {
   const int64_t i = int64_t(blockIdx.x) * kThreads + threadIdx.x;
   if (i >= B * C) return;
   using Acc = acc_t<T>;
@@ -186,14 +193,14 @@ __global__ void __launch_bounds__(kThreads)
   s[K - 1] = x[b * x_ld + c];
   Acc acc = bias ? Acc(bias[c]) : Acc(0);
   for (int k = 0; k < K; ++k) acc += Acc(w[c * K + k]) * Acc(s[k]);
-  out[b * out_ld + c] = T(acc);
+  out[b * out_ld + c] = conv_result<T>(acc, silu);
 }
 
 }  // namespace
 
 template <class T>
 void causal_conv1d_step_cuda(T* out, int64_t out_ld, T* state, const T* x, int64_t x_ld, const T* w, const T* bias,
-                             int64_t B, int64_t C, int64_t K) {
+                             int64_t B, int64_t C, int64_t K, bool silu) {
   const char* op = "causal_conv1d_step_cuda";
   SIMBA_CHECK(B >= 0 && C >= 1 && K >= 1 && K <= INT_MAX,
               op << ": sizes must be B >= 0, C >= 1, 1 <= K <= INT_MAX, got B=" << B << " C=" << C << " K=" << K);
@@ -204,13 +211,14 @@ void causal_conv1d_step_cuda(T* out, int64_t out_ld, T* state, const T* x, int64
   cuda_check_device_pointer(bias, op, "bias");
   if (B == 0) return;
   cudaStream_t stream = cuda_stream(cuda_current_device());
-  conv_step_kernel<T><<<blocks_for(B * C), kThreads, 0, stream>>>(out, out_ld, state, x, x_ld, w, bias, B, C, int(K));
+  conv_step_kernel<T><<<blocks_for(B * C), kThreads, 0, stream>>>(out, out_ld, state, x, x_ld, w, bias, B, C, int(K),
+                                                                     silu);
   SIMBA_CUDA_CHECK(cudaGetLastError());
 }
 
 template <class T>
 void causal_conv1d_forward_cuda(T* out, const T* x, const T* w, const T* bias, int64_t B, int64_t L, int64_t C,
-                                int64_t K, int64_t x_stride_b, int64_t x_stride_l) {
+                                int64_t K, int64_t x_stride_b, int64_t x_stride_l, bool silu) {
   const char* op = "causal_conv1d_forward_cuda";
   kernel_check::conv_forward(op, out, x, w, B, L, C, K);
   SIMBA_CHECK(K <= INT_MAX, op << ": kernel size K=" << K << " is too large");
@@ -227,11 +235,12 @@ void causal_conv1d_forward_cuda(T* out, const T* x, const T* w, const T* bias, i
   if (K <= kMaxTaps && C % V == 0 && x_stride_b % V == 0 && x_stride_l % V == 0 && aligned(x) && aligned(out)) {
     const int64_t tiles = B * ((L + kConvSteps - 1) / kConvSteps);
     conv_forward_vec_kernel<T, V><<<dim3(unsigned(tiles), unsigned((C / V + kVecThreads - 1) / kVecThreads)),
-                                    kVecThreads, 0, stream>>>(out, x, w, bias, L, C, int(K), x_stride_b, x_stride_l);
+                                    kVecThreads, 0, stream>>>(out, x, w, bias, L, C, int(K), x_stride_b, x_stride_l,
+                                                              silu);
   } else {
     conv_forward_kernel<T><<<dim3(unsigned(B * L), blocks_for(C)), kThreads, 0, stream>>>(out, x, w, bias, L, C,
                                                                                            int(K), x_stride_b,
-                                                                                           x_stride_l);
+                                                                                           x_stride_l, silu);
   }
   SIMBA_CUDA_CHECK(cudaGetLastError());
 }
@@ -276,11 +285,11 @@ void causal_conv1d_backward_cuda(T* dx, T* dw, T* dbias, const T* dout, const T*
 
 #define SIMBA_INSTANTIATE_CONV_CUDA(T)                                                                         \
   template void causal_conv1d_forward_cuda<T>(T*, const T*, const T*, const T*, int64_t, int64_t, int64_t, int64_t, \
-                                              int64_t, int64_t);                                                    \
+                                              int64_t, int64_t, bool);                                              \
   template void causal_conv1d_backward_cuda<T>(T*, T*, T*, const T*, const T*, const T*, int64_t, int64_t, int64_t, \
                                                int64_t, int64_t, int64_t);                                          \
   template void causal_conv1d_step_cuda<T>(T*, int64_t, T*, const T*, int64_t, const T*, const T*, int64_t, int64_t, \
-                                           int64_t);
+                                           int64_t, bool);
 SIMBA_INSTANTIATE_CONV_CUDA(float)
 SIMBA_INSTANTIATE_CONV_CUDA(double)
 SIMBA_INSTANTIATE_CONV_CUDA(bfloat16)

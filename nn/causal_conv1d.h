@@ -31,15 +31,18 @@ namespace simba {
 
 // out (B, L, C) contiguous <- x (B, L, C) with element (b, t, c) at
 // x[b·x_stride_b + t·x_stride_l + c], w (C, 1, K) contiguous, bias (C) or null.
+// silu: out = SiLU(the sum) instead, v·σ(v) applied to the accumulator before its one rounding
+// (tensor/elementwise_math.h's SiLU): the mixer's activation without a second pass over
+// (B, L, C).
 template <class T>
 void causal_conv1d_forward_ref(T* out, const T* x, const T* w, const T* bias, int64_t B, int64_t L, int64_t C,
-                               int64_t K, int64_t x_stride_b, int64_t x_stride_l);
+                               int64_t K, int64_t x_stride_b, int64_t x_stride_l, bool silu = false);
 template <class T>
 void causal_conv1d_forward_cpu(T* out, const T* x, const T* w, const T* bias, int64_t B, int64_t L, int64_t C,
-                               int64_t K, int64_t x_stride_b, int64_t x_stride_l);
+                               int64_t K, int64_t x_stride_b, int64_t x_stride_l, bool silu = false);
 template <class T>
 void causal_conv1d_forward_cuda(T* out, const T* x, const T* w, const T* bias, int64_t B, int64_t L, int64_t C,
-                                int64_t K, int64_t x_stride_b, int64_t x_stride_l);
+                                int64_t K, int64_t x_stride_b, int64_t x_stride_l, bool silu = false);
 
 // dx (B, L, C) contiguous, dw (C, 1, K), dbias (C) <- dout (B, L, C) contiguous,
 // x and w as in the forward. Any output may be null (not needed); defined ones
@@ -63,15 +66,15 @@ void causal_conv1d_backward_cuda(T* dx, T* dw, T* dbias, const T* dout, const T*
 // contiguous is shifted left by one and x[b·x_ld + c] written into column K−1, then
 // out[b·out_ld + c] = bias[c] + Σ_k w[c,0,k]·state[b,c,k], summed bias first then taps in
 // order k = 0..K−1 like the full forward, so both agree. w (C, 1, K) contiguous, bias (C) or
-// null; B·C >= 1.
+// null; B·C >= 1; silu as for the forward.
 //   *_cpu:  nn/causal_conv1d.cpp (OpenMP over batch rows).
 //   *_cuda: nn/causal_conv1d.cu, a thread per (b, c) owning its K state values.
 template <class T>
 void causal_conv1d_step_cpu(T* out, int64_t out_ld, T* state, const T* x, int64_t x_ld, const T* w, const T* bias,
-                            int64_t B, int64_t C, int64_t K);
+                            int64_t B, int64_t C, int64_t K, bool silu = false);
 template <class T>
 void causal_conv1d_step_cuda(T* out, int64_t out_ld, T* state, const T* x, int64_t x_ld, const T* w, const T* bias,
-                             int64_t B, int64_t C, int64_t K);
+                             int64_t B, int64_t C, int64_t K, bool silu = false);
 
 // x (B, L, C) with stride 1 in its last dim (other strides taken as they are),
 // w (C, 1, K), bias (C) or undefined -> (B, L, C) contiguous; differentiable
@@ -89,7 +92,9 @@ Variable causal_conv1d_silu(const Variable& x, const Variable& w, const Variable
 // layout, newest value last: it is shifted left by one and x_t written into
 // column K−1, then out (B, C) = bias + Σ_k w[c,0,k]·state[b,c,k].
 // x_t (B, C) and out (B, C) need stride 1 in their last dim; bias may be undefined.
-void causal_conv1d_step(Tensor& out, Tensor& state, const Tensor& x_t, const Tensor& w, const Tensor& bias);
+// silu: out = SiLU(that), as causal_conv1d_silu gives.
+void causal_conv1d_step(Tensor& out, Tensor& state, const Tensor& x_t, const Tensor& w, const Tensor& bias,
+                        bool silu = false);
 
 class CausalConv1d : public Module {
  public:

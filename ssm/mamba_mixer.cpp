@@ -4,7 +4,7 @@
 
 #include "autograd/ops.h"
 #include "nn/init.h"
-#include "ssm/selective_scan.h"
+#include "ssm/selective_step.h"
 #include "ssm/selective_scan_autograd.h"
 #include "tensor/dispatch.h"
 
@@ -87,13 +87,6 @@ MixerState MambaMixer::new_state(int64_t batch) const {
   return MixerState{Tensor::zeros({batch, Di, K}, dt, dev), Tensor::zeros({batch, Di, N}, dt, dev)};
 }
 
-namespace {
-template <class T>
-SeqView<T> rows_of(T* p, int64_t ld) {
-  return {p, ld};
-}
-}  // namespace
-
 Tensor MambaMixer::step(const Tensor& hidden, MixerState& state) const {
   NoGradGuard no_grad;
   const int64_t batch = hidden.size(0);
@@ -103,32 +96,25 @@ Tensor MambaMixer::step(const Tensor& hidden, MixerState& state) const {
               "MambaMixer::step: state for " << shape_str(state.ssm.shape()) << ", hidden " << shape_str(hidden.shape()));
   const Device dev = hidden.device();
   Tensor xz = in_proj->forward(Variable(hidden)).data();        // (B, 2Di)
-  Tensor xc = Tensor::empty({batch, Di}, hidden.dtype(), dev);
-  causal_conv1d_step(xc, state.conv, xz.narrow(1, 0, Di), conv1d->weight.data(),
-                     conv1d->bias.defined() ? conv1d->bias.data() : Tensor());
-  Tensor u = silu(xc);                                          // (B, Di)
+  Tensor u = Tensor::empty({batch, Di}, hidden.dtype(), dev);    // (B, Di): SiLU(conv)
+  causal_conv1d_step(u, state.conv, xz.narrow(1, 0, Di), conv1d->weight.data(),
+                     conv1d->bias.defined() ? conv1d->bias.data() : Tensor(), /*silu=*/true);
   Tensor x_dbl = x_proj->forward(Variable(u)).data();           // (B, R+2N)
-  Tensor delta = softplus(dt_proj->forward(Variable(x_dbl.narrow(1, 0, R))).data());
-  Tensor A = neg(exp(A_log.data()));
-  // A length-1 scan from h0 = state.ssm is exactly the recurrence of one step; on a GPU it is
-  // the scan kernel with L = 1 (each (b, d)'s N states in registers of a few lanes).
+  // dt_proj, softplus, A = -exp(A_log), the length-1 scan and the state update in one call
+  // (ssm/selective_step.h): the state is updated in place, so a recorded decode step keeps its
+  // address (ssm/decode_step.h).
   Tensor y = Tensor::empty({batch, Di}, hidden.dtype(), dev);
-  Tensor h = Tensor::empty({batch, Di, N}, hidden.dtype(), dev);
-  Tensor z = xz.narrow(1, Di, Di);
-  const Tensor Dd = Dskip.data();
-  op_device("MambaMixer::step", {hidden, state.ssm, x_dbl, u, delta, A, Dd});
-  SIMBA_CHECK(x_dbl.is_contiguous() && u.is_contiguous() && delta.is_contiguous() && xz.is_contiguous() &&
-                  state.ssm.is_contiguous() && Dd.is_contiguous(),
+  const Tensor z = xz.narrow(1, Di, Di), Wdt = dt_proj->weight.data(), Al = A_log.data(), Dd = Dskip.data();
+  const Tensor bdt = dt_proj->bias.defined() ? dt_proj->bias.data() : Tensor();
+  op_device("MambaMixer::step", {hidden, state.ssm, x_dbl, u, Wdt, bdt, Al, Dd});
+  SIMBA_CHECK(x_dbl.is_contiguous() && u.is_contiguous() && xz.is_contiguous() && state.ssm.is_contiguous() &&
+                  Wdt.is_contiguous() && Al.is_contiguous() && Dd.is_contiguous() && (!bdt.defined() || bdt.is_contiguous()),
               "MambaMixer::step: the step's operands must be dense rows");
-  SIMBA_DISPATCH_COMPUTE_KERNEL(dev, hidden.dtype(), "MambaMixer::step", selective_scan_forward,
-                        rows_of(y.device_data<scalar_t>(), Di), h.device_data<scalar_t>(),
-                        rows_of<const scalar_t>(u.device_data<scalar_t>(), Di),
-                        rows_of<const scalar_t>(delta.device_data<scalar_t>(), Di), A.device_data<scalar_t>(),
-                        rows_of<const scalar_t>(x_dbl.device_data<scalar_t>() + R, R + 2 * N),
-                        rows_of<const scalar_t>(x_dbl.device_data<scalar_t>() + R + N, R + 2 * N),
-                        Dd.device_data<scalar_t>(), rows_of<const scalar_t>(z.device_data<scalar_t>(), 2 * Di),
-                        state.ssm.device_data<scalar_t>(), batch, 1, Di, N);
-  state.ssm.copy_(h);  // in place: a recorded decode step keeps the state's address (ssm/decode_step.h)
+  SIMBA_DISPATCH_COMPUTE_KERNEL(dev, hidden.dtype(), "MambaMixer::step", selective_step, y.device_data<scalar_t>(),
+                                state.ssm.device_data<scalar_t>(), x_dbl.device_data<scalar_t>(), R + 2 * N,
+                                u.device_data<scalar_t>(), z.device_data<scalar_t>(), 2 * Di,
+                                Wdt.device_data<scalar_t>(), bdt.defined() ? bdt.device_data<scalar_t>() : nullptr,
+                                Al.device_data<scalar_t>(), Dd.device_data<scalar_t>(), batch, Di, R, N);
   return out_proj->forward(Variable(y)).data();                 // (B, D)
 }
 

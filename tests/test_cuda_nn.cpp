@@ -226,6 +226,13 @@ TEST_CASE("CUDA causal conv1d forward and backward equal the reference (strided 
     causal_conv1d_forward_ref<double>(out_ref.data(), x64.data(), w64.data(), sz.bias ? b64.data() : nullptr, B, L,
                                       C, K, sb, sl);
     CHECK(normwise_error(out.read(), out_ref) <= kTol);
+    // SiLU fused into the same kernels (nn/causal_conv1d.h, silu).
+    DevArray<float> out_silu(poison(B * L * C));
+    causal_conv1d_forward_cuda<float>(out_silu.p(), dxbuf.p(), dwt.p(), sz.bias ? dbias.p() : nullptr, B, L, C, K, sb,
+                                      sl, /*silu=*/true);
+    causal_conv1d_forward_ref<double>(out_ref.data(), x64.data(), w64.data(), sz.bias ? b64.data() : nullptr, B, L,
+                                      C, K, sb, sl, /*silu=*/true);
+    CHECK(normwise_error(out_silu.read(), out_ref) <= kTol);
 
     std::vector<double> dx_ref(B * L * C), dw_ref(C * K), db_ref(C);
     causal_conv1d_backward_ref<double>(dx_ref.data(), dw_ref.data(), db_ref.data(), g64.data(), x64.data(),
@@ -269,6 +276,11 @@ TEST_CASE("CUDA bfloat16 causal conv1d forward, backward and step equal the CPU 
     std::vector<bfloat16> out_cpu(B * L * C);
     causal_conv1d_forward_cpu<bfloat16>(out_cpu.data(), x.data(), w.data(), bias_cpu, B, L, C, K, sb, sl);
     CHECK(normwise_error(out.read(), widen(out_cpu)) <= kBf16Tol);
+    DevArray<bfloat16> out_silu(poison_bf16(B * L * C));
+    causal_conv1d_forward_cuda<bfloat16>(out_silu.p(), dxbuf.p(), dwt.p(), sz.bias ? dbias.p() : nullptr, B, L, C, K,
+                                         sb, sl, /*silu=*/true);
+    causal_conv1d_forward_cpu<bfloat16>(out_cpu.data(), x.data(), w.data(), bias_cpu, B, L, C, K, sb, sl, true);
+    CHECK(normwise_error(out_silu.read(), widen(out_cpu)) <= kBf16Tol);
 
     std::vector<bfloat16> dx_cpu(B * L * C), dw_cpu(C * K), db_cpu(C);
     causal_conv1d_backward_cpu<bfloat16>(dx_cpu.data(), dw_cpu.data(), db_cpu.data(), g.data(), x.data(), w.data(), B,
@@ -291,15 +303,16 @@ TEST_CASE("CUDA bfloat16 causal conv1d forward, backward and step equal the CPU 
   const std::vector<bfloat16> w = to_bf16(uniform(C * K, -1, 1, 132)), bias = to_bf16(uniform(C, -1, 1, 133));
   DevArray<bfloat16> state(state_cpu);
   const DevArray<bfloat16> dw(w), db(bias);
-  for (int step = 0; step < 5; ++step) {
-    INFO("step " << step);
+  for (int step = 0; step < 6; ++step) {
+    const bool silu = step % 2 == 1;  // the mixer's fused SiLU on odd steps
+    INFO("step " << step << " silu " << silu);
     const std::vector<bfloat16> xz = to_bf16(uniform(B * 2 * C, -1, 1, 140 + step));
     const DevArray<bfloat16> dxz(xz);
     std::vector<bfloat16> out_cpu = poison_bf16(B * out_ld);
     causal_conv1d_step_cpu<bfloat16>(out_cpu.data(), out_ld, state_cpu.data(), xz.data(), 2 * C, w.data(), bias.data(),
-                                     B, C, K);
+                                     B, C, K, silu);
     DevArray<bfloat16> out(poison_bf16(B * out_ld));
-    causal_conv1d_step_cuda<bfloat16>(out.p(), out_ld, state.p(), dxz.p(), 2 * C, dw.p(), db.p(), B, C, K);
+    causal_conv1d_step_cuda<bfloat16>(out.p(), out_ld, state.p(), dxz.p(), 2 * C, dw.p(), db.p(), B, C, K, silu);
     const std::vector<double> got = widen(out.read()), ref = widen(out_cpu);
     std::vector<double> got_rows, ref_rows;
     int64_t gap_written = 0;

@@ -24,6 +24,7 @@
 //    in place, the recurrent generation step) reproduces the full scan.
 // 5. The calls queue work only: no device-to-host copy, no synchronisation.
 // 6. Bad calls (N > 64, host pointers) throw simba::Error naming the problem.
+// 7. The fused recurrent step (ssm/selective_step.h) against its float64 reference.
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -37,11 +38,13 @@
 #include <vector>
 
 #include "ssm/selective_scan.h"
+#include "ssm/selective_step.h"
 #include "tensor/cuda_device.h"
 #include "tensor/error.h"
 #include "tensor/half_types.h"
 #include "tensor/storage.h"
 #include "tests/cuda_test_util.h"
+#include "tests/step_inputs.h"
 
 using namespace simba;
 
@@ -480,4 +483,42 @@ TEST_CASE("CUDA selective scan rejects unsupported sizes and host pointers") {
   });
   CHECK_MESSAGE(host.find("selective_scan_forward_cuda: out is not CUDA device memory") != std::string::npos,
                 host);
+}
+
+// The fused recurrent step of generation (ssm/selective_step.h): against the float64 reference
+// on the same (bfloat16-exact) values, two steps in a row (the second from the state the first
+// left on the device), y poisoned with NaN before each.
+TEST_CASE("CUDA selective_step matches the float64 reference, float32 and bfloat16") {
+  struct Size {
+    int64_t B, Di, R, N;
+    bool bias, skip;
+  };
+  for (const Size& sz : {Size{1, 1536, 48, 16, true, true}, Size{3, 37, 5, 16, true, false},
+                         Size{32, 130, 3, 5, false, true}, Size{2, 64, 0, 64, true, true}}) {
+    INFO("B=" << sz.B << " Di=" << sz.Di << " R=" << sz.R << " N=" << sz.N);
+    const StepInputs s(sz.B, sz.Di, sz.R, sz.N, sz.bias, sz.skip, 40 + sz.Di);
+    auto check = [&](auto tag, double tol) {
+      using T = decltype(tag);
+      const cuda_test::DevArray<T> x(StepInputs::as<T>(s.x_dbl)), u(StepInputs::as<T>(s.u)),
+          z(StepInputs::as<T>(s.z)), W(StepInputs::as<T>(s.W_dt)), b(StepInputs::as<T>(s.b_dt)),
+          Al(StepInputs::as<T>(s.A_log)), D(StepInputs::as<T>(s.Dskip));
+      cuda_test::DevArray<T> h(StepInputs::as<T>(s.h));
+      std::vector<double> h_ref = s.h;
+      for (int step = 0; step < 2; ++step) {
+        INFO("step " << step);
+        std::vector<double> y_ref(s.B * s.Di);
+        selective_step_ref<double>(y_ref.data(), h_ref.data(), s.x_dbl.data(), s.ld_dbl, s.u.data(), s.z.data(),
+                                   s.ld_z, s.W_dt.data(), s.bias ? s.b_dt.data() : nullptr, s.A_log.data(),
+                                   s.skip ? s.Dskip.data() : nullptr, s.B, s.Di, s.R, s.N);
+        cuda_test::DevArray<T> y(std::vector<T>(s.B * s.Di, T(kNaN)));
+        selective_step_cuda<T>(y.p(), h.p(), x.p(), s.ld_dbl, u.p(), z.p(), s.ld_z, W.p(), s.bias ? b.p() : nullptr,
+                               Al.p(), s.skip ? D.p() : nullptr, s.B, s.Di, s.R, s.N);
+        CHECK(cuda_test::normwise_error(y.read(), y_ref) <= tol);
+        CHECK(cuda_test::normwise_error(h.read(), h_ref) <= tol);
+        // The float64 reference goes on from its own state; the device from its rounded one.
+      }
+    };
+    check(float{}, kTol);
+    check(bfloat16{}, kBf16Tol);
+  }
 }
