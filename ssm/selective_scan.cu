@@ -129,9 +129,9 @@ __device__ inline void widen_tile(acc_t<T>* dst, const T* src, int n) {
 // entering every kBwdChunk-th step into hsave: the backward's first sweep.
 //
 // Segments. One block walks its channels' whole sequence, so B·Di/kFwdCh blocks are all the
-// parallelism there is: at batch 1 and Di 1536 that is 48 blocks for 132 multiprocessors, and
-// the prefill of one long prompt ran 5x slower per token than batch 8. The sequence is
-// therefore cut into P segments of whole chunks (gridDim.z = P, chosen by forward_segments)
+// parallelism there is: at batch 1 and Di 1536 that is 48 blocks for an H200's 132
+// multiprocessors, most of which would sit idle through one long prompt. The sequence is
+// therefore cut into P segments of whole chunks (gridDim.z = P, chosen by launch_forward)
 // and the recurrence (2), h_t = a_t·h_{t-1} + Δ_t·u_t·B_t, linear in h, is split at their
 // borders: mode Summary first runs every segment but the last from h = 0, keeping its end
 // state e_p and Σ_t Δ_t over it, whose decay is Π_t a_t = exp2(A·log2(e)·Σ_t Δ_t) by (1); a
