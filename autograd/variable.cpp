@@ -73,7 +73,7 @@ Variable make_result(Tensor data, const char* name, const std::vector<Variable>&
   return out;
 }
 
-void Variable::backward(const Tensor& grad_output, bool retain_graph) const {
+void Variable::backward(const Tensor& grad_output, bool retain_graph, const LeafDone& leaf_done) const {
   SIMBA_CHECK(defined(), "backward() on an undefined Variable");
   SIMBA_CHECK_HINT(requires_grad(), "backward() on a Variable that does not require grad",
                    "set requires_grad on the parameters, and do not call backward inside a NoGradGuard");
@@ -88,6 +88,7 @@ void Variable::backward(const Tensor& grad_output, bool retain_graph) const {
                                                                        << shape_str(shape()));
   if (is_leaf()) {
     accumulate(impl_->grad, seed, "leaf", /*own=*/true);
+    if (leaf_done && impl_->requires_grad) leaf_done(*impl_);
     return;
   }
 
@@ -114,12 +115,26 @@ void Variable::backward(const Tensor& grad_output, bool retain_graph) const {
     }
   }
 
+  // For leaf_done: the edges still to run into each leaf that wants a gradient.
+  std::unordered_map<const VariableImpl*, int> pending;
+  if (leaf_done)
+    for (const auto& node : order)
+      for (const auto& in : node->inputs)
+        if (in && !in->grad_fn && in->requires_grad) ++pending[in.get()];
+  auto finish_edges = [&](const Node& node) {
+    for (const auto& in : node.inputs)
+      if (in && !in->grad_fn && in->requires_grad && --pending[in.get()] == 0) leaf_done(*in);
+  };
+
   std::unordered_map<Node*, Tensor> grads;
   grads[impl_->grad_fn.get()] = seed;
   for (auto it = order.rbegin(); it != order.rend(); ++it) {
     Node* node = it->get();
     auto found = grads.find(node);
-    if (found == grads.end()) continue;  // no gradient reached this node
+    if (found == grads.end()) {  // no gradient reached this node
+      if (leaf_done) finish_edges(*node);
+      continue;
+    }
     Tensor g = std::move(found->second);
     grads.erase(found);
     std::vector<Tensor> input_grads = node->backward(g);
@@ -138,6 +153,7 @@ void Variable::backward(const Tensor& grad_output, bool retain_graph) const {
       else
         accumulate(in->grad, input_grads[i], "leaf gradient", /*own=*/true);
     }
+    if (leaf_done) finish_edges(*node);
     if (!retain_graph) {
       node->backward = nullptr;  // releases the saved tensors
       node->inputs.clear();

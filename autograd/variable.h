@@ -22,6 +22,11 @@
 // - detach() returns a Variable sharing the data but cut from the graph.
 // - The seed gradient is 1 for a one-element output; otherwise it must be
 //   given and must have the output's shape.
+// - leaf_done, if given, is called once for every leaf that requires a
+//   gradient and that the graph reaches, as soon as no node still to run can
+//   add to it: its .grad is final for this backward (a data-parallel trainer
+//   starts averaging those gradients over the ranks while the rest of the
+//   backward runs). Leaves are reported in the order the walk finishes them.
 #pragma once
 
 #include <functional>
@@ -39,6 +44,9 @@ struct VariableImpl;
 // Maps the gradient of a node's output to the gradients of its inputs (one
 // per input, in order; an undefined Tensor means "no gradient to this input").
 using BackwardFn = std::function<std::vector<Tensor>(const Tensor& grad_output)>;
+
+// backward()'s notice that a leaf's gradient is final (see the semantics above).
+using LeafDone = std::function<void(const VariableImpl& leaf)>;
 
 struct Node {
   std::string name;                                  // the op, for error messages
@@ -76,7 +84,8 @@ class Variable {
   DType dtype() const { return impl_->data.dtype(); }
   double item() const { return impl_->data.item(); }
 
-  void backward(const Tensor& grad_output = Tensor(), bool retain_graph = false) const;
+  void backward(const Tensor& grad_output = Tensor(), bool retain_graph = false,
+                const LeafDone& leaf_done = nullptr) const;
   void zero_grad();  // drops .grad (the next backward starts from zero)
   void set_grad(const Tensor& g);  // used by gradient clipping and tests
   Variable detach() const;

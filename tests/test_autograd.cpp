@@ -101,3 +101,35 @@ TEST_CASE("inputs without requires_grad get no gradient and no graph is built") 
   CHECK_THROWS_AS(y.backward(), Error);
   CHECK_THROWS_AS(Variable(Tensor::from_ints({1}, {1}), true), Error);  // int tensors have no gradient
 }
+
+TEST_CASE("leaf_done reports each reached leaf once, when its gradient is final, last-used first") {
+  // h1 = a·x, h2 = h1·b, loss = Σ h2 + Σ a·a: a is used twice (early and late), b once, late;
+  // x and c need no gradient; unused is never reached.
+  Variable a = leaf({1.5, -2.0}), b = leaf({0.5, 3.0}), unused = leaf({1.0, 1.0});
+  Variable x(Tensor::from_vector({2}, {2.0, 4.0}, DType::F64), false);
+  Variable h1 = mul(a, x), h2 = mul(h1, b);
+  Variable loss = sum(h2) + sum(mul(a, a));
+  std::vector<const VariableImpl*> order;
+  std::vector<std::vector<double>> at_report;
+  loss.backward(Tensor(), false, [&](const VariableImpl& leaf) {
+    order.push_back(&leaf);
+    at_report.push_back(leaf.grad.to_vector());
+  });
+  REQUIRE(order.size() == 2);
+  CHECK(order[0] == b.impl().get());  // b's only use is the last op before the sum
+  CHECK(order[1] == a.impl().get());
+  CHECK(at_report[0] == b.grad().to_vector());  // final when reported
+  CHECK(at_report[1] == a.grad().to_vector());
+  CHECK(a.grad().to_vector() == std::vector<double>{2.0 * 0.5 + 3.0, 4.0 * 3.0 - 4.0});
+  CHECK_FALSE(unused.grad().defined());
+
+  // A leaf as the root is reported after its gradient is set.
+  Variable r = leaf({7.0});
+  int calls = 0;
+  r.backward(Tensor(), false, [&](const VariableImpl& leaf) {
+    ++calls;
+    CHECK(&leaf == r.impl().get());
+    CHECK(leaf.grad.item() == 1.0);
+  });
+  CHECK(calls == 1);
+}

@@ -401,6 +401,27 @@ Tensor Trainer::accumulate_gradients() {
   const MambaLM& model = compute_model();
   const double scale = 1.0 / static_cast<double>(options_.grad_accum);
   const Tensor losses = Tensor::empty({options_.grad_accum}, DType::F64, device_);
+  // With several ranks the gradients are averaged bucket by bucket while the last micro-batch's
+  // backward runs (train/gradient_buckets.h): a gradient is final when that backward is done
+  // with it. Under --dtype bfloat16 the final gradient of a master parameter is its compute
+  // copy's, widened, so the copy's notice widens it and passes the master's on.
+  const NamedVariables master = model_->named_parameters();
+  const NamedVariables copy = compute_ ? compute_->named_parameters() : NamedVariables{};
+  std::unordered_map<const VariableImpl*, size_t> index_of;  // a compute copy's parameter -> its index
+  for (size_t k = 0; k < copy.size(); ++k) index_of[copy[k].second.impl().get()] = k;
+  GradientReducer reducer(*comm_, model_->parameters());
+  auto widen = [&](size_t k) {  // the copy's bfloat16 gradient becomes the master's
+    Variable c = copy[k].second, m = master[k].second;
+    if (c.grad().defined()) m.set_grad(c.grad().to(DType::F32));
+    c.zero_grad();
+  };
+  const LeafDone leaf_done = [&](const VariableImpl& leaf) {
+    if (!compute_) return reducer.leaf_done(leaf);
+    auto it = index_of.find(&leaf);
+    if (it == index_of.end()) return;
+    widen(it->second);
+    reducer.leaf_done(*master[it->second].second.impl());
+  };
   for (int64_t i = 0; i < options_.grad_accum; ++i) {
     const Batch batch = next_batch();
     const Variable loss =
@@ -408,17 +429,14 @@ Tensor Trainer::accumulate_gradients() {
             ? simba_batch_loss(model, batch, simba_split_point(options_, step_, i), *options_.simba)
             : batch_loss(model, batch);
     losses.narrow(0, i, 1).copy_(loss.data().reshape({1}));  // stays on the device
-    (loss * scale).backward();  // the gradient of the mean over micro-batches
+    const bool last = i + 1 == options_.grad_accum;
+    // The gradient of the mean over micro-batches.
+    (loss * scale).backward(Tensor(), false, last && comm_->world_size() > 1 ? leaf_done : nullptr);
   }
-  if (compute_) {  // the copy's bfloat16 gradients, widened, become the master's
-    auto master = model_->named_parameters(), copy = compute_->named_parameters();
-    for (size_t i = 0; i < master.size(); ++i) {
-      Variable& c = copy[i].second;
-      if (c.grad().defined()) master[i].second.set_grad(c.grad().to(DType::F32));
-      c.zero_grad();
-    }
-  }
-  all_reduce_gradients(*comm_, model_->parameters());
+  if (compute_)  // the copies backward did not report (all of them with one rank, which asks for no reports)
+    for (size_t k = 0; k < copy.size(); ++k)
+      if (copy[k].second.grad().defined()) widen(k);
+  reducer.finish();
   all_reduce_mean(*comm_, losses);
   return losses;
 }

@@ -91,8 +91,9 @@
 // whatever W is, the data cursor is the same on every rank and equal to the
 // single-process one, and a checkpoint saved by W ranks resumes on any W' that
 // divides B (the options, the cursor and the checkpoint files do not depend on
-// W). After backward the gradients are averaged over the ranks in buckets
-// (train/gradient_buckets.h); the mean of the ranks' mean losses over equal
+// W). The gradients are averaged over the ranks in buckets, each bucket as soon
+// as the last micro-batch's backward has finished its gradients, while that
+// backward goes on (train/gradient_buckets.h); the mean of the ranks' mean losses over equal
 // shares is the mean over the whole batch, so the averaged gradient is that of
 // the single-process step up to the order of the float additions. Clipping
 // measures the averaged gradient, so every rank clips and updates alike, and
