@@ -51,8 +51,8 @@
 //             the FLOPs ratio being FLOPs(pruned) / FLOPs(dense) counted by ssm/flops.h (as
 //             bench/bench_simba.cpp does on CPU); it is printed after the table. A bound not
 //             met is reported, not an error (the exit code counts failed measurements only).
-// --configs selects A, B and S, comma-separated, default all three; "" runs the scan and the
-// copy only. --rows keeps only the rows of those bench names (e.g. train_bf16: one model step
+// --configs selects A, B and S, comma-separated, default all three; "" runs the scan, the copy
+// and the gemm only. --rows keeps only the rows of those bench names (e.g. train_bf16: one model step
 // under a profiler such as Nsight Compute, without the other rows' kernels).
 //
 // Peak device memory (peak_bytes in JSON, peak_MiB in the table) of every model row (train*,
@@ -512,7 +512,7 @@ int main(int argc, char** argv) {
   app.add_option("--device", s.device, "CUDA device index")->check(CLI::NonNegativeNumber);
   app.add_option("--configs", configs,
                  "model configs to run, comma-separated: A, B (with the prefill and decode rows), S (Simba dense vs pruned on "
-                 "Config B's model, context 8192); empty: scan and copy only")
+                 "Config B's model, context 8192); empty: scan, copy and gemm only")
       ->capture_default_str();
   app.add_option("--rows", only_rows, "run only the rows of these bench names, comma-separated (e.g. train_bf16)")
       ->delimiter(',');

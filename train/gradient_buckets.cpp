@@ -8,6 +8,7 @@ namespace simba {
 GradientReducer::GradientReducer(Communicator& comm, std::vector<Variable> params, size_t bucket_bytes)
     : comm_(comm), params_(std::move(params)) {
   SIMBA_CHECK(bucket_bytes > 0, "GradientReducer: the bucket size must be > 0 bytes");
+  if (comm_.world_size() == 1) return;  // nothing to reduce: no buckets (the trainer makes one a step)
   size_t bytes = 0;
   for (size_t k = params_.size(); k-- > 0;) {  // reverse parameter order: backward's
     const Variable& p = params_[k];
