@@ -78,8 +78,9 @@ struct alignas(sizeof(T) * V) Pack {
 // k of K sits in slot kMaxTaps − K + k; rows before t = 0 are skipped as in the plain kernel.
 template <class T, int V>
 __global__ void __launch_bounds__(kVecThreads)
-    conv_forward_vec_kernel(T* out, const T* x, const T* w, const T* bias, int64_t L, int64_t C, int K,
-                            int64_t x_stride_b, int64_t x_stride_l, bool silu) {
+    conv_forward_vec_kernel(T* __restrict__ out, const T* __restrict__ x, const T* __restrict__ w,
+                            const T* __restrict__ bias, int64_t L, int64_t C, int K, int64_t x_stride_b,
+                            int64_t x_stride_l, bool silu) {
   using Acc = acc_t<T>;
   const int64_t c0 = (int64_t(blockIdx.y) * kVecThreads + threadIdx.x) * V;
   if (c0 >= C) return;
@@ -107,6 +108,7 @@ __global__ void __launch_bounds__(kVecThreads)
 #pragma unroll
   for (int j = 0; j < kMaxTaps - 1; ++j) load(t0 - (kMaxTaps - 1) + j, win[j]);
   const int64_t tend = L - t0 < kConvSteps ? L : t0 + kConvSteps;
+  // out never aliases x (__restrict__): the next step's load need not wait for this one's store.
   for (int64_t t = t0; t < tend; ++t) {
     load(t, win[kMaxTaps - 1]);
     Pack<T, V> o;

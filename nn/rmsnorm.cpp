@@ -29,6 +29,34 @@ void rmsnorm_forward_ref(T* y, acc_t<T>* rstd, const T* x, const T* w, int64_t r
   }
 }
 
+namespace {
+// x <- x + add, rounded once to T (the first half of add_rmsnorm_forward).
+template <class T>
+void add_rows(T* x, const T* add, int64_t n) {
+  using Acc = acc_t<T>;
+#pragma omp parallel for schedule(static) if (n > kParallelGrain)
+  for (int64_t i = 0; i < n; ++i) x[i] = static_cast<T>(static_cast<Acc>(x[i]) + static_cast<Acc>(add[i]));
+}
+}  // namespace
+
+template <class T>
+void add_rmsnorm_forward_ref(T* y, acc_t<T>* rstd, T* x, const T* add, const T* w, int64_t rows, int64_t D,
+                             double eps) {
+  kernel_check::rmsnorm_forward("add_rmsnorm_forward_ref", y, rstd, x, w, rows, D, eps);
+  if (rows > 0) kernel_check::not_null("add_rmsnorm_forward_ref", add, "add");
+  for (int64_t i = 0; i < rows * D; ++i) x[i] = static_cast<T>(static_cast<double>(x[i]) + add[i]);
+  rmsnorm_forward_ref(y, rstd, x, w, rows, D, eps);
+}
+
+template <class T>
+void add_rmsnorm_forward_cpu(T* y, acc_t<T>* rstd, T* x, const T* add, const T* w, int64_t rows, int64_t D,
+                             double eps) {
+  kernel_check::rmsnorm_forward("add_rmsnorm_forward_cpu", y, rstd, x, w, rows, D, eps);
+  if (rows > 0) kernel_check::not_null("add_rmsnorm_forward_cpu", add, "add");
+  add_rows(x, add, rows * D);
+  rmsnorm_forward_cpu(y, rstd, x, w, rows, D, eps);
+}
+
 template <class T>
 void rmsnorm_backward_ref(T* dx, T* dw, const T* dy, const T* x, const T* w, const acc_t<T>* rstd, int64_t rows,
                           int64_t D) {
@@ -106,6 +134,7 @@ void rmsnorm_backward_cpu(T* dx, T* dw, const T* dy, const T* x, const T* w, con
 
 #define SIMBA_INSTANTIATE_RMSNORM(T, V)                                                                     \
   template void rmsnorm_forward_##V<T>(T*, acc_t<T>*, const T*, const T*, int64_t, int64_t, double);        \
+  template void add_rmsnorm_forward_##V<T>(T*, acc_t<T>*, T*, const T*, const T*, int64_t, int64_t, double); \
   template void rmsnorm_backward_##V<T>(T*, T*, const T*, const T*, const T*, const acc_t<T>*, int64_t, int64_t);
 SIMBA_INSTANTIATE_RMSNORM(float, ref)
 SIMBA_INSTANTIATE_RMSNORM(double, ref)
@@ -113,6 +142,28 @@ SIMBA_INSTANTIATE_RMSNORM(float, cpu)
 SIMBA_INSTANTIATE_RMSNORM(double, cpu)
 SIMBA_INSTANTIATE_RMSNORM(bfloat16, cpu)
 #undef SIMBA_INSTANTIATE_RMSNORM
+
+Tensor add_rms_norm_(Tensor& x, const Tensor& add, const Tensor& w, double eps) {
+  SIMBA_CHECK(x.dim() >= 1 && add.shape() == x.shape(),
+              "add_rms_norm_: x of shape " << shape_str(x.shape()) << " and add of shape " << shape_str(add.shape())
+                                           << " (expected the same shape, (..., D))");
+  const int64_t D = x.size(-1);
+  SIMBA_CHECK(w.dim() == 1 && w.size(0) == D,
+              "add_rms_norm_: weight of shape " << shape_str(w.shape()) << " for rows of " << D);
+  SIMBA_CHECK(x.is_contiguous(), "add_rms_norm_: x is updated in place and must be contiguous");
+  check_same_dtype("add_rms_norm_", x, add);
+  check_same_dtype("add_rms_norm_", x, w);
+  const Device dev = op_device("add_rms_norm_", {x, add, w});
+  const int64_t rows = D ? x.numel() / D : 0;
+  const Tensor ac = add.contiguous(), wc = w.contiguous();
+  Tensor y = Tensor::empty(x.shape(), x.dtype(), dev);
+  Tensor rstd = Tensor::empty({rows}, acc_dtype(x.dtype()), dev);
+  if (x.numel() > 0)
+    SIMBA_DISPATCH_COMPUTE_KERNEL(dev, x.dtype(), "add_rms_norm_", add_rmsnorm_forward, y.device_data<scalar_t>(),
+                                  rstd.device_data<acc_t<scalar_t>>(), x.device_data<scalar_t>(),
+                                  ac.device_data<scalar_t>(), wc.device_data<scalar_t>(), rows, D, eps);
+  return y;
+}
 
 Variable rms_norm(const Variable& x, const Variable& w, double eps) {
   SIMBA_CHECK(x.dim() >= 1, "rms_norm: expected an input of shape (..., D), got a 0-dim tensor");

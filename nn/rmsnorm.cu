@@ -31,23 +31,35 @@ using cuda_reduce::Sum;
 constexpr int kThreads = 256;
 constexpr int kRowsPerChunk = 32;  // rows per dw partial (and per backward block)
 
-// Forward: y = x·rstd·w per row, rstd = 1/sqrt(mean(x²) + eps).
-// Launch: grid rows, block kThreads; block r owns row r of x, y (rows, D) contiguous and
-// rstd[r]; thread j handles columns j, j + kThreads, ...
-template <class T>
+// Forward: y = v·rstd·w per row, rstd = 1/sqrt(mean(v²) + eps), v = x, or with kAdd
+// v = x + add rounded to T and stored to sum (add_rmsnorm_forward; sum may be x: a thread reads
+// its columns of x before it writes the same columns of sum, and reads back only those).
+// Launch: grid rows, block kThreads; block r owns row r of x, add, sum, y (rows, D) contiguous
+// and rstd[r]; thread j handles columns j, j + kThreads, ...
+template <class T, bool kAdd>
 __global__ void __launch_bounds__(kThreads)
-    rmsnorm_forward_kernel(T* y, acc_t<T>* rstd, const T* x, const T* w, int64_t D, double eps) {
+    rmsnorm_forward_kernel(T* y, acc_t<T>* rstd, const T* x, const T* add, T* sum, const T* w, int64_t D,
+                           double eps) {
   using Acc = acc_t<T>;
   __shared__ Acc scratch[kThreads / 32];
   const int64_t r = blockIdx.x;
   const T* xr = x + r * D;
   T* yr = y + r * D;
+  T* sr = kAdd ? sum + r * D : nullptr;
   Acc ss = 0;
-  for (int64_t j = threadIdx.x; j < D; j += kThreads) ss += Acc(xr[j]) * Acc(xr[j]);
+  for (int64_t j = threadIdx.x; j < D; j += kThreads) {
+    T v = xr[j];
+    if constexpr (kAdd) {
+      v = T(Acc(v) + Acc(add[r * D + j]));
+      sr[j] = v;
+    }
+    ss += Acc(v) * Acc(v);
+  }
   ss = block_reduce<kThreads>(ss, Sum{}, scratch);
   const Acc s = Acc(1.0 / sqrt(double(ss) / double(D) + eps));
   if (threadIdx.x == 0) rstd[r] = s;
-  for (int64_t j = threadIdx.x; j < D; j += kThreads) yr[j] = T(Acc(xr[j]) * s * Acc(w[j]));
+  const T* vr = kAdd ? sr : xr;
+  for (int64_t j = threadIdx.x; j < D; j += kThreads) yr[j] = T(Acc(vr[j]) * s * Acc(w[j]));
 }
 
 // Backward: dx_k = s·w_k·dy_k − (s³·x_k/D)·Σ_j dy_j·w_j·x_j per row (if dx), and the partial
@@ -105,7 +117,25 @@ void rmsnorm_forward_cuda(T* y, acc_t<T>* rstd, const T* x, const T* w, int64_t 
   cuda_check_device_pointer(w, op, "w");
   if (rows == 0) return;
   cudaStream_t stream = cuda_stream(cuda_current_device());
-  rmsnorm_forward_kernel<T><<<unsigned(rows), kThreads, 0, stream>>>(y, rstd, x, w, D, eps);
+  rmsnorm_forward_kernel<T, false><<<unsigned(rows), kThreads, 0, stream>>>(y, rstd, x, nullptr, nullptr, w, D, eps);
+  SIMBA_CUDA_CHECK(cudaGetLastError());
+}
+
+template <class T>
+void add_rmsnorm_forward_cuda(T* y, acc_t<T>* rstd, T* x, const T* add, const T* w, int64_t rows, int64_t D,
+                              double eps) {
+  const char* op = "add_rmsnorm_forward_cuda";
+  kernel_check::rmsnorm_forward(op, y, rstd, x, w, rows, D, eps);
+  check_cuda_sizes(op, rows);
+  if (rows > 0) kernel_check::not_null(op, add, "add");
+  cuda_check_device_pointer(y, op, "y");
+  cuda_check_device_pointer(rstd, op, "rstd");
+  cuda_check_device_pointer(x, op, "x");
+  cuda_check_device_pointer(add, op, "add");
+  cuda_check_device_pointer(w, op, "w");
+  if (rows == 0) return;
+  cudaStream_t stream = cuda_stream(cuda_current_device());
+  rmsnorm_forward_kernel<T, true><<<unsigned(rows), kThreads, 0, stream>>>(y, rstd, x, add, x, w, D, eps);
   SIMBA_CUDA_CHECK(cudaGetLastError());
 }
 
@@ -142,6 +172,7 @@ void rmsnorm_backward_cuda(T* dx, T* dw, const T* dy, const T* x, const T* w, co
 
 #define SIMBA_INSTANTIATE_RMSNORM_CUDA(T)                                                                   \
   template void rmsnorm_forward_cuda<T>(T*, acc_t<T>*, const T*, const T*, int64_t, int64_t, double);         \
+  template void add_rmsnorm_forward_cuda<T>(T*, acc_t<T>*, T*, const T*, const T*, int64_t, int64_t, double); \
   template void rmsnorm_backward_cuda<T>(T*, T*, const T*, const T*, const T*, const acc_t<T>*, int64_t, int64_t);
 SIMBA_INSTANTIATE_RMSNORM_CUDA(float)
 SIMBA_INSTANTIATE_RMSNORM_CUDA(double)

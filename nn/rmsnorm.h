@@ -37,6 +37,21 @@ void rmsnorm_forward_cpu(T* y, acc_t<T>* rstd, const T* x, const T* w, int64_t r
 template <class T>
 void rmsnorm_forward_cuda(T* y, acc_t<T>* rstd, const T* x, const T* w, int64_t rows, int64_t D, double eps);
 
+// A block's residual add fused with the next norm (the recurrent step, MambaLM::step, where
+// they were an add kernel and a norm kernel a layer): x <- x + add, each element formed in
+// acc_t<T> and rounded once to T as the tensor add does, then y and rstd from the new x exactly
+// as rmsnorm_forward gives them: the same bits as the two calls. x, add, y (rows, D) and w (D)
+// contiguous; x is updated in place.
+template <class T>
+void add_rmsnorm_forward_ref(T* y, acc_t<T>* rstd, T* x, const T* add, const T* w, int64_t rows, int64_t D,
+                             double eps);
+template <class T>
+void add_rmsnorm_forward_cpu(T* y, acc_t<T>* rstd, T* x, const T* add, const T* w, int64_t rows, int64_t D,
+                             double eps);
+template <class T>
+void add_rmsnorm_forward_cuda(T* y, acc_t<T>* rstd, T* x, const T* add, const T* w, int64_t rows, int64_t D,
+                              double eps);
+
 // dx (rows, D), dw (D) <- dy (rows, D), x (rows, D), w (D), rstd (rows).
 // dx or dw may be null (not needed). dw is overwritten, not accumulated.
 // dw is summed over fixed chunks of rows into double partials, then the
@@ -55,6 +70,10 @@ void rmsnorm_backward_cuda(T* dx, T* dw, const T* dy, const T* x, const T* w, co
 // x (..., D), w (D) -> (..., D); differentiable in x and w. float32, float64 or bfloat16
 // (x and w of one dtype); the saved rstd is float32 for bfloat16.
 Variable rms_norm(const Variable& x, const Variable& w, double eps);
+
+// x += add (in place), then the norm of the new x with weight w (no autograd): the fused step
+// of add_rmsnorm_forward. x, add (..., D) of one dtype and device, x contiguous.
+Tensor add_rms_norm_(Tensor& x, const Tensor& add, const Tensor& w, double eps);
 
 class RMSNorm : public Module {
  public:

@@ -103,9 +103,19 @@ Tensor MambaLM::step(const Tensor& ids_t, std::vector<MixerState>& state) const 
   SIMBA_CHECK(ids_t.dim() == 1, "MambaLM::step: expected ids (B,), got " << shape_str(ids_t.shape()));
   SIMBA_CHECK(state.size() == backbone_->layers.size(),
               "MambaLM::step: state has " << state.size() << " layers, model has " << backbone_->layers.size());
-  Tensor h = embed(ids_t.unsqueeze(1)).data().squeeze(1);     // (B, D)
-  for (size_t l = 0; l < backbone_->layers.size(); ++l) h = backbone_->layers[l]->step(h, state[l]);
-  return head(Variable(h)).data();                             // (B, V)
+  // The residual stream h, each layer's add fused with the next norm (add_rms_norm_: one
+  // launch where MambaBlock::step's add and the following norm were two); the same values as
+  // h = layer->step(h, state) for every layer, then head (norm_f and the tied projection).
+  // The config has at least one layer.
+  Tensor h = embed(ids_t.unsqueeze(1)).data().squeeze(1).contiguous();  // (B, D)
+  const auto& layers = backbone_->layers;
+  Tensor normed = layers[0]->norm->forward(Variable(h)).data();
+  for (size_t l = 0; l < layers.size(); ++l) {
+    const Tensor out = layers[l]->mixer->step(normed, state[l]);
+    const RMSNorm& next = l + 1 < layers.size() ? *layers[l + 1]->norm : *backbone_->norm_f;
+    normed = add_rms_norm_(h, out, next.weight.data(), next.eps);
+  }
+  return linear(Variable(normed), head_weight(), Variable()).data();  // (B, V)
 }
 
 std::map<std::string, Tensor> MambaLM::state_tensors() const {

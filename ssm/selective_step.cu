@@ -1,15 +1,27 @@
 // ssm/selective_step.cu: selective_step_cuda (ssm/selective_step.h).
 //
-// Launch: 1-D grid of ceil(B·Di / 128) blocks of 128 threads; thread i owns (b, d) = (i / Di,
-// i % Di): it forms Δ from its row of W_dt and batch row b of x_dbl (read by all of the row's
-// threads, so cached), then walks its channel's N states (h (B, Di, N): N consecutive entries
-// a thread) and writes y[b, d]. A step has B·Di·(R + 3N) multiply-adds, too few to split a
-// channel's states over lanes as the scan does; what matters is that it is one launch.
+// Launch: 1-D grid of ceil(B·Di / (128 / Lanes)) blocks of 128 threads; the Lanes consecutive
+// threads of group g = global thread / Lanes own channel (b, d) = (g / Di, g % Di). Lane l
+// takes the terms r ≡ l and the states n ≡ l (mod Lanes): it forms its part of (1)'s sum, the
+// channel's lanes add their parts with shuffles (every lane gets the whole sum, and Δ), then
+// each lane updates its states (h (B, Di, N): the channel's N entries are consecutive, so the
+// lanes' loads are one segment) and adds its part of (3)'s Σ_n C·h, summed again by shuffles;
+// lane 0 adds the skip term, applies the gate and writes y. The sums run in a fixed tree order:
+// deterministic, though not in _ref's sequential order (rounding differences only).
+//
+// Lanes a channel. A decode step at batch 1 has only Di channels: one thread a channel would
+// walk the R terms of (1) and the N states of (2) in one long chain of dependent operations
+// while most of the GPU waits, so while the channels fit in one wave of resident threads
+// with 16 lanes each, 16 lanes share a channel. Past that the GPU is full anyway, and the
+// per-channel work every lane repeats (Δ's softplus, the index arithmetic, the gate) costs
+// more than the shorter chains save: 4 lanes a channel.
 #include "ssm/selective_step.h"
 
 #include <cuda_runtime.h>
 
-#include "ssm/selective_step_math.h"
+#include "ssm/selective_step_check.h"
+#include "tensor/dtype.h"
+#include "tensor/elementwise_math.h"
 #include "tensor/cuda_check.cuh"
 #include "tensor/error.h"
 
@@ -18,13 +30,59 @@ namespace {
 
 constexpr int kThreads = 128;
 
-template <class T>
+// The sum of v over the Lanes lanes of a channel, in every one of them (xor butterfly: the
+// same order in every lane, so they agree bit for bit).
+template <int Lanes, class A>
+__device__ inline A channel_sum(A v) {
+#pragma unroll
+  for (int off = Lanes / 2; off > 0; off /= 2) v += __shfl_xor_sync(0xffffffffu, v, off);
+  return v;
+}
+
+template <class T, int Lanes>
 __global__ void __launch_bounds__(kThreads)
-    step_kernel(T* y, T* h, const T* x_dbl, int64_t ld_dbl, const T* u, const T* z, int64_t ld_z, const T* W_dt,
-                const T* b_dt, const T* A_log, const T* Dskip, int64_t B, int64_t Di, int64_t R, int64_t N) {
-  const int64_t i = int64_t(blockIdx.x) * kThreads + threadIdx.x;
-  if (i >= B * Di) return;
-  selective_step_channel(y, h, x_dbl, ld_dbl, u, z, ld_z, W_dt, b_dt, A_log, Dskip, Di, R, N, i / Di, i % Di);
+    step_kernel(T* __restrict__ y, T* __restrict__ h, const T* __restrict__ x_dbl, int64_t ld_dbl,
+                const T* __restrict__ u, const T* __restrict__ z, int64_t ld_z, const T* __restrict__ W_dt,
+                const T* __restrict__ b_dt, const T* __restrict__ A_log, const T* __restrict__ Dskip, int64_t B,
+                int64_t Di, int64_t R, int64_t N) {
+  using pointwise::exp_of;
+  using pointwise::sigmoid_of;
+  using pointwise::softplus_of;
+  using A = acc_t<T>;
+  const int64_t g = (int64_t(blockIdx.x) * kThreads + threadIdx.x) / Lanes;
+  const int lane = threadIdx.x % Lanes;
+  // Channels past B·Di compute on channel 0's operands (with a zero state) and store nothing:
+  // every lane of the warp must reach the shuffles.
+  const bool valid = g < B * Di;
+  const int64_t b = valid ? g / Di : 0, d = valid ? g % Di : 0;
+  const T* x = x_dbl + b * ld_dbl;
+  T* hd = h + (b * Di + d) * N;
+  // A step is a chain of latencies, not of bandwidth: every load that does not depend on Δ
+  // (the lane's first state and its operands, u, z, D, the bias) is issued before (1)'s sum,
+  // so the channel waits on one round trip to memory, not three.
+  const bool first = lane < N;
+  const A h0 = first && valid ? A(hd[lane]) : A(0), a0 = first ? A(A_log[d * N + lane]) : A(0);
+  const A B0 = first ? A(x[R + lane]) : A(0), C0 = first ? A(x[R + N + lane]) : A(0);
+  const A ud = A(u[b * Di + d]), zv = A(z[b * ld_z + d]);
+  const A skip = Dskip ? A(Dskip[d]) : A(0), bias = b_dt ? A(b_dt[d]) : A(0);
+  A s = 0;
+  for (int64_t r = lane; r < R; r += Lanes) s += A(W_dt[d * R + r]) * A(x[r]);
+  const A delta = softplus_of(channel_sum<Lanes>(s) + bias);  // (1)
+  const A dx = delta * ud;
+  A acc = 0;
+  if (first) {
+    const A hn = exp_of(-delta * exp_of(a0)) * h0 + dx * B0;  // (2), the lane's first state
+    if (valid) hd[lane] = T(hn);
+    acc = C0 * hn;
+  }
+  for (int64_t n = lane + Lanes; n < N; n += Lanes) {  // the lane's further states
+    const A h_old = valid ? A(hd[n]) : A(0);
+    const A hn = exp_of(-delta * exp_of(A(A_log[d * N + n]))) * h_old + dx * A(x[R + n]);  // (2)
+    if (valid) hd[n] = T(hn);
+    acc += A(x[R + N + n]) * hn;
+  }
+  acc = channel_sum<Lanes>(acc);
+  if (valid && lane == 0) y[b * Di + d] = T((acc + skip * ud) * zv * sigmoid_of(zv));  // (3)
 }
 
 }  // namespace
@@ -39,10 +97,17 @@ void selective_step_cuda(T* y, T* h, const T* x_dbl, int64_t ld_dbl, const T* u,
                                 {z, "z"}, {W_dt, "W_dt"}, {b_dt, "b_dt"}, {A_log, "A_log"}, {Dskip, "Dskip"}})
     cuda_check_device_pointer(p, op, name);
   if (B * Di == 0) return;
-  const int64_t blocks = (B * Di + kThreads - 1) / kThreads;
+  const int device = cuda_current_device();
+  int sms = 0, threads_per_sm = 0;
+  SIMBA_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+  SIMBA_CUDA_CHECK(cudaDeviceGetAttribute(&threads_per_sm, cudaDevAttrMaxThreadsPerMultiProcessor, device));
+  const bool wide = B * Di * 16 <= int64_t(sms) * threads_per_sm;  // one wave at 16 lanes a channel
+  const int lanes = wide ? 16 : 4;
+  const int64_t blocks = (B * Di * lanes + kThreads - 1) / kThreads;
   SIMBA_CHECK(blocks <= INT32_MAX, op << ": B·Di=" << B * Di << " exceeds the grid limit");
-  step_kernel<T><<<unsigned(blocks), kThreads, 0, cuda_stream(cuda_current_device())>>>(
-      y, h, x_dbl, ld_dbl, u, z, ld_z, W_dt, b_dt, A_log, Dskip, B, Di, R, N);
+  const auto kernel = wide ? step_kernel<T, 16> : step_kernel<T, 4>;
+  kernel<<<unsigned(blocks), kThreads, 0, cuda_stream(device)>>>(y, h, x_dbl, ld_dbl, u, z, ld_z, W_dt, b_dt, A_log,
+                                                                   Dskip, B, Di, R, N);
   SIMBA_CUDA_CHECK(cudaGetLastError());
 }
 

@@ -20,7 +20,9 @@
 //
 //   *_ref:  plain loops, the specification.
 //   *_cpu:  the same arithmetic in the same order, OpenMP over (b, d): bit-identical to _ref.
-//   *_cuda: one thread per (b, d), its N states in a loop (ssm/selective_step.cu).
+//   *_cuda: 16 lanes a channel (4 once the channels fill the GPU), splitting (1)'s sum and
+//           the states, shuffles to add (ssm/selective_step.cu); its sums run in a tree order,
+//           not _ref's.
 // T = float, double or bfloat16; computed in acc_t<T> (float for bfloat16), each output
 // rounded once. For *_cuda every pointer is device memory on the current device, and the call
 // returns once the work is queued.

@@ -1,4 +1,5 @@
-// tensor/matmul.cu: the CUDA variant of the GEMM family (tensor/matmul.h), on cuBLAS.
+// tensor/matmul.cu: the CUDA variant of the GEMM family (tensor/matmul.h), on cuBLAS, and
+// few_rows_kernel for decode's products (M ≤ 4 rows times a weight's transpose).
 //
 // Layout. cuBLAS is column-major, simba row-major. A row-major (M, N) matrix with row stride
 // ldc is, read column-major, its transpose (N, M) with leading dimension ldc; so
@@ -30,8 +31,10 @@
 #include <cuda_runtime.h>
 
 #include <climits>
+#include <cstdint>
 #include <map>
 #include <mutex>
+#include <type_traits>
 
 #include "tensor/cuda_check.cuh"
 #include "tensor/matmul.h"
@@ -78,6 +81,104 @@ cublasHandle_t cublas_handle(int device) {
 
 cublasOperation_t op_of(const BlasMatrix& m) { return m.trans ? CUBLAS_OP_T : CUBLAS_OP_N; }
 
+// ---- Few rows: c (M, N) = alpha · x (M, K) · Wᵀ + beta · c, M ≤ 4, W (N, K) row-major -----------
+//
+// Why. Decoding multiplies one token a sequence (M = the batch) by every weight matrix of the
+// model (W stored (N, K) as Linear keeps it, read here as b = Wᵀ with b.trans set). With a few
+// rows that product is a read of W, at most 4 multiply-adds per element: memory-bound, and
+// latency-bound at a layer's sizes. cuBLAS serves it with GEMV kernels far from the copy
+// bandwidth (bench/RESULTS.md); this kernel streams W once, in 16-byte pieces, with K split
+// over a block's warps so that many loads are in flight. With more rows the arithmetic and the
+// re-reads of x catch up with the memory time and cuBLAS's tiled kernels are faster (a version
+// of this kernel for up to 32 rows lost to them: bench/RESULTS.md), so those stay with cuBLAS.
+//
+// Launch: a 1-D grid of N blocks of kFewRowsThreads = 128 threads; block n owns weight row n
+// and the M rows of x; thread t takes the 16-byte pieces p ≡ t (mod 128) of K, so a warp reads
+// 512 consecutive bytes of the row at a time. Each thread keeps MT ≥ M partial dot products
+// (x rows past M repeat row M − 1 and are not stored); each warp adds its lanes' (xor
+// butterfly), and thread m < M adds the 4 warps' sums in warp order: a fixed order, so the
+// result does not depend on timing.
+constexpr int kFewRowsMax = 4;
+constexpr int kFewRowsThreads = 128;
+
+// 16 bytes of T (4 floats or 8 bfloat16s) and its elements widened to float.
+template <class T>
+struct Piece;
+template <>
+struct Piece<float> {
+  static constexpr int kElems = 4;
+  float4 v;
+  __device__ static Piece load(const float* p) { return {__ldg(reinterpret_cast<const float4*>(p))}; }
+  __device__ float at(int i) const { return i == 0 ? v.x : i == 1 ? v.y : i == 2 ? v.z : v.w; }
+};
+template <>
+struct Piece<bfloat16> {
+  static constexpr int kElems = 8;
+  uint4 v;
+  __device__ static Piece load(const bfloat16* p) { return {__ldg(reinterpret_cast<const uint4*>(p))}; }
+  // Element 2i sits in the low half of word i (little-endian); a bfloat16 is a float's top 16 bits.
+  __device__ float at(int i) const {
+    const uint32_t w = i < 2 ? v.x : i < 4 ? v.y : i < 6 ? v.z : v.w;
+    return __uint_as_float(i % 2 ? (w & 0xffff0000u) : (w << 16));
+  }
+};
+
+template <class T, int MT>
+__global__ void __launch_bounds__(kFewRowsThreads)
+    few_rows_kernel(T* c, const T* x, const T* w, int M, int K, int64_t ldc, int64_t ldx, int64_t ldw, float alpha,
+                    float beta) {
+  constexpr int E = Piece<T>::kElems, kWarps = kFewRowsThreads / 32;
+  __shared__ float part[kWarps][MT];
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const T* wn = w + int64_t(blockIdx.x) * ldw;
+  float acc[MT] = {};
+  for (int p = threadIdx.x * E; p < K; p += kFewRowsThreads * E) {
+    const Piece<T> wp = Piece<T>::load(wn + p);
+#pragma unroll
+    for (int m = 0; m < MT; ++m) {
+      const Piece<T> xp = Piece<T>::load(x + min(m, M - 1) * ldx + p);
+#pragma unroll
+      for (int e = 0; e < E; ++e) acc[m] = fmaf(wp.at(e), xp.at(e), acc[m]);
+    }
+  }
+#pragma unroll
+  for (int m = 0; m < MT; ++m) {
+#pragma unroll
+    for (int o = 16; o > 0; o /= 2) acc[m] += __shfl_xor_sync(0xffffffffu, acc[m], o);
+    if (lane == 0) part[warp][m] = acc[m];
+  }
+  __syncthreads();
+  if (threadIdx.x < M) {
+    const int m = threadIdx.x;
+    float sum = 0.0f;
+#pragma unroll
+    for (int k = 0; k < kWarps; ++k) sum += part[k][m];
+    T* out = c + int64_t(m) * ldc + blockIdx.x;
+    *out = T(beta == 0.0f ? alpha * sum : alpha * sum + beta * float(*out));  // beta 0: c is not read
+  }
+}
+
+// Runs c = alpha · a · b + beta · c with few_rows_kernel when the plan is the decode shape (one
+// matrix, M ≤ 4, a row-major, b = Wᵀ with W row-major, K and both row strides whole 16-byte
+// pieces, a and b 16-byte aligned) and returns true; otherwise returns false (cuBLAS runs).
+template <class T>
+bool few_rows_gemm(T* c, const T* a, const T* b, const GemmPlan& p, acc_t<T> alpha, acc_t<T> beta) {
+  if constexpr (std::is_same_v<T, double>) {
+    return false;  // float64 is the reference type, not a decode type: cuBLAS keeps it
+  } else {
+    constexpr int E = Piece<T>::kElems;
+    const auto aligned = [](const T* q) { return reinterpret_cast<uintptr_t>(q) % 16 == 0; };
+    if (!p.batch.empty() || p.M > kFewRowsMax || p.a.trans || !p.b.trans || p.K % E || p.a.ld % E ||
+        p.b.ld % E || !aligned(a) || !aligned(b))
+      return false;
+    const auto kernel = p.M == 1 ? few_rows_kernel<T, 1> : p.M == 2 ? few_rows_kernel<T, 2> : few_rows_kernel<T, 4>;
+    kernel<<<unsigned(p.N), kFewRowsThreads, 0, cuda_stream(cuda_current_device())>>>(
+        c, a, b, int(p.M), int(p.K), p.ldc, p.a.ld, p.b.ld, alpha, beta);
+    SIMBA_CUDA_CHECK(cudaGetLastError());
+    return true;
+  }
+}
+
 // The column-major calls of cᵀ = bᵀ·aᵀ (see the top of the file), per element type.
 cublasStatus_t cublas_gemm(cublasHandle_t h, cublasOperation_t tb, cublasOperation_t ta, int n, int m, int k,
                            const float* alpha, const float* b, int ldb, const float* a, int lda, const float* beta,
@@ -122,6 +223,7 @@ cublasStatus_t cublas_gemm_strided_batched(cublasHandle_t h, cublasOperation_t t
 
 template <class T>
 void batched_gemm_cuda(T* c, const T* a, const T* b, const GemmPlan& p, acc_t<T> alpha, acc_t<T> beta) {
+  if (few_rows_gemm(c, a, b, p, alpha, beta)) return;
   cublasHandle_t h = cublas_handle(cuda_current_device());
   const int M = static_cast<int>(p.M), N = static_cast<int>(p.N), K = static_cast<int>(p.K);
   const int lda = static_cast<int>(p.a.ld), ldb = static_cast<int>(p.b.ld), ldc = static_cast<int>(p.ldc);

@@ -1,5 +1,6 @@
 // tensor/matmul.h: matrix products through BLAS: OpenBLAS (sgemm/dgemm) on the CPU, cuBLAS on
-// CUDA; float32, float64 and bfloat16 (float32 accumulation, one rounding of the result).
+// CUDA (a kernel of simba's for decode's few-row products); float32, float64 and bfloat16
+// (float32 accumulation, one rounding of the result).
 //
 // An operand whose last dim has stride 1 goes to BLAS as row-major; one whose
 // second-to-last dim has stride 1 (a transposed view) goes as its transpose.
@@ -54,7 +55,10 @@ struct GemmPlan {
 //           over the innermost batch dim (one plain call without batch dims). FP32 stays
 //           FP32 (no TF32), so both agree to float32 rounding; bfloat16 operands and result
 //           with float32 accumulation (cublasGemmEx, CUBLAS_COMPUTE_32F), so both agree to
-//           one bfloat16 rounding of the float32 product.
+//           one bfloat16 rounding of the float32 product. The decode shape (one matrix, at
+//           most 4 rows of a, b the transpose of a row-major weight, 16-byte pieces) runs
+//           few_rows_kernel instead (tensor/matmul.cu): float32 sums in a fixed order, the
+//           same agreement with the CPU.
 template <class T>
 void batched_gemm_cpu(T* c, const T* a, const T* b, const GemmPlan& plan, acc_t<T> alpha, acc_t<T> beta);
 template <class T>

@@ -1,6 +1,7 @@
-// tests/test_cuda_index_ops.cpp: matmul / gemm (cuBLAS), the index ops (index_select, index_add,
-// gather, scatter_add, embedding and its backward) and cat / split on CUDA against the CPU path,
-// forward and autograd gradients. Skipped without a CUDA device (tests/cuda_doctest_main.cpp).
+// tests/test_cuda_index_ops.cpp: matmul / gemm (cuBLAS, few_rows_kernel), the index ops
+// (index_select, index_add, gather, scatter_add, embedding and its backward) and cat / split on
+// CUDA against the CPU path, forward and autograd gradients. Skipped without a CUDA device
+// (tests/cuda_doctest_main.cpp).
 //
 // Method (a table of rows per op: sizes x layouts, each in float32, float64 and bfloat16):
 // - Inputs are fresh random values (normals, never zeros), drawn on the host and moved with
@@ -153,6 +154,47 @@ TEST_CASE("CUDA gemm equals the CPU: alpha, beta, NaN-poisoned out, out a slice 
       Tensor out_cpu = buf.narrow(1, 2, r.N), out_gpu = gbuf.narrow(1, 2, r.N);
       gemm(out_cpu, a_of(a0), b, r.alpha, r.beta);
       gemm(out_gpu, a_of(a0.to(kGpu)), b.to(kGpu), r.alpha, r.beta);
+      CHECK(error(out_gpu, out_cpu) <= tol(dt));
+      int64_t nan_cells = 0;
+      for (double v : gbuf.to_vector()) nan_cells += std::isnan(v);
+      CHECK(nan_cells == r.M * 5);
+    }
+  }
+}
+
+TEST_CASE("CUDA few-row products (decode: at most 4 rows @ a weight's transpose) equal the CPU, bits repeat") {
+  // The shapes few_rows_kernel takes (tensor/matmul.cu): each of its row configurations (M = 1,
+  // 2, 3..4), N from 7 to a layer's 3072, K from one 16-byte piece to several a lane, rows of x
+  // and of W sliced out of wider buffers (row stride > K); both as matmul (x @ Wᵀ) and as gemm
+  // with alpha, beta and a NaN-poisoned border around out. M = 5 and 32 take cuBLAS, checked
+  // here on the same terms.
+  struct Row {
+    int64_t M, N, K, x_ld, w_ld;
+  };
+  const std::vector<Row> rows = {{1, 7, 8, 8, 8},           {1, 3072, 768, 768, 768}, {1, 80, 1536, 1544, 1536},
+                                 {2, 129, 1536, 1536, 1544}, {2, 768, 24, 32, 24},    {3, 80, 1536, 1544, 1536},
+                                 {4, 33, 776, 784, 776},     {4, 3072, 768, 768, 768}, {5, 129, 64, 72, 64},
+                                 {32, 131, 24, 32, 24}};
+  for (DType dt : {DType::F32, DType::BF16}) {
+    uint64_t seed = 300;
+    for (const Row& r : rows) {
+      INFO("M " << r.M << " N " << r.N << " K " << r.K << " " << dtype_name(dt));
+      const Tensor x = random({r.M, r.x_ld}, dt, ++seed), w = random({r.N, r.w_ld}, dt, ++seed);
+      const auto xv = [&](const Tensor& t) { return t.narrow(1, 0, r.K); };
+      const auto wt = [&](const Tensor& t) { return t.narrow(1, 0, r.K).transpose(0, 1); };
+      const Tensor xg = x.to(kGpu), wg = w.to(kGpu);
+      const Tensor ref = matmul(xv(x), wt(w));
+      poison_pool(ref.numel(), dt);
+      const Tensor got = matmul(xv(xg), wt(wg));
+      CHECK(error(got, ref) <= tol(dt));
+      CHECK(matmul(xv(xg), wt(wg)).to_vector() == got.to_vector());  // a fixed summation order
+      // gemm: out is columns [2, 2 + N) of an (M, N + 5) buffer of NaN, out itself random.
+      Tensor buf = Tensor::full({r.M, r.N + 5}, kNaN, dt);
+      buf.narrow(1, 2, r.N).copy_(random({r.M, r.N}, dt, ++seed));
+      Tensor gbuf = buf.to(kGpu);
+      Tensor out_cpu = buf.narrow(1, 2, r.N), out_gpu = gbuf.narrow(1, 2, r.N);
+      gemm(out_cpu, xv(x), wt(w), -1.5, 0.5);
+      gemm(out_gpu, xv(xg), wt(wg), -1.5, 0.5);
       CHECK(error(out_gpu, out_cpu) <= tol(dt));
       int64_t nan_cells = 0;
       for (double v : gbuf.to_vector()) nan_cells += std::isnan(v);

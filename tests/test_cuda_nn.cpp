@@ -38,12 +38,15 @@
 #include "nn/cross_entropy.h"
 #include "nn/optim.h"
 #include "nn/rmsnorm.h"
+#include "tensor/elementwise.h"
 #include "tensor/error.h"
+#include "tensor/random.h"
 #include "tests/cuda_test_util.h"
 #include "tests/test_util.h"
 
 using namespace simba;
 using cuda_test::DevArray;
+using cuda_test::kGpu;
 using cuda_test::kNaN;
 using cuda_test::normwise_error;
 
@@ -132,6 +135,27 @@ TEST_CASE("CUDA RMSNorm forward and backward equal the reference") {
     rmsnorm_backward_cuda<float>(nullptr, dw2.p(), ddy.p(), dx_.p(), dw_.p(), rstd.p(), rows, D);
     CHECK(dx2.read() == dx1);
     CHECK(dw2.read() == dw1);
+  }
+}
+
+// The recurrent step's residual add fused with the next norm (nn/rmsnorm.h add_rmsnorm_forward):
+// the same bits as the GPU's add followed by its norm, float32 and bfloat16; x updated in place.
+TEST_CASE("CUDA add_rmsnorm_forward equals the tensor add then rmsnorm_forward_cuda, bit for bit") {
+  for (const NormSize& sz : kNormSizes) {
+    const int64_t rows = sz.rows, D = sz.D;
+    INFO("rows=" << rows << " D=" << D);
+    for (const DType dt : {DType::F32, DType::BF16}) {
+      INFO(dtype_name(dt));
+      Generator g(50 + rows);
+      const Tensor x = randn({rows, D}, g).to(dt).to(kGpu), a = randn({rows, D}, g).to(dt).to(kGpu);
+      const Tensor w = affine(rand({D}, g), 1.0, 0.5).to(dt).to(kGpu);
+      const Tensor sum = add(x, a);
+      const Tensor want = rms_norm(Variable(sum), Variable(w), 1e-5).data();
+      Tensor xs = x.clone();
+      const Tensor got = add_rms_norm_(xs, a, w, 1e-5);
+      CHECK(xs.to(DType::F64).to(cpu()).to_vector() == sum.to(DType::F64).to(cpu()).to_vector());
+      CHECK(got.to(DType::F64).to(cpu()).to_vector() == want.to(DType::F64).to(cpu()).to_vector());
+    }
   }
 }
 

@@ -289,6 +289,34 @@ TEST_CASE("RMSNorm: forward equals plain loops; module default weight is ones; f
   CHECK(a.gradient < 1e-5);
 }
 
+TEST_CASE("add_rmsnorm_forward (ref, cpu) and add_rms_norm_ equal the add then the norm, bit for bit") {
+  const int64_t rows = 37, D = 130;
+  for (const DType dt : {DType::F32, DType::F64, DType::BF16}) {
+    INFO(dtype_name(dt));
+    const Tensor x = randn64({rows, D}, 301).to(dt), a = randn64({rows, D}, 302).to(dt);
+    const Tensor w = randn64({D}, 303).to(dt);
+    const Tensor sum = add(x, a);
+    const Tensor want = rms_norm(Variable(sum), Variable(w), 1e-5).data();
+    Tensor xs = x.clone();
+    const Tensor got = add_rms_norm_(xs, a, w, 1e-5);
+    CHECK(xs.to_vector() == sum.to_vector());
+    CHECK(got.to_vector() == want.to_vector());
+    if (dt == DType::BF16) continue;  // the reference takes float32 and float64
+    SIMBA_DISPATCH_FLOAT(dt, "test", [&] {
+      using T = scalar_t;
+      Tensor xr = x.clone(), y = Tensor::empty({rows, D}, dt), rstd = Tensor::empty({rows}, dt);
+      add_rmsnorm_forward_ref<T>(y.data<T>(), rstd.data<T>(), xr.data<T>(), a.data<T>(), w.data<T>(), rows, D, 1e-5);
+      std::vector<double> y_ref(rows * D), rstd_ref(rows);
+      const std::vector<double> s64 = sum.to_vector(), w64 = w.to_vector();
+      rmsnorm_forward_ref<double>(y_ref.data(), rstd_ref.data(), s64.data(), w64.data(), rows, D, 1e-5);
+      CHECK(xr.to_vector() == s64);
+      CHECK(rel_diff(y.to_vector(), y_ref) < (dt == DType::F32 ? 1e-6 : 1e-14));
+    });
+  }
+  Tensor x = randn64({2, 4}, 1);
+  CHECK(contains(error_of([&] { add_rms_norm_(x, randn64({2, 5}, 2), randn64({4}, 3), 1e-5); }), "(2, 5)"));
+}
+
 TEST_CASE("RMSNorm kernels: OpenMP path equals plain loops; dw is bit-identical for 1 and 2 threads") {
   // rows·D = 60000 > the parallel grain, and 600 rows span 19 dw chunks (the last one partial).
   const int64_t rows = 600, D = 100;
