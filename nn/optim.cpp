@@ -17,13 +17,24 @@ namespace simba {
 
 namespace {
 
+// copy[i] = param[i] rounded once to bfloat16 (mixed precision's compute copy), if copy is
+// non-null. A second pass over param, which is still in cache for the small tensors and costs
+// one read of the large ones: the CPU path is not where the fused write pays.
+template <class T>
+void round_into(bfloat16* copy, const T* param, int64_t n) {
+  if (!copy) return;
+#pragma omp parallel for schedule(static) if (n > kParallelGrain)
+  for (int64_t i = 0; i < n; ++i) copy[i] = bfloat16(param[i]);
+}
+
 // One SGD step over one parameter (nn/optim.h, SGD).
 //   param (n) contiguous, updated in place
 //   buf   (n) contiguous momentum buffer, updated in place; null when μ = 0
 //   grad  (n) contiguous, used as grad·scale (scale = 1 leaves it exact)
+//   copy  (n) contiguous, the updated param rounded to bfloat16; null: none
 // Elementwise, so the OpenMP split cannot change any value.
 template <class T>
-void sgd_update(T* param, T* buf, const T* grad, T scale, int64_t n, double lr, double momentum,
+void sgd_update(T* param, T* buf, const T* grad, bfloat16* copy, T scale, int64_t n, double lr, double momentum,
                 double weight_decay) {
   const T lr_t = static_cast<T>(lr), mu = static_cast<T>(momentum), wd = static_cast<T>(weight_decay);
   if (buf) {
@@ -38,6 +49,7 @@ void sgd_update(T* param, T* buf, const T* grad, T scale, int64_t n, double lr, 
 #pragma omp parallel for simd schedule(static) if (n > kParallelGrain)
     for (int64_t i = 0; i < n; ++i) param[i] -= lr_t * (grad[i] * scale + wd * param[i]);
   }
+  round_into(copy, param, n);
 }
 
 // One AdamW step over one parameter (nn/optim.h, AdamW).
@@ -45,11 +57,12 @@ void sgd_update(T* param, T* buf, const T* grad, T scale, int64_t n, double lr, 
 //   exp_avg    (n) contiguous first moment m, updated in place
 //   exp_avg_sq (n) contiguous second moment v, updated in place
 //   grad       (n) contiguous, used as grad·scale (scale = 1 leaves it exact)
+//   copy       (n) contiguous, the updated param rounded to bfloat16; null: none
 // decay is c.decay for a decayed tensor and 1 otherwise. Elementwise, so the OpenMP split
 // cannot change any value.
 template <class T>
-void adamw_update(T* param, T* exp_avg, T* exp_avg_sq, const T* grad, T scale, int64_t n, const AdamWCoefficients& c,
-                  double decay_factor) {
+void adamw_update(T* param, T* exp_avg, T* exp_avg_sq, const T* grad, bfloat16* copy, T scale, int64_t n,
+                  const AdamWCoefficients& c, double decay_factor) {
   const T decay = static_cast<T>(decay_factor), b1 = static_cast<T>(c.beta1), b2 = static_cast<T>(c.beta2);
   const T omb1 = static_cast<T>(1.0 - c.beta1), omb2 = static_cast<T>(1.0 - c.beta2);
   const T step_size = static_cast<T>(c.step_size), bc2_sqrt = static_cast<T>(c.bc2_sqrt), eps = static_cast<T>(c.eps);
@@ -63,6 +76,7 @@ void adamw_update(T* param, T* exp_avg, T* exp_avg_sq, const T* grad, T scale, i
     const T denom = std::sqrt(v) / bc2_sqrt + eps;
     param[i] = param[i] * decay - step_size * (m / denom);
   }
+  round_into(copy, param, n);
 }
 
 // Σ x_i² in double over x (n) contiguous. Chunks of kParallelGrain elements
@@ -139,6 +153,7 @@ void adamw_step_ref(const OptimTensor<T>* tensors, int64_t count, const AdamWSte
       d.v[i] = static_cast<T>(c.beta2) * d.v[i] + static_cast<T>(1.0 - c.beta2) * g * g;
       const T denom = std::sqrt(d.v[i]) / static_cast<T>(c.bc2_sqrt) + static_cast<T>(c.eps);
       d.param[i] = d.param[i] * decay - static_cast<T>(c.step_size) * (d.m[i] / denom);
+      if (d.copy) d.copy[i] = bfloat16(d.param[i]);
     }
   }
 }
@@ -152,7 +167,7 @@ void adamw_step_cpu(const OptimTensor<T>* tensors, int64_t count, const AdamWSte
   for (int64_t k = 0; k < count; ++k) {
     const OptimTensor<T>& d = tensors[k];
     kernel_check::optim_tensor(op, k, d.param, d.grad, d.m, d.v, d.n, true, true, true);
-    adamw_update<T>(d.param, d.m, d.v, d.grad, scale, d.n, c, d.decay ? c.decay : 1.0);
+    adamw_update<T>(d.param, d.m, d.v, d.grad, d.copy, scale, d.n, c, d.decay ? c.decay : 1.0);
   }
 }
 
@@ -170,6 +185,7 @@ void sgd_step_ref(const OptimTensor<T>* tensors, int64_t count, const SGDStep& s
       T g = d.grad[i] * scale + wd * d.param[i];
       if (step.momentum > 0.0) g = d.m[i] = mu * d.m[i] + g;
       d.param[i] -= lr * g;
+      if (d.copy) d.copy[i] = bfloat16(d.param[i]);
     }
   }
 }
@@ -182,8 +198,8 @@ void sgd_step_cpu(const OptimTensor<T>* tensors, int64_t count, const SGDStep& s
   for (int64_t k = 0; k < count; ++k) {
     const OptimTensor<T>& d = tensors[k];
     kernel_check::optim_tensor(op, k, d.param, d.grad, d.m, d.v, d.n, true, step.momentum > 0.0, false);
-    sgd_update<T>(d.param, step.momentum > 0.0 ? d.m : nullptr, d.grad, scale, d.n, step.lr, step.momentum,
-                  d.decay ? step.weight_decay : 0.0);
+    sgd_update<T>(d.param, step.momentum > 0.0 ? d.m : nullptr, d.grad, d.copy, scale, d.n, step.lr,
+                  step.momentum, d.decay ? step.weight_decay : 0.0);
   }
 }
 
@@ -302,6 +318,38 @@ Tensor Optimizer::grad_of(const std::string& name, const Variable& p) const {
   return g.contiguous();
 }
 
+void Optimizer::set_bfloat16_copies(const NamedTensors& copies) {
+  std::map<std::string, const Tensor*> given;
+  for (const auto& [n, t] : copies)
+    SIMBA_CHECK(given.emplace(n, &t).second, name_ << "::set_bfloat16_copies: two copies are named '" << n << "'");
+  std::vector<std::vector<Tensor>> out(groups_.size());
+  for (size_t gi = 0; gi < groups_.size(); ++gi) {
+    for (const auto& [pname, p] : groups_[gi].params) {
+      auto it = given.find(pname);
+      out[gi].push_back(it == given.end() ? Tensor() : *it->second);
+      if (it == given.end()) continue;
+      const Tensor& c = *it->second;
+      SIMBA_CHECK(c.defined() && c.dtype() == DType::BF16 && c.shape() == p.shape() && c.is_contiguous() &&
+                      c.device() == p.data().device(),
+                  name_ << "::set_bfloat16_copies: the copy of '" << pname << "' is "
+                        << (c.defined() ? std::string(dtype_name(c.dtype())) + " " + shape_str(c.shape()) + " on " +
+                                              c.device().str() + (c.is_contiguous() ? "" : ", not contiguous")
+                                        : std::string("undefined"))
+                        << ", expected a contiguous bfloat16 " << shape_str(p.shape()) << " on "
+                        << p.data().device().str());
+      given.erase(it);
+    }
+  }
+  SIMBA_CHECK(given.empty(), name_ << "::set_bfloat16_copies: '" << given.begin()->first
+                                   << "' is not a parameter of this optimiser");
+  copies_ = std::move(out);
+}
+
+bfloat16* Optimizer::copy_of(size_t g, size_t p) const {
+  if (copies_.empty() || !copies_[g][p].defined()) return nullptr;
+  return copies_[g][p].device_data<bfloat16>();
+}
+
 NamedTensors Optimizer::state_tensors() const {
   NamedTensors out = live_state();
   for (auto& entry : out) entry.second = entry.second.clone();
@@ -375,7 +423,8 @@ void SGD::step() {
           grads.push_back(g);
           // p.data() is a view of the parameter: the kernel updates it in place.
           scalar_t* buf = buffer.defined() ? buffer.device_data<scalar_t>() : nullptr;
-          d.push_back({p.data().device_data<scalar_t>(), g.device_data<scalar_t>(), buf, nullptr, p.numel(), 1});
+          d.push_back({p.data().device_data<scalar_t>(), g.device_data<scalar_t>(), buf, nullptr, p.numel(), 1,
+                       copy_of(gi, pi)});
         }
         if (d.empty()) return;
         const Tensor table = descriptor_table(d, dev);
@@ -443,7 +492,7 @@ void AdamW::step() {
           // p.data() is a view of the parameter: the kernel updates it in place.
           by_t[t].push_back({p.data().device_data<scalar_t>(), g.device_data<scalar_t>(),
                              exp_avg_[gi][pi].device_data<scalar_t>(), exp_avg_sq_[gi][pi].device_data<scalar_t>(),
-                             p.numel(), 1});
+                             p.numel(), 1, copy_of(gi, pi)});
         }
         for (const auto& entry : by_t) {  // not a structured binding: C++17 cannot capture one in the lambda below
           const int64_t t = entry.first;

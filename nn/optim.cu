@@ -45,7 +45,8 @@ struct AdamWConsts {
 
 // AdamW over every tensor (nn/optim.h): per element, with g = grad·scale,
 //   m ← β1·m + (1−β1)·g;  v ← β2·v + (1−β2)·g²;  p ← p·decay − step_size·m / (sqrt(v)/bc2_sqrt + eps)
-// decay = c.decay for tensors with the decay flag, else 1.
+// decay = c.decay for tensors with the decay flag, else 1; the new p rounded to bfloat16 goes to
+// d.copy as well when it is non-null (the compute copy of mixed precision, in the same pass).
 // Launch: grid kBlocks, block kThreads; tensors (count) descriptors in device memory; thread
 // (b, x) updates elements first_element(k) + j·kStride of tensor k, and nothing else.
 template <class T>
@@ -62,7 +63,9 @@ __global__ void __launch_bounds__(kThreads)
       d.m[i] = m;
       d.v[i] = v;
       const T denom = sqrt(v) / c.bc2_sqrt + c.eps;
-      d.param[i] = d.param[i] * decay - c.step_size * (m / denom);
+      const T p = d.param[i] * decay - c.step_size * (m / denom);
+      d.param[i] = p;
+      if (d.copy) d.copy[i] = bfloat16(p);
     }
   }
 }
@@ -70,7 +73,7 @@ __global__ void __launch_bounds__(kThreads)
 // SGD over every tensor (nn/optim.h): per element, with g = grad·scale + wd·p (wd = the step's
 // weight decay for tensors with the decay flag, else 0):
 //   b ← μ·b + g;  p ← p − lr·b   (momentum, b = d.m)      p ← p − lr·g   (μ = 0)
-// Launch and ownership as adamw_kernel.
+// and the bfloat16 copy as adamw_kernel. Launch and ownership as adamw_kernel.
 template <class T>
 __global__ void __launch_bounds__(kThreads)
     sgd_kernel(const OptimTensor<T>* tensors, int64_t count, T lr, T mu, T weight_decay, bool momentum,
@@ -81,13 +84,16 @@ __global__ void __launch_bounds__(kThreads)
     const T wd = d.decay ? weight_decay : T(0);
     for (int64_t i = first_element(k); i < d.n; i += kStride) {
       const T g = d.grad[i] * scale + wd * d.param[i];
+      T p = d.param[i];
       if (momentum) {
         const T b = mu * d.m[i] + g;
         d.m[i] = b;
-        d.param[i] -= lr * b;
+        p -= lr * b;
       } else {
-        d.param[i] -= lr * g;
+        p -= lr * g;
       }
+      d.param[i] = p;
+      if (d.copy) d.copy[i] = bfloat16(p);
     }
   }
 }

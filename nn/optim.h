@@ -35,6 +35,7 @@
 
 #include "autograd/variable.h"
 #include "nn/module.h"
+#include "tensor/half_types.h"
 
 namespace simba {
 
@@ -55,6 +56,8 @@ namespace simba {
 // One parameter tensor: n contiguous elements of param (updated in place), grad, and the
 // optimiser state m (AdamW's exp_avg, SGD's momentum buffer; null for SGD without momentum)
 // and v (AdamW's exp_avg_sq; null for SGD). decay != 0: the step's weight decay applies to it.
+// copy (n) or null: the updated param rounded once to bfloat16 is stored there too, in the
+// same pass (mixed precision's compute copy; Optimizer::set_bfloat16_copies).
 template <class T>
 struct OptimTensor {
   T* param;
@@ -63,6 +66,7 @@ struct OptimTensor {
   T* v;
   int64_t n;
   int32_t decay;
+  bfloat16* copy = nullptr;
 };
 
 // One AdamW step's settings; t >= 1 is the step count of every tensor in the call (tensors
@@ -143,6 +147,13 @@ class Optimizer {
 
   // Updates every parameter that has a gradient (runs under NoGradGuard).
   virtual void step() = 0;
+  // Mixed precision: from now on every step() also writes each updated parameter, rounded once
+  // to bfloat16, into the tensor `copies` gives under the parameter's name, in the same kernel
+  // pass as the update (one launch instead of one copy a tensor). Each copy must be a
+  // contiguous bfloat16 tensor of its parameter's shape on its device; parameters without one
+  // are updated as before. A parameter skipped by a step (no gradient) keeps its copy as it was.
+  // The copies are written, never read: fill them once (Tensor::copy_) before the first step.
+  void set_bfloat16_copies(const NamedTensors& copies);
   void zero_grad();  // drops the gradient of every parameter
 
   void set_lr(double lr);  // lr >= 0 and finite
@@ -170,10 +181,14 @@ class Optimizer {
   // undefined if p has none (skip it).
   Tensor grad_of(const std::string& name, const Variable& p) const;
 
+  // The bfloat16 copy of groups_[g].params[p], or undefined (set_bfloat16_copies).
+  bfloat16* copy_of(size_t g, size_t p) const;
+
   std::vector<ParamGroup> groups_;
   double lr_;
   const char* name_;  // "SGD", "AdamW": prefixes every error message
   Tensor step_count_;  // int64, shape ()
+  std::vector<std::vector<Tensor>> copies_;  // [group][param]; empty until set_bfloat16_copies
 };
 
 struct SGDOptions {

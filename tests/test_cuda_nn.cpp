@@ -503,21 +503,37 @@ struct OptimCase {
   }
 };
 
-// The case on the GPU: its buffers and the device array of descriptors (decay on even k).
+// The case on the GPU: its buffers and the device array of descriptors (decay on even k), with
+// NaN-poisoned bfloat16 copies of the parameters on odd k when with_copy (the others have none).
 struct DevOptim {
   std::vector<DevArray<float>> param, grad, m, v;
+  std::vector<DevArray<bfloat16>> copy;
   DevArray<OptimTensor<float>> tensors;
-  DevOptim(const OptimCase& c, bool with_m, bool with_v) {
+  DevOptim(const OptimCase& c, bool with_m, bool with_v, bool with_copy = false) {
     std::vector<OptimTensor<float>> d;
     for (size_t k = 0; k < kSizes.size(); ++k) {
       param.emplace_back(c.param[k]);
       grad.emplace_back(c.grad[k]);
       m.emplace_back(c.m[k]);
       v.emplace_back(c.v[k]);
+      copy.emplace_back(poison_bf16(size_t(kSizes[k])));
       d.push_back({param[k].p(), grad[k].p(), with_m ? m[k].p() : nullptr, with_v ? v[k].p() : nullptr, kSizes[k],
-                   int32_t(k % 2 == 0)});
+                   int32_t(k % 2 == 0), with_copy && k % 2 == 1 ? copy[k].p() : nullptr});
     }
     tensors = DevArray<OptimTensor<float>>(d);
+  }
+  // Tensor k's copy holds its updated parameter rounded once to bfloat16, bit for bit (or, for
+  // a tensor without a copy, still the NaN poison).
+  void check_copies(bool with_copy) const {
+    for (size_t k = 0; k < kSizes.size(); ++k) {
+      INFO("copy of tensor " << k);
+      const std::vector<float> p = param[k].read();
+      const std::vector<bfloat16> got = copy[k].read();
+      int64_t wrong = 0;
+      for (size_t i = 0; i < p.size(); ++i)
+        wrong += with_copy && k % 2 == 1 ? got[i].bits != bfloat16(p[i]).bits : !std::isnan(float(got[i]));
+      CHECK(wrong == 0);
+    }
   }
 };
 
@@ -559,12 +575,12 @@ void check_same(const OptimCase& c, const DevOptim& dev, const RefOptim& ref, bo
 
 }  // namespace
 
-TEST_CASE("CUDA AdamW step over many tensors equals the reference, with and without a gradient scale") {
+TEST_CASE("CUDA AdamW step over many tensors equals the reference, with and without a gradient scale and copies") {
   const OptimCase c(51);
   const AdamWStep step{1e-2, 0.9, 0.999, 1e-8, 0.1, 3};
   for (bool scaled : {false, true}) {
     INFO("scaled=" << scaled);
-    DevOptim dev(c, true, true);
+    DevOptim dev(c, true, true, scaled);
     RefOptim ref(c, true, true);
     const float scale = 0.375f;
     const DevArray<float> dscale(std::vector<float>{scale});
@@ -572,22 +588,24 @@ TEST_CASE("CUDA AdamW step over many tensors equals the reference, with and with
     adamw_step_cuda<float>(dev.tensors.p(), int64_t(kSizes.size()), step, scaled ? dscale.p() : nullptr);
     adamw_step_ref<double>(ref.tensors.data(), int64_t(kSizes.size()), step, scaled ? &scale64 : nullptr);
     check_same(c, dev, ref, true, true);
+    dev.check_copies(scaled);
   }
 }
 
-TEST_CASE("CUDA SGD step over many tensors equals the reference, with and without momentum") {
+TEST_CASE("CUDA SGD step over many tensors equals the reference, with and without momentum and copies") {
   const OptimCase c(61);
   for (double momentum : {0.0, 0.9}) {
     INFO("momentum=" << momentum);
     const bool with_m = momentum > 0.0;
     const SGDStep step{0.05, momentum, 0.01};
-    DevOptim dev(c, with_m, false);
+    DevOptim dev(c, with_m, false, with_m);
     RefOptim ref(c, with_m, false);
     const DevArray<float> dscale(std::vector<float>{0.75f});
     const double scale64 = 0.75;
     sgd_step_cuda<float>(dev.tensors.p(), int64_t(kSizes.size()), step, dscale.p());
     sgd_step_ref<double>(ref.tensors.data(), int64_t(kSizes.size()), step, &scale64);
     check_same(c, dev, ref, with_m, false);
+    dev.check_copies(with_m);
   }
 }
 

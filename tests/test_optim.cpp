@@ -633,3 +633,99 @@ TEST_CASE("multi-tensor kernels: _cpu equals _ref over several tensors, with dec
   const std::string msg = error_of([&] { adamw_step_cpu<double>(bad.data(), count, adamw, nullptr); });
   CHECK_MESSAGE(contains(msg, "adamw_step_cpu: tensor 2 has a null v"), msg);
 }
+
+TEST_CASE("set_bfloat16_copies: a step writes the updated parameters rounded to bfloat16, skipped ones keep theirs") {
+  // float32 masters as in mixed-precision training; sizes past the OpenMP grain (32768).
+  Generator gen(17);
+  Variable a(randn({40001}, gen, DType::F32), true), b(randn({3, 5}, gen, DType::F32), true),
+      c(randn({7}, gen, DType::F32), true);
+  const NamedVariables params{{"a", a}, {"b", b}, {"c", c}};
+  const auto nan_copy = [](const Variable& p) {
+    return Tensor::full(p.shape(), std::numeric_limits<double>::quiet_NaN(), DType::BF16);
+  };
+  // The copy of p's current values rounded once, the bits the optimiser must write.
+  const auto rounded = [](const Variable& p) { return p.data().to(DType::BF16).to_vector(); };
+  for (const bool use_sgd : {false, true}) {
+    INFO((use_sgd ? "SGD" : "AdamW"));
+    for (auto& [name, p] : params) p.set_grad(randn(p.shape(), gen, DType::F32));
+    std::unique_ptr<Optimizer> opt;
+    if (use_sgd) {
+      SGDOptions so;
+      so.momentum = 0.9;
+      opt = std::make_unique<SGD>(std::vector<ParamGroup>{ParamGroup{params, 0.1}}, so);
+    } else {
+      opt = std::make_unique<AdamW>(std::vector<ParamGroup>{{{params[0], params[1]}, 0.1}, {{params[2]}, 0.0}},
+                                    AdamWOptions{});
+    }
+    const Tensor ca = nan_copy(a), cb = nan_copy(b), cc = nan_copy(c);
+    opt->set_bfloat16_copies({{"a", ca}, {"b", cb}, {"c", cc}});
+    c.zero_grad();  // c is skipped: its copy is not written (stays NaN)
+    opt->step();
+    CHECK(ca.to_vector() == rounded(a));
+    CHECK(cb.to_vector() == rounded(b));
+    for (double v : cc.to_vector()) CHECK(std::isnan(v));
+    // Only some parameters given a copy: the others are updated as before.
+    const Tensor cb2 = nan_copy(b);
+    opt->set_bfloat16_copies({{"b", cb2}});
+    const std::vector<double> a_before = a.data().to_vector();
+    opt->step();
+    CHECK(cb2.to_vector() == rounded(b));
+    CHECK(a.data().to_vector() != a_before);
+    CHECK(ca.to_vector() != rounded(a));  // no longer a's copy
+  }
+  // Errors name the parameter and what was expected.
+  AdamW adam(params, AdamWOptions{});
+  CHECK_MESSAGE(contains(error_of([&] { adam.set_bfloat16_copies({{"a", Tensor::zeros({40001}, DType::F32)}}); }),
+                         "AdamW::set_bfloat16_copies: the copy of 'a' is float32 [40001] on cpu, expected a "
+                         "contiguous bfloat16 [40001] on cpu"),
+                "wrong dtype");
+  CHECK(contains(error_of([&] { adam.set_bfloat16_copies({{"b", Tensor::zeros({5, 3}, DType::BF16)}}); }),
+                 "the copy of 'b' is bfloat16 [5, 3]"));
+  const Tensor transposed = Tensor::zeros({5, 3}, DType::BF16).transpose(0, 1);
+  CHECK(contains(error_of([&] { adam.set_bfloat16_copies({{"b", transposed}}); }), ", not contiguous"));
+  CHECK(contains(error_of([&] { adam.set_bfloat16_copies({{"z", Tensor::zeros({1}, DType::BF16)}}); }),
+                 "'z' is not a parameter of this optimiser"));
+  const Tensor c7 = Tensor::zeros({7}, DType::BF16);
+  CHECK(contains(error_of([&] { adam.set_bfloat16_copies({{"c", c7}, {"c", c7}}); }), "two copies are named 'c'"));
+}
+
+TEST_CASE("multi-tensor kernels with bfloat16 copies: _cpu and _ref write the rounded parameters (float32, float64)") {
+  const auto run = [](auto tag) {
+    using T = decltype(tag);
+    const std::vector<int64_t> sizes{1, 40001, 3};
+    std::mt19937_64 gen(9);
+    std::uniform_real_distribution<double> uni(-1.0, 1.0);
+    std::vector<std::vector<T>> p(3), g(3), m(3), v(3);
+    std::vector<std::vector<bfloat16>> copy(3);
+    for (size_t k = 0; k < sizes.size(); ++k)
+      for (int64_t i = 0; i < sizes[k]; ++i) {
+        p[k].push_back(T(uni(gen)));
+        g[k].push_back(T(uni(gen)));
+        m[k].push_back(T(uni(gen)));
+        v[k].push_back(T(0.01 + std::abs(uni(gen))));
+        copy[k].push_back(bfloat16(std::numeric_limits<float>::quiet_NaN()));
+      }
+    for (int variant = 0; variant < 4; ++variant) {  // adamw cpu, adamw ref, sgd cpu, sgd ref
+      INFO("variant " << variant << " sizeof(T) " << sizeof(T));
+      auto pp = p, mm = m, vv = v;
+      auto cc = copy;
+      std::vector<OptimTensor<T>> d;
+      for (size_t k = 0; k < sizes.size(); ++k)
+        d.push_back({pp[k].data(), g[k].data(), mm[k].data(), vv[k].data(), sizes[k], int32_t(k % 2), cc[k].data()});
+      const AdamWStep adamw{1e-2, 0.9, 0.999, 1e-8, 0.1, 2};
+      const SGDStep sgd{0.05, 0.9, 0.01};
+      if (variant == 0) adamw_step_cpu<T>(d.data(), 3, adamw, nullptr);
+      if (variant == 1) adamw_step_ref<T>(d.data(), 3, adamw, nullptr);
+      if (variant == 2) sgd_step_cpu<T>(d.data(), 3, sgd, nullptr);
+      if (variant == 3) sgd_step_ref<T>(d.data(), 3, sgd, nullptr);
+      for (size_t k = 0; k < sizes.size(); ++k) {
+        CHECK(pp[k] != p[k]);
+        int64_t wrong = 0;
+        for (int64_t i = 0; i < sizes[k]; ++i) wrong += cc[k][i].bits != bfloat16(pp[k][i]).bits;
+        CHECK(wrong == 0);
+      }
+    }
+  };
+  run(float{});
+  run(double{});
+}

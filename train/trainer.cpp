@@ -368,6 +368,11 @@ Trainer::Trainer(TrainOptions options, std::shared_ptr<MambaLM> model, TextData 
   adamw.beta1 = options_.beta1;
   adamw.beta2 = options_.beta2;
   optimizer_ = std::make_unique<AdamW>(split_decay_groups(*model_, options_.weight_decay, is_no_decay_parameter), adamw);
+  if (compute_) {  // each step's update writes the compute copy in the same pass
+    NamedTensors copies;
+    for (const auto& [name, p] : compute_->named_parameters()) copies.emplace_back(name, p.data());
+    optimizer_->set_bfloat16_copies(copies);
+  }
 }
 
 Batch Trainer::next_batch() {
@@ -458,8 +463,7 @@ StepStats Trainer::train_step() {
                     stopped_hint(s.lr));
   }
   optimizer_->set_lr(s.lr);
-  optimizer_->step();
-  if (compute_) refresh_compute_copy();
+  optimizer_->step();  // under --dtype bfloat16 it refreshes the compute copy too
   s.step = ++step_;
   s.tokens = options_.grad_accum * options_.batch_size * options_.seq_len;
   s.seconds = clock.seconds();

@@ -72,9 +72,10 @@
 // its gradients, validation and checkpoints use it. Forward and backward run
 // on a bfloat16 copy of it (every activation and weight gradient bfloat16,
 // accumulating in float32 inside the kernels); after backward the copy's
-// gradients are widened into the master's, and after each update the copy is
-// rounded from the master again. So an update smaller than a weight's
-// bfloat16 step still accumulates, the AdamW state stays float32, a
+// gradients are widened into the master's, and each update rounds the new
+// master values into the copy in the same pass (Optimizer::set_bfloat16_copies:
+// one launch for the model, not a copy a tensor). So an update smaller than a
+// weight's bfloat16 step still accumulates, the AdamW state stays float32, a
 // checkpoint is the same float32 model whatever --dtype was, and a resumed
 // bfloat16 run is bit-identical to one that never stopped (the copy is a
 // function of the master). float32 is the default: on the CPU the bfloat16
@@ -309,7 +310,8 @@ class Trainer {
   // The hint of an error that stops training: what to change, and which
   // checkpoint on disk is the last good one. step_lr: the failing step's lr.
   std::string stopped_hint(double step_lr) const;
-  // Mixed precision: compute_'s parameters <- model_'s, rounded to bfloat16.
+  // Mixed precision: compute_'s parameters <- model_'s, rounded to bfloat16 (at the start and
+  // after loading a checkpoint; each step's optimiser update writes them after that).
   void refresh_compute_copy();
 
   TrainOptions options_;
