@@ -87,19 +87,24 @@ cublasOperation_t op_of(const BlasMatrix& m) { return m.trans ? CUBLAS_OP_T : CU
 // model (W stored (N, K) as Linear keeps it, read here as b = Wᵀ with b.trans set). With a few
 // rows that product is a read of W, at most 4 multiply-adds per element: memory-bound, and
 // latency-bound at a layer's sizes. cuBLAS serves it with GEMV kernels far from the copy
-// bandwidth (bench/RESULTS.md); this kernel streams W once, in 16-byte pieces, with K split
-// over a block's warps so that many loads are in flight. With more rows the arithmetic and the
+// bandwidth (bench/RESULTS.md); this kernel streams W once, in 16-byte pieces, a warp a
+// row, with every piece of a thread's batch loading at once. With more rows the arithmetic and the
 // re-reads of x catch up with the memory time and cuBLAS's tiled kernels are faster (a version
 // of this kernel for up to 32 rows lost to them: bench/RESULTS.md), so those stay with cuBLAS.
 //
-// Launch: a 1-D grid of N blocks of kFewRowsThreads = 128 threads; block n owns weight row n
-// and the M rows of x; thread t takes the 16-byte pieces p ≡ t (mod 128) of K, so a warp reads
-// 512 consecutive bytes of the row at a time. Each thread keeps MT ≥ M partial dot products
-// (x rows past M repeat row M − 1 and are not stored); each warp adds its lanes' (xor
-// butterfly), and thread m < M adds the 4 warps' sums in warp order: a fixed order, so the
-// result does not depend on timing.
+// Launch: a 1-D grid of blocks of kFewRowsThreads = 256 threads (8 warps). A weight row is
+// taken by a group of S warps (S = 1, 2, 4 or 8, the fewest that still give every SM a block:
+// few_rows_gemm), so a block owns 8 / S rows, and thread t of a group (32·S threads) takes the
+// 16-byte pieces p ≡ t (mod 32·S) of K: a warp reads 512 consecutive bytes of its row at a
+// time. A thread issues the loads of kFewRowsBatch pieces before it multiplies any, so a
+// layer's whole weight matrix is in flight at once instead of one round trip a piece. Each
+// thread keeps MT ≥ M partial dot products (x rows past M repeat row M − 1 and are not
+// stored); each warp adds its lanes' (xor butterfly) and thread m < M of a group's first warp
+// adds the S warps' sums in warp order: a fixed order, so the result does not depend on timing.
 constexpr int kFewRowsMax = 4;
-constexpr int kFewRowsThreads = 128;
+constexpr int kFewRowsThreads = 256;
+constexpr int kFewRowsWarps = kFewRowsThreads / 32;
+constexpr int kFewRowsBatch = 8;
 
 // 16 bytes of T (4 floats or 8 bfloat16s) and its elements widened to float.
 template <class T>
@@ -125,20 +130,32 @@ struct Piece<bfloat16> {
 
 template <class T, int MT>
 __global__ void __launch_bounds__(kFewRowsThreads)
-    few_rows_kernel(T* c, const T* x, const T* w, int M, int K, int64_t ldc, int64_t ldx, int64_t ldw, float alpha,
-                    float beta) {
-  constexpr int E = Piece<T>::kElems, kWarps = kFewRowsThreads / 32;
-  __shared__ float part[kWarps][MT];
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const T* wn = w + int64_t(blockIdx.x) * ldw;
+    few_rows_kernel(T* c, const T* x, const T* w, int M, int N, int K, int S, int64_t ldc, int64_t ldx, int64_t ldw,
+                    float alpha, float beta) {
+  constexpr int E = Piece<T>::kElems;
+  __shared__ float part[kFewRowsWarps][MT];
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, G = 32 * S;
+  const int n = blockIdx.x * (kFewRowsWarps / S) + warp / S;  // this group's weight row
+  const int t = (warp % S) * 32 + lane;                        // this thread's place in the group
   float acc[MT] = {};
-  for (int p = threadIdx.x * E; p < K; p += kFewRowsThreads * E) {
-    const Piece<T> wp = Piece<T>::load(wn + p);
+  if (n < N) {
+    const T* wn = w + int64_t(n) * ldw;
+    for (int p0 = t * E; p0 < K; p0 += kFewRowsBatch * G * E) {
+      Piece<T> wp[kFewRowsBatch];
 #pragma unroll
-    for (int m = 0; m < MT; ++m) {
-      const Piece<T> xp = Piece<T>::load(x + min(m, M - 1) * ldx + p);
+      for (int b = 0; b < kFewRowsBatch; ++b)
+        if (p0 + b * G * E < K) wp[b] = Piece<T>::load(wn + p0 + b * G * E);
 #pragma unroll
-      for (int e = 0; e < E; ++e) acc[m] = fmaf(wp.at(e), xp.at(e), acc[m]);
+      for (int b = 0; b < kFewRowsBatch; ++b) {
+        const int p = p0 + b * G * E;
+        if (p >= K) break;
+#pragma unroll
+        for (int m = 0; m < MT; ++m) {
+          const Piece<T> xp = Piece<T>::load(x + min(m, M - 1) * ldx + p);
+#pragma unroll
+          for (int e = 0; e < E; ++e) acc[m] = fmaf(wp[b].at(e), xp.at(e), acc[m]);
+        }
+      }
     }
   }
 #pragma unroll
@@ -148,12 +165,11 @@ __global__ void __launch_bounds__(kFewRowsThreads)
     if (lane == 0) part[warp][m] = acc[m];
   }
   __syncthreads();
-  if (threadIdx.x < M) {
-    const int m = threadIdx.x;
+  if (n < N && t < M) {
+    const int m = t, first = warp;  // t < M ≤ 32: the group's first warp
     float sum = 0.0f;
-#pragma unroll
-    for (int k = 0; k < kWarps; ++k) sum += part[k][m];
-    T* out = c + int64_t(m) * ldc + blockIdx.x;
+    for (int k = 0; k < S; ++k) sum += part[first + k][m];
+    T* out = c + int64_t(m) * ldc + n;
     *out = T(beta == 0.0f ? alpha * sum : alpha * sum + beta * float(*out));  // beta 0: c is not read
   }
 }
@@ -171,9 +187,15 @@ bool few_rows_gemm(T* c, const T* a, const T* b, const GemmPlan& p, acc_t<T> alp
     if (!p.batch.empty() || p.M > kFewRowsMax || p.a.trans || !p.b.trans || p.K % E || p.a.ld % E ||
         p.b.ld % E || !aligned(a) || !aligned(b))
       return false;
+    const int device = cuda_current_device();
+    int sms = 0;
+    SIMBA_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+    int S = 1;  // warps a row: split K only while the rows alone leave SMs without a block
+    while (S < kFewRowsWarps && (p.N * S + kFewRowsWarps - 1) / kFewRowsWarps < sms) S *= 2;
+    const int64_t blocks = (p.N * S + kFewRowsWarps - 1) / kFewRowsWarps;
     const auto kernel = p.M == 1 ? few_rows_kernel<T, 1> : p.M == 2 ? few_rows_kernel<T, 2> : few_rows_kernel<T, 4>;
-    kernel<<<unsigned(p.N), kFewRowsThreads, 0, cuda_stream(cuda_current_device())>>>(
-        c, a, b, int(p.M), int(p.K), p.ldc, p.a.ld, p.b.ld, alpha, beta);
+    kernel<<<unsigned(blocks), kFewRowsThreads, 0, cuda_stream(device)>>>(
+        c, a, b, int(p.M), int(p.N), int(p.K), S, p.ldc, p.a.ld, p.b.ld, alpha, beta);
     SIMBA_CUDA_CHECK(cudaGetLastError());
     return true;
   }

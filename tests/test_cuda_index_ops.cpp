@@ -164,7 +164,8 @@ TEST_CASE("CUDA gemm equals the CPU: alpha, beta, NaN-poisoned out, out a slice 
 
 TEST_CASE("CUDA few-row products (decode: at most 4 rows @ a weight's transpose) equal the CPU, bits repeat") {
   // The shapes few_rows_kernel takes (tensor/matmul.cu): each of its row configurations (M = 1,
-  // 2, 3..4), N from 7 to a layer's 3072, K from one 16-byte piece to several a lane, rows of x
+  // 2, 3..4), N from 7 to a layer's 3072 (1, 2, 4 and 8 warps a row on any GPU of 2 to 132
+  // SMs), K from one 16-byte piece to more than a batch of pieces a thread, rows of x
   // and of W sliced out of wider buffers (row stride > K); both as matmul (x @ Wᵀ) and as gemm
   // with alpha, beta and a NaN-poisoned border around out. M = 5 and 32 take cuBLAS, checked
   // here on the same terms.
@@ -172,6 +173,7 @@ TEST_CASE("CUDA few-row products (decode: at most 4 rows @ a weight's transpose)
     int64_t M, N, K, x_ld, w_ld;
   };
   const std::vector<Row> rows = {{1, 7, 8, 8, 8},           {1, 3072, 768, 768, 768}, {1, 80, 1536, 1544, 1536},
+                                 {1, 768, 1536, 1536, 1536}, {1, 2051, 4104, 4104, 4104},
                                  {2, 129, 1536, 1536, 1544}, {2, 768, 24, 32, 24},    {3, 80, 1536, 1544, 1536},
                                  {4, 33, 776, 784, 776},     {4, 3072, 768, 768, 768}, {5, 129, 64, 72, 64},
                                  {32, 131, 24, 32, 24}};
