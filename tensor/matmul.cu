@@ -87,8 +87,8 @@ cublasOperation_t op_of(const BlasMatrix& m) { return m.trans ? CUBLAS_OP_T : CU
 // model (W stored (N, K) as Linear keeps it, read here as b = Wᵀ with b.trans set). With a few
 // rows that product is a read of W, at most 4 multiply-adds per element: memory-bound, and
 // latency-bound at a layer's sizes. cuBLAS serves it with GEMV kernels far from the copy
-// bandwidth (bench/RESULTS.md); this kernel streams W once, in 16-byte pieces, a warp a
-// row, with every piece of a thread's batch loading at once. With more rows the arithmetic and the
+// bandwidth (bench/RESULTS.md); this kernel streams W once, in 16-byte pieces, a warp a row,
+// with every piece of a thread's batch loading at once. With more rows the arithmetic and the
 // re-reads of x catch up with the memory time and cuBLAS's tiled kernels are faster (a version
 // of this kernel for up to 32 rows lost to them: bench/RESULTS.md), so those stay with cuBLAS.
 //
