@@ -329,6 +329,26 @@ TEST_CASE("16-bit floats round random floats and doubles as the reference does")
   CHECK(nan_mismatches == 0);
 }
 
+TEST_CASE("bfloat16 from float: the bit trick equals the general rounding on a sweep of every exponent") {
+  // bfloat16(float) takes round_float_to_bf16; the general path (round_binary, still used for
+  // doubles) is the specification. 2^24 patterns: every exponent and sign, every value of the 16
+  // dropped bits against the kept lowest bit (ties, both parities, carries into the exponent),
+  // subnormals, the largest finite values (rounding to infinity), infinities and NaN payloads.
+  int64_t mismatches = 0;
+  for (uint32_t i = 0; i < (1u << 24); ++i) {
+    const uint32_t u = (i << 8) | ((i * 2654435761u) >> 24);  // the low byte varies with i too
+    mismatches += half_detail::round_float_to_bf16(u) != half_detail::round_binary<8, 7, 8, 23>(u);
+  }
+  for (const uint32_t u : {0x7f7fffffu, 0x7f7f8000u, 0x7f7f7fffu, 0x00008000u, 0x00018000u, 0x807fffffu,
+                           0x7f800001u, 0xffc00000u, 0x7fbfffffu})
+    mismatches += half_detail::round_float_to_bf16(u) != half_detail::round_binary<8, 7, 8, 23>(u);
+  CHECK(mismatches == 0);
+  CHECK(bfloat16(f32_of(0x7f7fffffu)).bits == 0x7f80);  // FLT_MAX rounds to infinity
+  CHECK(bfloat16(f32_of(0x3f808000u)).bits == 0x3f80);  // a tie to the even neighbour below
+  CHECK(bfloat16(f32_of(0x3f818000u)).bits == 0x3f82);  // a tie to the even neighbour above
+  CHECK(bfloat16(f32_of(0x7f800123u)).bits == 0x7fc0);  // a signalling NaN's payload, quieted
+}
+
 TEST_CASE("16-bit float round trips: pattern -> float -> pattern is the identity") {
   int mismatches = 0;
   for (uint32_t p = 0; p < 0x10000; ++p) {
