@@ -29,6 +29,7 @@ namespace simba {
 namespace {
 
 constexpr int kThreads = 128;
+constexpr int kRegStates = 4;  // states a lane loads up front (all of them while N ≤ 4·Lanes)
 
 // The sum of v over the Lanes lanes of a channel, in every one of them (xor butterfly: the
 // same order in every lane, so they agree bit for bit).
@@ -58,24 +59,38 @@ __global__ void __launch_bounds__(kThreads)
   const T* x = x_dbl + b * ld_dbl;
   T* hd = h + (b * Di + d) * N;
   // A step is a chain of latencies, not of bandwidth: every load that does not depend on Δ
-  // (the lane's first state and its operands, u, z, D, the bias) is issued before (1)'s sum,
-  // so the channel waits on one round trip to memory, not three.
-  const bool first = lane < N;
-  const A h0 = first && valid ? A(hd[lane]) : A(0), a0 = first ? A(A_log[d * N + lane]) : A(0);
-  const A B0 = first ? A(x[R + lane]) : A(0), C0 = first ? A(x[R + N + lane]) : A(0);
+  // (the lane's states and their operands, up to kRegStates of them, u, z, D, the bias, and
+  // (1)'s terms, unrolled) is issued before (1)'s sum, so the channel waits on one round trip to
+  // memory, not one a state. States past kRegStates·Lanes (N > 64 at 16 lanes, N > 16 at 4)
+  // follow in a loop.
+  A hv[kRegStates], av[kRegStates], Bv[kRegStates], Cv[kRegStates];
+#pragma unroll
+  for (int i = 0; i < kRegStates; ++i) {
+    const int64_t n = lane + int64_t(i) * Lanes;
+    const bool in = n < N;
+    hv[i] = in && valid ? A(hd[n]) : A(0);
+    av[i] = in ? A(A_log[d * N + n]) : A(0);
+    Bv[i] = in ? A(x[R + n]) : A(0);
+    Cv[i] = in ? A(x[R + N + n]) : A(0);
+  }
   const A ud = A(u[b * Di + d]), zv = A(z[b * ld_z + d]);
   const A skip = Dskip ? A(Dskip[d]) : A(0), bias = b_dt ? A(b_dt[d]) : A(0);
   A s = 0;
+#pragma unroll 4
   for (int64_t r = lane; r < R; r += Lanes) s += A(W_dt[d * R + r]) * A(x[r]);
   const A delta = softplus_of(channel_sum<Lanes>(s) + bias);  // (1)
   const A dx = delta * ud;
   A acc = 0;
-  if (first) {
-    const A hn = exp_of(-delta * exp_of(a0)) * h0 + dx * B0;  // (2), the lane's first state
-    if (valid) hd[lane] = T(hn);
-    acc = C0 * hn;
+#pragma unroll
+  for (int i = 0; i < kRegStates; ++i) {
+    const int64_t n = lane + int64_t(i) * Lanes;
+    if (n < N) {
+      const A hn = exp_of(-delta * exp_of(av[i])) * hv[i] + dx * Bv[i];  // (2)
+      if (valid) hd[n] = T(hn);
+      acc += Cv[i] * hn;
+    }
   }
-  for (int64_t n = lane + Lanes; n < N; n += Lanes) {  // the lane's further states
+  for (int64_t n = lane + int64_t(kRegStates) * Lanes; n < N; n += Lanes) {  // the lane's further states
     const A h_old = valid ? A(hd[n]) : A(0);
     const A hn = exp_of(-delta * exp_of(A(A_log[d * N + n]))) * h_old + dx * A(x[R + n]);  // (2)
     if (valid) hd[n] = T(hn);
