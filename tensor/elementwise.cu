@@ -37,10 +37,7 @@ enum class Path { Strided, Flat, Packed };
 
 template <size_t N>
 Path choose_path(const StridedLayout<N>& l, const std::array<const void*, N>& ptrs) {
-  if (l.ndim > 1) return Path::Strided;
-  if (l.ndim == 1)
-    for (size_t k = 0; k < N; ++k)
-      if (l.stride[k][0] != 1) return Path::Strided;
+  if (!l.flat()) return Path::Strided;
   for (const void* p : ptrs)
     if (reinterpret_cast<uintptr_t>(p) % 16 != 0) return Path::Flat;
   return Path::Packed;

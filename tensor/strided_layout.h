@@ -46,6 +46,14 @@ struct StridedLayout {
   int64_t size[kMaxKernelDims] = {};
   int64_t stride[N][kMaxKernelDims] = {};
 
+  // Whether every operand is one dense row (or the layout one element): the offset of the
+  // element with linear index i is then i in every operand.
+  bool flat() const {
+    for (size_t k = 0; k < N && ndim == 1; ++k)
+      if (stride[k][0] != 1) return false;
+    return ndim <= 1;
+  }
+
   // The offset in each operand of the element with row-major linear index i.
   SIMBA_HOST_DEVICE void offsets(int64_t i, int64_t (&off)[N]) const {
     for (size_t k = 0; k < N; ++k) off[k] = 0;
