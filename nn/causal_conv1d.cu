@@ -129,25 +129,31 @@ __global__ void __launch_bounds__(kVecThreads)
 }
 
 // dx[b,s,c] = Σ_k w[c,k]·dout[b, s+(K−1)−k, c] over the taps whose output index is < L.
-// Launch: grid ceil(B·L·C / kThreads), block kThreads; thread i owns dx element i of the
-// contiguous (B, L, C) dx (indices as in the forward). dout (B, L, C) contiguous.
+// Launch: grid (B·L, ceil(C / kThreads)), block kThreads, as the forward: block (r, y) owns row
+// r = b·L + s of the contiguous (B, L, C) dx and thread x its channel c = y·kThreads + x (one
+// division a thread, where a flat index took three). dout (B, L, C) contiguous.
 template <class T>
 __global__ void __launch_bounds__(kThreads)
-    conv_backward_dx_kernel(T* dx, const T* dout, const T* w, int64_t B, int64_t L, int64_t C, int K) {
-  const int64_t i = int64_t(blockIdx.x) * kThreads + threadIdx.x;
-  if (i >= B * L * C) return;
+    conv_backward_dx_kernel(T* dx, const T* dout, const T* w, int64_t L, int64_t C, int K) {
+  const int64_t c = int64_t(blockIdx.y) * kThreads + threadIdx.x;
+  if (c >= C) return;
   using Acc = acc_t<T>;
-  const int64_t c = i % C, s = (i / C) % L, b = i / (L * C);
+  const int64_t r = blockIdx.x, s = r % L;
   Acc acc = Acc(0);
   for (int k = s + K - L > 0 ? int(s + K - L) : 0; k < K; ++k)
-    acc += Acc(w[c * K + k]) * Acc(dout[(b * L + s + (K - 1) - k) * C + c]);
-  dx[i] = T(acc);
+    acc += Acc(w[c * K + k]) * Acc(dout[(r + (K - 1) - k) * C + c]);
+  dx[r * C + c] = T(acc);
 }
 
 // Partials of dw and dbias over slice q = b·nchunks + j, the steps t in
 // [j·kTimeChunk, min(L, (j+1)·kTimeChunk)) of batch row b:
 //   part_w[q, c, k] = Σ_t dout[b,t,c]·x[b, t−(K−1)+k, c]   (terms with t−(K−1)+k < 0 drop)
 //   part_b[q, c]    = Σ_t dout[b,t,c]
+// each sum in time order, in double. With K <= kMaxTaps the slice is walked once, the last
+// kMaxTaps rows of x in registers (window slot j holds row t − (kMaxTaps−1) + j, tap k sits in
+// slot kMaxTaps − K + k), so each dout and x element is read once instead of once a tap; the
+// sums keep their order, so the bits are those of the tap-by-tap loops that serve larger K.
+// Values widen exactly through acc_t<T> (a bfloat16's float is its bits shifted).
 // Launch: grid (ceil(C / kThreads), B·nchunks), block kThreads; thread x of block (bx, q)
 // owns channel c = bx·kThreads + x of slice q, and is the only writer of part_w[q, c, :] and
 // part_b[q, c]. part_w (B·nchunks, C, K) and part_b (B·nchunks, C) double, either may be null.
@@ -160,18 +166,43 @@ __global__ void __launch_bounds__(kThreads)
   const int64_t q = blockIdx.y, b = q / nchunks, t0 = (q % nchunks) * kTimeChunk;
   const int64_t t1 = L - t0 < kTimeChunk ? L : t0 + kTimeChunk;
   const T* g = dout + b * L * C + c;
+  const T* xb = x + b * x_stride_b + c;
+  const auto wide = [](T v) { return double(acc_t<T>(v)); };
+  if (K <= kMaxTaps) {
+    const int first = kMaxTaps - K;
+    double aw[kMaxTaps] = {}, ab = 0.0, win[kMaxTaps] = {};
+#pragma unroll
+    for (int j = 1; j < kMaxTaps; ++j) {  // rows t0 − (kMaxTaps−1) + j − 1, shifted in below
+      const int64_t s = t0 - kMaxTaps + j;
+      if (j - 1 >= first && s >= 0) win[j] = wide(xb[s * x_stride_l]);
+    }
+    for (int64_t t = t0; t < t1; ++t) {
+      const double gt = wide(g[t * C]);
+#pragma unroll
+      for (int j = 0; j < kMaxTaps - 1; ++j) win[j] = win[j + 1];
+      win[kMaxTaps - 1] = wide(xb[t * x_stride_l]);
+      ab += gt;
+#pragma unroll
+      for (int j = 0; j < kMaxTaps; ++j)
+        if (j >= first && t - (kMaxTaps - 1) + j >= 0) aw[j] += gt * win[j];
+    }
+    if (part_b) part_b[q * C + c] = ab;
+#pragma unroll
+    for (int j = 0; j < kMaxTaps; ++j)  // slot j is tap j − first (fixed slots keep aw in registers)
+      if (part_w && j >= first) part_w[(q * C + c) * K + j - first] = aw[j];
+    return;
+  }
   if (part_b) {
     double acc = 0.0;
-    for (int64_t t = t0; t < t1; ++t) acc += double(g[t * C]);
+    for (int64_t t = t0; t < t1; ++t) acc += wide(g[t * C]);
     part_b[q * C + c] = acc;
   }
   if (!part_w) return;
-  const T* xb = x + b * x_stride_b + c;
   for (int k = 0; k < K; ++k) {
     double acc = 0.0;
     for (int64_t t = t0; t < t1; ++t) {
       const int64_t s = t - (K - 1) + k;
-      if (s >= 0) acc += double(g[t * C]) * double(xb[s * x_stride_l]);
+      if (s >= 0) acc += wide(g[t * C]) * wide(xb[s * x_stride_l]);
     }
     part_w[(q * C + c) * K + k] = acc;
   }
@@ -262,7 +293,10 @@ void causal_conv1d_backward_cuda(T* dx, T* dw, T* dbias, const T* dout, const T*
   const int device = cuda_current_device();
   cudaStream_t stream = cuda_stream(device);
   if (dx && B * L > 0) {
-    conv_backward_dx_kernel<T><<<blocks_for(B * L * C), kThreads, 0, stream>>>(dx, dout, w, B, L, C, int(K));
+    SIMBA_CHECK(B * L <= INT_MAX && blocks_for(C) <= 65535, op << ": B·L=" << B * L << " rows or C=" << C
+                                                                << " channels exceed the CUDA grid limits");
+    conv_backward_dx_kernel<T><<<dim3(unsigned(B * L), blocks_for(C)), kThreads, 0, stream>>>(dx, dout, w, L, C,
+                                                                                           int(K));
     SIMBA_CUDA_CHECK(cudaGetLastError());
   }
   if (!dw && !dbias) return;
