@@ -96,7 +96,7 @@ __global__ void __launch_bounds__(kThreads)
       for (int64_t j = threadIdx.x; j < D; j += kThreads) dxr[j] = T(a * Acc(w[j]) * Acc(dyr[j]) - b * Acc(xr[j]));
     }
     if (pc)
-      for (int64_t j = threadIdx.x; j < D; j += kThreads) pc[j] += double(dyr[j]) * double(xr[j]) * double(s);
+      for (int64_t j = threadIdx.x; j < D; j += kThreads) pc[j] += double(Acc(dyr[j])) * double(Acc(xr[j])) * double(s);
   }
 }
 

@@ -65,7 +65,7 @@ __global__ void __launch_bounds__(kThreads)
   const int64_t lo = c * kRows, hi = min(lo + kRows, n);
   const T* __restrict__ dcol = delta.p + b * L * delta.ld + d;  // delta[b, k, d] = dcol[k·ld]
   double acc = 0.0;
-  for (int64_t k = hi - 1; k >= lo; --k) acc += double(dcol[k * delta.ld]);
+  for (int64_t k = hi - 1; k >= lo; --k) acc += double(acc_t<T>(dcol[k * delta.ld]));
   sums[(b * chunks + c) * Di + d] = acc;
 }
 

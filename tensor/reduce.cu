@@ -150,7 +150,7 @@ __global__ void sum_all_partials_kernel(double* part, const T* x, int64_t n) {
   __shared__ double scratch[kWarps];
   double acc = 0.0;
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
-    acc += static_cast<double>(x[i]);
+    acc += static_cast<double>(acc_t<T>(x[i]));  // through acc_t: a bfloat16 widens by a shift
   acc = cuda_reduce::block_reduce<kThreads>(acc, cuda_reduce::Sum{}, scratch);
   if (threadIdx.x == 0) part[blockIdx.x] = acc;
 }
