@@ -10,6 +10,7 @@
 // 64-bit divisions, dozens of instructions an element on a GPU, are skipped.
 #include <cuda_runtime.h>
 
+#include <cmath>
 #include <cstdint>
 
 #include "tensor/copy.h"
@@ -99,6 +100,12 @@ void copy_cuda(const Tensor& dst, const Tensor& src) {
 void fill_cuda(const Tensor& dst, double value) {
   const StridedLayout<1> layout = make_strided_layout<1>("fill_", dst.shape(), {dst.strides()});
   cudaStream_t stream = cuda_stream(dst.device().index);
+  // +0 into one dense row (the zeros of new gradient and state buffers): every dtype's +0 is
+  // all-zero bytes, so the runtime's memset writes it at the copy bandwidth. −0 has its sign bit.
+  if (value == 0.0 && !std::signbit(value) && layout.flat()) {
+    SIMBA_CUDA_CHECK(cudaMemsetAsync(dst.raw_data(), 0, size_t(layout.numel) * dtype_size(dst.dtype()), stream));
+    return;
+  }
   SIMBA_DISPATCH_ALL(dst.dtype(), "fill_", [&] {
     fill_kernel<scalar_t><<<cuda_grid_size(layout.numel, kThreads), kThreads, 0, stream>>>(
         dst.device_data<scalar_t>(), static_cast<scalar_t>(value), layout, layout.flat());

@@ -285,6 +285,27 @@ TEST_CASE("CUDA copy_, contiguous, fill_ and to() equal the CPU") {
            kDev);
 }
 
+TEST_CASE("CUDA fill_ with zero: +0 in every dtype, dense rows and slices; -0 keeps its sign") {
+  for (DType dt : {DType::F32, DType::F64, DType::BF16, DType::F16, DType::I64}) {
+    INFO(dtype_name(dt));
+    const bool is_float = dt != DType::I64;
+    // Dense (the memset path) and the interior of a poisoned buffer (the kernel path).
+    Tensor dense = Tensor::full({1000, 3}, is_float ? 0.75 : 7.0, dt, kDev);
+    dense.fill_(0.0);
+    for (double v : dense.to_vector()) CHECK((v == 0.0 && !std::signbit(v)));
+    Tensor buf = Tensor::full({6, 9}, is_float ? std::numeric_limits<double>::quiet_NaN() : 7.0, dt, kDev);
+    buf.narrow(0, 1, 4).narrow(1, 2, 5).fill_(0.0);
+    const std::vector<double> b = buf.to_vector();
+    int64_t zeros = 0;
+    for (double v : b) zeros += v == 0.0 && !std::signbit(v);
+    CHECK(zeros == 20);
+    if (is_float) {
+      dense.fill_(-0.0);
+      for (double v : dense.to_vector()) CHECK((v == 0.0 && std::signbit(v)));
+    }
+  }
+}
+
 TEST_CASE("CUDA to(Device) moves every layout across devices unchanged") {
   for (const Shape& s : kShapes) {
     for (DType dt : kComputeTypes) {
