@@ -104,30 +104,14 @@ void check_cuda_sizes(const char* op, int64_t rows) {
   SIMBA_CHECK(rows <= INT_MAX, op << ": rows=" << rows << " exceeds the CUDA grid limit " << INT_MAX);
 }
 
-}  // namespace
-
-template <class T>
-void rmsnorm_forward_cuda(T* y, acc_t<T>* rstd, const T* x, const T* w, int64_t rows, int64_t D, double eps) {
-  const char* op = "rmsnorm_forward_cuda";
+// The checks and the launch both forward variants share; kAdd: add into x (updated in place)
+// before the norm.
+template <class T, bool kAdd>
+void launch_rmsnorm_forward(const char* op, T* y, acc_t<T>* rstd, const T* x, const T* add, T* sum, const T* w,
+                            int64_t rows, int64_t D, double eps) {
   kernel_check::rmsnorm_forward(op, y, rstd, x, w, rows, D, eps);
   check_cuda_sizes(op, rows);
-  cuda_check_device_pointer(y, op, "y");
-  cuda_check_device_pointer(rstd, op, "rstd");
-  cuda_check_device_pointer(x, op, "x");
-  cuda_check_device_pointer(w, op, "w");
-  if (rows == 0) return;
-  cudaStream_t stream = cuda_stream(cuda_current_device());
-  rmsnorm_forward_kernel<T, false><<<unsigned(rows), kThreads, 0, stream>>>(y, rstd, x, nullptr, nullptr, w, D, eps);
-  SIMBA_CUDA_CHECK(cudaGetLastError());
-}
-
-template <class T>
-void add_rmsnorm_forward_cuda(T* y, acc_t<T>* rstd, T* x, const T* add, const T* w, int64_t rows, int64_t D,
-                              double eps) {
-  const char* op = "add_rmsnorm_forward_cuda";
-  kernel_check::rmsnorm_forward(op, y, rstd, x, w, rows, D, eps);
-  check_cuda_sizes(op, rows);
-  if (rows > 0) kernel_check::not_null(op, add, "add");
+  if (kAdd && rows > 0) kernel_check::not_null(op, add, "add");
   cuda_check_device_pointer(y, op, "y");
   cuda_check_device_pointer(rstd, op, "rstd");
   cuda_check_device_pointer(x, op, "x");
@@ -135,8 +119,20 @@ void add_rmsnorm_forward_cuda(T* y, acc_t<T>* rstd, T* x, const T* add, const T*
   cuda_check_device_pointer(w, op, "w");
   if (rows == 0) return;
   cudaStream_t stream = cuda_stream(cuda_current_device());
-  rmsnorm_forward_kernel<T, true><<<unsigned(rows), kThreads, 0, stream>>>(y, rstd, x, add, x, w, D, eps);
+  rmsnorm_forward_kernel<T, kAdd><<<unsigned(rows), kThreads, 0, stream>>>(y, rstd, x, add, sum, w, D, eps);
   SIMBA_CUDA_CHECK(cudaGetLastError());
+}
+}  // namespace
+
+template <class T>
+void rmsnorm_forward_cuda(T* y, acc_t<T>* rstd, const T* x, const T* w, int64_t rows, int64_t D, double eps) {
+  launch_rmsnorm_forward<T, false>("rmsnorm_forward_cuda", y, rstd, x, nullptr, nullptr, w, rows, D, eps);
+}
+
+template <class T>
+void add_rmsnorm_forward_cuda(T* y, acc_t<T>* rstd, T* x, const T* add, const T* w, int64_t rows, int64_t D,
+                              double eps) {
+  launch_rmsnorm_forward<T, true>("add_rmsnorm_forward_cuda", y, rstd, x, add, x, w, rows, D, eps);
 }
 
 template <class T>
