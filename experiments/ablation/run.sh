@@ -15,7 +15,8 @@
 # 4096, twice the trained length), m = 256, WINDOWS windows, the same windows for every row, every
 # difference from dense with its paired 95% interval.
 # Writes RESULTS/ablation_SIZE_SCHEDULE_startS.json and .csv, and the tables to
-# RESULTS/ablation_SIZE.txt.
+# RESULTS/ablation_SIZE.txt; then experiments/ablation/compare.sh pairs the rows against each
+# other (the simba criterion against every other, each schedule and start against the default).
 #
 # Environment (read by experiments/test_split.sh): SIMBA, DATA, RUNS, RESULTS, DEVICE, WINDOWS,
 # BATCH as there; FLOPS_RATIO, CONTEXT. SMOKE=1 checks the script on the CPU in a minute: context
@@ -45,3 +46,4 @@ for size in "${sizes[@]}"; do
     done
   done
 done
+CONTEXT=$CONTEXT SIMBA=$SIMBA RESULTS=$RESULTS bash experiments/ablation/compare.sh "${sizes[@]}"

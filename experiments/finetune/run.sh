@@ -13,11 +13,9 @@
 #   SIZE-ft-dense  the same steps, data order and learning rate without pruning: the control that
 #                  separates "Simba-aware" from "trained longer"
 # Then `simba eval --context 2048,8192` (m = 256, WINDOWS windows of the TEST split, keep 0.1
-# linear) of the base model and of both fine-tuned models, and `simba compare` on the same
-# windows: ft-simba's Simba rows against training-free Simba (base), against the dense base and
-# against the dense control (ft-dense), each with its paired 95% interval. Writes
-# RESULTS/finetune_SIZE_{base,ft-simba,ft-dense}.json/.csv, RESULTS/finetune_SIZE_compare_C.csv
-# and the tables to RESULTS/finetune_SIZE.txt; the runs go to RUNS/SIZE-ft-simba and
+# linear) of the base model and of both fine-tuned models, and their comparisons on the same
+# windows (experiments/finetune/compare.sh). Writes RESULTS/finetune_SIZE_{base,ft-simba,ft-dense}
+# .json/.csv and the log to RESULTS/finetune_SIZE.txt; the runs go to RUNS/SIZE-ft-simba and
 # RUNS/SIZE-ft-dense.
 #
 # Environment (read by experiments/test_split.sh): SIMBA, DATA, RUNS, RESULTS, DEVICE, WINDOWS,
@@ -62,13 +60,5 @@ for size in "${sizes[@]}"; do
       --json "$RESULTS/finetune_${size}_$which.json" --csv "$RESULTS/finetune_${size}_$which.csv" |
       tee -a "$RESULTS/finetune_$size.txt"
   done
-  r="$RESULTS/finetune_$size"
-  for c in ${contexts//,/ }; do
-    "$SIMBA" compare --context "$c" --csv "${r}_compare_$c.csv" \
-      --a "${r}_ft-simba.json:simba" --b "${r}_base.json:simba" \
-      --a "${r}_ft-simba.json:simba" --b "${r}_base.json:dense" \
-      --a "${r}_ft-simba.json:simba" --b "${r}_ft-dense.json:dense" \
-      --a "${r}_ft-simba.json:simba" --b "${r}_ft-dense.json:simba" \
-      --a "${r}_ft-simba.json:dense" --b "${r}_ft-dense.json:dense" | tee -a "$RESULTS/finetune_$size.txt"
-  done
 done
+CONTEXTS=$contexts SIMBA=$SIMBA RESULTS=$RESULTS bash experiments/finetune/compare.sh "${sizes[@]}"
