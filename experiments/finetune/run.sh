@@ -3,7 +3,7 @@
 # each trained model of the family (default: l xl, the two largest).
 #
 # Recipe. From runs/family/SIZE/checkpoint (simba train --init: its weights, a fresh optimiser),
-# TOKENS (default 10M, 306 steps of 16 × 2048) more training tokens at a constant-then-cosine
+# TOKENS (default 10M, 305 steps of 16 × 2048) more training tokens at a constant-then-cosine
 # learning rate LR (default 3e-4, a fifth to a seventh of the family's peak; warmup a tenth,
 # cosine to a tenth), bfloat16, two runs that differ in one thing:
 #   SIZE-ft-simba  with pruning active: --simba keep=0.1,schedule=linear (the evaluation's setting);
@@ -19,8 +19,10 @@
 # RUNS/SIZE-ft-dense.
 #
 # Environment (read by experiments/test_split.sh): SIMBA, DATA, RUNS, RESULTS, DEVICE, WINDOWS,
-# BATCH as there; TOKENS, LR. SMOKE=1 checks the script on the CPU in a minute: MODEL in place of
-# every size, context 128, batch 2, 4 steps, m = 16, 4 windows (the runs go under RESULTS).
+# BATCH as there; TOKENS, LR; FT_RUNS (default RUNS), where the fine-tuned runs go: another
+# recipe (another LR) of the same base model needs its own FT_RUNS and RESULTS. SMOKE=1 checks
+# the script on the CPU in a minute: MODEL in place of every size, context 128, batch 2, 4 steps,
+# m = 16, 4 windows (the runs go under RESULTS).
 set -euo pipefail
 cd "$(dirname "$0")/../.."  # the repository root
 script=finetune/run.sh
@@ -28,7 +30,7 @@ script=finetune/run.sh
 source experiments/test_split.sh "$@"
 TOKENS=${TOKENS:-10000000}
 LR=${LR:-3e-4}
-seq=2048; batch=16; min_context=1024; contexts=2048,8192; m=256; dtype=bf16; ft_runs=$RUNS
+seq=2048; batch=16; min_context=1024; contexts=2048,8192; m=256; dtype=bf16; ft_runs=${FT_RUNS:-$RUNS}
 if [ "${SMOKE:-0}" = 1 ]; then
   seq=128; batch=2; min_context=64; contexts=128; m=16; WINDOWS=4; DEVICE=cpu; dtype=fp32; TOKENS=1024
   ft_runs=$RESULTS/finetune_smoke_runs
