@@ -6,8 +6,9 @@
 # rows against each other on the same windows (`simba compare`, paired bootstrap 95% intervals):
 #   1. at each schedule and start layer, the simba criterion minus every other criterion;
 #   2. the simba criterion at each schedule and start minus the paper's default (linear, start 0).
-# Writes RESULTS/ablation_SIZE_compare_SCHEDULE_startS.csv (1), ..._SCHEDULE_startS_vs_linear_start0.csv (2)
-# and the tables to RESULTS/ablation_SIZE_compare.txt.
+# Writes RESULTS/ablation_SIZE_compare_SCHEDULE_startS.csv (1),
+# RESULTS/ablation_SIZE_compare_SCHEDULE_startS_vs_linear_start0.csv (2) and the tables to
+# RESULTS/ablation_SIZE_compare.txt.
 #
 # Environment: SIMBA (default build/simba), RESULTS (default experiments/results), CONTEXT
 # (default 4096, run.sh's; run.sh passes its own).
