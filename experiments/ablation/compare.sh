@@ -20,11 +20,16 @@ CONTEXT=${CONTEXT:-4096}
 [ $# -gt 0 ] || set -- xl
 [ -x "$SIMBA" ] || { echo "ablation/compare.sh: '$SIMBA' is not built (cmake --build build)" >&2; exit 2; }
 others=(simba-abs simba-l2 random stride norm clip delta)
+# Each table is written beside its file and moved over it once complete: a failed comparison
+# (a missing row, a bad CONTEXT) leaves the previous table as it was.
+partial=""
+trap 'rm -f "$partial"' EXIT
 for size in "$@"; do
   base="$RESULTS/ablation_${size}_linear_start0.json"
   [ -f "$base" ] || { echo "ablation/compare.sh: '$base' is missing (bash experiments/ablation/run.sh $size)" >&2; exit 2; }
   table="$RESULTS/ablation_${size}_compare.txt"
-  : > "$table"
+  partial="$table.partial"
+  : > "$partial"
   # The grid's order: schedules as run.sh runs them, start layers ascending.
   configs=()
   for schedule in linear uniform inverted; do
@@ -37,14 +42,15 @@ for size in "$@"; do
     f="$RESULTS/ablation_${size}_$config.json"
     a=() b=()
     for other in "${others[@]}"; do a+=(--a "$f:simba"); b+=(--b "$f:$other"); done
-    echo "ablation/compare.sh: $size, $config: the simba criterion against each other criterion" | tee -a "$table"
+    echo "ablation/compare.sh: $size, $config: the simba criterion against each other criterion" | tee -a "$partial"
     "$SIMBA" compare --context "$CONTEXT" "${a[@]}" "${b[@]}" \
-      --csv "$RESULTS/ablation_${size}_compare_$config.csv" | tee -a "$table"
+      --csv "$RESULTS/ablation_${size}_compare_$config.csv" | tee -a "$partial"
   done
   for config in "${configs[@]}"; do
     [ "$config" != linear_start0 ] || continue
-    echo "ablation/compare.sh: $size: the simba criterion at $config against linear_start0" | tee -a "$table"
+    echo "ablation/compare.sh: $size: the simba criterion at $config against linear_start0" | tee -a "$partial"
     "$SIMBA" compare --context "$CONTEXT" --a "$RESULTS/ablation_${size}_$config.json:simba" --b "$base:simba" \
-      --csv "$RESULTS/ablation_${size}_compare_${config}_vs_linear_start0.csv" | tee -a "$table"
+      --csv "$RESULTS/ablation_${size}_compare_${config}_vs_linear_start0.csv" | tee -a "$partial"
   done
+  mv "$partial" "$table"
 done

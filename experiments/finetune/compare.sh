@@ -22,12 +22,17 @@ RESULTS=${RESULTS:-experiments/results}
 CONTEXTS=${CONTEXTS:-2048,8192}
 [ $# -gt 0 ] || set -- l xl
 [ -x "$SIMBA" ] || { echo "finetune/compare.sh: '$SIMBA' is not built (cmake --build build)" >&2; exit 2; }
+# Each table is written beside its file and moved over it once complete: a failed comparison
+# (a missing row, a context not evaluated) leaves the previous table as it was.
+partial=""
+trap 'rm -f "$partial"' EXIT
 for size in "$@"; do
   r="$RESULTS/finetune_$size"
   for which in base ft-simba ft-dense; do
     [ -f "${r}_$which.json" ] || { echo "finetune/compare.sh: '${r}_$which.json' is missing (bash experiments/finetune/run.sh $size)" >&2; exit 2; }
   done
-  : > "${r}_compare.txt"
+  partial="${r}_compare.txt.partial"
+  : > "$partial"
   for c in ${CONTEXTS//,/ }; do
     "$SIMBA" compare --context "$c" --csv "${r}_compare_$c.csv" \
       --a "${r}_ft-simba.json:simba" --b "${r}_base.json:simba" \
@@ -36,6 +41,7 @@ for size in "$@"; do
       --a "${r}_ft-simba.json:simba" --b "${r}_ft-dense.json:simba" \
       --a "${r}_ft-simba.json:dense" --b "${r}_ft-dense.json:dense" \
       --a "${r}_ft-dense.json:dense" --b "${r}_base.json:dense" \
-      --a "${r}_ft-dense.json:simba" --b "${r}_base.json:simba" | tee -a "${r}_compare.txt"
+      --a "${r}_ft-dense.json:simba" --b "${r}_base.json:simba" | tee -a "$partial"
   done
+  mv "$partial" "${r}_compare.txt"
 done
