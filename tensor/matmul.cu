@@ -32,6 +32,7 @@
 
 #include <climits>
 #include <cstdint>
+#include <cstdlib>
 #include <map>
 #include <mutex>
 #include <type_traits>
@@ -59,15 +60,36 @@ namespace {
 constexpr size_t kWorkspaceBytes = size_t(32) << 20;
 
 // The cuBLAS handle of `device` (the current device, made so by cuda_enter), created on first
-// use with the device's simba stream and workspace bound to it. Handles and workspaces live
-// until the process exits: destroying them from static destructors could run after the CUDA
-// runtime has been torn down.
+// use with the device's simba stream and workspace bound to it. Handles and workspaces are
+// destroyed at exit by an atexit function, not by static destructors: registered after the CUDA
+// runtime and cuBLAS started (each registers its own teardown first), it runs while both are
+// still up, so a leak check (compute-sanitizer --leak-check full) finds every allocation returned.
+struct CublasContext {
+  cublasHandle_t handle;
+  Storage* workspace;
+};
+std::mutex& cublas_mutex() {
+  static std::mutex* m = new std::mutex;
+  return *m;
+}
+std::map<int, CublasContext>& cublas_contexts() {
+  static auto* contexts = new std::map<int, CublasContext>;
+  return *contexts;
+}
+
+void destroy_cublas_contexts() {
+  std::lock_guard<std::mutex> lock(cublas_mutex());
+  for (const auto& entry : cublas_contexts()) {
+    cublasDestroy(entry.second.handle);  // nothing to report to at exit
+    delete entry.second.workspace;
+  }
+  cublas_contexts().clear();
+}
+
 cublasHandle_t cublas_handle(int device) {
-  static std::mutex mutex;
-  static std::map<int, cublasHandle_t>* handles = new std::map<int, cublasHandle_t>;
-  std::lock_guard<std::mutex> lock(mutex);
-  auto it = handles->find(device);
-  if (it != handles->end()) return it->second;
+  std::lock_guard<std::mutex> lock(cublas_mutex());
+  auto it = cublas_contexts().find(device);
+  if (it != cublas_contexts().end()) return it->second.handle;
   cublasHandle_t h;
   SIMBA_CUBLAS_CHECK(cublasCreate(&h));
   SIMBA_CUBLAS_CHECK(cublasSetStream(h, cuda_stream(device)));  // resets the workspace: set it after
@@ -75,7 +97,10 @@ cublasHandle_t cublas_handle(int device) {
   SIMBA_CUBLAS_CHECK(cublasSetWorkspace(h, workspace->data(), kWorkspaceBytes));
   SIMBA_CUBLAS_CHECK(cublasSetMathMode(h, CUBLAS_DEFAULT_MATH));
   SIMBA_CUBLAS_CHECK(cublasSetPointerMode(h, CUBLAS_POINTER_MODE_HOST));  // alpha, beta on the host
-  (*handles)[device] = h;
+  cublas_contexts()[device] = CublasContext{h, workspace};
+  // After cublasCreate, so that this runs before any teardown cuBLAS itself registers.
+  static const bool destroyed_at_exit = std::atexit(destroy_cublas_contexts) == 0;
+  (void)destroyed_at_exit;
   return h;
 }
 

@@ -450,6 +450,47 @@ TEST_CASE("CUDA Simba: the fixtures' model keeps exactly the CPU's sets") {
   check_simba(*cpu_model, *gpu_model, random_ids(2, 40, V, 60), 32, opt);
 }
 
+TEST_CASE("CUDA Simba-aware loss: continuation loss and every parameter's gradient equal the CPU's, kept sets fixed") {
+  // What `simba train --simba` minimises (train/trainer.h): continuation_loss of simba_forward.
+  // Each device selects its kept sets from its own scores; once they are equal (checked), the
+  // loss is the same function of the parameters on both, and its gradient (through the gathers,
+  // the pruned layers' scans and the frozen rows) agrees to float32 rounding.
+  for (bool tied : {true, false}) {
+    INFO("tied " << tied);
+    MambaConfig cfg = tiny_config(3);
+    cfg.tie_word_embeddings = tied;
+    cfg.use_bias = !tied;
+    MambaLM cpu_model(cfg, 71), gpu_model(cfg, 71);
+    jitter(cpu_model, 72, 0.05);
+    jitter(gpu_model, 72, 0.05);
+    gpu_model.to(kGpu);
+    const int64_t B = 2, c = 24, m = 8;
+    const Tensor ids = random_ids(B, c + m, cfg.vocab_size, 73);
+    SimbaOptions opt;
+    opt.keep = 0.25;
+    const SimbaResult rc = simba_forward(cpu_model, ids, c, opt);
+    const SimbaResult rg = simba_forward(gpu_model, ids.to(kGpu), c, opt);
+    REQUIRE(rc.kept.size() == rg.kept.size());
+    for (size_t l = 0; l < rc.kept.size(); ++l) {
+      INFO("layer " << l);
+      CHECK(rg.kept[l].to_ints() == rc.kept[l].to_ints());
+    }
+    const Variable lc = continuation_loss(rc, ids), lg = continuation_loss(rg, ids.to(kGpu));
+    CHECK(std::fabs(lg.item() - lc.item()) <= 1e-5 * std::fabs(lc.item()));
+    lc.backward();
+    lg.backward();
+    auto cpu_params = cpu_model.named_parameters(), gpu_params = gpu_model.named_parameters();
+    REQUIRE(cpu_params.size() == gpu_params.size());
+    for (size_t i = 0; i < cpu_params.size(); ++i) {
+      const std::string& name = cpu_params[i].first;
+      REQUIRE(gpu_params[i].first == name);
+      REQUIRE(gpu_params[i].second.grad().device() == kGpu);
+      const double e = scaled_error(gpu_params[i].second.grad(), cpu_params[i].second.grad());
+      CHECK_MESSAGE(e <= 1e-4, name << " gradient error " << e);
+    }
+  }
+}
+
 TEST_CASE("CUDA Simba: a random byte model at contexts 1024 and 4096 keeps exactly the CPU's sets") {
   MambaConfig cfg = tiny_config(4);
   cfg.vocab_size = 256;

@@ -3,7 +3,8 @@
 // Skipped without a CUDA device (tests/cuda_doctest_main.cpp).
 //
 // Mixed precision (--dtype bfloat16) is held to the same budget and the same resume bit-identity,
-// and its steps to the CPU's bfloat16 run and the GPU's float32 run. `simba train --gpus 1` (the
+// and its steps to the CPU's bfloat16 run and the GPU's float32 run; Simba-aware training
+// (--simba) to the CPU's run in both precisions. `simba train --gpus 1` (the
 // multi-GPU path with one NCCL rank) must reproduce `--device cuda` bit for bit.
 //
 // Sync budget (issue 7, "No hidden host syncs"). The device layer counts every device-to-host
@@ -184,6 +185,26 @@ TEST_CASE("mixed precision on the GPU: the steps follow the CPU's bfloat16 run a
     CHECK(relative(l, l32) <= 2e-2);
   }
   CHECK(relative(gpu->validate().loss, cpu16->validate().loss) <= 2e-2);
+}
+
+TEST_CASE("Simba-aware training on the GPU follows the CPU's run: float32 1e-3, bfloat16 2e-2") {
+  // --simba: every window split at a point c drawn from (seed, step, micro-batch), the context
+  // pruned, the loss on the continuation alone. Both devices draw the same c and (from equal
+  // weights) keep the same sets, so their losses differ only by rounding, within the bounds of
+  // the dense runs above.
+  for (DType dt : {DType::F32, DType::BF16}) {
+    INFO(dtype_name(dt));
+    TrainOptions o = small_options(std::string("simba_aware_") + dtype_name(dt));
+    o.dtype = dt;
+    o.simba = parse_simba_options("keep=0.5", "test");
+    auto gpu = trainer_on(kGpu, o), host = trainer_on(cpu(), o);
+    const double bound = dt == DType::F32 ? 1e-3 : 2e-2;
+    for (int64_t i = 0; i < o.steps; ++i) {
+      INFO("step " << i + 1);
+      CHECK(relative(loss_of(gpu->train_step()), loss_of(host->train_step())) <= bound);
+    }
+    CHECK(relative(gpu->validate().loss, host->validate().loss) <= bound);
+  }
 }
 
 TEST_CASE("checkpoints do not depend on the device: GPU -> CPU and CPU -> GPU resumes continue the loss") {
