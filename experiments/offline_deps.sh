@@ -53,11 +53,11 @@ case "${1:-}" in
       tar -C "$DEPS_ROOT" -xJf "$ARCHIVE" || fail "unpacking $ARCHIVE into $DEPS_ROOT failed"
       touch "$DEPS_ROOT/.unpacked"
     fi
-    lib=$DEPS_ROOT/usr/lib/x86_64-linux-gnu
-    echo "export LD_LIBRARY_PATH=$lib:$lib/openblas-openmp\${LD_LIBRARY_PATH:+:\$LD_LIBRARY_PATH}" > "$BUILD.env.tmp"
     cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DSIMBA_DEPS_ROOT="$DEPS_ROOT" > /dev/null ||
       fail "configuring $BUILD failed (cmake's messages are above)"
-    mv "$BUILD.env.tmp" "$BUILD/deps.env"
+    lib=$DEPS_ROOT/usr/lib/x86_64-linux-gnu
+    echo "export LD_LIBRARY_PATH=$lib:$lib/openblas-openmp\${LD_LIBRARY_PATH:+:\$LD_LIBRARY_PATH}" > "$BUILD/deps.env.tmp"
+    mv "$BUILD/deps.env.tmp" "$BUILD/deps.env"
     read -r -a targets <<< "${TARGETS:-simba all_tests}"
     cmake --build "$BUILD" -j "$(nproc)" --target "${targets[@]}" > "$BUILD/build.log" 2>&1 ||
       { tail -40 "$BUILD/build.log" >&2; fail "building ${targets[*]} in $BUILD failed (log: $BUILD/build.log)"; }
