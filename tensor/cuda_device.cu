@@ -293,11 +293,36 @@ struct Staging {
   cudaEvent_t copied = nullptr;
 };
 
+struct StagingTable {
+  std::mutex mutex;
+  std::map<int, Staging*> devices;
+};
+StagingTable& staging_table() {
+  static StagingTable* t = new StagingTable;
+  return *t;
+}
+
+// The pinned buffers are returned at exit, for the same reason and in the same order as the
+// error records (free_error_records): registered once the runtime has started.
+void free_staging_buffers() {
+  std::lock_guard<std::mutex> lock(staging_table().mutex);
+  for (const auto& entry : staging_table().devices) {
+    Staging& s = *entry.second;
+    std::lock_guard<std::mutex> busy(s.mutex);
+    if (s.copied) cudaEventSynchronize(s.copied);  // the last copy has read the buffer
+    if (s.buffer) cudaFreeHost(s.buffer);          // nothing to report to at exit
+    if (s.copied) cudaEventDestroy(s.copied);
+    s.buffer = nullptr;
+    s.capacity = 0;
+    s.copied = nullptr;
+  }
+}
+
 Staging& staging(int device) {
-  static std::mutex mutex;
-  static std::map<int, Staging*>* all = new std::map<int, Staging*>;
-  std::lock_guard<std::mutex> lock(mutex);
-  Staging*& s = (*all)[device];
+  static const bool freed_at_exit = std::atexit(free_staging_buffers) == 0;
+  (void)freed_at_exit;
+  std::lock_guard<std::mutex> lock(staging_table().mutex);
+  Staging*& s = staging_table().devices[device];
   if (!s) s = new Staging;
   return *s;
 }
