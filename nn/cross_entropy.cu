@@ -3,8 +3,8 @@
 //
 // Design. Forward: a row of V logits is one block's work, read twice (max, then Σ exp(z − m)),
 // each pass a fixed-order block reduction (tensor/cuda_reduce.cuh) with the sum in double, as on
-// the CPU. Backward: elementwise over (row, class), one thread per dlogits element, so every
-// element is written exactly once (the −dloss of the target class is applied by the thread that
+// the CPU. Backward: elementwise over (row, class), each dlogits element owned by one thread, so
+// every element is written exactly once (the −dloss of the target class is applied by the thread that
 // owns it, no atomics). A target that is neither `ignore` nor in [0, V) is never used as an
 // index: the row's outputs become NaN, and the forward records the first such target in the
 // device's error record (tensor/cuda_check.cuh), which the host turns into an error at its next
@@ -76,29 +76,42 @@ __global__ void __launch_bounds__(kThreads)
 
 // dlogits[r, v] = (exp(logits[r, v] − lse[r]) − [v == target_r]) · dlosses[r]; 0 on ignored
 // rows, NaN on rows with an invalid target.
-// Launch: grid ceil(rows·V / kThreads), block kThreads; thread i owns element i of the
-// contiguous (rows, V) dlogits: r = i / V, v = i mod V.
+// Launch: grid (rows, ceil(V / (kThreads·kBackwardPerThread))), block kThreads; block (r, y)
+// owns kThreads·kBackwardPerThread consecutive columns of row r of the contiguous (rows, V)
+// dlogits, thread j the columns c0 + j + k·kThreads, k < kBackwardPerThread (coalesced). The row
+// comes from the grid, not from a 64-bit division of a flat index, and a thread issues all of its
+// loads before the first exponential, so several are in flight at once.
+constexpr int kBackwardPerThread = 8;
+
 template <class T>
 __global__ void __launch_bounds__(kThreads)
     cross_entropy_backward_kernel(T* dlogits, const acc_t<T>* dlosses, const T* logits, const acc_t<T>* lse,
-                                  const int64_t* targets, int64_t rows, int64_t V, int64_t ignore) {
+                                  const int64_t* targets, int64_t V, int64_t ignore) {
   using Acc = acc_t<T>;
-  const int64_t i = int64_t(blockIdx.x) * kThreads + threadIdx.x;
-  if (i >= rows * V) return;
-  const int64_t r = i / V, v = i % V;
+  const int64_t r = blockIdx.x;
+  const int64_t c0 = int64_t(blockIdx.y) * (kThreads * kBackwardPerThread) + threadIdx.x;
   const int64_t target = targets[r];
-  if (target == ignore) {
-    dlogits[i] = T(0);
+  T* out = dlogits + r * V;
+  if (target == ignore || target < 0 || target >= V) {
+    const T fill = target == ignore ? T(0) : T(NAN);
+#pragma unroll
+    for (int k = 0; k < kBackwardPerThread; ++k)
+      if (c0 + k * kThreads < V) out[c0 + k * kThreads] = fill;
     return;
   }
-  if (target < 0 || target >= V) {
-    dlogits[i] = T(NAN);
-    return;
+  const T* z = logits + r * V;
+  Acc x[kBackwardPerThread];
+#pragma unroll
+  for (int k = 0; k < kBackwardPerThread; ++k) x[k] = c0 + k * kThreads < V ? Acc(z[c0 + k * kThreads]) : Acc(0);
+  const Acc g = dlosses[r], l = lse[r];
+#pragma unroll
+  for (int k = 0; k < kBackwardPerThread; ++k) {
+    const int64_t v = c0 + k * kThreads;
+    if (v >= V) break;
+    Acc d = exp_t(x[k] - l) * g;
+    if (v == target) d -= g;
+    out[v] = T(d);
   }
-  const Acc g = dlosses[r];
-  Acc d = exp_t(Acc(logits[i]) - lse[r]) * g;
-  if (v == target) d -= g;
-  dlogits[i] = T(d);
 }
 
 // *loss = (Σ_{counted r} losses[r]) / count, *inv_count = 1 / count (both 0 when count = 0),
@@ -165,8 +178,9 @@ void cross_entropy_backward_cuda(T* dlogits, const acc_t<T>* dlosses, const T* l
                                  const int64_t* targets, int64_t rows, int64_t V, int64_t ignore) {
   const char* op = "cross_entropy_backward_cuda";
   kernel_check::cross_entropy_backward(op, dlogits, dlosses, logits, lse, targets, rows, V);
-  const int64_t blocks = (rows * V + kThreads - 1) / kThreads;
-  SIMBA_CHECK(blocks <= INT_MAX, op << ": rows·V=" << rows * V << " exceeds the CUDA grid limit");
+  const int64_t column_blocks = (V + kThreads * kBackwardPerThread - 1) / (kThreads * kBackwardPerThread);
+  SIMBA_CHECK(rows <= INT_MAX && column_blocks <= 65535,
+              op << ": rows=" << rows << " or V=" << V << " exceeds the CUDA grid limits");
   cuda_check_device_pointer(dlogits, op, "dlogits");
   cuda_check_device_pointer(dlosses, op, "dlosses");
   cuda_check_device_pointer(logits, op, "logits");
@@ -174,8 +188,8 @@ void cross_entropy_backward_cuda(T* dlogits, const acc_t<T>* dlosses, const T* l
   cuda_check_device_pointer(targets, op, "targets");
   if (rows == 0) return;
   cudaStream_t stream = cuda_stream(cuda_current_device());
-  cross_entropy_backward_kernel<T><<<unsigned(blocks), kThreads, 0, stream>>>(dlogits, dlosses, logits, lse,
-                                                                              targets, rows, V, ignore);
+  cross_entropy_backward_kernel<T><<<dim3(unsigned(rows), unsigned(column_blocks)), kThreads, 0, stream>>>(
+      dlogits, dlosses, logits, lse, targets, V, ignore);
   SIMBA_CUDA_CHECK(cudaGetLastError());
 }
 

@@ -52,14 +52,12 @@ Variable linear_cross_entropy(const Variable& hidden, const Variable& weight, co
     SIMBA_DISPATCH_COMPUTE_KERNEL(dev, dt, op, cross_entropy_backward, G.device_data<scalar_t>(),
                                   ones.device_data<acc_t<scalar_t>>(), logits.device_data<scalar_t>(),
                                   lse.device_data<acc_t<scalar_t>>(), tc.device_data<int64_t>(), n, V, ignore_index);
-    if (need_h) dh.narrow(0, r0, n).copy_(matmul(G, W));
-    if (need_w) {
-      if (dt == acc) {
-        gemm(dW, G.transpose(0, 1), hc, 1.0, 1.0);
-      } else {  // the chunk's partial rounded once to dt, the sum kept in float32
-        dW = add(dW, matmul(G.transpose(0, 1), hc).to(acc));
-      }
+    // Both land in acc_t unrounded (bfloat16 operands into float32: tensor/matmul.h).
+    if (need_h) {
+      Tensor dh_chunk = dh.narrow(0, r0, n);
+      gemm(dh_chunk, G, W);
     }
+    if (need_w) gemm(dW, G.transpose(0, 1), hc, 1.0, 1.0);
   }
   // The mean and 1/count, on the device (as cross_entropy: the host never reads the count).
   Tensor loss = Tensor::empty({}, acc, dev), inv_count = Tensor::empty({}, acc, dev);

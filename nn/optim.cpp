@@ -306,6 +306,16 @@ void Optimizer::set_lr(double lr) {
   lr_ = lr;
 }
 
+void Optimizer::set_grad_scale(double scale) {
+  SIMBA_CHECK(std::isfinite(scale) && scale >= 0.0,
+              name_ << ": gradient scale " << scale << ", expected a finite value >= 0");
+  grad_scale_ = scale;
+}
+
+Tensor Optimizer::grad_scale_tensor(DType dt, Device dev) const {
+  return grad_scale_ == 1.0 ? Tensor() : Tensor::full({}, grad_scale_, dt, dev);
+}
+
 int64_t Optimizer::step_count() const { return step_count_.data<int64_t>()[0]; }
 
 void Optimizer::count_step() { ++step_count_.data<int64_t>()[0]; }
@@ -427,9 +437,10 @@ void SGD::step() {
                        copy_of(gi, pi)});
         }
         if (d.empty()) return;
-        const Tensor table = descriptor_table(d, dev);
+        const Tensor table = descriptor_table(d, dev), scale = grad_scale_tensor(dt, dev);
         SIMBA_DISPATCH_KERNEL(dev, dt, "SGD::step", sgd_step, descriptors_of<scalar_t>(table),
-                              static_cast<int64_t>(d.size()), SGDStep{lr_, momentum_, group.weight_decay}, nullptr);
+                              static_cast<int64_t>(d.size()), SGDStep{lr_, momentum_, group.weight_decay},
+                              scale.defined() ? scale.device_data<scalar_t>() : nullptr);
       });
     }
   }
@@ -494,13 +505,16 @@ void AdamW::step() {
                              exp_avg_[gi][pi].device_data<scalar_t>(), exp_avg_sq_[gi][pi].device_data<scalar_t>(),
                              p.numel(), 1, copy_of(gi, pi)});
         }
+        if (by_t.empty()) return;
+        const Tensor scale = grad_scale_tensor(dt, dev);
         for (const auto& entry : by_t) {  // not a structured binding: C++17 cannot capture one in the lambda below
           const int64_t t = entry.first;
           const auto& d = entry.second;
           const AdamWStep s{lr_, options_.beta1, options_.beta2, options_.eps, group.weight_decay, t};
           const Tensor table = descriptor_table(d, dev);
           SIMBA_DISPATCH_KERNEL(dev, dt, "AdamW::step", adamw_step, descriptors_of<scalar_t>(table),
-                                static_cast<int64_t>(d.size()), s, nullptr);
+                                static_cast<int64_t>(d.size()), s,
+                                scale.defined() ? scale.device_data<scalar_t>() : nullptr);
         }
       });
     }
@@ -523,16 +537,16 @@ NamedTensors AdamW::live_state() const {
 
 // ---------------------------------------------------------------- clipping
 
-double clip_grad_norm(const std::vector<Variable>& params, double max_norm) {
-  SIMBA_CHECK(std::isfinite(max_norm) && max_norm > 0.0,
-              "clip_grad_norm: max_norm " << max_norm << ", expected a finite value > 0");
+namespace {
+// gradient_norm and the norm of clip_grad_norm; op names the caller in errors.
+double global_gradient_norm(const char* op, const std::vector<Variable>& params) {
   std::vector<Tensor> grads;  // the contiguous gradients the descriptors point into
   for (size_t i = 0; i < params.size(); ++i) {
-    SIMBA_CHECK(params[i].defined(), "clip_grad_norm: parameter " << i << " is an undefined Variable");
+    SIMBA_CHECK(params[i].defined(), op << ": parameter " << i << " is an undefined Variable");
     const Tensor& g = params[i].grad();
     if (!g.defined()) continue;
     SIMBA_CHECK_HINT(g.dtype() == DType::F32 || g.dtype() == DType::F64,
-                     "clip_grad_norm: the gradient of parameter " << i << " is " << dtype_name(g.dtype())
+                     op << ": the gradient of parameter " << i << " is " << dtype_name(g.dtype())
                                                                   << ", expected float32 or float64: the norm and "
                                                                      "the clipping belong to the optimiser step",
                      "mixed precision clips the gradients of the float32 master weights");
@@ -540,27 +554,36 @@ double clip_grad_norm(const std::vector<Variable>& params, double max_norm) {
   }
   if (grads.empty()) return 0.0;
   Tensor first = grads.front();
-  for (const Tensor& g : grads) check_same_device("clip_grad_norm", first, g);
+  for (const Tensor& g : grads) check_same_device(op, first, g);
   const Device dev = first.device();
   // One norm per dtype, computed where the gradients live, then read together: the one
   // device-to-host copy of the step's sync budget.
   const DType dtypes[] = {DType::F32, DType::F64};
   Tensor norms = Tensor::zeros({2}, DType::F64, dev);
   for (int k = 0; k < 2; ++k) {
-    SIMBA_DISPATCH_FLOAT(dtypes[k], "clip_grad_norm", [&] {
+    SIMBA_DISPATCH_FLOAT(dtypes[k], op, [&] {
       std::vector<OptimTensor<scalar_t>> d;
       for (const Tensor& g : grads)
         if (g.dtype() == dtypes[k]) d.push_back({nullptr, g.device_data<scalar_t>(), nullptr, nullptr, g.numel(), 0});
       if (d.empty()) return;
       const Tensor table = descriptor_table(d, dev);
-      SIMBA_DISPATCH_KERNEL(dev, dtypes[k], "clip_grad_norm", grad_norm, norms.device_data<double>() + k,
+      SIMBA_DISPATCH_KERNEL(dev, dtypes[k], op, grad_norm, norms.device_data<double>() + k,
                             static_cast<scalar_t*>(nullptr), descriptors_of<scalar_t>(table),
-                            static_cast<int64_t>(d.size()), max_norm);
+                            static_cast<int64_t>(d.size()), 1.0);  // no clip_scale: max_norm unused
     });
   }
   const std::vector<double> n = norms.to_vector();
   // A single dtype (every model) gives its norm unchanged; mixed ones combine in quadrature.
-  const double total = n[1] == 0.0 ? n[0] : (n[0] == 0.0 ? n[1] : std::sqrt(n[0] * n[0] + n[1] * n[1]));
+  return n[1] == 0.0 ? n[0] : (n[0] == 0.0 ? n[1] : std::sqrt(n[0] * n[0] + n[1] * n[1]));
+}
+}  // namespace
+
+double gradient_norm(const std::vector<Variable>& params) { return global_gradient_norm("gradient_norm", params); }
+
+double clip_grad_norm(const std::vector<Variable>& params, double max_norm) {
+  SIMBA_CHECK(std::isfinite(max_norm) && max_norm > 0.0,
+              "clip_grad_norm: max_norm " << max_norm << ", expected a finite value > 0");
+  const double total = global_gradient_norm("clip_grad_norm", params);
   const double coef = clip_factor(total, max_norm);
   if (coef == 1.0) return total;
   for (Variable p : params) {  // a handle: set_grad reaches the caller's parameter

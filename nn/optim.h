@@ -158,6 +158,10 @@ class Optimizer {
 
   void set_lr(double lr);  // lr >= 0 and finite
   double lr() const { return lr_; }
+  // From now on every step() uses scale·g for each gradient g (finite, >= 0; 1 at first): the
+  // clipping factor of clip_factor applied inside the update's pass, where clip_grad_norm
+  // rewrites every gradient in a pass of its own. The gradients themselves are not changed.
+  void set_grad_scale(double scale);
   int64_t step_count() const;  // number of step() calls, restored by load_state
   const std::vector<ParamGroup>& groups() const { return groups_; }
 
@@ -184,8 +188,13 @@ class Optimizer {
   // The bfloat16 copy of groups_[g].params[p], or undefined (set_bfloat16_copies).
   bfloat16* copy_of(size_t g, size_t p) const;
 
+  // set_grad_scale's factor as a 0-dim tensor of dtype dt on dev, for the kernels' grad_scale
+  // argument; undefined when the factor is 1 (the kernels then take nullptr).
+  Tensor grad_scale_tensor(DType dt, Device dev) const;
+
   std::vector<ParamGroup> groups_;
   double lr_;
+  double grad_scale_ = 1.0;
   const char* name_;  // "SGD", "AdamW": prefixes every error message
   Tensor step_count_;  // int64, shape ()
   std::vector<std::vector<Tensor>> copies_;  // [group][param]; empty until set_bfloat16_copies
@@ -265,5 +274,9 @@ class AdamW : public Optimizer {
 // the gradients live (grad_norm_*, one multi-tensor call per dtype) and read by the
 // host once; all gradients must share a device.
 double clip_grad_norm(const std::vector<Variable>& params, double max_norm);
+
+// The total of clip_grad_norm without the rescaling (the same checks and the same one read):
+// a trainer passes clip_factor(total, max_norm) to Optimizer::set_grad_scale instead.
+double gradient_norm(const std::vector<Variable>& params);
 
 }  // namespace simba

@@ -160,9 +160,15 @@ void run_gemm(const char* op, const Tensor& out, const Tensor& a, const Tensor& 
   const Tensor ac = has_blas_layout(a) ? a : a.contiguous();
   const Tensor bc = has_blas_layout(b) ? b : b.contiguous();
   const GemmPlan plan = plan_gemm(out, ac, bc);
-  SIMBA_DISPATCH_COMPUTE_KERNEL(out.device(), out.dtype(), op, batched_gemm, out.device_data<scalar_t>(),
-                                ac.device_data<scalar_t>(), bc.device_data<scalar_t>(), plan,
-                                static_cast<acc_t<scalar_t>>(alpha), static_cast<acc_t<scalar_t>>(beta));
+  if (out.dtype() == a.dtype()) {
+    SIMBA_DISPATCH_COMPUTE_KERNEL(out.device(), a.dtype(), op, batched_gemm, out.device_data<scalar_t>(),
+                                  ac.device_data<scalar_t>(), bc.device_data<scalar_t>(), plan,
+                                  static_cast<acc_t<scalar_t>>(alpha), static_cast<acc_t<scalar_t>>(beta));
+  } else {  // out in the accumulation dtype (gemm has checked: float32 out, bfloat16 operands)
+    SIMBA_DISPATCH_COMPUTE_KERNEL(out.device(), a.dtype(), op, batched_gemm, out.device_data<acc_t<scalar_t>>(),
+                                  ac.device_data<scalar_t>(), bc.device_data<scalar_t>(), plan,
+                                  static_cast<acc_t<scalar_t>>(alpha), static_cast<acc_t<scalar_t>>(beta));
+  }
 }
 
 }  // namespace
@@ -178,20 +184,21 @@ void widen_matrix(const bfloat16* src, int64_t rows, int64_t cols, int64_t ld, f
 
 }  // namespace
 
-template <class T>
-void batched_gemm_cpu(T* c, const T* a, const T* b, const GemmPlan& p, acc_t<T> alpha, acc_t<T> beta) {
+template <class T, class C>
+void batched_gemm_cpu(C* c, const T* a, const T* b, const GemmPlan& p, acc_t<T> alpha, acc_t<T> beta) {
   const CBLAS_TRANSPOSE ta = p.a.trans ? CblasTrans : CblasNoTrans, tb = p.b.trans ? CblasTrans : CblasNoTrans;
   const int M = static_cast<int>(p.M), N = static_cast<int>(p.N), K = static_cast<int>(p.K);
   // bfloat16: packed float32 copies of one matrix of each operand (stored as (rows, cols), the
   // transpose of the product's operand when trans is set); the product sgemm writes into cf.
   const int64_t a_rows = p.a.trans ? p.K : p.M, a_cols = p.a.trans ? p.M : p.K;
   const int64_t b_rows = p.b.trans ? p.N : p.K, b_cols = p.b.trans ? p.K : p.N;
+  constexpr bool widened = std::is_same_v<T, bfloat16>, rounded = widened && std::is_same_v<C, T>;
   std::vector<float> af, bf, cf;
-  if constexpr (std::is_same_v<T, bfloat16>) {
+  if constexpr (widened) {
     af.resize(a_rows * a_cols);
     bf.resize(b_rows * b_cols);
-    cf.resize(p.M * p.N);
   }
+  if constexpr (rounded) cf.resize(p.M * p.N);
   const int nb = static_cast<int>(p.batch.size());
   const int64_t count = shape_numel(p.batch);
   for (int64_t i = 0; i < count; ++i) {
@@ -201,7 +208,7 @@ void batched_gemm_cpu(T* c, const T* a, const T* b, const GemmPlan& p, acc_t<T> 
       rest /= p.batch[d];
       for (int o = 0; o < 3; ++o) off[o] += k * p.batch_strides[o][d];
     }
-    if constexpr (std::is_same_v<T, bfloat16>) {
+    if constexpr (rounded) {
       widen_matrix(a + off[1], a_rows, a_cols, p.a.ld, af.data());
       widen_matrix(b + off[2], b_rows, b_cols, p.b.ld, bf.data());
       if (beta != 0.0f) widen_matrix(c + off[0], p.M, p.N, p.ldc, cf.data());  // beta = 0 reads no c
@@ -210,6 +217,11 @@ void batched_gemm_cpu(T* c, const T* a, const T* b, const GemmPlan& p, acc_t<T> 
       T* ci = c + off[0];
       for (int64_t r = 0; r < p.M; ++r)
         for (int64_t k = 0; k < p.N; ++k) ci[r * p.ldc + k] = T(cf[r * p.N + k]);
+    } else if constexpr (widened) {  // a float32 c takes sgemm's result as it is
+      widen_matrix(a + off[1], a_rows, a_cols, p.a.ld, af.data());
+      widen_matrix(b + off[2], b_rows, b_cols, p.b.ld, bf.data());
+      blas_gemm(ta, tb, M, N, K, alpha, af.data(), static_cast<int>(a_cols), bf.data(), static_cast<int>(b_cols),
+                beta, c + off[0], static_cast<int>(p.ldc));
     } else {
       blas_gemm(ta, tb, M, N, K, alpha, a + off[1], static_cast<int>(p.a.ld), b + off[2], static_cast<int>(p.b.ld),
                 beta, c + off[0], static_cast<int>(p.ldc));
@@ -220,6 +232,8 @@ void batched_gemm_cpu(T* c, const T* a, const T* b, const GemmPlan& p, acc_t<T> 
 template void batched_gemm_cpu<float>(float*, const float*, const float*, const GemmPlan&, float, float);
 template void batched_gemm_cpu<double>(double*, const double*, const double*, const GemmPlan&, double, double);
 template void batched_gemm_cpu<bfloat16>(bfloat16*, const bfloat16*, const bfloat16*, const GemmPlan&, float, float);
+template void batched_gemm_cpu<bfloat16, float>(float*, const bfloat16*, const bfloat16*, const GemmPlan&, float,
+                                                float);
 
 Tensor matmul(const Tensor& a, const Tensor& b) {
   const Device device = check_matmul_operands("matmul", a, b);
@@ -251,7 +265,10 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
 void gemm(Tensor& out, const Tensor& a, const Tensor& b, double alpha, double beta) {
   check_matmul_operands("gemm", a, b);
   SIMBA_CHECK(out.defined(), "gemm: undefined out tensor");
-  check_same_dtype("gemm", out, a);
+  SIMBA_CHECK(out.dtype() == a.dtype() || (a.dtype() == DType::BF16 && out.dtype() == DType::F32),
+              "gemm: out is " << dtype_name(out.dtype()) << " for " << dtype_name(a.dtype())
+                              << " operands (expected " << dtype_name(a.dtype())
+                              << (a.dtype() == DType::BF16 ? " or float32)" : ")"));
   op_device("gemm", {out, a});
   SIMBA_CHECK(out.dim() == 2 && a.dim() == 2 && b.dim() == 2,
               "gemm: expected 2-D out, a, b, got shapes " << shape_str(out.shape()) << ", " << shape_str(a.shape())

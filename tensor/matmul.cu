@@ -22,7 +22,7 @@
 // set here), so CUDA and CPU agree to float32 rounding (the order of the K-sums differs, so
 // not bit for bit). bfloat16 GEMMs (cublasGemmEx) read and write bfloat16 and accumulate in
 // float32 (CUBLAS_COMPUTE_32F), as the CPU variant does on float32 copies: the two differ by
-// float32 summation order before the one rounding to bfloat16. cuBLAS documents that its
+// float32 summation order before the one rounding to bfloat16 (none into a float32 c). cuBLAS documents that its
 // GEMMs give the same bits on every run on GPUs of one architecture and SM count while a
 // single stream is in use: simba issues all work of a device (bfloat16 GEMMs included) on
 // its one stream (cuda_stream), and gives the handle a fixed workspace, so the algorithm
@@ -266,11 +266,27 @@ cublasStatus_t cublas_gemm_strided_batched(cublasHandle_t h, cublasOperation_t t
                                     beta, c, CUDA_R_16BF, ldc, sc, count, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
 }
 
+// bfloat16 operands into a float32 c: the float32 accumulation lands unrounded.
+cublasStatus_t cublas_gemm(cublasHandle_t h, cublasOperation_t tb, cublasOperation_t ta, int n, int m, int k,
+                           const float* alpha, const bfloat16* b, int ldb, const bfloat16* a, int lda,
+                           const float* beta, float* c, int ldc) {
+  return cublasGemmEx(h, tb, ta, n, m, k, alpha, b, CUDA_R_16BF, ldb, a, CUDA_R_16BF, lda, beta, c, CUDA_R_32F, ldc,
+                      CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+}
+cublasStatus_t cublas_gemm_strided_batched(cublasHandle_t h, cublasOperation_t tb, cublasOperation_t ta, int n,
+                                           int m, int k, const float* alpha, const bfloat16* b, int ldb,
+                                           long long sb, const bfloat16* a, int lda, long long sa,
+                                           const float* beta, float* c, int ldc, long long sc, int count) {
+  return cublasGemmStridedBatchedEx(h, tb, ta, n, m, k, alpha, b, CUDA_R_16BF, ldb, sb, a, CUDA_R_16BF, lda, sa,
+                                    beta, c, CUDA_R_32F, ldc, sc, count, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+}
+
 }  // namespace
 
-template <class T>
-void batched_gemm_cuda(T* c, const T* a, const T* b, const GemmPlan& p, acc_t<T> alpha, acc_t<T> beta) {
-  if (few_rows_gemm(c, a, b, p, alpha, beta)) return;
+template <class T, class C>
+void batched_gemm_cuda(C* c, const T* a, const T* b, const GemmPlan& p, acc_t<T> alpha, acc_t<T> beta) {
+  if constexpr (std::is_same_v<C, T>)
+    if (few_rows_gemm(c, a, b, p, alpha, beta)) return;
   cublasHandle_t h = cublas_handle(cuda_current_device());
   const int M = static_cast<int>(p.M), N = static_cast<int>(p.N), K = static_cast<int>(p.K);
   const int lda = static_cast<int>(p.a.ld), ldb = static_cast<int>(p.b.ld), ldc = static_cast<int>(p.ldc);
@@ -303,5 +319,7 @@ template void batched_gemm_cuda<float>(float*, const float*, const float*, const
 template void batched_gemm_cuda<double>(double*, const double*, const double*, const GemmPlan&, double, double);
 template void batched_gemm_cuda<bfloat16>(bfloat16*, const bfloat16*, const bfloat16*, const GemmPlan&, float,
                                           float);
+template void batched_gemm_cuda<bfloat16, float>(float*, const bfloat16*, const bfloat16*, const GemmPlan&, float,
+                                                 float);
 
 }  // namespace simba

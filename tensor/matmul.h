@@ -19,7 +19,9 @@ namespace simba {
 Tensor matmul(const Tensor& a, const Tensor& b);
 
 // out (M, N) = alpha · a (M, K) @ b (K, N) + beta · out. All 2-D, any of the
-// layouts above for a and b; out must have stride 1 in its last dim.
+// layouts above for a and b; out must have stride 1 in its last dim. out has a's dtype, or is
+// float32 for bfloat16 a and b: then the float32 products are added into out unrounded (a
+// float32 sum of bfloat16 GEMMs, such as the classifier's weight gradient over its chunks).
 void gemm(Tensor& out, const Tensor& a, const Tensor& b, double alpha = 1.0, double beta = 0.0);
 
 // ---- the kernel family behind both ops ----------------------------------------------------
@@ -47,21 +49,24 @@ struct GemmPlan {
 };
 
 // The variants (tensor/dispatch.h), T = float, double or bfloat16; pointers on the variant's
-// device; alpha and beta in acc_t<T> (a bfloat16 GEMM scales in float, not in bfloat16):
+// device; alpha and beta in acc_t<T> (a bfloat16 GEMM scales in float, not in bfloat16). c has
+// the operands' type C = T, or C = acc_t<T> (float32 c for bfloat16 operands: no rounding):
 //   *_cpu:  tensor/matmul.cpp, one OpenBLAS call per matrix of the batch. bfloat16 has no
 //           BLAS: each matrix is widened to a packed float32 copy (exact), multiplied by
-//           sgemm, and the result rounded once into c (beta · c read through float32 too).
+//           sgemm, and the result rounded once into c (beta · c read through float32 too);
+//           a float32 c is sgemm's own output.
 //   *_cuda: tensor/matmul.cu, cuBLAS on the device's simba stream: one strided-batched call
 //           over the innermost batch dim (one plain call without batch dims). FP32 stays
 //           FP32 (no TF32), so both agree to float32 rounding; bfloat16 operands and result
 //           with float32 accumulation (cublasGemmEx, CUBLAS_COMPUTE_32F), so both agree to
-//           one bfloat16 rounding of the float32 product. The decode shape (one matrix, at
+//           one bfloat16 rounding of the float32 product (a float32 c: CUDA_R_32F, no
+//           rounding, so to float32 summation order). The decode shape (one matrix, at
 //           most 4 rows of a, b the transpose of a row-major weight, 16-byte pieces) runs
 //           few_rows_kernel instead (tensor/matmul.cu): float32 sums in a fixed order, the
 //           same agreement with the CPU.
-template <class T>
-void batched_gemm_cpu(T* c, const T* a, const T* b, const GemmPlan& plan, acc_t<T> alpha, acc_t<T> beta);
-template <class T>
-void batched_gemm_cuda(T* c, const T* a, const T* b, const GemmPlan& plan, acc_t<T> alpha, acc_t<T> beta);
+template <class T, class C = T>
+void batched_gemm_cpu(C* c, const T* a, const T* b, const GemmPlan& plan, acc_t<T> alpha, acc_t<T> beta);
+template <class T, class C = T>
+void batched_gemm_cuda(C* c, const T* a, const T* b, const GemmPlan& plan, acc_t<T> alpha, acc_t<T> beta);
 
 }  // namespace simba

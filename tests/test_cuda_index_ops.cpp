@@ -162,6 +162,26 @@ TEST_CASE("CUDA gemm equals the CPU: alpha, beta, NaN-poisoned out, out a slice 
   }
 }
 
+TEST_CASE("CUDA gemm of bfloat16 operands into a float32 out equals the CPU (no rounding to bfloat16)") {
+  // The classifier's weight gradient (nn/linear_cross_entropy.cpp): G (V, n) transposed view
+  // times h (n, D), added over chunks into a float32 buffer (beta 1). Both sides accumulate in
+  // float32 and never round to bfloat16, so they agree to float32 summation order (1e-5).
+  for (const double beta : {0.0, 1.0}) {
+    INFO("beta " << beta);
+    const Tensor g = random({97, 131}, DType::BF16, 300), h = random({97, 40}, DType::BF16, 301);
+    Tensor buf = Tensor::full({131, 45}, kNaN, DType::F32);
+    if (beta != 0.0) buf.narrow(1, 3, 40).copy_(random({131, 40}, DType::F32, 302));
+    Tensor gbuf = buf.to(kGpu);
+    Tensor out_cpu = buf.narrow(1, 3, 40), out_gpu = gbuf.narrow(1, 3, 40);
+    gemm(out_cpu, g.transpose(0, 1), h, 1.0, beta);
+    gemm(out_gpu, g.to(kGpu).transpose(0, 1), h.to(kGpu), 1.0, beta);
+    CHECK(error(out_gpu, out_cpu) <= 1e-5);
+    int64_t nan_cells = 0;
+    for (double v : gbuf.to_vector()) nan_cells += std::isnan(v);
+    CHECK(nan_cells == 131 * 5);
+  }
+}
+
 TEST_CASE("CUDA few-row products (decode: at most 4 rows @ a weight's transpose) equal the CPU, bits repeat") {
   // The shapes few_rows_kernel takes (tensor/matmul.cu): each of its row configurations (M = 1,
   // 2, 3..4), N from 7 to a layer's 3072 (1, 2, 4 and 8 warps a row on any GPU of 2 to 132

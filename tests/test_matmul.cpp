@@ -171,6 +171,38 @@ TEST_CASE("gemm: alpha, beta and an output slice with ldc > N") {
   }
 }
 
+TEST_CASE("gemm: bfloat16 operands into a float32 out add the float32 product unrounded") {
+  Generator gen(5);
+  for (const double beta : {0.0, 1.0}) {
+    CAPTURE(beta);
+    // The operands are bfloat16 values, so the float64 product of their widened values is the
+    // exact reference; only float32 summation separates the result from it (no 2^-8 rounding).
+    const Tensor a = randn({65, 33}, gen, DType::F64).to(DType::BF16).transpose(0, 1);  // (33, 65) read as T
+    const Tensor b = randn({65, 17}, gen, DType::F64).to(DType::BF16);
+    Tensor buffer = Tensor::full({33, 20}, NAN, DType::F32);
+    Tensor out = buffer.narrow(1, 2, 17);
+    if (beta != 0.0) out.copy_(randn({33, 17}, gen, DType::F64));
+    const Tensor out_before = out.to(DType::F64);
+    gemm(out, a, b, -0.5, beta);
+    const Tensor ref = add(affine(naive_matmul(a.to(DType::F64), b.to(DType::F64)), -0.5, 0.0),
+                           affine(out_before, beta, 0.0));
+    CHECK(scaled_error(out, ref) <= 1e-6);
+    int64_t nan_cells = 0;  // the columns outside the slice stay NaN
+    for (double v : buffer.to_vector()) nan_cells += std::isnan(v);
+    CHECK(nan_cells == 33 * 3);
+  }
+  const std::string wrong = error_of([] {
+    Tensor out = Tensor::zeros({2, 2}, DType::F64);
+    gemm(out, Tensor::zeros({2, 3}), Tensor::zeros({3, 2}));
+  });
+  CHECK(contains(wrong, "gemm: out is float64 for float32 operands (expected float32)"));
+  const std::string narrower = error_of([] {
+    Tensor out = Tensor::zeros({2, 2}, DType::BF16);
+    gemm(out, Tensor::zeros({2, 3}), Tensor::zeros({3, 2}));
+  });
+  CHECK(contains(narrower, "gemm: out is bfloat16 for float32 operands"));
+}
+
 TEST_CASE("gemm: K = 0 gives beta·out, and beta = 0 never reads out") {
   Tensor out = Tensor::full({2, 3}, NAN, DType::F64);
   gemm(out, Tensor::zeros({2, 0}, DType::F64), Tensor::zeros({0, 3}, DType::F64), 1.0, 0.0);

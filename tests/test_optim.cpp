@@ -412,6 +412,44 @@ TEST_CASE("clip_grad_norm fast path matches a plain double loop and is thread-co
   CHECK(same);
 }
 
+TEST_CASE("set_grad_scale: the update with the clipping factor equals the update of clipped gradients, bit for bit") {
+  // What the trainer does (gradient_norm, then the factor inside the update) against
+  // clip_grad_norm followed by a plain step, for AdamW and SGD with momentum, float32 and
+  // float64 parameters in one group, over three steps with a different factor each.
+  Generator gen(12);
+  const Tensor w32 = randn({37}, gen, DType::F32), w64 = randn({5, 3}, gen, DType::F64);
+  for (const bool adamw : {true, false}) {
+    CAPTURE(adamw);
+    Variable a(w32.clone(), true), b(w64.clone(), true), ca(w32.clone(), true), cb(w64.clone(), true);
+    auto make = [&](Variable x, Variable y) -> std::unique_ptr<Optimizer> {
+      const NamedVariables named = {{"x", x}, {"y", y}};
+      if (adamw) return std::make_unique<AdamW>(named, AdamWOptions{1e-2, 0.9, 0.95, 1e-8}, 0.1);
+      return std::make_unique<SGD>(std::vector<ParamGroup>{{named, 0.1}}, SGDOptions{1e-2, 0.9});
+    };
+    const std::unique_ptr<Optimizer> scaled = make(a, b), clipped = make(ca, cb);
+    for (const double max_norm : {0.5, 1e9, 2.0}) {  // clipped, not clipped, clipped
+      const Tensor ga = randn({37}, gen, DType::F32), gb = randn({5, 3}, gen, DType::F64);
+      a.set_grad(ga.clone());
+      b.set_grad(gb.clone());
+      ca.set_grad(ga.clone());
+      cb.set_grad(gb.clone());
+      const double norm = gradient_norm({a, b});
+      CHECK(a.grad().to_vector() == ga.to_vector());  // measured, not rescaled
+      scaled->set_grad_scale(clip_factor(norm, max_norm));
+      scaled->step();
+      CHECK(clip_grad_norm({ca, cb}, max_norm) == norm);
+      clipped->step();
+      CHECK(a.data().to_vector() == ca.data().to_vector());
+      CHECK(b.data().to_vector() == cb.data().to_vector());
+    }
+    CHECK(contains(error_of([&] { scaled->set_grad_scale(-1.0); }), "gradient scale -1, expected a finite value >= 0"));
+    CHECK(contains(error_of([&] { scaled->set_grad_scale(std::nan("")); }), "gradient scale nan"));
+  }
+  Variable h(Tensor::ones({1}, DType::BF16), true);
+  h.set_grad(Tensor::ones({1}, DType::BF16));
+  CHECK(contains(error_of([&] { gradient_norm({h}); }), "gradient_norm: the gradient of parameter 0 is bfloat16"));
+}
+
 TEST_CASE("warmup + cosine schedule values") {
   const double max_lr = 1e-3, min_lr = 1e-4;
   WarmupCosineSchedule s(max_lr, min_lr, 10, 110);

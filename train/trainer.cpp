@@ -453,8 +453,7 @@ StepStats Trainer::train_step() {
   StepStats s;
   s.lr = schedule_.lr(step_);
   s.losses = accumulate_gradients();
-  const double max_norm = options_.grad_clip > 0.0 ? options_.grad_clip : std::numeric_limits<double>::max();
-  s.grad_norm = clip_grad_norm(model_->parameters(), max_norm);  // the step's one read on the host
+  s.grad_norm = gradient_norm(model_->parameters());  // the step's one read on the host
   if (!std::isfinite(s.grad_norm)) {
     const double loss = mean_losses({s.losses})[0];  // the run stops: reading it costs nothing that matters
     SIMBA_FAIL_HINT("training stopped at step " << step_ + 1 << ": "
@@ -462,6 +461,8 @@ StepStats Trainer::train_step() {
                         << ", gradient norm " << s.grad_norm << "); no parameter was updated",
                     stopped_hint(s.lr));
   }
+  // Clipping: the update scales the gradients in its own pass (no pass of its own over them).
+  if (options_.grad_clip > 0.0) optimizer_->set_grad_scale(clip_factor(s.grad_norm, options_.grad_clip));
   optimizer_->set_lr(s.lr);
   optimizer_->step();  // under --dtype bfloat16 it refreshes the compute copy too
   s.step = ++step_;
