@@ -21,7 +21,7 @@
 #include <climits>
 
 #include "tensor/cuda_reduce.cuh"
-#include "tensor/elementwise_math.h"
+#include "tensor/cuda_fast_math.cuh"
 #include "nn/kernel_check.h"
 #include "tensor/cuda_check.cuh"
 #include "tensor/storage.h"
@@ -34,10 +34,12 @@ constexpr int kTimeChunk = 64;  // time steps per dw/dbias partial slice
 
 unsigned blocks_for(int64_t n) { return unsigned((n + kThreads - 1) / kThreads); }
 
-// The output of a sum v: SiLU(v) if silu (nn/causal_conv1d.h), rounded once to T.
+// The output of a sum v: SiLU(v) if silu (nn/causal_conv1d.h), rounded once to T. The
+// sigmoid runs on the special-function unit (tensor/cuda_fast_math.cuh): with expf and an IEEE
+// division an element, the forward was held back by its instructions as much as by its bytes.
 template <class T, class Acc>
 __device__ inline T conv_result(Acc v, bool silu) {
-  return T(silu ? pointwise::apply_unary<UnaryOp::Silu>(v) : v);
+  return T(silu ? fast_math::silu(v) : v);
 }
 
 // Forward: out[b,t,c] = bias[c] + Σ_{k} w[c,k]·x[b, t−(K−1)+k, c] (taps before t = 0 skipped),

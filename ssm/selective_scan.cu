@@ -34,6 +34,7 @@
 
 #include "ssm/selective_scan_check.h"
 #include "tensor/cuda_check.cuh"
+#include "tensor/cuda_fast_math.cuh"
 #include "tensor/dtype.h"
 #include "tensor/storage.h"
 
@@ -43,24 +44,12 @@ namespace {
 using scan_check::check_grads;
 using scan_check::check_inputs;
 using scan_check::check_rows;
+using fast_math::exp2;
+using fast_math::sigmoid;
 
 constexpr int kMaxN = 64;
 constexpr int kStatesPerLane = 4;
 
-// 2^v. float: the hardware approximation (2 ulp), results below 2^-126 flushed to 0, which a
-// decay factor a = exp(Δ·A) in (0, 1] can afford; double: the library's.
-__device__ inline float exp2_t(float v) {
-  float r;
-  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(r) : "f"(v));
-  return r;
-}
-__device__ inline double exp2_t(double v) { return exp2(v); }
-
-// σ(v) = 1 / (1 + e^-v). float: through exp2_t and the fast division (each 2 ulp; the division
-// returns 0 for an infinite denominator, the right limit), a few instructions instead of expf's
-// and the IEEE division's dozens; double: exact.
-__device__ inline float sigmoid_t(float v) { return __fdividef(1.0f, 1.0f + exp2_t(-v * 1.4426950408889634f)); }
-__device__ inline double sigmoid_t(double v) { return 1.0 / (1.0 + exp(-v)); }
 
 // v[j] = p[j], j < kStatesPerLane, p 16-byte aligned: vector loads from shared memory.
 __device__ inline void load_states(const float* p, float (&v)[kStatesPerLane]) {
@@ -227,7 +216,7 @@ __global__ void __launch_bounds__(kFwdCh * LPC)
     // h_start(p), folded over the earlier segments (the comment above FwdMode).
     for (int64_t q = 0; on && kMode != FwdMode::Summary && q < p; ++q) {
       const int64_t i = (b * P + q) * Di + d;
-      h[j] = exp2_t(A2[j] * seg.dsum[i]) * h[j] + seg.end[i * N + n];
+      h[j] = exp2(A2[j] * seg.dsum[i]) * h[j] + seg.end[i * N + n];
     }
   }
   acc dsum = 0;  // mode Summary: Σ Δ over the segment
@@ -307,7 +296,7 @@ __global__ void __launch_bounds__(kFwdCh * LPC)
         y[q] = 0;
 #pragma unroll
         for (int j = 0; j < kStatesPerLane; ++j) {
-          const acc a = exp2_t(dt * A2[j]);              // (1)
+          const acc a = exp2(dt * A2[j]);              // (1)
           h[j] = a * h[j] + dx * Bq[j];                  // (2)
           if (!kStatesOnly) y[q] += Cq[j] * h[j];        // (3), this lane's states
         }
@@ -331,7 +320,7 @@ __global__ void __launch_bounds__(kFwdCh * LPC)
           acc y = sy[i] + Dv * acc(tu[i]);
           if (z.p) {
             const acc zv = acc(tz[i]);
-            y *= zv * sigmoid_t(zv);  // (4)
+            y *= zv * sigmoid(zv);  // (4)
           }
           orow[(i / kFwdCh) * out.ld] = T(y);
         }
@@ -517,7 +506,7 @@ __global__ void __launch_bounds__(BackwardSmem<T, LPC>::kThreads)
         const acc dt = acc(td[i]), x = acc(tu[i]), go = acc(tg[i]);
         acc dy = go, zc = 0;
         if (z.p) {
-          const acc zv = acc(tz[i]), sgm = sigmoid_t(zv);
+          const acc zv = acc(tz[i]), sgm = sigmoid(zv);
           dy = go * zv * sgm;
           zc = go * sgm * (acc(1) + zv * (acc(1) - sgm));  // (12) without y
         }
@@ -551,7 +540,7 @@ __global__ void __launch_bounds__(BackwardSmem<T, LPC>::kThreads)
       acc Bq[kStatesPerLane];
       load_states(wB + s * NP + g * kStatesPerLane, Bq);
 #pragma unroll
-      for (int j = 0; j < kStatesPerLane; ++j) hs[s + 1][j] = exp2_t(p.dt * A2[j]) * hs[s][j] + p.dx * Bq[j];  // (1)-(2)
+      for (int j = 0; j < kStatesPerLane; ++j) hs[s + 1][j] = exp2(p.dt * A2[j]) * hs[s][j] + p.dx * Bq[j];  // (1)-(2)
     }
 
 #pragma unroll
@@ -569,7 +558,7 @@ __global__ void __launch_bounds__(BackwardSmem<T, LPC>::kThreads)
         acc gu = 0, gd = 0, yp = 0;
 #pragma unroll
         for (int j = 0; j < kStatesPerLane; ++j) {
-          const acc ht = hs[s + 1][j], a = exp2_t(p.dt * A2[j]);
+          const acc ht = hs[s + 1][j], a = exp2(p.dt * A2[j]);
           const acc gj = G[j] + Cq[j] * p.dy;    // (5)
           G[j] = gj * a;
           const acc w = G[j] * hs[s][j];         // G_t·a_t·h_{t-1}

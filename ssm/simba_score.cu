@@ -19,6 +19,7 @@
 
 #include "tensor/cuda_reduce.cuh"
 #include "tensor/cuda_check.cuh"
+#include "tensor/cuda_fast_math.cuh"
 #include "tensor/storage.h"
 
 namespace simba {
@@ -31,13 +32,9 @@ using cuda_reduce::Sum;
 constexpr int kThreads = 256;
 
 // 2^x as exp2_fast computes it on the CPU (tensor/vector_math.h): results below the normal
-// range are 0. In float one ex2.approx.ftz instruction (relative error below 2^-22).
-__device__ inline float exp2_t(float v) {
-  float r;
-  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(r) : "f"(v));
-  return r;
-}
-__device__ inline double exp2_t(double v) { return v < -1022.0 ? 0.0 : exp2(v); }
+// range are 0. In float one ex2.approx.ftz instruction (tensor/cuda_fast_math.cuh).
+__device__ inline float exp2_t(float v) { return fast_math::exp2(v); }
+__device__ inline double exp2_t(double v) { return v < -1022.0 ? 0.0 : fast_math::exp2(v); }
 __device__ inline float abs_t(float v) { return fabsf(v); }
 __device__ inline double abs_t(double v) { return fabs(v); }
 
