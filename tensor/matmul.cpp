@@ -189,7 +189,8 @@ void batched_gemm_cpu(C* c, const T* a, const T* b, const GemmPlan& p, acc_t<T> 
   const CBLAS_TRANSPOSE ta = p.a.trans ? CblasTrans : CblasNoTrans, tb = p.b.trans ? CblasTrans : CblasNoTrans;
   const int M = static_cast<int>(p.M), N = static_cast<int>(p.N), K = static_cast<int>(p.K);
   // bfloat16: packed float32 copies of one matrix of each operand (stored as (rows, cols), the
-  // transpose of the product's operand when trans is set); the product sgemm writes into cf.
+  // transpose of the product's operand when trans is set); the product sgemm writes into cf,
+  // or straight into c when c is float32.
   const int64_t a_rows = p.a.trans ? p.K : p.M, a_cols = p.a.trans ? p.M : p.K;
   const int64_t b_rows = p.b.trans ? p.N : p.K, b_cols = p.b.trans ? p.K : p.N;
   constexpr bool widened = std::is_same_v<T, bfloat16>, rounded = widened && std::is_same_v<C, T>;
