@@ -11,6 +11,14 @@
 //   grid-stride over j by blocks of kThreads; thread t takes k = t, t + kThreads, ..., then a
 //   fixed-order block reduction (tensor/cuda_reduce.cuh for sums, the same butterfly with the
 //   index as tie-break for max).
+// - column tiles (sum only; where the block geometry would apply but inner >= 32, e.g. a bias
+//   gradient: (B·L, Di) summed over its rows): a thread a column reads one element of every
+//   row segment of kTileCols columns, so a warp reads 128 contiguous bytes where a block per
+//   output would read one element per 32-byte sector. Block (tile, o, span) puts its lanes on
+//   the tile's columns and its warps on k = w, w + kWarps, ... of its span of k; the warps'
+//   sums are added in warp order through shared memory. When the tiles alone are too few
+//   blocks the k range is cut into spans, each writing an acc_t partial, which
+//   sum_dim_thread_kernel then adds in span order.
 // sum_all: kSumAllBlocks (at most) blocks each reduce a grid-stride share in double into one
 // partial, then one thread adds the partials in block order (cuda_reduce::launch_sum_partials).
 // Sums and comparisons run in acc_t of the dtype (a bfloat16 widens on load and the result
@@ -31,8 +39,19 @@ constexpr int kWarps = kThreads / 32;
 constexpr int64_t kSumAllBlocks = 1024;
 constexpr int64_t kFewOutputs = 8192;  // below this many outputs, a thread each leaves the GPU idle
 
+constexpr int kTileCols = 32;        // columns of a column tile: a warp's lanes
+constexpr int64_t kSpanBlocks = 512;  // column-tile blocks aimed at (a few waves of 132 SMs)
+constexpr int64_t kMinSpan = 256;     // rows a span walks at least
+
 bool block_per_output(int64_t outer, int64_t n, int64_t inner) {
   return n >= kThreads && (inner == 1 || outer * inner < kFewOutputs);
+}
+
+// The column-tile geometry's spans of k for this shape (only sizes decide: same shape, same bits).
+int64_t column_spans(int64_t outer, int64_t n, int64_t inner) {
+  const int64_t tiles = outer * ((inner + kTileCols - 1) / kTileCols);
+  const int64_t want = (kSpanBlocks + tiles - 1) / tiles, most = (n + kMinSpan - 1) / kMinSpan;
+  return std::max<int64_t>(1, std::min(want, most));
 }
 
 unsigned output_blocks(int64_t m) { return static_cast<unsigned>(m < 65536 ? m : 65536); }
@@ -48,13 +67,14 @@ __device__ inline void max_combine(T& v, long long& idx, T ov, long long oi) {
   }
 }
 
-// out[j] = Σ_k x[o, k, i], one thread per j, k in increasing order.
-template <class T>
-__global__ void sum_dim_thread_kernel(T* out, const T* x, int64_t outer, int64_t n, int64_t inner) {
+// out[j] = Σ_k x[o, k, i], one thread per j, k in increasing order; x may be of the wider
+// In = acc_t<T> (the column tiles' span partials).
+template <class T, class In = T>
+__global__ void sum_dim_thread_kernel(T* out, const In* x, int64_t outer, int64_t n, int64_t inner) {
   const int64_t m = outer * inner;
   for (int64_t j = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; j < m; j += int64_t(gridDim.x) * blockDim.x) {
     const int64_t o = j / inner, i = j - o * inner;
-    const T* p = x + o * n * inner + i;
+    const In* p = x + o * n * inner + i;
     acc_t<T> acc = 0;
     for (int64_t k = 0; k < n; ++k) acc += acc_t<T>(p[k * inner]);
     out[j] = T(acc);
@@ -74,6 +94,36 @@ __global__ void sum_dim_block_kernel(T* out, const T* x, int64_t outer, int64_t 
     for (int64_t k = threadIdx.x; k < n; k += kThreads) acc += A(p[k * inner]);
     acc = cuda_reduce::block_reduce<kThreads>(acc, cuda_reduce::Sum{}, scratch);
     if (threadIdx.x == 0) out[j] = T(acc);
+  }
+}
+
+// Column tiles: Σ over span z of k of x[o, k, i] for the kTileCols columns i of tile blockIdx.x.
+// Launch: grid (ceil(inner / kTileCols), outer, spans), block kThreads = kTileCols x kWarps;
+// lane l takes column i = blockIdx.x·kTileCols + l, warp w the rows k0 + w, k0 + w + kWarps, ...
+// of the span [k0, k1). One span: out[o, i] (T); several: part[o, span, i] (acc_t<T>).
+template <class T>
+__global__ void __launch_bounds__(kThreads)
+    sum_dim_column_kernel(T* out, acc_t<T>* part, const T* x, int64_t n, int64_t inner, int64_t span) {
+  using A = acc_t<T>;
+  __shared__ A warp_sums[kWarps][kTileCols];
+  const int lane = threadIdx.x % kTileCols, warp = threadIdx.x / kTileCols;
+  const int64_t o = blockIdx.y, i = int64_t(blockIdx.x) * kTileCols + lane;
+  const int64_t k0 = blockIdx.z * span, k1 = n < k0 + span ? n : k0 + span;
+  A acc = 0;
+  if (i < inner) {
+    const T* p = x + o * n * inner + i;
+#pragma unroll 4
+    for (int64_t k = k0 + warp; k < k1; k += kWarps) acc += A(p[k * inner]);
+  }
+  warp_sums[warp][lane] = acc;
+  __syncthreads();
+  if (warp == 0 && i < inner) {
+    A s = warp_sums[0][lane];
+    for (int w = 1; w < kWarps; ++w) s += warp_sums[w][lane];
+    if (gridDim.z == 1)
+      out[o * inner + i] = T(s);
+    else
+      part[(o * gridDim.z + blockIdx.z) * inner + i] = s;
   }
 }
 
@@ -164,10 +214,24 @@ void sum_dim_cuda(const Tensor& out, const Tensor& x, int64_t outer, int64_t n, 
   SIMBA_DISPATCH_COMPUTE(x.dtype(), "sum", [&] {
     scalar_t* po = out.device_data<scalar_t>();
     const scalar_t* px = x.device_data<scalar_t>();
-    if (block_per_output(outer, n, inner))
+    if (block_per_output(outer, n, inner) && inner >= kTileCols) {
+      using A = acc_t<scalar_t>;
+      const int64_t spans = column_spans(outer, n, inner), span = (n + spans - 1) / spans;
+      const dim3 grid(unsigned((inner + kTileCols - 1) / kTileCols), unsigned(outer), unsigned(spans));
+      // The span partials, freed (stream-ordered) when `part` goes out of scope after the launches.
+      Tensor part = Tensor::empty({spans > 1 ? outer * spans * inner : 0}, dtype_of<A>::value, out.device());
+      A* pp = spans > 1 ? part.device_data<A>() : nullptr;
+      sum_dim_column_kernel<scalar_t><<<grid, kThreads, 0, stream>>>(po, pp, px, n, inner, span);
+      if (spans > 1) {
+        SIMBA_CUDA_CHECK(cudaGetLastError());
+        sum_dim_thread_kernel<scalar_t, A><<<cuda_grid_size(m, kThreads), kThreads, 0, stream>>>(po, pp, outer, spans,
+                                                                                                 inner);
+      }
+    } else if (block_per_output(outer, n, inner)) {
       sum_dim_block_kernel<scalar_t><<<output_blocks(m), kThreads, 0, stream>>>(po, px, outer, n, inner);
-    else
+    } else {
       sum_dim_thread_kernel<scalar_t><<<cuda_grid_size(m, kThreads), kThreads, 0, stream>>>(po, px, outer, n, inner);
+    }
   });
   SIMBA_CUDA_CHECK(cudaGetLastError());
 }

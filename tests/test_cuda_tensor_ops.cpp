@@ -171,10 +171,12 @@ TEST_CASE("CUDA affine, pow, clamp and clamp's backward equal the CPU") {
 }
 
 TEST_CASE("CUDA reductions equal the CPU") {
-  // Shapes and dims cover both CUDA geometries (tensor/reduce.cu): a thread per output (short
-  // n; n = 300 over 9000 columns) and a block per output (n >= 256 along the last dim, or few
-  // outputs).
-  const std::vector<Shape> shapes = {{1}, {7}, {33, 7}, {3, 5, 67}, {1025}, {1000, 1000}, {300, 9000}};
+  // Shapes and dims cover the CUDA geometries (tensor/reduce.cu): a thread per output (short
+  // n; n = 300 over 9000 columns), a block per output (n >= 256 along the last dim, or few
+  // outputs) and, for sums, column tiles (few outputs along inner >= 32: one span at 256 x 40
+  // dim 0, several at 1000 x 1000 dim 0 and 2 x 600 x 45 dim 1, the last with a part tile).
+  const std::vector<Shape> shapes = {{1},         {7},          {33, 7},   {3, 5, 67}, {1025},
+                                     {1000, 1000}, {300, 9000}, {256, 40}, {2, 600, 45}};
   for (const Shape& s : shapes) {
     for (int d = 0; d < static_cast<int>(s.size()); ++d) {
       const std::string dim = " dim " + std::to_string(d);
