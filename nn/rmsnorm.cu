@@ -1,8 +1,9 @@
 // nn/rmsnorm.cu: the CUDA RMSNorm kernels declared in nn/rmsnorm.h (the equations and the
 // backward's derivation are in nn/rmsnorm.h and nn/rmsnorm.cpp).
 //
-// Design. A row of D values is one block's work: its threads stride over the row (coalesced),
-// the row's sum (of x², or of dy·w·x) is a fixed-order block reduction (tensor/cuda_reduce.cuh).
+// Design. In the forward a row of D values is one block's work: its threads stride over the
+// row (coalesced), the row's sum of x² is a fixed-order block reduction
+// (tensor/cuda_reduce.cuh). In the backward a row is one warp's (its sum of dy·w·x a shuffle).
 // dw (a sum over rows) is formed without atomics: block c of the backward owns the rows
 // [c·kRowsPerChunk, (c+1)·kRowsPerChunk) and adds their dy·x·rstd into its own partial row
 // part[c, :] (double; each column owned by one thread), and sum_partials_kernel adds the
@@ -64,39 +65,74 @@ __global__ void __launch_bounds__(kThreads)
 
 // Backward: dx_k = s·w_k·dy_k − (s³·x_k/D)·Σ_j dy_j·w_j·x_j per row (if dx), and the partial
 // part[c, j] = Σ_{rows r of chunk c} dy[r,j]·x[r,j]·s_r (if part).
-// Launch: grid ceil(rows / kRowsPerChunk), block kThreads; block c walks rows
-// c·kRowsPerChunk .. min(rows, (c+1)·kRowsPerChunk) − 1 in order; thread j handles columns
-// j, j + kThreads, ... of each row and is the only writer of part[c, those columns].
+// Launch: grid ceil(rows / kRowsPerChunk), block kThreads; block c owns rows
+// c·kRowsPerChunk .. min(rows, (c+1)·kRowsPerChunk) − 1.
+// dx: warp w takes rows r0 + w, r0 + w + kWarps, ...; a row is read in segments of 32·kPer
+// columns, lane l holding columns l, l + 32, ... of a segment in registers, so every load of
+// a segment is in flight at once; the row's sum is a shuffle (no block barrier). A row of at
+// most 32·kPer columns is one segment, read once; a longer one is read again for dx.
+// part: thread j then takes columns j, j + kThreads, ... and walks the chunk's rows in order
+// (the CPU's order: the same bits), the only writer of part[c, those columns]; the rows were
+// just read, so it reads them from cache.
 // dy, x, dx (rows, D) contiguous; w (D); rstd (rows); part (chunks, D) double.
-// The row loop's bounds are the same for the whole block, so every thread reaches the
-// barriers inside block_reduce.
-template <class T>
-__global__ void __launch_bounds__(kThreads)
+template <class T, int kPer>
+__global__ void __launch_bounds__(kThreads, 2)
     rmsnorm_backward_kernel(T* dx, double* part, const T* dy, const T* x, const T* w, const acc_t<T>* rstd,
                             int64_t rows, int64_t D) {
   using Acc = acc_t<T>;
-  __shared__ Acc scratch[kThreads / 32];
-  const int64_t c = blockIdx.x;
-  const int64_t r0 = c * kRowsPerChunk;
+  constexpr int kWarps = kThreads / 32, kSegment = 32 * kPer;
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  const int64_t r0 = blockIdx.x * int64_t(kRowsPerChunk);
   const int64_t r1 = rows - r0 < kRowsPerChunk ? rows : r0 + kRowsPerChunk;
-  double* pc = part ? part + c * D : nullptr;
-  if (pc)
-    for (int64_t j = threadIdx.x; j < D; j += kThreads) pc[j] = 0.0;
-  for (int64_t r = r0; r < r1; ++r) {
-    const T* xr = x + r * D;
-    const T* dyr = dy + r * D;
-    const Acc s = rstd[r];
-    if (dx) {
+  if (dx) {
+    for (int64_t r = r0 + warp; r < r1; r += kWarps) {
+      const T* xr = x + r * D;
+      const T* dyr = dy + r * D;
+      Acc vdy[kPer], vx[kPer];
+      auto load = [&](int64_t j0) {
+#pragma unroll
+        for (int e = 0; e < kPer; ++e) {
+          const int64_t j = j0 + lane + 32 * e;
+          const bool in = j < D;
+          vdy[e] = in ? Acc(dyr[j]) : Acc(0);
+          vx[e] = in ? Acc(xr[j]) : Acc(0);
+        }
+      };
       Acc dot = 0;  // Σ_j dy_j·w_j·x_j
-      for (int64_t j = threadIdx.x; j < D; j += kThreads) dot += Acc(dyr[j]) * Acc(w[j]) * Acc(xr[j]);
-      dot = block_reduce<kThreads>(dot, Sum{}, scratch);
+      for (int64_t j0 = 0; j0 < D; j0 += kSegment) {
+        load(j0);
+#pragma unroll
+        for (int e = 0; e < kPer; ++e) {
+          const int64_t j = j0 + lane + 32 * e;
+          if (j < D) dot += vdy[e] * Acc(w[j]) * vx[e];
+        }
+      }
+#pragma unroll
+      for (int off = 16; off > 0; off /= 2) dot += __shfl_xor_sync(0xffffffffu, dot, off);
+      const Acc s = rstd[r];
       const double sd = s;
       const Acc a = s, b = Acc(sd * sd * sd * double(dot) / double(D));
       T* dxr = dx + r * D;
-      for (int64_t j = threadIdx.x; j < D; j += kThreads) dxr[j] = T(a * Acc(w[j]) * Acc(dyr[j]) - b * Acc(xr[j]));
+      for (int64_t j0 = 0; j0 < D; j0 += kSegment) {
+        if (D > kSegment) load(j0);  // one segment: still in registers
+#pragma unroll
+        for (int e = 0; e < kPer; ++e) {
+          const int64_t j = j0 + lane + 32 * e;
+          if (j < D) dxr[j] = T(a * Acc(w[j]) * vdy[e] - b * vx[e]);
+        }
+      }
     }
-    if (pc)
-      for (int64_t j = threadIdx.x; j < D; j += kThreads) pc[j] += double(Acc(dyr[j])) * double(Acc(xr[j])) * double(s);
+  }
+  if (part) {
+    for (int64_t j = threadIdx.x; j < D; j += kThreads) {
+      double sum = 0.0;
+#pragma unroll 8
+      for (int i = 0; i < kRowsPerChunk; ++i) {
+        const int64_t r = r0 + i;
+        if (r < r1) sum += double(Acc(dy[r * D + j])) * double(Acc(x[r * D + j])) * double(rstd[r]);
+      }
+      part[blockIdx.x * D + j] = sum;
+    }
   }
 }
 
@@ -157,7 +193,13 @@ void rmsnorm_backward_cuda(T* dx, T* dw, const T* dy, const T* x, const T* w, co
                                               Device{DeviceType::CUDA, device});
   double* part = dw ? static_cast<double*>(scratch->data()) : nullptr;
   if (chunks > 0) {
-    rmsnorm_backward_kernel<T><<<unsigned(chunks), kThreads, 0, stream>>>(dx, part, dy, x, w, rstd, rows, D);
+    // Registers for a row of up to 256 columns (8 a lane), else segments of 1024 (32 a lane;
+    // 512 in double, whose 32 would not fit two blocks' registers).
+    constexpr int kLong = sizeof(acc_t<T>) == 8 ? 16 : 32;
+    if (D <= 256)
+      rmsnorm_backward_kernel<T, 8><<<unsigned(chunks), kThreads, 0, stream>>>(dx, part, dy, x, w, rstd, rows, D);
+    else
+      rmsnorm_backward_kernel<T, kLong><<<unsigned(chunks), kThreads, 0, stream>>>(dx, part, dy, x, w, rstd, rows, D);
     SIMBA_CUDA_CHECK(cudaGetLastError());
   }
   if (dw) {

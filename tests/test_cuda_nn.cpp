@@ -87,8 +87,9 @@ std::vector<bfloat16> poison_bf16(size_t n) { return std::vector<bfloat16>(n, bf
 struct NormSize {
   int64_t rows, D;
 };
-// D = 1; D below, at and just past the block (256); rows across 1, 2 and 10 dw chunks (32).
-const NormSize kNormSizes[] = {{1, 1}, {7, 33}, {32, 256}, {37, 257}, {65, 768}, {300, 1000}};
+// D = 1; D below, at and just past the block (256) and the backward's register segments (256
+// and 1024 columns); rows across 1, 2 and 10 dw chunks (32).
+const NormSize kNormSizes[] = {{1, 1}, {7, 33}, {32, 256}, {37, 257}, {65, 768}, {300, 1000}, {41, 2100}};
 
 TEST_CASE("CUDA RMSNorm forward and backward equal the reference") {
   for (const NormSize& sz : kNormSizes) {
