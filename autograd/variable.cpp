@@ -15,11 +15,14 @@ thread_local bool t_grad_enabled = true;
 // catch where it happens, not three ops later.
 // Gradients are never modified in place (a sum makes a new tensor), so an
 // intermediate gradient may share memory with whatever a backward returned;
-// a leaf's .grad is handed to the user and optimisers, so it gets its own copy.
+// a leaf's .grad is handed to the user and optimisers, so it gets memory of its
+// own: a copy, unless g is a dense tensor whose storage nothing but g refers to
+// (a backward's fresh result), which is then the leaf's alone already.
 void accumulate(Tensor& slot, const Tensor& g, const std::string& where, bool own) {
   SIMBA_CHECK(g.defined(), "internal: undefined gradient accumulated into " << where);
   if (!slot.defined()) {
-    slot = own ? g.clone() : g;
+    const bool alone = g.is_contiguous() && g.storage() && g.storage().use_count() == 1;
+    slot = own && !alone ? g.clone() : g;
     return;
   }
   SIMBA_CHECK(slot.shape() == g.shape(), "gradient shape mismatch in " << where << ": have "
