@@ -9,6 +9,7 @@
 #include <set>
 
 #include "nn/kernel_check.h"
+#include "tensor/cuda_device.h"
 #include "tensor/dispatch.h"
 #include "tensor/elementwise.h"
 #include "tensor/strided_loop.h"
@@ -107,15 +108,21 @@ double sum_squares(const T* x, int64_t n) {
 
 // The descriptor array of a multi-tensor call where the kernel variant for `dev` reads it: an
 // int64 tensor holding the descriptors' bytes, on the host for the CPU variant and copied to
-// the device (queued on its stream, no wait) for the CUDA one. The caller keeps the tensor
-// alive until the call has been made; the stream-ordered allocator frees it after the kernel.
+// the device through the pinned staging buffer for the CUDA one (queued on its stream: a copy
+// from pageable memory would first wait for everything queued before it, e.g. the whole
+// backward ahead of the gradient norm). The caller keeps the tensor alive until the call has
+// been made; the stream-ordered allocator frees it after the kernel.
 template <class T>
 Tensor descriptor_table(const std::vector<OptimTensor<T>>& d, Device dev) {
   static_assert(sizeof(OptimTensor<T>) % sizeof(int64_t) == 0, "descriptors must be whole int64 words");
   const int64_t words = static_cast<int64_t>(d.size() * sizeof(OptimTensor<T>) / sizeof(int64_t));
-  Tensor host = Tensor::empty({words}, DType::I64);
-  std::memcpy(host.data<int64_t>(), d.data(), d.size() * sizeof(OptimTensor<T>));
-  return host.to(dev);
+  Tensor table = Tensor::empty({words}, DType::I64, dev);
+  const size_t bytes = d.size() * sizeof(OptimTensor<T>);
+  if (dev.is_cpu())
+    std::memcpy(table.data<int64_t>(), d.data(), bytes);
+  else
+    cuda_upload_staged(table.device_data<int64_t>(), dev.index, d.data(), bytes);
+  return table;
 }
 
 template <class T>
