@@ -78,7 +78,11 @@
 // (untimed) sample under bench/kernel_trace.h, and the K kernels (copies and fills included)
 // with the most device time are printed after the table, per call, beside the sum of all
 // kernel time and the row's median: a sum well below the median means the GPU sat idle
-// (launch-bound); JSON gets every kernel ("kernels") and that sum ("kernel_ms").
+// (launch-bound). Where it sat idle follows: the idle time summed by the kernel whose launch
+// ended it (time before the step's first kernel is host work; time spread over many small
+// kernels means the host launches slower than they run), then the host's time in CUDA
+// runtime calls, by call, from one more traced sample (recording each call slows it). JSON
+// gets every kernel ("kernels"), that sum ("kernel_ms"), "idle_before" and "runtime_calls".
 //
 // Prints one table row per measurement; with --out, every finished row is also in FILE as
 // one JSON object per line (rewritten atomically after each row). Without a usable CUDA
@@ -170,7 +174,10 @@ struct Row {
   int64_t tokens = 0;  // tokens per call (model rows)
   double bytes = 0.0;  // bytes moved per call (scan and copy rows)
   nlohmann::json extra = nlohmann::json::object();
-  std::vector<KernelTime> kernels;  // --kernels: device time per call of each kernel
+  // --kernels, per call: device time of each kernel; device idle time by the kernel that ended
+  // it; host time in each CUDA runtime call (bench/kernel_trace.h)
+  std::vector<KernelTime> kernels, api;
+  IdleTime idle;
   std::string error;  // non-empty: the measurement failed
   bool memory = false;  // a model row: its peak device memory is recorded (the file comment)
 };
@@ -206,10 +213,19 @@ void time_on_device(Row& row, const Settings& s, int inner, const std::function<
   row.warmup = s.warmup;
   row.inner = inner;
   if (s.kernels > 0) {
-    row.kernels = trace_kernels(s.device, [&] {
-      for (int i = 0; i < inner; ++i) call();
-    });
-    for (KernelTime& k : row.kernels) k.ms /= inner;  // per call; a count that is not a multiple stays a fraction
+    auto traced = [&](bool host_api) {
+      return trace_kernels(s.device, [&] { for (int i = 0; i < inner; ++i) call(); }, host_api);
+    };
+    auto per_call = [&](std::vector<KernelTime> v) {  // a count that is not a multiple stays a fraction
+      for (KernelTime& k : v) k.ms /= inner;
+      return v;
+    };
+    traced(false);  // CUPTI's first records of a trace come late: a warm-up trace
+    const KernelTrace t = traced(false);
+    row.kernels = per_call(t.kernels);
+    row.idle = t.idle;
+    row.idle.before = per_call(t.idle.before);
+    row.api = per_call(traced(true).api);  // a sample of its own: recording the calls slows them
   }
 }
 
@@ -449,6 +465,20 @@ void print_kernels(const Row& r, int top) {
     std::printf("  %9.3f ms %5.1f %% %8.1f x  %s\n", k.ms, 100.0 * k.ms / sum, double(k.count) / r.inner,
                 k.name.c_str());
   }
+  double idle = 0.0, host = 0.0;
+  for (const KernelTime& k : r.idle.before) idle += k.ms;
+  for (const KernelTime& k : r.api) host += k.ms;
+  std::printf("  device idle %.3f ms per call, before:\n", idle);
+  for (size_t i = 0; i < r.idle.before.size() && int(i) < top / 2; ++i)
+    std::printf("  %9.3f ms %8.1f gaps  %s\n", r.idle.before[i].ms, double(r.idle.before[i].count) / r.inner,
+                r.idle.before[i].name.c_str());
+  std::printf("  the longest idle stretches of the traced sample (at: ms since it began):\n");
+  for (const Gap& g : r.idle.longest)
+    std::printf("  %9.3f ms at %9.3f  after %s, before %s\n", g.ms, g.at_ms,
+                g.after.empty() ? "(the start)" : g.after.c_str(), g.before.c_str());
+  std::printf("  host time in CUDA runtime calls %.3f ms per call (a traced sample of its own):\n", host);
+  for (size_t i = 0; i < r.api.size() && int(i) < top / 2; ++i)
+    std::printf("  %9.3f ms %8.1f calls  %s\n", r.api[i].ms, double(r.api[i].count) / r.inner, r.api[i].name.c_str());
 }
 
 // The Simba acceptance line of a pruned row (after the table).
@@ -494,9 +524,14 @@ nlohmann::json to_json(const Row& r, double copy_gbs) {
   for (const auto& [k, v] : r.extra.items()) j[k] = v;
   if (!r.kernels.empty()) {
     j["kernel_ms"] = kernel_ms(r);
-    j["kernels"] = nlohmann::json::array();
-    for (const KernelTime& k : r.kernels)
-      j["kernels"].push_back({{"name", k.name}, {"ms", k.ms}, {"launches", double(k.count) / r.inner}});
+    auto list = [&](const std::vector<KernelTime>& v, const char* count) {
+      nlohmann::json a = nlohmann::json::array();
+      for (const KernelTime& k : v) a.push_back({{"name", k.name}, {"ms", k.ms}, {count, double(k.count) / r.inner}});
+      return a;
+    };
+    j["kernels"] = list(r.kernels, "launches");
+    j["idle_before"] = list(r.idle.before, "gaps");
+    j["runtime_calls"] = list(r.api, "calls");
   }
   return j;
 }

@@ -1,8 +1,10 @@
-// bench/kernel_trace.cpp: the part of bench/kernel_trace.h that needs no GPU, and
+// bench/kernel_trace.cpp: the parts of bench/kernel_trace.h that need no GPU, and
 // trace_kernels for a build without CUPTI (bench/kernel_trace_cupti.cpp has it where the CUDA
 // Toolkit's CUPTI library was found: CMakeLists.txt defines SIMBA_HAS_CUPTI then).
 #include "bench/kernel_trace.h"
 
+#include <algorithm>
+#include <map>
 #include <stdexcept>
 
 namespace simba {
@@ -36,8 +38,35 @@ std::string short_kernel_name(const std::string& demangled) {
   return s.substr(start);
 }
 
+IdleTime idle_gaps(std::vector<Activity> acts, uint64_t from, size_t keep) {
+  std::sort(acts.begin(), acts.end(), [](const Activity& a, const Activity& b) { return a.start < b.start; });
+  std::map<std::string, KernelTime> by_name;
+  IdleTime idle;
+  uint64_t busy_until = from;  // the device is busy (or not yet watched) up to here
+  std::string last;            // the activity that ended last
+  for (const Activity& a : acts) {
+    if (a.start > busy_until) {
+      const double ms = double(a.start - busy_until) * 1e-6;
+      KernelTime& k = by_name[a.name];
+      k.name = a.name;
+      k.ms += ms;
+      ++k.count;
+      idle.longest.push_back({double(busy_until - from) * 1e-6, ms, last, a.name});
+    }
+    if (a.end >= busy_until) {
+      busy_until = a.end;
+      last = a.name;
+    }
+  }
+  for (auto& [name, k] : by_name) idle.before.push_back(k);
+  std::sort(idle.before.begin(), idle.before.end(), [](const KernelTime& a, const KernelTime& b) { return a.ms > b.ms; });
+  std::stable_sort(idle.longest.begin(), idle.longest.end(), [](const Gap& a, const Gap& b) { return a.ms > b.ms; });
+  if (idle.longest.size() > keep) idle.longest.resize(keep);
+  return idle;
+}
+
 #ifndef SIMBA_HAS_CUPTI
-std::vector<KernelTime> trace_kernels(int, const std::function<void()>&) {
+KernelTrace trace_kernels(int, const std::function<void()>&, bool) {
   throw std::runtime_error(
       "trace_kernels: this build has no CUPTI (it needs the CUDA backend and the CUDA Toolkit's libcupti at "
       "configure time)");
