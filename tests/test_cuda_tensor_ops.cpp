@@ -22,11 +22,14 @@
 // values; max and argmax indices must be equal, ties included.
 #include <doctest/doctest.h>
 
+#include <algorithm>
+#include <cstdlib>
 #include <functional>
 #include <string>
 #include <vector>
 
 #include "autograd/ops.h"
+#include "tensor/cuda_device.h"
 #include "tensor/dispatch.h"
 #include "tensor/elementwise.h"
 #include "tensor/reduce.h"
@@ -379,4 +382,29 @@ TEST_CASE("CUDA gradient of max equals the CPU") {
     run_case(grad_case("max dim " + std::to_string(d), {{3, 5, 67}}, [d](const VarIns& x) { return max(x[0], d); }),
              kDev);
   run_case(grad_case("max of all", {{33, 7}}, [](const VarIns& x) { return max(x[0]); }), kDev);
+}
+
+TEST_CASE("CUDA allocator: a freed block is handed out again for its size; the counts stay exact") {
+  // tensor/cuda_device.cu: freed blocks are cached by size (unless SIMBA_CUDA_CACHE=0) and
+  // reused in stream order, so the reused block holds what was queued after the free.
+  const char* env = std::getenv("SIMBA_CUDA_CACHE");
+  const bool cached = !(env && std::string(env) == "0");
+  const size_t before = cuda_memory_stats(kDev.index).current_bytes;
+  const void* first = nullptr;
+  size_t bytes = 0;
+  {
+    Tensor a = Tensor::full({1000}, 3.0, DType::F32, kDev);
+    first = a.device_data<float>();
+    bytes = cuda_memory_stats(kDev.index).current_bytes - before;
+    CHECK(bytes >= 1000 * sizeof(float));
+  }
+  CHECK(cuda_memory_stats(kDev.index).current_bytes == before);  // a cached block counts nothing
+  Tensor b = Tensor::zeros({1000}, DType::F32, kDev);
+  if (cached) CHECK(b.device_data<float>() == static_cast<const void*>(first));
+  CHECK(cuda_memory_stats(kDev.index).current_bytes == before + bytes);
+  Tensor c = Tensor::full({1001}, 2.0, DType::F32, kDev);  // another size: another block
+  CHECK(c.device_data<float>() != b.device_data<float>());
+  const std::vector<double> vb = b.to(cpu()).to_vector(), vc = c.to(cpu()).to_vector();
+  CHECK(std::all_of(vb.begin(), vb.end(), [](double v) { return v == 0.0; }));
+  CHECK(std::all_of(vc.begin(), vc.end(), [](double v) { return v == 2.0; }));
 }
