@@ -59,6 +59,7 @@ using scan_check::check_rows;
 constexpr int64_t kForwardBlock = 32;
 constexpr int64_t kBackwardBlock = 128;
 constexpr int64_t kChunk = 32;  // time steps per backward recompute chunk
+static_assert(kChunk % kScanCheckpointEvery == 0, "a chunk starts at a checkpoint");
 // The backward splits each batch row's channels into enough groups to give at least this
 // many work units, so small batches still use every core (the split depends on sizes only).
 constexpr int64_t kMinBackwardUnits = 32;
@@ -219,7 +220,7 @@ void forward_in_float(Fwd fwd, const char* op, SeqView<bfloat16> out, bfloat16* 
                       SeqView<const bfloat16> u, SeqView<const bfloat16> delta, const bfloat16* A,
                       SeqView<const bfloat16> Bm, SeqView<const bfloat16> Cm, const bfloat16* Dskip,
                       SeqView<const bfloat16> z, const bfloat16* h0, int64_t B, int64_t L, int64_t Di,
-                      int64_t N) {
+                      int64_t N, float* checkpoints) {
   check_inputs(op, u, delta, A, Bm, Cm, z, B, L, Di, N);
   check_rows(op, "out", out, Di, "Di");
   const int64_t R = B * L;
@@ -228,7 +229,7 @@ void forward_in_float(Fwd fwd, const char* op, SeqView<bfloat16> out, bfloat16* 
   const auto fA = widen(A, Di * N), fD = widen(Dskip, Di), fh0 = widen(h0, B * Di * N);
   auto fout = out_buffer(true, R, Di), fh = out_buffer(h_last != nullptr, B * Di, N);
   fwd(out_view(fout, Di), ptr(fh), rows_view(fu, Di), rows_view(fdelta, Di), ptr(fA), rows_view(fB, N),
-      rows_view(fC, N), ptr(fD), rows_view(fz, Di), ptr(fh0), B, L, Di, N);
+      rows_view(fC, N), ptr(fD), rows_view(fz, Di), ptr(fh0), B, L, Di, N, checkpoints);
   narrow_rows(out, fout, R, Di);
   narrow(h_last, fh);  // after h0 was read: h_last may be h0
 }
@@ -240,7 +241,8 @@ void backward_in_float(Bwd bwd, const char* op, SeqView<bfloat16> du, SeqView<bf
                        const bfloat16* dh_last, SeqView<const bfloat16> u,
                        SeqView<const bfloat16> delta, const bfloat16* A, SeqView<const bfloat16> Bm,
                        SeqView<const bfloat16> Cm, const bfloat16* Dskip, SeqView<const bfloat16> z,
-                       const bfloat16* h0, int64_t B, int64_t L, int64_t Di, int64_t N) {
+                       const bfloat16* h0, int64_t B, int64_t L, int64_t Di, int64_t N,
+                       const float* checkpoints) {
   check_inputs(op, u, delta, A, Bm, Cm, z, B, L, Di, N);
   check_grads(op, du, ddelta, dA, dB, dC, dD, dz, dout, Dskip, z, Di, N);
   const int64_t R = B * L;
@@ -254,7 +256,7 @@ void backward_in_float(Bwd bwd, const char* op, SeqView<bfloat16> du, SeqView<bf
   bwd(out_view(fdu, Di), out_view(fddelta, Di), ptr(fdA), out_view(fdB, N), out_view(fdC, N), ptr(fdD),
       out_view(fdz, Di), ptr(fdh0), rows_view(fdout, Di), ptr(fdh_last), rows_view(fu, Di),
       rows_view(fdelta, Di), ptr(fA), rows_view(fB, N), rows_view(fC, N), ptr(fD), rows_view(fz, Di),
-      ptr(fh0), B, L, Di, N);
+      ptr(fh0), B, L, Di, N, checkpoints);
   narrow_rows(du, fdu, R, Di);
   narrow_rows(ddelta, fddelta, R, Di);
   narrow_rows(dz, fdz, R, Di);
@@ -273,19 +275,25 @@ template <class T>
 void selective_scan_forward_ref(SeqView<T> out, T* h_last, SeqView<const T> u,
                                 SeqView<const T> delta, const T* A, SeqView<const T> Bm,
                                 SeqView<const T> Cm, const T* Dskip, SeqView<const T> z,
-                                const T* h0, int64_t B, int64_t L, int64_t Di, int64_t N) {
+                                const T* h0, int64_t B, int64_t L, int64_t Di, int64_t N,
+                                acc_t<T>* checkpoints) {
   const char* op = "selective_scan_forward_ref";
   if constexpr (std::is_same_v<T, bfloat16>) {
-    forward_in_float(selective_scan_forward_ref<float>, op, out, h_last, u, delta, A, Bm, Cm, Dskip, z, h0, B, L, Di, N);
+    forward_in_float(selective_scan_forward_ref<float>, op, out, h_last, u, delta, A, Bm, Cm, Dskip, z, h0, B, L, Di, N,
+                     checkpoints);
   } else {
     check_inputs(op, u, delta, A, Bm, Cm, z, B, L, Di, N);
     check_rows(op, "out", out, Di, "Di");
+    const int64_t nck = scan_checkpoint_count(L);
     std::vector<T> h(N);
     for (int64_t b = 0; b < B; ++b) {
       for (int64_t d = 0; d < Di; ++d) {
         for (int64_t n = 0; n < N; ++n) h[n] = h0 ? h0[(b * Di + d) * N + n] : T(0);
         for (int64_t t = 0; t < L; ++t) {
           const int64_t r = b * L + t;
+          if (checkpoints && t % kScanCheckpointEvery == 0)
+            for (int64_t n = 0; n < N; ++n)
+              checkpoints[((b * nck + t / kScanCheckpointEvery) * Di + d) * N + n] = h[n];
           const T dt = delta.p[r * delta.ld + d], x = u.p[r * u.ld + d];
           T y = 0;
           for (int64_t n = 0; n < N; ++n) {
@@ -312,11 +320,14 @@ void selective_scan_backward_ref(SeqView<T> du, SeqView<T> ddelta, T* dA, SeqVie
                                  const T* dh_last, SeqView<const T> u, SeqView<const T> delta,
                                  const T* A, SeqView<const T> Bm, SeqView<const T> Cm,
                                  const T* Dskip, SeqView<const T> z, const T* h0, int64_t B,
-                                 int64_t L, int64_t Di, int64_t N) {
+                                 int64_t L, int64_t Di, int64_t N,
+                                 const acc_t<T>* checkpoints) {
   const char* op = "selective_scan_backward_ref";
   if constexpr (std::is_same_v<T, bfloat16>) {
-    backward_in_float(selective_scan_backward_ref<float>, op, du, ddelta, dA, dB, dC, dD, dz, dh0, dout, dh_last, u, delta, A, Bm, Cm, Dskip, z, h0, B, L, Di, N);
+    backward_in_float(selective_scan_backward_ref<float>, op, du, ddelta, dA, dB, dC, dD, dz, dh0, dout, dh_last, u, delta, A, Bm, Cm, Dskip, z, h0, B, L, Di, N,
+                      checkpoints);
   } else {
+    (void)checkpoints;  // the specification recomputes every state
     check_inputs(op, u, delta, A, Bm, Cm, z, B, L, Di, N);
     check_grads(op, du, ddelta, dA, dB, dC, dD, dz, dout, Dskip, z, Di, N);
     std::fill(dA, dA + Di * N, T(0));
@@ -384,15 +395,17 @@ template <class T>
 void selective_scan_forward_cpu(SeqView<T> out, T* h_last, SeqView<const T> u,
                                 SeqView<const T> delta, const T* A, SeqView<const T> Bm,
                                 SeqView<const T> Cm, const T* Dskip, SeqView<const T> z,
-                                const T* h0, int64_t B, int64_t L, int64_t Di, int64_t N) {
+                                const T* h0, int64_t B, int64_t L, int64_t Di, int64_t N,
+                                acc_t<T>* checkpoints) {
   const char* op = "selective_scan_forward_cpu";
   if constexpr (std::is_same_v<T, bfloat16>) {
-    forward_in_float(selective_scan_forward_cpu<float>, op, out, h_last, u, delta, A, Bm, Cm, Dskip, z, h0, B, L, Di, N);
+    forward_in_float(selective_scan_forward_cpu<float>, op, out, h_last, u, delta, A, Bm, Cm, Dskip, z, h0, B, L, Di, N,
+                     checkpoints);
   } else {
     constexpr int64_t W = kForwardBlock;
     check_inputs(op, u, delta, A, Bm, Cm, z, B, L, Di, N);
     check_rows(op, "out", out, Di, "Di");
-    const int64_t nblk = (Di + W - 1) / W;
+    const int64_t nblk = (Di + W - 1) / W, nck = scan_checkpoint_count(L);
     const int64_t units = B * nblk;
     // Per thread: At, h ([n][c] each) and the rows D, Δ, u, Δ·u, y, z.
     const int64_t per_thread = (2 * N + 6) * W;
@@ -420,6 +433,8 @@ void selective_scan_forward_cpu(SeqView<T> out, T* h_last, SeqView<const T> u,
           std::fill(Dv, Dv + W, T(0));
         for (int64_t t = 0; t < L; ++t) {
           const int64_t r = b * L + t;
+          if (checkpoints && t % kScanCheckpointEvery == 0)
+            store_nc<W>(checkpoints + ((b * nck + t / kScanCheckpointEvery) * Di + c0) * N, h, nc, N);
           load_step<W>(dt, x, dx, delta, u, r, c0, nc);
   #pragma omp simd
           for (int64_t c = 0; c < W; ++c) y[c] = Dv[c] * x[c];
@@ -444,10 +459,12 @@ void selective_scan_backward_cpu(SeqView<T> du, SeqView<T> ddelta, T* dA, SeqVie
                                  const T* dh_last, SeqView<const T> u, SeqView<const T> delta,
                                  const T* A, SeqView<const T> Bm, SeqView<const T> Cm,
                                  const T* Dskip, SeqView<const T> z, const T* h0, int64_t B,
-                                 int64_t L, int64_t Di, int64_t N) {
+                                 int64_t L, int64_t Di, int64_t N,
+                                 const acc_t<T>* checkpoints) {
   const char* op = "selective_scan_backward_cpu";
   if constexpr (std::is_same_v<T, bfloat16>) {
-    backward_in_float(selective_scan_backward_cpu<float>, op, du, ddelta, dA, dB, dC, dD, dz, dh0, dout, dh_last, u, delta, A, Bm, Cm, Dskip, z, h0, B, L, Di, N);
+    backward_in_float(selective_scan_backward_cpu<float>, op, du, ddelta, dA, dB, dC, dD, dz, dh0, dout, dh_last, u, delta, A, Bm, Cm, Dskip, z, h0, B, L, Di, N,
+                      checkpoints);
   } else {
     constexpr int64_t W = kBackwardBlock;
     check_inputs(op, u, delta, A, Bm, Cm, z, B, L, Di, N);
@@ -457,7 +474,7 @@ void selective_scan_backward_cpu(SeqView<T> du, SeqView<T> ddelta, T* dA, SeqVie
     const int64_t groups = std::min(nblk, std::max<int64_t>(1, (kMinBackwardUnits + B - 1) / B));
     const int64_t blk_per_group = (nblk + groups - 1) / groups;
     const int64_t units = B * groups;
-    const int64_t nchunks = (L + kChunk - 1) / kChunk;
+    const int64_t nchunks = (L + kChunk - 1) / kChunk, nck = scan_checkpoint_count(L);
 
     // Partial sums, reduced in a fixed order at the end: dB/dC per (group, b, t, n) summed over
     // groups, dA/dD per (b, d, n) summed over the batch.
@@ -518,16 +535,23 @@ void selective_scan_backward_cpu(SeqView<T> du, SeqView<T> ddelta, T* dA, SeqVie
           std::fill(dAacc, dAacc + nc_arr, T(0));
           std::fill(dDacc, dDacc + W, T(0));
 
-          // Sweep: the state entering each chunk (the last chunk is recomputed below anyway).
-          load_nc<W>(hsave, h0 ? h0 + (b * Di + c0) * N : nullptr, nc, N);
-          for (int64_t k = 1; k < nchunks; ++k) {
-            T* hk = hsave + k * nc_arr;
-            std::copy(hk - nc_arr, hk, hk);
-            for (int64_t t = (k - 1) * kChunk; t < k * kChunk; ++t) {
-              const int64_t r = b * L + t;
-              load_step<W>(dt, x, dx, delta, u, r, c0, nc);
-              advance_state<W, false, false, T>(hk, nullptr, nullptr, hk, At, dt, dx,
-                                                Bm.p + r * Bm.ld, nullptr, N);
+          // The state entering each chunk: the forward's checkpoints, or a sweep (the last chunk
+          // is recomputed below anyway).
+          if (checkpoints) {
+            for (int64_t k = 0; k < nchunks; ++k)
+              load_nc<W>(hsave + k * nc_arr,
+                         checkpoints + ((b * nck + k * (kChunk / kScanCheckpointEvery)) * Di + c0) * N, nc, N);
+          } else {
+            load_nc<W>(hsave, h0 ? h0 + (b * Di + c0) * N : nullptr, nc, N);
+            for (int64_t k = 1; k < nchunks; ++k) {
+              T* hk = hsave + k * nc_arr;
+              std::copy(hk - nc_arr, hk, hk);
+              for (int64_t t = (k - 1) * kChunk; t < k * kChunk; ++t) {
+                const int64_t r = b * L + t;
+                load_step<W>(dt, x, dx, delta, u, r, c0, nc);
+                advance_state<W, false, false, T>(hk, nullptr, nullptr, hk, At, dt, dx,
+                                                  Bm.p + r * Bm.ld, nullptr, N);
+              }
             }
           }
 
@@ -640,21 +664,21 @@ void selective_scan_backward_cpu(SeqView<T> du, SeqView<T> ddelta, T* dA, SeqVie
   }
 }
 
-#define SIMBA_SELECTIVE_SCAN_INSTANTIATE(T)                                                        \
-  template void selective_scan_forward_cpu<T>(                                                         \
-      SeqView<T>, T*, SeqView<const T>, SeqView<const T>, const T*, SeqView<const T>,              \
-      SeqView<const T>, const T*, SeqView<const T>, const T*, int64_t, int64_t, int64_t, int64_t); \
-  template void selective_scan_forward_ref<T>(                                                     \
-      SeqView<T>, T*, SeqView<const T>, SeqView<const T>, const T*, SeqView<const T>,              \
-      SeqView<const T>, const T*, SeqView<const T>, const T*, int64_t, int64_t, int64_t, int64_t); \
-  template void selective_scan_backward_cpu<T>(                                                        \
-      SeqView<T>, SeqView<T>, T*, SeqView<T>, SeqView<T>, T*, SeqView<T>, T*, SeqView<const T>,    \
-      const T*, SeqView<const T>, SeqView<const T>, const T*, SeqView<const T>, SeqView<const T>,  \
-      const T*, SeqView<const T>, const T*, int64_t, int64_t, int64_t, int64_t);                   \
-  template void selective_scan_backward_ref<T>(                                                    \
-      SeqView<T>, SeqView<T>, T*, SeqView<T>, SeqView<T>, T*, SeqView<T>, T*, SeqView<const T>,    \
-      const T*, SeqView<const T>, SeqView<const T>, const T*, SeqView<const T>, SeqView<const T>,  \
-      const T*, SeqView<const T>, const T*, int64_t, int64_t, int64_t, int64_t);
+#define SIMBA_SELECTIVE_SCAN_INSTANTIATE(T)                                                              \
+  template void selective_scan_forward_cpu<T>(                                                             \
+      SeqView<T>, T*, SeqView<const T>, SeqView<const T>, const T*, SeqView<const T>, SeqView<const T>,    \
+      const T*, SeqView<const T>, const T*, int64_t, int64_t, int64_t, int64_t, acc_t<T>*);                \
+  template void selective_scan_forward_ref<T>(                                                             \
+      SeqView<T>, T*, SeqView<const T>, SeqView<const T>, const T*, SeqView<const T>, SeqView<const T>,    \
+      const T*, SeqView<const T>, const T*, int64_t, int64_t, int64_t, int64_t, acc_t<T>*);                \
+  template void selective_scan_backward_cpu<T>(                                                            \
+      SeqView<T>, SeqView<T>, T*, SeqView<T>, SeqView<T>, T*, SeqView<T>, T*, SeqView<const T>, const T*,  \
+      SeqView<const T>, SeqView<const T>, const T*, SeqView<const T>, SeqView<const T>, const T*,          \
+      SeqView<const T>, const T*, int64_t, int64_t, int64_t, int64_t, const acc_t<T>*);                    \
+  template void selective_scan_backward_ref<T>(                                                            \
+      SeqView<T>, SeqView<T>, T*, SeqView<T>, SeqView<T>, T*, SeqView<T>, T*, SeqView<const T>, const T*,  \
+      SeqView<const T>, SeqView<const T>, const T*, SeqView<const T>, SeqView<const T>, const T*,          \
+      SeqView<const T>, const T*, int64_t, int64_t, int64_t, int64_t, const acc_t<T>*);
 
 SIMBA_SELECTIVE_SCAN_INSTANTIATE(float)
 SIMBA_SELECTIVE_SCAN_INSTANTIATE(double)

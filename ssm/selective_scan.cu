@@ -115,7 +115,10 @@ __device__ inline void widen_tile(acc_t<T>* dst, const T* src, int n) {
 // chunk's outputs.
 //
 // The same kernel in mode Save computes the states only (no y, no out) and stores the state
-// entering every kBwdChunk-th step into hsave: the backward's first sweep.
+// entering every kBwdChunk-th step into hsave: the backward's first sweep. Mode OutputSave is
+// Output storing them too (a training forward's checkpoints, ssm/selective_scan.h), so that its
+// backward needs no sweep; a mode of its own, because the stores' code in Output measurably
+// slowed the forwards that do not save (bench/RESULTS.md).
 //
 // Segments. One block walks its channels' whole sequence, so B·Di/kFwdCh blocks are all the
 // parallelism there is: at batch 1 and Di 1536 that is 48 blocks for an H200's 132
@@ -129,13 +132,14 @@ __device__ inline void widen_tile(acc_t<T>* dst, const T* src, int n) {
 // folded in order by each block for itself (P is small), and runs as if it were the whole
 // sequence. The summary reads u, Δ and B once more for P-1 of the P segments: P = 1 (no
 // summary) wherever the grid fills the GPU already.
-enum class FwdMode { Output, Save, Summary };
+enum class FwdMode { Output, OutputSave, Save, Summary };
 
 constexpr int kFwdCh = 32;       // channels per forward block
 constexpr int kFwdChunk = 32;    // steps per forward chunk
 constexpr int kUnroll = 8;       // steps per unrolled group; divides kFwdChunk
 constexpr int kBwdChunk = 16;    // steps per backward chunk: hsave's spacing
 static_assert(kFwdChunk % kBwdChunk == 0 && kBwdChunk % kUnroll == 0, "chunk lengths nest");
+static_assert(kBwdChunk == kScanCheckpointEvery, "hsave is the checkpoints' layout");
 
 template <class T, int LPC>
 struct ForwardSmem {
@@ -173,7 +177,8 @@ struct Segments {
 // the last writes h_last: h_last may equal h0 only when P = 1 (a thread reads its h0 entries
 // before it writes the same h_last entries, and no other thread touches them).
 // Mode Save: out, Cm, Dskip, z and h_last are not used; hsave (B, ceil(L / kBwdChunk), Di, N)
-// receives h_{t-1} for every t = k·kBwdChunk (h0 or 0 for k = 0).
+// receives h_{t-1} for every t = k·kBwdChunk (h0 or 0 for k = 0). Mode OutputSave is Output
+// writing hsave likewise.
 // Mode Summary (grid z = P - 1): like Save without hsave, from h = 0 (not h0); writes seg.end
 // and seg.dsum of its segment.
 template <class T, int LPC, FwdMode kMode>
@@ -182,7 +187,8 @@ __global__ void __launch_bounds__(kFwdCh * LPC)
                         SeqView<const T> u, SeqView<const T> delta, const T* A, SeqView<const T> Bm,
                         SeqView<const T> Cm, const T* Dskip, SeqView<const T> z, const T* h0,
                         int64_t L, int64_t Di, int N) {
-  constexpr bool kStatesOnly = kMode != FwdMode::Output;  // no y: the states only
+  constexpr bool kStatesOnly = kMode == FwdMode::Save || kMode == FwdMode::Summary;  // no y: the states only
+  constexpr bool kSaves = kMode == FwdMode::Save || kMode == FwdMode::OutputSave;  // writes hsave
   using S = ForwardSmem<T, LPC>;
   using acc = acc_t<T>;
   constexpr int NP = S::kNP;
@@ -271,7 +277,7 @@ __global__ void __launch_bounds__(kFwdCh * LPC)
     // Groups of kUnroll steps: the tile's rows past tc (the last chunk's tail) are zeros, so a
     // group's steps past tc have Δ = 0, a = 1 and no input, h unchanged; their y is not stored.
     for (int s0 = 0; s0 < tc; s0 += kUnroll) {
-      if constexpr (kMode == FwdMode::Save) {
+      if constexpr (kSaves) {
         if (s0 % kBwdChunk == 0 && valid) {
           const int64_t ks = (t0 + s0) / kBwdChunk;
 #pragma unroll
@@ -328,7 +334,7 @@ __global__ void __launch_bounds__(kFwdCh * LPC)
       __syncthreads();  // the next issue() overwrites this stage, the next steps write sy
     }
   }
-  if (kMode == FwdMode::Output && valid && h_last && p + 1 == P) {
+  if (!kStatesOnly && valid && h_last && p + 1 == P) {
 #pragma unroll
     for (int j = 0; j < kStatesPerLane; ++j) {
       const int n = g * kStatesPerLane + j;
@@ -643,7 +649,7 @@ void launch(K kernel, dim3 grid, int block, size_t bytes, cudaStream_t stream, A
 // u, Δ and B is spread over enough steps and the folding of h_start stays short.
 constexpr int64_t kMinSegmentChunks = 8;
 
-// The forward in mode kMode (Output or Save) over ceil(Di / kFwdCh) x B blocks, each walking
+// The forward in mode kMode (Output, OutputSave or Save) over ceil(Di / kFwdCh) x B blocks, each walking
 // its channels of one batch row, with the sequence cut into segments (the comment above
 // FwdMode) when those are fewer than two blocks a multiprocessor: then as many segments as make
 // the grid fill every multiprocessor to its occupancy limit, each of at least
@@ -753,20 +759,26 @@ template <class T>
 void selective_scan_forward_cuda(SeqView<T> out, T* h_last, SeqView<const T> u,
                                  SeqView<const T> delta, const T* A, SeqView<const T> Bm,
                                  SeqView<const T> Cm, const T* Dskip, SeqView<const T> z,
-                                 const T* h0, int64_t B, int64_t L, int64_t Di, int64_t N) {
+                                 const T* h0, int64_t B, int64_t L, int64_t Di, int64_t N,
+                                 acc_t<T>* checkpoints) {
   const char* op = "selective_scan_forward_cuda";
   check_inputs(op, u, delta, A, Bm, Cm, z, B, L, Di, N);
   check_rows(op, "out", out, Di, "Di");
   check_cuda_inputs(op, u, delta, A, Bm, Cm, Dskip, z, h0, B, N);
   cuda_check_device_pointer(out.p, op, "out");
   cuda_check_device_pointer(h_last, op, "h_last");
+  cuda_check_device_pointer(checkpoints, op, "checkpoints");
 
   const int device = cuda_current_device();
   cudaStream_t stream = cuda_stream(device);
   with_lanes_per_channel(N, [&](auto lanes) {
     constexpr int LPC = decltype(lanes)::value;
-    launch_forward<T, LPC, FwdMode::Output>(stream, device, out, h_last, static_cast<acc_t<T>*>(nullptr), u, delta,
-                                            A, Bm, Cm, Dskip, z, h0, B, L, Di, N);
+    if (checkpoints)
+      launch_forward<T, LPC, FwdMode::OutputSave>(stream, device, out, h_last, checkpoints, u, delta, A, Bm, Cm, Dskip,
+                                                  z, h0, B, L, Di, N);
+    else
+      launch_forward<T, LPC, FwdMode::Output>(stream, device, out, h_last, checkpoints, u, delta, A, Bm, Cm, Dskip, z,
+                                              h0, B, L, Di, N);
   });
 }
 
@@ -776,7 +788,8 @@ void selective_scan_backward_cuda(SeqView<T> du, SeqView<T> ddelta, T* dA, SeqVi
                                   SeqView<const T> dout, const T* dh_last, SeqView<const T> u,
                                   SeqView<const T> delta, const T* A, SeqView<const T> Bm,
                                   SeqView<const T> Cm, const T* Dskip, SeqView<const T> z,
-                                  const T* h0, int64_t B, int64_t L, int64_t Di, int64_t N) {
+                                  const T* h0, int64_t B, int64_t L, int64_t Di, int64_t N,
+                                  const acc_t<T>* checkpoints) {
   const char* op = "selective_scan_backward_cuda";
   check_inputs(op, u, delta, A, Bm, Cm, z, B, L, Di, N);
   check_grads(op, du, ddelta, dA, dB, dC, dD, dz, dout, Dskip, z, Di, N);
@@ -791,6 +804,7 @@ void selective_scan_backward_cuda(SeqView<T> du, SeqView<T> ddelta, T* dA, SeqVi
   cuda_check_device_pointer(dh0, op, "dh0");
   cuda_check_device_pointer(dout.p, op, "dout");
   cuda_check_device_pointer(dh_last, op, "dh_last");
+  cuda_check_device_pointer(checkpoints, op, "checkpoints");
 
   const int device = cuda_current_device();
   cudaStream_t stream = cuda_stream(device);
@@ -801,19 +815,25 @@ void selective_scan_backward_cuda(SeqView<T> du, SeqView<T> ddelta, T* dA, SeqVi
     const int64_t nblk = (Di + CH - 1) / CH, nsave = (L + kBwdChunk - 1) / kBwdChunk;
     // Scratch, freed (stream-ordered) when `scratch` goes out of scope after the launches.
     using acc = acc_t<T>;
-    const int64_t n_dBC = nblk * B * L * N, n_dA = B * Di * N, n_dD = B * Di, n_hsave = B * nsave * Di * N;
+    // hsave: the forward's checkpoints, or a sweep of the forward in mode Save.
+    const int64_t n_dBC = nblk * B * L * N, n_dA = B * Di * N, n_dD = B * Di;
+    const int64_t n_hsave = checkpoints ? 0 : B * nsave * Di * N;
     Storage scratch(sizeof(acc) * size_t(2 * n_dBC + n_dA + n_dD + n_hsave), Device{DeviceType::CUDA, device});
     acc* dB_part = static_cast<acc*>(scratch.data());
     acc* dC_part = dB_part + n_dBC;
     acc* dA_part = dC_part + n_dBC;
     acc* dD_part = dA_part + n_dA;
-    acc* hsave = dD_part + n_dD;
-    launch_forward<T, LPC, FwdMode::Save>(stream, device, SeqView<T>{nullptr, 0}, static_cast<T*>(nullptr), hsave, u,
-                                          delta, A, Bm, Cm, static_cast<const T*>(nullptr),
-                                          SeqView<const T>{nullptr, 0}, h0, B, L, Di, N);
+    const acc* hsave = checkpoints;
+    if (!checkpoints) {
+      acc* sweep = dD_part + n_dD;
+      launch_forward<T, LPC, FwdMode::Save>(stream, device, SeqView<T>{nullptr, 0}, static_cast<T*>(nullptr), sweep,
+                                            u, delta, A, Bm, Cm, static_cast<const T*>(nullptr),
+                                            SeqView<const T>{nullptr, 0}, h0, B, L, Di, N);
+      hsave = sweep;
+    }
     launch(scan_backward_kernel<T, LPC>, dim3(static_cast<unsigned>(nblk), static_cast<unsigned>(B)), BS::kThreads,
            BS::bytes, stream, du, ddelta, dz, dh0, dB_part, dC_part, dA_part, dD_part,
-           static_cast<const acc*>(hsave), dout, dh_last, u, delta, A, Bm, Cm, Dskip, z, B, L, Di, int(N));
+           hsave, dout, dh_last, u, delta, A, Bm, Cm, Dskip, z, B, L, Di, int(N));
     launch_sum_partials(stream, dB.p, dB.ld, dB_part, nblk, B * L * N, B * L, N);
     launch_sum_partials(stream, dC.p, dC.ld, dC_part, nblk, B * L * N, B * L, N);
     launch_sum_partials(stream, dA, N, dA_part, B, Di * N, Di, N);
@@ -821,14 +841,14 @@ void selective_scan_backward_cuda(SeqView<T> du, SeqView<T> ddelta, T* dA, SeqVi
   });
 }
 
-#define SIMBA_INSTANTIATE_SCAN_CUDA(T)                                                                       \
-  template void selective_scan_forward_cuda<T>(SeqView<T>, T*, SeqView<const T>, SeqView<const T>, const T*,      \
-                                               SeqView<const T>, SeqView<const T>, const T*, SeqView<const T>,     \
-                                               const T*, int64_t, int64_t, int64_t, int64_t);                      \
-  template void selective_scan_backward_cuda<T>(SeqView<T>, SeqView<T>, T*, SeqView<T>, SeqView<T>, T*, SeqView<T>, \
-                                                T*, SeqView<const T>, const T*, SeqView<const T>, SeqView<const T>, \
-                                                const T*, SeqView<const T>, SeqView<const T>, const T*,             \
-                                                SeqView<const T>, const T*, int64_t, int64_t, int64_t, int64_t);
+#define SIMBA_INSTANTIATE_SCAN_CUDA(T)                                                                      \
+  template void selective_scan_forward_cuda<T>(SeqView<T>, T*, SeqView<const T>, SeqView<const T>, const T*,     \
+                                               SeqView<const T>, SeqView<const T>, const T*, SeqView<const T>,    \
+                                               const T*, int64_t, int64_t, int64_t, int64_t, acc_t<T>*);          \
+  template void selective_scan_backward_cuda<T>(                                                                  \
+      SeqView<T>, SeqView<T>, T*, SeqView<T>, SeqView<T>, T*, SeqView<T>, T*, SeqView<const T>, const T*,         \
+      SeqView<const T>, SeqView<const T>, const T*, SeqView<const T>, SeqView<const T>, const T*,                 \
+      SeqView<const T>, const T*, int64_t, int64_t, int64_t, int64_t, const acc_t<T>*);
 SIMBA_INSTANTIATE_SCAN_CUDA(float)
 SIMBA_INSTANTIATE_SCAN_CUDA(double)
 SIMBA_INSTANTIATE_SCAN_CUDA(bfloat16)

@@ -30,7 +30,20 @@
 
 #include <cstdint>
 
+#include "tensor/dtype.h"
+
 namespace simba {
+
+// Checkpoints: the state entering every kScanCheckpointEvery-th step, h_{t-1} for
+// t = 0, k, 2k, ... (h0 or 0 at t = 0), as acc_t<T> (B, ceil(L / k), Di, N) contiguous. A
+// training forward writes them (checkpoints != nullptr) and its backward reads them, so the
+// backward does not run the recurrence once more to find its chunks' entry states: a
+// (B, L/16, Di, N) tensor kept between the two (1/16 of the states; 50 MB a layer at
+// B 8 × L 1024 × Di 1536 × N 16 in float32) instead of a sweep over the inputs. The
+// reference ignores them in its backward (it recomputes everything).
+constexpr int64_t kScanCheckpointEvery = 16;
+
+inline int64_t scan_checkpoint_count(int64_t L) { return (L + kScanCheckpointEvery - 1) / kScanCheckpointEvery; }
 
 // A (B, L, width) operand stored as rows `ld` elements apart (see the layout note above).
 template <class T>
@@ -49,21 +62,25 @@ struct SeqView {
 // Dskip:  (Di) or nullptr (no skip term).
 // z:      (B, L, Di) rows; z.p == nullptr means no gate.
 // h0:     (B, Di, N) contiguous initial state, or nullptr for zeros.
+// checkpoints: written if not nullptr (see kScanCheckpointEvery).
 template <class T>
 void selective_scan_forward_cpu(SeqView<T> out, T* h_last, SeqView<const T> u,
                                 SeqView<const T> delta, const T* A, SeqView<const T> Bm,
                                 SeqView<const T> Cm, const T* Dskip, SeqView<const T> z,
-                                const T* h0, int64_t B, int64_t L, int64_t Di, int64_t N);
+                                const T* h0, int64_t B, int64_t L, int64_t Di, int64_t N,
+                                acc_t<T>* checkpoints = nullptr);
 template <class T>
 void selective_scan_forward_cuda(SeqView<T> out, T* h_last, SeqView<const T> u,
                                  SeqView<const T> delta, const T* A, SeqView<const T> Bm,
                                  SeqView<const T> Cm, const T* Dskip, SeqView<const T> z,
-                                 const T* h0, int64_t B, int64_t L, int64_t Di, int64_t N);
+                                 const T* h0, int64_t B, int64_t L, int64_t Di, int64_t N,
+                                acc_t<T>* checkpoints = nullptr);
 template <class T>
 void selective_scan_forward_ref(SeqView<T> out, T* h_last, SeqView<const T> u,
                                 SeqView<const T> delta, const T* A, SeqView<const T> Bm,
                                 SeqView<const T> Cm, const T* Dskip, SeqView<const T> z,
-                                const T* h0, int64_t B, int64_t L, int64_t Di, int64_t N);
+                                const T* h0, int64_t B, int64_t L, int64_t Di, int64_t N,
+                                acc_t<T>* checkpoints = nullptr);
 
 // Gradients of Σ dout·out + Σ dh_last·h_last with respect to every input. Outputs are
 // OVERWRITTEN (never accumulated); their shapes and layouts mirror the inputs:
@@ -72,27 +89,31 @@ void selective_scan_forward_ref(SeqView<T> out, T* h_last, SeqView<const T> u,
 //   dz: (B, L, Di) rows;  dh0: (B, Di, N).
 // dD, dz.p and dh0 may be nullptr (not wanted); dz needs z, dD needs Dskip.
 // dout: (B, L, Di) rows. dh_last: (B, Di, N) or nullptr (h_last not used downstream).
-// The remaining inputs and sizes are exactly those given to the forward.
+// The remaining inputs and sizes are exactly those given to the forward; checkpoints, if not
+// nullptr, are those the forward wrote from them.
 template <class T>
 void selective_scan_backward_cpu(SeqView<T> du, SeqView<T> ddelta, T* dA, SeqView<T> dB,
                                  SeqView<T> dC, T* dD, SeqView<T> dz, T* dh0, SeqView<const T> dout,
                                  const T* dh_last, SeqView<const T> u, SeqView<const T> delta,
                                  const T* A, SeqView<const T> Bm, SeqView<const T> Cm,
                                  const T* Dskip, SeqView<const T> z, const T* h0, int64_t B,
-                                 int64_t L, int64_t Di, int64_t N);
+                                 int64_t L, int64_t Di, int64_t N,
+                                 const acc_t<T>* checkpoints = nullptr);
 template <class T>
 void selective_scan_backward_cuda(SeqView<T> du, SeqView<T> ddelta, T* dA, SeqView<T> dB,
                                   SeqView<T> dC, T* dD, SeqView<T> dz, T* dh0,
                                   SeqView<const T> dout, const T* dh_last, SeqView<const T> u,
                                   SeqView<const T> delta, const T* A, SeqView<const T> Bm,
                                   SeqView<const T> Cm, const T* Dskip, SeqView<const T> z,
-                                  const T* h0, int64_t B, int64_t L, int64_t Di, int64_t N);
+                                  const T* h0, int64_t B, int64_t L, int64_t Di, int64_t N,
+                                 const acc_t<T>* checkpoints = nullptr);
 template <class T>
 void selective_scan_backward_ref(SeqView<T> du, SeqView<T> ddelta, T* dA, SeqView<T> dB,
                                  SeqView<T> dC, T* dD, SeqView<T> dz, T* dh0, SeqView<const T> dout,
                                  const T* dh_last, SeqView<const T> u, SeqView<const T> delta,
                                  const T* A, SeqView<const T> Bm, SeqView<const T> Cm,
                                  const T* Dskip, SeqView<const T> z, const T* h0, int64_t B,
-                                 int64_t L, int64_t Di, int64_t N);
+                                 int64_t L, int64_t Di, int64_t N,
+                                 const acc_t<T>* checkpoints = nullptr);
 
 }  // namespace simba

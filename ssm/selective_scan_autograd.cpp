@@ -24,6 +24,12 @@ SeqView<T> mview(const Tensor& t) {
   return {t.device_data<T>(), t.size(2)};
 }
 
+// The checkpoints' data as the kernels' acc_t<T>, or nullptr when none are kept.
+template <class T>
+acc_t<T>* checkpoints_of(const Tensor& t) {
+  return t.defined() ? t.device_data<acc_t<T>>() : nullptr;
+}
+
 void check_seq(const char* name, const Tensor& t, int64_t B, int64_t L, int64_t W) {
   SIMBA_CHECK(t.dim() == 3 && t.size(0) == B && t.size(1) == L && t.size(2) == W,
               "selective_scan: " << name << " must be " << shape_str({B, L, W}) << ", got " << shape_str(t.shape()));
@@ -53,10 +59,18 @@ Variable selective_scan(const Variable& u, const Variable& delta, const Variable
   Tensor tz = z.defined() ? as_scan_rows(z.data()) : Tensor();
   const Device dev = op_device("selective_scan", {tu, tdelta, tA, tB, tC, tD, tz});
   Tensor out = Tensor::empty({B, L, Di}, u.dtype(), dev);
+  // A forward that will be differentiated keeps the checkpoints its backward starts from
+  // (ssm/selective_scan.h), in acc_t of the dtype: float64 for float64, else float32.
+  bool records = false;
+  for (const Variable* v : {&u, &delta, &A, &Bm, &Cm, &D, &z}) records = records || v->requires_grad();
+  records = records && grad_enabled();
+  const Tensor checkpoints =
+      records ? Tensor::empty({B, scan_checkpoint_count(L), Di, N}, u.dtype() == DType::F64 ? DType::F64 : DType::F32, dev)
+              : Tensor();
   SIMBA_DISPATCH_COMPUTE_KERNEL(dev, u.dtype(), "selective_scan", selective_scan_forward, mview<scalar_t>(out), nullptr,
                         cview<scalar_t>(tu), cview<scalar_t>(tdelta), tA.device_data<scalar_t>(), cview<scalar_t>(tB),
                         cview<scalar_t>(tC), tD.defined() ? tD.device_data<scalar_t>() : nullptr, cview<scalar_t>(tz),
-                        nullptr, B, L, Di, N);
+                        nullptr, B, L, Di, N, checkpoints_of<scalar_t>(checkpoints));
 
   return make_result(out, "selective_scan", {u, delta, A, Bm, Cm, D, z},
                      [=](const Tensor& g) -> std::vector<Tensor> {
@@ -74,7 +88,8 @@ Variable selective_scan(const Variable& u, const Variable& delta, const Variable
                            mview<scalar_t>(dz), nullptr, cview<scalar_t>(dout), nullptr, cview<scalar_t>(tu),
                            cview<scalar_t>(tdelta), tA.device_data<scalar_t>(), cview<scalar_t>(tB),
                            cview<scalar_t>(tC), tD.defined() ? tD.device_data<scalar_t>() : nullptr,
-                           cview<scalar_t>(tz), nullptr, B, L, Di, N);
+                           cview<scalar_t>(tz), nullptr, B, L, Di, N,
+                           static_cast<const acc_t<scalar_t>*>(checkpoints_of<scalar_t>(checkpoints)));
                        return {du, ddelta, dA, dB, dC, dD, dz};
                      });
 }

@@ -2,7 +2,8 @@
 //
 // Wires the fused kernels of ssm/selective_scan.h into the autograd graph:
 // one node whose backward calls selective_scan_backward_cpu or _cuda, on the
-// operands' device (states recomputed, nothing of size (B, L, Di, N) saved).
+// operands' device (states recomputed from the forward's checkpoints, every
+// 16th state; nothing of size (B, L, Di, N) saved).
 #pragma once
 
 #include "autograd/variable.h"

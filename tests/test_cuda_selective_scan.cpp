@@ -25,6 +25,8 @@
 // 5. The calls queue work only: no device-to-host copy, no synchronisation.
 // 6. Bad calls (N > 64, host pointers) throw simba::Error naming the problem.
 // 7. The fused recurrent step (ssm/selective_step.h) against its float64 reference.
+// 8. A training forward's checkpoints against the reference's states, and the backward that
+//    starts from them against the one that sweeps for itself.
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -175,17 +177,22 @@ std::vector<double> take(const std::vector<T>& buf, int64_t rows, int64_t ld, in
   return v;
 }
 
-Results reference_forward(const Inputs& in) {
+// The forward's results; with_checkpoints also returns the checkpoints (ssm/selective_scan.h).
+Results reference_forward(const Inputs& in, bool with_checkpoints = false) {
   const Config& c = in.c;
   const std::vector<double> xz = widen(in.xz), bc = widen(in.bc), dl = widen(in.delta);
   const std::vector<double> A = widen(in.A), D = widen(in.D), h0 = widen(in.h0);
   std::vector<double> out(c.B * c.L * c.Di), h_last(c.B * c.Di * c.N);
+  std::vector<double> ck(with_checkpoints ? c.B * scan_checkpoint_count(c.L) * c.Di * c.N : 0);
   selective_scan_forward_ref<double>({out.data(), c.Di}, h_last.data(), {xz.data(), in.ld_xz},
                                      {dl.data(), in.ld_d}, A.data(), {bc.data() + in.R, in.ld_bc},
                                      {bc.data() + in.R + c.N, in.ld_bc}, c.D ? D.data() : nullptr,
                                      {c.z ? xz.data() + c.Di : nullptr, in.ld_xz},
-                                     c.h0 ? h0.data() : nullptr, c.B, c.L, c.Di, c.N);
-  return {{"out", out}, {"h_last", h_last}};
+                                     c.h0 ? h0.data() : nullptr, c.B, c.L, c.Di, c.N,
+                                     with_checkpoints ? ck.data() : nullptr);
+  Results r{{"out", out}, {"h_last", h_last}};
+  if (with_checkpoints) r["checkpoints"] = ck;
+  return r;
 }
 
 Results reference_backward(const Inputs& in) {
@@ -210,21 +217,25 @@ Results reference_backward(const Inputs& in) {
   return r;
 }
 
+// checkpoints: null, or a device buffer of scan_checkpoint_count(L)·B·Di·N elements the
+// forward writes (read back into "checkpoints").
 template <class T>
-Results cuda_forward(const DevInputs<T>& dev) {
+Results cuda_forward(const DevInputs<T>& dev, cuda_test::DevArray<acc_t<T>>* checkpoints = nullptr) {
   const Inputs& in = dev.in;
   const Config& c = in.c;
   auto out = poisoned<T>(c.B * c.L * in.ld_d), h_last = poisoned<T>(c.B * c.Di * c.N);
   selective_scan_forward_cuda<T>({out.p(), in.ld_d}, h_last.p(), dev.u(), dev.dl(), dev.A.p(), dev.Bm(),
-                                 dev.Cm(), dev.D.p(), dev.z(), dev.h0.p(), c.B, c.L, c.Di, c.N);
-  return {{"out", take(out.read(), c.B * c.L, in.ld_d, 0, c.Di, {{0, c.Di}})},
-          {"h_last", widen(h_last.read())}};
+                                 dev.Cm(), dev.D.p(), dev.z(), dev.h0.p(), c.B, c.L, c.Di, c.N,
+                                 checkpoints ? checkpoints->p() : nullptr);
+  Results r{{"out", take(out.read(), c.B * c.L, in.ld_d, 0, c.Di, {{0, c.Di}})}, {"h_last", widen(h_last.read())}};
+  if (checkpoints) r["checkpoints"] = widen(checkpoints->read());
+  return r;
 }
 
 // optional = false passes nullptr for dD, dz and dh0 even where the forward had D, z and h0,
 // and checks those buffers stay untouched (all NaN).
 template <class T>
-Results cuda_backward(const DevInputs<T>& dev, bool optional = true) {
+Results cuda_backward(const DevInputs<T>& dev, bool optional = true, const acc_t<T>* checkpoints = nullptr) {
   const Inputs& in = dev.in;
   const Config& c = in.c;
   const int64_t rows = c.B * c.L, R = in.R;
@@ -237,7 +248,7 @@ Results cuda_backward(const DevInputs<T>& dev, bool optional = true) {
       {dbc.p() + R + c.N, in.ld_bc}, want_D ? dD.p() : nullptr,
       {want_z ? dxz.p() + c.Di : nullptr, in.ld_xz}, want_h0 ? dh0.p() : nullptr, dev.go(),
       dev.dh_last.p(), dev.u(), dev.dl(), dev.A.p(), dev.Bm(), dev.Cm(), dev.D.p(), dev.z(),
-      dev.h0.p(), c.B, c.L, c.Di, c.N);
+      dev.h0.p(), c.B, c.L, c.Di, c.N, checkpoints);
   std::vector<std::pair<int64_t, int64_t>> xz_cols = {{0, c.Di}};
   if (want_z) xz_cols.push_back({c.Di, c.Di});
   const std::vector<std::pair<int64_t, int64_t>> bc_cols = {{R, c.N}, {R + c.N, c.N}};
@@ -329,6 +340,36 @@ TEST_CASE("CUDA selective scan matches the float64 reference, forward and backwa
   MESSAGE("CUDA vs float64 reference: max normwise error float32 forward " << worst_fwd << ", backward "
           << worst_bwd << " (tolerance " << kTol << "); bfloat16 forward " << worst_fwd16 << ", backward "
           << worst_bwd16 << " (tolerance " << kBf16Tol << ")");
+}
+
+// A training forward's checkpoints (ssm/selective_scan.h): the states the reference passes
+// through, written into a NaN-poisoned buffer, among them segmented forwards (the last two
+// shapes); the forward's outputs are unchanged by writing them, and the backward that starts
+// from them instead of its own sweep gives the sweep's results.
+template <class T>
+void check_checkpoints(const Inputs& in, double bwd_tol, double& worst) {
+  const Config& c = in.c;
+  const DevInputs<T> dev(in);
+  cuda_test::DevArray<acc_t<T>> ck(std::vector<acc_t<T>>(c.B * scan_checkpoint_count(c.L) * c.Di * c.N, kNaN));
+  Results with = cuda_forward(dev, &ck);
+  const Results ref = reference_forward(in, true);
+  check_close({{"checkpoints", with.at("checkpoints")}}, {{"checkpoints", ref.at("checkpoints")}},
+              "checkpoints", worst);
+  with.erase("checkpoints");
+  CHECK(with == cuda_forward(dev));
+  check_close(cuda_backward(dev, true, ck.p()), cuda_backward(dev), "backward from the checkpoints", worst, bwd_tol);
+}
+
+TEST_CASE("CUDA selective scan checkpoints equal the reference's states; the backward from them equals the sweep's") {
+  double worst = 0, worst16 = 0;
+  uint64_t seed = 700;
+  for (const Config& cfg : {kConfigs[1], kConfigs[8], kConfigs[13], kConfigs[19], kConfigs[22], kConfigs[23]}) {
+    CAPTURE(describe(cfg));
+    const Inputs in(cfg, ++seed);
+    check_checkpoints<float>(in, 1e-6, worst);
+    check_checkpoints<bfloat16>(in, 1e-3, worst16);  // outputs rounded to bfloat16: an ulp here and there
+  }
+  MESSAGE("checkpoints and backward from them: max normwise error float32 " << worst << ", bfloat16 " << worst16);
 }
 
 TEST_CASE("CUDA selective scan backward skips unwanted dD, dz, dh0 and is bit-identical on repeat") {

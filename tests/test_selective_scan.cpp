@@ -186,13 +186,13 @@ Inputs<T> cast_inputs(const Inputs<S>& in) {
 }
 
 template <class T>
-Results run_forward(const Inputs<T>& in, bool fast) {
+Results run_forward(const Inputs<T>& in, bool fast, acc_t<T>* checkpoints = nullptr) {
   const Config& c = in.cfg;
   const auto fwd = fast ? selective_scan_forward_cpu<T> : selective_scan_forward_ref<T>;
   std::vector<T> out(c.B * c.L * in.ld_d, T(kPadOut));
   std::vector<T> h_last(c.B * c.Di * c.N, T(kPadOut));
   fwd({out.data(), in.ld_d}, h_last.data(), in.u(), in.dl(), in.A.data(), in.Bm(), in.Cm(), in.Dp(),
-      in.z(), in.h0p(), c.B, c.L, c.Di, c.N);
+      in.z(), in.h0p(), c.B, c.L, c.Di, c.N, checkpoints);
   Results res;
   res["out"] = take_rows(out, c.B * c.L, in.ld_d, {{0, c.Di}}, 0);
   res["h_last"] = to_double(h_last);
@@ -203,7 +203,7 @@ Results run_forward(const Inputs<T>& in, bool fast) {
 // overwriting, or writes outside its views, is caught. optional = false passes nullptr for
 // dD, dz and dh0 even where the forward had Dskip, z and h0.
 template <class T>
-Results run_backward(const Inputs<T>& in, bool fast, bool optional = true) {
+Results run_backward(const Inputs<T>& in, bool fast, bool optional = true, const acc_t<T>* checkpoints = nullptr) {
   const Config& c = in.cfg;
   const auto bwd = fast ? selective_scan_backward_cpu<T> : selective_scan_backward_ref<T>;
   const bool want_D = c.D && optional, want_z = c.z && optional, want_h0 = c.h0 && optional;
@@ -216,7 +216,7 @@ Results run_backward(const Inputs<T>& in, bool fast, bool optional = true) {
       {dbc.data() + R + c.N, in.ld_bc}, want_D ? dD.data() : nullptr,
       {want_z ? dxz.data() + c.Di : nullptr, in.ld_xz}, want_h0 ? dh0.data() : nullptr, in.go(),
       in.dhp(), in.u(), in.dl(), in.A.data(), in.Bm(), in.Cm(), in.Dp(), in.z(), in.h0p(), c.B, c.L,
-      c.Di, c.N);
+      c.Di, c.N, checkpoints);
   Results res;
   std::vector<std::pair<int64_t, int64_t>> xz_cols = {{0, c.Di}};
   if (want_z) xz_cols.push_back({c.Di, c.Di});
@@ -430,6 +430,40 @@ TEST_CASE("selective_scan fast path is bit-identical on repeat and across thread
 #endif
 }
 
+// The checkpoints a forward writes (ssm/selective_scan.h): h0 (or 0) first, then the state
+// entering every 16th step, the same from the reference and the fast path; the forward's other
+// outputs do not change, and a backward that starts from them gives what the fast path's own
+// sweep gives. L = 37 ends inside a checkpoint interval, L = 80 on one; 33 channels leave a
+// partial channel block.
+template <class T>
+void check_checkpoints(double tol) {
+  for (const Config& c : {Config{2, 37, 5, 3, true, true, true, true, 1}, Config{1, 80, 33, 16, true, true, false, false, 0}}) {
+    INFO(describe(c));
+    const Inputs<T> in(c, 91);
+    const int64_t nck = scan_checkpoint_count(c.L);
+    const size_t count = size_t(c.B * nck * c.Di * c.N);
+    const acc_t<T> nan = std::numeric_limits<acc_t<T>>::quiet_NaN();
+    std::vector<acc_t<T>> ref(count, nan), fast(count, nan);
+    double worst = 0;
+    check_close(run_forward(in, false, ref.data()), run_forward(in, false), 0, "ref forward with checkpoints", worst);
+    check_close(run_forward(in, true, fast.data()), run_forward(in, true), 0, "fast forward with checkpoints", worst);
+    const std::vector<double> ref64(ref.begin(), ref.end()), fast64(fast.begin(), fast.end());
+    CHECK(scaled_error(fast64, ref64) <= tol);  // NaN left anywhere fails
+    for (int64_t b = 0; b < c.B; ++b)
+      for (int64_t e = 0; e < c.Di * c.N; ++e)
+        CHECK(ref[size_t(b * nck * c.Di * c.N + e)] == (c.h0 ? acc_t<T>(in.h0[size_t(b * c.Di * c.N + e)]) : 0));
+    check_close(run_backward(in, true, true, fast.data()), run_backward(in, true), tol,
+                "fast backward from the checkpoints", worst);
+    check_close(run_backward(in, false, true, ref.data()), run_backward(in, false), 0,
+                "the reference backward ignores them", worst);
+  }
+}
+
+TEST_CASE("selective_scan checkpoints: written by both forwards, read by the fast backward") {
+  check_checkpoints<double>(1e-13);
+  check_checkpoints<float>(1e-5);
+}
+
 TEST_CASE("selective_scan backward skips unwanted dD, dz, dh0 without changing the rest") {
   const Inputs<double> in({2, 70, 40, 4, true, true, true, true, 1}, 9);
   for (bool fast : {false, true}) {
@@ -528,7 +562,7 @@ TEST_CASE("selective_scan step mode (L = 1, h_last = h0 in place) reproduces the
       const Inputs<double> step = segment(whole, t, 1);
       std::vector<double> y(2 * step.ld_d);
       fwd({y.data(), step.ld_d}, state.data(), step.u(), step.dl(), step.A.data(), step.Bm(),
-          step.Cm(), step.Dp(), step.z(), state.data(), 2, 1, 45, 5);
+          step.Cm(), step.Dp(), step.z(), state.data(), 2, 1, 45, 5, nullptr);
       for (int64_t d = 0; d < 45; ++d) out.push_back(y[d]);              // batch 0, step t
       for (int64_t d = 0; d < 45; ++d) out.push_back(y[step.ld_d + d]);  // batch 1, step t
     }
@@ -548,10 +582,10 @@ TEST_CASE("selective_scan rejects inconsistent arguments") {
   for (const auto fwd : {selective_scan_forward_cpu<float>, selective_scan_forward_ref<float>}) {
     // out row stride smaller than Di.
     CHECK_THROWS_AS(fwd({out.data(), 4}, nullptr, in.u(), in.dl(), in.A.data(), in.Bm(), in.Cm(),
-                        in.Dp(), in.z(), nullptr, 1, 4, 8, 2),
+                        in.Dp(), in.z(), nullptr, 1, 4, 8, 2, nullptr),
                     Error);
     CHECK_THROWS_AS(fwd({out.data(), 8}, nullptr, in.u(), in.dl(), in.A.data(), in.Bm(), in.Cm(),
-                        in.Dp(), in.z(), nullptr, 1, 0, 8, 2),
+                        in.Dp(), in.z(), nullptr, 1, 0, 8, 2, nullptr),
                     Error);
   }
   std::vector<float> g(4 * 16), gA(16), gbc(4 * 4), gD(8);
