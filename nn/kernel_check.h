@@ -133,5 +133,11 @@ inline void optim_tensor(const char* op, int64_t k, const void* param, const voi
   SIMBA_CHECK(!need_v || v != nullptr, op << ": tensor " << k << " has a null v (the second moment)");
 }
 
+inline void widen_tensor(const char* op, int64_t k, const void* dst, const void* src, int64_t n) {
+  SIMBA_CHECK(n >= 0, op << ": tensor " << k << " has n=" << n << ", expected >= 0");
+  if (n == 0) return;
+  SIMBA_CHECK(dst != nullptr && src != nullptr, op << ": tensor " << k << " has a null dst or src");
+}
+
 }  // namespace kernel_check
 }  // namespace simba

@@ -112,12 +112,12 @@ double sum_squares(const T* x, int64_t n) {
 // from pageable memory would first wait for everything queued before it, e.g. the whole
 // backward ahead of the gradient norm). The caller keeps the tensor alive until the call has
 // been made; the stream-ordered allocator frees it after the kernel.
-template <class T>
-Tensor descriptor_table(const std::vector<OptimTensor<T>>& d, Device dev) {
-  static_assert(sizeof(OptimTensor<T>) % sizeof(int64_t) == 0, "descriptors must be whole int64 words");
-  const int64_t words = static_cast<int64_t>(d.size() * sizeof(OptimTensor<T>) / sizeof(int64_t));
+template <class D>
+Tensor descriptor_table(const std::vector<D>& d, Device dev) {
+  static_assert(sizeof(D) % sizeof(int64_t) == 0, "descriptors must be whole int64 words");
+  const int64_t words = static_cast<int64_t>(d.size() * sizeof(D) / sizeof(int64_t));
   Tensor table = Tensor::empty({words}, DType::I64, dev);
-  const size_t bytes = d.size() * sizeof(OptimTensor<T>);
+  const size_t bytes = d.size() * sizeof(D);
   if (dev.is_cpu())
     std::memcpy(table.data<int64_t>(), d.data(), bytes);
   else
@@ -125,9 +125,9 @@ Tensor descriptor_table(const std::vector<OptimTensor<T>>& d, Device dev) {
   return table;
 }
 
-template <class T>
-const OptimTensor<T>* descriptors_of(const Tensor& table) {
-  return reinterpret_cast<const OptimTensor<T>*>(table.device_data<int64_t>());
+template <class D>
+const D* descriptors_of(const Tensor& table) {
+  return reinterpret_cast<const D*>(table.device_data<int64_t>());
 }
 
 }  // namespace
@@ -236,6 +236,27 @@ void grad_norm_cpu(double* norm, T* clip_scale, const OptimTensor<T>* tensors, i
   }
   *norm = std::sqrt(sum);
   if (clip_scale) *clip_scale = static_cast<T>(clip_factor(*norm, max_norm));
+}
+
+void widen_gradients_ref(const WidenTensor* tensors, int64_t count) {
+  const char* op = "widen_gradients_ref";
+  kernel_check::optim_tensors(op, tensors, count);
+  for (int64_t k = 0; k < count; ++k) {
+    const WidenTensor& d = tensors[k];
+    kernel_check::widen_tensor(op, k, d.dst, d.src, d.n);
+    for (int64_t i = 0; i < d.n; ++i) d.dst[i] = static_cast<float>(d.src[i]);
+  }
+}
+
+void widen_gradients_cpu(const WidenTensor* tensors, int64_t count) {
+  const char* op = "widen_gradients_cpu";
+  kernel_check::optim_tensors(op, tensors, count);
+  for (int64_t k = 0; k < count; ++k) {
+    const WidenTensor d = tensors[k];
+    kernel_check::widen_tensor(op, k, d.dst, d.src, d.n);
+#pragma omp parallel for schedule(static) if (d.n > kParallelGrain)
+    for (int64_t i = 0; i < d.n; ++i) d.dst[i] = static_cast<float>(d.src[i]);
+  }
 }
 
 #define SIMBA_INSTANTIATE_OPTIM(T, V)                                                                   \
@@ -445,7 +466,7 @@ void SGD::step() {
         }
         if (d.empty()) return;
         const Tensor table = descriptor_table(d, dev), scale = grad_scale_tensor(dt, dev);
-        SIMBA_DISPATCH_KERNEL(dev, dt, "SGD::step", sgd_step, descriptors_of<scalar_t>(table),
+        SIMBA_DISPATCH_KERNEL(dev, dt, "SGD::step", sgd_step, descriptors_of<OptimTensor<scalar_t>>(table),
                               static_cast<int64_t>(d.size()), SGDStep{lr_, momentum_, group.weight_decay},
                               scale.defined() ? scale.device_data<scalar_t>() : nullptr);
       });
@@ -519,7 +540,7 @@ void AdamW::step() {
           const auto& d = entry.second;
           const AdamWStep s{lr_, options_.beta1, options_.beta2, options_.eps, group.weight_decay, t};
           const Tensor table = descriptor_table(d, dev);
-          SIMBA_DISPATCH_KERNEL(dev, dt, "AdamW::step", adamw_step, descriptors_of<scalar_t>(table),
+          SIMBA_DISPATCH_KERNEL(dev, dt, "AdamW::step", adamw_step, descriptors_of<OptimTensor<scalar_t>>(table),
                                 static_cast<int64_t>(d.size()), s,
                                 scale.defined() ? scale.device_data<scalar_t>() : nullptr);
         }
@@ -575,7 +596,7 @@ double global_gradient_norm(const char* op, const std::vector<Variable>& params)
       if (d.empty()) return;
       const Tensor table = descriptor_table(d, dev);
       SIMBA_DISPATCH_KERNEL(dev, dtypes[k], op, grad_norm, norms.device_data<double>() + k,
-                            static_cast<scalar_t*>(nullptr), descriptors_of<scalar_t>(table),
+                            static_cast<scalar_t*>(nullptr), descriptors_of<OptimTensor<scalar_t>>(table),
                             static_cast<int64_t>(d.size()), 1.0);  // no clip_scale: max_norm unused
     });
   }
@@ -586,6 +607,39 @@ double global_gradient_norm(const char* op, const std::vector<Variable>& params)
 }  // namespace
 
 double gradient_norm(const std::vector<Variable>& params) { return global_gradient_norm("gradient_norm", params); }
+
+void widen_gradients(const std::vector<std::pair<Variable, Variable>>& copy_and_master) {
+  const char* op = "widen_gradients";
+  std::vector<WidenTensor> d;
+  std::vector<Tensor> sources;  // the gradients the descriptors read, alive until the call is queued
+  std::vector<std::pair<Variable, Tensor>> results;
+  Device dev;
+  for (const auto& [copy, master] : copy_and_master) {
+    const Tensor& g = copy.grad();
+    if (!g.defined()) continue;
+    SIMBA_CHECK(g.dtype() == DType::BF16 && master.dtype() == DType::F32 && g.shape() == master.shape(),
+                op << ": expected a bfloat16 gradient and a float32 master of one shape, got a "
+                   << dtype_name(g.dtype()) << " gradient " << shape_str(g.shape()) << " and a "
+                   << dtype_name(master.dtype()) << " master " << shape_str(master.shape()));
+    const Tensor src = g.contiguous();
+    dev = op_device(op, {sources.empty() ? src : sources.front(), src, master.data()});
+    Tensor dst = Tensor::empty(g.shape(), DType::F32, dev);
+    d.push_back({dst.device_data<float>(), src.device_data<bfloat16>(), src.numel()});
+    sources.push_back(src);
+    results.emplace_back(master, dst);
+  }
+  if (d.empty()) return;
+  const Tensor table = descriptor_table(d, dev);
+  SIMBA_ON_DEVICE(dev, op, widen_gradients, descriptors_of<WidenTensor>(table), static_cast<int64_t>(d.size()));
+  for (auto& [master, dst] : results) {
+    Variable m = master;  // a handle: set_grad reaches the caller's parameter
+    m.set_grad(dst);
+  }
+  for (const auto& [copy, master] : copy_and_master) {
+    Variable c = copy;
+    c.zero_grad();
+  }
+}
 
 double clip_grad_norm(const std::vector<Variable>& params, double max_norm) {
   SIMBA_CHECK(std::isfinite(max_norm) && max_norm > 0.0,

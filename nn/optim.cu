@@ -70,6 +70,15 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
+// widen_gradients (nn/optim.h): dst[i] = float(src[i]) for every tensor. Launch and ownership
+// as adamw_kernel.
+__global__ void __launch_bounds__(kThreads) widen_kernel(const WidenTensor* tensors, int64_t count) {
+  for (int64_t k = 0; k < count; ++k) {
+    const WidenTensor d = tensors[k];
+    for (int64_t i = first_element(k); i < d.n; i += kStride) d.dst[i] = float(d.src[i]);
+  }
+}
+
 // SGD over every tensor (nn/optim.h): per element, with g = grad·scale + wd·p (wd = the step's
 // weight decay for tensors with the decay flag, else 0):
 //   b ← μ·b + g;  p ← p − lr·b   (momentum, b = d.m)      p ← p − lr·g   (μ = 0)
@@ -178,6 +187,16 @@ void grad_norm_cuda(double* norm, T* clip_scale, const OptimTensor<T>* tensors, 
   grad_norm_partials_kernel<T><<<kBlocks, kThreads, 0, stream>>>(part, tensors, count);
   SIMBA_CUDA_CHECK(cudaGetLastError());
   grad_norm_final_kernel<T><<<1, kThreads, 0, stream>>>(norm, clip_scale, part, max_norm);
+  SIMBA_CUDA_CHECK(cudaGetLastError());
+}
+
+void widen_gradients_cuda(const WidenTensor* tensors, int64_t count) {
+  const char* op = "widen_gradients_cuda";
+  kernel_check::optim_tensors(op, tensors, count);
+  cuda_check_device_pointer(tensors, op, "tensors");
+  if (count == 0) return;
+  cudaStream_t stream = cuda_stream(cuda_current_device());
+  widen_kernel<<<kBlocks, kThreads, 0, stream>>>(tensors, count);
   SIMBA_CUDA_CHECK(cudaGetLastError());
 }
 

@@ -110,6 +110,18 @@ void grad_norm_cpu(double* norm, T* clip_scale, const OptimTensor<T>* tensors, i
 template <class T>
 void grad_norm_cuda(double* norm, T* clip_scale, const OptimTensor<T>* tensors, int64_t count, double max_norm);
 
+// Mixed precision's hand-over of the gradients (Optimizer-side of --dtype bfloat16): for every
+// tensor, dst (n float32) = src (n bfloat16), widened exactly (so every variant gives the same
+// bits); one call, one launch on a GPU, for a whole model's gradients.
+struct WidenTensor {
+  float* dst;
+  const bfloat16* src;
+  int64_t n;
+};
+void widen_gradients_ref(const WidenTensor* tensors, int64_t count);
+void widen_gradients_cpu(const WidenTensor* tensors, int64_t count);
+void widen_gradients_cuda(const WidenTensor* tensors, int64_t count);
+
 // The per-element constants of one AdamW step, formed in double once (shared by every variant,
 // so all of them round the same constants):
 //   decay = 1 − lr·wd,  step_size = lr / (1 − β1^t),  bc2_sqrt = sqrt(1 − β2^t).
@@ -278,5 +290,11 @@ double clip_grad_norm(const std::vector<Variable>& params, double max_norm);
 // The total of clip_grad_norm without the rescaling (the same checks and the same one read):
 // a trainer passes clip_factor(total, max_norm) to Optimizer::set_grad_scale instead.
 double gradient_norm(const std::vector<Variable>& params);
+
+// Mixed precision: for each (copy, master) pair, master's gradient becomes copy's bfloat16
+// gradient widened to float32 and copy's gradient is dropped, with one widen_gradients kernel
+// call for all pairs. A pair whose copy has no gradient is left alone. Every copy is bfloat16,
+// every master float32 of its copy's shape, all on one device.
+void widen_gradients(const std::vector<std::pair<Variable, Variable>>& copy_and_master);
 
 }  // namespace simba

@@ -30,6 +30,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <random>
 #include <string>
 #include <vector>
@@ -656,4 +657,41 @@ TEST_CASE("CUDA optimiser kernels reject host memory") {
   CHECK_MESSAGE(m.find("adamw_step_cuda: tensors is not CUDA device memory") != std::string::npos, m);
   const std::string t = error_of([&] { adamw_step_cuda<float>(nullptr, 1, {1e-3, 0.9, 0.999, 1e-8, 0, 1}, nullptr); });
   CHECK_MESSAGE(t.find("adamw_step_cuda: tensors is null") != std::string::npos, t);
+}
+
+TEST_CASE("CUDA widen_gradients: every tensor's bfloat16 values widened into a poisoned float32 buffer, bit for bit") {
+  // kSizes plus an empty tensor; random bfloat16 bit patterns of finite values, signed zeros and
+  // subnormals included, so that any rounding or flushing would show.
+  std::vector<int64_t> sizes = kSizes;
+  sizes.push_back(0);
+  std::mt19937 gen(83);
+  std::vector<DevArray<bfloat16>> src;
+  std::vector<DevArray<float>> dst;
+  std::vector<std::vector<bfloat16>> host;
+  std::vector<WidenTensor> d;
+  for (int64_t n : sizes) {
+    std::vector<bfloat16> v(static_cast<size_t>(n));
+    for (bfloat16& e : v) {
+      do e.bits = uint16_t(gen());
+      while ((e.bits & 0x7f80) == 0x7f80);  // no inf or NaN: a NaN poison must stay detectable
+    }
+    host.push_back(v);
+    src.emplace_back(v);
+    dst.emplace_back(std::vector<float>(size_t(n), kNaN));
+  }
+  for (size_t k = 0; k < sizes.size(); ++k) d.push_back({dst[k].p(), src[k].p(), sizes[k]});
+  const DevArray<WidenTensor> table(d);
+  widen_gradients_cuda(table.p(), int64_t(d.size()));
+  for (size_t k = 0; k < sizes.size(); ++k) {
+    INFO("tensor " << k << " of size " << sizes[k]);
+    const std::vector<float> got = dst[k].read();
+    std::vector<float> want(host[k].size());
+    const WidenTensor h{want.data(), host[k].data(), sizes[k]};
+    widen_gradients_cpu(&h, 1);
+    int64_t wrong = 0;
+    for (size_t i = 0; i < got.size(); ++i) wrong += std::memcmp(&got[i], &want[i], sizeof(float)) != 0;
+    CHECK(wrong == 0);
+  }
+  const std::string m = error_of([&] { widen_gradients_cuda(d.data(), 1); });
+  CHECK_MESSAGE(m.find("widen_gradients_cuda: tensors is not CUDA device memory") != std::string::npos, m);
 }

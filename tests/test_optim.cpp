@@ -768,3 +768,50 @@ TEST_CASE("multi-tensor kernels with bfloat16 copies: _cpu and _ref write the ro
   run(float{});
   run(double{});
 }
+
+TEST_CASE("widen_gradients: the kernels widen exactly; the Variable call moves every copy's gradient to its master") {
+  // The kernels: _cpu equals _ref bit for bit and equals Tensor::to, over sizes past the OpenMP
+  // grain (32768), an odd one and an empty one.
+  Generator gen(23);
+  const std::vector<int64_t> sizes{40001, 7, 0};
+  std::vector<Tensor> src;
+  std::vector<std::vector<float>> a, b;
+  std::vector<WidenTensor> da, db;
+  for (int64_t n : sizes) {
+    src.push_back(randn({n}, gen, DType::F32).to(DType::BF16));
+    a.emplace_back(size_t(n), std::numeric_limits<float>::quiet_NaN());
+    b.emplace_back(size_t(n), std::numeric_limits<float>::quiet_NaN());
+  }
+  for (size_t k = 0; k < sizes.size(); ++k) {
+    da.push_back({a[k].data(), src[k].data<bfloat16>(), sizes[k]});
+    db.push_back({b[k].data(), src[k].data<bfloat16>(), sizes[k]});
+  }
+  widen_gradients_cpu(da.data(), int64_t(da.size()));
+  widen_gradients_ref(db.data(), int64_t(db.size()));
+  for (size_t k = 0; k < sizes.size(); ++k) {
+    const std::vector<double> want = src[k].to(DType::F32).to_vector();
+    CHECK(a[k] == b[k]);
+    CHECK(std::vector<double>(a[k].begin(), a[k].end()) == want);
+  }
+  da[1].src = nullptr;
+  const std::string msg = error_of([&] { widen_gradients_cpu(da.data(), 2); });
+  CHECK_MESSAGE(contains(msg, "widen_gradients_cpu: tensor 1 has a null dst or src"), msg);
+
+  // The Variable call: masters get the widened gradients, copies lose theirs; a copy without a
+  // gradient leaves its master alone.
+  Variable m1(randn({3, 5}, gen, DType::F32), true), m2(randn({4}, gen, DType::F32), true);
+  Variable c1(m1.data().to(DType::BF16), true), c2(m2.data().to(DType::BF16), true);
+  const Tensor g1 = randn({3, 5}, gen, DType::F32).to(DType::BF16);
+  c1.set_grad(g1);
+  const Tensor old2 = randn({4}, gen, DType::F32);
+  m2.set_grad(old2);
+  widen_gradients({{c1, m1}, {c2, m2}});
+  REQUIRE(m1.grad().defined());
+  CHECK(m1.grad().dtype() == DType::F32);
+  CHECK(m1.grad().to_vector() == g1.to(DType::F32).to_vector());
+  CHECK(!c1.grad().defined());
+  CHECK(m2.grad().to_vector() == old2.to_vector());
+  c1.set_grad(g1);
+  const std::string wrong = error_of([&] { widen_gradients({{c1, m2}}); });
+  CHECK_MESSAGE(contains(wrong, "widen_gradients: expected a bfloat16 gradient and a float32 master of one shape"), wrong);
+}

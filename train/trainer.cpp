@@ -415,11 +415,7 @@ Tensor Trainer::accumulate_gradients() {
   std::unordered_map<const VariableImpl*, size_t> index_of;  // a compute copy's parameter -> its index
   for (size_t k = 0; k < copy.size(); ++k) index_of[copy[k].second.impl().get()] = k;
   GradientReducer reducer(*comm_, model_->parameters());
-  auto widen = [&](size_t k) {  // the copy's bfloat16 gradient becomes the master's
-    Variable c = copy[k].second, m = master[k].second;
-    if (c.grad().defined()) m.set_grad(c.grad().to(DType::F32));
-    c.zero_grad();
-  };
+  auto widen = [&](size_t k) { widen_gradients({{copy[k].second, master[k].second}}); };
   const LeafDone leaf_done = [&](const VariableImpl& leaf) {
     if (!compute_) return reducer.leaf_done(leaf);
     auto it = index_of.find(&leaf);
@@ -438,9 +434,12 @@ Tensor Trainer::accumulate_gradients() {
     // The gradient of the mean over micro-batches.
     (loss * scale).backward(Tensor(), false, last && comm_->world_size() > 1 ? leaf_done : nullptr);
   }
-  if (compute_)  // the copies backward did not report (all of them with one rank, which asks for no reports)
+  if (compute_) {  // the copies backward did not report (all of them with one rank, which asks for no reports)
+    std::vector<std::pair<Variable, Variable>> pending;
     for (size_t k = 0; k < copy.size(); ++k)
-      if (copy[k].second.grad().defined()) widen(k);
+      if (copy[k].second.grad().defined()) pending.emplace_back(copy[k].second, master[k].second);
+    widen_gradients(pending);  // one kernel call for all of them
+  }
   reducer.finish();
   all_reduce_mean(*comm_, losses);
   return losses;
