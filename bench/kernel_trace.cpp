@@ -4,7 +4,6 @@
 #include "bench/kernel_trace.h"
 
 #include <algorithm>
-#include <map>
 #include <stdexcept>
 
 namespace simba {
@@ -38,6 +37,13 @@ std::string short_kernel_name(const std::string& demangled) {
   return s.substr(start);
 }
 
+std::vector<KernelTime> longest_first(const std::map<std::string, KernelTime>& by_name) {
+  std::vector<KernelTime> out;
+  for (const auto& [name, k] : by_name) out.push_back(k);
+  std::sort(out.begin(), out.end(), [](const KernelTime& a, const KernelTime& b) { return a.ms > b.ms; });
+  return out;
+}
+
 IdleTime idle_gaps(std::vector<Activity> acts, uint64_t from, size_t keep) {
   std::sort(acts.begin(), acts.end(), [](const Activity& a, const Activity& b) { return a.start < b.start; });
   std::map<std::string, KernelTime> by_name;
@@ -58,8 +64,7 @@ IdleTime idle_gaps(std::vector<Activity> acts, uint64_t from, size_t keep) {
       last = a.name;
     }
   }
-  for (auto& [name, k] : by_name) idle.before.push_back(k);
-  std::sort(idle.before.begin(), idle.before.end(), [](const KernelTime& a, const KernelTime& b) { return a.ms > b.ms; });
+  idle.before = longest_first(by_name);
   std::stable_sort(idle.longest.begin(), idle.longest.end(), [](const Gap& a, const Gap& b) { return a.ms > b.ms; });
   if (idle.longest.size() > keep) idle.longest.resize(keep);
   return idle;

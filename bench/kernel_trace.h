@@ -14,6 +14,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -63,6 +64,9 @@ KernelTrace trace_kernels(int device, const std::function<void()>& work, bool ho
 // since `from`); it is summed under that activity's name, and the `keep` longest are listed.
 // Exposed for its test.
 IdleTime idle_gaps(std::vector<Activity> acts, uint64_t from, size_t keep = 8);
+
+// The entries of a by-name sum, longest first (shared by the trace and idle_gaps).
+std::vector<KernelTime> longest_first(const std::map<std::string, KernelTime>& by_name);
 
 // The kernel's short name: "void simba::(anonymous namespace)::rank_kernel<float>(int*, ...)"
 // becomes "rank_kernel<float>". Exposed for its test.

@@ -37,13 +37,6 @@ void add_to(std::map<std::string, KernelTime>& by_name, const std::string& name,
   ++k.count;
 }
 
-std::vector<KernelTime> longest_first(const std::map<std::string, KernelTime>& by_name) {
-  std::vector<KernelTime> out;
-  for (const auto& [name, k] : by_name) out.push_back(k);
-  std::sort(out.begin(), out.end(), [](const KernelTime& a, const KernelTime& b) { return a.ms > b.ms; });
-  return out;
-}
-
 struct Totals {
   std::mutex lock;  // buffer_completed runs on a CUPTI thread
   std::map<std::string, KernelTime> by_name, api;
