@@ -33,10 +33,13 @@ std::vector<acc_t<T>> weight_by_tap(const T* w, int64_t C, int64_t K) {
 
 }  // namespace
 
+namespace {
+
+// The forward's sum v at every (b, t, c), written as v, SiLU(v) (silu) or, with dsilu,
+// dsilu·SiLU'(v) (causal_conv1d_silu_grad): plain loops in double (the _ref variants).
 template <class T>
-void causal_conv1d_forward_ref(T* out, const T* x, const T* w, const T* bias, int64_t B, int64_t L, int64_t C,
-                               int64_t K, int64_t x_stride_b, int64_t x_stride_l, bool silu) {
-  kernel_check::conv_forward("causal_conv1d_forward_ref", out, x, w, B, L, C, K);
+void conv_rows_ref(T* out, const T* x, const T* w, const T* bias, int64_t B, int64_t L, int64_t C, int64_t K,
+                   int64_t x_stride_b, int64_t x_stride_l, bool silu, const T* dsilu) {
   for (int64_t b = 0; b < B; ++b)
     for (int64_t t = 0; t < L; ++t)
       for (int64_t c = 0; c < C; ++c) {
@@ -45,8 +48,62 @@ void causal_conv1d_forward_ref(T* out, const T* x, const T* w, const T* bias, in
           const int64_t s = t - (K - 1) + k;
           if (s >= 0) acc += static_cast<double>(w[c * K + k]) * x[b * x_stride_b + s * x_stride_l + c];
         }
-        out[(b * L + t) * C + c] = static_cast<T>(silu ? pointwise::apply_unary<UnaryOp::Silu>(acc) : acc);
+        const int64_t i = (b * L + t) * C + c;
+        out[i] = static_cast<T>(dsilu  ? static_cast<double>(dsilu[i]) * pointwise::unary_derivative<UnaryOp::Silu>(acc, 0.0)
+                                : silu ? pointwise::apply_unary<UnaryOp::Silu>(acc)
+                                       : acc);
       }
+}
+
+// The same with the fast path's loops: OpenMP over (batch, block of channels), acc_t sums.
+template <class T>
+void conv_rows_cpu(T* out, const T* x, const T* w, const T* bias, int64_t B, int64_t L, int64_t C, int64_t K,
+                   int64_t x_stride_b, int64_t x_stride_l, bool silu, const T* dsilu) {
+  using Acc = acc_t<T>;
+  const std::vector<Acc> wt = weight_by_tap(w, C, K);
+  const int64_t blocks = (C + kChannelBlock - 1) / kChannelBlock;
+#pragma omp parallel for schedule(static) if (B * L * C * K > kParallelGrain)
+  for (int64_t task = 0; task < B * blocks; ++task) {
+    const int64_t b = task / blocks, c0 = (task % blocks) * kChannelBlock, n = std::min(kChannelBlock, C - c0);
+    Acc acc[kChannelBlock];
+    for (int64_t t = 0; t < L; ++t) {
+      for (int64_t i = 0; i < n; ++i) acc[i] = bias ? static_cast<Acc>(bias[c0 + i]) : Acc(0);
+      // Taps with t−(K−1)+k < 0 read the zero padding: skip them.
+      for (int64_t k = std::max<int64_t>(0, K - 1 - t); k < K; ++k) {
+        const T* xs = x + b * x_stride_b + (t - (K - 1) + k) * x_stride_l + c0;
+        const Acc* wk = wt.data() + k * C + c0;
+        for (int64_t i = 0; i < n; ++i) acc[i] += wk[i] * static_cast<Acc>(xs[i]);
+      }
+      T* o = out + (b * L + t) * C + c0;
+      if (dsilu) {
+        const T* g = dsilu + (b * L + t) * C + c0;
+        for (int64_t i = 0; i < n; ++i)
+          o[i] = static_cast<T>(static_cast<Acc>(g[i]) * pointwise::unary_derivative<UnaryOp::Silu>(acc[i], Acc(0)));
+      } else if (silu) {
+        for (int64_t i = 0; i < n; ++i) o[i] = static_cast<T>(pointwise::apply_unary<UnaryOp::Silu>(acc[i]));
+      } else {
+        for (int64_t i = 0; i < n; ++i) o[i] = static_cast<T>(acc[i]);
+      }
+    }
+  }
+}
+
+}  // namespace
+
+template <class T>
+void causal_conv1d_forward_ref(T* out, const T* x, const T* w, const T* bias, int64_t B, int64_t L, int64_t C,
+                               int64_t K, int64_t x_stride_b, int64_t x_stride_l, bool silu) {
+  kernel_check::conv_forward("causal_conv1d_forward_ref", out, x, w, B, L, C, K);
+  conv_rows_ref(out, x, w, bias, B, L, C, K, x_stride_b, x_stride_l, silu, static_cast<const T*>(nullptr));
+}
+
+template <class T>
+void causal_conv1d_silu_grad_ref(T* dv, const T* dout, const T* x, const T* w, const T* bias, int64_t B, int64_t L,
+                                 int64_t C, int64_t K, int64_t x_stride_b, int64_t x_stride_l) {
+  const char* op = "causal_conv1d_silu_grad_ref";
+  kernel_check::conv_forward(op, dv, x, w, B, L, C, K);
+  if (B * L * C > 0) kernel_check::not_null(op, dout, "dout");
+  conv_rows_ref(dv, x, w, bias, B, L, C, K, x_stride_b, x_stride_l, true, dout);
 }
 
 template <class T>
@@ -84,29 +141,17 @@ void causal_conv1d_backward_ref(T* dx, T* dw, T* dbias, const T* dout, const T* 
 template <class T>
 void causal_conv1d_forward_cpu(T* out, const T* x, const T* w, const T* bias, int64_t B, int64_t L, int64_t C,
                                int64_t K, int64_t x_stride_b, int64_t x_stride_l, bool silu) {
-  using Acc = acc_t<T>;
   kernel_check::conv_forward("causal_conv1d_forward_cpu", out, x, w, B, L, C, K);
-  const std::vector<Acc> wt = weight_by_tap(w, C, K);
-  const int64_t blocks = (C + kChannelBlock - 1) / kChannelBlock;
-#pragma omp parallel for schedule(static) if (B * L * C * K > kParallelGrain)
-  for (int64_t task = 0; task < B * blocks; ++task) {
-    const int64_t b = task / blocks, c0 = (task % blocks) * kChannelBlock, n = std::min(kChannelBlock, C - c0);
-    Acc acc[kChannelBlock];
-    for (int64_t t = 0; t < L; ++t) {
-      for (int64_t i = 0; i < n; ++i) acc[i] = bias ? static_cast<Acc>(bias[c0 + i]) : Acc(0);
-      // Taps with t−(K−1)+k < 0 read the zero padding: skip them.
-      for (int64_t k = std::max<int64_t>(0, K - 1 - t); k < K; ++k) {
-        const T* xs = x + b * x_stride_b + (t - (K - 1) + k) * x_stride_l + c0;
-        const Acc* wk = wt.data() + k * C + c0;
-        for (int64_t i = 0; i < n; ++i) acc[i] += wk[i] * static_cast<Acc>(xs[i]);
-      }
-      T* o = out + (b * L + t) * C + c0;
-      if (silu)
-        for (int64_t i = 0; i < n; ++i) o[i] = static_cast<T>(pointwise::apply_unary<UnaryOp::Silu>(acc[i]));
-      else
-        for (int64_t i = 0; i < n; ++i) o[i] = static_cast<T>(acc[i]);
-    }
-  }
+  conv_rows_cpu(out, x, w, bias, B, L, C, K, x_stride_b, x_stride_l, silu, static_cast<const T*>(nullptr));
+}
+
+template <class T>
+void causal_conv1d_silu_grad_cpu(T* dv, const T* dout, const T* x, const T* w, const T* bias, int64_t B, int64_t L,
+                                 int64_t C, int64_t K, int64_t x_stride_b, int64_t x_stride_l) {
+  const char* op = "causal_conv1d_silu_grad_cpu";
+  kernel_check::conv_forward(op, dv, x, w, B, L, C, K);
+  if (B * L * C > 0) kernel_check::not_null(op, dout, "dout");
+  conv_rows_cpu(dv, x, w, bias, B, L, C, K, x_stride_b, x_stride_l, true, dout);
 }
 
 template <class T>
@@ -190,7 +235,9 @@ void causal_conv1d_step_cpu(T* out, int64_t out_ld, T* state, const T* x, int64_
   template void causal_conv1d_forward_##V<T>(T*, const T*, const T*, const T*, int64_t, int64_t, int64_t, int64_t, \
                                              int64_t, int64_t, bool);                                              \
   template void causal_conv1d_backward_##V<T>(T*, T*, T*, const T*, const T*, const T*, int64_t, int64_t, int64_t, \
-                                              int64_t, int64_t, int64_t);
+                                              int64_t, int64_t, int64_t);                                           \
+  template void causal_conv1d_silu_grad_##V<T>(T*, const T*, const T*, const T*, const T*, int64_t, int64_t,        \
+                                               int64_t, int64_t, int64_t, int64_t);
 SIMBA_INSTANTIATE_CONV(float, ref)
 SIMBA_INSTANTIATE_CONV(double, ref)
 SIMBA_INSTANTIATE_CONV(float, cpu)
@@ -236,9 +283,22 @@ Tensor conv_output(const Tensor& xd, const Tensor& wd, const Tensor& bd, int64_t
   return out;
 }
 
+// dout·SiLU'(conv of xd), the gradient reaching the convolution's sum under SiLU, formed in one
+// pass (causal_conv1d_silu_grad): (B, L, C) contiguous.
+Tensor silu_grad(const Tensor& dout, const Tensor& xd, const Tensor& wd, const Tensor& bd, int64_t K, Device dev) {
+  const int64_t B = xd.size(0), L = xd.size(1), C = xd.size(2);
+  Tensor dv = Tensor::empty({B, L, C}, xd.dtype(), dev);
+  if (dv.numel() > 0)
+    SIMBA_DISPATCH_COMPUTE_KERNEL(dev, xd.dtype(), "causal_conv1d_silu backward", causal_conv1d_silu_grad,
+                                  dv.device_data<scalar_t>(), dout.device_data<scalar_t>(), xd.device_data<scalar_t>(),
+                                  wd.device_data<scalar_t>(), bd.defined() ? bd.device_data<scalar_t>() : nullptr, B,
+                                  L, C, K, xd.stride(0), xd.stride(1));
+  return dv;
+}
+
 // The node of causal_conv1d (silu false) and causal_conv1d_silu (silu true). With silu the
-// output is SiLU(conv) and the node keeps x and its own output, not conv: backward forms
-// conv again from x (K multiply-adds an element) for SiLU's derivative.
+// output is SiLU(conv) and the node keeps x, not conv: backward forms conv again from x
+// inside SiLU's derivative (silu_grad).
 Variable conv_node(const char* op, const Variable& x, const Variable& w, const Variable& bias, bool silu) {
   SIMBA_CHECK(x.dim() == 3, op << ": expected input (B, L, C), got shape " << shape_str(x.shape()));
   const Tensor xd = x.data();
@@ -257,13 +317,10 @@ Variable conv_node(const char* op, const Variable& x, const Variable& w, const V
   const bool need_x = x.requires_grad(), need_w = w.requires_grad(), need_b = has_bias && bias.requires_grad();
   std::vector<Variable> inputs{x, w};
   if (has_bias) inputs.push_back(bias);
-  const Tensor kept_out = silu ? out : Tensor();  // SiLU's output, for its derivative
   return make_result(
       out, op, inputs,
-      [xd, wd, bd, kept_out, silu, has_bias, need_x, need_w, need_b, B, L, C, K, dev](
-          const Tensor& g) -> std::vector<Tensor> {
-        const Tensor gc = silu ? unary_backward(UnaryOp::Silu, g.contiguous(), conv_output(xd, wd, bd, K, dev, false), kept_out)
-                               : g.contiguous();
+      [xd, wd, bd, silu, has_bias, need_x, need_w, need_b, B, L, C, K, dev](const Tensor& g) -> std::vector<Tensor> {
+        const Tensor gc = silu ? silu_grad(g.contiguous(), xd, wd, bd, K, dev) : g.contiguous();
         Tensor dx = need_x ? Tensor::empty({B, L, C}, xd.dtype(), dev) : Tensor();
         Tensor dw = need_w ? Tensor::zeros({C, 1, K}, xd.dtype(), dev) : Tensor();
         Tensor db = need_b ? Tensor::zeros({C}, xd.dtype(), dev) : Tensor();

@@ -1,7 +1,9 @@
 // nn/causal_conv1d.cu: the CUDA causal depthwise conv1d kernels declared in
 // nn/causal_conv1d.h (equations there).
 //
-// Design. The forward, dx and the recurrent step are elementwise over (b, t, c): one thread per output element,
+// Design. The forward (and SiLU's gradient through it, causal_conv1d_silu_grad: the same
+// kernels with the gradient read beside x), dx and the recurrent step are elementwise over
+// (b, t, c): one thread per output element,
 // channels fastest, so a warp reads and writes consecutive channels of one time step
 // (coalesced), and each of the K taps is a coalesced row read. Where the rows allow it
 // (16-byte aligned, K <= kMaxTaps: Mamba's K = 4), the forward instead gives a thread one
@@ -34,12 +36,13 @@ constexpr int kTimeChunk = 64;  // time steps per dw/dbias partial slice
 
 unsigned blocks_for(int64_t n) { return unsigned((n + kThreads - 1) / kThreads); }
 
-// The output of a sum v: SiLU(v) if silu (nn/causal_conv1d.h), rounded once to T. The
-// sigmoid runs on the special-function unit (tensor/cuda_fast_math.cuh): with expf and an IEEE
-// division an element, the forward was held back by its instructions as much as by its bytes.
+// The output of a sum v, rounded once to T: v, SiLU(v) if silu, or with a gradient g of SiLU's
+// output (has_g: causal_conv1d_silu_grad) g·SiLU'(v) (nn/causal_conv1d.h). The sigmoid runs on
+// the special-function unit (tensor/cuda_fast_math.cuh): with expf and an IEEE division an
+// element, the forward was held back by its instructions as much as by its bytes.
 template <class T, class Acc>
-__device__ inline T conv_result(Acc v, bool silu) {
-  return T(silu ? fast_math::silu(v) : v);
+__device__ inline T conv_result(Acc v, bool silu, bool has_g = false, Acc g = Acc(0)) {
+  return T(has_g ? g * fast_math::silu_derivative(v) : silu ? fast_math::silu(v) : v);
 }
 
 // Forward: out[b,t,c] = bias[c] + Σ_{k} w[c,k]·x[b, t−(K−1)+k, c] (taps before t = 0 skipped),
@@ -47,11 +50,12 @@ __device__ inline T conv_result(Acc v, bool silu) {
 // Launch: grid (B·L, ceil(C / kThreads)), block kThreads; block (r, cy) owns row r = b·L + t of
 // the contiguous (B, L, C) output, thread x its channel c = cy·kThreads + x (one division a
 // thread for (b, t), where an index per element cost three 64-bit divisions).
-// x (B, L, C) strided (x_stride_b, x_stride_l, 1); w (C, K); bias (C) or null.
+// x (B, L, C) strided (x_stride_b, x_stride_l, 1); w (C, K); bias (C) or null; dsilu (B, L,
+// C) contiguous or null (causal_conv1d_silu_grad: out = dsilu·SiLU'(sum)).
 template <class T>
 __global__ void __launch_bounds__(kThreads)
     conv_forward_kernel(T* out, const T* x, const T* w, const T* bias, int64_t L, int64_t C, int K,
-                        int64_t x_stride_b, int64_t x_stride_l, bool silu) {
+                        int64_t x_stride_b, int64_t x_stride_l, bool silu, const T* dsilu) {
   const int64_t c = int64_t(blockIdx.y) * kThreads + threadIdx.x;
   if (c >= C) return;
   using Acc = acc_t<T>;
@@ -59,7 +63,7 @@ __global__ void __launch_bounds__(kThreads)
   Acc acc = bias ? Acc(bias[c]) : Acc(0);
   for (int k = t >= K - 1 ? 0 : int(K - 1 - t); k < K; ++k)
     acc += Acc(w[c * K + k]) * Acc(x[b * x_stride_b + (t - (K - 1) + k) * x_stride_l + c]);
-  out[r * C + c] = conv_result<T>(acc, silu);
+  out[r * C + c] = conv_result<T>(acc, silu, dsilu != nullptr, dsilu ? Acc(dsilu[r * C + c]) : Acc(0));
 }
 
 // The forward's fast path (the file comment): the same sums in the same order.
@@ -78,11 +82,12 @@ struct alignas(sizeof(T) * V) Pack {
 // x (B, L, C) strided (x_stride_b, x_stride_l, 1), both strides, C and the pointers multiples
 // of V elements (16 bytes); K <= kMaxTaps. Window slot j holds x row t − (kMaxTaps−1) + j, tap
 // k of K sits in slot kMaxTaps − K + k; rows before t = 0 are skipped as in the plain kernel.
+// dsilu as for the plain kernel, 16-byte aligned.
 template <class T, int V>
 __global__ void __launch_bounds__(kVecThreads)
     conv_forward_vec_kernel(T* __restrict__ out, const T* __restrict__ x, const T* __restrict__ w,
                             const T* __restrict__ bias, int64_t L, int64_t C, int K, int64_t x_stride_b,
-                            int64_t x_stride_l, bool silu) {
+                            int64_t x_stride_l, bool silu, const T* __restrict__ dsilu) {
   using Acc = acc_t<T>;
   const int64_t c0 = (int64_t(blockIdx.y) * kVecThreads + threadIdx.x) * V;
   if (c0 >= C) return;
@@ -113,14 +118,15 @@ __global__ void __launch_bounds__(kVecThreads)
   // out never aliases x (__restrict__): the next step's load need not wait for this one's store.
   for (int64_t t = t0; t < tend; ++t) {
     load(t, win[kMaxTaps - 1]);
-    Pack<T, V> o;
+    Pack<T, V> o, g{};
+    if (dsilu) g = *reinterpret_cast<const Pack<T, V>*>(dsilu + (b * L + t) * C + c0);
 #pragma unroll
     for (int v = 0; v < V; ++v) {
       Acc a = br[v];
 #pragma unroll
       for (int j = 0; j < kMaxTaps; ++j)
         if (j >= first && t - (kMaxTaps - 1) + j >= 0) a += wr[j][v] * win[j][v];
-      o.v[v] = conv_result<T>(a, silu);
+      o.v[v] = conv_result<T>(a, silu, dsilu != nullptr, Acc(g.v[v]));
     }
     *reinterpret_cast<Pack<T, V>*>(out + (b * L + t) * C + c0) = o;
 #pragma unroll
@@ -251,33 +257,54 @@ void causal_conv1d_step_cuda(T* out, int64_t out_ld, T* state, const T* x, int64
   SIMBA_CUDA_CHECK(cudaGetLastError());
 }
 
+namespace {
+
+// The checks and the launch of causal_conv1d_forward_cuda (dsilu null) and
+// causal_conv1d_silu_grad_cuda (dsilu the gradient of SiLU's output).
 template <class T>
-void causal_conv1d_forward_cuda(T* out, const T* x, const T* w, const T* bias, int64_t B, int64_t L, int64_t C,
-                                int64_t K, int64_t x_stride_b, int64_t x_stride_l, bool silu) {
-  const char* op = "causal_conv1d_forward_cuda";
+void launch_conv_rows(const char* op, T* out, const T* x, const T* w, const T* bias, int64_t B, int64_t L, int64_t C,
+                      int64_t K, int64_t x_stride_b, int64_t x_stride_l, bool silu, const T* dsilu) {
   kernel_check::conv_forward(op, out, x, w, B, L, C, K);
   SIMBA_CHECK(K <= INT_MAX, op << ": kernel size K=" << K << " is too large");
   cuda_check_device_pointer(out, op, "out");
   cuda_check_device_pointer(x, op, "x");
   cuda_check_device_pointer(w, op, "w");
   cuda_check_device_pointer(bias, op, "bias");
+  cuda_check_device_pointer(dsilu, op, "dout");
   if (B * L == 0) return;
   cudaStream_t stream = cuda_stream(cuda_current_device());
   SIMBA_CHECK(B * L <= INT_MAX && blocks_for(C) <= 65535, op << ": B·L=" << B * L << " rows or C=" << C
                                                               << " channels exceed the CUDA grid limits");
   constexpr int V = 16 / sizeof(T);  // elements per 16-byte piece
   const auto aligned = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; };
-  if (K <= kMaxTaps && C % V == 0 && x_stride_b % V == 0 && x_stride_l % V == 0 && aligned(x) && aligned(out)) {
+  if (K <= kMaxTaps && C % V == 0 && x_stride_b % V == 0 && x_stride_l % V == 0 && aligned(x) && aligned(out) &&
+      aligned(dsilu)) {
     const int64_t tiles = B * ((L + kConvSteps - 1) / kConvSteps);
     conv_forward_vec_kernel<T, V><<<dim3(unsigned(tiles), unsigned((C / V + kVecThreads - 1) / kVecThreads)),
                                     kVecThreads, 0, stream>>>(out, x, w, bias, L, C, int(K), x_stride_b, x_stride_l,
-                                                              silu);
+                                                              silu, dsilu);
   } else {
-    conv_forward_kernel<T><<<dim3(unsigned(B * L), blocks_for(C)), kThreads, 0, stream>>>(out, x, w, bias, L, C,
-                                                                                           int(K), x_stride_b,
-                                                                                           x_stride_l, silu);
+    conv_forward_kernel<T><<<dim3(unsigned(B * L), blocks_for(C)), kThreads, 0, stream>>>(
+        out, x, w, bias, L, C, int(K), x_stride_b, x_stride_l, silu, dsilu);
   }
   SIMBA_CUDA_CHECK(cudaGetLastError());
+}
+
+}  // namespace
+
+template <class T>
+void causal_conv1d_forward_cuda(T* out, const T* x, const T* w, const T* bias, int64_t B, int64_t L, int64_t C,
+                                int64_t K, int64_t x_stride_b, int64_t x_stride_l, bool silu) {
+  launch_conv_rows("causal_conv1d_forward_cuda", out, x, w, bias, B, L, C, K, x_stride_b, x_stride_l, silu,
+                   static_cast<const T*>(nullptr));
+}
+
+template <class T>
+void causal_conv1d_silu_grad_cuda(T* dv, const T* dout, const T* x, const T* w, const T* bias, int64_t B, int64_t L,
+                                  int64_t C, int64_t K, int64_t x_stride_b, int64_t x_stride_l) {
+  const char* op = "causal_conv1d_silu_grad_cuda";
+  if (B * L * C > 0) kernel_check::not_null(op, dout, "dout");
+  launch_conv_rows(op, dv, x, w, bias, B, L, C, K, x_stride_b, x_stride_l, true, dout);
 }
 
 template <class T>
@@ -326,6 +353,8 @@ void causal_conv1d_backward_cuda(T* dx, T* dw, T* dbias, const T* dout, const T*
                                               int64_t, int64_t, bool);                                              \
   template void causal_conv1d_backward_cuda<T>(T*, T*, T*, const T*, const T*, const T*, int64_t, int64_t, int64_t, \
                                                int64_t, int64_t, int64_t);                                          \
+  template void causal_conv1d_silu_grad_cuda<T>(T*, const T*, const T*, const T*, const T*, int64_t, int64_t,       \
+                                                int64_t, int64_t, int64_t, int64_t);                                \
   template void causal_conv1d_step_cuda<T>(T*, int64_t, T*, const T*, int64_t, const T*, const T*, int64_t, int64_t, \
                                            int64_t, bool);
 SIMBA_INSTANTIATE_CONV_CUDA(float)

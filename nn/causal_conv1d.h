@@ -44,6 +44,21 @@ template <class T>
 void causal_conv1d_forward_cuda(T* out, const T* x, const T* w, const T* bias, int64_t B, int64_t L, int64_t C,
                                 int64_t K, int64_t x_stride_b, int64_t x_stride_l, bool silu = false);
 
+// SiLU's backward at the convolution's output, the sum v of the forward above formed again
+// from x instead of stored (causal_conv1d_silu's backward): dv (B, L, C) contiguous =
+// dout·SiLU'(v) for dout (B, L, C) contiguous, the gradient reaching SiLU(v); v stays in the
+// accumulator, SiLU'(v) = σ(v)·(1 + v·(1 − σ(v))), and dv is rounded once. One pass over x
+// and dout where the convolution, stored, and then SiLU's backward took two.
+template <class T>
+void causal_conv1d_silu_grad_ref(T* dv, const T* dout, const T* x, const T* w, const T* bias, int64_t B, int64_t L,
+                                 int64_t C, int64_t K, int64_t x_stride_b, int64_t x_stride_l);
+template <class T>
+void causal_conv1d_silu_grad_cpu(T* dv, const T* dout, const T* x, const T* w, const T* bias, int64_t B, int64_t L,
+                                 int64_t C, int64_t K, int64_t x_stride_b, int64_t x_stride_l);
+template <class T>
+void causal_conv1d_silu_grad_cuda(T* dv, const T* dout, const T* x, const T* w, const T* bias, int64_t B, int64_t L,
+                                  int64_t C, int64_t K, int64_t x_stride_b, int64_t x_stride_l);
+
 // dx (B, L, C) contiguous, dw (C, 1, K), dbias (C) <- dout (B, L, C) contiguous,
 // x and w as in the forward. Any output may be null (not needed); defined ones
 // are overwritten. From the forward's equation:
@@ -83,8 +98,10 @@ Variable causal_conv1d(const Variable& x, const Variable& w, const Variable& bia
 // SiLU(causal_conv1d(x, w, bias)), the same values and gradients, for a smaller footprint:
 // causal_conv1d's output, the input of the SiLU, is not kept until backward (a (B, L, C)
 // tensor a layer during training) but formed again there from x, which the convolution's
-// backward keeps anyway; the cost is one more forward convolution (K multiply-adds per
-// element) in backward.
+// backward keeps anyway, inside SiLU's backward (causal_conv1d_silu_grad: K multiply-adds per
+// element more, no pass of its own). Where T is narrower than its accumulator the values and
+// the gradients come from the unrounded sum (each output rounded once), so they are the
+// float32 pipeline's, not those of silu(causal_conv1d) on a rounded convolution.
 Variable causal_conv1d_silu(const Variable& x, const Variable& w, const Variable& bias);
 
 // One step of recurrent generation, equal to position t of causal_conv1d when

@@ -1,7 +1,7 @@
 // tensor/cuda_fast_math.cuh: float32 exponential functions on the GPU's special-function unit
 // (ex2.approx: one instruction, relative error below 2^-22), for kernels whose instruction count
 // they would otherwise dominate: the selective scan's decays and gate (ssm/selective_scan.cu),
-// the Simba score (ssm/simba_score.cu), the conv's SiLU (nn/causal_conv1d.cu). Each has a
+// the Simba score (ssm/simba_score.cu), the conv's SiLU and its derivative (nn/causal_conv1d.cu). Each has a
 // float64 overload that stays exact: float64 is the type the kernels are checked against
 // references in. Included by .cu files only.
 #pragma once
@@ -29,6 +29,13 @@ __device__ inline double sigmoid(double v) { return 1.0 / (1.0 + ::exp(-v)); }
 template <class A>
 __device__ inline A silu(A v) {
   return v * sigmoid(v);
+}
+
+// SiLU'(v) = σ(v)·(1 + v·(1 − σ(v))).
+template <class A>
+__device__ inline A silu_derivative(A v) {
+  const A s = sigmoid(v);
+  return s * (A(1) + v * (A(1) - s));
 }
 
 }  // namespace fast_math

@@ -259,6 +259,13 @@ TEST_CASE("CUDA causal conv1d forward and backward equal the reference (strided 
     causal_conv1d_forward_ref<double>(out_ref.data(), x64.data(), w64.data(), sz.bias ? b64.data() : nullptr, B, L,
                                       C, K, sb, sl, /*silu=*/true);
     CHECK(normwise_error(out_silu.read(), out_ref) <= kTol);
+    // SiLU's gradient through the same kernels (causal_conv1d_silu_grad): g·SiLU'(conv).
+    DevArray<float> dv(poison(B * L * C));
+    causal_conv1d_silu_grad_cuda<float>(dv.p(), dg.p(), dxbuf.p(), dwt.p(), sz.bias ? dbias.p() : nullptr, B, L, C, K,
+                                        sb, sl);
+    causal_conv1d_silu_grad_ref<double>(out_ref.data(), g64.data(), x64.data(), w64.data(),
+                                        sz.bias ? b64.data() : nullptr, B, L, C, K, sb, sl);
+    CHECK(normwise_error(dv.read(), out_ref) <= kTol);
 
     std::vector<double> dx_ref(B * L * C), dw_ref(C * K), db_ref(C);
     causal_conv1d_backward_ref<double>(dx_ref.data(), dw_ref.data(), db_ref.data(), g64.data(), x64.data(),
@@ -307,6 +314,11 @@ TEST_CASE("CUDA bfloat16 causal conv1d forward, backward and step equal the CPU 
                                          sb, sl, /*silu=*/true);
     causal_conv1d_forward_cpu<bfloat16>(out_cpu.data(), x.data(), w.data(), bias_cpu, B, L, C, K, sb, sl, true);
     CHECK(normwise_error(out_silu.read(), widen(out_cpu)) <= kBf16Tol);
+    DevArray<bfloat16> dv(poison_bf16(B * L * C));
+    causal_conv1d_silu_grad_cuda<bfloat16>(dv.p(), dg.p(), dxbuf.p(), dwt.p(), sz.bias ? dbias.p() : nullptr, B, L, C,
+                                           K, sb, sl);
+    causal_conv1d_silu_grad_cpu<bfloat16>(out_cpu.data(), g.data(), x.data(), w.data(), bias_cpu, B, L, C, K, sb, sl);
+    CHECK(normwise_error(dv.read(), widen(out_cpu)) <= kBf16Tol);
 
     std::vector<bfloat16> dx_cpu(B * L * C), dw_cpu(C * K), db_cpu(C);
     causal_conv1d_backward_cpu<bfloat16>(dx_cpu.data(), dw_cpu.data(), db_cpu.data(), g.data(), x.data(), w.data(), B,
