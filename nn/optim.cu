@@ -43,12 +43,33 @@ struct AdamWConsts {
   T decay, b1, b2, omb1, omb2, step_size, bc2_sqrt, eps;
 };
 
-// AdamW over every tensor (nn/optim.h): per element, with g = grad·scale,
+// One element of AdamW's update (nn/optim.h), with g = grad·scale already formed:
 //   m ← β1·m + (1−β1)·g;  v ← β2·v + (1−β2)·g²;  p ← p·decay − step_size·m / (sqrt(v)/bc2_sqrt + eps)
-// decay = c.decay for tensors with the decay flag, else 1; the new p rounded to bfloat16 goes to
-// d.copy as well when it is non-null (the compute copy of mixed precision, in the same pass).
-// Launch: grid kBlocks, block kThreads; tensors (count) descriptors in device memory; thread
-// (b, x) updates elements first_element(k) + j·kStride of tensor k, and nothing else.
+template <class T>
+__device__ inline void adamw_element(T& p, T& m, T& v, T g, const AdamWConsts<T>& c, T decay) {
+  m = c.b1 * m + c.omb1 * g;
+  v = c.b2 * v + c.omb2 * g * g;
+  const T denom = sqrt(v) / c.bc2_sqrt + c.eps;
+  p = p * decay - c.step_size * (m / denom);
+}
+
+// Four bfloat16 values as one 8-byte store.
+__device__ inline uint2 pack_bf16(float a, float b, float c, float d) {
+  const auto bits = [](float v) { return uint32_t(bfloat16(v).bits); };
+  return make_uint2(bits(a) | bits(b) << 16, bits(c) | bits(d) << 16);
+}
+
+bool __device__ inline aligned(const void* p, int bytes) { return reinterpret_cast<uintptr_t>(p) % bytes == 0; }
+
+// AdamW over every tensor (adamw_element, g = grad·scale); decay = c.decay for tensors with the
+// decay flag, else 1; the new p rounded to bfloat16 goes to d.copy as well when it is non-null
+// (the compute copy of mixed precision, in the same pass).
+// Launch: grid kBlocks, block kThreads; tensors (count) descriptors in device memory. Thread
+// (b, x) updates elements first_element(k) + j·kStride of tensor k, and nothing else; for a
+// float32 tensor whose buffers are 16-byte aligned (the copy 8), the groups of 4 elements
+// 4·(first_element(k) + j·kStride) .. + 3 instead, with 16-byte loads and stores (the bytes are
+// the update's whole cost), and the last n mod 4 elements one by one. Elementwise either way:
+// the same bits.
 template <class T>
 __global__ void __launch_bounds__(kThreads)
     adamw_kernel(const OptimTensor<T>* tensors, int64_t count, AdamWConsts<T> c, const T* grad_scale) {
@@ -56,14 +77,32 @@ __global__ void __launch_bounds__(kThreads)
   for (int64_t k = 0; k < count; ++k) {
     const OptimTensor<T> d = tensors[k];
     const T decay = d.decay ? c.decay : T(1);
-    for (int64_t i = first_element(k); i < d.n; i += kStride) {
-      const T g = d.grad[i] * scale;
-      const T m = c.b1 * d.m[i] + c.omb1 * g;
-      const T v = c.b2 * d.v[i] + c.omb2 * g * g;
+    int64_t i0 = 0;  // elements before i0 went in groups of 4
+    if constexpr (std::is_same_v<T, float>) {
+      if (aligned(d.param, 16) && aligned(d.grad, 16) && aligned(d.m, 16) && aligned(d.v, 16) &&
+          aligned(d.copy, 8)) {
+        const int64_t groups = d.n / 4;
+        for (int64_t q = first_element(k); q < groups; q += kStride) {
+          float4 p = reinterpret_cast<float4*>(d.param)[q], m = reinterpret_cast<float4*>(d.m)[q];
+          float4 v = reinterpret_cast<float4*>(d.v)[q];
+          const float4 g = reinterpret_cast<const float4*>(d.grad)[q];
+          adamw_element(p.x, m.x, v.x, g.x * scale, c, decay);
+          adamw_element(p.y, m.y, v.y, g.y * scale, c, decay);
+          adamw_element(p.z, m.z, v.z, g.z * scale, c, decay);
+          adamw_element(p.w, m.w, v.w, g.w * scale, c, decay);
+          reinterpret_cast<float4*>(d.param)[q] = p;
+          reinterpret_cast<float4*>(d.m)[q] = m;
+          reinterpret_cast<float4*>(d.v)[q] = v;
+          if (d.copy) reinterpret_cast<uint2*>(d.copy)[q] = pack_bf16(p.x, p.y, p.z, p.w);
+        }
+        i0 = 4 * groups;
+      }
+    }
+    for (int64_t i = i0 + first_element(k); i < d.n; i += kStride) {
+      T p = d.param[i], m = d.m[i], v = d.v[i];
+      adamw_element(p, m, v, d.grad[i] * scale, c, decay);
       d.m[i] = m;
       d.v[i] = v;
-      const T denom = sqrt(v) / c.bc2_sqrt + c.eps;
-      const T p = d.param[i] * decay - c.step_size * (m / denom);
       d.param[i] = p;
       if (d.copy) d.copy[i] = bfloat16(p);
     }
@@ -71,11 +110,21 @@ __global__ void __launch_bounds__(kThreads)
 }
 
 // widen_gradients (nn/optim.h): dst[i] = float(src[i]) for every tensor. Launch and ownership
-// as adamw_kernel.
+// as adamw_kernel, groups of 4 where dst is 16-byte and src 8-byte aligned.
 __global__ void __launch_bounds__(kThreads) widen_kernel(const WidenTensor* tensors, int64_t count) {
   for (int64_t k = 0; k < count; ++k) {
     const WidenTensor d = tensors[k];
-    for (int64_t i = first_element(k); i < d.n; i += kStride) d.dst[i] = float(d.src[i]);
+    int64_t i0 = 0;
+    if (aligned(d.dst, 16) && aligned(d.src, 8)) {
+      const int64_t groups = d.n / 4;
+      for (int64_t q = first_element(k); q < groups; q += kStride) {
+        const uint2 b = reinterpret_cast<const uint2*>(d.src)[q];  // a bfloat16 is a float's top 16 bits
+        reinterpret_cast<float4*>(d.dst)[q] = make_float4(__uint_as_float(b.x << 16), __uint_as_float(b.x & 0xffff0000u),
+                                                          __uint_as_float(b.y << 16), __uint_as_float(b.y & 0xffff0000u));
+      }
+      i0 = 4 * groups;
+    }
+    for (int64_t i = i0 + first_element(k); i < d.n; i += kStride) d.dst[i] = float(d.src[i]);
   }
 }
 

@@ -500,9 +500,10 @@ TEST_CASE("CUDA cross-entropy: a target outside [0, V) gives NaN for its row, ne
 
 namespace {
 
-// Parameter tensors of assorted sizes: 1, odd ones, and one past the kernels' grid stride
-// (512 blocks × 256 threads = 131072), so a thread updates two elements of it.
-const std::vector<int64_t> kSizes{1, 7, 257, 1000, 131073, 3};
+// Parameter tensors of assorted sizes: 1, odd ones, one past the kernels' grid stride (512
+// blocks × 256 threads = 131072), so a thread updates two elements of it, and one past four
+// strides, so a thread updates two groups of 4 in the float32 AdamW's 16-byte path.
+const std::vector<int64_t> kSizes{1, 7, 257, 1000, 131073, 3, 4 * 131072 + 5};
 
 struct OptimCase {
   std::vector<std::vector<float>> param, grad, m, v;
@@ -603,6 +604,45 @@ TEST_CASE("CUDA AdamW step over many tensors equals the reference, with and with
     adamw_step_ref<double>(ref.tensors.data(), int64_t(kSizes.size()), step, scaled ? &scale64 : nullptr);
     check_same(c, dev, ref, true, true);
     dev.check_copies(scaled);
+  }
+}
+
+TEST_CASE("CUDA AdamW: buffers off the 16-byte grid (element by element) give the bits of aligned ones (groups of 4)") {
+  const OptimCase c(57);
+  const AdamWStep step{1e-2, 0.9, 0.999, 1e-8, 0.1, 2};
+  // Tensor k's buffers as given (aligned), and the same values one element into buffers of
+  // n + 1 (misaligned), with bfloat16 copies; both updated by one call each.
+  std::vector<DevArray<float>> bufs;
+  std::vector<DevArray<bfloat16>> copies;
+  std::vector<OptimTensor<float>> da, dm;
+  for (size_t k = 0; k < kSizes.size(); ++k) {
+    const int64_t n = kSizes[k];
+    for (const std::vector<float>* v : {&c.param[k], &c.grad[k], &c.m[k], &c.v[k]}) {
+      bufs.emplace_back(*v);
+      std::vector<float> shifted(1, kNaN);
+      shifted.insert(shifted.end(), v->begin(), v->end());
+      bufs.emplace_back(shifted);
+    }
+    copies.emplace_back(poison_bf16(size_t(n)));
+    copies.emplace_back(poison_bf16(size_t(n) + 1));
+  }
+  for (size_t k = 0; k < kSizes.size(); ++k) {
+    DevArray<float>* b = &bufs[8 * k];
+    da.push_back({b[0].p(), b[2].p(), b[4].p(), b[6].p(), kSizes[k], int32_t(k % 2), copies[2 * k].p()});
+    dm.push_back({b[1].p() + 1, b[3].p() + 1, b[5].p() + 1, b[7].p() + 1, kSizes[k], int32_t(k % 2),
+                  copies[2 * k + 1].p() + 1});
+  }
+  const DevArray<OptimTensor<float>> ta(da), tm(dm);
+  adamw_step_cuda<float>(ta.p(), int64_t(da.size()), step, nullptr);
+  adamw_step_cuda<float>(tm.p(), int64_t(dm.size()), step, nullptr);
+  for (size_t k = 0; k < kSizes.size(); ++k) {
+    INFO("tensor " << k << " of size " << kSizes[k]);
+    for (int j : {0, 4, 6}) {  // param, m, v
+      const std::vector<float> a = bufs[8 * k + j].read(), m = bufs[8 * k + j + 1].read();
+      CHECK(std::memcmp(a.data(), m.data() + 1, a.size() * sizeof(float)) == 0);
+    }
+    const std::vector<bfloat16> ca = copies[2 * k].read(), cm = copies[2 * k + 1].read();
+    CHECK(std::memcmp(ca.data(), cm.data() + 1, ca.size() * sizeof(bfloat16)) == 0);
   }
 }
 
