@@ -100,9 +100,7 @@ void causal_conv1d_forward_ref(T* out, const T* x, const T* w, const T* bias, in
 template <class T>
 void causal_conv1d_silu_grad_ref(T* dv, const T* dout, const T* x, const T* w, const T* bias, int64_t B, int64_t L,
                                  int64_t C, int64_t K, int64_t x_stride_b, int64_t x_stride_l) {
-  const char* op = "causal_conv1d_silu_grad_ref";
-  kernel_check::conv_forward(op, dv, x, w, B, L, C, K);
-  if (B * L * C > 0) kernel_check::not_null(op, dout, "dout");
+  kernel_check::conv_silu_grad("causal_conv1d_silu_grad_ref", dv, dout, x, w, B, L, C, K);
   conv_rows_ref(dv, x, w, bias, B, L, C, K, x_stride_b, x_stride_l, true, dout);
 }
 
@@ -148,9 +146,7 @@ void causal_conv1d_forward_cpu(T* out, const T* x, const T* w, const T* bias, in
 template <class T>
 void causal_conv1d_silu_grad_cpu(T* dv, const T* dout, const T* x, const T* w, const T* bias, int64_t B, int64_t L,
                                  int64_t C, int64_t K, int64_t x_stride_b, int64_t x_stride_l) {
-  const char* op = "causal_conv1d_silu_grad_cpu";
-  kernel_check::conv_forward(op, dv, x, w, B, L, C, K);
-  if (B * L * C > 0) kernel_check::not_null(op, dout, "dout");
+  kernel_check::conv_silu_grad("causal_conv1d_silu_grad_cpu", dv, dout, x, w, B, L, C, K);
   conv_rows_cpu(dv, x, w, bias, B, L, C, K, x_stride_b, x_stride_l, true, dout);
 }
 

@@ -303,7 +303,7 @@ template <class T>
 void causal_conv1d_silu_grad_cuda(T* dv, const T* dout, const T* x, const T* w, const T* bias, int64_t B, int64_t L,
                                   int64_t C, int64_t K, int64_t x_stride_b, int64_t x_stride_l) {
   const char* op = "causal_conv1d_silu_grad_cuda";
-  if (B * L * C > 0) kernel_check::not_null(op, dout, "dout");
+  kernel_check::conv_silu_grad(op, dv, dout, x, w, B, L, C, K);
   launch_conv_rows(op, dv, x, w, bias, B, L, C, K, x_stride_b, x_stride_l, true, dout);
 }
 

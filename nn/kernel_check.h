@@ -56,6 +56,12 @@ inline void conv_forward(const char* op, const void* out, const void* x, const v
   if (B * L > 0) not_null(op, out, "out");
 }
 
+inline void conv_silu_grad(const char* op, const void* dv, const void* dout, const void* x, const void* w, int64_t B,
+                           int64_t L, int64_t C, int64_t K) {
+  conv_forward(op, dv, x, w, B, L, C, K);
+  if (B * L > 0) not_null(op, dout, "dout");
+}
+
 inline void conv_backward(const char* op, const void* dout, const void* x, const void* w, int64_t B, int64_t L,
                           int64_t C, int64_t K) {
   conv_sizes(op, x, w, B, L, C, K);

@@ -59,7 +59,7 @@ __device__ inline uint2 pack_bf16(float a, float b, float c, float d) {
   return make_uint2(bits(a) | bits(b) << 16, bits(c) | bits(d) << 16);
 }
 
-bool __device__ inline aligned(const void* p, int bytes) { return reinterpret_cast<uintptr_t>(p) % bytes == 0; }
+__device__ inline bool aligned(const void* p, int bytes) { return reinterpret_cast<uintptr_t>(p) % bytes == 0; }
 
 // AdamW over every tensor (adamw_element, g = grad·scale); decay = c.decay for tensors with the
 // decay flag, else 1; the new p rounded to bfloat16 goes to d.copy as well when it is non-null
