@@ -259,12 +259,11 @@ void causal_conv1d_step_cuda(T* out, int64_t out_ld, T* state, const T* x, int64
 
 namespace {
 
-// The checks and the launch of causal_conv1d_forward_cuda (dsilu null) and
-// causal_conv1d_silu_grad_cuda (dsilu the gradient of SiLU's output).
+// The device checks and the launch of causal_conv1d_forward_cuda (dsilu null) and
+// causal_conv1d_silu_grad_cuda (dsilu the gradient of SiLU's output), after their argument checks.
 template <class T>
 void launch_conv_rows(const char* op, T* out, const T* x, const T* w, const T* bias, int64_t B, int64_t L, int64_t C,
                       int64_t K, int64_t x_stride_b, int64_t x_stride_l, bool silu, const T* dsilu) {
-  kernel_check::conv_forward(op, out, x, w, B, L, C, K);
   SIMBA_CHECK(K <= INT_MAX, op << ": kernel size K=" << K << " is too large");
   cuda_check_device_pointer(out, op, "out");
   cuda_check_device_pointer(x, op, "x");
@@ -295,8 +294,9 @@ void launch_conv_rows(const char* op, T* out, const T* x, const T* w, const T* b
 template <class T>
 void causal_conv1d_forward_cuda(T* out, const T* x, const T* w, const T* bias, int64_t B, int64_t L, int64_t C,
                                 int64_t K, int64_t x_stride_b, int64_t x_stride_l, bool silu) {
-  launch_conv_rows("causal_conv1d_forward_cuda", out, x, w, bias, B, L, C, K, x_stride_b, x_stride_l, silu,
-                   static_cast<const T*>(nullptr));
+  const char* op = "causal_conv1d_forward_cuda";
+  kernel_check::conv_forward(op, out, x, w, B, L, C, K);
+  launch_conv_rows(op, out, x, w, bias, B, L, C, K, x_stride_b, x_stride_l, silu, static_cast<const T*>(nullptr));
 }
 
 template <class T>

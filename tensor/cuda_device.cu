@@ -92,9 +92,14 @@ void check_device_index(int device) {
 // outside capture), and the allocator's cache is not used.
 thread_local bool t_recording = false;
 
+// SIMBA_CUDA_CACHE unset or 1: on; 0: off; anything else is an error naming it. Read at the first
+// allocation (where an error can be thrown; a free always comes after one).
 bool cache_enabled() {
   static const bool on = [] {
     const char* v = std::getenv("SIMBA_CUDA_CACHE");
+    SIMBA_CHECK(!v || std::strcmp(v, "0") == 0 || std::strcmp(v, "1") == 0,
+                "environment variable SIMBA_CUDA_CACHE='" << v << "': expected 0 (no cache of freed device blocks) "
+                                                          "or 1 (the default)");
     return !(v && std::strcmp(v, "0") == 0);
   }();
   return on;

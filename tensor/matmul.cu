@@ -250,35 +250,26 @@ cublasStatus_t cublas_gemm_strided_batched(cublasHandle_t h, cublasOperation_t t
   return cublasDgemmStridedBatched(h, tb, ta, n, m, k, alpha, b, ldb, sb, a, lda, sa, beta, c, ldc, sc, count);
 }
 
-// bfloat16: operands and result CUDA_R_16BF, products accumulated and scaled in float32
-// (CUBLAS_COMPUTE_32F, float alpha and beta), the result rounded once to bfloat16.
-cublasStatus_t cublas_gemm(cublasHandle_t h, cublasOperation_t tb, cublasOperation_t ta, int n, int m, int k,
-                           const float* alpha, const bfloat16* b, int ldb, const bfloat16* a, int lda,
-                           const float* beta, bfloat16* c, int ldc) {
-  return cublasGemmEx(h, tb, ta, n, m, k, alpha, b, CUDA_R_16BF, ldb, a, CUDA_R_16BF, lda, beta, c, CUDA_R_16BF, ldc,
-                      CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
-}
-cublasStatus_t cublas_gemm_strided_batched(cublasHandle_t h, cublasOperation_t tb, cublasOperation_t ta, int n,
-                                           int m, int k, const float* alpha, const bfloat16* b, int ldb,
-                                           long long sb, const bfloat16* a, int lda, long long sa,
-                                           const float* beta, bfloat16* c, int ldc, long long sc, int count) {
-  return cublasGemmStridedBatchedEx(h, tb, ta, n, m, k, alpha, b, CUDA_R_16BF, ldb, sb, a, CUDA_R_16BF, lda, sa,
-                                    beta, c, CUDA_R_16BF, ldc, sc, count, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
-}
+// The cuBLAS data type of a bfloat16 product's output c.
+constexpr cudaDataType_t out_type(const bfloat16*) { return CUDA_R_16BF; }
+constexpr cudaDataType_t out_type(const float*) { return CUDA_R_32F; }
 
-// bfloat16 operands into a float32 c: the float32 accumulation lands unrounded.
+// bfloat16 operands: products accumulated and scaled in float32 (CUBLAS_COMPUTE_32F, float alpha
+// and beta); the result rounded once into a bfloat16 c, or landing unrounded in a float32 c.
+template <class C>
 cublasStatus_t cublas_gemm(cublasHandle_t h, cublasOperation_t tb, cublasOperation_t ta, int n, int m, int k,
                            const float* alpha, const bfloat16* b, int ldb, const bfloat16* a, int lda,
-                           const float* beta, float* c, int ldc) {
-  return cublasGemmEx(h, tb, ta, n, m, k, alpha, b, CUDA_R_16BF, ldb, a, CUDA_R_16BF, lda, beta, c, CUDA_R_32F, ldc,
+                           const float* beta, C* c, int ldc) {
+  return cublasGemmEx(h, tb, ta, n, m, k, alpha, b, CUDA_R_16BF, ldb, a, CUDA_R_16BF, lda, beta, c, out_type(c), ldc,
                       CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
 }
+template <class C>
 cublasStatus_t cublas_gemm_strided_batched(cublasHandle_t h, cublasOperation_t tb, cublasOperation_t ta, int n,
                                            int m, int k, const float* alpha, const bfloat16* b, int ldb,
                                            long long sb, const bfloat16* a, int lda, long long sa,
-                                           const float* beta, float* c, int ldc, long long sc, int count) {
+                                           const float* beta, C* c, int ldc, long long sc, int count) {
   return cublasGemmStridedBatchedEx(h, tb, ta, n, m, k, alpha, b, CUDA_R_16BF, ldb, sb, a, CUDA_R_16BF, lda, sa,
-                                    beta, c, CUDA_R_32F, ldc, sc, count, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+                                    beta, c, out_type(c), ldc, sc, count, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
 }
 
 }  // namespace
