@@ -70,30 +70,57 @@ __device__ inline T lanes_sum(T v) {
   return v;
 }
 
+// p[0] + p[1] + … + p[LPC - 1], added in lane order (the fixed order of the backward's
+// finishing step), read in 16-byte pieces where LPC allows; p 16-byte aligned then.
+template <int LPC, class T>
+__device__ inline T lanes_in_order(const T* p) {
+  T sum = 0;
+  if constexpr (LPC % kStatesPerLane == 0) {
+#pragma unroll
+    for (int l = 0; l < LPC; l += kStatesPerLane) {
+      T v[kStatesPerLane];
+      load_states(p + l, v);
+#pragma unroll
+      for (int j = 0; j < kStatesPerLane; ++j) sum += v[j];
+    }
+  } else {
+#pragma unroll
+    for (int l = 0; l < LPC; ++l) sum += p[l];
+  }
+  return sum;
+}
+
 // Copies rows t0 .. t0+tc-1, columns col0 .. col0+ncols-1 of the (B, L, ·) rows `src` of batch
 // row b into the kRows x kWidth tile dst[s·kWidth + c]; rows tc .. kRows-1 and columns ncols ..
 // kWidth-1 get zeros (the kernels walk whole tiles: a zero step leaves every state unchanged).
-// Every thread of the block calls it. Whole 16-byte pieces go as asynchronous copies (completed
-// by the caller's __pipeline_wait_prior and barrier); a view whose rows are not whole 16-byte
-// pieces is copied element by element. The tile sizes are compile-time constants, so the
-// index arithmetic is shifts and masks.
-template <int kRows, int kWidth, class T>
+// Every one of the kThreads threads of the block calls it. Whole 16-byte pieces go as
+// asynchronous copies (completed by the caller's __pipeline_wait_prior and barrier), each
+// thread taking the pieces ≡ threadIdx.x (mod kThreads) and zeroing those past tc in the same
+// pass; a view whose rows are not whole 16-byte pieces is copied element by element. The tile
+// sizes are compile-time constants, so the piece loop is unrolled and its index arithmetic is
+// shifts and masks.
+template <int kRows, int kWidth, int kThreads, class T>
 __device__ inline void load_tile(T* dst, SeqView<const T> src, int64_t b, int64_t L, int64_t t0, int tc,
                                  int64_t col0, int ncols) {
   constexpr int kPer = 16 / sizeof(T);  // elements per 16-byte piece
   const T* base = src.p + (b * L + t0) * src.ld + col0;
   if constexpr (kWidth % kPer == 0) {
     if (ncols == kWidth && src.ld % kPer == 0 && reinterpret_cast<uintptr_t>(base) % 16 == 0) {
-      constexpr int kPieces = kWidth / kPer;
-      for (int i = threadIdx.x; i < tc * kPieces; i += blockDim.x) {
+      constexpr int kPieces = kWidth / kPer, kCount = kRows * kPieces;
+#pragma unroll
+      for (int k = 0; k < (kCount + kThreads - 1) / kThreads; ++k) {
+        const int i = threadIdx.x + k * kThreads;
+        if (kCount % kThreads != 0 && i >= kCount) break;
         const int s = i / kPieces, q = i % kPieces;
-        __pipeline_memcpy_async(dst + s * kWidth + q * kPer, base + s * src.ld + q * kPer, 16);
+        if (s < tc)
+          __pipeline_memcpy_async(dst + s * kWidth + q * kPer, base + s * src.ld + q * kPer, 16);
+        else
+          *reinterpret_cast<uint4*>(dst + s * kWidth + q * kPer) = make_uint4(0, 0, 0, 0);
       }
-      for (int i = tc * kWidth + threadIdx.x; i < kRows * kWidth; i += blockDim.x) dst[i] = T(0);
       return;
     }
   }
-  for (int i = threadIdx.x; i < kRows * kWidth; i += blockDim.x) {
+  for (int i = threadIdx.x; i < kRows * kWidth; i += kThreads) {
     const int s = i / kWidth, c = i % kWidth;
     dst[i] = s < tc && c < ncols ? base[s * src.ld + c] : T(0);
   }
@@ -238,12 +265,12 @@ __global__ void __launch_bounds__(kFwdCh * LPC)
     const int stage = k & 1;
     const int64_t t0 = k * kFwdChunk;
     const int tc = L - t0 < kFwdChunk ? int(L - t0) : kFwdChunk;
-    load_tile<kFwdChunk, kFwdCh>(su + stage * kSeq, u, b, L, t0, tc, c0, ncols);
-    load_tile<kFwdChunk, kFwdCh>(sd + stage * kSeq, delta, b, L, t0, tc, c0, ncols);
-    load_tile<kFwdChunk, NP>(sB + stage * kState, Bm, b, L, t0, tc, 0, N);
+    load_tile<kFwdChunk, kFwdCh, kFwdCh * LPC>(su + stage * kSeq, u, b, L, t0, tc, c0, ncols);
+    load_tile<kFwdChunk, kFwdCh, kFwdCh * LPC>(sd + stage * kSeq, delta, b, L, t0, tc, c0, ncols);
+    load_tile<kFwdChunk, NP, kFwdCh * LPC>(sB + stage * kState, Bm, b, L, t0, tc, 0, N);
     if (!kStatesOnly) {
-      if (z.p) load_tile<kFwdChunk, kFwdCh>(sz + stage * kSeq, z, b, L, t0, tc, c0, ncols);
-      load_tile<kFwdChunk, NP>(sC + stage * kState, Cm, b, L, t0, tc, 0, N);
+      if (z.p) load_tile<kFwdChunk, kFwdCh, kFwdCh * LPC>(sz + stage * kSeq, z, b, L, t0, tc, c0, ncols);
+      load_tile<kFwdChunk, NP, kFwdCh * LPC>(sC + stage * kState, Cm, b, L, t0, tc, 0, N);
     }
     __pipeline_commit();
   };
@@ -480,12 +507,12 @@ __global__ void __launch_bounds__(BackwardSmem<T, LPC>::kThreads)
     const int stage = k & 1;
     const int64_t t0 = k * TC;
     const int tc = L - t0 < TC ? int(L - t0) : TC;
-    load_tile<TC, CH>(su + stage * kSeq, u, b, L, t0, tc, c0, ncols);
-    load_tile<TC, CH>(sd + stage * kSeq, delta, b, L, t0, tc, c0, ncols);
-    if (z.p) load_tile<TC, CH>(sz + stage * kSeq, z, b, L, t0, tc, c0, ncols);
-    load_tile<TC, CH>(sg + stage * kSeq, dout, b, L, t0, tc, c0, ncols);
-    load_tile<TC, NP>(sB + stage * kState, Bm, b, L, t0, tc, 0, N);
-    load_tile<TC, NP>(sC + stage * kState, Cm, b, L, t0, tc, 0, N);
+    load_tile<TC, CH, kThreads>(su + stage * kSeq, u, b, L, t0, tc, c0, ncols);
+    load_tile<TC, CH, kThreads>(sd + stage * kSeq, delta, b, L, t0, tc, c0, ncols);
+    if (z.p) load_tile<TC, CH, kThreads>(sz + stage * kSeq, z, b, L, t0, tc, c0, ncols);
+    load_tile<TC, CH, kThreads>(sg + stage * kSeq, dout, b, L, t0, tc, c0, ncols);
+    load_tile<TC, NP, kThreads>(sB + stage * kState, Bm, b, L, t0, tc, 0, N);
+    load_tile<TC, NP, kThreads>(sC + stage * kState, Cm, b, L, t0, tc, 0, N);
     __pipeline_commit();
   };
 
@@ -591,13 +618,8 @@ __global__ void __launch_bounds__(BackwardSmem<T, LPC>::kThreads)
       if (ec < ncols) {
         for (int i = threadIdx.x; i < gc * CH; i += kThreads) {
           const int s = q0 + i / CH;
-          acc gu = 0, gd = 0, yp = 0;
-#pragma unroll
-          for (int l = 0; l < LPC; ++l) {
-            gu += pu[i * LPC + l];
-            gd += pd[i * LPC + l];
-            yp += py[i * LPC + l];
-          }
+          const acc gu = lanes_in_order<LPC>(pu + i * LPC), gd = lanes_in_order<LPC>(pd + i * LPC),
+                    yp = lanes_in_order<LPC>(py + i * LPC);
           const StepIn<acc> p = steps[s * CH + ec];
           const int64_t r = b * L + t0 + s;
           du.p[r * du.ld + c0 + ec] = T(gu * p.dt + eD * p.dy);  // (8)
@@ -605,13 +627,33 @@ __global__ void __launch_bounds__(BackwardSmem<T, LPC>::kThreads)
           if (dz.p) dz.p[r * dz.ld + c0 + ec] = T(zcoef[s * CH + ec] * (yp + eD * p.x));  // (12)
         }
       }
-      for (int i = threadIdx.x; i < gc * 2 * N; i += kThreads) {
-        const int q = i / (2 * N), which = i % (2 * N) / N, n = i % N;
-        const acc* t = terms + (q * 2 + which) * CH * NP + n;
-        acc sum = 0;
+      // A pair of threads takes a (step, dB or dC, kStatesPerLane states): one adds the even
+      // channels' terms, the other the odd ones' (in channel order; the two read distinct
+      // banks), and both add the two halves. Every thread runs the same number of rounds (the
+      // pairs are 32·LPC, a multiple of kThreads), so the shuffle sees whole warps; steps past
+      // gc are summed and not stored.
+      constexpr int kQuads = NP / kStatesPerLane, kItems = kBwdGroup * 2 * kQuads;
+      static_assert((2 * kItems) % kThreads == 0, "whole rounds of pairs");
 #pragma unroll
-        for (int cc = 0; cc < CH; ++cc) sum += t[cc * NP];
-        (which == 0 ? dB_part : dC_part)[((blk * B + b) * L + t0 + q0 + q) * N + n] = sum;
+      for (int round = 0; round < 2 * kItems / kThreads; ++round) {
+        const int i = threadIdx.x + round * kThreads, h = i % 2, item = i / 2;
+        const int q = item / (2 * kQuads), which = item / kQuads % 2, jq = item % kQuads;
+        const acc* t = terms + (q * 2 + which) * CH * NP + jq * kStatesPerLane;
+        acc sum[kStatesPerLane] = {}, v[kStatesPerLane];
+#pragma unroll
+        for (int k = 0; k < CH / 2; ++k) {
+          load_states(t + (2 * k + h) * NP, v);
+#pragma unroll
+          for (int j = 0; j < kStatesPerLane; ++j) sum[j] += v[j];
+        }
+#pragma unroll
+        for (int j = 0; j < kStatesPerLane; ++j) sum[j] += __shfl_xor_sync(0xffffffffu, sum[j], 1);
+        if (h == 0 && q < gc) {
+          acc* out = (which == 0 ? dB_part : dC_part) + ((blk * B + b) * L + t0 + q0 + q) * N;
+#pragma unroll
+          for (int j = 0; j < kStatesPerLane; ++j)
+            if (jq * kStatesPerLane + j < N) out[jq * kStatesPerLane + j] = sum[j];
+        }
       }
       __syncthreads();  // the next group overwrites the partials and terms
     }
