@@ -397,9 +397,9 @@ __global__ void __launch_bounds__(kFwdCh * LPC)
 // of y (3) [step][channel][lane], and its channel's terms of (7) and (6)
 // [step][dB or dC][channel][state]. After every kBwdGroup steps the block finishes them: per
 // (step, channel) the lanes' partials in lane order give du, dΔ (the second term of (9) is
-// u·Σ G·B), dz; per (step, state) the channels' terms in channel order give the block's partial
-// of dB and dC, written as one partial per (channel block, b, t, n), which sum_partials_kernel
-// adds in block order. dA and dD (sums over batch and time) are summed over t in registers and
+// u·Σ G·B), dz; per (step, state) the channels' terms (the even channels' sum plus the odd
+// ones', each in channel order) give the block's partial of dB and dC, written as one partial
+// per (channel block, b, t, n), which sum_partials_kernel adds in block order. dA and dD (sums over batch and time) are summed over t in registers and
 // written as one partial per (b, d, n) / (b, d), likewise added in batch order.
 
 constexpr int kBwdThreads = 128;  // threads per backward block, at most
@@ -613,7 +613,7 @@ __global__ void __launch_bounds__(BackwardSmem<T, LPC>::kThreads)
       __syncthreads();
 
       // Finish the group: du, dΔ, dz per (step, channel) from the lanes' partials in lane order;
-      // dB, dC per (step, state) from the channels' terms in channel order.
+      // dB, dC per (step, state) from the channels' terms.
       const int gc = tc - q0 < kBwdGroup ? tc - q0 : kBwdGroup;  // the group's steps
       if (ec < ncols) {
         for (int i = threadIdx.x; i < gc * CH; i += kThreads) {
