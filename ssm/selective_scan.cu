@@ -399,8 +399,9 @@ __global__ void __launch_bounds__(kFwdCh * LPC)
 // (step, channel) the lanes' partials in lane order give du, dΔ (the second term of (9) is
 // u·Σ G·B), dz; per (step, state) the channels' terms (the even channels' sum plus the odd
 // ones', each in channel order) give the block's partial of dB and dC, written as one partial
-// per (channel block, b, t, n), which sum_partials_kernel adds in block order. dA and dD (sums over batch and time) are summed over t in registers and
-// written as one partial per (b, d, n) / (b, d), likewise added in batch order.
+// per (channel block, b, t, n), which sum_partials_kernel adds in block order. dA and dD (sums
+// over batch and time) are summed over t in registers and written as one partial per (b, d, n)
+// / (b, d), likewise added in batch order.
 
 constexpr int kBwdThreads = 128;  // threads per backward block, at most
 constexpr int kBwdGroup = 8;      // steps whose sums are finished together; divides kBwdChunk
@@ -630,8 +631,8 @@ __global__ void __launch_bounds__(BackwardSmem<T, LPC>::kThreads)
       // A pair of threads takes a (step, dB or dC, kStatesPerLane states): one adds the even
       // channels' terms, the other the odd ones' (in channel order; the two read distinct
       // banks), and both add the two halves. Every thread runs the same number of rounds (the
-      // pairs are 32·LPC, a multiple of kThreads), so the shuffle sees whole warps; steps past
-      // gc are summed and not stored.
+      // pairs take 32·LPC threads, a multiple of kThreads), so the shuffle sees whole warps;
+      // steps past gc are summed and not stored.
       constexpr int kQuads = NP / kStatesPerLane, kItems = kBwdGroup * 2 * kQuads;
       static_assert((2 * kItems) % kThreads == 0, "whole rounds of pairs");
 #pragma unroll
