@@ -93,19 +93,24 @@ __device__ inline T lanes_in_order(const T* p) {
 // Copies rows t0 .. t0+tc-1, columns col0 .. col0+ncols-1 of the (B, L, ·) rows `src` of batch
 // row b into the kRows x kWidth tile dst[s·kWidth + c]; rows tc .. kRows-1 and columns ncols ..
 // kWidth-1 get zeros (the kernels walk whole tiles: a zero step leaves every state unchanged).
-// Every one of the kThreads threads of the block calls it. Whole 16-byte pieces go as
-// asynchronous copies (completed by the caller's __pipeline_wait_prior and barrier), each
-// thread taking the pieces ≡ threadIdx.x (mod kThreads) and zeroing those past tc in the same
-// pass; a view whose rows are not whole 16-byte pieces is copied element by element. The tile
-// sizes are compile-time constants, so the piece loop is unrolled and its index arithmetic is
-// shifts and masks.
+// Every one of the kThreads threads of the block calls it. When the rows are whole 16-byte
+// pieces (`pieces`, rows_in_pieces below, and a full-width tile) the pieces go as asynchronous
+// copies (completed by the caller's __pipeline_wait_prior and barrier), each thread taking the
+// pieces ≡ threadIdx.x (mod kThreads) and zeroing those past tc in the same pass; otherwise
+// the tile is copied element by element. The tile sizes are compile-time constants, so the
+// piece loop is unrolled and its index arithmetic is shifts and masks. `pieces` is a kernel
+// argument, read from the constant bank: a condition the kernel derived from each view would be
+// hoisted out of the chunk loop and held, one per view, and the bfloat16 backward at its
+// register limit spilled them (bench/RESULTS.md). The test of base's alignment, implied by
+// `pieces`, stays because without it nvcc 13.0 gives the float32 backward 200 registers a
+// thread, and 2 blocks an SM instead of 3.
 template <int kRows, int kWidth, int kThreads, class T>
 __device__ inline void load_tile(T* dst, SeqView<const T> src, int64_t b, int64_t L, int64_t t0, int tc,
-                                 int64_t col0, int ncols) {
+                                 int64_t col0, int ncols, bool pieces) {
   constexpr int kPer = 16 / sizeof(T);  // elements per 16-byte piece
   const T* base = src.p + (b * L + t0) * src.ld + col0;
   if constexpr (kWidth % kPer == 0) {
-    if (ncols == kWidth && src.ld % kPer == 0 && reinterpret_cast<uintptr_t>(base) % 16 == 0) {
+    if (pieces && ncols == kWidth && reinterpret_cast<uintptr_t>(base) % 16 == 0) {
       constexpr int kPieces = kWidth / kPer, kCount = kRows * kPieces;
 #pragma unroll
       for (int k = 0; k < (kCount + kThreads - 1) / kThreads; ++k) {
@@ -131,6 +136,14 @@ __device__ inline void load_tile(T* dst, SeqView<const T> src, int64_t b, int64_
 template <class T>
 __device__ inline void widen_tile(acc_t<T>* dst, const T* src, int n) {
   for (int i = threadIdx.x; i < n; i += blockDim.x) dst[i] = acc_t<T>(src[i]);
+}
+
+// Whether every row of every view starts on a 16-byte boundary (p aligned, ld a whole number of
+// 16-byte pieces): load_tile's `pieces`. A tile's first column is a multiple of the channels a
+// block owns, whose bytes are a multiple of 16, so its rows start on a boundary too.
+template <class... V>
+bool rows_in_pieces(V... views) {
+  return ((reinterpret_cast<uintptr_t>(views.p) % 16 == 0 && views.ld * sizeof(*views.p) % 16 == 0) && ...);
 }
 
 // ---- forward ------------------------------------------------------------------------------
@@ -163,7 +176,7 @@ enum class FwdMode { Output, OutputSave, Save, Summary };
 
 constexpr int kFwdCh = 32;       // channels per forward block
 constexpr int kFwdChunk = 32;    // steps per forward chunk
-constexpr int kUnroll = 8;       // steps per unrolled group; divides kFwdChunk
+constexpr int kUnroll = 16;      // steps per unrolled group; divides kFwdChunk
 constexpr int kBwdChunk = 16;    // steps per backward chunk: hsave's spacing
 static_assert(kFwdChunk % kBwdChunk == 0 && kBwdChunk % kUnroll == 0, "chunk lengths nest");
 static_assert(kBwdChunk == kScanCheckpointEvery, "hsave is the checkpoints' layout");
@@ -207,13 +220,16 @@ struct Segments {
 // receives h_{t-1} for every t = k·kBwdChunk (h0 or 0 for k = 0). Mode OutputSave is Output
 // writing hsave likewise.
 // Mode Summary (grid z = P - 1): like Save without hsave, from h = 0 (not h0); writes seg.end
-// and seg.dsum of its segment.
+// and seg.dsum of its segment. pieces: rows_in_pieces of the views read.
+// Registers: 96 a thread. nvcc's own choice (56-80) spilled in mode OutputSave and kept fewer
+// of a group's loads and exponentials in flight; 96 still fits 5 blocks of 128 threads an SM,
+// more than the grids of the training shapes put there (bench/RESULTS.md).
 template <class T, int LPC, FwdMode kMode>
-__global__ void __launch_bounds__(kFwdCh * LPC)
+__global__ void __maxnreg__(96)
     scan_forward_kernel(SeqView<T> out, T* h_last, acc_t<T>* hsave, Segments<acc_t<T>> seg,
                         SeqView<const T> u, SeqView<const T> delta, const T* A, SeqView<const T> Bm,
                         SeqView<const T> Cm, const T* Dskip, SeqView<const T> z, const T* h0,
-                        int64_t L, int64_t Di, int N) {
+                        int64_t L, int64_t Di, int N, bool pieces) {
   constexpr bool kStatesOnly = kMode == FwdMode::Save || kMode == FwdMode::Summary;  // no y: the states only
   constexpr bool kSaves = kMode == FwdMode::Save || kMode == FwdMode::OutputSave;  // writes hsave
   using S = ForwardSmem<T, LPC>;
@@ -265,12 +281,12 @@ __global__ void __launch_bounds__(kFwdCh * LPC)
     const int stage = k & 1;
     const int64_t t0 = k * kFwdChunk;
     const int tc = L - t0 < kFwdChunk ? int(L - t0) : kFwdChunk;
-    load_tile<kFwdChunk, kFwdCh, kFwdCh * LPC>(su + stage * kSeq, u, b, L, t0, tc, c0, ncols);
-    load_tile<kFwdChunk, kFwdCh, kFwdCh * LPC>(sd + stage * kSeq, delta, b, L, t0, tc, c0, ncols);
-    load_tile<kFwdChunk, NP, kFwdCh * LPC>(sB + stage * kState, Bm, b, L, t0, tc, 0, N);
+    load_tile<kFwdChunk, kFwdCh, kFwdCh * LPC>(su + stage * kSeq, u, b, L, t0, tc, c0, ncols, pieces);
+    load_tile<kFwdChunk, kFwdCh, kFwdCh * LPC>(sd + stage * kSeq, delta, b, L, t0, tc, c0, ncols, pieces);
+    load_tile<kFwdChunk, NP, kFwdCh * LPC>(sB + stage * kState, Bm, b, L, t0, tc, 0, N, pieces);
     if (!kStatesOnly) {
-      if (z.p) load_tile<kFwdChunk, kFwdCh, kFwdCh * LPC>(sz + stage * kSeq, z, b, L, t0, tc, c0, ncols);
-      load_tile<kFwdChunk, NP, kFwdCh * LPC>(sC + stage * kState, Cm, b, L, t0, tc, 0, N);
+      if (z.p) load_tile<kFwdChunk, kFwdCh, kFwdCh * LPC>(sz + stage * kSeq, z, b, L, t0, tc, c0, ncols, pieces);
+      load_tile<kFwdChunk, NP, kFwdCh * LPC>(sC + stage * kState, Cm, b, L, t0, tc, 0, N, pieces);
     }
     __pipeline_commit();
   };
@@ -455,6 +471,7 @@ __device__ inline void store_states(double* p, const double (&v)[kStatesPerLane]
 // dz (if dz.p) (B, L, Di) rows and dh0 (if non-null) (B, Di, N), and in acc the partials:
 //   dB_part, dC_part (nblk, B, L, N): block blockIdx.x's channel sums of (7) / (6);
 //   dA_part (B, Di, N): the sums over t of (10);  dD_part (B, Di): the sums over t of (11).
+// pieces: rows_in_pieces of the views read.
 template <class T, int LPC>
 __global__ void __launch_bounds__(BackwardSmem<T, LPC>::kThreads)
     scan_backward_kernel(SeqView<T> du, SeqView<T> ddelta, SeqView<T> dz, T* dh0,
@@ -462,7 +479,7 @@ __global__ void __launch_bounds__(BackwardSmem<T, LPC>::kThreads)
                          acc_t<T>* dD_part, const acc_t<T>* hsave, SeqView<const T> dout,
                          const T* dh_last, SeqView<const T> u, SeqView<const T> delta, const T* A,
                          SeqView<const T> Bm, SeqView<const T> Cm, const T* Dskip,
-                         SeqView<const T> z, int64_t B, int64_t L, int64_t Di, int N) {
+                         SeqView<const T> z, int64_t B, int64_t L, int64_t Di, int N, bool pieces) {
   using S = BackwardSmem<T, LPC>;
   using acc = acc_t<T>;
   constexpr int CH = S::kCH, NP = S::kNP, TC = kBwdChunk, kThreads = S::kThreads;
@@ -508,12 +525,12 @@ __global__ void __launch_bounds__(BackwardSmem<T, LPC>::kThreads)
     const int stage = k & 1;
     const int64_t t0 = k * TC;
     const int tc = L - t0 < TC ? int(L - t0) : TC;
-    load_tile<TC, CH, kThreads>(su + stage * kSeq, u, b, L, t0, tc, c0, ncols);
-    load_tile<TC, CH, kThreads>(sd + stage * kSeq, delta, b, L, t0, tc, c0, ncols);
-    if (z.p) load_tile<TC, CH, kThreads>(sz + stage * kSeq, z, b, L, t0, tc, c0, ncols);
-    load_tile<TC, CH, kThreads>(sg + stage * kSeq, dout, b, L, t0, tc, c0, ncols);
-    load_tile<TC, NP, kThreads>(sB + stage * kState, Bm, b, L, t0, tc, 0, N);
-    load_tile<TC, NP, kThreads>(sC + stage * kState, Cm, b, L, t0, tc, 0, N);
+    load_tile<TC, CH, kThreads>(su + stage * kSeq, u, b, L, t0, tc, c0, ncols, pieces);
+    load_tile<TC, CH, kThreads>(sd + stage * kSeq, delta, b, L, t0, tc, c0, ncols, pieces);
+    if (z.p) load_tile<TC, CH, kThreads>(sz + stage * kSeq, z, b, L, t0, tc, c0, ncols, pieces);
+    load_tile<TC, CH, kThreads>(sg + stage * kSeq, dout, b, L, t0, tc, c0, ncols, pieces);
+    load_tile<TC, NP, kThreads>(sB + stage * kState, Bm, b, L, t0, tc, 0, N, pieces);
+    load_tile<TC, NP, kThreads>(sC + stage * kState, Cm, b, L, t0, tc, 0, N, pieces);
     __pipeline_commit();
   };
 
@@ -721,6 +738,7 @@ void launch_forward(cudaStream_t stream, int device, SeqView<T> out, T* h_last, 
     const int64_t resident = int64_t(sms) * std::max(per_sm, 1);
     P = std::min((resident + blocks - 1) / blocks, chunks / kMinSegmentChunks);
   }
+  const bool pieces = rows_in_pieces(u, delta, Bm, Cm, z);
   Segments<acc> seg{nullptr, nullptr, std::max<int64_t>(1, (chunks + P - 1) / P)};
   P = std::max<int64_t>(1, (chunks + seg.chunks - 1) / seg.chunks);  // no empty segment
   // The summaries, freed (stream-ordered) when `scratch` goes out of scope after the launches.
@@ -731,10 +749,10 @@ void launch_forward(cudaStream_t stream, int device, SeqView<T> out, T* h_last, 
     launch(scan_forward_kernel<T, LPC, FwdMode::Summary>, dim3(unsigned(nx), unsigned(B), unsigned(P - 1)),
            kThreads, kBytes, stream, SeqView<T>{nullptr, 0}, static_cast<T*>(nullptr), static_cast<acc*>(nullptr),
            seg, u, delta, A, Bm, SeqView<const T>{nullptr, 0}, static_cast<const T*>(nullptr),
-           SeqView<const T>{nullptr, 0}, static_cast<const T*>(nullptr), L, Di, int(N));
+           SeqView<const T>{nullptr, 0}, static_cast<const T*>(nullptr), L, Di, int(N), pieces);
   }
   launch(kernel, dim3(unsigned(nx), unsigned(B), unsigned(P)), kThreads, kBytes, stream, out, h_last, hsave, seg, u,
-         delta, A, Bm, Cm, Dskip, z, h0, L, Di, int(N));
+         delta, A, Bm, Cm, Dskip, z, h0, L, Di, int(N), pieces);
 }
 
 // The backward's second stage: out[r·ld + w] = Σ_{g < count} part[g·stride + r·width + w] for
@@ -876,7 +894,7 @@ void selective_scan_backward_cuda(SeqView<T> du, SeqView<T> ddelta, T* dA, SeqVi
     }
     launch(scan_backward_kernel<T, LPC>, dim3(static_cast<unsigned>(nblk), static_cast<unsigned>(B)), BS::kThreads,
            BS::bytes, stream, du, ddelta, dz, dh0, dB_part, dC_part, dA_part, dD_part,
-           hsave, dout, dh_last, u, delta, A, Bm, Cm, Dskip, z, B, L, Di, int(N));
+           hsave, dout, dh_last, u, delta, A, Bm, Cm, Dskip, z, B, L, Di, int(N), rows_in_pieces(u, delta, z, dout, Bm, Cm));
     launch_sum_partials(stream, dB.p, dB.ld, dB_part, nblk, B * L * N, B * L, N);
     launch_sum_partials(stream, dC.p, dC.ld, dC_part, nblk, B * L * N, B * L, N);
     launch_sum_partials(stream, dA, N, dA_part, B, Di * N, Di, N);
