@@ -3,9 +3,10 @@
 // row index of a layer's compacted sequence. The rules (criteria, order, anchor) are in
 // ssm/simba_score.h; each kernel below states its shapes and launch geometry.
 //
-// Determinism: no atomics. Every sum runs in an order fixed by the sizes (a thread's own
-// loop, or the fixed-order block reductions of tensor/cuda_reduce.cuh), and the selection is
-// a stable sort of exact keys, so results are bit-identical run to run.
+// Determinism: no floating-point atomics. Every sum runs in an order fixed by the sizes (a
+// thread's own loop, or the fixed-order block reductions of tensor/cuda_reduce.cuh), and the
+// selection compares exact keys and counts them in integers, so results are bit-identical run
+// to run.
 // Types: inputs of T (float, double or bfloat16) are widened on load; S, the rows Δy_T(t) and
 // the scores are acc_t<T> (float for bfloat16), the l2 sums double.
 #include "ssm/simba_score.h"
@@ -15,7 +16,6 @@
 #include <algorithm>
 #include <climits>
 #include <cub/block/block_scan.cuh>
-#include <cub/device/device_segmented_sort.cuh>
 
 #include "tensor/cuda_reduce.cuh"
 #include "tensor/cuda_check.cuh"
@@ -183,65 +183,134 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-// The selection order of select_kept as a sort key: a NaN score ranks as −∞, and −0 becomes +0
-// (the CPU compares them equal, a radix sort would order them). A bfloat16 score is compared as
-// its exact float value.
+// The selection order of select_kept as a key: a NaN score ranks as −∞, and −0 becomes +0
+// (the CPU compares them equal; their bits differ). A bfloat16 score is compared as its exact
+// float value.
 template <class T>
 __device__ inline acc_t<T> select_key(T score) {
   const acc_t<T> s = acc_t<T>(score);
   return s != s ? acc_t<T>(-INFINITY) : s + acc_t<T>(0);
 }
 
+// A key's bits, turned so that unsigned comparison orders them as the keys (never NaN): the
+// sign bit set for the non-negative keys, every bit flipped for the negative ones.
+__device__ inline uint32_t ordered_bits(float x) {
+  const uint32_t u = __float_as_uint(x);
+  return u & 0x80000000u ? ~u : u | 0x80000000u;
+}
+__device__ inline uint64_t ordered_bits(double x) {
+  const uint64_t u = static_cast<uint64_t>(__double_as_longlong(x));
+  return u & 0x8000000000000000ull ? ~u : u | 0x8000000000000000ull;
+}
+
 // The choice of next[b, :] (ssm/simba_score.h): the anchor i = n − 1 and the k − 1 best other i
-// (score descending, ties to the smaller i), written in ascending i, in four steps:
-//   key_kernel:  key[b, i] = select_key(scores[b, i]), pos[b, i] = i, for the n − 1 candidates
-//                i < n − 1 of every sequence (the anchor is not a candidate);
-//   a stable segmented sort of (key, pos) by key descending, one segment of n − 1 per sequence
-//                (cub::DeviceSegmentedSort), so equal keys keep ascending i;
-//   mark_kernel: flags[b, ·] = 1 at the first k − 1 sorted positions and at the anchor;
-//   compact_kernel: the flagged i in ascending order.
-// The sort compares the keys exactly, so the kept sets are the CPU's whenever the scores are.
-//
-// key_kernel / mark_kernel: 1-D grid-stride over B·n entries / B·k entries, a thread each.
-// key_kernel also writes the sort's segments: segment b is entries [b·n, b·n + n − 1) (its
-// candidates; the anchor's entry is left out), begin[b] and end[b].
+// (score descending, ties to the smaller i), written in ascending i, by one block a sequence:
+//   1. radix selection of τ, the (k − 1)-th largest key among the n − 1 candidates i < n − 1,
+//      kRadixBits bits a pass from the top: a pass counts the candidates that agree with τ's
+//      bits found so far into a histogram of their next digit and takes the digit where the
+//      running count from the top reaches the rank still wanted; what remains wanted after the
+//      last pass is r, how many of the candidates equal to τ are kept;
+//   2. one walk over i ascending that keeps every candidate above τ, the first r equal to it
+//      (a block scan ranks the ties in i order: ties go to the smaller i) and the anchor, and
+//      writes each kept i's kept[b, i] at its exclusive block-scan slot.
+// The keys are compared exactly, so the kept sets are the CPU's whenever the scores are, and
+// the histogram counts are integers, whose totals do not depend on the order of the atomics.
+// Launch: grid B, block kSelectThreads; block b owns sequence b. A pass's loop runs whole warps
+// (lanes past n − 1 take part without a digit) so that a warp's lanes with the same digit add
+// their count once (__match_any_sync). The walk goes in tiles of kSelectThreads·kSelectPer, a
+// thread taking kSelectPer consecutive i.
+constexpr int kSelectThreads = 1024, kSelectPer = 8, kRadixBits = 8, kBuckets = 1 << kRadixBits;
+
 template <class T>
-__global__ void key_kernel(acc_t<T>* key, int* pos, int64_t* begin, int64_t* end, const T* scores, int64_t B,
-                           int64_t n) {
-  for (int64_t e = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; e < B * n; e += int64_t(gridDim.x) * blockDim.x) {
-    key[e] = select_key(scores[e]);
-    pos[e] = int(e % n);
-    if (e < B) {
-      begin[e] = e * n;
-      end[e] = e * n + n - 1;
-    }
-  }
-}
-
-__global__ void mark_kernel(int* flags, const int* sorted_pos, int64_t B, int64_t n, int64_t k) {
-  for (int64_t e = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; e < B * k; e += int64_t(gridDim.x) * blockDim.x) {
-    const int64_t b = e / k, j = e % k;
-    flags[b * n + (j == k - 1 ? n - 1 : sorted_pos[b * n + j])] = 1;
-  }
-}
-
-// compact_kernel: next[b, slot] = kept[b, i] for the flagged i in ascending order, the slot an
-// exclusive block scan of the flags. Launch: grid B, block kThreads; block b walks sequence b
-// in tiles of kThreads (thread x takes i = i0 + x); the loop is uniform over the block.
-__global__ void __launch_bounds__(kThreads)
-    compact_kernel(int64_t* next, const int* flags, const int64_t* kept, int64_t n, int64_t k) {
-  using BlockScan = cub::BlockScan<int, kThreads>;
+__global__ void __launch_bounds__(kSelectThreads)
+    select_kernel(int64_t* next, const T* scores, const int64_t* kept, int64_t n, int64_t k) {
+  using U = decltype(ordered_bits(select_key(T(0))));
+  using BlockScan = cub::BlockScan<int, kSelectThreads>;
   __shared__ typename BlockScan::TempStorage scan_storage;
-  const int64_t b = blockIdx.x;
-  int64_t base = 0;
-  for (int64_t i0 = 0; i0 < n; i0 += kThreads) {
-    const int64_t i = i0 + threadIdx.x;
-    const int keep = i < n ? flags[b * n + i] : 0;
-    int slot = 0, kept_here = 0;
-    BlockScan(scan_storage).ExclusiveSum(keep, slot, kept_here);
-    if (keep) next[b * k + base + slot] = kept[b * n + i];
-    base += kept_here;
-    __syncthreads();  // scan_storage is reused by the next tile's scan
+  __shared__ int hist[kBuckets];
+  __shared__ U chosen_prefix;
+  __shared__ int chosen_rank;
+  const int64_t b = blockIdx.x, m = n - 1;  // candidates i < m; i = m is the anchor
+  const T* s = scores + b * n;
+  const int lane = threadIdx.x % 32;
+
+  U tau = 0, mask = 0;  // τ's bits found so far, and which they are
+  int rank = int(k - 1);  // rank of τ among the candidates that agree with it so far (1 = the largest)
+  for (int shift = int(sizeof(U)) * 8 - kRadixBits; rank > 0 && shift >= 0; shift -= kRadixBits) {
+    for (int j = threadIdx.x; j < kBuckets; j += kSelectThreads) hist[j] = 0;
+    __syncthreads();
+    for (int64_t i0 = 0; i0 < m; i0 += kSelectThreads) {
+      const int64_t i = i0 + threadIdx.x;
+      int digit = -1;
+      if (i < m) {
+        const U u = ordered_bits(select_key(s[i]));
+        if ((u & mask) == tau) digit = int(u >> shift) & (kBuckets - 1);
+      }
+      const unsigned peers = __match_any_sync(0xffffffffu, digit);
+      if (digit >= 0 && lane == __ffs(peers) - 1) atomicAdd(&hist[digit], __popc(peers));
+    }
+    __syncthreads();
+    if (threadIdx.x < 32) {
+      // Lane l holds the kBuckets / 32 buckets below top = kBuckets − 1 − l·kBuckets / 32; an
+      // inclusive scan over the lanes counts the candidates at or above each lane's buckets.
+      constexpr int kPerLane = kBuckets / 32;
+      const int top = kBuckets - 1 - lane * kPerLane;
+      int count = 0;
+      for (int j = 0; j < kPerLane; ++j) count += hist[top - j];
+      int upto = count;
+      for (int off = 1; off < 32; off *= 2) {
+        const int v = __shfl_up_sync(0xffffffffu, upto, off);
+        if (lane >= off) upto += v;
+      }
+      int above = upto - count;  // candidates in the higher lanes' buckets
+      if (above < rank && rank <= upto) {  // one lane
+        int j = 0;
+        while (above + hist[top - j] < rank) above += hist[top - j++];
+        chosen_prefix = tau | (U(top - j) << shift);
+        chosen_rank = rank - above;
+      }
+    }
+    __syncthreads();
+    tau = chosen_prefix;
+    rank = chosen_rank;
+    mask |= U(kBuckets - 1) << shift;
+  }
+
+  // rank is now r (0 when k = 1: no candidate is kept, and τ is not used).
+  const bool any = k > 1;
+  int64_t base = 0;  // kept so far
+  int ties = 0;      // candidates equal to τ so far
+  for (int64_t i0 = 0; i0 < n; i0 += int64_t(kSelectThreads) * kSelectPer) {
+    const int64_t first = i0 + int64_t(threadIdx.x) * kSelectPer;
+    U u[kSelectPer];
+    int equal = 0;
+#pragma unroll
+    for (int e = 0; e < kSelectPer; ++e) {
+      const int64_t i = first + e;
+      u[e] = any && i < m ? ordered_bits(select_key(s[i])) : U(0);
+      equal += any && i < m && u[e] == tau;
+    }
+    int tie = 0, tie_total = 0;
+    BlockScan(scan_storage).ExclusiveSum(equal, tie, tie_total);
+    tie += ties;
+    bool keep[kSelectPer];
+    int count = 0;
+#pragma unroll
+    for (int e = 0; e < kSelectPer; ++e) {
+      const int64_t i = first + e;
+      const bool candidate = any && i < m;
+      keep[e] = i == m || (candidate && (u[e] > tau || (u[e] == tau && tie++ < rank)));
+      count += keep[e];
+    }
+    __syncthreads();  // scan_storage is reused
+    int slot = 0, total = 0;
+    BlockScan(scan_storage).ExclusiveSum(count, slot, total);
+#pragma unroll
+    for (int e = 0; e < kSelectPer; ++e)
+      if (keep[e]) next[b * k + base + slot++] = kept[b * n + first + e];
+    base += total;
+    ties += tie_total;
+    __syncthreads();  // the next tile's scan reuses scan_storage
   }
 }
 
@@ -319,41 +388,10 @@ void simba_select_cuda(int64_t* next, const T* scores, const int64_t* kept, int6
   cuda_check_device_pointer(next, op, "next");
   cuda_check_device_pointer(scores, op, "scores");
   cuda_check_device_pointer(kept, op, "kept");
-  SIMBA_CHECK(B <= 65535 && B * n <= INT_MAX,
-              op << ": B=" << B << ", n=" << n << " exceed the CUDA grid limit 65535 or int positions");
+  SIMBA_CHECK(B <= 65535 && n <= INT_MAX,
+              op << ": B=" << B << ", n=" << n << " exceed the CUDA grid limit 65535 or int counts");
   if (B == 0) return;
-  using Key = acc_t<T>;
-  const int device = cuda_current_device();
-  const Device dev{DeviceType::CUDA, device};
-  cudaStream_t stream = cuda_stream(device);
-  // Keys, positions (in and sorted) and keep flags, (B, n) each, freed (stream-ordered) when
-  // they go out of scope after the launches.
-  Storage keys(sizeof(Key) * size_t(B * n), dev), sorted_keys(sizeof(Key) * size_t(B * n), dev);
-  Storage pos(sizeof(int) * size_t(B * n), dev), sorted_pos(sizeof(int) * size_t(B * n), dev);
-  Storage flags_bytes(sizeof(int) * size_t(B * n), dev);
-  int* flags = static_cast<int*>(flags_bytes.data());
-  SIMBA_CUDA_CHECK(cudaMemsetAsync(flags, 0, sizeof(int) * size_t(B * n), stream));
-  if (k > 1) {
-    Storage segments(sizeof(int64_t) * size_t(2 * B), dev);
-    int64_t* begin = static_cast<int64_t*>(segments.data());
-    key_kernel<T><<<cuda_grid_size(B * n, kThreads), kThreads, 0, stream>>>(
-        static_cast<Key*>(keys.data()), static_cast<int*>(pos.data()), begin, begin + B, scores, B, n);
-    SIMBA_CUDA_CHECK(cudaGetLastError());
-    size_t temp_bytes = 0;
-    auto sort = [&](void* temp) {
-      return cub::DeviceSegmentedSort::StableSortPairsDescending(
-          temp, temp_bytes, static_cast<const Key*>(keys.data()), static_cast<Key*>(sorted_keys.data()),
-          static_cast<const int*>(pos.data()), static_cast<int*>(sorted_pos.data()), B * n, B, begin, begin + B,
-          stream);
-    };
-    SIMBA_CUDA_CHECK(sort(nullptr));
-    Storage temp(std::max<size_t>(temp_bytes, 1), dev);
-    SIMBA_CUDA_CHECK(sort(temp.data()));
-  }
-  mark_kernel<<<cuda_grid_size(B * k, kThreads), kThreads, 0, stream>>>(
-      flags, static_cast<const int*>(sorted_pos.data()), B, n, k);
-  SIMBA_CUDA_CHECK(cudaGetLastError());
-  compact_kernel<<<unsigned(B), kThreads, 0, stream>>>(next, flags, kept, n, k);
+  select_kernel<T><<<unsigned(B), kSelectThreads, 0, cuda_stream(cuda_current_device())>>>(next, scores, kept, n, k);
   SIMBA_CUDA_CHECK(cudaGetLastError());
 }
 

@@ -363,22 +363,22 @@ TEST_CASE("CUDA DecodeStep: the recorded graph gives the eager GPU step's logits
 
 TEST_CASE("CUDA Simba kernels: scores within 1e-5 and exactly the CPU's selection, ties and NaN included") {
   const int64_t B = 3, L = 300, n = 257, Di = 70, N = 5;
-  std::vector<int64_t> kv(B * n);
-  for (int64_t i = 0; i < B * n; ++i) kv[i] = 3 * (i % n) + i / n;  // any ascending rows
-  const Tensor kept = Tensor::from_ints({B, n}, kv);
-  const std::vector<int64_t> ks{1, 2, 100, n - 1, n};
-  // The kept sets each device selects from its own scores of the same inputs.
+  // The kept sets each device selects from its own (B, n) scores of the same inputs.
   auto check_selection = [&](const Tensor& scores_gpu, const Tensor& scores_cpu) {
     REQUIRE(scores_gpu.dtype() == scores_cpu.dtype());
-    for (int64_t k : ks) {
+    const int64_t cols = scores_cpu.shape()[1];
+    std::vector<int64_t> kv(B * cols);
+    for (int64_t i = 0; i < B * cols; ++i) kv[i] = 3 * (i % cols) + i / cols;  // any ascending rows
+    const Tensor kept = Tensor::from_ints({B, cols}, kv);
+    for (int64_t k : {int64_t(1), int64_t(2), int64_t(100), cols / 2 + 1, cols - 1, cols}) {
       INFO("k = " << k);
       Tensor nc = Tensor::empty({B, k}, DType::I64);
       Tensor ng = Tensor::full({B, k}, -1, DType::I64, kGpu);
       SIMBA_DISPATCH_COMPUTE(scores_cpu.dtype(), "test", [&] {
-        simba_select_cpu<scalar_t>(nc.data<int64_t>(), scores_cpu.data<scalar_t>(), kept.data<int64_t>(), B, n, k);
+        simba_select_cpu<scalar_t>(nc.data<int64_t>(), scores_cpu.data<scalar_t>(), kept.data<int64_t>(), B, cols, k);
         cuda_enter("test", kGpu);
         simba_select_cuda<scalar_t>(ng.device_data<int64_t>(), scores_gpu.device_data<scalar_t>(),
-                                    kept.to(kGpu).device_data<int64_t>(), B, n, k);
+                                    kept.to(kGpu).device_data<int64_t>(), B, cols, k);
       });
       CHECK(ng.to_ints() == nc.to_ints());
     }
@@ -403,16 +403,21 @@ TEST_CASE("CUDA Simba kernels: scores within 1e-5 and exactly the CPU's selectio
       check_selection(sg, sc);
     }
   }
-  // Selection from identical scores: many ties (integer scores), NaNs, k from 1 to n; in
-  // bfloat16 too (a bfloat16 model's norm, clip and random scores).
-  std::vector<double> s(B * n);
-  Generator g(54);
-  for (auto& v : s) v = double(g.randint(0, 7));
-  s[5] = s[n + 9] = NAN;
-  for (DType dt : {DType::F32, DType::BF16}) {
-    INFO(dtype_name(dt));
-    const Tensor scores = Tensor::from_vector({B, n}, s, dt);
-    check_selection(scores.to(kGpu), scores);
+  // Selection from identical scores: many ties (integer scores, negative and ±0 among them),
+  // NaNs, k from 1 to n; in bfloat16 too (a bfloat16 model's norm, clip and random scores); and
+  // a sequence longer than the selection's tile of 8192 positions, whose ties span tiles.
+  for (int64_t len : {n, int64_t(9000)}) {
+    INFO("n = " << len);
+    std::vector<double> s(B * len);
+    Generator g(54);
+    for (auto& v : s) v = double(g.randint(0, 7)) - 3.0;
+    s[5] = s[len + 9] = NAN;
+    s[7] = -0.0;
+    for (DType dt : {DType::F32, DType::F64, DType::BF16}) {
+      INFO(dtype_name(dt));
+      const Tensor scores = Tensor::from_vector({B, len}, s, dt);
+      check_selection(scores.to(kGpu), scores);
+    }
   }
 }
 
