@@ -126,11 +126,10 @@ void simba_scores_batch_cuda(acc_t<T>* scores, SeqView<const T> u, SeqView<const
 // descending, NaN as −∞, ties to the smaller i), in ascending i. scores (B, n), kept (B, n)
 // and next (B, k) contiguous; 1 <= k <= n. T is the scores' dtype (a bfloat16 model's
 // norm, clip and random scores are bfloat16); both variants compare the exact widened values.
-// CUDA: the n − 1 candidates of every sequence are sorted by key descending with a stable
-// segmented sort (cub::DeviceSegmentedSort; ties keep ascending i), the first k − 1 and the
-// anchor are flagged, and one block per sequence gives each flagged entry its output slot by
-// a prefix sum of the flags, in ascending i. The sort compares the exact keys, so the kept
-// sets are the CPU's whenever the scores are.
+// CUDA: one block per sequence finds the (k − 1)-th largest key among the n − 1 candidates by
+// radix selection, then keeps, in ascending i, the candidates above it, the first of those equal
+// to it (ties to the smaller i) and the anchor. It compares the exact keys, so the kept sets are
+// the CPU's whenever the scores are.
 template <class T>
 void simba_select_cpu(int64_t* next, const T* scores, const int64_t* kept, int64_t B, int64_t n, int64_t k);
 template <class T>
