@@ -894,7 +894,8 @@ void selective_scan_backward_cuda(SeqView<T> du, SeqView<T> ddelta, T* dA, SeqVi
     }
     launch(scan_backward_kernel<T, LPC>, dim3(static_cast<unsigned>(nblk), static_cast<unsigned>(B)), BS::kThreads,
            BS::bytes, stream, du, ddelta, dz, dh0, dB_part, dC_part, dA_part, dD_part,
-           hsave, dout, dh_last, u, delta, A, Bm, Cm, Dskip, z, B, L, Di, int(N), rows_in_pieces(u, delta, z, dout, Bm, Cm));
+           hsave, dout, dh_last, u, delta, A, Bm, Cm, Dskip, z, B, L, Di, int(N),
+           rows_in_pieces(u, delta, z, dout, Bm, Cm));
     launch_sum_partials(stream, dB.p, dB.ld, dB_part, nblk, B * L * N, B * L, N);
     launch_sum_partials(stream, dC.p, dC.ld, dC_part, nblk, B * L * N, B * L, N);
     launch_sum_partials(stream, dA, N, dA_part, B, Di * N, Di, N);

@@ -228,7 +228,7 @@ __global__ void __launch_bounds__(kSelectThreads)
   using BlockScan = cub::BlockScan<int, kSelectThreads>;
   __shared__ typename BlockScan::TempStorage scan_storage;
   __shared__ int hist[kBuckets];
-  __shared__ U chosen_prefix;
+  __shared__ U chosen_tau;
   __shared__ int chosen_rank;
   const int64_t b = blockIdx.x, m = n - 1;  // candidates i < m; i = m is the anchor
   const T* s = scores + b * n;
@@ -266,12 +266,12 @@ __global__ void __launch_bounds__(kSelectThreads)
       if (above < rank && rank <= upto) {  // one lane
         int j = 0;
         while (above + hist[top - j] < rank) above += hist[top - j++];
-        chosen_prefix = tau | (U(top - j) << shift);
+        chosen_tau = tau | (U(top - j) << shift);
         chosen_rank = rank - above;
       }
     }
     __syncthreads();
-    tau = chosen_prefix;
+    tau = chosen_tau;
     rank = chosen_rank;
     mask |= U(kBuckets - 1) << shift;
   }
