@@ -13,7 +13,6 @@
 
 #include <cuda_runtime.h>
 
-#include <algorithm>
 #include <climits>
 #include <cub/block/block_scan.cuh>
 
@@ -97,15 +96,16 @@ __global__ void transpose_a_kernel(acc_t<T>* __restrict__ AT, const T* __restric
 // flagged it at N = 5), so each row's products are stored padded to a multiple of four.
 __host__ __device__ inline int64_t padded_n(int64_t N) { return (N + 3) / 4 * 4; }
 
-// Products a row of score_chunk_kernel's shared memory holds: kMaxN when the kernel keeps N <=
-// kMaxN terms in registers (its unrolled loop may read that far), else padded_n(N).
-template <int kMaxN>
+// Products a row of score_chunk_kernel's shared memory holds: kN when the kernel keeps its N =
+// kN terms in registers, else padded_n(N).
+template <int kN>
 __host__ __device__ inline int64_t cb_stride(int64_t N) {
-  return kMaxN > 0 ? kMaxN : padded_n(N);
+  return kN > 0 ? kN : padded_n(N);
 }
 
-// N up to this many state channels (Mamba's default is 16) take score_chunk_kernel's
-// register-resident path.
+// N of exactly this many state channels (Mamba's default) takes score_chunk_kernel's
+// register-resident path. Its term loop's bound is a constant, so no term is compared with N:
+// a bound of "at most kRegisterN" costs a compare a term, as many as the exponentials.
 constexpr int kRegisterN = 16;
 
 // max for the max criteria, with a NaN anywhere making the result NaN.
@@ -126,7 +126,7 @@ struct MaxNan {
 // j, j + 32, ... in order, then the warp's butterfly. AT (N, Di) (transpose_a_kernel) makes a
 // warp's loads of A[·, k] consecutive. The loops' bounds are the same for every thread, so all
 // of them reach the barriers.
-template <class T, int kMaxN>
+template <class T, int kN>
 __global__ void __launch_bounds__(kThreads)
     score_chunk_kernel(acc_t<T>* scores, const double* suffix, SeqView<const T> u, SeqView<const T> delta,
                        const acc_t<T>* AT, SeqView<const T> Bm, SeqView<const T> Cm, int64_t L, int64_t n, int64_t Di,
@@ -136,7 +136,7 @@ __global__ void __launch_bounds__(kThreads)
   Acc* cb = reinterpret_cast<Acc*>(cb_bytes);
   __shared__ double part[kRows][kThreads];
   const int64_t c = blockIdx.x, b = blockIdx.y, chunks = gridDim.x;
-  const int64_t lo = c * kRows, rows = min(kRows, n - lo), Np = cb_stride<kMaxN>(N);
+  const int64_t lo = c * kRows, rows = min(kRows, n - lo), Np = cb_stride<kN>(N);
   const bool l2 = criterion == SimbaCriterion::SimbaL2, use_abs = criterion == SimbaCriterion::SimbaAbs;
   const double init = l2 ? 0.0 : -INFINITY;
   const T* CT = Cm.p + (b * L + n - 1) * Cm.ld;
@@ -147,27 +147,28 @@ __global__ void __launch_bounds__(kThreads)
   for (int r = 0; r < kRows; ++r) part[r][threadIdx.x] = init;
   __syncthreads();
   for (int64_t d = threadIdx.x; d < Di; d += kThreads) {
-    // With kMaxN, the channel's column of AT is loaded once into registers for all the chunk's
+    // With kN, the channel's column of AT is loaded once into registers for all the chunk's
     // rows (reading it per row and term was B·n·Di·N loads a layer, mostly from L2).
-    Acc a[kMaxN > 0 ? kMaxN : 1];
-    if constexpr (kMaxN > 0) {
+    Acc a[kN > 0 ? kN : 1];
+    if constexpr (kN > 0) {
 #pragma unroll
-      for (int k = 0; k < kMaxN; ++k) a[k] = k < N ? AT[k * Di + d] : Acc(0);
+      for (int k = 0; k < kN; ++k) a[k] = AT[k * Di + d];
     }
     double acc = suffix[(b * chunks + c) * Di + d];  // S at the chunk's last row
-    for (int64_t r = rows - 1; r >= 0; --r) {
-      const int64_t row = b * L + lo + r;
-      const Acc s = Acc(acc), dt = Acc(delta.p[row * delta.ld + d]);
+    // The row's Δ and u, walked up from the chunk's last row (one pointer step a row).
+    const T* dp = delta.p + (b * L + lo + rows - 1) * delta.ld + d;
+    const T* up = u.p + (b * L + lo + rows - 1) * u.ld + d;
+    for (int r = int(rows) - 1; r >= 0; --r, dp -= delta.ld, up -= u.ld) {
+      const Acc s = Acc(acc), dt = Acc(*dp);
       const Acc* cbr = cb + r * Np;
       Acc v = Acc(0);
-      if constexpr (kMaxN > 0) {
+      if constexpr (kN > 0) {
 #pragma unroll
-        for (int k = 0; k < kMaxN; ++k)
-          if (k < N) v += cbr[k] * exp2_t(a[k] * s);
+        for (int k = 0; k < kN; ++k) v += cbr[k] * exp2_t(a[k] * s);
       } else {
         for (int64_t k = 0; k < N; ++k) v += cbr[k] * exp2_t(AT[k * Di + d] * s);
       }
-      v *= dt * Acc(u.p[row * u.ld + d]);
+      v *= dt * Acc(*up);
       double& p = part[r][threadIdx.x];
       p = l2 ? p + double(v) * double(v) : MaxNan{}(p, double(use_abs ? abs_t(v) : v));
       acc += double(dt);
@@ -341,7 +342,7 @@ void simba_scores_batch_cuda(acc_t<T>* scores, SeqView<const T> u, SeqView<const
                  << " must be >= the widths Di=" << Di << " (u, delta) and N=" << N << " (B, C)");
   const int64_t chunks = (n + kRows - 1) / kRows;
   SIMBA_CHECK(B <= 65535 && B * n <= INT_MAX && chunks <= 65535 &&
-                  kRows * std::max<int64_t>(padded_n(N), kRegisterN) * int64_t(sizeof(acc_t<T>)) <= 16 * 1024,
+                  kRows * padded_n(N) * int64_t(sizeof(acc_t<T>)) <= 16 * 1024,  // = cb_stride on both paths
               op << ": B=" << B << ", n=" << n << ", N=" << N << " exceed the CUDA grid or shared memory limits");
   cuda_check_device_pointer(scores, op, "scores");
   cuda_check_device_pointer(u.p, op, "u");
@@ -371,7 +372,7 @@ void simba_scores_batch_cuda(acc_t<T>* scores, SeqView<const T> u, SeqView<const
   transpose_a_kernel<T><<<cuda_grid_size(Di * N, kThreads), kThreads, 0, stream>>>(AT, A, Di, N);
   SIMBA_CUDA_CHECK(cudaGetLastError());
   const dim3 grid{unsigned(chunks), unsigned(B)};
-  if (N <= kRegisterN)
+  if (N == kRegisterN)
     score_chunk_kernel<T, kRegisterN><<<grid, kThreads, sizeof(Acc) * size_t(kRows * cb_stride<kRegisterN>(N)), stream>>>(
         scores, suffix, u, delta, AT, Bm, Cm, L, n, Di, N, criterion);
   else

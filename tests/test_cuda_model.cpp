@@ -362,7 +362,7 @@ TEST_CASE("CUDA DecodeStep: the recorded graph gives the eager GPU step's logits
 // ---------------------------------------------------------------- (d) Simba
 
 TEST_CASE("CUDA Simba kernels: scores within 1e-5 and exactly the CPU's selection, ties and NaN included") {
-  const int64_t B = 3, L = 300, n = 257, Di = 70, N = 5;
+  const int64_t B = 3, L = 300, n = 257, Di = 70;
   // The kept sets each device selects from its own (B, n) scores of the same inputs.
   auto check_selection = [&](const Tensor& scores_gpu, const Tensor& scores_cpu) {
     REQUIRE(scores_gpu.dtype() == scores_cpu.dtype());
@@ -383,8 +383,10 @@ TEST_CASE("CUDA Simba kernels: scores within 1e-5 and exactly the CPU's selectio
       CHECK(ng.to_ints() == nc.to_ints());
     }
   };
-  for (DType dt : {DType::F32, DType::F64, DType::BF16}) {
-    INFO(dtype_name(dt));
+  // N = 16 takes the score kernel's register path, N = 5 its general one (ssm/simba_score.cu).
+  for (const auto& [dt, N] : {std::pair{DType::F32, int64_t(5)}, {DType::F32, int64_t(16)}, {DType::F64, int64_t(5)},
+                              {DType::F64, int64_t(16)}, {DType::BF16, int64_t(5)}, {DType::BF16, int64_t(16)}}) {
+    INFO(dtype_name(dt) << ", N = " << N);
     MixerTrace tr;
     tr.u = random({B, L, Di}, 50, dt);
     tr.delta = random({B, L, Di}, 51, dt, 0.01, 0.2);
