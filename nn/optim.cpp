@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <map>
 #include <set>
 
@@ -144,12 +145,17 @@ double clip_factor(double norm, double max_norm) {
   return std::isfinite(norm) && norm > max_norm ? max_norm / (norm + 1e-6) : 1.0;
 }
 
+double step_scale(double norm, double max_norm) {
+  return std::isfinite(norm) ? clip_factor(norm, max_norm) : std::numeric_limits<double>::quiet_NaN();
+}
+
 template <class T>
 void adamw_step_ref(const OptimTensor<T>* tensors, int64_t count, const AdamWStep& step, const T* grad_scale) {
   const char* op = "adamw_step_ref";
   kernel_check::adamw(op, tensors, count, step);
   const AdamWCoefficients c = adamw_coefficients(step);
   const T scale = grad_scale ? *grad_scale : T(1);
+  if (!std::isfinite(scale)) return;  // the step is skipped
   for (int64_t k = 0; k < count; ++k) {
     const OptimTensor<T>& d = tensors[k];
     kernel_check::optim_tensor(op, k, d.param, d.grad, d.m, d.v, d.n, true, true, true);
@@ -171,6 +177,7 @@ void adamw_step_cpu(const OptimTensor<T>* tensors, int64_t count, const AdamWSte
   kernel_check::adamw(op, tensors, count, step);
   const AdamWCoefficients c = adamw_coefficients(step);
   const T scale = grad_scale ? *grad_scale : T(1);
+  if (!std::isfinite(scale)) return;  // the step is skipped
   for (int64_t k = 0; k < count; ++k) {
     const OptimTensor<T>& d = tensors[k];
     kernel_check::optim_tensor(op, k, d.param, d.grad, d.m, d.v, d.n, true, true, true);
@@ -183,6 +190,7 @@ void sgd_step_ref(const OptimTensor<T>* tensors, int64_t count, const SGDStep& s
   const char* op = "sgd_step_ref";
   kernel_check::sgd(op, tensors, count, step);
   const T scale = grad_scale ? *grad_scale : T(1);
+  if (!std::isfinite(scale)) return;  // the step is skipped
   const T lr = static_cast<T>(step.lr), mu = static_cast<T>(step.momentum);
   for (int64_t k = 0; k < count; ++k) {
     const OptimTensor<T>& d = tensors[k];
@@ -202,6 +210,7 @@ void sgd_step_cpu(const OptimTensor<T>* tensors, int64_t count, const SGDStep& s
   const char* op = "sgd_step_cpu";
   kernel_check::sgd(op, tensors, count, step);
   const T scale = grad_scale ? *grad_scale : T(1);
+  if (!std::isfinite(scale)) return;  // the step is skipped
   for (int64_t k = 0; k < count; ++k) {
     const OptimTensor<T>& d = tensors[k];
     kernel_check::optim_tensor(op, k, d.param, d.grad, d.m, d.v, d.n, true, step.momentum > 0.0, false);
@@ -221,7 +230,7 @@ void grad_norm_ref(double* norm, T* clip_scale, const OptimTensor<T>* tensors, i
     for (int64_t i = 0; i < d.n; ++i) sum += static_cast<double>(d.grad[i]) * d.grad[i];
   }
   *norm = std::sqrt(sum);
-  if (clip_scale) *clip_scale = static_cast<T>(clip_factor(*norm, max_norm));
+  if (clip_scale) *clip_scale = static_cast<T>(step_scale(*norm, max_norm));
 }
 
 template <class T>
@@ -235,7 +244,7 @@ void grad_norm_cpu(double* norm, T* clip_scale, const OptimTensor<T>* tensors, i
     sum += sum_squares<T>(d.grad, d.n);
   }
   *norm = std::sqrt(sum);
-  if (clip_scale) *clip_scale = static_cast<T>(clip_factor(*norm, max_norm));
+  if (clip_scale) *clip_scale = static_cast<T>(step_scale(*norm, max_norm));
 }
 
 void widen_gradients_ref(const WidenTensor* tensors, int64_t count) {
@@ -334,19 +343,33 @@ void Optimizer::set_lr(double lr) {
   lr_ = lr;
 }
 
-void Optimizer::set_grad_scale(double scale) {
-  SIMBA_CHECK(std::isfinite(scale) && scale >= 0.0,
-              name_ << ": gradient scale " << scale << ", expected a finite value >= 0");
+void Optimizer::set_grad_scale(const Tensor& scale) {
+  if (scale.defined())
+    SIMBA_CHECK(scale.numel() == 1 && (scale.dtype() == DType::F32 || scale.dtype() == DType::F64),
+                name_ << ": gradient scale of shape " << shape_str(scale.shape()) << " and dtype "
+                      << dtype_name(scale.dtype()) << ", expected one float32 or float64 element");
   grad_scale_ = scale;
 }
 
-Tensor Optimizer::grad_scale_tensor(DType dt, Device dev) const {
-  return grad_scale_ == 1.0 ? Tensor() : Tensor::full({}, grad_scale_, dt, dev);
+Tensor Optimizer::grad_scale_as(DType dt, Device dev) const {
+  if (!grad_scale_.defined()) return Tensor();
+  SIMBA_CHECK(grad_scale_.device() == dev, name_ << ": the gradient scale is on " << grad_scale_.device().str()
+                                                 << ", the parameters on " << dev.str());
+  return grad_scale_.dtype() == dt ? grad_scale_.contiguous() : grad_scale_.to(dt);
+}
+
+void Optimizer::retract_step() {
+  SIMBA_CHECK(step_count() > 0, name_ << ": retract_step before any step");
+  --step_count_.data<int64_t>()[0];
+  retract_counts();
 }
 
 int64_t Optimizer::step_count() const { return step_count_.data<int64_t>()[0]; }
 
-void Optimizer::count_step() { ++step_count_.data<int64_t>()[0]; }
+void Optimizer::count_step() {
+  ++step_count_.data<int64_t>()[0];
+  grad_scale_ = Tensor();
+}
 
 Tensor Optimizer::grad_of(const std::string& name, const Variable& p) const {
   const Tensor& g = p.grad();
@@ -465,7 +488,7 @@ void SGD::step() {
                        copy_of(gi, pi)});
         }
         if (d.empty()) return;
-        const Tensor table = descriptor_table(d, dev), scale = grad_scale_tensor(dt, dev);
+        const Tensor table = descriptor_table(d, dev), scale = grad_scale_as(dt, dev);
         SIMBA_DISPATCH_KERNEL(dev, dt, "SGD::step", sgd_step, descriptors_of<OptimTensor<scalar_t>>(table),
                               static_cast<int64_t>(d.size()), SGDStep{lr_, momentum_, group.weight_decay},
                               scale.defined() ? scale.device_data<scalar_t>() : nullptr);
@@ -510,6 +533,7 @@ AdamW::AdamW(const NamedVariables& params, const AdamWOptions& options, double w
 
 void AdamW::step() {
   NoGradGuard no_grad;
+  counted_.clear();
   // One kernel call per (group, dtype, step count t): in a run where every parameter always
   // has a gradient, one per group.
   for (size_t gi = 0; gi < groups_.size(); ++gi) {
@@ -528,13 +552,14 @@ void AdamW::step() {
           dev = op_device("AdamW::step", {p.data(), g, exp_avg_[gi][pi], exp_avg_sq_[gi][pi]});
           grads.push_back(g);
           const int64_t t = ++steps_[gi][pi].data<int64_t>()[0];
+          counted_.push_back(steps_[gi][pi]);
           // p.data() is a view of the parameter: the kernel updates it in place.
           by_t[t].push_back({p.data().device_data<scalar_t>(), g.device_data<scalar_t>(),
                              exp_avg_[gi][pi].device_data<scalar_t>(), exp_avg_sq_[gi][pi].device_data<scalar_t>(),
                              p.numel(), 1, copy_of(gi, pi)});
         }
         if (by_t.empty()) return;
-        const Tensor scale = grad_scale_tensor(dt, dev);
+        const Tensor scale = grad_scale_as(dt, dev);
         for (const auto& entry : by_t) {  // not a structured binding: C++17 cannot capture one in the lambda below
           const int64_t t = entry.first;
           const auto& d = entry.second;
@@ -548,6 +573,11 @@ void AdamW::step() {
     }
   }
   count_step();
+}
+
+void AdamW::retract_counts() {
+  for (const Tensor& t : counted_) --t.data<int64_t>()[0];
+  counted_.clear();
 }
 
 NamedTensors AdamW::live_state() const {
@@ -566,9 +596,10 @@ NamedTensors AdamW::live_state() const {
 // ---------------------------------------------------------------- clipping
 
 namespace {
-// gradient_norm and the norm of clip_grad_norm; op names the caller in errors.
-double global_gradient_norm(const char* op, const std::vector<Variable>& params) {
-  std::vector<Tensor> grads;  // the contiguous gradients the descriptors point into
+// The contiguous gradients of the parameters that have one, checked: float32 or float64, all on
+// one device. op names the caller in errors.
+std::vector<Tensor> gradients_of(const char* op, const std::vector<Variable>& params) {
+  std::vector<Tensor> grads;
   for (size_t i = 0; i < params.size(); ++i) {
     SIMBA_CHECK(params[i].defined(), op << ": parameter " << i << " is an undefined Variable");
     const Tensor& g = params[i].grad();
@@ -579,34 +610,41 @@ double global_gradient_norm(const char* op, const std::vector<Variable>& params)
                                                                      "the clipping belong to the optimiser step",
                      "mixed precision clips the gradients of the float32 master weights");
     grads.push_back(g.contiguous());
+    check_same_device(op, grads.front(), grads.back());
   }
-  if (grads.empty()) return 0.0;
-  Tensor first = grads.front();
-  for (const Tensor& g : grads) check_same_device(op, first, g);
-  const Device dev = first.device();
-  // One norm per dtype, computed where the gradients live, then read together: the one
-  // device-to-host copy of the step's sync budget.
-  const DType dtypes[] = {DType::F32, DType::F64};
-  Tensor norms = Tensor::zeros({2}, DType::F64, dev);
-  for (int k = 0; k < 2; ++k) {
-    SIMBA_DISPATCH_FLOAT(dtypes[k], op, [&] {
-      std::vector<OptimTensor<scalar_t>> d;
-      for (const Tensor& g : grads)
-        if (g.dtype() == dtypes[k]) d.push_back({nullptr, g.device_data<scalar_t>(), nullptr, nullptr, g.numel(), 0});
-      if (d.empty()) return;
-      const Tensor table = descriptor_table(d, dev);
-      SIMBA_DISPATCH_KERNEL(dev, dtypes[k], op, grad_norm, norms.device_data<double>() + k,
-                            static_cast<scalar_t*>(nullptr), descriptors_of<OptimTensor<scalar_t>>(table),
-                            static_cast<int64_t>(d.size()), 1.0);  // no clip_scale: max_norm unused
-    });
-  }
-  const std::vector<double> n = norms.to_vector();
-  // A single dtype (every model) gives its norm unchanged; mixed ones combine in quadrature.
-  return n[1] == 0.0 ? n[0] : (n[0] == 0.0 ? n[1] : std::sqrt(n[0] * n[0] + n[1] * n[1]));
+  return grads;
+}
+
+// One grad_norm_* call over the gradients of dtype dt among grads (at least one): *norm and, if
+// clip_scale is non-null, its step_scale (a dt), both in memory of the gradients' device.
+void launch_grad_norm(const char* op, const std::vector<Tensor>& grads, DType dt, double* norm, void* clip_scale,
+                      double max_norm) {
+  const Device dev = grads.front().device();
+  SIMBA_DISPATCH_FLOAT(dt, op, [&] {
+    std::vector<OptimTensor<scalar_t>> d;
+    for (const Tensor& g : grads)
+      if (g.dtype() == dt) d.push_back({nullptr, g.device_data<scalar_t>(), nullptr, nullptr, g.numel(), 0});
+    const Tensor table = descriptor_table(d, dev);
+    SIMBA_DISPATCH_KERNEL(dev, dt, op, grad_norm, norm, static_cast<scalar_t*>(clip_scale),
+                          descriptors_of<OptimTensor<scalar_t>>(table), static_cast<int64_t>(d.size()), max_norm);
+  });
 }
 }  // namespace
 
-double gradient_norm(const std::vector<Variable>& params) { return global_gradient_norm("gradient_norm", params); }
+GradientNorm gradient_norm(const std::vector<Variable>& params, double max_norm) {
+  const char* op = "gradient_norm";
+  SIMBA_CHECK(max_norm > 0.0, op << ": max_norm " << max_norm << ", expected a value > 0 (+inf: no clipping)");
+  const std::vector<Tensor> grads = gradients_of(op, params);
+  if (grads.empty()) return {Tensor::zeros({}, DType::F64, params.empty() ? cpu() : params.front().data().device()),
+                             Tensor()};
+  const DType dt = grads.front().dtype();
+  for (const Tensor& g : grads)
+    SIMBA_CHECK(g.dtype() == dt, op << ": the gradients are " << dtype_name(dt) << " and " << dtype_name(g.dtype())
+                                    << ", expected one dtype (the scale is one value of the parameters' dtype)");
+  GradientNorm r{Tensor::empty({}, DType::F64, grads.front().device()), Tensor::empty({}, dt, grads.front().device())};
+  launch_grad_norm(op, grads, dt, r.norm.device_data<double>(), r.scale.raw_data(), max_norm);
+  return r;
+}
 
 void widen_gradients(const std::vector<std::pair<Variable, Variable>>& copy_and_master) {
   const char* op = "widen_gradients";
@@ -642,9 +680,20 @@ void widen_gradients(const std::vector<std::pair<Variable, Variable>>& copy_and_
 }
 
 double clip_grad_norm(const std::vector<Variable>& params, double max_norm) {
+  const char* op = "clip_grad_norm";
   SIMBA_CHECK(std::isfinite(max_norm) && max_norm > 0.0,
-              "clip_grad_norm: max_norm " << max_norm << ", expected a finite value > 0");
-  const double total = global_gradient_norm("clip_grad_norm", params);
+              op << ": max_norm " << max_norm << ", expected a finite value > 0");
+  const std::vector<Tensor> grads = gradients_of(op, params);
+  if (grads.empty()) return 0.0;
+  // One norm per dtype, computed where the gradients live, then read together (one copy).
+  const DType dtypes[] = {DType::F32, DType::F64};
+  Tensor norms = Tensor::zeros({2}, DType::F64, grads.front().device());
+  for (int k = 0; k < 2; ++k)
+    if (std::any_of(grads.begin(), grads.end(), [&](const Tensor& g) { return g.dtype() == dtypes[k]; }))
+      launch_grad_norm(op, grads, dtypes[k], norms.device_data<double>() + k, nullptr, max_norm);
+  const std::vector<double> n = norms.to_vector();
+  // A single dtype (every model) gives its norm unchanged; mixed ones combine in quadrature.
+  const double total = n[1] == 0.0 ? n[0] : (n[0] == 0.0 ? n[1] : std::sqrt(n[0] * n[0] + n[1] * n[1]));
   const double coef = clip_factor(total, max_norm);
   if (coef == 1.0) return total;
   for (Variable p : params) {  // a handle: set_grad reaches the caller's parameter

@@ -16,6 +16,7 @@
 #include "nn/optim.h"
 
 #include <cuda_runtime.h>
+#include <math_constants.h>
 
 #include "tensor/cuda_reduce.cuh"
 #include "nn/kernel_check.h"
@@ -74,6 +75,7 @@ template <class T>
 __global__ void __launch_bounds__(kThreads)
     adamw_kernel(const OptimTensor<T>* tensors, int64_t count, AdamWConsts<T> c, const T* grad_scale) {
   const T scale = grad_scale ? *grad_scale : T(1);
+  if (!isfinite(scale)) return;  // the step is skipped (nn/optim.h)
   for (int64_t k = 0; k < count; ++k) {
     const OptimTensor<T> d = tensors[k];
     const T decay = d.decay ? c.decay : T(1);
@@ -137,6 +139,7 @@ __global__ void __launch_bounds__(kThreads)
     sgd_kernel(const OptimTensor<T>* tensors, int64_t count, T lr, T mu, T weight_decay, bool momentum,
                const T* grad_scale) {
   const T scale = grad_scale ? *grad_scale : T(1);
+  if (!isfinite(scale)) return;  // the step is skipped (nn/optim.h)
   for (int64_t k = 0; k < count; ++k) {
     const OptimTensor<T> d = tensors[k];
     const T wd = d.decay ? weight_decay : T(0);
@@ -174,8 +177,9 @@ __global__ void __launch_bounds__(kThreads)
   if (threadIdx.x == 0) part[blockIdx.x] = s;
 }
 
-// *norm = sqrt(Σ_b part[b]); *clip_scale (if non-null) = clip_factor(norm, max_norm) of
-// nn/optim.cpp: max_norm / (norm + 1e-6) if norm is finite and > max_norm, else 1.
+// *norm = sqrt(Σ_b part[b]); *clip_scale (if non-null) = step_scale(norm, max_norm) of
+// nn/optim.h: max_norm / (norm + 1e-6) if norm > max_norm, 1 if norm <= max_norm, NaN if norm is
+// not finite.
 // Launch: grid 1, block kThreads; thread x adds part[x], part[x + kThreads], ... in order;
 // thread 0 writes the results.
 template <class T>
@@ -188,7 +192,7 @@ __global__ void __launch_bounds__(kThreads)
   if (threadIdx.x != 0) return;
   const double n = sqrt(s);
   *norm = n;
-  if (clip_scale) *clip_scale = T(isfinite(n) && n > max_norm ? max_norm / (n + 1e-6) : 1.0);
+  if (clip_scale) *clip_scale = T(!isfinite(n) ? CUDART_NAN : n > max_norm ? max_norm / (n + 1e-6) : 1.0);
 }
 
 }  // namespace

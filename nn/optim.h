@@ -82,7 +82,9 @@ struct SGDStep {
 };
 
 // The AdamW update of class AdamW below for every tensor, with g = grad·(*grad_scale) (the
-// clipping factor of grad_norm_*; grad_scale null means 1). m and v must be non-null.
+// factor grad_norm_* writes; grad_scale null means 1). A *grad_scale that is not finite skips the
+// call: nothing is written (the step of a non-finite gradient norm, decided where the norm is
+// computed, without the host reading it first). m and v must be non-null.
 template <class T>
 void adamw_step_ref(const OptimTensor<T>* tensors, int64_t count, const AdamWStep& step, const T* grad_scale);
 template <class T>
@@ -90,7 +92,8 @@ void adamw_step_cpu(const OptimTensor<T>* tensors, int64_t count, const AdamWSte
 template <class T>
 void adamw_step_cuda(const OptimTensor<T>* tensors, int64_t count, const AdamWStep& step, const T* grad_scale);
 
-// The SGD update of class SGD below for every tensor, with g = grad·(*grad_scale) as above.
+// The SGD update of class SGD below for every tensor, with g = grad·(*grad_scale) and the skip
+// on a non-finite *grad_scale as above.
 // m (the momentum buffer) must be non-null when momentum > 0.
 template <class T>
 void sgd_step_ref(const OptimTensor<T>* tensors, int64_t count, const SGDStep& step, const T* grad_scale);
@@ -101,8 +104,8 @@ void sgd_step_cuda(const OptimTensor<T>* tensors, int64_t count, const SGDStep& 
 
 // The global gradient norm of clip_grad_norm below over the tensors' grads (param, m, v
 // unused): *norm = sqrt(Σ g²) summed in double, and, if clip_scale is non-null, the factor
-// *clip_scale = max_norm / (norm + 1e-6) when norm > max_norm and finite, else 1, to pass as
-// grad_scale to the step (clipping without rewriting the gradients or reading the norm).
+// *clip_scale = step_scale(*norm, max_norm), to pass as grad_scale to the step (clipping without
+// rewriting the gradients or reading the norm; max_norm = +inf: no clipping).
 template <class T>
 void grad_norm_ref(double* norm, T* clip_scale, const OptimTensor<T>* tensors, int64_t count, double max_norm);
 template <class T>
@@ -133,6 +136,9 @@ AdamWCoefficients adamw_coefficients(const AdamWStep& step);
 // The clipping factor of clip_grad_norm for a norm: max_norm / (norm + 1e-6) if norm > max_norm
 // and norm is finite, else 1.
 double clip_factor(double norm, double max_norm);
+// The grad_scale of a step from its gradient norm: clip_factor(norm, max_norm) if norm is finite,
+// NaN (the step is skipped) if it is not.
+double step_scale(double norm, double max_norm);
 
 // ---------------------------------------------------------------- optimiser classes
 
@@ -170,10 +176,17 @@ class Optimizer {
 
   void set_lr(double lr);  // lr >= 0 and finite
   double lr() const { return lr_; }
-  // From now on every step() uses scale·g for each gradient g (finite, >= 0; 1 at first): the
-  // clipping factor of clip_factor applied inside the update's pass, where clip_grad_norm
-  // rewrites every gradient in a pass of its own. The gradients themselves are not changed.
-  void set_grad_scale(double scale);
+  // The next step() uses s·g for each gradient g, s the value of `scale` (one element, on the
+  // parameters' device, float32 or float64; the step reads it where it is, when it runs): the
+  // factor of gradient_norm below, applied inside the update's pass where clip_grad_norm rewrites
+  // every gradient in a pass of its own. The gradients themselves are not changed. If s is not
+  // finite when the step runs, nothing is updated (parameters, state and copies keep their
+  // values); the host's step counts still advance, and retract_step() takes them back. The
+  // scale applies to that one step; undefined or unset: 1.
+  void set_grad_scale(const Tensor& scale);
+  // Takes back the step counts of the last step() (the optimiser's and each updated parameter's):
+  // for a step whose grad_scale turned out not finite, which updated nothing. Once per step().
+  void retract_step();
   int64_t step_count() const;  // number of step() calls, restored by load_state
   const std::vector<ParamGroup>& groups() const { return groups_; }
 
@@ -191,8 +204,11 @@ class Optimizer {
   // The live state tensors (aliasing the buffers step() updates), in the
   // order of state_tensors(), "step" first.
   virtual NamedTensors live_state() const = 0;
-  // Counts a step() call; subclasses call it once per step().
+  // Counts a step() call; subclasses call it once per step(), after the kernel calls. It clears
+  // the grad_scale of set_grad_scale.
   void count_step();
+  // Takes back a subclass's per-parameter counts of its last step() (retract_step).
+  virtual void retract_counts() {}
   // The gradient of `p` as a contiguous tensor, checked against p's dtype;
   // undefined if p has none (skip it).
   Tensor grad_of(const std::string& name, const Variable& p) const;
@@ -200,13 +216,13 @@ class Optimizer {
   // The bfloat16 copy of groups_[g].params[p], or undefined (set_bfloat16_copies).
   bfloat16* copy_of(size_t g, size_t p) const;
 
-  // set_grad_scale's factor as a 0-dim tensor of dtype dt on dev, for the kernels' grad_scale
-  // argument; undefined when the factor is 1 (the kernels then take nullptr).
-  Tensor grad_scale_tensor(DType dt, Device dev) const;
+  // set_grad_scale's tensor in dtype dt, for the kernels' grad_scale argument, checked to be on
+  // the parameters' device dev; undefined when none was set (the kernels then take nullptr).
+  Tensor grad_scale_as(DType dt, Device dev) const;
 
   std::vector<ParamGroup> groups_;
   double lr_;
-  double grad_scale_ = 1.0;
+  Tensor grad_scale_;  // set_grad_scale's, for the next step() only
   const char* name_;  // "SGD", "AdamW": prefixes every error message
   Tensor step_count_;  // int64, shape ()
   std::vector<std::vector<Tensor>> copies_;  // [group][param]; empty until set_bfloat16_copies
@@ -269,9 +285,11 @@ class AdamW : public Optimizer {
 
  private:
   NamedTensors live_state() const override;
+  void retract_counts() override;
 
   AdamWOptions options_;
   std::vector<std::vector<Tensor>> exp_avg_, exp_avg_sq_, steps_;  // [group][param]
+  std::vector<Tensor> counted_;  // the steps_ entries the last step() advanced
 };
 
 // Rescales gradients so that their global L2 norm is at most max_norm
@@ -287,9 +305,15 @@ class AdamW : public Optimizer {
 // host once; all gradients must share a device.
 double clip_grad_norm(const std::vector<Variable>& params, double max_norm);
 
-// The total of clip_grad_norm without the rescaling (the same checks and the same one read):
-// a trainer passes clip_factor(total, max_norm) to Optimizer::set_grad_scale instead.
-double gradient_norm(const std::vector<Variable>& params);
+// The total of clip_grad_norm without the rescaling and without reading it (the same checks):
+// norm (float64, one element) and scale = step_scale(norm, max_norm) (the gradients' dtype, one
+// element), both computed where the gradients live, for a trainer to pass scale to
+// Optimizer::set_grad_scale and read norm when it needs it. max_norm > 0; +inf: no clipping.
+// Every gradient must have the same dtype. Without any gradient: norm 0, scale 1.
+struct GradientNorm {
+  Tensor norm, scale;
+};
+GradientNorm gradient_norm(const std::vector<Variable>& params, double max_norm);
 
 // Mixed precision: for each (copy, master) pair, master's gradient becomes copy's bfloat16
 // gradient widened to float32 and copy's gradient is dropped, with one widen_gradients kernel

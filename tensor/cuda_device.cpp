@@ -37,6 +37,10 @@ void cuda_upload_staged(void*, int, const void*, size_t) { fail_no_cuda("cuda_up
 CudaGraph::CudaGraph(int, const std::function<void()>&) { fail_no_cuda("CudaGraph"); }
 CudaGraph::~CudaGraph() = default;
 void CudaGraph::replay() const { fail_no_cuda("CudaGraph::replay"); }
+CudaReadback::CudaReadback(int, size_t) { fail_no_cuda("CudaReadback"); }
+CudaReadback::~CudaReadback() = default;
+void CudaReadback::queue(const void*, size_t) { fail_no_cuda("CudaReadback::queue"); }
+const void* CudaReadback::wait() { fail_no_cuda("CudaReadback::wait"); }
 
 }  // namespace simba
 

@@ -478,4 +478,39 @@ void cuda_upload_staged(void* dst, int device, const void* src, size_t nbytes) {
   SIMBA_CUDA_CHECK(cudaEventRecord(s.copied, stream));
 }
 
+CudaReadback::CudaReadback(int device, size_t capacity) : device_(device), capacity_(capacity) {
+  cuda_stream(device);  // checks the index, sets up the device
+  DeviceGuard guard(device);
+  SIMBA_CUDA_CHECK(cudaHostAlloc(&buffer_, capacity > 0 ? capacity : 1, cudaHostAllocDefault));
+  cudaEvent_t e = nullptr;
+  const cudaError_t err = cudaEventCreateWithFlags(&e, cudaEventDisableTiming);
+  if (err != cudaSuccess) cudaFreeHost(buffer_);
+  SIMBA_CUDA_CHECK(err);
+  copied_ = e;
+}
+
+CudaReadback::~CudaReadback() {  // nothing to report to from a destructor
+  cudaEventSynchronize(static_cast<cudaEvent_t>(copied_));  // the last copy has written the buffer
+  cudaEventDestroy(static_cast<cudaEvent_t>(copied_));
+  cudaFreeHost(buffer_);
+}
+
+void CudaReadback::queue(const void* src, size_t nbytes) {
+  SIMBA_CHECK(nbytes <= capacity_, "CudaReadback::queue: " << nbytes << " bytes, the buffer holds " << capacity_);
+  cudaStream_t stream = cuda_stream(device_);
+  DeviceGuard guard(device_);
+  cudaEvent_t copied = static_cast<cudaEvent_t>(copied_);
+  SIMBA_CUDA_CHECK(cudaEventSynchronize(copied));  // the previous copy has written the buffer
+  SIMBA_CUDA_CHECK(cudaMemcpyAsync(buffer_, src, nbytes, cudaMemcpyDeviceToHost, stream));
+  SIMBA_CUDA_CHECK(cudaEventRecord(copied, stream));
+  ++g_device_to_host_copies;
+}
+
+const void* CudaReadback::wait() {
+  DeviceGuard guard(device_);
+  SIMBA_CUDA_CHECK(cudaEventSynchronize(static_cast<cudaEvent_t>(copied_)));
+  throw_recorded_error(device_);
+  return buffer_;
+}
+
 }  // namespace simba

@@ -73,6 +73,31 @@ std::string cuda_device_name(int device);
 // is not counted by cuda_sync_counts.
 void cuda_upload_staged(void* dst, int device, const void* src, size_t nbytes);
 
+// A device-to-host copy the host collects later: queue() puts the copy of nbytes (at most the
+// capacity) from device memory on the device's stream and returns at once, where cuda_copy would
+// wait for everything queued before it; wait() blocks until that copy has run (an event recorded
+// after it, not the stream, so work queued later keeps the device busy) and returns the bytes.
+// For a value the host must check but not at once: the trainer reads each step's gradient norm
+// one step later (train/trainer.h). The bytes land in a page-locked buffer the object owns; a
+// queue() first waits for its previous copy. queue() counts one device-to-host copy; wait() is
+// not a synchronisation of cuda_sync_counts, but reports a kernel's recorded error as a read
+// does.
+class CudaReadback {
+ public:
+  CudaReadback(int device, size_t capacity);
+  ~CudaReadback();
+  CudaReadback(const CudaReadback&) = delete;
+  CudaReadback& operator=(const CudaReadback&) = delete;
+  void queue(const void* src, size_t nbytes);
+  const void* wait();
+
+ private:
+  int device_ = 0;
+  size_t capacity_ = 0;
+  void* buffer_ = nullptr;  // page-locked host memory
+  void* copied_ = nullptr;  // cudaEvent_t recorded after the last queued copy
+};
+
 // Work on a device's stream recorded once and replayed with one launch (a CUDA graph), for a
 // sequence of many small kernels whose launches would cost more than the kernels do (the
 // recurrent decode step). The constructor runs `record` under stream capture: nothing executes;

@@ -703,6 +703,30 @@ TEST_CASE("CUDA gradient norm and clipping: equal the reference, deterministic, 
   CHECK(scale2.read()[0] == 1.f);
 }
 
+TEST_CASE("CUDA: a non-finite gradient makes the norm's factor NaN, and the steps given it write nothing") {
+  for (const float bad : {kNaN, std::numeric_limits<float>::infinity()}) {
+    CAPTURE(bad);
+    OptimCase c(73);
+    c.grad[2][5] = bad;
+    DevOptim dev(c, true, true, true);
+    const int64_t count = int64_t(kSizes.size());
+    DevArray<double> norm(std::vector<double>{0.0});
+    DevArray<float> scale(std::vector<float>{1.0f});
+    grad_norm_cuda<float>(norm.p(), scale.p(), dev.tensors.p(), count, 1.0);
+    CHECK_FALSE(std::isfinite(norm.read()[0]));
+    CHECK(std::isnan(scale.read()[0]));
+    adamw_step_cuda<float>(dev.tensors.p(), count, {1e-2, 0.9, 0.999, 1e-8, 0.1, 2}, scale.p());
+    sgd_step_cuda<float>(dev.tensors.p(), count, {0.05, 0.9, 0.01}, scale.p());
+    for (size_t k = 0; k < kSizes.size(); ++k) {
+      CAPTURE(k);
+      CHECK(dev.param[k].read() == c.param[k]);
+      CHECK(dev.m[k].read() == c.m[k]);
+      CHECK(dev.v[k].read() == c.v[k]);
+    }
+    dev.check_copies(false);  // the copies keep their poison: not one was written
+  }
+}
+
 TEST_CASE("CUDA optimiser kernels reject host memory") {
   std::vector<OptimTensor<float>> host(1);
   const std::string m = error_of([&] { adamw_step_cuda<float>(host.data(), 1, {1e-3, 0.9, 0.999, 1e-8, 0, 1}, nullptr); });

@@ -32,9 +32,11 @@
 #include "tensor/cuda_device.h"
 #include "tensor/dispatch.h"
 #include "tensor/elementwise.h"
+#include "tensor/readback.h"
 #include "tensor/reduce.h"
 #include "tensor/shape_ops.h"
 #include "tests/backend_ops.h"
+#include "tests/test_util.h"
 
 using namespace simba;
 using namespace simba::backend_ops;
@@ -407,4 +409,21 @@ TEST_CASE("CUDA allocator: a freed block is handed out again for its size; the c
   const std::vector<double> vb = b.to(cpu()).to_vector(), vc = c.to(cpu()).to_vector();
   CHECK(std::all_of(vb.begin(), vb.end(), [](double v) { return v == 0.0; }));
   CHECK(std::all_of(vc.begin(), vc.end(), [](double v) { return v == 2.0; }));
+}
+
+TEST_CASE("CUDA Readback: queued on the stream without a wait, one copy counted, the values of its tensor then") {
+  Readback r(kDev, 2);
+  Tensor t = Tensor::from_vector({2}, {3.25, -1.0}, DType::F64).to(kDev);
+  const CudaSyncCounts before = cuda_sync_counts();
+  r.queue(t);
+  t.fill_(9.0);  // queued after the copy: the copy still reads the old values
+  const CudaSyncCounts queued = cuda_sync_counts();
+  CHECK(queued.device_to_host_copies == before.device_to_host_copies + 1);
+  CHECK(r.wait() == std::vector<double>{3.25, -1.0});
+  const CudaSyncCounts after = cuda_sync_counts();
+  CHECK(after.device_to_host_copies == queued.device_to_host_copies);
+  CHECK(after.synchronizations == before.synchronizations);
+  r.queue(t.narrow(0, 1, 1));  // a second read replaces the first
+  CHECK(r.wait() == std::vector<double>{9.0});
+  CHECK(contains(error_of([&] { r.queue(Tensor::ones({2}, DType::F64)); }), "on cuda:0, got float64 (2,) on cpu"));
 }

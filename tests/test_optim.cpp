@@ -413,41 +413,107 @@ TEST_CASE("clip_grad_norm fast path matches a plain double loop and is thread-co
 }
 
 TEST_CASE("set_grad_scale: the update with the clipping factor equals the update of clipped gradients, bit for bit") {
-  // What the trainer does (gradient_norm, then the factor inside the update) against
+  // What the trainer does (gradient_norm, then its scale inside the update) against
   // clip_grad_norm followed by a plain step, for AdamW and SGD with momentum, float32 and
-  // float64 parameters in one group, over three steps with a different factor each.
+  // float64 parameters, over three steps with a different factor each. SGD without weight
+  // decay: with it, g·s + wd·p may compile to one fused multiply-add, which does not round g·s
+  // as the clipped gradient stored first is rounded.
   Generator gen(12);
-  const Tensor w32 = randn({37}, gen, DType::F32), w64 = randn({5, 3}, gen, DType::F64);
-  for (const bool adamw : {true, false}) {
-    CAPTURE(adamw);
-    Variable a(w32.clone(), true), b(w64.clone(), true), ca(w32.clone(), true), cb(w64.clone(), true);
-    auto make = [&](Variable x, Variable y) -> std::unique_ptr<Optimizer> {
-      const NamedVariables named = {{"x", x}, {"y", y}};
-      if (adamw) return std::make_unique<AdamW>(named, AdamWOptions{1e-2, 0.9, 0.95, 1e-8}, 0.1);
-      return std::make_unique<SGD>(std::vector<ParamGroup>{{named, 0.1}}, SGDOptions{1e-2, 0.9});
-    };
-    const std::unique_ptr<Optimizer> scaled = make(a, b), clipped = make(ca, cb);
-    for (const double max_norm : {0.5, 1e9, 2.0}) {  // clipped, not clipped, clipped
-      const Tensor ga = randn({37}, gen, DType::F32), gb = randn({5, 3}, gen, DType::F64);
+  for (const DType dt : {DType::F32, DType::F64}) {
+    const Tensor wa = randn({37}, gen, dt), wb = randn({5, 3}, gen, dt);
+    for (const bool adamw : {true, false}) {
+      CAPTURE(adamw);
+      const std::string dtype = dtype_name(dt);
+      CAPTURE(dtype);
+      Variable a(wa.clone(), true), b(wb.clone(), true), ca(wa.clone(), true), cb(wb.clone(), true);
+      auto make = [&](Variable x, Variable y) -> std::unique_ptr<Optimizer> {
+        const NamedVariables named = {{"x", x}, {"y", y}};
+        if (adamw) return std::make_unique<AdamW>(named, AdamWOptions{1e-2, 0.9, 0.95, 1e-8}, 0.1);
+        return std::make_unique<SGD>(std::vector<ParamGroup>{{named, 0.0}}, SGDOptions{1e-2, 0.9});
+      };
+      const std::unique_ptr<Optimizer> scaled = make(a, b), clipped = make(ca, cb);
+      for (const double max_norm : {0.5, 1e9, 2.0}) {  // clipped, not clipped, clipped
+        CAPTURE(max_norm);
+        const Tensor ga = randn({37}, gen, dt), gb = randn({5, 3}, gen, dt);
+        a.set_grad(ga.clone());
+        b.set_grad(gb.clone());
+        ca.set_grad(ga.clone());
+        cb.set_grad(gb.clone());
+        const GradientNorm g = gradient_norm({a, b}, max_norm);
+        CHECK(a.grad().to_vector() == ga.to_vector());  // measured, not rescaled
+        CHECK(g.scale.dtype() == dt);
+        const double factor = clip_factor(g.norm.item(), max_norm);
+        CHECK(g.scale.item() == (dt == DType::F32 ? static_cast<double>(static_cast<float>(factor)) : factor));
+        scaled->set_grad_scale(g.scale);
+        scaled->step();
+        CHECK(clip_grad_norm({ca, cb}, max_norm) == g.norm.item());
+        clipped->step();
+        CHECK(a.data().to_vector() == ca.data().to_vector());
+        CHECK(b.data().to_vector() == cb.data().to_vector());
+      }
+      // The scale was for one step: the next one takes the gradients as they are.
+      const Tensor ga = randn({37}, gen, dt), gb = randn({5, 3}, gen, dt);
       a.set_grad(ga.clone());
       b.set_grad(gb.clone());
       ca.set_grad(ga.clone());
       cb.set_grad(gb.clone());
-      const double norm = gradient_norm({a, b});
-      CHECK(a.grad().to_vector() == ga.to_vector());  // measured, not rescaled
-      scaled->set_grad_scale(clip_factor(norm, max_norm));
       scaled->step();
-      CHECK(clip_grad_norm({ca, cb}, max_norm) == norm);
       clipped->step();
       CHECK(a.data().to_vector() == ca.data().to_vector());
-      CHECK(b.data().to_vector() == cb.data().to_vector());
+      const std::string bad_scale = error_of([&] { scaled->set_grad_scale(Tensor::ones({2}, DType::F32)); });
+      CHECK_MESSAGE(contains(bad_scale, "gradient scale of shape (2,) and dtype float32, expected one float32 or "
+                                        "float64 element"), bad_scale);
     }
-    CHECK(contains(error_of([&] { scaled->set_grad_scale(-1.0); }), "gradient scale -1, expected a finite value >= 0"));
-    CHECK(contains(error_of([&] { scaled->set_grad_scale(std::nan("")); }), "gradient scale nan"));
   }
   Variable h(Tensor::ones({1}, DType::BF16), true);
   h.set_grad(Tensor::ones({1}, DType::BF16));
-  CHECK(contains(error_of([&] { gradient_norm({h}); }), "gradient_norm: the gradient of parameter 0 is bfloat16"));
+  CHECK(contains(error_of([&] { gradient_norm({h}, 1.0); }), "gradient_norm: the gradient of parameter 0 is bfloat16"));
+  Variable f(Tensor::ones({1}, DType::F32), true), d(Tensor::ones({1}, DType::F64), true);
+  f.set_grad(Tensor::ones({1}, DType::F32));
+  d.set_grad(Tensor::ones({1}, DType::F64));
+  CHECK(contains(error_of([&] { gradient_norm({f, d}, 1.0); }),
+                 "gradient_norm: the gradients are float32 and float64"));
+  CHECK(contains(error_of([&] { gradient_norm({f}, 0.0); }), "gradient_norm: max_norm 0, expected a value > 0"));
+  const GradientNorm none = gradient_norm({Variable(Tensor::ones({1}, DType::F32), true)}, 1.0);
+  CHECK(none.norm.item() == 0.0);
+  CHECK_FALSE(none.scale.defined());
+}
+
+TEST_CASE("a non-finite gradient norm: the step updates nothing, and retract_step takes its counts back") {
+  for (const bool adamw : {true, false}) {
+    CAPTURE(adamw);
+    Variable a(Tensor::from_vector({3}, {1.0, -2.0, 0.5}, DType::F32), true);
+    Variable b(Tensor::from_vector({2}, {0.25, 4.0}, DType::F32), true);
+    const NamedVariables named = {{"a", a}, {"b", b}};
+    std::unique_ptr<Optimizer> opt;
+    if (adamw) opt = std::make_unique<AdamW>(named, AdamWOptions{1e-2, 0.9, 0.95, 1e-8}, 0.1);
+    else opt = std::make_unique<SGD>(std::vector<ParamGroup>{{named, 0.1}}, SGDOptions{1e-2, 0.9});
+    a.set_grad(Tensor::from_vector({3}, {0.5, 0.25, -1.0}, DType::F32));
+    b.set_grad(Tensor::from_vector({2}, {1.0, 2.0}, DType::F32));
+    opt->step();  // a good step first: state that a bad one must leave alone
+    const NamedTensors state = opt->state_tensors();
+    const std::vector<double> pa = a.data().to_vector(), pb = b.data().to_vector();
+    a.set_grad(Tensor::from_vector({3}, {0.5, std::nan(""), -1.0}, DType::F32));
+    b.set_grad(Tensor::from_vector({2}, {1.0, 2.0}, DType::F32));
+    const GradientNorm g = gradient_norm({a, b}, 1.0);
+    CHECK(std::isnan(g.norm.item()));
+    CHECK(std::isnan(g.scale.item()));
+    opt->set_grad_scale(g.scale);
+    opt->step();
+    CHECK(a.data().to_vector() == pa);
+    CHECK(b.data().to_vector() == pb);
+    CHECK(opt->step_count() == 2);
+    opt->retract_step();
+    CHECK(opt->step_count() == 1);
+    const NamedTensors after = opt->state_tensors();
+    REQUIRE(after.size() == state.size());
+    for (size_t i = 0; i < state.size(); ++i) {
+      CAPTURE(state[i].first);
+      CHECK(after[i].second.to_vector() == state[i].second.to_vector());
+    }
+  }
+  AdamW fresh({{"a", Variable(Tensor::ones({1}, DType::F32), true)}}, AdamWOptions{});
+  CHECK(contains(error_of([&] { fresh.retract_step(); }), "AdamW: retract_step before any step"));
 }
 
 TEST_CASE("warmup + cosine schedule values") {
@@ -664,6 +730,34 @@ TEST_CASE("multi-tensor kernels: _cpu equals _ref over several tensors, with dec
   CHECK(s_ref == doctest::Approx(1.0 / (n_ref + 1e-6)).epsilon(1e-12));
   grad_norm_cpu<double>(&n_cpu, &s_cpu, d.data(), count, 2 * n_ref);
   CHECK(s_cpu == 1.0);
+
+  // A non-finite gradient: the norm is not finite, the factor NaN, and a step given that factor
+  // writes nothing (every variant).
+  for (const double bad_value : {std::nan(""), std::numeric_limits<double>::infinity()}) {
+    CAPTURE(bad_value);
+    auto gb = g;
+    gb[2][123] = bad_value;
+    std::vector<OptimTensor<double>> db = descriptors(p, m, v);
+    for (size_t k = 0; k < db.size(); ++k) db[k].grad = gb[k].data();
+    grad_norm_cpu<double>(&n_cpu, &s_cpu, db.data(), count, 1.0);
+    grad_norm_ref<double>(&n_ref, &s_ref, db.data(), count, 1.0);
+    CHECK_FALSE(std::isfinite(n_cpu));
+    CHECK_FALSE(std::isfinite(n_ref));
+    CHECK(std::isnan(s_cpu));
+    CHECK(std::isnan(s_ref));
+    for (const double skip : {s_cpu, std::numeric_limits<double>::infinity()}) {
+      auto ps = p, ms = m, vs = v;
+      std::vector<OptimTensor<double>> ds = descriptors(ps, ms, vs);
+      for (size_t k = 0; k < ds.size(); ++k) ds[k].grad = gb[k].data();
+      adamw_step_cpu<double>(ds.data(), count, adamw, &skip);
+      adamw_step_ref<double>(ds.data(), count, adamw, &skip);
+      sgd_step_cpu<double>(ds.data(), count, sgd, &skip);
+      sgd_step_ref<double>(ds.data(), count, sgd, &skip);
+      CHECK(ps == p);
+      CHECK(ms == m);
+      CHECK(vs == v);
+    }
+  }
 
   // A null moment is an error naming the tensor.
   std::vector<OptimTensor<double>> bad = descriptors(p1, m1, v1);

@@ -6,6 +6,7 @@
 #include "tensor/checked_math.h"
 #include "tensor/cuda_device.h"
 #include "tensor/ops.h"
+#include "tensor/readback.h"
 #include "tests/test_util.h"
 
 using namespace simba;
@@ -204,4 +205,20 @@ TEST_CASE("tensor shapes whose element, stride or byte counts overflow int64 are
   CHECK(contains(e, "the element count of shape (1099511627776, 1099511627776)"));
   e = error_of([&] { one.view({-1, int64_t(1) << 40, int64_t(1) << 40}); });
   CHECK(contains(e, "view (-1, 1099511627776, 1099511627776)"));
+}
+
+TEST_CASE("Readback on the CPU: the values of the last queued tensor; bad calls name what was expected") {
+  Readback r(cpu(), 3);
+  CHECK(contains(error_of([&] { r.wait(); }), "Readback::wait: nothing was queued"));
+  Tensor t = Tensor::from_vector({3}, {1.5, -2.0, 0.25}, DType::F64);
+  r.queue(t);
+  t.fill_(7.0);  // taken at queue(): later writes do not show
+  CHECK(r.wait() == std::vector<double>{1.5, -2.0, 0.25});
+  r.queue(Tensor::full({}, 4.0, DType::F64));
+  CHECK(r.wait() == std::vector<double>{4.0});
+  CHECK(contains(error_of([&] { r.queue(Tensor::ones({4}, DType::F64)); }),
+                 "Readback::queue: expected a contiguous float64 tensor of at most 3 elements on cpu, got "
+                 "float64 (4,)"));
+  CHECK(contains(error_of([&] { r.queue(Tensor::ones({2}, DType::F32)); }), "got float32 (2,)"));
+  CHECK(contains(error_of([&] { Readback(cpu(), 0); }), "Readback: capacity 0, expected >= 1"));
 }

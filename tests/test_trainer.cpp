@@ -266,12 +266,27 @@ TEST_CASE("NaN/Inf: the step stops with a clear message, updates nothing and kee
   const Variable w = t->model().parameter("backbone.layers.1.mixer.out_proj.weight");
   w.data().data<float>()[3] = std::nanf("");
   const Tensor embeddings_before = t->model().parameter("backbone.embeddings.weight").data().clone();
+  // Step 3's update skips where the norm is computed; the host reads that norm in the next
+  // step, which reports step 3 before it updates anything itself.
+  t->train_step();
+  CHECK(same_bytes(t->model().parameter("backbone.embeddings.weight").data(), embeddings_before));
   const std::string msg = error_of([&] { t->train_step(); });
   CHECK(contains(msg, "training stopped at step 3: the loss is not finite (loss nan"));
   CHECK(contains(msg, "no parameter was updated"));
   CHECK(contains(msg, "lower the learning rate (--lr 0.01"));
   CHECK(contains(msg, "the last good checkpoint, '" + dir + "' (step 2), was kept"));
   CHECK(t->step() == 2);
+  CHECK(t->optimizer().step_count() == 2);
+  CHECK(same_bytes(t->model().parameter("backbone.embeddings.weight").data(), embeddings_before));
+
+  // check_step and save_checkpoint report it as well, without another step.
+  t->train_step();
+  CHECK(contains(error_of([&] { t->check_step(); }), "training stopped at step 3: the loss is not finite"));
+  CHECK(t->step() == 2);
+  t->train_step();
+  CHECK(contains(error_of([&] { t->save_checkpoint(); }), "training stopped at step 3: the loss is not finite"));
+  CHECK(t->step() == 2);
+  CHECK(t->optimizer().step_count() == 2);
   CHECK(same_bytes(t->model().parameter("backbone.embeddings.weight").data(), embeddings_before));
 
   // A checkpoint of non-finite parameters is refused; the files stay as they were.

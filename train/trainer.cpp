@@ -344,6 +344,7 @@ Trainer::Trainer(TrainOptions options, std::shared_ptr<MambaLM> model, TextData 
       model_(std::move(model)),
       data_(std::move(data)),
       schedule_(options_.lr, options_.resolved_min_lr(), options_.resolved_warmup(), options_.steps),
+      norm_read_(device, 1),
       comm_(comm ? std::move(comm) : std::make_shared<SingleProcessCommunicator>()) {
   SIMBA_CHECK(model_ != nullptr, "Trainer: no model given");
   const int world = comm_->world_size();
@@ -452,22 +453,40 @@ StepStats Trainer::train_step() {
   StepStats s;
   s.lr = schedule_.lr(step_);
   s.losses = accumulate_gradients();
-  s.grad_norm = gradient_norm(model_->parameters());  // the step's one read on the host
-  if (!std::isfinite(s.grad_norm)) {
-    const double loss = mean_losses({s.losses})[0];  // the run stops: reading it costs nothing that matters
-    SIMBA_FAIL_HINT("training stopped at step " << step_ + 1 << ": "
-                        << (std::isfinite(loss) ? "the gradient norm" : "the loss") << " is not finite (loss " << loss
-                        << ", gradient norm " << s.grad_norm << "); no parameter was updated",
-                    stopped_hint(s.lr));
-  }
-  // Clipping: the update scales the gradients in its own pass (no pass of its own over them).
-  if (options_.grad_clip > 0.0) optimizer_->set_grad_scale(clip_factor(s.grad_norm, options_.grad_clip));
+  // The norm and the update's scale stay on the device: the scale clips the gradients inside the
+  // update's pass, and a non-finite norm makes it NaN, which skips the update there.
+  const GradientNorm g = gradient_norm(model_->parameters(), options_.grad_clip > 0.0
+                                                                 ? options_.grad_clip
+                                                                 : std::numeric_limits<double>::infinity());
+  // The previous step's norm has long arrived: this step's work keeps the device busy meanwhile.
+  check_step();
+  norm_read_.queue(g.norm);
+  unchecked_ = UncheckedStep{step_ + 1, s.lr, s.losses};
+  optimizer_->set_grad_scale(g.scale);
   optimizer_->set_lr(s.lr);
   optimizer_->step();  // under --dtype bfloat16 it refreshes the compute copy too
+  s.grad_norm = g.norm;
   s.step = ++step_;
   s.tokens = options_.grad_accum * options_.batch_size * options_.seq_len;
   s.seconds = clock.seconds();
   return s;
+}
+
+void Trainer::check_step() {
+  if (!unchecked_) return;
+  const UncheckedStep u = *unchecked_;
+  unchecked_.reset();
+  const double norm = norm_read_.wait()[0];
+  if (std::isfinite(norm)) return;
+  // The device skipped the update; the host's counts are taken back, so the Trainer stands
+  // where it stood before that step.
+  optimizer_->retract_step();
+  step_ = u.step - 1;
+  const double loss = mean_losses({u.losses})[0];  // the run stops: reading it costs nothing that matters
+  SIMBA_FAIL_HINT("training stopped at step " << u.step << ": "
+                      << (std::isfinite(loss) ? "the gradient norm" : "the loss") << " is not finite (loss " << loss
+                      << ", gradient norm " << norm << "); no parameter was updated",
+                  stopped_hint(u.lr));
 }
 
 ValidationResult Trainer::validate() const {
@@ -486,6 +505,7 @@ std::string Trainer::stopped_hint(double step_lr) const {
 }
 
 void Trainer::save_checkpoint() {
+  check_step();
   // The checkpoint rule of train/trainer.h. The losses of the steps since the
   // last checkpoint were finite (train_step and Trainer::run check them), but
   // each was taken before its step's update: only a loss of the weights
@@ -561,6 +581,7 @@ void Trainer::restore(const Checkpoint& c) {
   elapsed_before_ = c.state.elapsed_seconds;
   tokenizer_json_ = c.state.tokenizer_json;
   session_clock_.reset();
+  unchecked_.reset();
 }
 
 ValidationResult Trainer::run(std::ostream& lead_out) {
@@ -630,44 +651,64 @@ ValidationResult Trainer::run(std::ostream& lead_out) {
   const int64_t start_step = step_;
   double interval_loss = 0.0, interval_seconds = 0.0;
   int64_t interval_steps = 0, interval_tokens = 0;
+  // The wall time of the steps since the last progress line, validations and checkpoints left
+  // out: interval_seconds up to the last of those, interval_clock since. (A step's own
+  // StepStats::seconds ends before the device has finished it.)
+  Stopwatch interval_clock;
   // The steps whose losses are still on the device, each with the run time at its end. Their
   // records are written, in step order, when the losses are read: before a progress line, a
   // validation, a checkpoint, or an error that stops the run.
   std::vector<std::pair<StepStats, double>> pending;
   auto log_pending = [&] {
-    std::vector<Tensor> losses;
-    for (const auto& [s, elapsed] : pending) losses.push_back(s.losses);
-    const std::vector<double> loss = mean_losses(losses);  // one read for all of them
-    for (size_t i = 0; i < pending.size(); ++i) {
+    std::vector<Tensor> values;  // every pending step's losses, then their gradient norms
+    for (const auto& [s, elapsed] : pending) values.push_back(s.losses);
+    for (const auto& [s, elapsed] : pending) values.push_back(s.grad_norm);
+    const std::vector<double> v = mean_losses(values);  // one read for all of them
+    const size_t n = pending.size();
+    for (size_t i = 0; i < n; ++i) {
       const StepStats& s = pending[i].first;
       log_write({{"step", s.step},
-                 {"loss", loss[i]},
+                 {"loss", v[i]},
                  {"lr", s.lr},
-                 {"grad_norm", s.grad_norm},
+                 {"grad_norm", v[n + i]},
                  {"tokens_per_sec", static_cast<double>(s.tokens) / s.seconds},
                  {"elapsed", pending[i].second}});
-      SIMBA_CHECK_HINT(std::isfinite(loss[i]), "training stopped at step " << step_ << ": the loss of step " << s.step
-                                                   << " is not finite (" << loss[i] << ")",
+      SIMBA_CHECK_HINT(std::isfinite(v[i]), "training stopped at step " << step_ << ": the loss of step " << s.step
+                                                << " is not finite (" << v[i] << ")",
                        stopped_hint(s.lr));
-      interval_loss += loss[i];
-      interval_seconds += s.seconds;
+      interval_loss += v[i];
       interval_tokens += s.tokens;
       ++interval_steps;
     }
     pending.clear();
   };
-  while (step_ < options_.steps) {
+  // Runs train_step or check_step; when one reports a failed step, the records of the steps
+  // before it are written before the error goes on.
+  auto reporting = [&](auto&& f) {
     try {
-      const StepStats s = train_step();
-      pending.emplace_back(s, elapsed_seconds());
+      f();
     } catch (const Error&) {
-      log_pending();  // the records of the steps before the one that failed
+      pending.erase(std::remove_if(pending.begin(), pending.end(),
+                                   [&](const std::pair<StepStats, double>& p) { return p.first.step > step_; }),
+                    pending.end());
+      log_pending();
       throw;
     }
+  };
+  // Before the run's state is read: the last step checked, the pending records written.
+  auto settle = [&] {
+    reporting([&] { check_step(); });
+    log_pending();
+  };
+  while (step_ < options_.steps) {
+    StepStats taken;
+    reporting([&] { taken = train_step(); });
+    pending.emplace_back(taken, elapsed_seconds());
     const int64_t step = pending.back().first.step;
     const double lr = pending.back().first.lr;
     if (step % options_.log_every == 0 || step == options_.steps) {
-      log_pending();
+      settle();
+      interval_seconds += interval_clock.seconds();
       // The loss shown is the mean over the steps since the last line: one step's loss is noisy.
       out << progress_line(step, options_.steps, interval_loss / static_cast<double>(interval_steps),
                            static_cast<double>(interval_tokens) / interval_seconds, elapsed_seconds(), lr)
@@ -675,15 +716,20 @@ ValidationResult Trainer::run(std::ostream& lead_out) {
           << std::flush;
       interval_loss = interval_seconds = 0.0;
       interval_steps = interval_tokens = 0;
+      interval_clock.reset();
     }
     if (step == options_.steps) break;  // the final validation and checkpoint follow the loop
     if (options_.eval_every > 0 && step % options_.eval_every == 0) {
-      log_pending();
+      settle();
+      interval_seconds += interval_clock.seconds();
       report_validation(validate());
+      interval_clock.reset();
     }
     if (options_.save_every > 0 && step % options_.save_every == 0) {
-      log_pending();
+      settle();
+      interval_seconds += interval_clock.seconds();
       save_checkpoint();
+      interval_clock.reset();
     }
   }
   // A resumed run that was already complete has taken no step: the first

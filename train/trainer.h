@@ -9,14 +9,21 @@
 //   3. global gradient norm clipped to grad_clip (measured before clipping)
 //   4. AdamW with weight decay on the matrices only: norms, biases, A_log and
 //      D are not decayed (is_no_decay_parameter)
-// If the gradient norm is not finite, the step throws before any parameter
-// changes and nothing is saved.
+// If the gradient norm is not finite, no parameter changes: the update itself
+// skips (the norm and the clipping factor are computed on the model's device,
+// and a non-finite norm makes the factor NaN, on which the optimiser's kernels
+// write nothing), and the host stops the run with an error naming that step.
 //
 // Devices. The model trains where its parameters are (Trainer's `device`):
 // the model is built (or loaded) on the host and moved there, so CPU and GPU
 // runs start from the same numbers. A step reads one number on the host, the
-// gradient norm (clipping needs it, and it tells whether the step is sound);
-// everything else stays on the device. The training losses stay there too,
+// gradient norm (it tells whether the step was sound), and reads it one step
+// late: train_step queues the copy of step s's norm and checks it in step s+1
+// after queuing that step's forward and backward (Trainer::check_step), so
+// the device goes from one step to the next without waiting for the host. A
+// failed step is reported there, or where the run's state is read first
+// (save_checkpoint, Trainer::run's progress lines, validations and its end).
+// Everything else stays on the device. The training losses stay there too,
 // one float64 per micro-batch (StepStats::losses), until Trainer::run reads
 // the steps' losses in one copy (mean_losses) for a progress line, a
 // validation or a checkpoint, and checks them then: a step whose loss is not
@@ -33,7 +40,8 @@
 // A good checkpoint: Trainer::save_checkpoint writes the checkpoint of step s
 // only if
 //   1. the training loss of every step since the last checkpoint was finite
-//      (train_step stops a step whose gradient norm is not, and Trainer::run
+//      (a step whose gradient norm is not updates nothing and check_step,
+//      which save_checkpoint calls first, stops the run there; Trainer::run
 //      reads and checks the losses themselves before it saves),
 //   2. every parameter is finite, and
 //   3. the loss of the weights being saved, the mean cross-entropy of the
@@ -130,6 +138,7 @@
 #include "ssm/mamba_model.h"
 #include "ssm/simba.h"
 #include "tensor/cuda_device.h"
+#include "tensor/readback.h"
 #include "train/communicator.h"
 #include "train/metrics_log.h"
 #include "train/text_data.h"
@@ -230,7 +239,9 @@ struct StepStats {
   // (nats/token), left there; mean_losses reads the step's loss.
   Tensor losses;
   double lr = 0.0;          // learning rate used by this step
-  double grad_norm = 0.0;   // global gradient norm before clipping
+  // float64, one element, on the model's device: the global gradient norm before clipping, left
+  // there like the losses.
+  Tensor grad_norm;
   double seconds = 0.0;     // wall time of the step
   int64_t tokens = 0;       // tokens in the step's windows (with --simba, context included)
 };
@@ -284,9 +295,16 @@ class Trainer {
   // without reading them. Draws from the data cursor. With W ranks: this
   // rank's share of each micro-batch, gradients and losses averaged over ranks.
   Tensor accumulate_gradients();
-  // One optimiser step (see the file comment). Throws on a non-finite
-  // gradient norm without updating anything.
+  // One optimiser step (see the file comment). Checks the previous step first
+  // (check_step): throws if that one's gradient norm was not finite.
   StepStats train_step();
+  // Waits for the last step's gradient norm, if it has not been read yet, and
+  // throws if it is not finite: that step updated nothing, and the Trainer is
+  // back at the step before it (step(), the optimiser's counts; its data cursor
+  // stays past the batches drawn). train_step calls it one step late, so that
+  // the device never waits for the host; save_checkpoint and Trainer::run call
+  // it before they read the run's state.
+  void check_step();
   ValidationResult validate() const;
 
   // train_step until options.steps, with validation, logging and checkpoints;
@@ -321,7 +339,15 @@ class Trainer {
   TextData data_;
   WarmupCosineSchedule schedule_;
   std::unique_ptr<AdamW> optimizer_;
-  int64_t step_ = 0;
+  int64_t step_ = 0;  // steps taken, the unchecked one included
+  // The last step until check_step has read its gradient norm.
+  struct UncheckedStep {
+    int64_t step;
+    double lr;
+    Tensor losses;
+  };
+  std::optional<UncheckedStep> unchecked_;
+  Readback norm_read_;  // the unchecked step's gradient norm on its way to the host
   int64_t last_saved_step_ = -1;  // -1: no checkpoint written or loaded yet
   double elapsed_before_ = 0.0;   // seconds trained by earlier processes of this run
   Stopwatch session_clock_;       // since this process started (or resumed) the run
