@@ -85,10 +85,12 @@ void cross_entropy_backward_cpu(T* dlogits, const acc_t<T>* dlosses, const T* lo
     }
     const T* z = logits + r * V;
     const Acc l = lse[r], g = dlosses[r];
-    for (int64_t v = 0; v < V; ++v) d[v] = static_cast<T>(std::exp(static_cast<Acc>(z[v]) - l) * g);
-    // The target's element again, with −g applied before its one rounding.
+    // The target's element with −g applied before its one rounding; its logit is read first,
+    // as the loop may overwrite it (in place, dlogits == logits).
     const int64_t t = targets[r];
-    d[t] = static_cast<T>(std::exp(static_cast<Acc>(z[t]) - l) * g - g);
+    const T dt = static_cast<T>(std::exp(static_cast<Acc>(z[t]) - l) * g - g);
+    for (int64_t v = 0; v < V; ++v) d[v] = static_cast<T>(std::exp(static_cast<Acc>(z[v]) - l) * g);
+    d[t] = dt;
   }
 }
 

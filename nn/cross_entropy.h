@@ -50,7 +50,9 @@ void cross_entropy_forward_cuda(acc_t<T>* losses, acc_t<T>* lse, const T* logits
 
 // dlogits (rows, V) <- dlosses (rows), logits (rows, V), lse (rows), targets (rows):
 //   dlogits[r, v] = (softmax(logits_r)_v − [v == target_r]) · dlosses[r]
-// (softmax_v = exp(logits[r,v] − lse_r)); ignored rows get zeros.
+// (softmax_v = exp(logits[r,v] − lse_r)); ignored rows get zeros. dlogits may be logits (in
+// place: each element is read before it is written, and by nothing after), which is how the
+// fused classifier (nn/linear_cross_entropy.h) keeps one (rows, V) buffer a chunk, not two.
 template <class T>
 void cross_entropy_backward_ref(T* dlogits, const acc_t<T>* dlosses, const T* logits, const acc_t<T>* lse,
                                 const int64_t* targets, int64_t rows, int64_t V, int64_t ignore);

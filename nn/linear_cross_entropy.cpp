@@ -11,6 +11,14 @@
 
 namespace simba {
 
+int64_t linear_cross_entropy_chunk_rows(int64_t rows, int64_t V) {
+  if (rows <= 0) return 1;
+  const int64_t most = std::max<int64_t>(1, kLinearCrossEntropyChunkLogits / std::max<int64_t>(V, 1));
+  const int64_t chunks = (rows + most - 1) / most, even = (rows + chunks - 1) / chunks;
+  const int64_t a = kLinearCrossEntropyChunkAlign, whole = std::min(rows, (even + a - 1) / a * a);
+  return whole <= most ? whole : even;
+}
+
 Variable linear_cross_entropy(const Variable& hidden, const Variable& weight, const Tensor& targets,
                               int64_t ignore_index, int64_t chunk_rows) {
   const char* op = "linear_cross_entropy";
@@ -33,7 +41,7 @@ Variable linear_cross_entropy(const Variable& hidden, const Variable& weight, co
   const Tensor h2 = h.contiguous().view({rows, D}), t1 = targets.contiguous().view({rows});
   // Without grad mode (evaluation) the gradients are not formed: only the losses.
   const bool need_h = grad_enabled() && hidden.requires_grad(), need_w = grad_enabled() && weight.requires_grad();
-  const int64_t step = chunk_rows > 0 ? chunk_rows : std::max<int64_t>(1, kLinearCrossEntropyChunkLogits / std::max<int64_t>(V, 1));
+  const int64_t step = chunk_rows > 0 ? chunk_rows : linear_cross_entropy_chunk_rows(rows, V);
 
   Tensor losses = Tensor::empty({rows}, acc, dev);
   Tensor dh = need_h ? Tensor::zeros({rows, D}, acc, dev) : Tensor();  // Σ of G·W, unscaled
@@ -48,7 +56,7 @@ Variable linear_cross_entropy(const Variable& hidden, const Variable& weight, co
                                   lse.device_data<acc_t<scalar_t>>(), logits.device_data<scalar_t>(),
                                   tc.device_data<int64_t>(), n, V, ignore_index);
     if (!need_h && !need_w) continue;
-    Tensor G = Tensor::empty({n, V}, dt, dev);
+    const Tensor& G = logits;  // the gradient of the chunk's losses, written over its logits
     SIMBA_DISPATCH_COMPUTE_KERNEL(dev, dt, op, cross_entropy_backward, G.device_data<scalar_t>(),
                                   ones.device_data<acc_t<scalar_t>>(), logits.device_data<scalar_t>(),
                                   lse.device_data<acc_t<scalar_t>>(), tc.device_data<int64_t>(), n, V, ignore_index);

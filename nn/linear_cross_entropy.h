@@ -12,7 +12,7 @@
 // gradient of the sum of its losses with respect to them, G = softmax − onehot (0 on ignored
 // rows), is turned into
 //   dh[chunk] = G·W   (chunk, D)     and     dW += Gᵀ·h[chunk]   (V, D),
-// after which the chunk's logits and G are freed. What forward keeps for backward is dh and
+// after which the chunk's logits are freed (G is written over them: one (chunk, V) buffer). What forward keeps for backward is dh and
 // dW, the sizes of h and W, in acc_t of the dtype (float32 for bfloat16: the GEMMs write and
 // accumulate their float32 results unrounded, and both are rounded once when backward scales
 // them); backward only
@@ -27,9 +27,17 @@
 
 namespace simba {
 
-// Logits per chunk when chunk_rows is 0 (automatic): chunk_rows = max(1, this / V), so a
-// chunk's logits and G take 128 MiB each in float32 at most, whatever V.
-constexpr int64_t kLinearCrossEntropyChunkLogits = int64_t{1} << 25;
+// Chunks when chunk_rows is 0 (automatic): as few as keep a chunk's logits within this many
+// (512 MiB in float32, whatever V), of equal size rounded up to a multiple of
+// kLinearCrossEntropyChunkAlign rows (or all rows) where that stays within the bound. Long,
+// whole-tile chunks because the three GEMMs get slower per row on short, ragged ones: at
+// V 50280, D 768 in float32 on an H200, 667-row chunks cost 5.25 µs a row, 2048-row chunks
+// 4.60 (bench/RESULTS.md).
+constexpr int64_t kLinearCrossEntropyChunkLogits = int64_t{1} << 27;
+constexpr int64_t kLinearCrossEntropyChunkAlign = 128;
+
+// The automatic rows per chunk for rows rows of V classes (1 when rows is 0).
+int64_t linear_cross_entropy_chunk_rows(int64_t rows, int64_t V);
 
 // hidden (..., D) and weight (V, D) of one dtype (float32, float64 or bfloat16), targets (...)
 // int64 -> 0-dim mean loss over rows whose target != ignore_index (float32 for bfloat16, else

@@ -24,6 +24,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <functional>
 #include <random>
 #include <string>
@@ -227,6 +228,11 @@ TEST_CASE("bfloat16 cross-entropy kernels: float32 losses and lse, dlogits withi
       if (targets[r] == ignore)
         for (int64_t v = 0; v < V; ++v) nonzero_ignored += static_cast<float>(d[r * V + v]) != 0.f;
     CHECK(nonzero_ignored == 0);
+    // In place (dlogits == logits, as the fused classifier calls it): the same bits.
+    std::vector<bfloat16> in_place = logits.b;
+    cross_entropy_backward_cpu<bfloat16>(in_place.data(), dl.data(), in_place.data(), lse.data(), targets.data(), rows,
+                                         V, ignore);
+    CHECK(std::memcmp(in_place.data(), d.data(), d.size() * sizeof(bfloat16)) == 0);
   }
 }
 

@@ -421,6 +421,10 @@ TEST_CASE("CUDA cross-entropy forward and backward equal the reference, with ign
       if (targets[r] == ignore)
         for (int64_t v = 0; v < V; ++v) nonzero_ignored += d_got[r * V + v] != 0.f;
     CHECK(nonzero_ignored == 0);
+    // In place (dlogits == logits, as the fused classifier calls it): the same bits.
+    DevArray<float> in_place(logits);
+    cross_entropy_backward_cuda<float>(in_place.p(), ddl.p(), in_place.p(), lse.p(), dt.p(), rows, V, ignore);
+    CHECK(in_place.read() == d_got);
   }
 }
 

@@ -54,6 +54,27 @@ TEST_CASE("gradcheck: linear_cross_entropy in hidden and weight, chunks of 1, 3 
   }
 }
 
+TEST_CASE("linear_cross_entropy's automatic chunks: few, even, whole tiles of rows, logits within the bound") {
+  // Config B's training batch: 8192 rows of 50280 classes in 4 chunks of 2048 rows.
+  CHECK(linear_cross_entropy_chunk_rows(8192, 50280) == 2048);
+  CHECK(linear_cross_entropy_chunk_rows(7, 11) == 7);          // one chunk: all rows
+  CHECK(linear_cross_entropy_chunk_rows(8192, 256) == 8192);   // config A: one chunk
+  CHECK(linear_cross_entropy_chunk_rows(0, 50280) == 1);
+  for (int64_t V : {int64_t(1000), int64_t(50280), int64_t(151936), int64_t(1) << 26}) {
+    for (int64_t rows : {int64_t(1), int64_t(200), int64_t(3000), int64_t(8192), int64_t(100003)}) {
+      INFO("rows " << rows << ", V " << V);
+      const int64_t c = linear_cross_entropy_chunk_rows(rows, V);
+      REQUIRE((c >= 1 && c <= rows));
+      // Within the bound, in as few chunks as it allows, whole tiles where the bound leaves room.
+      const int64_t most = std::max<int64_t>(1, kLinearCrossEntropyChunkLogits / V);
+      const int64_t chunks = (rows + c - 1) / c, a = kLinearCrossEntropyChunkAlign;
+      CHECK(c <= most);
+      CHECK(chunks == (rows + most - 1) / most);
+      CHECK((c == rows || c % a == 0 || (c + a - 1) / a * a > most));
+    }
+  }
+}
+
 TEST_CASE("linear_cross_entropy equals cross_entropy(hidden · weightᵀ): loss and gradients, float64/32, bfloat16") {
   struct Case {
     DType dt;
