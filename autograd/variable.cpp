@@ -58,21 +58,40 @@ void Variable::set_grad(const Tensor& g) {
 
 Variable Variable::detach() const { return Variable(impl_->data, false); }
 
-Variable make_result(Tensor data, const char* name, const std::vector<Variable>& inputs, BackwardFn backward) {
-  Variable out(std::move(data));
-  if (!grad_enabled()) return out;
+namespace {
+// Attaches a Node named `name` to out when grad mode is on and any input requires a gradient;
+// returns it for the caller to give its backward, or null when nothing is recorded.
+std::shared_ptr<Node> record(Variable& out, const char* name, const std::vector<Variable>& inputs) {
+  if (!grad_enabled()) return nullptr;
   bool any = false;
   for (const Variable& v : inputs) any = any || v.requires_grad();
-  if (!any) return out;
+  if (!any) return nullptr;
   auto node = std::make_shared<Node>();
   node->name = name;
-  node->backward = std::move(backward);
   node->inputs.reserve(inputs.size());
   // Undefined Variables (an absent optional input) stay as null edges, so
   // gradient i still belongs to input i.
   for (const Variable& v : inputs) node->inputs.push_back(v.impl());
   out.impl()->requires_grad = true;
-  out.impl()->grad_fn = std::move(node);
+  out.impl()->grad_fn = node;
+  return node;
+}
+
+// Whether an accumulated gradient may be handed to a BackwardIntoFn to be written in place:
+// dense, and no other tensor shares its memory.
+bool writable(const Tensor& t) { return t.is_contiguous() && t.storage() && t.storage().use_count() == 1; }
+}  // namespace
+
+Variable make_result(Tensor data, const char* name, const std::vector<Variable>& inputs, BackwardFn backward) {
+  Variable out(std::move(data));
+  if (auto node = record(out, name, inputs)) node->backward = std::move(backward);
+  return out;
+}
+
+Variable make_result_into(Tensor data, const char* name, const std::vector<Variable>& inputs,
+                          BackwardIntoFn backward_into) {
+  Variable out(std::move(data));
+  if (auto node = record(out, name, inputs)) node->backward_into = std::move(backward_into);
   return out;
 }
 
@@ -140,25 +159,53 @@ void Variable::backward(const Tensor& grad_output, bool retain_graph, const Leaf
     }
     Tensor g = std::move(found->second);
     grads.erase(found);
-    std::vector<Tensor> input_grads = node->backward(g);
-    SIMBA_CHECK(input_grads.size() == node->inputs.size(),
-                "internal: backward of '" << node->name << "' returned " << input_grads.size()
-                                          << " gradients for " << node->inputs.size() << " inputs");
-    for (size_t i = 0; i < input_grads.size(); ++i) {
+    const size_t n = node->inputs.size();
+    // Where input i's gradient accumulates: its node's pending gradient, or the leaf's .grad.
+    auto slot = [&](VariableImpl* in) -> Tensor& { return in->grad_fn ? grads[in->grad_fn.get()] : in->grad; };
+    std::vector<Tensor> input_grads;
+    std::vector<bool> taken(n, false);  // input i's gradient so far was handed to backward_into
+    if (node->backward_into) {
+      input_grads.resize(n);
+      for (size_t i = 0; i < n; ++i) {
+        VariableImpl* in = node->inputs[i].get();
+        if (!in || !in->requires_grad) continue;
+        bool again = false;  // the same input at an earlier position took the slot
+        for (size_t j = 0; j < i; ++j) again = again || node->inputs[j].get() == in;
+        if (again) continue;
+        if (in->grad_fn && grads.find(in->grad_fn.get()) == grads.end()) continue;
+        Tensor& s = slot(in);
+        if (!s.defined() || !writable(s)) continue;
+        input_grads[i] = std::move(s);
+        s = Tensor();
+        taken[i] = true;
+      }
+      node->backward_into(g, input_grads);
+    } else {
+      input_grads = node->backward(g);
+    }
+    SIMBA_CHECK(input_grads.size() == n, "internal: backward of '" << node->name << "' returned " << input_grads.size()
+                                                                   << " gradients for " << n << " inputs");
+    for (size_t i = 0; i < n; ++i) {
       VariableImpl* in = node->inputs[i].get();
-      if (!in || !in->requires_grad || !input_grads[i].defined()) continue;
+      if (!in || !in->requires_grad) continue;
+      SIMBA_CHECK(!taken[i] || input_grads[i].defined(),
+                  "internal: backward of '" << node->name << "' dropped input " << i << "'s gradient");
+      if (!input_grads[i].defined()) continue;
       SIMBA_CHECK(input_grads[i].shape() == in->data.shape(),
                   "internal: backward of '" << node->name << "' gave input " << i << " a gradient of shape "
                                             << shape_str(input_grads[i].shape()) << ", the input has shape "
                                             << shape_str(in->data.shape()));
-      if (in->grad_fn)
-        accumulate(grads[in->grad_fn.get()], input_grads[i], "node '" + in->grad_fn->name + "'", /*own=*/false);
+      if (taken[i])
+        slot(in) = std::move(input_grads[i]);
+      else if (in->grad_fn)
+        accumulate(slot(in), input_grads[i], "node '" + in->grad_fn->name + "'", /*own=*/false);
       else
-        accumulate(in->grad, input_grads[i], "leaf gradient", /*own=*/true);
+        accumulate(slot(in), input_grads[i], "leaf gradient", /*own=*/true);
     }
     if (leaf_done) finish_edges(*node);
     if (!retain_graph) {
       node->backward = nullptr;  // releases the saved tensors
+      node->backward_into = nullptr;
       node->inputs.clear();
       node->freed = true;
     }

@@ -22,6 +22,11 @@
 // - detach() returns a Variable sharing the data but cut from the graph.
 // - The seed gradient is 1 for a one-element output; otherwise it must be
 //   given and must have the output's shape.
+// - An op whose kernels can add their result where they write it (a GEMM with
+//   beta = 1, a norm's epilogue, a slice) records a BackwardIntoFn instead: it
+//   is handed what its inputs have accumulated so far and adds to it in place,
+//   which saves an add pass and a temporary wherever a value feeds several ops.
+//   The sums are the same; only their rounding order may differ.
 // - leaf_done, if given, is called once for every leaf that requires a
 //   gradient and that the graph reaches, as soon as no node still to run can
 //   add to it: its .grad is final for this backward (a data-parallel trainer
@@ -45,13 +50,22 @@ struct VariableImpl;
 // per input, in order; an undefined Tensor means "no gradient to this input").
 using BackwardFn = std::function<std::vector<Tensor>(const Tensor& grad_output)>;
 
+// The accumulating form. On entry grads[i] is input i's gradient accumulated so
+// far, or undefined: none has arrived yet, or another tensor shares its memory
+// (the engine adds this op's contribution then). A defined grads[i] is dense
+// and the engine's alone, so the function may write it in place. On return
+// grads[i] is input i's gradient with this op's contribution added (its
+// contribution alone where grads[i] was undefined; untouched for no gradient).
+using BackwardIntoFn = std::function<void(const Tensor& grad_output, std::vector<Tensor>& grads)>;
+
 // backward()'s notice that a leaf's gradient is final (see the semantics above).
 using LeafDone = std::function<void(const VariableImpl& leaf)>;
 
 struct Node {
   std::string name;                                  // the op, for error messages
   std::vector<std::shared_ptr<VariableImpl>> inputs;  // edges to the inputs
-  BackwardFn backward;
+  BackwardFn backward;            // one of the two is set
+  BackwardIntoFn backward_into;
   bool freed = false;
 };
 
@@ -112,5 +126,8 @@ class NoGradGuard {
 // a gradient, attaches a Node named `name` with `backward`; otherwise the
 // result is a plain constant and `backward` is discarded.
 Variable make_result(Tensor data, const char* name, const std::vector<Variable>& inputs, BackwardFn backward);
+// The same with an accumulating backward.
+Variable make_result_into(Tensor data, const char* name, const std::vector<Variable>& inputs,
+                          BackwardIntoFn backward_into);
 
 }  // namespace simba

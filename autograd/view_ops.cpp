@@ -30,12 +30,15 @@ Variable narrow(const Variable& x, int dim, int64_t start, int64_t length) {
   Shape in = x.shape();
   DType dt = x.dtype();
   const int d = x.data().wrap_dim(dim);
-  return make_result(x.data().narrow(d, start, length), "narrow", {x},
-                     [in, dt, d, start, length](const Tensor& g) -> std::vector<Tensor> {
-                       Tensor gx = Tensor::zeros(in, dt, g.device());
-                       gx.narrow(d, start, length).copy_(g);
-                       return {gx};
-                     });
+  // Into the input's gradient so far where there is one (slices of one tensor, each narrowed
+  // out for a different op: no zeroed buffer and no add of whole buffers a slice).
+  return make_result_into(x.data().narrow(d, start, length), "narrow", {x},
+                          [in, dt, d, start, length](const Tensor& g, std::vector<Tensor>& grads) {
+                            Tensor& gx = grads[0];
+                            if (gx.defined()) return add_(gx.narrow(d, start, length), g);
+                            gx = Tensor::zeros(in, dt, g.device());
+                            gx.narrow(d, start, length).copy_(g);
+                          });
 }
 
 Variable select(const Variable& x, int dim, int64_t index) {

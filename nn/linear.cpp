@@ -16,10 +16,16 @@ void linear_forward(Tensor& out, const Tensor& x, const Tensor& w, const Tensor&
   }
 }
 
-void linear_backward(Tensor& dx, Tensor& dw, Tensor& dbias, const Tensor& dout, const Tensor& x, const Tensor& w) {
-  if (dx.defined()) gemm(dx, dout, w);
-  if (dw.defined()) gemm(dw, dout.transpose(0, 1), x);
-  if (dbias.defined()) dbias.copy_(sum(dout, 0));
+void linear_backward(Tensor& dx, Tensor& dw, Tensor& dbias, const Tensor& dout, const Tensor& x, const Tensor& w,
+                     LinearBackwardAdds adds) {
+  if (dx.defined()) gemm(dx, dout, w, 1.0, adds.dx ? 1.0 : 0.0);
+  if (dw.defined()) gemm(dw, dout.transpose(0, 1), x, 1.0, adds.dw ? 1.0 : 0.0);
+  if (dbias.defined()) {
+    if (adds.dbias)
+      add_(dbias, sum(dout, 0));
+    else
+      dbias.copy_(sum(dout, 0));
+  }
 }
 
 Variable linear(const Variable& x, const Variable& w, const Variable& bias) {
@@ -51,18 +57,26 @@ Variable linear(const Variable& x, const Variable& w, const Variable& bias) {
   const bool need_x = x.requires_grad(), need_w = w.requires_grad(), need_b = has_bias && bias.requires_grad();
   std::vector<Variable> inputs{x, w};
   if (has_bias) inputs.push_back(bias);
-  return make_result(y.view(out_shape), "linear", inputs,
-                     [x2, wd, x_shape, has_bias, need_x, need_w, need_b, M, in, out](const Tensor& g)
-                         -> std::vector<Tensor> {
-                       Tensor g2 = g.reshape({M, out});
-                       Tensor dx = need_x ? Tensor::empty({M, in}, g.dtype(), g.device()) : Tensor();
-                       Tensor dw = need_w ? Tensor::empty({out, in}, g.dtype(), g.device()) : Tensor();
-                       Tensor db = need_b ? Tensor::empty({out}, g.dtype(), g.device()) : Tensor();
-                       linear_backward(dx, dw, db, g2, x2, wd);
-                       std::vector<Tensor> grads{need_x ? dx.view(x_shape) : Tensor(), dw};
-                       if (has_bias) grads.push_back(db);
-                       return grads;
-                     });
+  // Each gradient is added by its GEMM (beta = 1) to what its input has so far where there is
+  // any: an input read by several products (a layer's normed input, the conv's output) gets
+  // their sum without a separate add.
+  return make_result_into(
+      y.view(out_shape), "linear", inputs,
+      [x2, wd, x_shape, need_x, need_w, need_b, M, in, out](const Tensor& g, std::vector<Tensor>& grads) {
+        const Tensor g2 = g.reshape({M, out});
+        const LinearBackwardAdds adds{need_x && grads[0].defined(), need_w && grads[1].defined(),
+                                      need_b && grads[2].defined()};
+        auto into = [&](bool add, int i, const Shape& shape) {
+          return add ? grads[i].view(shape) : Tensor::empty(shape, g.dtype(), g.device());
+        };
+        Tensor dx = need_x ? into(adds.dx, 0, {M, in}) : Tensor();
+        Tensor dw = need_w ? into(adds.dw, 1, {out, in}) : Tensor();
+        Tensor db = need_b ? into(adds.dbias, 2, {out}) : Tensor();
+        linear_backward(dx, dw, db, g2, x2, wd, adds);
+        if (need_x) grads[0] = dx.view(x_shape);
+        if (need_w) grads[1] = dw;
+        if (need_b) grads[2] = db;
+      });
 }
 
 Linear::Linear(int64_t in, int64_t out, bool with_bias, Generator* g, DType dtype)

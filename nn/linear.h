@@ -23,9 +23,14 @@ void linear_forward(Tensor& out, const Tensor& x, const Tensor& w, const Tensor&
 //   dx (M, in)   = dout · w           (one GEMM)
 //   dw (out, in) = doutᵀ · x          (one GEMM, doutᵀ as a transposed view)
 //   dbias (out)  = Σ_rows dout        (one reduction over the M rows)
-// Each output is skipped when undefined; defined ones are overwritten, and
-// must be allocated with the shapes above (stride 1 in the last dim).
-void linear_backward(Tensor& dx, Tensor& dw, Tensor& dbias, const Tensor& dout, const Tensor& x, const Tensor& w);
+// Each output is skipped when undefined; defined ones are overwritten, or added
+// to where `adds` says so (the GEMMs with beta = 1), and must be allocated with
+// the shapes above (stride 1 in the last dim).
+struct LinearBackwardAdds {
+  bool dx = false, dw = false, dbias = false;
+};
+void linear_backward(Tensor& dx, Tensor& dw, Tensor& dbias, const Tensor& dout, const Tensor& x, const Tensor& w,
+                     LinearBackwardAdds adds);
 
 // y (..., out) = x (..., in) · wᵀ + bias. The leading dims of x are flattened
 // into the M rows of one GEMM. bias may be undefined.

@@ -7,6 +7,7 @@
 
 #include "nn/kernel_check.h"
 #include "tensor/dispatch.h"
+#include "tensor/elementwise.h"
 #include "tensor/strided_loop.h"
 
 namespace simba {
@@ -59,7 +60,7 @@ void add_rmsnorm_forward_cpu(T* y, acc_t<T>* rstd, T* x, const T* add, const T* 
 
 template <class T>
 void rmsnorm_backward_ref(T* dx, T* dw, const T* dy, const T* x, const T* w, const acc_t<T>* rstd, int64_t rows,
-                          int64_t D) {
+                          int64_t D, bool add_dx) {
   kernel_check::rmsnorm_backward("rmsnorm_backward_ref", dy, x, w, rstd, rows, D);
   std::vector<double> acc(static_cast<size_t>(D), 0.0);
   for (int64_t r = 0; r < rows; ++r) {
@@ -67,7 +68,9 @@ void rmsnorm_backward_ref(T* dx, T* dw, const T* dy, const T* x, const T* w, con
     double dot = 0.0;
     for (int64_t j = 0; j < D; ++j) dot += static_cast<double>(dy[r * D + j]) * w[j] * x[r * D + j];
     for (int64_t j = 0; j < D; ++j) {
-      if (dx) dx[r * D + j] = static_cast<T>(s * w[j] * dy[r * D + j] - s * s * s * x[r * D + j] / D * dot);
+      if (dx)
+        dx[r * D + j] = static_cast<T>((add_dx ? static_cast<double>(dx[r * D + j]) : 0.0) + s * w[j] * dy[r * D + j] -
+                                       s * s * s * x[r * D + j] / D * dot);
       acc[j] += static_cast<double>(dy[r * D + j]) * x[r * D + j] * s;
     }
   }
@@ -97,7 +100,7 @@ void rmsnorm_forward_cpu(T* y, acc_t<T>* rstd, const T* x, const T* w, int64_t r
 //   dw_j  = Σ_rows dy_j·x_j·s
 template <class T>
 void rmsnorm_backward_cpu(T* dx, T* dw, const T* dy, const T* x, const T* w, const acc_t<T>* rstd, int64_t rows,
-                          int64_t D) {
+                          int64_t D, bool add_dx) {
   using Acc = acc_t<T>;
   kernel_check::rmsnorm_backward("rmsnorm_backward_cpu", dy, x, w, rstd, rows, D);
   const int64_t chunks = (rows + kRowsPerChunk - 1) / kRowsPerChunk;
@@ -116,8 +119,11 @@ void rmsnorm_backward_cpu(T* dx, T* dw, const T* dy, const T* x, const T* w, con
           dot += static_cast<double>(dyr[j]) * static_cast<double>(w[j]) * static_cast<double>(xr[j]);
         const Acc a = static_cast<Acc>(s), b = static_cast<Acc>(s * s * s * dot / static_cast<double>(D));
         T* dxr = dx + r * D;
-        for (int64_t j = 0; j < D; ++j)
-          dxr[j] = static_cast<T>(a * static_cast<Acc>(w[j]) * static_cast<Acc>(dyr[j]) - b * static_cast<Acc>(xr[j]));
+        for (int64_t j = 0; j < D; ++j) {
+          Acc v = a * static_cast<Acc>(w[j]) * static_cast<Acc>(dyr[j]) - b * static_cast<Acc>(xr[j]);
+          if (add_dx) v += static_cast<Acc>(dxr[j]);
+          dxr[j] = static_cast<T>(v);
+        }
       }
       if (pw)
         for (int64_t j = 0; j < D; ++j) pw[j] += static_cast<double>(dyr[j]) * static_cast<double>(xr[j]) * s;
@@ -135,7 +141,7 @@ void rmsnorm_backward_cpu(T* dx, T* dw, const T* dy, const T* x, const T* w, con
 #define SIMBA_INSTANTIATE_RMSNORM(T, V)                                                                     \
   template void rmsnorm_forward_##V<T>(T*, acc_t<T>*, const T*, const T*, int64_t, int64_t, double);        \
   template void add_rmsnorm_forward_##V<T>(T*, acc_t<T>*, T*, const T*, const T*, int64_t, int64_t, double); \
-  template void rmsnorm_backward_##V<T>(T*, T*, const T*, const T*, const T*, const acc_t<T>*, int64_t, int64_t);
+  template void rmsnorm_backward_##V<T>(T*, T*, const T*, const T*, const T*, const acc_t<T>*, int64_t, int64_t, bool);
 SIMBA_INSTANTIATE_RMSNORM(float, ref)
 SIMBA_INSTANTIATE_RMSNORM(double, ref)
 SIMBA_INSTANTIATE_RMSNORM(float, cpu)
@@ -183,20 +189,29 @@ Variable rms_norm(const Variable& x, const Variable& w, double eps) {
                                   rstd.device_data<acc_t<scalar_t>>(), xc.device_data<scalar_t>(),
                                   wc.device_data<scalar_t>(), rows, D, eps);
   const bool need_x = x.requires_grad(), need_w = w.requires_grad();
-  return make_result(y, "rms_norm", {x, w},
-                     [xc, wc, rstd, rows, D, need_x, need_w, dev](const Tensor& g) -> std::vector<Tensor> {
-                       Tensor gc = g.contiguous();
-                       Tensor dx = need_x ? Tensor::empty(xc.shape(), xc.dtype(), dev) : Tensor();
-                       Tensor dw = need_w ? Tensor::zeros({D}, xc.dtype(), dev) : Tensor();
-                       if (rows > 0)
-                         SIMBA_DISPATCH_COMPUTE_KERNEL(dev, xc.dtype(), "rms_norm backward", rmsnorm_backward,
-                                                       need_x ? dx.device_data<scalar_t>() : nullptr,
-                                                       need_w ? dw.device_data<scalar_t>() : nullptr,
-                                                       gc.device_data<scalar_t>(), xc.device_data<scalar_t>(),
-                                                       wc.device_data<scalar_t>(),
-                                                       rstd.device_data<acc_t<scalar_t>>(), rows, D);
-                       return {dx, dw};
-                     });
+  // dx is added in the kernel's pass to what x has so far where there is any: in a residual
+  // block x also feeds the residual add, whose gradient is there by the time the norm's runs.
+  return make_result_into(y, "rms_norm", {x, w},
+                          [xc, wc, rstd, rows, D, need_x, need_w, dev](const Tensor& g, std::vector<Tensor>& grads) {
+                            const Tensor gc = g.contiguous();
+                            const bool add_dx = need_x && grads[0].defined();
+                            Tensor dx = !need_x ? Tensor() : add_dx ? grads[0] : Tensor::empty(xc.shape(), xc.dtype(), dev);
+                            Tensor dw = need_w ? Tensor::zeros({D}, xc.dtype(), dev) : Tensor();
+                            if (rows > 0)
+                              SIMBA_DISPATCH_COMPUTE_KERNEL(dev, xc.dtype(), "rms_norm backward", rmsnorm_backward,
+                                                            need_x ? dx.device_data<scalar_t>() : nullptr,
+                                                            need_w ? dw.device_data<scalar_t>() : nullptr,
+                                                            gc.device_data<scalar_t>(), xc.device_data<scalar_t>(),
+                                                            wc.device_data<scalar_t>(),
+                                                            rstd.device_data<acc_t<scalar_t>>(), rows, D, add_dx);
+                            if (need_x) grads[0] = dx;
+                            if (need_w) {
+                              if (grads[1].defined())
+                                add_(grads[1], dw);
+                              else
+                                grads[1] = dw;
+                            }
+                          });
 }
 
 RMSNorm::RMSNorm(int64_t D, double eps_, DType dtype) : dim(D), eps(eps_) {

@@ -63,7 +63,8 @@ __global__ void __launch_bounds__(kThreads)
   for (int64_t j = threadIdx.x; j < D; j += kThreads) yr[j] = T(Acc(vr[j]) * s * Acc(w[j]));
 }
 
-// Backward: dx_k = s·w_k·dy_k − (s³·x_k/D)·Σ_j dy_j·w_j·x_j per row (if dx), and the partial
+// Backward: dx_k = s·w_k·dy_k − (s³·x_k/D)·Σ_j dy_j·w_j·x_j per row (if dx; added to dx's
+// element when add_dx), and the partial
 // part[c, j] = Σ_{rows r of chunk c} dy[r,j]·x[r,j]·s_r (if part).
 // Launch: grid ceil(rows / kRowsPerChunk), block kThreads; block c owns rows
 // c·kRowsPerChunk .. min(rows, (c+1)·kRowsPerChunk) − 1.
@@ -78,7 +79,7 @@ __global__ void __launch_bounds__(kThreads)
 template <class T, int kPer>
 __global__ void __launch_bounds__(kThreads, 2)
     rmsnorm_backward_kernel(T* dx, double* part, const T* dy, const T* x, const T* w, const acc_t<T>* rstd,
-                            int64_t rows, int64_t D) {
+                            int64_t rows, int64_t D, bool add_dx) {
   using Acc = acc_t<T>;
   constexpr int kWarps = kThreads / 32, kSegment = 32 * kPer;
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
@@ -118,7 +119,21 @@ __global__ void __launch_bounds__(kThreads, 2)
 #pragma unroll
         for (int e = 0; e < kPer; ++e) {
           const int64_t j = j0 + lane + 32 * e;
-          if (j < D) dxr[j] = T(a * Acc(w[j]) * vdy[e] - b * vx[e]);
+          vdy[e] = j < D ? a * Acc(w[j]) * vdy[e] - b * vx[e] : Acc(0);
+        }
+        if (add_dx) {  // every load of the segment's prior dx before its first store
+#pragma unroll
+          for (int e = 0; e < kPer; ++e) {
+            const int64_t j = j0 + lane + 32 * e;
+            vx[e] = j < D ? Acc(dxr[j]) : Acc(0);
+          }
+#pragma unroll
+          for (int e = 0; e < kPer; ++e) vdy[e] += vx[e];
+        }
+#pragma unroll
+        for (int e = 0; e < kPer; ++e) {
+          const int64_t j = j0 + lane + 32 * e;
+          if (j < D) dxr[j] = T(vdy[e]);
         }
       }
     }
@@ -173,7 +188,7 @@ void add_rmsnorm_forward_cuda(T* y, acc_t<T>* rstd, T* x, const T* add, const T*
 
 template <class T>
 void rmsnorm_backward_cuda(T* dx, T* dw, const T* dy, const T* x, const T* w, const acc_t<T>* rstd, int64_t rows,
-                           int64_t D) {
+                           int64_t D, bool add_dx) {
   const char* op = "rmsnorm_backward_cuda";
   kernel_check::rmsnorm_backward(op, dy, x, w, rstd, rows, D);
   check_cuda_sizes(op, rows);
@@ -197,9 +212,11 @@ void rmsnorm_backward_cuda(T* dx, T* dw, const T* dy, const T* x, const T* w, co
     // 512 in double, whose 32 would not fit two blocks' registers).
     constexpr int kLong = sizeof(acc_t<T>) == 8 ? 16 : 32;
     if (D <= 256)
-      rmsnorm_backward_kernel<T, 8><<<unsigned(chunks), kThreads, 0, stream>>>(dx, part, dy, x, w, rstd, rows, D);
+      rmsnorm_backward_kernel<T, 8><<<unsigned(chunks), kThreads, 0, stream>>>(dx, part, dy, x, w, rstd, rows, D,
+                                                                                 add_dx);
     else
-      rmsnorm_backward_kernel<T, kLong><<<unsigned(chunks), kThreads, 0, stream>>>(dx, part, dy, x, w, rstd, rows, D);
+      rmsnorm_backward_kernel<T, kLong><<<unsigned(chunks), kThreads, 0, stream>>>(dx, part, dy, x, w, rstd, rows, D,
+                                                                                 add_dx);
     SIMBA_CUDA_CHECK(cudaGetLastError());
   }
   if (dw) {
@@ -211,7 +228,8 @@ void rmsnorm_backward_cuda(T* dx, T* dw, const T* dy, const T* x, const T* w, co
 #define SIMBA_INSTANTIATE_RMSNORM_CUDA(T)                                                                   \
   template void rmsnorm_forward_cuda<T>(T*, acc_t<T>*, const T*, const T*, int64_t, int64_t, double);         \
   template void add_rmsnorm_forward_cuda<T>(T*, acc_t<T>*, T*, const T*, const T*, int64_t, int64_t, double); \
-  template void rmsnorm_backward_cuda<T>(T*, T*, const T*, const T*, const T*, const acc_t<T>*, int64_t, int64_t);
+  template void rmsnorm_backward_cuda<T>(T*, T*, const T*, const T*, const T*, const acc_t<T>*, int64_t, int64_t, \
+                                         bool);
 SIMBA_INSTANTIATE_RMSNORM_CUDA(float)
 SIMBA_INSTANTIATE_RMSNORM_CUDA(double)
 SIMBA_INSTANTIATE_RMSNORM_CUDA(bfloat16)

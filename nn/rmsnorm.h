@@ -53,19 +53,22 @@ void add_rmsnorm_forward_cuda(T* y, acc_t<T>* rstd, T* x, const T* add, const T*
                               double eps);
 
 // dx (rows, D), dw (D) <- dy (rows, D), x (rows, D), w (D), rstd (rows).
-// dx or dw may be null (not needed). dw is overwritten, not accumulated.
+// dx or dw may be null (not needed). dw is overwritten, not accumulated; dx is overwritten, or,
+// when add_dx, added to (each element read, added in acc_t<T> and rounded once): a block's input
+// gets the residual path's gradient and the norm's in one pass (autograd's accumulating
+// backward, rms_norm below).
 // dw is summed over fixed chunks of rows into double partials, then the
 // partials are added in chunk order: the result is the same bits whatever
 // the number of threads.
 template <class T>
 void rmsnorm_backward_ref(T* dx, T* dw, const T* dy, const T* x, const T* w, const acc_t<T>* rstd, int64_t rows,
-                          int64_t D);
+                          int64_t D, bool add_dx);
 template <class T>
 void rmsnorm_backward_cpu(T* dx, T* dw, const T* dy, const T* x, const T* w, const acc_t<T>* rstd, int64_t rows,
-                          int64_t D);
+                          int64_t D, bool add_dx);
 template <class T>
 void rmsnorm_backward_cuda(T* dx, T* dw, const T* dy, const T* x, const T* w, const acc_t<T>* rstd, int64_t rows,
-                           int64_t D);
+                           int64_t D, bool add_dx);
 
 // x (..., D), w (D) -> (..., D); differentiable in x and w. float32, float64 or bfloat16
 // (x and w of one dtype); the saved rstd is float32 for bfloat16.

@@ -36,11 +36,11 @@ void map_kernel(const Tensor& out, const Tensor& x, F f) {
                       [&](const std::array<int64_t, 2>& off, int64_t n, const std::array<int64_t, 2>& step) {
                         T* o = po + off[0];
                         const T* i = px + off[1];
-                        if (step[1] == 1) {
+                        if (step[0] == 1 && step[1] == 1) {
 #pragma omp simd
                           for (int64_t k = 0; k < n; ++k) o[k] = T(f(A(i[k])));
                         } else {
-                          for (int64_t k = 0; k < n; ++k) o[k] = T(f(A(i[k * step[1]])));
+                          for (int64_t k = 0; k < n; ++k) o[k * step[0]] = T(f(A(i[k * step[1]])));
                         }
                       });
 }
@@ -57,11 +57,11 @@ void zip_kernel(const Tensor& out, const Tensor& a, const Tensor& b, F f) {
                         T* o = po + off[0];
                         const T* x = pa + off[1];
                         const T* y = pb + off[2];
-                        if (st[1] == 1 && st[2] == 1) {  // the common contiguous case, vectorised
+                        if (st[0] == 1 && st[1] == 1 && st[2] == 1) {  // the common contiguous case, vectorised
 #pragma omp simd
                           for (int64_t k = 0; k < n; ++k) o[k] = T(f(A(x[k]), A(y[k])));
-                        } else {
-                          for (int64_t k = 0; k < n; ++k) o[k] = T(f(A(x[k * st[1]]), A(y[k * st[2]])));
+                        } else {  // out strided too: add_ into a slice
+                          for (int64_t k = 0; k < n; ++k) o[k * st[0]] = T(f(A(x[k * st[1]]), A(y[k * st[2]])));
                         }
                       });
 }
@@ -170,6 +170,18 @@ Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b) {
   Tensor out = Tensor::empty(shape, a.dtype(), dev);
   SIMBA_ON_DEVICE(dev, name, binary, op, out, a.expand(shape), b.expand(shape));
   return out;
+}
+
+void add_(const Tensor& x, const Tensor& y) {
+  const char* name = "add_";
+  check_float(name, x);
+  check_float(name, y);
+  check_same_dtype(name, x, y);
+  const Device dev = op_device(name, {x, y});
+  SIMBA_CHECK(broadcast_shapes(name, x.shape(), y.shape()) == x.shape(),
+              name << ": " << shape_str(y.shape()) << " does not broadcast to the updated tensor's "
+                   << shape_str(x.shape()));
+  SIMBA_ON_DEVICE(dev, name, binary, BinaryOp::Add, x, x, y.expand(x.shape()));
 }
 
 Tensor affine(const Tensor& x, double scale, double shift) {

@@ -47,6 +47,11 @@ inline Tensor mul(const Tensor& a, const Tensor& b) { return binary(BinaryOp::Mu
 inline Tensor div(const Tensor& a, const Tensor& b) { return binary(BinaryOp::Div, a, b); }
 inline Tensor pow(const Tensor& a, const Tensor& b) { return binary(BinaryOp::Pow, a, b); }
 
+// x += y in place, y broadcast to x's shape (x may be a strided view): each element formed and
+// rounded as add forms it. For the accumulating backwards (autograd/variable.h), which add into
+// a gradient they own instead of allocating a sum.
+void add_(const Tensor& x, const Tensor& y);
+
 // x·scale + shift in one pass (add a scalar, multiply by a scalar, both).
 Tensor affine(const Tensor& x, double scale, double shift);
 Tensor pow(const Tensor& x, double p);

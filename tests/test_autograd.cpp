@@ -133,3 +133,74 @@ TEST_CASE("leaf_done reports each reached leaf once, when its gradient is final,
   });
   CHECK(calls == 1);
 }
+
+namespace {
+// y = x (a copy) with an accumulating backward that notes what the engine handed it.
+struct Handed {
+  bool defined = false;
+  const void* data = nullptr;
+};
+Variable copy_into(const Variable& x, Handed* handed) {
+  return make_result_into(x.data().clone(), "copy_into", {x}, [handed](const Tensor& g, std::vector<Tensor>& grads) {
+    *handed = {grads[0].defined(), grads[0].defined() ? grads[0].raw_data() : nullptr};
+    if (grads[0].defined())
+      add_(grads[0], g);
+    else
+      grads[0] = g.clone();
+  });
+}
+}  // namespace
+
+TEST_CASE("an accumulating backward gets the gradient so far where the engine alone holds it, else adds nothing in place") {
+  Variable x = leaf({1.0, 2.0});
+  Handed h;
+  sum(copy_into(x, &h)).backward();
+  CHECK_FALSE(h.defined);  // nothing had arrived
+  const void* first = x.grad().raw_data();
+  sum(copy_into(x, &h)).backward();
+  CHECK(h.defined);  // the leaf's gradient, written in place
+  CHECK(h.data == first);
+  CHECK(x.grad().raw_data() == first);
+  CHECK(x.grad().to_vector() == std::vector<double>{2.0, 2.0});
+  // A gradient someone else holds too is not handed over: the engine adds, the copy keeps its values.
+  const Tensor held = x.grad();
+  sum(copy_into(x, &h) * 3.0).backward();
+  CHECK_FALSE(h.defined);
+  CHECK(held.to_vector() == std::vector<double>{2.0, 2.0});
+  CHECK(x.grad().to_vector() == std::vector<double>{5.0, 5.0});
+}
+
+TEST_CASE("accumulating backwards: overlapping narrows of a leaf and of an intermediate get every slice's sum") {
+  Variable x = leaf({0.1, 0.2, 0.3, 0.4, 0.5, 0.6});
+  Variable e = exp(x);
+  // Three reads of e (two overlapping narrows and e itself) and two of x.
+  Variable y = sum(narrow(e, 0, 0, 4)) + sum(narrow(e, 0, 2, 4) * 3.0) + sum(e * 0.5) + sum(narrow(x, 0, 1, 2)) +
+               sum(narrow(x, 0, 1, 5) * 2.0);
+  y.backward();
+  const std::vector<double> from_e = {1.5, 1.5, 4.5, 4.5, 3.5, 3.5}, from_x = {0, 3, 3, 2, 2, 2};
+  const std::vector<double> g = x.grad().to_vector(), xv = x.data().to_vector();
+  for (size_t i = 0; i < 6; ++i) CHECK(g[i] == doctest::Approx(from_e[i] * std::exp(xv[i]) + from_x[i]).epsilon(1e-15));
+}
+
+TEST_CASE("an accumulating backward that reads one input twice: the gradient so far goes to the first, both add") {
+  Variable x = leaf({1.0, -1.0});
+  std::vector<bool> handed;
+  auto twice = [&](const Variable& v) {  // y = v + v
+    return make_result_into(add(v.data(), v.data()), "twice", {v, v},
+                            [&handed](const Tensor& g, std::vector<Tensor>& grads) {
+                              handed = {grads[0].defined(), grads[1].defined()};
+                              for (Tensor& slot : grads) {
+                                if (slot.defined())
+                                  add_(slot, g);
+                                else
+                                  slot = g.clone();
+                              }
+                            });
+  };
+  sum(twice(x)).backward();
+  CHECK(handed == std::vector<bool>{false, false});
+  CHECK(x.grad().to_vector() == std::vector<double>{2.0, 2.0});
+  sum(twice(x)).backward();
+  CHECK(handed == std::vector<bool>{true, false});
+  CHECK(x.grad().to_vector() == std::vector<double>{4.0, 4.0});
+}

@@ -105,10 +105,10 @@ TEST_CASE("bfloat16 RMSNorm kernels equal the float64 ones: y, dx, dw within 1e-
     CHECK(normwise_error(rstd, rstd64) <= 1e-6);
 
     std::vector<bfloat16> dx = poison_bf16(rows * D), dw = poison_bf16(D);
-    rmsnorm_backward_cpu<bfloat16>(dx.data(), dw.data(), dy.b.data(), x.b.data(), w.b.data(), rstd.data(), rows, D);
+    rmsnorm_backward_cpu<bfloat16>(dx.data(), dw.data(), dy.b.data(), x.b.data(), w.b.data(), rstd.data(), rows, D, false);
     std::vector<double> dx64(rows * D), dw64(D);
     rmsnorm_backward_cpu<double>(dx64.data(), dw64.data(), dy.d.data(), x.d.data(), w.d.data(), rstd64.data(), rows,
-                                 D);
+                                 D, false);
     CHECK(normwise_error(dw, dw64) <= kTol);
     // At D = 1 dx = s·w·dy·eps/(x² + eps): the two float terms cancel to ~1e-5 of their size,
     // so only their float rounding is measured there, not the kernel (tests/test_cuda_nn.cpp).

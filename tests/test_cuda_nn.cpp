@@ -114,9 +114,9 @@ TEST_CASE("CUDA RMSNorm forward and backward equal the reference") {
     const std::vector<double> rstd64 = widen(rstd_got);
     std::vector<double> dx_ref(rows * D), dw_ref(D);
     rmsnorm_backward_ref<double>(dx_ref.data(), dw_ref.data(), dy64.data(), x64.data(), w64.data(), rstd64.data(),
-                                 rows, D);
+                                 rows, D, false);
     DevArray<float> dx(poison(rows * D)), dw(poison(D));
-    rmsnorm_backward_cuda<float>(dx.p(), dw.p(), ddy.p(), dx_.p(), dw_.p(), rstd.p(), rows, D);
+    rmsnorm_backward_cuda<float>(dx.p(), dw.p(), ddy.p(), dx_.p(), dw_.p(), rstd.p(), rows, D, false);
     const std::vector<float> dx1 = dx.read(), dw1 = dw.read();
     // dx = s·w·dy − (s³·x/D)·Σ dy·w·x is a difference of two terms; at D = 1 they cancel to
     // eps/(x² + eps) of their size (y = sign(x)·w there), so float32 rounding of the terms,
@@ -133,10 +133,23 @@ TEST_CASE("CUDA RMSNorm forward and backward equal the reference") {
 
     // Each output alone (the other null) gives the same bits, and a repeat is bit-identical.
     DevArray<float> dx2(poison(rows * D)), dw2(poison(D));
-    rmsnorm_backward_cuda<float>(dx2.p(), nullptr, ddy.p(), dx_.p(), dw_.p(), rstd.p(), rows, D);
-    rmsnorm_backward_cuda<float>(nullptr, dw2.p(), ddy.p(), dx_.p(), dw_.p(), rstd.p(), rows, D);
+    rmsnorm_backward_cuda<float>(dx2.p(), nullptr, ddy.p(), dx_.p(), dw_.p(), rstd.p(), rows, D, false);
+    rmsnorm_backward_cuda<float>(nullptr, dw2.p(), ddy.p(), dx_.p(), dw_.p(), rstd.p(), rows, D, false);
     CHECK(dx2.read() == dx1);
     CHECK(dw2.read() == dw1);
+
+    // add_dx: dx holds a gradient already (random values) and gets the norm's added; dw unchanged.
+    const std::vector<float> prior = uniform(rows * D, -2, 2, 41 + D);
+    std::vector<double> dx_add_ref = widen(prior), dw_add_ref(D);
+    rmsnorm_backward_ref<double>(dx_add_ref.data(), dw_add_ref.data(), dy64.data(), x64.data(), w64.data(),
+                                 rstd64.data(), rows, D, true);
+    DevArray<float> dx3(prior), dw3(poison(D));
+    rmsnorm_backward_cuda<float>(dx3.p(), dw3.p(), ddy.p(), dx_.p(), dw_.p(), rstd.p(), rows, D, true);
+    double add_norm = 0.0, prior_norm = 0.0;
+    for (int64_t i = 0; i < rows * D; ++i) add_norm += dx_add_ref[i] * dx_add_ref[i], prior_norm += double(prior[i]) * prior[i];
+    CHECK(normwise_error(dx3.read(), dx_add_ref) * std::sqrt(add_norm) <=
+          kTol * (std::sqrt(prior_norm) + std::max(std::sqrt(ref_norm), std::sqrt(term_norm))));
+    CHECK(dw3.read() == dw1);
   }
 }
 
@@ -163,7 +176,7 @@ TEST_CASE("CUDA add_rmsnorm_forward equals the tensor add then rmsnorm_forward_c
 
 TEST_CASE("CUDA RMSNorm: zero rows give dw = 0; bad calls throw") {
   DevArray<float> w(uniform(5, 0.5, 1.5, 1)), dw(poison(5));
-  rmsnorm_backward_cuda<float>(nullptr, dw.p(), nullptr, nullptr, w.p(), nullptr, 0, 5);
+  rmsnorm_backward_cuda<float>(nullptr, dw.p(), nullptr, nullptr, w.p(), nullptr, 0, 5, false);
   CHECK(dw.read() == std::vector<float>(5, 0.f));
   std::vector<float> host(10);
   DevArray<float> x(uniform(10, -1, 1, 2)), y(poison(10)), rstd(poison(2));
@@ -195,9 +208,9 @@ TEST_CASE("CUDA bfloat16 RMSNorm equals the CPU bfloat16 kernels") {
     // Each side's backward takes its own forward's rstd (they agree to float32 rounding).
     std::vector<bfloat16> dx_cpu(rows * D), dw_cpu(D);
     rmsnorm_backward_cpu<bfloat16>(dx_cpu.data(), dw_cpu.data(), dy.data(), x.data(), w.data(), rstd_cpu.data(), rows,
-                                   D);
+                                   D, false);
     DevArray<bfloat16> dx(poison_bf16(rows * D)), dw(poison_bf16(D));
-    rmsnorm_backward_cuda<bfloat16>(dx.p(), dw.p(), ddy.p(), dx_.p(), dw_.p(), rstd.p(), rows, D);
+    rmsnorm_backward_cuda<bfloat16>(dx.p(), dw.p(), ddy.p(), dx_.p(), dw_.p(), rstd.p(), rows, D, false);
     const std::vector<bfloat16> dx1 = dx.read(), dw1 = dw.read();
     CHECK(normwise_error(dw1, widen(dw_cpu)) <= kBf16Tol);
     // At D = 1 dx's two terms cancel to ~eps/x² of their size (see the float32 case above):
@@ -209,9 +222,22 @@ TEST_CASE("CUDA bfloat16 RMSNorm equals the CPU bfloat16 kernels") {
 
     // A repeat gives the same bits.
     DevArray<bfloat16> dx2(poison_bf16(rows * D)), dw2(poison_bf16(D));
-    rmsnorm_backward_cuda<bfloat16>(dx2.p(), dw2.p(), ddy.p(), dx_.p(), dw_.p(), rstd.p(), rows, D);
+    rmsnorm_backward_cuda<bfloat16>(dx2.p(), dw2.p(), ddy.p(), dx_.p(), dw_.p(), rstd.p(), rows, D, false);
     CHECK(widen(dx2.read()) == widen(dx1));
     CHECK(widen(dw2.read()) == widen(dw1));
+
+    // add_dx: onto a gradient already there (random values), CUDA as the CPU kernel.
+    std::vector<bfloat16> prior(rows * D);
+    {
+      const std::vector<float> p = uniform(rows * D, -2, 2, 43 + D);
+      for (int64_t i = 0; i < rows * D; ++i) prior[i] = bfloat16(p[i]);
+    }
+    std::vector<bfloat16> dx_add_cpu = prior, dw_add_cpu(D);
+    rmsnorm_backward_cpu<bfloat16>(dx_add_cpu.data(), dw_add_cpu.data(), dy.data(), x.data(), w.data(),
+                                   rstd_cpu.data(), rows, D, true);
+    DevArray<bfloat16> dx3(prior);
+    rmsnorm_backward_cuda<bfloat16>(dx3.p(), nullptr, ddy.p(), dx_.p(), dw_.p(), rstd.p(), rows, D, true);
+    CHECK(normwise_error(dx3.read(), widen(dx_add_cpu)) <= kBf16Tol);
   }
 }
 

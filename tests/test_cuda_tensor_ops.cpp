@@ -142,6 +142,23 @@ TEST_CASE("CUDA binary ops with broadcasting equal the CPU") {
   }
 }
 
+TEST_CASE("CUDA add_ into slices (a last dim of 1, a middle run, a broadcast row) equals the CPU") {
+  struct Slice {
+    int64_t start, length;
+    Shape y;
+  };
+  for (const Slice& sl : {Slice{0, 1, {4, 50, 1}}, Slice{1, 4, {4, 50, 4}}, Slice{5, 4, {4}}}) {
+    run_case(op_case("add_ into narrow(2, " + std::to_string(sl.start) + ", " + std::to_string(sl.length) + ")",
+                     {{4, 50, 9}, sl.y},
+                     [sl](const Ins& x) {
+                       Tensor into = x[0].clone();
+                       add_(into.narrow(2, sl.start, sl.length), x[1]);
+                       return Outs{into};
+                     }),
+             kDev);
+  }
+}
+
 TEST_CASE("CUDA affine, pow, clamp and clamp's backward equal the CPU") {
   for (const Shape& s : kShapes) {
     run_case(op_case("affine", {s}, [](const Ins& x) { return Outs{affine(x[0], 1.7, -0.3), x[0] * 2.0, x[0] - 1.5}; }),

@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <cmath>
 #include <memory>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -343,7 +344,7 @@ TEST_CASE("RMSNorm kernels: OpenMP path equals plain loops; dw is bit-identical 
   }
   std::vector<double> dx(rows * D), dw(D);
   rmsnorm_backward_cpu<double>(dx.data(), dw.data(), dy.data<double>(), x.data<double>(), w.data<double>(), rstd.data(),
-                           rows, D);
+                           rows, D, false);
   CHECK(rel_diff(dx, dx_ref) < 1e-13);
   CHECK(rel_diff(dw, dw_ref) < 1e-13);
 
@@ -354,14 +355,33 @@ TEST_CASE("RMSNorm kernels: OpenMP path equals plain loops; dw is bit-identical 
   const int threads = max_threads();
   set_threads(1);
   rmsnorm_backward_cpu<float>(dx1.data(), dw1.data(), dy32.data<float>(), x32.data<float>(), w32.data<float>(), r32.data(),
-                          rows, D);
+                          rows, D, false);
   set_threads(2);
   rmsnorm_backward_cpu<float>(dx2.data(), dw2.data(), dy32.data<float>(), x32.data<float>(), w32.data<float>(), r32.data(),
-                          rows, D);
+                          rows, D, false);
   set_threads(threads);
   CHECK(dw1 == dw2);
   CHECK(dx1 == dx2);
   CHECK(rel_diff(std::vector<double>(dw1.begin(), dw1.end()), dw_ref) < 1e-5);
+
+  // add_dx: dx holds a gradient already (random, not zeros) and gets the norm's added, in the
+  // reference and the fast kernel alike; dw is unchanged by it.
+  std::mt19937_64 gen(77);
+  std::normal_distribution<double> normal;
+  std::vector<double> prior(rows * D), expect(rows * D);
+  for (int64_t i = 0; i < rows * D; ++i) prior[i] = normal(gen), expect[i] = prior[i] + dx_ref[i];
+  for (bool fast : {false, true}) {
+    INFO((fast ? "cpu" : "ref"));
+    std::vector<double> dxa = prior, dwa(D);
+    if (fast)
+      rmsnorm_backward_cpu<double>(dxa.data(), dwa.data(), dy.data<double>(), x.data<double>(), w.data<double>(),
+                                   rstd.data(), rows, D, true);
+    else
+      rmsnorm_backward_ref<double>(dxa.data(), dwa.data(), dy.data<double>(), x.data<double>(), w.data<double>(),
+                                   rstd.data(), rows, D, true);
+    CHECK(rel_diff(dxa, expect) < 1e-13);
+    CHECK(rel_diff(dwa, dw_ref) < 1e-13);
+  }
 }
 
 // ---------------------------------------------------------------- causal conv1d

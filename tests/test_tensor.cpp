@@ -84,6 +84,23 @@ TEST_CASE("elementwise ops broadcast like numpy") {
   CHECK(d.at({2, 0, 1}) == 2.0 * a.at({1, 0, 2}));
 }
 
+TEST_CASE("add_ adds into strided views: a slice of one column, a run of columns, a broadcast row") {
+  Generator g(11);
+  const Tensor x0 = randn({3, 5, 9}, g, DType::F64), one = randn({3, 5, 1}, g, DType::F64);
+  const Tensor run = randn({3, 5, 4}, g, DType::F64), row = randn({4}, g, DType::F64);
+  Tensor x = x0.clone();
+  add_(x.narrow(2, 0, 1), one);  // innermost stride 9 once the size-1 dim is folded away
+  add_(x.narrow(2, 1, 4), run);
+  add_(x.narrow(2, 5, 4), row);
+  for (int64_t i = 0; i < 3; ++i)
+    for (int64_t j = 0; j < 5; ++j)
+      for (int64_t k = 0; k < 9; ++k) {
+        const double add = k == 0 ? one.at({i, j, 0}) : k < 5 ? run.at({i, j, k - 1}) : row.at({k - 5});
+        CHECK(x.at({i, j, k}) == x0.at({i, j, k}) + add);
+      }
+  CHECK_THROWS_WITH(add_(x.narrow(2, 0, 1), run), doctest::Contains("does not broadcast to the updated tensor's"));
+}
+
 TEST_CASE("unary ops match the scalar formulas, softplus uses the x > 20 rule") {
   Tensor x = Tensor::from_vector({6}, {-3.0, -0.5, 0.0, 0.7, 19.0, 25.0}, DType::F64);
   auto sp = softplus(x).to_vector();
