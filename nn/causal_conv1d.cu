@@ -6,9 +6,9 @@
 // (b, t, c): one thread per output element,
 // channels fastest, so a warp reads and writes consecutive channels of one time step
 // (coalesced), and each of the K taps is a coalesced row read. Where the rows allow it
-// (16-byte aligned, K <= kMaxTaps: Mamba's K = 4), the forward instead gives a thread one
-// 16-byte piece of channels for kConvSteps consecutive steps and keeps the last K rows of x in
-// registers, so each element of x is loaded once, as part of a 16-byte load. dw and dbias (sums over batch and
+// (16-byte aligned, K <= kMaxTaps: Mamba's K = 4), the forward and dx instead give a thread one
+// 16-byte piece of channels for kConvSteps consecutive steps and keep a window of K rows (of x,
+// of dout) in registers, so each element is loaded once, as part of a 16-byte load. dw and dbias (sums over batch and
 // time) are formed without atomics: the (B, L) steps are cut into slices of kTimeChunk steps of
 // one batch row; thread (slice q, channel c) sums its slice's terms in double, in time order,
 // into its own partials part_w[q, c, k] and part_b[q, c], and sum_partials_kernel adds the
@@ -75,6 +75,11 @@ template <class T, int V>
 struct alignas(sizeof(T) * V) Pack {
   T v[V];
 };
+
+// Elements per 16-byte piece, and whether a pointer starts one: the vector kernels' terms.
+template <class T>
+constexpr int kPiece = 16 / sizeof(T);
+bool starts_piece(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 
 // Launch: grid (B·ceil(L / kConvSteps), ceil(C / (V·kVecThreads))), block kVecThreads; block
 // (r, cy) owns the steps [t0, t0 + kConvSteps) of batch row b, r = b·ceil(L / kConvSteps) +
@@ -151,6 +156,67 @@ __global__ void __launch_bounds__(kThreads)
   for (int k = s + K - L > 0 ? int(s + K - L) : 0; k < K; ++k)
     acc += Acc(w[c * K + k]) * Acc(dout[(r + (K - 1) - k) * C + c]);
   dx[r * C + c] = T(acc);
+}
+
+// dx's fast path, the same sums in the same order: a thread takes one 16-byte piece of channels
+// for kConvSteps consecutive steps, the next kMaxTaps rows of dout in a window of registers, a
+// whole tile unrolled. Window slot j holds dout row s + j (zeros past L) and meets tap
+// k = K − 1 − j (slots j >= K hold no tap); the taps are added in order k = 0, 1, ... as in the
+// plain kernel, rows past L skipped.
+// Launch: grid (B·ceil(L / kConvSteps), ceil(C / (V·kVecThreads))), block kVecThreads; block (r, cy)
+// owns the steps [s0, s0 + kConvSteps) of batch row b, r = b·ceil(L / kConvSteps) + s0 / kConvSteps,
+// and thread x the channels [c0, c0 + V), c0 = V·(cy·kVecThreads + x). dx and dout (B, L, C)
+// contiguous, C a multiple of V and both pointers of 16 bytes; K <= kMaxTaps.
+template <class T, int V>
+__global__ void __launch_bounds__(kVecThreads)
+    conv_backward_dx_vec_kernel(T* __restrict__ dx, const T* __restrict__ dout, const T* __restrict__ w, int64_t L,
+                                int64_t C, int K) {
+  using Acc = acc_t<T>;
+  const int64_t c0 = (int64_t(blockIdx.y) * kVecThreads + threadIdx.x) * V;
+  if (c0 >= C) return;
+  const int64_t ntiles = (L + kConvSteps - 1) / kConvSteps;
+  const int64_t b = blockIdx.x / ntiles, s0 = (blockIdx.x % ntiles) * kConvSteps;
+  Acc ws[kMaxTaps][V], win[kMaxTaps][V];  // ws[j]: the tap slot j meets
+#pragma unroll
+  for (int v = 0; v < V; ++v)
+#pragma unroll
+    for (int j = 0; j < kMaxTaps; ++j) ws[j][v] = j < K ? Acc(w[(c0 + v) * K + K - 1 - j]) : Acc(0);
+  const T* gb = dout + b * L * C + c0;
+  auto load = [&](int64_t t, Acc(&dst)[V]) {
+    if (t >= L) {
+#pragma unroll
+      for (int v = 0; v < V; ++v) dst[v] = Acc(0);
+      return;
+    }
+    const Pack<T, V> p = *reinterpret_cast<const Pack<T, V>*>(gb + t * C);
+#pragma unroll
+    for (int v = 0; v < V; ++v) dst[v] = Acc(p.v[v]);
+  };
+#pragma unroll
+  for (int j = 0; j < kMaxTaps - 1; ++j) load(s0 + j, win[j]);
+  auto step = [&](int64_t s) {
+    load(s + kMaxTaps - 1, win[kMaxTaps - 1]);
+    Pack<T, V> o;
+#pragma unroll
+    for (int v = 0; v < V; ++v) {
+      Acc a = Acc(0);
+#pragma unroll
+      for (int j = kMaxTaps - 1; j >= 0; --j)  // tap k = K − 1 − j, in increasing k
+        if (j < K && s + j < L) a += ws[j][v] * win[j][v];
+      o.v[v] = T(a);
+    }
+    *reinterpret_cast<Pack<T, V>*>(dx + (b * L + s) * C + c0) = o;
+#pragma unroll
+    for (int j = 0; j < kMaxTaps - 1; ++j)
+#pragma unroll
+      for (int v = 0; v < V; ++v) win[j][v] = win[j + 1][v];
+  };
+  if (s0 + kConvSteps <= L) {
+#pragma unroll
+    for (int s = 0; s < kConvSteps; ++s) step(s0 + s);
+  } else {
+    for (int64_t s = s0; s < L; ++s) step(s);
+  }
 }
 
 // Partials of dw and dbias over slice q = b·nchunks + j, the steps t in
@@ -274,10 +340,9 @@ void launch_conv_rows(const char* op, T* out, const T* x, const T* w, const T* b
   cudaStream_t stream = cuda_stream(cuda_current_device());
   SIMBA_CHECK(B * L <= INT_MAX && blocks_for(C) <= 65535, op << ": B·L=" << B * L << " rows or C=" << C
                                                               << " channels exceed the CUDA grid limits");
-  constexpr int V = 16 / sizeof(T);  // elements per 16-byte piece
-  const auto aligned = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; };
-  if (K <= kMaxTaps && C % V == 0 && x_stride_b % V == 0 && x_stride_l % V == 0 && aligned(x) && aligned(out) &&
-      aligned(dsilu)) {
+  constexpr int V = kPiece<T>;
+  if (K <= kMaxTaps && C % V == 0 && x_stride_b % V == 0 && x_stride_l % V == 0 && starts_piece(x) &&
+      starts_piece(out) && starts_piece(dsilu)) {
     const int64_t tiles = B * ((L + kConvSteps - 1) / kConvSteps);
     conv_forward_vec_kernel<T, V><<<dim3(unsigned(tiles), unsigned((C / V + kVecThreads - 1) / kVecThreads)),
                                     kVecThreads, 0, stream>>>(out, x, w, bias, L, C, int(K), x_stride_b, x_stride_l,
@@ -324,8 +389,15 @@ void causal_conv1d_backward_cuda(T* dx, T* dw, T* dbias, const T* dout, const T*
   if (dx && B * L > 0) {
     SIMBA_CHECK(B * L <= INT_MAX && blocks_for(C) <= 65535, op << ": B·L=" << B * L << " rows or C=" << C
                                                                 << " channels exceed the CUDA grid limits");
-    conv_backward_dx_kernel<T><<<dim3(unsigned(B * L), blocks_for(C)), kThreads, 0, stream>>>(dx, dout, w, L, C,
-                                                                                           int(K));
+    constexpr int V = kPiece<T>;
+    if (K <= kMaxTaps && C % V == 0 && starts_piece(dx) && starts_piece(dout)) {
+      const int64_t tiles = B * ((L + kConvSteps - 1) / kConvSteps);
+      conv_backward_dx_vec_kernel<T, V><<<dim3(unsigned(tiles), unsigned((C / V + kVecThreads - 1) / kVecThreads)),
+                                          kVecThreads, 0, stream>>>(dx, dout, w, L, C, int(K));
+    } else {
+      conv_backward_dx_kernel<T><<<dim3(unsigned(B * L), blocks_for(C)), kThreads, 0, stream>>>(dx, dout, w, L, C,
+                                                                                             int(K));
+    }
     SIMBA_CUDA_CHECK(cudaGetLastError());
   }
   if (!dw && !dbias) return;
