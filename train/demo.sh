@@ -26,7 +26,7 @@ cd "$(dirname "$0")/.."  # the repository root: data/ and runs/ live there
 # 1000 steps (simba train's default) of 4,096 tokens, 1.06 epochs of the
 # train split: on the CPU about 4 minutes at the ~17,500 tokens/s of two idle
 # cores, so that `make demo`, build included, stays under 10 minutes.
-# Validation bits/byte after it: 1.77 (8.01 before). Other processes busy on
+# Validation bits/byte after it: 1.79 (8.00 before). Other processes busy on
 # the same cores slow training several-fold. The GPU runs the same settings.
 STEPS=${DEMO_STEPS:-1000}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
