@@ -81,6 +81,16 @@ template <class T>
 constexpr int kPiece = 16 / sizeof(T);
 bool starts_piece(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 
+// dst = the piece at p widened to acc_t<T> when `in`, zeros otherwise (a row outside the
+// sequence; p, then any row of it, is not read).
+template <class T, int V>
+__device__ inline void load_piece(acc_t<T> (&dst)[V], const T* p, bool in) {
+  Pack<T, V> q{};
+  if (in) q = *reinterpret_cast<const Pack<T, V>*>(p);
+#pragma unroll
+  for (int v = 0; v < V; ++v) dst[v] = acc_t<T>(q.v[v]);
+}
+
 // Launch: grid (B·ceil(L / kConvSteps), ceil(C / (V·kVecThreads))), block kVecThreads; block
 // (r, cy) owns the steps [t0, t0 + kConvSteps) of batch row b, r = b·ceil(L / kConvSteps) +
 // t0 / kConvSteps, and thread x the channels [c0, c0 + V), c0 = V·(cy·kVecThreads + x).
@@ -107,16 +117,7 @@ __global__ void __launch_bounds__(kVecThreads)
     for (int j = 0; j < kMaxTaps; ++j) wr[j][v] = j >= first ? Acc(w[(c0 + v) * K + j - first]) : Acc(0);
   }
   const T* xb = x + b * x_stride_b + c0;
-  auto load = [&](int64_t t, Acc(&dst)[V]) {
-    if (t < 0) {
-#pragma unroll
-      for (int v = 0; v < V; ++v) dst[v] = Acc(0);
-      return;
-    }
-    const Pack<T, V> p = *reinterpret_cast<const Pack<T, V>*>(xb + t * x_stride_l);
-#pragma unroll
-    for (int v = 0; v < V; ++v) dst[v] = Acc(p.v[v]);
-  };
+  auto load = [&](int64_t t, Acc(&dst)[V]) { load_piece<T, V>(dst, t >= 0 ? xb + t * x_stride_l : xb, t >= 0); };
 #pragma unroll
   for (int j = 0; j < kMaxTaps - 1; ++j) load(t0 - (kMaxTaps - 1) + j, win[j]);
   const int64_t tend = L - t0 < kConvSteps ? L : t0 + kConvSteps;
@@ -182,16 +183,7 @@ __global__ void __launch_bounds__(kVecThreads)
 #pragma unroll
     for (int j = 0; j < kMaxTaps; ++j) ws[j][v] = j < K ? Acc(w[(c0 + v) * K + K - 1 - j]) : Acc(0);
   const T* gb = dout + b * L * C + c0;
-  auto load = [&](int64_t t, Acc(&dst)[V]) {
-    if (t >= L) {
-#pragma unroll
-      for (int v = 0; v < V; ++v) dst[v] = Acc(0);
-      return;
-    }
-    const Pack<T, V> p = *reinterpret_cast<const Pack<T, V>*>(gb + t * C);
-#pragma unroll
-    for (int v = 0; v < V; ++v) dst[v] = Acc(p.v[v]);
-  };
+  auto load = [&](int64_t t, Acc(&dst)[V]) { load_piece<T, V>(dst, t < L ? gb + t * C : gb, t < L); };
 #pragma unroll
   for (int j = 0; j < kMaxTaps - 1; ++j) load(s0 + j, win[j]);
   auto step = [&](int64_t s) {
