@@ -12,11 +12,11 @@
 // gradient of the sum of its losses with respect to them, G = softmax − onehot (0 on ignored
 // rows), is turned into
 //   dh[chunk] = G·W   (chunk, D)     and     dW += Gᵀ·h[chunk]   (V, D),
-// after which the chunk's logits are freed (G is written over them: one (chunk, V) buffer). What forward keeps for backward is dh and
-// dW, the sizes of h and W, in acc_t of the dtype (float32 for bfloat16: the GEMMs write and
-// accumulate their float32 results unrounded, and both are rounded once when backward scales
-// them); backward only
-// multiplies both by (upstream gradient)·(1/count). The GEMMs are the unfused head's three
+// after which the chunk's logits are freed (G is written over them: one (chunk, V) buffer).
+// What forward keeps for backward is dh and dW, the sizes of h and W, in acc_t of the dtype
+// (float32 for bfloat16: the GEMMs write and accumulate their float32 results unrounded, and
+// both are rounded once when backward scales them); backward only multiplies both by
+// (upstream gradient)·(1/count). The GEMMs are the unfused head's three
 // (one for the logits, two for the gradients), all run in forward; the forward of a model
 // that is not trained (evaluation, generation) keeps using the plain head and cross_entropy.
 #pragma once

@@ -195,7 +195,9 @@ Variable rms_norm(const Variable& x, const Variable& w, double eps) {
                           [xc, wc, rstd, rows, D, need_x, need_w, dev](const Tensor& g, std::vector<Tensor>& grads) {
                             const Tensor gc = g.contiguous();
                             const bool add_dx = need_x && grads[0].defined();
-                            Tensor dx = !need_x ? Tensor() : add_dx ? grads[0] : Tensor::empty(xc.shape(), xc.dtype(), dev);
+                            Tensor dx = !need_x  ? Tensor()
+                                        : add_dx ? grads[0]
+                                                 : Tensor::empty(xc.shape(), xc.dtype(), dev);
                             Tensor dw = need_w ? Tensor::zeros({D}, xc.dtype(), dev) : Tensor();
                             if (rows > 0)
                               SIMBA_DISPATCH_COMPUTE_KERNEL(dev, xc.dtype(), "rms_norm backward", rmsnorm_backward,

@@ -181,6 +181,11 @@ void add_(const Tensor& x, const Tensor& y) {
   SIMBA_CHECK(broadcast_shapes(name, x.shape(), y.shape()) == x.shape(),
               name << ": " << shape_str(y.shape()) << " does not broadcast to the updated tensor's "
                    << shape_str(x.shape()));
+  // A broadcast view (stride 0) would have one element updated once for each place it appears.
+  for (int d = 0; d < x.dim(); ++d)
+    SIMBA_CHECK(x.size(d) == 1 || x.strides()[d] != 0,
+                name << ": the updated tensor " << shape_str(x.shape()) << " repeats its elements along dim " << d
+                     << " (a broadcast view); add into a tensor of its own");
   SIMBA_ON_DEVICE(dev, name, binary, BinaryOp::Add, x, x, y.expand(x.shape()));
 }
 

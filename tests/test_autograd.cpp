@@ -151,7 +151,7 @@ Variable copy_into(const Variable& x, Handed* handed) {
 }
 }  // namespace
 
-TEST_CASE("an accumulating backward gets the gradient so far where the engine alone holds it, else adds nothing in place") {
+TEST_CASE("an accumulating backward gets the gradient so far where the engine alone holds it, never a shared one") {
   Variable x = leaf({1.0, 2.0});
   Handed h;
   sum(copy_into(x, &h)).backward();

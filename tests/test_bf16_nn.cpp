@@ -105,7 +105,8 @@ TEST_CASE("bfloat16 RMSNorm kernels equal the float64 ones: y, dx, dw within 1e-
     CHECK(normwise_error(rstd, rstd64) <= 1e-6);
 
     std::vector<bfloat16> dx = poison_bf16(rows * D), dw = poison_bf16(D);
-    rmsnorm_backward_cpu<bfloat16>(dx.data(), dw.data(), dy.b.data(), x.b.data(), w.b.data(), rstd.data(), rows, D, false);
+    rmsnorm_backward_cpu<bfloat16>(dx.data(), dw.data(), dy.b.data(), x.b.data(), w.b.data(), rstd.data(), rows, D,
+                                   false);
     std::vector<double> dx64(rows * D), dw64(D);
     rmsnorm_backward_cpu<double>(dx64.data(), dw64.data(), dy.d.data(), x.d.data(), w.d.data(), rstd64.data(), rows,
                                  D, false);

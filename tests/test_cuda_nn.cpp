@@ -146,7 +146,10 @@ TEST_CASE("CUDA RMSNorm forward and backward equal the reference") {
     DevArray<float> dx3(prior), dw3(poison(D));
     rmsnorm_backward_cuda<float>(dx3.p(), dw3.p(), ddy.p(), dx_.p(), dw_.p(), rstd.p(), rows, D, true);
     double add_norm = 0.0, prior_norm = 0.0;
-    for (int64_t i = 0; i < rows * D; ++i) add_norm += dx_add_ref[i] * dx_add_ref[i], prior_norm += double(prior[i]) * prior[i];
+    for (int64_t i = 0; i < rows * D; ++i) {
+      add_norm += dx_add_ref[i] * dx_add_ref[i];
+      prior_norm += double(prior[i]) * prior[i];
+    }
     CHECK(normwise_error(dx3.read(), dx_add_ref) * std::sqrt(add_norm) <=
           kTol * (std::sqrt(prior_norm) + std::max(std::sqrt(ref_norm), std::sqrt(term_norm))));
     CHECK(dw3.read() == dw1);

@@ -99,6 +99,8 @@ TEST_CASE("add_ adds into strided views: a slice of one column, a run of columns
         CHECK(x.at({i, j, k}) == x0.at({i, j, k}) + add);
       }
   CHECK_THROWS_WITH(add_(x.narrow(2, 0, 1), run), doctest::Contains("does not broadcast to the updated tensor's"));
+  CHECK_THROWS_WITH(add_(row.expand({3, 4}), randn({3, 4}, g, DType::F64)), doctest::Contains("repeats its elements"));
+  CHECK_THROWS_WITH(add_(x, x0.to(DType::F32)), doctest::Contains("float64"));
 }
 
 TEST_CASE("unary ops match the scalar formulas, softplus uses the x > 20 rule") {
