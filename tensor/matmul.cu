@@ -1,5 +1,6 @@
 // tensor/matmul.cu: the CUDA variant of the GEMM family (tensor/matmul.h), on cuBLAS, and
-// few_rows_kernel for decode's products (M ≤ 4 rows times a weight's transpose).
+// decode's products (M ≤ 32 rows times a weight's transpose) on kernels of simba's:
+// few_rows_kernel up to 4 rows, row_tile_kernel above that (float32).
 //
 // Layout. cuBLAS is column-major, simba row-major. A row-major (M, N) matrix with row stride
 // ldc is, read column-major, its transpose (N, M) with leading dimension ldc; so
@@ -28,6 +29,7 @@
 // its one stream (cuda_stream), and gives the handle a fixed workspace, so the algorithm
 // cuBLAS picks does not depend on what else ran.
 #include <cublas_v2.h>
+#include <cuda_pipeline.h>
 #include <cuda_runtime.h>
 
 #include <climits>
@@ -114,12 +116,12 @@ cublasOperation_t op_of(const BlasMatrix& m) { return m.trans ? CUBLAS_OP_T : CU
 // latency-bound at a layer's sizes. cuBLAS serves it with GEMV kernels far from the copy
 // bandwidth (bench/RESULTS.md); this kernel streams W once, in 16-byte pieces, a warp a row,
 // with every piece of a thread's batch loading at once. With more rows the arithmetic and the
-// re-reads of x catch up with the memory time and cuBLAS's tiled kernels are faster (a version
-// of this kernel for up to 32 rows lost to them: bench/RESULTS.md), so those stay with cuBLAS.
+// re-reads of x catch up with the memory time (a version of this kernel for up to 32 rows lost
+// to cuBLAS: bench/RESULTS.md); those go to the row tiles below.
 //
-// Launch: a 1-D grid of blocks of kFewRowsThreads = 256 threads (8 warps). A weight row is
+// Launch: a 1-D grid of blocks of kDecodeThreads = 256 threads (8 warps). A weight row is
 // taken by a group of S warps (S = 1, 2, 4 or 8, the fewest that still give every SM a block:
-// few_rows_gemm), so a block owns 8 / S rows, and thread t of a group (32·S threads) takes the
+// split_warps), so a block owns 8 / S rows, and thread t of a group (32·S threads) takes the
 // 16-byte pieces p ≡ t (mod 32·S) of K: a warp reads 512 consecutive bytes of its row at a
 // time. A thread issues the loads of kFewRowsBatch pieces before it multiplies any, so a
 // layer's whole weight matrix is in flight at once instead of one round trip a piece. Each
@@ -127,8 +129,8 @@ cublasOperation_t op_of(const BlasMatrix& m) { return m.trans ? CUBLAS_OP_T : CU
 // stored); each warp adds its lanes' (xor butterfly) and thread m < M of a group's first warp
 // adds the S warps' sums in warp order: a fixed order, so the result does not depend on timing.
 constexpr int kFewRowsMax = 4;
-constexpr int kFewRowsThreads = 256;
-constexpr int kFewRowsWarps = kFewRowsThreads / 32;
+constexpr int kDecodeThreads = 256;
+constexpr int kDecodeWarps = kDecodeThreads / 32;
 constexpr int kFewRowsBatch = 8;
 
 // 16 bytes of T (4 floats or 8 bfloat16s) and its elements widened to float.
@@ -154,13 +156,13 @@ struct Piece<bfloat16> {
 };
 
 template <class T, int MT>
-__global__ void __launch_bounds__(kFewRowsThreads)
+__global__ void __launch_bounds__(kDecodeThreads)
     few_rows_kernel(T* c, const T* x, const T* w, int M, int N, int K, int S, int64_t ldc, int64_t ldx, int64_t ldw,
                     float alpha, float beta) {
   constexpr int E = Piece<T>::kElems;
-  __shared__ float part[kFewRowsWarps][MT];
+  __shared__ float part[kDecodeWarps][MT];
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, G = 32 * S;
-  const int n = blockIdx.x * (kFewRowsWarps / S) + warp / S;  // this group's weight row
+  const int n = blockIdx.x * (kDecodeWarps / S) + warp / S;  // this group's weight row
   const int t = (warp % S) * 32 + lane;                        // this thread's place in the group
   float acc[MT] = {};
   if (n < N) {
@@ -199,28 +201,222 @@ __global__ void __launch_bounds__(kFewRowsThreads)
   }
 }
 
-// Runs c = alpha · a · b + beta · c with few_rows_kernel when the plan is the decode shape (one
-// matrix, M ≤ 4, a row-major, b = Wᵀ with W row-major, K and both row strides whole 16-byte
-// pieces, a and b 16-byte aligned) and returns true; otherwise returns false (cuBLAS runs).
+// ---- Row tiles: c (M, N) = alpha · x (M, K) · Wᵀ + beta · c, 4 < M ≤ 32 -------------------------
+//
+// Why. Decoding a batch of 5 to 32 sequences uses each weight element M times: the product is
+// arithmetic again, not just a read of W (float32 at M = 32: 16 flops a byte of W, about the
+// ratio of the FMA peak to the copy bandwidth). cuBLAS serves these shapes with tiles of 128
+// weight rows or more, one block each: in_proj's 3072 rows make 24 blocks for the H200's 132
+// SMs, and a layer's products ran at 7 TFLOP/s (bench/RESULTS.md). row_tile_kernel (float32)
+// cuts the weight rows finer and splits K over the warps of a block, so every SM works on every
+// product, and a warp streams its part of W through a ring of kRingStages warp-steps in shared
+// memory filled by asynchronous copies: the next stages' copies are in flight while a step is
+// computed, and no register holds them. (bfloat16 keeps cuBLAS's tensor-core kernels: a
+// tensor-core row tile of this design was no faster, bench/RESULTS.md.)
+//
+// Launch: a 1-D grid of blocks of kDecodeThreads = 256 threads (8 warps) = 8 / S groups of S warps
+// (S = 1, 2, 4 or 8: the fewest that give every SM a block, no more than K has warp-steps:
+// split_warps). A group owns WT = 4 consecutive weight rows (the block: (8 / S)·4 rows); its S
+// warps take equal parts of K in whole warp-steps. A warp-step is 32 weight pieces of 16 bytes
+// (4 rows x 8 pieces), lane l copying piece l % 8 of row l / 8 into slot l of the stage. Each
+// warp leaves its (MT, 4) partial sums in shared memory and the block adds
+// each group's S parts in warp order (finish_row_tile): a fixed order, so the bits do not depend
+// on timing. x rows past M repeat row M − 1 and weight rows past N repeat row N − 1 (loads stay
+// in bounds); neither is stored. Pieces past the warp's part of K are zeros.
+constexpr int kRowTileMax = 32;  // rows of x at most
+constexpr int kRingStages = 8;   // warp-steps of W in flight or in use, a warp
+
+// A warp's ring of weight stages: 32 pieces a stage, slot l of a stage filled by lane l.
+using WeightRing = uint4[kDecodeWarps][kRingStages][32];
+
+// Lane `lane` of warp `warp` starts the copy of its piece of warp-step st (stage st mod
+// kRingStages) from src, or zeros when !in; then commits the step as one group (also past the
+// last step, so that every thread commits the same number of groups).
+__device__ inline void ring_issue(WeightRing& ring, int warp, int lane, int st, int nsteps, const uint4* src,
+                                  bool in) {
+  if (st < nsteps) __pipeline_memcpy_async(&ring[warp][st % kRingStages][lane], src, 16, in ? 0 : 16);
+  __pipeline_commit();
+}
+
+// Waits for warp-step st's stage (issued kRingStages − 1 groups ago) and makes it visible to the warp.
+__device__ inline void ring_wait() {
+  __pipeline_wait_prior(kRingStages - 1);
+  __syncwarp();
+}
+
+// The block's outputs: for each of its 8 / S groups, the sum of its S warps' parts in warp
+// order, scaled and stored (beta 0: c is not read). part[w][m][j]: warp w's partial sum for x
+// row m and the group's weight row j. Every thread calls it after the barrier that publishes part.
+template <class T, int MT, int WT>
+__device__ void finish_row_tile(const float (&part)[kDecodeWarps][MT][WT], T* c, int M, int N, int S, int n_block,
+                                int64_t ldc, float alpha, float beta) {
+  for (int i = threadIdx.x; i < kDecodeWarps / S * MT * WT; i += kDecodeThreads) {
+    const int grp = i / (MT * WT), m = i / WT % MT, j = i % WT, n = n_block + grp * WT + j;
+    if (m >= M || n >= N) continue;
+    float sum = 0.0f;
+    for (int k = 0; k < S; ++k) sum += part[grp * S + k][m][j];
+    T* out = c + int64_t(m) * ldc + n;
+    *out = T(beta == 0.0f ? alpha * sum : alpha * sum + beta * float(*out));
+  }
+}
+
+// One step of a reduce-scatter over the lanes that differ in lane bit `bit`: the lane with the
+// bit set keeps the upper H of its first 2·H values and sends the lower H, its partner the
+// reverse, and each adds what it receives: v[0, H) then holds the pair's sums of the kept half.
+template <int H, int V>
+__device__ inline void keep_half(float (&v)[V], int bit) {
+  const bool up = threadIdx.x & bit;
+#pragma unroll
+  for (int h = 0; h < H; ++h) {
+    const float send = up ? v[h] : v[h + H], keep = up ? v[h + H] : v[h];
+    v[h] = keep + __shfl_xor_sync(0xffffffffu, send, bit);
+  }
+}
+
+// The part of K (in 16-byte pieces) of warp-in-group ks: [q_begin, q_end), whole warp-steps of
+// kStep pieces but the last; and its number of warp-steps.
+struct KPart {
+  int q_begin, q_end, nsteps;
+  __device__ KPart(int P, int S, int ks, int kStep) {
+    const int per = (P + S * kStep - 1) / (S * kStep) * kStep;
+    q_begin = min(P, ks * per);
+    q_end = min(P, q_begin + per);
+    nsteps = (q_end - q_begin + kStep - 1) / kStep;
+  }
+};
+
+// float32, on the FMA units (TF32 stays off: tensor/matmul.h). A warp owns WT = 4 weight rows
+// for all MT x rows; lane = 8·r + k: row group r (x rows r·R .. r·R + R − 1, R = MT / 4) and
+// k-lane k, which takes piece q0 + k of each warp-step of 8 pieces (32 floats of K). Per step a
+// lane reads its 4 weight pieces from the ring (those of its k-lane, copied by the lanes 8·j + k)
+// and R x pieces (x, small and read by every warp, comes through L1 into registers, one step
+// ahead), and does 16·R multiply-adds: x is reused 4 times from registers, W R times. After the
+// loop the 8 k-lanes' (R, 4) partials are added by a butterfly that keeps half of the values at
+// each of its 3 steps (a reduce-scatter), leaving k-lane k the sums of flat entries
+// k·V/8 .. (k+1)·V/8 − 1 of its row group's tile (V = 4·R).
+template <int MT>
+__global__ void __launch_bounds__(kDecodeThreads, 2)
+    row_tile_kernel(float* c, const float* x, const float* w, int M, int N, int K, int S, int64_t ldc, int64_t ldx,
+                    int64_t ldw, float alpha, float beta) {
+  constexpr int R = MT / 4, WT = 4, kStep = 8, V = R * WT;
+  __shared__ WeightRing ring;
+  __shared__ float part[kDecodeWarps][MT][WT];
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, rg = lane / 8, kl = lane % 8;
+  const int n_block = blockIdx.x * (kDecodeWarps / S) * WT, n0 = n_block + warp / S * WT;
+  const KPart kp(K / 4, S, warp % S, kStep);
+  // Pieces (16 bytes) as 32-bit offsets (decode_gemm checks that M·ldx and N·ldw fit): this
+  // lane's copy source (weight row n0 + rg) and its x rows; rows past N or M repeat the last one.
+  const uint4* w16 = reinterpret_cast<const uint4*>(w) + min(n0 + rg, N - 1) * int(ldw / 4);
+  const float4* x4 = reinterpret_cast<const float4*>(x);
+  int xrow[R];
+#pragma unroll
+  for (int i = 0; i < R; ++i) xrow[i] = min(rg * R + i, M - 1) * int(ldx / 4);
+  const auto issue = [&](int st) {
+    const int q = kp.q_begin + st * kStep + kl;
+    ring_issue(ring, warp, lane, st, kp.nsteps, w16 + (q < kp.q_end ? q : 0), q < kp.q_end);
+  };
+  // x pieces of step st; a lane past its part reads its part's last piece instead (in bounds)
+  // and adds nothing (fma_step).
+  const auto load_x = [&](int st, float4 (&xp)[R]) {
+    const int q = min(kp.q_begin + st * kStep + kl, kp.q_end - 1);
+#pragma unroll
+    for (int i = 0; i < R; ++i) xp[i] = __ldg(x4 + xrow[i] + q);
+  };
+  float v[V] = {};  // v[i·WT + j]: x row rg·R + i times weight row n0 + j
+  const auto fma_step = [&](int st, const float4 (&xp)[R]) {
+    ring_wait();
+    float4 wp[WT];
+#pragma unroll
+    for (int j = 0; j < WT; ++j) {
+      const uint4 u = ring[warp][st % kRingStages][j * 8 + kl];
+      wp[j] = make_float4(__uint_as_float(u.x), __uint_as_float(u.y), __uint_as_float(u.z), __uint_as_float(u.w));
+    }
+    __syncwarp();  // every lane has read the stage before the next issue() refills it
+    if (kp.q_begin + st * kStep + kl >= kp.q_end) return;
+#pragma unroll
+    for (int i = 0; i < R; ++i)
+#pragma unroll
+      for (int j = 0; j < WT; ++j) {
+        float s = v[i * WT + j];
+        s = fmaf(xp[i].x, wp[j].x, s);
+        s = fmaf(xp[i].y, wp[j].y, s);
+        s = fmaf(xp[i].z, wp[j].z, s);
+        v[i * WT + j] = fmaf(xp[i].w, wp[j].w, s);
+      }
+  };
+  for (int st = 0; st < kRingStages - 1; ++st) issue(st);
+  // Steps in pairs, x of the next step loading while one computes (two buffers, no copies).
+  float4 xa[R], xb[R];
+  if (kp.nsteps > 0) load_x(0, xa);
+  for (int st = 0; st < kp.nsteps; st += 2) {
+    issue(st + kRingStages - 1);
+    if (st + 1 < kp.nsteps) load_x(st + 1, xb);
+    fma_step(st, xa);
+    if (st + 1 >= kp.nsteps) break;
+    issue(st + kRingStages);
+    if (st + 2 < kp.nsteps) load_x(st + 2, xa);
+    fma_step(st + 1, xb);
+  }
+  __pipeline_wait_prior(0);  // the groups committed past the last step are empty; none left pending
+  // Reduce-scatter over the k-lanes (lane bits 4, 2, 1).
+  keep_half<V / 2>(v, 4);
+  keep_half<V / 4>(v, 2);
+  keep_half<V / 8>(v, 1);
+#pragma unroll
+  for (int h = 0; h < V / 8; ++h) {
+    const int f = kl * (V / 8) + h;  // flat entry i·WT + j of the row group's tile
+    part[warp][rg * R + f / WT][f % WT] = v[h];
+  }
+  __syncthreads();
+  finish_row_tile(part, c, M, N, S, n_block, ldc, alpha, beta);
+}
+
+// The warps S (1, 2, 4 or 8) that split K in a block of the decode kernels: the fewest that give
+// every SM a block, where a block holds 8 / S groups of `rows` weight rows; at most max_split.
+int split_warps(int64_t N, int rows, int64_t max_split, int sms) {
+  int S = 1;
+  const int64_t rows_a_block = int64_t(kDecodeWarps) * rows;
+  while (2 * S <= kDecodeWarps && 2 * S <= max_split && (N * S + rows_a_block - 1) / rows_a_block < sms) S *= 2;
+  return S;
+}
+
+// Runs c = alpha · a · b + beta · c on the decode kernels when the plan is the decode shape (one
+// matrix, M ≤ 32, a row-major, b = Wᵀ with W row-major, K and both row strides whole 16-byte
+// pieces, a and b 16-byte aligned, both operands' elements addressable with 32-bit offsets) and
+// returns true: few_rows_kernel up to 4 rows, row_tile_kernel above that in float32. Otherwise
+// (bfloat16 above 4 rows: a tensor-core row tile of ours measured no faster than cuBLAS's; a
+// weight of 128·SMs rows or more, such as the classifier's: cuBLAS's tiles of 128 rows then give
+// every SM work, and its kernels are the faster ones, bench/RESULTS.md) returns false: cuBLAS runs.
 template <class T>
-bool few_rows_gemm(T* c, const T* a, const T* b, const GemmPlan& p, acc_t<T> alpha, acc_t<T> beta) {
+bool decode_gemm(T* c, const T* a, const T* b, const GemmPlan& p, acc_t<T> alpha, acc_t<T> beta) {
   if constexpr (std::is_same_v<T, double>) {
     return false;  // float64 is the reference type, not a decode type: cuBLAS keeps it
   } else {
     constexpr int E = Piece<T>::kElems;
     const auto aligned = [](const T* q) { return reinterpret_cast<uintptr_t>(q) % 16 == 0; };
-    if (!p.batch.empty() || p.M > kFewRowsMax || p.a.trans || !p.b.trans || p.K % E || p.a.ld % E ||
-        p.b.ld % E || !aligned(a) || !aligned(b))
+    if (!p.batch.empty() || p.M > kRowTileMax || p.a.trans || !p.b.trans || p.K % E || p.a.ld % E ||
+        p.b.ld % E || !aligned(a) || !aligned(b) || p.M * p.a.ld > INT_MAX || p.N * p.b.ld > INT_MAX)
       return false;
     const int device = cuda_current_device();
     int sms = 0;
     SIMBA_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
-    int S = 1;  // warps a row: split K only while the rows alone leave SMs without a block
-    while (S < kFewRowsWarps && (p.N * S + kFewRowsWarps - 1) / kFewRowsWarps < sms) S *= 2;
-    const int64_t blocks = (p.N * S + kFewRowsWarps - 1) / kFewRowsWarps;
-    const auto kernel = p.M == 1 ? few_rows_kernel<T, 1> : p.M == 2 ? few_rows_kernel<T, 2> : few_rows_kernel<T, 4>;
-    kernel<<<unsigned(blocks), kFewRowsThreads, 0, cuda_stream(device)>>>(
-        c, a, b, int(p.M), int(p.N), int(p.K), S, p.ldc, p.a.ld, p.b.ld, alpha, beta);
+    if (p.N >= int64_t(128) * sms) return false;
+    const int M = int(p.M), N = int(p.N), K = int(p.K);
+    const cudaStream_t stream = cuda_stream(device);
+    if (M <= kFewRowsMax) {
+      const int S = split_warps(N, 1, kDecodeWarps, sms);
+      const int64_t blocks = (int64_t(N) * S + kDecodeWarps - 1) / kDecodeWarps;
+      const auto kernel = M == 1 ? few_rows_kernel<T, 1> : M == 2 ? few_rows_kernel<T, 2> : few_rows_kernel<T, 4>;
+      kernel<<<unsigned(blocks), kDecodeThreads, 0, stream>>>(c, a, b, M, N, K, S, p.ldc, p.a.ld, p.b.ld, alpha, beta);
+    } else if constexpr (std::is_same_v<T, float>) {
+      constexpr int WT = 4, kStep = 8;  // row_tile_kernel's weight rows a warp, pieces a warp-step
+      const int S = split_warps(N, WT, K / E / kStep, sms);
+      const int64_t blocks = (int64_t(N) * S + kDecodeWarps * WT - 1) / (kDecodeWarps * WT);
+      const auto kernel = M <= 8 ? row_tile_kernel<8> : M <= 16 ? row_tile_kernel<16> : row_tile_kernel<32>;
+      kernel<<<unsigned(blocks), kDecodeThreads, 0, stream>>>(c, a, b, M, N, K, S, p.ldc, p.a.ld, p.b.ld, alpha, beta);
+    } else {
+      return false;  // bfloat16 above 4 rows: cuBLAS's tensor-core kernels (bench/RESULTS.md)
+    }
     SIMBA_CUDA_CHECK(cudaGetLastError());
     return true;
   }
@@ -277,7 +473,7 @@ cublasStatus_t cublas_gemm_strided_batched(cublasHandle_t h, cublasOperation_t t
 template <class T, class C>
 void batched_gemm_cuda(C* c, const T* a, const T* b, const GemmPlan& p, acc_t<T> alpha, acc_t<T> beta) {
   if constexpr (std::is_same_v<C, T>)
-    if (few_rows_gemm(c, a, b, p, alpha, beta)) return;
+    if (decode_gemm(c, a, b, p, alpha, beta)) return;
   cublasHandle_t h = cublas_handle(cuda_current_device());
   const int M = static_cast<int>(p.M), N = static_cast<int>(p.N), K = static_cast<int>(p.K);
   const int lda = static_cast<int>(p.a.ld), ldb = static_cast<int>(p.b.ld), ldc = static_cast<int>(p.ldc);

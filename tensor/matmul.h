@@ -1,5 +1,5 @@
 // tensor/matmul.h: matrix products through BLAS: OpenBLAS (sgemm/dgemm) on the CPU, cuBLAS on
-// CUDA (a kernel of simba's for decode's few-row products); float32, float64 and bfloat16
+// CUDA (kernels of simba's for decode's few-row products); float32, float64 and bfloat16
 // (float32 accumulation, one rounding of the result).
 //
 // An operand whose last dim has stride 1 goes to BLAS as row-major; one whose
@@ -61,9 +61,10 @@ struct GemmPlan {
 //           with float32 accumulation (cublasGemmEx, CUBLAS_COMPUTE_32F), so both agree to
 //           one bfloat16 rounding of the float32 product (a float32 c: CUDA_R_32F, no
 //           rounding, so to float32 summation order). The decode shape (one matrix, at
-//           most 4 rows of a, b the transpose of a row-major weight, 16-byte pieces) runs
-//           few_rows_kernel instead (tensor/matmul.cu): float32 sums in a fixed order, the
-//           same agreement with the CPU.
+//           most 4 rows of a, or 32 in float32, b the transpose of a row-major weight of fewer
+//           than 128 rows an SM, 16-byte pieces) runs simba's decode kernels instead
+//           (tensor/matmul.cu: few_rows_kernel, row_tile_kernel): float32 sums in a fixed
+//           order, the same agreement with the CPU.
 template <class T, class C = T>
 void batched_gemm_cpu(C* c, const T* a, const T* b, const GemmPlan& plan, acc_t<T> alpha, acc_t<T> beta);
 template <class T, class C = T>

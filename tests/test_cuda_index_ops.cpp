@@ -1,4 +1,4 @@
-// tests/test_cuda_index_ops.cpp: matmul / gemm (cuBLAS, few_rows_kernel), the index ops
+// tests/test_cuda_index_ops.cpp: matmul / gemm (cuBLAS, the decode kernels), the index ops
 // (index_select, index_add, gather, scatter_add, embedding and its backward) and cat / split on
 // CUDA against the CPU path, forward and autograd gradients. Skipped without a CUDA device
 // (tests/cuda_doctest_main.cpp).
@@ -182,13 +182,17 @@ TEST_CASE("CUDA gemm of bfloat16 operands into a float32 out equals the CPU (no 
   }
 }
 
-TEST_CASE("CUDA few-row products (decode: at most 4 rows @ a weight's transpose) equal the CPU, bits repeat") {
-  // The shapes few_rows_kernel takes (tensor/matmul.cu): each of its row configurations (M = 1,
-  // 2, 3..4), N from 7 to a layer's 3072 (1, 2, 4 and 8 warps a row on any GPU of 2 to 132
-  // SMs), K from one 16-byte piece to more than a batch of pieces a thread, rows of x
-  // and of W sliced out of wider buffers (row stride > K); both as matmul (x @ Wᵀ) and as gemm
-  // with alpha, beta and a NaN-poisoned border around out. M = 5 and 32 take cuBLAS, checked
-  // here on the same terms.
+TEST_CASE("CUDA decode products (up to 32 rows @ a weight's transpose) equal the CPU, bits repeat") {
+  // The shapes the decode kernels take (tensor/matmul.cu). few_rows_kernel: each of its row
+  // configurations (M = 1, 2, 3..4), N from 7 to a layer's 3072 (1, 2, 4 and 8 warps a row on any
+  // GPU of 2 to 132 SMs), K from one 16-byte piece to more than a batch of pieces a thread.
+  // row_tile_kernel (float32, 5 to 32 rows): each tile height (8, 16, 32 rows) with M below and
+  // at it, N past a whole tile (131, 2051), K from part of one warp-step (24) to 4104 (1 to 8
+  // warps splitting K, more warp-steps than the ring holds), parts of K ending inside a
+  // warp-step. Rows of x and of W sliced out of wider buffers (row stride > K); both as matmul
+  // (x @ Wᵀ) and as gemm with alpha, beta and a NaN-poisoned border around out. What the decode
+  // kernels leave to cuBLAS is checked here on the same terms: M = 33, bfloat16 above 4 rows,
+  // and the classifier's 50280 rows.
   struct Row {
     int64_t M, N, K, x_ld, w_ld;
   };
@@ -196,7 +200,10 @@ TEST_CASE("CUDA few-row products (decode: at most 4 rows @ a weight's transpose)
                                  {1, 768, 1536, 1536, 1536}, {1, 2051, 4104, 4104, 4104},
                                  {2, 129, 1536, 1536, 1544}, {2, 768, 24, 32, 24},    {3, 80, 1536, 1544, 1536},
                                  {4, 33, 776, 784, 776},     {4, 3072, 768, 768, 768}, {5, 129, 64, 72, 64},
-                                 {32, 131, 24, 32, 24}};
+                                 {8, 3072, 768, 768, 768},   {13, 80, 1536, 1544, 1536}, {16, 768, 1536, 1536, 1544},
+                                 {17, 2051, 776, 784, 776},  {24, 1536, 48, 56, 48},   {31, 131, 4104, 4104, 4112},
+                                 {32, 131, 24, 32, 24},      {32, 3072, 768, 768, 768}, {32, 50280, 768, 768, 768},
+                                 {33, 131, 64, 64, 64}};
   for (DType dt : {DType::F32, DType::BF16}) {
     uint64_t seed = 300;
     for (const Row& r : rows) {

@@ -299,28 +299,33 @@ TEST_CASE("CUDA generation: greedy decoding gives the CPU's tokens and logits wi
   jitter(cpu_model, 6, 0.05);
   jitter(gpu_model, 6, 0.05);
   gpu_model.to(kGpu);
-  const int64_t B = 2;
-  const std::vector<int64_t> prompt = {3, 17, 41, 8, 3, 22, 9, 30};
-  std::vector<MixerState> sc = cpu_model.new_state(B), sg = gpu_model.new_state(B);
-  Tensor lc, lg;
-  for (size_t t = 0; t < prompt.size(); ++t) {
-    const Tensor ids = Tensor::from_ints({B}, {prompt[t], prompt[(t + 3) % prompt.size()]});
-    lc = cpu_model.step(ids, sc);
-    lg = gpu_model.step(ids.to(kGpu), sg);
-    REQUIRE(lg.device() == kGpu);
-    CHECK(err(lg, lc) <= 1e-4);
-  }
-  for (int t = 0; t < 6; ++t) {
-    const Tensor next_c = argmax(lc, 1), next_g = argmax(lg.to(cpu()), 1);
-    CHECK(next_c.to_ints() == next_g.to_ints());
-    lc = cpu_model.step(next_c, sc);
-    lg = gpu_model.step(next_c.to(kGpu), sg);
-    CHECK(err(lg, lc) <= 1e-4);
-  }
-  // The recurrent states, too (the conv window is a copy of the projections' values).
-  for (size_t l = 0; l < sc.size(); ++l) {
-    CHECK(err(sg[l].ssm, sc[l].ssm) <= 1e-4);
-    CHECK(err(sg[l].conv, sc[l].conv) <= 1e-4);
+  // Batch 2 takes the few-row products of decode, batch 24 the row tiles (tensor/matmul.cu).
+  for (const int64_t B : {2, 24}) {
+    INFO("batch " << B);
+    const std::vector<int64_t> prompt = {3, 17, 41, 8, 3, 22, 9, 30};
+    std::vector<MixerState> sc = cpu_model.new_state(B), sg = gpu_model.new_state(B);
+    Tensor lc, lg;
+    for (size_t t = 0; t < prompt.size(); ++t) {
+      std::vector<int64_t> row_ids(B);
+      for (int64_t b = 0; b < B; ++b) row_ids[b] = prompt[(t + 3 * b) % prompt.size()];
+      const Tensor ids = Tensor::from_ints({B}, row_ids);
+      lc = cpu_model.step(ids, sc);
+      lg = gpu_model.step(ids.to(kGpu), sg);
+      REQUIRE(lg.device() == kGpu);
+      CHECK(err(lg, lc) <= 1e-4);
+    }
+    for (int t = 0; t < 6; ++t) {
+      const Tensor next_c = argmax(lc, 1), next_g = argmax(lg.to(cpu()), 1);
+      CHECK(next_c.to_ints() == next_g.to_ints());
+      lc = cpu_model.step(next_c, sc);
+      lg = gpu_model.step(next_c.to(kGpu), sg);
+      CHECK(err(lg, lc) <= 1e-4);
+    }
+    // The recurrent states, too (the conv window is a copy of the projections' values).
+    for (size_t l = 0; l < sc.size(); ++l) {
+      CHECK(err(sg[l].ssm, sc[l].ssm) <= 1e-4);
+      CHECK(err(sg[l].conv, sc[l].conv) <= 1e-4);
+    }
   }
 }
 
