@@ -8,9 +8,14 @@ namespace simba {
 
 Variable unary(UnaryOp op, const Variable& x) {
   Tensor y = unary(op, x.data());
-  Tensor xs = x.data();
-  return make_result(y, unary_name(op), {x}, [op, xs, y](const Tensor& g) -> std::vector<Tensor> {
-    return {unary_backward(op, g, xs, y)};
+  // The node keeps only what its derivative reads (unary_reads: x, y or neither), handed to
+  // unary_backward in both places: Δ = softplus(dt) keeps Δ, which the scan keeps anyway, and
+  // dt_proj's output is freed after the forward.
+  const UnaryReads reads = unary_reads(op);
+  const Tensor kept = reads == UnaryReads::Input ? x.data() : reads == UnaryReads::Output ? y : Tensor();
+  return make_result(y, unary_name(op), {x}, [op, kept](const Tensor& g) -> std::vector<Tensor> {
+    const Tensor& v = kept.defined() ? kept : g;
+    return {unary_backward(op, g, v, v)};
   });
 }
 

@@ -69,9 +69,19 @@ std::shared_ptr<Node> record(Variable& out, const char* name, const std::vector<
   auto node = std::make_shared<Node>();
   node->name = name;
   node->inputs.reserve(inputs.size());
-  // Undefined Variables (an absent optional input) stay as null edges, so
+  // Undefined Variables (an absent optional input) stay as empty edges, so
   // gradient i still belongs to input i.
-  for (const Variable& v : inputs) node->inputs.push_back(v.impl());
+  for (const Variable& v : inputs) {
+    Edge e;
+    if (v.defined()) {  // a leaf that takes no gradient needs nothing: an empty edge
+      if (!v.is_leaf())
+        e.node = v.grad_fn();
+      else if (v.requires_grad())
+        e.leaf = v.impl();
+      e.shape = v.shape();
+    }
+    node->inputs.push_back(std::move(e));
+  }
   out.impl()->requires_grad = true;
   out.impl()->grad_fn = node;
   return node;
@@ -128,9 +138,8 @@ void Variable::backward(const Tensor& grad_output, bool retain_graph, const Leaf
                      "a graph is freed by backward(); call backward(g, /*retain_graph=*/true) the first time "
                      "to backpropagate twice, or run the forward again");
     if (next < node->inputs.size()) {
-      const auto& in = node->inputs[next++];
-      Node* child = in ? in->grad_fn.get() : nullptr;
-      if (child && visited.insert(child).second) stack.push_back({in->grad_fn, 0});
+      const Edge& in = node->inputs[next++];
+      if (in.node && visited.insert(in.node.get()).second) stack.push_back({in.node, 0});
     } else {
       order.push_back(node);
       stack.pop_back();
@@ -141,12 +150,14 @@ void Variable::backward(const Tensor& grad_output, bool retain_graph, const Leaf
   std::unordered_map<const VariableImpl*, int> pending;
   if (leaf_done)
     for (const auto& node : order)
-      for (const auto& in : node->inputs)
-        if (in && !in->grad_fn && in->requires_grad) ++pending[in.get()];
+      for (const Edge& in : node->inputs)
+        if (in.leaf && in.leaf->requires_grad) ++pending[in.leaf.get()];
   auto finish_edges = [&](const Node& node) {
-    for (const auto& in : node.inputs)
-      if (in && !in->grad_fn && in->requires_grad && --pending[in.get()] == 0) leaf_done(*in);
+    for (const Edge& in : node.inputs)
+      if (in.leaf && in.leaf->requires_grad && --pending[in.leaf.get()] == 0) leaf_done(*in.leaf);
   };
+  // Whether an edge takes a gradient: every recorded result does; a leaf when it requires one.
+  auto wants = [](const Edge& in) { return in.node || (in.leaf && in.leaf->requires_grad); };
 
   std::unordered_map<Node*, Tensor> grads;
   grads[impl_->grad_fn.get()] = seed;
@@ -161,18 +172,18 @@ void Variable::backward(const Tensor& grad_output, bool retain_graph, const Leaf
     grads.erase(found);
     const size_t n = node->inputs.size();
     // Where input i's gradient accumulates: its node's pending gradient, or the leaf's .grad.
-    auto slot = [&](VariableImpl* in) -> Tensor& { return in->grad_fn ? grads[in->grad_fn.get()] : in->grad; };
+    auto slot = [&](const Edge& in) -> Tensor& { return in.node ? grads[in.node.get()] : in.leaf->grad; };
     std::vector<Tensor> input_grads;
     std::vector<bool> taken(n, false);  // input i's gradient so far was handed to backward_into
     if (node->backward_into) {
       input_grads.resize(n);
       for (size_t i = 0; i < n; ++i) {
-        VariableImpl* in = node->inputs[i].get();
-        if (!in || !in->requires_grad) continue;
+        const Edge& in = node->inputs[i];
+        if (!wants(in)) continue;
         bool again = false;  // the same input at an earlier position took the slot
-        for (size_t j = 0; j < i; ++j) again = again || node->inputs[j].get() == in;
+        for (size_t j = 0; j < i; ++j) again = again || node->inputs[j].id() == in.id();
         if (again) continue;
-        if (in->grad_fn && grads.find(in->grad_fn.get()) == grads.end()) continue;
+        if (in.node && grads.find(in.node.get()) == grads.end()) continue;
         Tensor& s = slot(in);
         if (!s.defined() || !writable(s)) continue;
         input_grads[i] = std::move(s);
@@ -186,19 +197,19 @@ void Variable::backward(const Tensor& grad_output, bool retain_graph, const Leaf
     SIMBA_CHECK(input_grads.size() == n, "internal: backward of '" << node->name << "' returned " << input_grads.size()
                                                                    << " gradients for " << n << " inputs");
     for (size_t i = 0; i < n; ++i) {
-      VariableImpl* in = node->inputs[i].get();
-      if (!in || !in->requires_grad) continue;
+      const Edge& in = node->inputs[i];
+      if (!wants(in)) continue;
       SIMBA_CHECK(!taken[i] || input_grads[i].defined(),
                   "internal: backward of '" << node->name << "' dropped input " << i << "'s gradient");
       if (!input_grads[i].defined()) continue;
-      SIMBA_CHECK(input_grads[i].shape() == in->data.shape(),
+      SIMBA_CHECK(input_grads[i].shape() == in.shape,
                   "internal: backward of '" << node->name << "' gave input " << i << " a gradient of shape "
                                             << shape_str(input_grads[i].shape()) << ", the input has shape "
-                                            << shape_str(in->data.shape()));
+                                            << shape_str(in.shape));
       if (taken[i])
         slot(in) = std::move(input_grads[i]);
-      else if (in->grad_fn)
-        accumulate(slot(in), input_grads[i], "node '" + in->grad_fn->name + "'", /*own=*/false);
+      else if (in.node)
+        accumulate(slot(in), input_grads[i], "node '" + in.node->name + "'", /*own=*/false);
       else
         accumulate(slot(in), input_grads[i], "leaf gradient", /*own=*/true);
     }

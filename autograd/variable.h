@@ -61,9 +61,23 @@ using BackwardIntoFn = std::function<void(const Tensor& grad_output, std::vector
 // backward()'s notice that a leaf's gradient is final (see the semantics above).
 using LeafDone = std::function<void(const VariableImpl& leaf)>;
 
+struct Node;
+
+// A node's edge to one of its inputs: what the backward needs of the input, not the input's
+// value. An intermediate result is then kept only by the nodes whose gradients read it (their
+// backward functions hold it), not by every node it fed: softplus' input, for one, is freed once
+// softplus has run, since its gradient reads the output (docs/training-memory.md).
+// Both pointers are null for an absent optional input and for a leaf that takes no gradient.
+struct Edge {
+  std::shared_ptr<Node> node;          // the input's node: a result of a recorded op
+  std::shared_ptr<VariableImpl> leaf;  // the input itself: a leaf that requires a gradient
+  Shape shape;                         // the input's shape, which its gradient must have
+  const void* id() const { return node ? static_cast<const void*>(node.get()) : leaf.get(); }
+};
+
 struct Node {
-  std::string name;                                  // the op, for error messages
-  std::vector<std::shared_ptr<VariableImpl>> inputs;  // edges to the inputs
+  std::string name;          // the op, for error messages
+  std::vector<Edge> inputs;  // edges to the inputs
   BackwardFn backward;            // one of the two is set
   BackwardIntoFn backward_into;
   bool freed = false;

@@ -118,6 +118,23 @@ const char* unary_name(UnaryOp op) {
   return "?";
 }
 
+UnaryReads unary_reads(UnaryOp op) {
+  switch (op) {
+    case UnaryOp::Neg: return UnaryReads::Neither;
+    case UnaryOp::Exp:
+    case UnaryOp::Sqrt:
+    case UnaryOp::Rsqrt:
+    case UnaryOp::Sigmoid:
+    case UnaryOp::Softplus: return UnaryReads::Output;
+    case UnaryOp::Log:
+    case UnaryOp::Log1p:
+    case UnaryOp::Silu:
+    case UnaryOp::Abs:
+    case UnaryOp::Square: return UnaryReads::Input;
+  }
+  SIMBA_FAIL("unknown unary op " << static_cast<int>(op));
+}
+
 const char* binary_name(BinaryOp op) {
   switch (op) {
     case BinaryOp::Add: return "add";

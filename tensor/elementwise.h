@@ -25,7 +25,12 @@ enum class BinaryOp { Add, Sub, Mul, Div, Pow };
 const char* unary_name(UnaryOp op);
 const char* binary_name(BinaryOp op);
 Tensor unary(UnaryOp op, const Tensor& x);
+// dx = dy · op'(x), from x and y = op(x). Each op's derivative reads one of them, or neither
+// (unary_reads); the other argument is not read and may be any tensor of the same shape and
+// dtype, so that an autograd node keeps only the one its gradient needs.
 Tensor unary_backward(UnaryOp op, const Tensor& dy, const Tensor& x, const Tensor& y);
+enum class UnaryReads { Input, Output, Neither };
+UnaryReads unary_reads(UnaryOp op);
 Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b);
 
 inline Tensor neg(const Tensor& x) { return unary(UnaryOp::Neg, x); }

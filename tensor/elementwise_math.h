@@ -53,6 +53,30 @@ SIMBA_HOST_DEVICE inline T sigmoid_of(T v) {
   return T(1) / (T(1) + exp_of(-v));
 }
 
+// 1 − e^(−v) for v ≥ 0, without the cancellation of the plain formula at small v. On the device
+// and in float64 it is −expm1(−v); the host's float loops use exp_fast (which vectorises, where
+// std::expm1 would not) above 1/4, and below it the Taylor series to v^8 (truncation < 5e-11
+// relative, under float32 rounding).
+template <class T>
+SIMBA_HOST_DEVICE inline T one_minus_exp_neg(T v) {
+#ifdef __CUDA_ARCH__
+  if constexpr (std::is_same_v<T, float>) return -expm1f(-v); else return -::expm1(-v);
+#else
+  if constexpr (std::is_same_v<T, double>) {
+    return -std::expm1(-v);
+  } else {
+    T s = T(1) - v * T(1.0 / 8);
+    s = T(1) - v * T(1.0 / 7) * s;
+    s = T(1) - v * T(1.0 / 6) * s;
+    s = T(1) - v * T(1.0 / 5) * s;
+    s = T(1) - v * T(1.0 / 4) * s;
+    s = T(1) - v * T(1.0 / 3) * s;
+    s = T(1) - v * T(1.0 / 2) * s;
+    return v < T(0.25) ? v * s : T(1) - exp_of(-v);
+  }
+#endif
+}
+
 // softplus(x) = log(1 + e^x); for x > 20, e^x > 4.8e8 and log1p(e^x) equals x to float64
 // rounding, while exp(x) would overflow for x > ~88 in float32.
 template <class T>
@@ -75,7 +99,8 @@ SIMBA_HOST_DEVICE inline T apply_unary(T v) {
   if constexpr (OP == UnaryOp::Square) return v * v;
 }
 
-// d op(x)/dx expressed with x and y = op(x), whichever is cheaper.
+// d op(x)/dx expressed with x or with y = op(x), never both (unary_reads in tensor/elementwise.cpp
+// names which): an autograd node keeps only that one.
 template <UnaryOp OP, class T>
 SIMBA_HOST_DEVICE inline T unary_derivative(T x, T y) {
   if constexpr (OP == UnaryOp::Neg) return T(-1);
@@ -89,7 +114,9 @@ SIMBA_HOST_DEVICE inline T unary_derivative(T x, T y) {
     T s = sigmoid_of(x);
     return s * (T(1) + x * (T(1) - s));
   }
-  if constexpr (OP == UnaryOp::Softplus) return x > T(20) ? T(1) : sigmoid_of(x);
+  // σ(x) = 1 − e^(−softplus(x)): from the output, which the scan keeps anyway (Δ), so that the
+  // input (dt_proj's output) need not be kept (docs/training-memory.md).
+  if constexpr (OP == UnaryOp::Softplus) return one_minus_exp_neg(y);
   if constexpr (OP == UnaryOp::Abs) return x > T(0) ? T(1) : (x < T(0) ? T(-1) : T(0));
   if constexpr (OP == UnaryOp::Square) return T(2) * x;
 }

@@ -1,6 +1,9 @@
 // Autograd semantics (autograd/variable.h): each documented rule has a test.
 #include <doctest/doctest.h>
 
+#include <functional>
+#include <vector>
+
 #include "autograd/ops.h"
 
 using namespace simba;
@@ -38,6 +41,36 @@ TEST_CASE("gradients accumulate across backward calls until zero_grad") {
   x.zero_grad();
   sum(x * 5.0).backward();
   CHECK(x.grad().to_vector() == std::vector<double>{5.0, 5.0});
+}
+
+TEST_CASE("a graph keeps an intermediate only where a gradient reads it, not for every node it fed") {
+  // The edges of a node hold its inputs' nodes, not their values (autograd/variable.h, Edge):
+  // once the Variable is gone, only the backward functions that read a value hold it. softplus
+  // and exp read their outputs, silu its input, add neither summand.
+  Variable x = leaf({0.5, -1.0, 2.0});
+  struct Case {
+    const char* op;
+    std::function<Variable(const Variable&)> f;
+    bool reads_input;
+  };
+  const std::vector<Case> cases = {{"softplus", [](const Variable& v) { return softplus(v); }, false},
+                                   {"exp", [](const Variable& v) { return exp(v); }, false},
+                                   {"add", [](const Variable& v) { return v + v; }, false},
+                                   {"silu", [](const Variable& v) { return silu(v); }, true}};
+  for (const Case& c : cases) {
+    INFO(c.op);
+    Tensor probe;  // the intermediate's value, held by the test alone unless the graph holds it
+    Variable y;
+    {
+      Variable mid = x * 2.0;
+      probe = mid.data();
+      y = c.f(mid);
+    }
+    CHECK(probe.storage().use_count() == (c.reads_input ? 2 : 1));
+    sum(y).backward();  // the graph still reaches x through the dropped intermediate's node
+    CHECK(x.grad().defined());
+    x.zero_grad();
+  }
 }
 
 TEST_CASE("backward twice through a freed graph is an error; retain_graph allows it") {

@@ -109,6 +109,38 @@ TEST_CASE("gradcheck catches a wrong gradient") {
   CHECK(r.where.find("input 0") != std::string::npos);
 }
 
+TEST_CASE("softplus' gradient from its output is sigmoid(x) to float32 rounding, over its whole range") {
+  // The node keeps y = softplus(x), not x (unary_reads), and forms σ(x) = 1 − e^(−y): in float32
+  // on the host by a series below y = 1/4 (x ≈ −1.25) and exp above, so both sides of that
+  // switch, the x > 20 rule, and tails where σ is tiny (x = −40: y ≈ 4e-18) or rounds to 1.
+  std::vector<double> xs;
+  for (double x = -40.0; x <= 40.0; x += 0.0625) xs.push_back(x);
+  for (double x : {-1.2532, -1.2531, 19.999, 20.0, 20.001}) xs.push_back(x);
+  const int64_t n = int64_t(xs.size());
+  const Tensor x32 = Tensor::from_vector({n}, xs, DType::F32);
+  const Tensor y32 = softplus(x32), ones = Tensor::full({n}, 1.0, DType::F32);
+  REQUIRE(unary_reads(UnaryOp::Softplus) == UnaryReads::Output);
+  const std::vector<double> got = unary_backward(UnaryOp::Softplus, ones, y32, y32).to_vector();
+  const std::vector<double> x_rounded = x32.to_vector();
+  double worst = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    const double sigma = 1.0 / (1.0 + std::exp(-x_rounded[i]));
+    worst = std::max(worst, std::fabs(got[i] - sigma) / sigma);
+  }
+  CHECK(worst <= 1e-6);
+  // Through autograd: the gradient of sum(softplus(x)) is σ(x), float64 to 1e-15.
+  const Tensor x64 = Tensor::from_vector({n}, xs, DType::F64);
+  Variable v(x64, true);
+  sum(softplus(v)).backward();
+  const std::vector<double> g64 = v.grad().to_vector();
+  double worst64 = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    const double sigma = 1.0 / (1.0 + std::exp(-xs[i]));
+    worst64 = std::max(worst64, std::fabs(g64[i] - sigma) / sigma);
+  }
+  CHECK(worst64 <= 1e-14);
+}
+
 TEST_CASE("float32 forwards agree with the float64 reference") {
   // Tolerance: |f32 − f64| <= 1e-6·(1 + |f64|): a few float32 ulps of the result.
   Tensor a64 = positive({4, 5}, 51), b64 = positive({5}, 52);
