@@ -1,6 +1,7 @@
 // Autograd semantics (autograd/variable.h): each documented rule has a test.
 #include <doctest/doctest.h>
 
+#include <cmath>
 #include <functional>
 #include <vector>
 
@@ -47,16 +48,21 @@ TEST_CASE("a graph keeps an intermediate only where a gradient reads it, not for
   // The edges of a node hold its inputs' nodes, not their values (autograd/variable.h, Edge):
   // once the Variable is gone, only the backward functions that read a value hold it. softplus
   // and exp read their outputs, silu its input, add neither summand.
-  Variable x = leaf({0.5, -1.0, 2.0});
+  const std::vector<double> xv = {0.5, -1.0, 2.0};
+  Variable x = leaf(xv);
   struct Case {
     const char* op;
     std::function<Variable(const Variable&)> f;
     bool reads_input;
+    std::function<double(double)> df;  // d f(m)/dm, for the gradient's check (m = 2x)
   };
-  const std::vector<Case> cases = {{"softplus", [](const Variable& v) { return softplus(v); }, false},
-                                   {"exp", [](const Variable& v) { return exp(v); }, false},
-                                   {"add", [](const Variable& v) { return v + v; }, false},
-                                   {"silu", [](const Variable& v) { return silu(v); }, true}};
+  const auto sig = [](double m) { return 1.0 / (1.0 + std::exp(-m)); };
+  const std::vector<Case> cases = {
+      {"softplus", [](const Variable& v) { return softplus(v); }, false, sig},
+      {"exp", [](const Variable& v) { return exp(v); }, false, [](double m) { return std::exp(m); }},
+      {"add", [](const Variable& v) { return v + v; }, false, [](double) { return 2.0; }},
+      {"silu", [](const Variable& v) { return silu(v); }, true,
+       [sig](double m) { return sig(m) * (1.0 + m * (1.0 - sig(m))); }}};
   for (const Case& c : cases) {
     INFO(c.op);
     Tensor probe;  // the intermediate's value, held by the test alone unless the graph holds it
@@ -68,7 +74,9 @@ TEST_CASE("a graph keeps an intermediate only where a gradient reads it, not for
     }
     CHECK(probe.storage().use_count() == (c.reads_input ? 2 : 1));
     sum(y).backward();  // the graph still reaches x through the dropped intermediate's node
-    CHECK(x.grad().defined());
+    REQUIRE(x.grad().defined());
+    const std::vector<double> gx = x.grad().to_vector();
+    for (size_t i = 0; i < xv.size(); ++i) CHECK(gx[i] == doctest::Approx(2.0 * c.df(2.0 * xv[i])).epsilon(1e-14));
     x.zero_grad();
   }
 }

@@ -109,6 +109,29 @@ TEST_CASE("gradcheck catches a wrong gradient") {
   CHECK(r.where.find("input 0") != std::string::npos);
 }
 
+TEST_CASE("unary_backward reads only what unary_reads names: NaN in the other argument changes nothing") {
+  // An autograd node keeps only the tensor unary_reads names and passes it in both places
+  // (autograd/elementwise_ops.cpp); a derivative that read the other one would go wrong there.
+  const UnaryOp ops[] = {UnaryOp::Neg,  UnaryOp::Exp,      UnaryOp::Log, UnaryOp::Log1p,
+                         UnaryOp::Sqrt, UnaryOp::Rsqrt,    UnaryOp::Sigmoid, UnaryOp::Silu,
+                         UnaryOp::Softplus, UnaryOp::Abs, UnaryOp::Square};
+  for (DType dt : {DType::F64, DType::F32}) {
+    const Tensor x = positive({3, 5}, 61).to(dt), g = randn64({3, 5}, 62).to(dt);
+    const Tensor nan = Tensor::full({3, 5}, std::nan(""), dt);
+    for (UnaryOp op : ops) {
+      INFO(unary_name(op) << " " << dtype_name(dt));
+      const Tensor y = unary(op, x);
+      const std::vector<double> full = unary_backward(op, g, x, y).to_vector();
+      const UnaryReads reads = unary_reads(op);
+      const Tensor& xs = reads == UnaryReads::Input ? x : nan;
+      const Tensor& ys = reads == UnaryReads::Output ? y : nan;
+      const std::vector<double> got = unary_backward(op, g, xs, ys).to_vector();
+      for (double v : full) REQUIRE(std::isfinite(v));
+      CHECK(got == full);
+    }
+  }
+}
+
 TEST_CASE("softplus' gradient from its output is sigmoid(x) to float32 rounding, over its whole range") {
   // The node keeps y = softplus(x), not x (unary_reads), and forms σ(x) = 1 − e^(−y): in float32
   // on the host by a series below y = 1/4 (x ≈ −1.25) and exp above, so both sides of that
