@@ -11,8 +11,8 @@
 // of dout) in registers, so each element is loaded once, as part of a 16-byte load. dw and dbias (sums over batch and
 // time) are formed without atomics: the (B, L) steps are cut into slices of kTimeChunk steps of
 // one batch row; thread (slice q, channel c) sums its slice's terms in double, in time order,
-// into its own partials part_w[q, c, k] and part_b[q, c], and sum_partials_kernel adds the
-// slices in order q = 0, 1, ... Every order is fixed by the sizes, so results are bit-identical
+// into its own partials part_w[q, c, k] and part_b[q, c], and cuda_reduce::launch_sum_partials
+// adds the slices in a fixed order. Every order is fixed by the sizes, so results are bit-identical
 // run to run. Sums run in acc_t<T> (float for bfloat16) or double; a bfloat16 value is
 // widened on load and each output element rounded once on store.
 #include "nn/causal_conv1d.h"

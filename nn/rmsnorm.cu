@@ -6,10 +6,10 @@
 // (tensor/cuda_reduce.cuh). In the backward a row is one warp's (its sum of dy·w·x a shuffle).
 // dw (a sum over rows) is formed without atomics: block c of the backward owns the rows
 // [c·kRowsPerChunk, (c+1)·kRowsPerChunk) and adds their dy·x·rstd into its own partial row
-// part[c, :] (double; each column owned by one thread), and sum_partials_kernel adds the
-// partial rows in chunk order. Every order is fixed by the sizes, so results are bit-identical
-// run to run. Every sum and product runs in acc_t<T> (float for bfloat16) or double; a
-// bfloat16 value is widened on load and each output element rounded once on store.
+// part[c, :] (double; each column owned by one thread), and cuda_reduce::launch_sum_partials
+// adds the partial rows in a fixed order. Every order is fixed by the sizes, so results are
+// bit-identical run to run. Every sum and product runs in acc_t<T> (float for bfloat16) or
+// double; a bfloat16 value is widened on load and each output element rounded once on store.
 #include "nn/rmsnorm.h"
 
 #include <cuda_runtime.h>

@@ -35,6 +35,7 @@
 #include "ssm/selective_scan_check.h"
 #include "tensor/cuda_check.cuh"
 #include "tensor/cuda_fast_math.cuh"
+#include "tensor/cuda_reduce.cuh"
 #include "tensor/dtype.h"
 #include "tensor/storage.h"
 
@@ -415,9 +416,9 @@ __global__ void __maxnreg__(96)
 // (step, channel) the lanes' partials in lane order give du, dΔ (the second term of (9) is
 // u·Σ G·B), dz; per (step, state) the channels' terms (the even channels' sum plus the odd
 // ones', each in channel order) give the block's partial of dB and dC, written as one partial
-// per (channel block, b, t, n), which sum_partials_kernel adds in block order. dA and dD (sums
-// over batch and time) are summed over t in registers and written as one partial per (b, d, n)
-// / (b, d), likewise added in batch order.
+// per (channel block, b, t, n), which cuda_reduce::launch_sum_partials adds in a fixed order.
+// dA and dD (sums over batch and time) are summed over t in registers and written as one
+// partial per (b, d, n) / (b, d), likewise added.
 
 constexpr int kBwdThreads = 128;  // threads per backward block, at most
 constexpr int kBwdGroup = 8;      // steps whose sums are finished together; divides kBwdChunk
@@ -755,31 +756,6 @@ void launch_forward(cudaStream_t stream, int device, SeqView<T> out, T* h_last, 
          delta, A, Bm, Cm, Dskip, z, h0, L, Di, int(N), pieces);
 }
 
-// The backward's second stage: out[r·ld + w] = Σ_{g < count} part[g·stride + r·width + w] for
-// r < rows, w < width, summed in P = acc_t<T> in increasing g (the fixed order that makes it
-// deterministic), rounded once to T.
-// Launch: 1-D grid-stride loop over the rows·width outputs, any grid.
-template <class T>
-__global__ void sum_partials_kernel(T* out, int64_t ld, const acc_t<T>* part, int64_t count,
-                                    int64_t stride, int64_t rows, int64_t width) {
-  const int64_t total = rows * width;
-  for (int64_t e = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; e < total;
-       e += int64_t(gridDim.x) * blockDim.x) {
-    acc_t<T> s = 0;
-    for (int64_t g = 0; g < count; ++g) s += part[g * stride + e];
-    out[(e / width) * ld + e % width] = T(s);
-  }
-}
-
-template <class T>
-void launch_sum_partials(cudaStream_t stream, T* out, int64_t ld, const acc_t<T>* part, int64_t count,
-                         int64_t stride, int64_t rows, int64_t width) {
-  constexpr int threads = 256;
-  const int64_t blocks = std::min<int64_t>((rows * width + threads - 1) / threads, 8192);
-  launch(sum_partials_kernel<T>, dim3(unsigned(blocks)), threads, 0, stream, out, ld, part, count, stride, rows,
-         width);
-}
-
 // Calls f(std::integral_constant<int, LPC>) with the lanes per channel: the smallest power of
 // two with LPC·kStatesPerLane >= N.
 template <class F>
@@ -896,10 +872,11 @@ void selective_scan_backward_cuda(SeqView<T> du, SeqView<T> ddelta, T* dA, SeqVi
            BS::bytes, stream, du, ddelta, dz, dh0, dB_part, dC_part, dA_part, dD_part,
            hsave, dout, dh_last, u, delta, A, Bm, Cm, Dskip, z, B, L, Di, int(N),
            rows_in_pieces(u, delta, z, dout, Bm, Cm));
-    launch_sum_partials(stream, dB.p, dB.ld, dB_part, nblk, B * L * N, B * L, N);
-    launch_sum_partials(stream, dC.p, dC.ld, dC_part, nblk, B * L * N, B * L, N);
-    launch_sum_partials(stream, dA, N, dA_part, B, Di * N, Di, N);
-    if (dD) launch_sum_partials(stream, dD, Di, dD_part, B, Di, int64_t(1), Di);
+    cuda_reduce::launch_sum_partials(stream, dB.p, dB.ld, N, dB_part, nblk, B * L * N, B * L * N);
+    cuda_reduce::launch_sum_partials(stream, dC.p, dC.ld, N, dC_part, nblk, B * L * N, B * L * N);
+    cuda_reduce::launch_sum_partials(stream, dA, dA_part, B, Di * N);
+    if (dD) cuda_reduce::launch_sum_partials(stream, dD, dD_part, B, Di);
+    SIMBA_CUDA_CHECK(cudaGetLastError());
   });
 }
 

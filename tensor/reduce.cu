@@ -20,7 +20,7 @@
 //   blocks the k range is cut into spans, each writing an acc_t partial, which
 //   sum_dim_thread_kernel then adds in span order.
 // sum_all: kSumAllBlocks (at most) blocks each reduce a grid-stride share in double into one
-// partial, then one thread adds the partials in block order (cuda_reduce::launch_sum_partials).
+// partial, then cuda_reduce::launch_sum_partials adds the partials in a fixed order.
 // Sums and comparisons run in acc_t of the dtype (a bfloat16 widens on load and the result
 // rounds once on store). No atomics anywhere: every run gives the same bits.
 #include <cuda_runtime.h>

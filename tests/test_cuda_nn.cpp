@@ -89,8 +89,10 @@ struct NormSize {
   int64_t rows, D;
 };
 // D = 1; D below, at and just past the block (256) and the backward's register segments (256
-// and 1024 columns); rows across 1, 2 and 10 dw chunks (32).
-const NormSize kNormSizes[] = {{1, 1}, {7, 33}, {32, 256}, {37, 257}, {65, 768}, {300, 1000}, {41, 2100}};
+// and 1024 columns); rows across 1, 2, 10 and 257 dw chunks (32): 257 partial rows are summed
+// in 8 slices of 32 or 33 (tensor/cuda_reduce.cuh), 8 loads at a time and a remainder.
+const NormSize kNormSizes[] = {{1, 1},      {7, 33},     {32, 256}, {37, 257},
+                               {65, 768},   {300, 1000}, {41, 2100}, {8200, 33}};
 
 TEST_CASE("CUDA RMSNorm forward and backward equal the reference") {
   for (const NormSize& sz : kNormSizes) {
@@ -251,13 +253,14 @@ struct ConvSize {
   bool bias;
   int64_t pad = 3;
 };
-// L < K; C not a multiple of 256; L crossing the 64-step partial slices; K = 1; one long row.
+// L < K; C not a multiple of 256; L crossing the 64-step partial slices; K = 1; one long row;
+// 66 slices, whose partials are summed in 8 runs of 8 or 9 (tensor/cuda_reduce.cuh).
 // pad: the extra columns of x's buffer. 3 keeps rows off 16-byte boundaries (the plain kernel);
 // 8 or 0 with C a multiple of 8 gives 16-byte rows (the vector kernel, float32 and bfloat16).
 const ConvSize kConvSizes[] = {{1, 1, 1, 1, true},       {2, 3, 5, 4, true},       {3, 70, 129, 4, false},
                                {2, 200, 300, 3, true},   {1, 1000, 17, 4, true},   {4, 65, 257, 1, true},
                                {2, 100, 256, 4, true, 8}, {3, 37, 64, 3, false, 0}, {1, 50, 136, 2, true, 8},
-                               {2, 40, 8, 1, true, 0},    {1, 70, 16, 5, true, 8}};
+                               {2, 40, 8, 1, true, 0},    {1, 70, 16, 5, true, 8},  {1, 4200, 40, 4, true, 8}};
 
 TEST_CASE("CUDA causal conv1d forward and backward equal the reference (strided input)") {
   for (const ConvSize& sz : kConvSizes) {
