@@ -712,8 +712,9 @@ constexpr int64_t kMinSegmentChunks = 8;
 
 // The forward in mode kMode (Output, OutputSave or Save) over ceil(Di / kFwdCh) x B blocks, each walking
 // its channels of one batch row, with the sequence cut into segments (the comment above
-// FwdMode) when those are fewer than two blocks a multiprocessor: then as many segments as make
-// the grid fill every multiprocessor to its occupancy limit, each of at least
+// FwdMode) when those are fewer than two blocks a multiprocessor: then as many segments as
+// keep the grid within one wave at the occupancy limit (one more would leave a second, partial
+// wave: at 4 x 2048 x 1536, 4 segments took 6 % longer than 3), each of at least
 // kMinSegmentChunks chunks. The summary pass costs about half the output pass (the same
 // exponentials, 3 of the 5 operands), so at two blocks a multiprocessor and more one segment
 // was measured faster (bench/RESULTS.md). h_last aliasing h0 (the in-place step) keeps one
@@ -737,7 +738,7 @@ void launch_forward(cudaStream_t stream, int device, SeqView<T> out, T* h_last, 
     allow_shared_bytes(kernel, kBytes);
     SIMBA_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kThreads, kBytes));
     const int64_t resident = int64_t(sms) * std::max(per_sm, 1);
-    P = std::min((resident + blocks - 1) / blocks, chunks / kMinSegmentChunks);
+    P = std::max<int64_t>(1, std::min(resident / blocks, chunks / kMinSegmentChunks));
   }
   const bool pieces = rows_in_pieces(u, delta, Bm, Cm, z);
   Segments<acc> seg{nullptr, nullptr, std::max<int64_t>(1, (chunks + P - 1) / P)};
