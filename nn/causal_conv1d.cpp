@@ -318,8 +318,13 @@ Variable conv_node(const char* op, const Variable& x, const Variable& w, const V
       [xd, wd, bd, silu, has_bias, need_x, need_w, need_b, B, L, C, K, dev](const Tensor& g) -> std::vector<Tensor> {
         const Tensor gc = silu ? silu_grad(g.contiguous(), xd, wd, bd, K, dev) : g.contiguous();
         Tensor dx = need_x ? Tensor::empty({B, L, C}, xd.dtype(), dev) : Tensor();
-        Tensor dw = need_w ? Tensor::zeros({C, 1, K}, xd.dtype(), dev) : Tensor();
-        Tensor db = need_b ? Tensor::zeros({C}, xd.dtype(), dev) : Tensor();
+        // The kernel writes every element of dw and db when there are steps.
+        auto grad = [&](bool need, const Shape& shape) {
+          return !need           ? Tensor()
+                 : gc.numel() > 0 ? Tensor::empty(shape, xd.dtype(), dev)
+                                  : Tensor::zeros(shape, xd.dtype(), dev);
+        };
+        Tensor dw = grad(need_w, {C, 1, K}), db = grad(need_b, {C});
         if (gc.numel() > 0)
           SIMBA_DISPATCH_COMPUTE_KERNEL(dev, xd.dtype(), "causal_conv1d backward", causal_conv1d_backward,
                                         need_x ? dx.device_data<scalar_t>() : nullptr,

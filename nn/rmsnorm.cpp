@@ -198,7 +198,10 @@ Variable rms_norm(const Variable& x, const Variable& w, double eps) {
                             Tensor dx = !need_x  ? Tensor()
                                         : add_dx ? grads[0]
                                                  : Tensor::empty(xc.shape(), xc.dtype(), dev);
-                            Tensor dw = need_w ? Tensor::zeros({D}, xc.dtype(), dev) : Tensor();
+                            // The kernel writes every element of dw when there are rows.
+                            Tensor dw = !need_w   ? Tensor()
+                                        : rows > 0 ? Tensor::empty({D}, xc.dtype(), dev)
+                                                   : Tensor::zeros({D}, xc.dtype(), dev);
                             if (rows > 0)
                               SIMBA_DISPATCH_COMPUTE_KERNEL(dev, xc.dtype(), "rms_norm backward", rmsnorm_backward,
                                                             need_x ? dx.device_data<scalar_t>() : nullptr,
