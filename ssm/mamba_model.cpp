@@ -25,6 +25,23 @@ int64_t first_non_finite(const Tensor& t) {
   });
 }
 
+// Runs the layers of bb on the residual stream h (contiguous, updated in place) without
+// autograd, each layer's residual add fused with the next norm (add_rms_norm_: one launch and
+// one pass over h where the block's add and the following norm were two, the same values as
+// h = layer(h) for every layer). mixer(l, normed) is layer l's mixer output for its normed
+// input. Returns norm_f of the final stream. bb has at least one layer (MambaConfig).
+template <class F>
+Tensor residual_stream(const MambaBackbone& bb, Tensor& h, F&& mixer) {
+  const auto& layers = bb.layers;
+  Tensor normed = layers[0]->norm->forward(Variable(h)).data();
+  for (size_t l = 0; l < layers.size(); ++l) {
+    const Tensor out = mixer(l, normed);
+    const RMSNorm& next = l + 1 < layers.size() ? *layers[l + 1]->norm : *bb.norm_f;
+    normed = add_rms_norm_(h, out, next.weight.data(), next.eps);
+  }
+  return normed;
+}
+
 }  // namespace
 
 MambaBackbone::MambaBackbone(const MambaConfig& cfg, Generator* g, DType dtype) {
@@ -72,6 +89,13 @@ Variable MambaLM::head(const Variable& hidden) const {
 }
 
 Variable MambaLM::forward(const Tensor& ids) const {
+  if (!grad_enabled()) {  // inference: the residual adds fused with the norms
+    Tensor h = embed(ids).data().contiguous();  // (B, L, D)
+    const Tensor normed = residual_stream(*backbone_, h, [&](size_t l, const Tensor& x) {
+      return backbone_->layers[l]->mixer->forward(Variable(x)).data();
+    });
+    return linear(Variable(normed), head_weight(), Variable());  // (B, L, V)
+  }
   Variable h = embed(ids);
   for (const auto& layer : backbone_->layers) h = layer->forward(h);
   return head(h);
@@ -103,18 +127,11 @@ Tensor MambaLM::step(const Tensor& ids_t, std::vector<MixerState>& state) const 
   SIMBA_CHECK(ids_t.dim() == 1, "MambaLM::step: expected ids (B,), got " << shape_str(ids_t.shape()));
   SIMBA_CHECK(state.size() == backbone_->layers.size(),
               "MambaLM::step: state has " << state.size() << " layers, model has " << backbone_->layers.size());
-  // The residual stream h, each layer's add fused with the next norm (add_rms_norm_: one
-  // launch where MambaBlock::step's add and the following norm were two); the same values as
-  // h = layer->step(h, state) for every layer, then head (norm_f and the tied projection).
-  // The config has at least one layer.
+  // The same values as h = layer->step(h, state) for every layer, then head.
   Tensor h = embed(ids_t.unsqueeze(1)).data().squeeze(1).contiguous();  // (B, D)
-  const auto& layers = backbone_->layers;
-  Tensor normed = layers[0]->norm->forward(Variable(h)).data();
-  for (size_t l = 0; l < layers.size(); ++l) {
-    const Tensor out = layers[l]->mixer->step(normed, state[l]);
-    const RMSNorm& next = l + 1 < layers.size() ? *layers[l + 1]->norm : *backbone_->norm_f;
-    normed = add_rms_norm_(h, out, next.weight.data(), next.eps);
-  }
+  const Tensor normed = residual_stream(*backbone_, h, [&](size_t l, const Tensor& x) {
+    return backbone_->layers[l]->mixer->step(x, state[l]);
+  });
   return linear(Variable(normed), head_weight(), Variable()).data();  // (B, V)
 }
 
