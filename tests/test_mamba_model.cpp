@@ -185,6 +185,27 @@ TEST_CASE("recurrent step mode gives the parallel forward's logits") {
   CHECK(worst <= 1e-5);
 }
 
+// Without autograd the forward fuses each residual add with the next norm (add_rms_norm_): the
+// same logits, bit for bit, as the recorded forward, float32 and float64.
+TEST_CASE("forward without autograd (fused residual adds) equals the recorded forward bit for bit") {
+  for (const DType dt : {DType::F32, DType::F64}) {
+    INFO(dtype_name(dt));
+    MambaConfig cfg = tiny_config(3);
+    MambaLM model(cfg, 31);
+    jitter(model, 32, 0.05);
+    model.to(dt);
+    const Tensor ids = random_ids(2, 7, cfg.vocab_size, 33);
+    const Tensor recorded = model.forward(ids).data();
+    Tensor fused;
+    {
+      NoGradGuard ng;
+      fused = model.forward(ids).data();
+    }
+    REQUIRE(fused.shape() == recorded.shape());
+    CHECK(fused.to(DType::F64).to_vector() == recorded.to(DType::F64).to_vector());
+  }
+}
+
 TEST_CASE("checkpoint round trip and loader errors") {
   TempDir tmp("test_mamba_model");
   const std::string dir = tmp.file("model");

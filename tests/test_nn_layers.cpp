@@ -386,6 +386,22 @@ TEST_CASE("RMSNorm kernels: OpenMP path equals plain loops; dw is bit-identical 
 
 // ---------------------------------------------------------------- causal conv1d
 
+// No rows (RMSNorm) or no steps (the conv): the weight gradients are sums over nothing, zeros,
+// where the kernels that fill them whole have nothing to write.
+TEST_CASE("rms_norm and causal_conv1d(_silu) over no rows or steps give zero weight gradients") {
+  Variable w(randn64({4}, 41), true), x(Tensor::empty({0, 4}, DType::F64), true);
+  rms_norm(x, w, 1e-5).backward(Tensor::empty({0, 4}, DType::F64));
+  CHECK(w.grad().to_vector() == std::vector<double>(4, 0.0));
+  for (bool silu : {false, true}) {
+    INFO("silu " << silu);
+    Variable cw(randn64({3, 1, 4}, 42), true), cb(randn64({3}, 43), true);
+    Variable cx(Tensor::empty({2, 0, 3}, DType::F64), true);
+    (silu ? causal_conv1d_silu(cx, cw, cb) : causal_conv1d(cx, cw, cb)).backward(Tensor::empty({2, 0, 3}, DType::F64));
+    CHECK(cw.grad().to_vector() == std::vector<double>(12, 0.0));
+    CHECK(cb.grad().to_vector() == std::vector<double>(3, 0.0));
+  }
+}
+
 TEST_CASE("gradcheck: causal_conv1d in x, weight and bias over edge sizes") {
   struct Case {
     int64_t B, L, C, K;
