@@ -210,6 +210,22 @@ void causal_conv1d_backward_cpu(T* dx, T* dw, T* dbias, const T* dout, const T* 
   }
 }
 
+// causal_conv1d_silu_backward's _ref and _cpu: SiLU's gradient through the convolution into a
+// (B, L, C) buffer, then the convolution's backward from it.
+#define SIMBA_CONV_SILU_BACKWARD(V)                                                                                \
+  template <class T>                                                                                             \
+  void causal_conv1d_silu_backward_##V(T* dx, T* dw, T* dbias, const T* dout, const T* x, const T* w, const T* bias, \
+                                       int64_t B, int64_t L, int64_t C, int64_t K, int64_t x_stride_b,            \
+                                       int64_t x_stride_l) {                                                      \
+    kernel_check::conv_backward("causal_conv1d_silu_backward_" #V, dout, x, w, B, L, C, K);                     \
+    std::vector<T> dv(static_cast<size_t>(B * L * C));                                                           \
+    causal_conv1d_silu_grad_##V(dv.data(), dout, x, w, bias, B, L, C, K, x_stride_b, x_stride_l);                \
+    causal_conv1d_backward_##V(dx, dw, dbias, dv.data(), x, w, B, L, C, K, x_stride_b, x_stride_l);              \
+  }
+SIMBA_CONV_SILU_BACKWARD(ref)
+SIMBA_CONV_SILU_BACKWARD(cpu)
+#undef SIMBA_CONV_SILU_BACKWARD
+
 template <class T>
 void causal_conv1d_step_cpu(T* out, int64_t out_ld, T* state, const T* x, int64_t x_ld, const T* w, const T* bias,
                             int64_t B, int64_t C, int64_t K, bool silu) {
@@ -233,7 +249,9 @@ void causal_conv1d_step_cpu(T* out, int64_t out_ld, T* state, const T* x, int64_
   template void causal_conv1d_backward_##V<T>(T*, T*, T*, const T*, const T*, const T*, int64_t, int64_t, int64_t, \
                                               int64_t, int64_t, int64_t);                                           \
   template void causal_conv1d_silu_grad_##V<T>(T*, const T*, const T*, const T*, const T*, int64_t, int64_t,        \
-                                               int64_t, int64_t, int64_t, int64_t);
+                                               int64_t, int64_t, int64_t, int64_t);                                 \
+  template void causal_conv1d_silu_backward_##V<T>(T*, T*, T*, const T*, const T*, const T*, const T*, int64_t,     \
+                                                   int64_t, int64_t, int64_t, int64_t, int64_t);
 SIMBA_INSTANTIATE_CONV(float, ref)
 SIMBA_INSTANTIATE_CONV(double, ref)
 SIMBA_INSTANTIATE_CONV(float, cpu)
@@ -279,22 +297,9 @@ Tensor conv_output(const Tensor& xd, const Tensor& wd, const Tensor& bd, int64_t
   return out;
 }
 
-// dout·SiLU'(conv of xd), the gradient reaching the convolution's sum under SiLU, formed in one
-// pass (causal_conv1d_silu_grad): (B, L, C) contiguous.
-Tensor silu_grad(const Tensor& dout, const Tensor& xd, const Tensor& wd, const Tensor& bd, int64_t K, Device dev) {
-  const int64_t B = xd.size(0), L = xd.size(1), C = xd.size(2);
-  Tensor dv = Tensor::empty({B, L, C}, xd.dtype(), dev);
-  if (dv.numel() > 0)
-    SIMBA_DISPATCH_COMPUTE_KERNEL(dev, xd.dtype(), "causal_conv1d_silu backward", causal_conv1d_silu_grad,
-                                  dv.device_data<scalar_t>(), dout.device_data<scalar_t>(), xd.device_data<scalar_t>(),
-                                  wd.device_data<scalar_t>(), bd.defined() ? bd.device_data<scalar_t>() : nullptr, B,
-                                  L, C, K, xd.stride(0), xd.stride(1));
-  return dv;
-}
-
 // The node of causal_conv1d (silu false) and causal_conv1d_silu (silu true). With silu the
 // output is SiLU(conv) and the node keeps x, not conv: backward forms conv again from x
-// inside SiLU's derivative (silu_grad).
+// inside SiLU's derivative (causal_conv1d_silu_backward).
 Variable conv_node(const char* op, const Variable& x, const Variable& w, const Variable& bias, bool silu) {
   SIMBA_CHECK(x.dim() == 3, op << ": expected input (B, L, C), got shape " << shape_str(x.shape()));
   const Tensor xd = x.data();
@@ -316,16 +321,25 @@ Variable conv_node(const char* op, const Variable& x, const Variable& w, const V
   return make_result(
       out, op, inputs,
       [xd, wd, bd, silu, has_bias, need_x, need_w, need_b, B, L, C, K, dev](const Tensor& g) -> std::vector<Tensor> {
-        const Tensor gc = silu ? silu_grad(g.contiguous(), xd, wd, bd, K, dev) : g.contiguous();
+        const Tensor gc = g.contiguous();
         Tensor dx = need_x ? Tensor::empty({B, L, C}, xd.dtype(), dev) : Tensor();
-        // The kernel writes every element of dw and db when there are steps.
+        // The kernels write every element of dw and db when there are steps.
         auto grad = [&](bool need, const Shape& shape) {
           return !need           ? Tensor()
                  : gc.numel() > 0 ? Tensor::empty(shape, xd.dtype(), dev)
                                   : Tensor::zeros(shape, xd.dtype(), dev);
         };
         Tensor dw = grad(need_w, {C, 1, K}), db = grad(need_b, {C});
-        if (gc.numel() > 0)
+        // Under SiLU, SiLU's backward and the convolution's run as one kernel family.
+        if (gc.numel() > 0 && silu)
+          SIMBA_DISPATCH_COMPUTE_KERNEL(dev, xd.dtype(), "causal_conv1d_silu backward", causal_conv1d_silu_backward,
+                                        need_x ? dx.device_data<scalar_t>() : nullptr,
+                                        need_w ? dw.device_data<scalar_t>() : nullptr,
+                                        need_b ? db.device_data<scalar_t>() : nullptr, gc.device_data<scalar_t>(),
+                                        xd.device_data<scalar_t>(), wd.device_data<scalar_t>(),
+                                        bd.defined() ? bd.device_data<scalar_t>() : nullptr, B, L, C, K,
+                                        xd.stride(0), xd.stride(1));
+        else if (gc.numel() > 0)
           SIMBA_DISPATCH_COMPUTE_KERNEL(dev, xd.dtype(), "causal_conv1d backward", causal_conv1d_backward,
                                         need_x ? dx.device_data<scalar_t>() : nullptr,
                                         need_w ? dw.device_data<scalar_t>() : nullptr,

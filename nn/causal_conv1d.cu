@@ -3,18 +3,20 @@
 //
 // Design. The forward (and SiLU's gradient through it, causal_conv1d_silu_grad: the same
 // kernels with the gradient read beside x), dx and the recurrent step are elementwise over
-// (b, t, c): one thread per output element,
-// channels fastest, so a warp reads and writes consecutive channels of one time step
-// (coalesced), and each of the K taps is a coalesced row read. Where the rows allow it
-// (16-byte aligned, K <= kMaxTaps: Mamba's K = 4), the forward and dx instead give a thread one
-// 16-byte piece of channels for kConvSteps consecutive steps and keep a window of K rows (of x,
-// of dout) in registers, so each element is loaded once, as part of a 16-byte load. dw and dbias (sums over batch and
-// time) are formed without atomics: the (B, L) steps are cut into slices of kTimeChunk steps of
-// one batch row; thread (slice q, channel c) sums its slice's terms in double, in time order,
-// into its own partials part_w[q, c, k] and part_b[q, c], and cuda_reduce::launch_sum_partials
-// adds the slices in a fixed order. Every order is fixed by the sizes, so results are bit-identical
-// run to run. Sums run in acc_t<T> (float for bfloat16) or double; a bfloat16 value is
-// widened on load and each output element rounded once on store.
+// (b, t, c): one thread per output element, channels fastest, so a warp reads and writes
+// consecutive channels of one time step (coalesced), and each of the K taps is a coalesced row
+// read. Where the rows allow it (16-byte aligned, K <= kMaxTaps: Mamba's K = 4), the forward
+// and dx instead give a thread one 16-byte piece of channels for kConvSteps consecutive steps
+// and keep a window of K rows (of x, of dout) in registers, so each element is loaded once, as
+// part of a 16-byte load. dw and dbias (sums over batch and time) are formed without atomics:
+// the (B, L) steps are cut into slices of kTimeChunk steps of one batch row; thread (slice q,
+// channel c) sums its slice's terms in double, in time order, into its own partials
+// part_w[q, c, k] and part_b[q, c], and cuda_reduce::launch_sum_partials adds the slices in a
+// fixed order. The backward under SiLU (causal_conv1d_silu_backward) runs in that slice walk
+// alone: SiLU's gradient formed where it is used, dx from a window of it. Every order is fixed
+// by the sizes, so results are bit-identical run to run. Sums run in acc_t<T> (float for
+// bfloat16) or double; a bfloat16 value is widened on load and each output element rounded
+// once on store.
 #include "nn/causal_conv1d.h"
 
 #include <cuda_runtime.h>
@@ -274,6 +276,78 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
+// causal_conv1d_silu_backward in one pass, K <= kMaxTaps: thread x of block (bx, q) owns
+// channel c = bx·kThreads + x of slice q (the partials kernel's slices and launch) and walks
+// t = t0 .. t1 + K − 2. At each step below L it forms v_t from the last kMaxTaps rows of x (the
+// forward's sum: bias first, taps in order) and g_t = T(dout_t·SiLU'(v_t)), silu_grad's value;
+// for t < t1 it adds g_t to the partials as the partials kernel adds dout'; and it writes
+// dx[s], s = t − (K−1) in [t0, t1), from the last K values of g (zeros past L, their taps
+// skipped), taps in increasing k as the dx kernels. So dx, part_w and part_b get the bits of
+// silu_grad followed by the backward, and the K − 1 steps past the slice, whose g the next
+// slice forms as well, are the only work done twice. x (B, L, C) strided, dout and dx (B, L, C)
+// contiguous; w (C, K); bias (C) or null; dx, part_w, part_b may be null.
+template <class T>
+__global__ void __launch_bounds__(kThreads)
+    conv_silu_backward_kernel(T* dx, double* part_w, double* part_b, const T* dout, const T* x, const T* w,
+                              const T* bias, int64_t L, int64_t C, int K, int64_t nchunks, int64_t x_stride_b,
+                              int64_t x_stride_l) {
+  using Acc = acc_t<T>;
+  const int64_t c = int64_t(blockIdx.x) * kThreads + threadIdx.x;
+  if (c >= C) return;
+  const int64_t q = blockIdx.y, b = q / nchunks, t0 = (q % nchunks) * kTimeChunk;
+  const int64_t t1 = L - t0 < kTimeChunk ? L : t0 + kTimeChunk;
+  const int first = kMaxTaps - K;  // the first window slot with a tap
+  const T* xb = x + b * x_stride_b + c;
+  // wr: the taps by window slot (tap k in slot first + k), wk: by k; win and gw: the rows
+  // t − (kMaxTaps−1) .. t of x and g. Every index is a constant: the arrays stay in registers.
+  Acc wr[kMaxTaps], wk[kMaxTaps], win[kMaxTaps] = {}, gw[kMaxTaps] = {};
+  const Acc bi = bias ? Acc(bias[c]) : Acc(0);
+#pragma unroll
+  for (int j = 0; j < kMaxTaps; ++j) {
+    wr[j] = j >= first ? Acc(w[c * K + j - first]) : Acc(0);
+    wk[j] = j < K ? Acc(w[c * K + j]) : Acc(0);
+  }
+#pragma unroll
+  for (int j = 1; j < kMaxTaps; ++j) {  // rows t0 − kMaxTaps + j, shifted into place below
+    const int64_t s = t0 - kMaxTaps + j;
+    if (j - 1 >= first && s >= 0) win[j] = Acc(xb[s * x_stride_l]);
+  }
+  double aw[kMaxTaps] = {}, ab = 0.0;
+  for (int64_t t = t0; t < t1 + K - 1; ++t) {
+    const bool in = t < L;
+#pragma unroll
+    for (int j = 0; j < kMaxTaps - 1; ++j) {
+      win[j] = win[j + 1];
+      gw[j] = gw[j + 1];
+    }
+    win[kMaxTaps - 1] = in ? Acc(xb[t * x_stride_l]) : Acc(0);
+    Acc v = bi;
+#pragma unroll
+    for (int j = 0; j < kMaxTaps; ++j)
+      if (j >= first && t - (kMaxTaps - 1) + j >= 0) v += wr[j] * win[j];
+    gw[kMaxTaps - 1] = in ? Acc(conv_result<T>(v, true, true, Acc(dout[(b * L + t) * C + c]))) : Acc(0);
+    if (t < t1) {
+      const double gt = gw[kMaxTaps - 1];
+      ab += gt;
+#pragma unroll
+      for (int j = 0; j < kMaxTaps; ++j)
+        if (j >= first && t - (kMaxTaps - 1) + j >= 0) aw[j] += gt * double(win[j]);
+    }
+    const int64_t s = t - (K - 1);
+    if (dx && s >= t0) {  // s < t1 <= L: the loop ends at t1 + K − 2
+      Acc a = Acc(0);
+#pragma unroll
+      for (int k = 0; k < kMaxTaps; ++k)  // tap k meets g row s + K − 1 − k = t − k: slot kMaxTaps − 1 − k
+        if (k < K && t - k < L) a += wk[k] * gw[kMaxTaps - 1 - k];
+      dx[(b * L + s) * C + c] = T(a);
+    }
+  }
+  if (part_b) part_b[q * C + c] = ab;
+#pragma unroll
+  for (int j = 0; j < kMaxTaps; ++j)
+    if (part_w && j >= first) part_w[(q * C + c) * K + j - first] = aw[j];
+}
+
 // One recurrent step: the state row of (b, c) shifted left by one, x written into its last
 // column, then out = bias + Σ_k w[c,k]·state[k] (bias first, taps in order, as the CPU step).
 // Launch: grid ceil(B·C / kThreads), block kThreads; thread i owns (b, c) = (i / C, i mod C):
@@ -364,6 +438,45 @@ void causal_conv1d_silu_grad_cuda(T* dv, const T* dout, const T* x, const T* w, 
   launch_conv_rows(op, dv, x, w, bias, B, L, C, K, x_stride_b, x_stride_l, true, dout);
 }
 
+namespace {
+
+// dw and dbias of the backward kernels, from double partials over slices of kTimeChunk steps
+// of one batch row (Q = B·nchunks slices): the partials' buffers (w: (Q, C, K), b: (Q, C), null
+// where not wanted), freed (stream-ordered) with the object after the launches, and their
+// fixed-order sum (cuda_reduce::launch_sum_partials) into dw and dbias.
+struct SlicePartials {
+  int64_t nchunks, Q, C, K;
+  Storage scratch;
+  double* w;
+  double* b;
+
+  SlicePartials(const char* op, int64_t B, int64_t L, int64_t C_, int64_t K_, bool want_w, bool want_b, int device)
+      : nchunks((L + kTimeChunk - 1) / kTimeChunk),
+        Q(slices(op, B, nchunks)),
+        C(C_),
+        K(K_),
+        scratch(sizeof(double) * size_t(std::max<int64_t>(1, (want_w ? Q * C * K : 0) + (want_b ? Q * C : 0))),
+                Device{DeviceType::CUDA, device}),
+        w(want_w ? static_cast<double*>(scratch.data()) : nullptr),
+        b(want_b ? static_cast<double*>(scratch.data()) + (want_w ? Q * C * K : 0) : nullptr) {}
+
+  // B·nchunks, checked before anything is allocated for it: the launches' grid y.
+  static int64_t slices(const char* op, int64_t B, int64_t nchunks) {
+    SIMBA_CHECK(B * nchunks <= 65535, op << ": B·ceil(L/" << kTimeChunk << ")=" << B * nchunks
+                                         << " exceeds the CUDA grid limit 65535 (shorten the batch or the sequence)");
+    return B * nchunks;
+  }
+
+  template <class T>
+  void sum(cudaStream_t stream, T* dw, T* dbias) const {
+    if (dw) cuda_reduce::launch_sum_partials(stream, dw, w, Q, C * K);
+    if (dbias) cuda_reduce::launch_sum_partials(stream, dbias, b, Q, C);
+    SIMBA_CUDA_CHECK(cudaGetLastError());
+  }
+};
+
+}  // namespace
+
 template <class T>
 void causal_conv1d_backward_cuda(T* dx, T* dw, T* dbias, const T* dout, const T* x, const T* w, int64_t B,
                                  int64_t L, int64_t C, int64_t K, int64_t x_stride_b, int64_t x_stride_l) {
@@ -393,23 +506,46 @@ void causal_conv1d_backward_cuda(T* dx, T* dw, T* dbias, const T* dout, const T*
     SIMBA_CUDA_CHECK(cudaGetLastError());
   }
   if (!dw && !dbias) return;
-  const int64_t nchunks = (L + kTimeChunk - 1) / kTimeChunk, Q = B * nchunks;
-  SIMBA_CHECK(Q <= 65535, op << ": B·ceil(L/" << kTimeChunk << ")=" << Q
-                             << " exceeds the CUDA grid limit 65535 (shorten the batch or the sequence)");
-  // The partials, freed (stream-ordered) when `scratch` goes out of scope after the launches.
-  const int64_t n_w = dw ? Q * C * K : 0, n_b = dbias ? Q * C : 0;
-  Storage scratch(sizeof(double) * size_t(std::max<int64_t>(1, n_w + n_b)), Device{DeviceType::CUDA, device});
-  double* part_w = dw ? static_cast<double*>(scratch.data()) : nullptr;
-  double* part_b = dbias ? static_cast<double*>(scratch.data()) + n_w : nullptr;
-  if (Q > 0) {
-    const dim3 grid(blocks_for(C), unsigned(Q));
-    conv_backward_partials_kernel<T><<<grid, kThreads, 0, stream>>>(part_w, part_b, dout, x, L, C, int(K), nchunks,
-                                                                     x_stride_b, x_stride_l);
+  const SlicePartials part(op, B, L, C, K, dw != nullptr, dbias != nullptr, device);
+  if (part.Q > 0) {
+    conv_backward_partials_kernel<T><<<dim3(blocks_for(C), unsigned(part.Q)), kThreads, 0, stream>>>(
+        part.w, part.b, dout, x, L, C, int(K), part.nchunks, x_stride_b, x_stride_l);
     SIMBA_CUDA_CHECK(cudaGetLastError());
   }
-  if (dw) cuda_reduce::launch_sum_partials(stream, dw, part_w, Q, C * K);
-  if (dbias) cuda_reduce::launch_sum_partials(stream, dbias, part_b, Q, C);
-  SIMBA_CUDA_CHECK(cudaGetLastError());
+  part.sum(stream, dw, dbias);
+}
+
+template <class T>
+void causal_conv1d_silu_backward_cuda(T* dx, T* dw, T* dbias, const T* dout, const T* x, const T* w, const T* bias,
+                                      int64_t B, int64_t L, int64_t C, int64_t K, int64_t x_stride_b,
+                                      int64_t x_stride_l) {
+  const char* op = "causal_conv1d_silu_backward_cuda";
+  kernel_check::conv_backward(op, dout, x, w, B, L, C, K);
+  const int device = cuda_current_device();
+  if (K > kMaxTaps) {  // the one-pass kernel's windows hold kMaxTaps taps: the two kernels
+    Storage dv(sizeof(T) * size_t(std::max<int64_t>(1, B * L * C)), Device{DeviceType::CUDA, device});
+    causal_conv1d_silu_grad_cuda(static_cast<T*>(dv.data()), dout, x, w, bias, B, L, C, K, x_stride_b, x_stride_l);
+    causal_conv1d_backward_cuda(dx, dw, dbias, static_cast<const T*>(dv.data()), x, w, B, L, C, K, x_stride_b,
+                                x_stride_l);
+    return;
+  }
+  cuda_check_device_pointer(dx, op, "dx");
+  cuda_check_device_pointer(dw, op, "dw");
+  cuda_check_device_pointer(dbias, op, "dbias");
+  cuda_check_device_pointer(dout, op, "dout");
+  cuda_check_device_pointer(x, op, "x");
+  cuda_check_device_pointer(w, op, "w");
+  cuda_check_device_pointer(bias, op, "bias");
+  if (!dx && !dw && !dbias) return;
+  cudaStream_t stream = cuda_stream(device);
+  SIMBA_CHECK(blocks_for(C) <= 65535, op << ": C=" << C << " channels exceed the CUDA grid limit");
+  const SlicePartials part(op, B, L, C, K, dw != nullptr, dbias != nullptr, device);
+  if (part.Q > 0) {
+    conv_silu_backward_kernel<T><<<dim3(blocks_for(C), unsigned(part.Q)), kThreads, 0, stream>>>(
+        dx, part.w, part.b, dout, x, w, bias, L, C, int(K), part.nchunks, x_stride_b, x_stride_l);
+    SIMBA_CUDA_CHECK(cudaGetLastError());
+  }
+  part.sum(stream, dw, dbias);
 }
 
 #define SIMBA_INSTANTIATE_CONV_CUDA(T)                                                                         \
@@ -419,6 +555,8 @@ void causal_conv1d_backward_cuda(T* dx, T* dw, T* dbias, const T* dout, const T*
                                                int64_t, int64_t, int64_t);                                          \
   template void causal_conv1d_silu_grad_cuda<T>(T*, const T*, const T*, const T*, const T*, int64_t, int64_t,       \
                                                 int64_t, int64_t, int64_t, int64_t);                                \
+  template void causal_conv1d_silu_backward_cuda<T>(T*, T*, T*, const T*, const T*, const T*, const T*, int64_t,    \
+                                                    int64_t, int64_t, int64_t, int64_t, int64_t);                   \
   template void causal_conv1d_step_cuda<T>(T*, int64_t, T*, const T*, int64_t, const T*, const T*, int64_t, int64_t, \
                                            int64_t, bool);
 SIMBA_INSTANTIATE_CONV_CUDA(float)

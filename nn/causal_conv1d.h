@@ -77,6 +77,26 @@ template <class T>
 void causal_conv1d_backward_cuda(T* dx, T* dw, T* dbias, const T* dout, const T* x, const T* w, int64_t B,
                                  int64_t L, int64_t C, int64_t K, int64_t x_stride_b, int64_t x_stride_l);
 
+// The backward of causal_conv1d_silu: dx, dw, dbias as causal_conv1d_backward gives them for
+// dout' = causal_conv1d_silu_grad(dout) (each dout' element rounded to T once), from dout (B, L,
+// C) contiguous, the gradient reaching SiLU's output, and x, w, bias as in the forward. Any
+// output may be null; defined ones are overwritten. The _ref and _cpu variants run the two
+// kernels above; the CUDA variant (K <= 4) forms dout' where it uses it, in the pass that sums
+// dw and dbias, and dx from the last K values of dout' it keeps: one pass over x and dout where
+// the two kernels took three (dout' written, then read twice), with the same bits.
+template <class T>
+void causal_conv1d_silu_backward_ref(T* dx, T* dw, T* dbias, const T* dout, const T* x, const T* w, const T* bias,
+                                     int64_t B, int64_t L, int64_t C, int64_t K, int64_t x_stride_b,
+                                     int64_t x_stride_l);
+template <class T>
+void causal_conv1d_silu_backward_cpu(T* dx, T* dw, T* dbias, const T* dout, const T* x, const T* w, const T* bias,
+                                     int64_t B, int64_t L, int64_t C, int64_t K, int64_t x_stride_b,
+                                     int64_t x_stride_l);
+template <class T>
+void causal_conv1d_silu_backward_cuda(T* dx, T* dw, T* dbias, const T* dout, const T* x, const T* w, const T* bias,
+                                      int64_t B, int64_t L, int64_t C, int64_t K, int64_t x_stride_b,
+                                      int64_t x_stride_l);
+
 // One recurrent step on raw memory (the kernel of causal_conv1d_step below): state (B, C, K)
 // contiguous is shifted left by one and x[b·x_ld + c] written into column K−1, then
 // out[b·out_ld + c] = bias[c] + Σ_k w[c,0,k]·state[b,c,k], summed bias first then taps in

@@ -320,6 +320,57 @@ TEST_CASE("CUDA causal conv1d forward and backward equal the reference (strided 
   }
 }
 
+// causal_conv1d_silu_backward_cuda (one pass for K <= 4, the two kernels past it) against
+// causal_conv1d_silu_grad_cuda followed by causal_conv1d_backward_cuda: the same bits, every
+// output alone too; x a NaN-padded view, outputs NaN-poisoned.
+template <class T>
+void check_silu_backward(const ConvSize& sz, std::vector<T> (*as_t)(const std::vector<float>&)) {
+  const int64_t B = sz.B, L = sz.L, C = sz.C, K = sz.K;
+  const int64_t ld = C + sz.pad, sb = L * ld, sl = ld;
+  std::vector<float> xraw(B * L * ld, kNaN);
+  const std::vector<float> xv = uniform(B * L * C, -2, 2, 221 + C);
+  for (int64_t r = 0; r < B * L; ++r)
+    for (int64_t c = 0; c < C; ++c) xraw[r * ld + c] = xv[r * C + c];
+  const DevArray<T> dxbuf(as_t(xraw)), dwt(as_t(uniform(C * K, -1, 1, 222 + K))), dbias(as_t(uniform(C, -1, 1, 223)));
+  const DevArray<T> dg(as_t(uniform(B * L * C, -1, 1, 224 + L)));
+  const T* bias = sz.bias ? dbias.p() : nullptr;
+  auto poisoned = [](int64_t n) { return DevArray<T>(std::vector<T>(size_t(n), T(kNaN))); };
+  auto bits = [](const DevArray<T>& a) {
+    std::vector<double> d;
+    for (const T& v : a.read()) d.push_back(static_cast<double>(v));
+    return d;
+  };
+
+  DevArray<T> dv = poisoned(B * L * C), dx2 = poisoned(B * L * C), dw2 = poisoned(C * K), db2 = poisoned(C);
+  causal_conv1d_silu_grad_cuda<T>(dv.p(), dg.p(), dxbuf.p(), dwt.p(), bias, B, L, C, K, sb, sl);
+  causal_conv1d_backward_cuda<T>(dx2.p(), dw2.p(), db2.p(), dv.p(), dxbuf.p(), dwt.p(), B, L, C, K, sb, sl);
+  const std::vector<double> want_dx = bits(dx2), want_dw = bits(dw2), want_db = bits(db2);
+  for (double v : want_dx) REQUIRE(std::isfinite(v));
+
+  DevArray<T> dx = poisoned(B * L * C), dw = poisoned(C * K), db = poisoned(C);
+  causal_conv1d_silu_backward_cuda<T>(dx.p(), dw.p(), db.p(), dg.p(), dxbuf.p(), dwt.p(), bias, B, L, C, K, sb, sl);
+  CHECK(bits(dx) == want_dx);
+  CHECK(bits(dw) == want_dw);
+  CHECK(bits(db) == want_db);
+  DevArray<T> dx1 = poisoned(B * L * C), dw1 = poisoned(C * K), db1 = poisoned(C);
+  causal_conv1d_silu_backward_cuda<T>(dx1.p(), nullptr, nullptr, dg.p(), dxbuf.p(), dwt.p(), bias, B, L, C, K, sb, sl);
+  causal_conv1d_silu_backward_cuda<T>(nullptr, dw1.p(), nullptr, dg.p(), dxbuf.p(), dwt.p(), bias, B, L, C, K, sb, sl);
+  causal_conv1d_silu_backward_cuda<T>(nullptr, nullptr, db1.p(), dg.p(), dxbuf.p(), dwt.p(), bias, B, L, C, K, sb, sl);
+  CHECK(bits(dx1) == want_dx);
+  CHECK(bits(dw1) == want_dw);
+  CHECK(bits(db1) == want_db);
+}
+
+std::vector<float> as_f32(const std::vector<float>& v) { return v; }
+
+TEST_CASE("CUDA causal conv1d's backward under SiLU in one pass equals SiLU's gradient then the backward, bit for bit") {
+  for (const ConvSize& sz : kConvSizes) {
+    INFO("B=" << sz.B << " L=" << sz.L << " C=" << sz.C << " K=" << sz.K << " bias=" << sz.bias << " pad=" << sz.pad);
+    check_silu_backward<float>(sz, as_f32);
+    check_silu_backward<bfloat16>(sz, to_bf16);
+  }
+}
+
 TEST_CASE("CUDA bfloat16 causal conv1d forward, backward and step equal the CPU bfloat16 kernels") {
   for (const ConvSize& sz : kConvSizes) {
     const int64_t B = sz.B, L = sz.L, C = sz.C, K = sz.K;

@@ -608,6 +608,32 @@ TEST_CASE("causal_conv1d_silu_grad (ref, cpu): dout·SiLU'(conv) in one pass equ
   CHECK_MESSAGE(m.find("causal_conv1d_silu_grad_cpu: dout is null") != std::string::npos, m);
 }
 
+TEST_CASE("causal_conv1d_silu_backward (ref, cpu): SiLU's gradient through the convolution, then its backward") {
+  const int64_t B = 2, L = 37, C = 9, K = 4, ld = 2 * C;
+  const Tensor xbuf = randn64({B, L, ld}, 231), w = randn64({C, 1, K}, 232), b = randn64({C}, 233);
+  const Tensor g = randn64({B, L, C}, 234), x = xbuf.narrow(-1, 0, C);
+  const int64_t sb = x.stride(0), sl = x.stride(1);
+  const double* xp = x.data<double>();
+  std::vector<double> dv(B * L * C), want_dx(B * L * C), want_dw(C * K), want_db(C);
+  causal_conv1d_silu_grad_ref<double>(dv.data(), g.data<double>(), xp, w.data<double>(), b.data<double>(), B, L, C, K,
+                                      sb, sl);
+  causal_conv1d_backward_ref<double>(want_dx.data(), want_dw.data(), want_db.data(), dv.data(), xp, w.data<double>(),
+                                     B, L, C, K, sb, sl);
+  for (auto fn : {causal_conv1d_silu_backward_ref<double>, causal_conv1d_silu_backward_cpu<double>}) {
+    std::vector<double> dx(B * L * C, std::nan("")), dw(C * K, std::nan("")), db(C, std::nan(""));
+    fn(dx.data(), dw.data(), db.data(), g.data<double>(), xp, w.data<double>(), b.data<double>(), B, L, C, K, sb, sl);
+    CHECK(rel_diff(dx, want_dx) < 1e-14);
+    CHECK(rel_diff(dw, want_dw) < 1e-14);
+    CHECK(rel_diff(db, want_db) < 1e-14);
+  }
+  std::vector<double> dx(B * L * C);
+  const std::string m = error_of([&] {
+    causal_conv1d_silu_backward_cpu<double>(dx.data(), nullptr, nullptr, nullptr, xp, w.data<double>(), nullptr, B, L,
+                                            C, K, sb, sl);
+  });
+  CHECK_MESSAGE(m.find("causal_conv1d_silu_backward_cpu: dout is null") != std::string::npos, m);
+}
+
 TEST_CASE("causal_conv1d with SiLU fused (silu = true): forward (ref, cpu) and step equal SiLU of the convolution") {
   const int64_t B = 3, L = 40, C = 70, K = 4, ld = 2 * C;
   Tensor xbuf = randn64({B, L, ld}, 121), w = randn64({C, 1, K}, 122), b = randn64({C}, 123);
