@@ -23,6 +23,7 @@
 
 #include <algorithm>
 #include <climits>
+#include <utility>
 
 #include "tensor/cuda_reduce.cuh"
 #include "tensor/cuda_fast_math.cuh"
@@ -440,6 +441,14 @@ void causal_conv1d_silu_grad_cuda(T* dv, const T* dout, const T* x, const T* w, 
 
 namespace {
 
+// The device check of the backward launchers' pointers (null ones pass: not wanted, no bias).
+void check_backward_pointers(const char* op, const void* dx, const void* dw, const void* dbias, const void* dout,
+                             const void* x, const void* w, const void* bias) {
+  for (const auto& [p, name] : {std::pair<const void*, const char*>{dx, "dx"}, {dw, "dw"}, {dbias, "dbias"},
+                                {dout, "dout"}, {x, "x"}, {w, "w"}, {bias, "bias"}})
+    cuda_check_device_pointer(p, op, name);
+}
+
 // dw and dbias of the backward kernels, from double partials over slices of kTimeChunk steps
 // of one batch row (Q = B·nchunks slices): the partials' buffers (w: (Q, C, K), b: (Q, C), null
 // where not wanted), freed (stream-ordered) with the object after the launches, and their
@@ -483,12 +492,7 @@ void causal_conv1d_backward_cuda(T* dx, T* dw, T* dbias, const T* dout, const T*
   const char* op = "causal_conv1d_backward_cuda";
   kernel_check::conv_backward(op, dout, x, w, B, L, C, K);
   SIMBA_CHECK(K <= INT_MAX, op << ": kernel size K=" << K << " is too large");
-  cuda_check_device_pointer(dx, op, "dx");
-  cuda_check_device_pointer(dw, op, "dw");
-  cuda_check_device_pointer(dbias, op, "dbias");
-  cuda_check_device_pointer(dout, op, "dout");
-  cuda_check_device_pointer(x, op, "x");
-  cuda_check_device_pointer(w, op, "w");
+  check_backward_pointers(op, dx, dw, dbias, dout, x, w, nullptr);
   const int device = cuda_current_device();
   cudaStream_t stream = cuda_stream(device);
   if (dx && B * L > 0) {
@@ -529,13 +533,7 @@ void causal_conv1d_silu_backward_cuda(T* dx, T* dw, T* dbias, const T* dout, con
                                 x_stride_l);
     return;
   }
-  cuda_check_device_pointer(dx, op, "dx");
-  cuda_check_device_pointer(dw, op, "dw");
-  cuda_check_device_pointer(dbias, op, "dbias");
-  cuda_check_device_pointer(dout, op, "dout");
-  cuda_check_device_pointer(x, op, "x");
-  cuda_check_device_pointer(w, op, "w");
-  cuda_check_device_pointer(bias, op, "bias");
+  check_backward_pointers(op, dx, dw, dbias, dout, x, w, bias);
   if (!dx && !dw && !dbias) return;
   cudaStream_t stream = cuda_stream(device);
   SIMBA_CHECK(blocks_for(C) <= 65535, op << ": C=" << C << " channels exceed the CUDA grid limit");
