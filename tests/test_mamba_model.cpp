@@ -321,3 +321,45 @@ TEST_CASE("DecodeStep on the CPU: run() is MambaLM::step bit for bit, the state 
     step.reset();
   }
 }
+
+TEST_CASE("DecodeStep in parts on the CPU: each part stepped alone and the head over the batch, bit for bit") {
+  MambaConfig cfg = tiny_config(2);
+  MambaLM model(cfg, 23);
+  jitter(model, 24, 0.05);
+  const int64_t B = 5;
+  for (int parts : {2, 3, 5}) {
+    INFO(parts << " parts");
+    DecodeStep step(model, B, parts);
+    REQUIRE(step.parts() == parts);
+    std::vector<std::vector<MixerState>> ref;  // a state of its own for each part's rows
+    for (int p = 0; p < parts; ++p) ref.push_back(model.new_state(B * (p + 1) / parts - B * p / parts));
+    std::vector<MixerState> whole = model.new_state(B);
+    for (int t = 0; t < 4; ++t) {
+      std::vector<int64_t> v;
+      for (int64_t b = 0; b < B; ++b) v.push_back((t * 5 + b * 3 + 1) % cfg.vocab_size);
+      const Tensor ids = Tensor::from_ints({B}, v);
+      step.ids.copy_(ids);
+      step.logits.fill_(std::nan(""));  // run() must write every logit
+      step.run();
+      CHECK(step.logits.to_vector() == step_in_parts(model, ids, ref).to_vector());
+      // The same function as the whole batch's step: its rows differ by float32 rounding at most.
+      const std::vector<double> got = step.logits.to_vector(), full = model.step(ids, whole).to_vector();
+      for (size_t k = 0; k < got.size(); ++k) CHECK(got[k] == doctest::Approx(full[k]).epsilon(1e-5));
+    }
+    for (int p = 0; p < parts; ++p)
+      for (size_t l = 0; l < ref[p].size(); ++l) {
+        const int64_t r0 = B * p / parts, n = B * (p + 1) / parts - r0;
+        CHECK(step.state[l].ssm.narrow(0, r0, n).to_vector() == ref[p][l].ssm.to_vector());
+        CHECK(step.state[l].conv.narrow(0, r0, n).to_vector() == ref[p][l].conv.to_vector());
+      }
+  }
+  CHECK(contains(error_of([&] { DecodeStep(model, 3, 4); }), "DecodeStep: 4 parts for a batch of 3, expected 1 to 3"));
+  CHECK(contains(error_of([&] { DecodeStep(model, 20, 9); }), "9 parts for a batch of 20, expected 1 to 8"));
+  CHECK(contains(error_of([&] { DecodeStep(model, 3, -1); }), "-1 parts for a batch of 3"));
+  // The default: one part on the CPU; on a GPU two from kMinRowsToSplit rows on.
+  const Device gpu{DeviceType::CUDA, 0};
+  CHECK(DecodeStep::default_parts(32, cpu()) == 1);
+  CHECK(DecodeStep::default_parts(DecodeStep::kMinRowsToSplit - 1, gpu) == 1);
+  CHECK(DecodeStep::default_parts(DecodeStep::kMinRowsToSplit, gpu) == 2);
+  CHECK(DecodeStep(model, 32).parts() == 1);
+}
