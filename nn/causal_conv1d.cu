@@ -351,6 +351,10 @@ __global__ void __launch_bounds__(kThreads)
 
 // One recurrent step: the state row of (b, c) shifted left by one, x written into its last
 // column, then out = bias + Σ_k w[c,k]·state[k] (bias first, taps in order, as the CPU step).
+// Decoding runs it once a layer a token, and its time is its latency: with K <= kMaxTaps the
+// window is loaded into registers with the taps, x and the bias before anything is stored, so
+// the step waits on one round trip to memory (a loop over the state in memory waited on each
+// store before the next load, and read the stored window back).
 // Launch: grid ceil(B·C / kThreads), block kThreads; thread i owns (b, c) = (i / C, i mod C):
 // its K state values state[(b·C + c)·K ..] (contiguous (B, C, K)), x[b·x_ld + c] and
 // out[b·out_ld + c]; nothing else.
@@ -363,10 +367,28 @@ __global__ void __launch_bounds__(kThreads)
   using Acc = acc_t<T>;
   const int64_t b = i / C, c = i % C;
   T* s = state + i * K;
-  for (int k = 0; k + 1 < K; ++k) s[k] = s[k + 1];
-  s[K - 1] = x[b * x_ld + c];
+  const T xn = x[b * x_ld + c];
   Acc acc = bias ? Acc(bias[c]) : Acc(0);
-  for (int k = 0; k < K; ++k) acc += Acc(w[c * K + k]) * Acc(s[k]);
+  if (K <= kMaxTaps) {
+    T win[kMaxTaps];  // the new window: the old s[1 .. K−1], then x
+    Acc wk[kMaxTaps];
+#pragma unroll
+    for (int k = 0; k < kMaxTaps; ++k) {
+      win[k] = k + 1 < K ? s[k + 1] : xn;
+      wk[k] = k < K ? Acc(w[c * K + k]) : Acc(0);
+    }
+#pragma unroll
+    for (int k = 0; k < kMaxTaps; ++k) {
+      if (k < K) {
+        s[k] = win[k];
+        acc += wk[k] * Acc(win[k]);
+      }
+    }
+  } else {
+    for (int k = 0; k + 1 < K; ++k) s[k] = s[k + 1];
+    s[K - 1] = xn;
+    for (int k = 0; k < K; ++k) acc += Acc(w[c * K + k]) * Acc(s[k]);
+  }
   out[b * out_ld + c] = conv_result<T>(acc, silu);
 }
 
