@@ -88,9 +88,10 @@ std::vector<bfloat16> poison_bf16(size_t n) { return std::vector<bfloat16>(n, bf
 struct NormSize {
   int64_t rows, D;
 };
-// D = 1; D below, at and just past the block (256) and the backward's register segments (256
-// and 1024 columns); rows across 1, 2, 10 and 257 dw chunks (32): 257 partial rows are summed
-// in 8 slices of 32 or 33 (tensor/cuda_reduce.cuh), 8 loads at a time and a remainder.
+// D = 1; D below, at and just past the block (256), the backward's register segments (256
+// and 1024 columns) and the forward's columns kept in registers (1024); rows across 1, 2, 10
+// and 257 dw chunks (32): 257 partial rows are summed in 8 slices of 32 or 33
+// (tensor/cuda_reduce.cuh), 8 loads at a time and a remainder.
 const NormSize kNormSizes[] = {{1, 1},      {7, 33},     {32, 256}, {37, 257},
                                {65, 768},   {300, 1000}, {41, 2100}, {8200, 33}};
 
