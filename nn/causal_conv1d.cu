@@ -289,8 +289,8 @@ __global__ void __launch_bounds__(kThreads)
 // The walk is bound by its instructions (bench/RESULTS.md): K is a template parameter, so the
 // windows hold exactly K rows and no tap is tested, and the steps that can meet a row outside
 // [0, L) or past the slice (t < K − 1, t >= t1) run a checked copy of the step, the others
-// none; indices are 32
-// bits (the launcher checks B·L·C and the strides). V = 1 (threads = kThreads) serves any
+// none; indices are 32 bits (the launcher checks B·L·C and the strides, and falls back to the
+// two kernels past them). V = 1 (threads = kThreads) serves any
 // layout; V = 4 (threads = kVecThreads) loads and stores V channels at once (x's strides, C and
 // the pointers multiples of V elements). The raw x and dout rows of the next D steps are in
 // flight ahead of the one computed.
@@ -384,10 +384,12 @@ __global__ void __launch_bounds__(V == 1 ? kThreads : kVecThreads)
       *reinterpret_cast<P*>(dx + (b * L + s) * C + c0) = o;
     }
   };
-  const int ta = min(max(t0, K - 1), t1), tb = max(ta, t1);  // t1 <= L
+  // [t0, ta): rows before 0 in the window; [ta, t1): no check holds (t1 <= L); [t1, tend): past
+  // the slice.
+  const int ta = min(max(t0, K - 1), t1);
   int t = t0;
   for (; t < ta; ++t) step(t, std::true_type{});
-  for (; t < tb; ++t) step(t, std::false_type{});
+  for (; t < t1; ++t) step(t, std::false_type{});
   for (; t < tend; ++t) step(t, std::true_type{});
 #pragma unroll
   for (int v = 0; v < V; ++v) {
