@@ -258,10 +258,12 @@ struct ConvSize {
 // 66 slices, whose partials are summed in 8 runs of 8 or 9 (tensor/cuda_reduce.cuh).
 // pad: the extra columns of x's buffer. 3 keeps rows off 16-byte boundaries (the plain kernel);
 // 8 or 0 with C a multiple of 8 gives 16-byte rows (the vector kernel, float32 and bfloat16).
+// The last two: the one-pass SiLU backward's one-channel kernel at K = 2 and 3 (C odd).
 const ConvSize kConvSizes[] = {{1, 1, 1, 1, true},       {2, 3, 5, 4, true},       {3, 70, 129, 4, false},
                                {2, 200, 300, 3, true},   {1, 1000, 17, 4, true},   {4, 65, 257, 1, true},
                                {2, 100, 256, 4, true, 8}, {3, 37, 64, 3, false, 0}, {1, 50, 136, 2, true, 8},
-                               {2, 40, 8, 1, true, 0},    {1, 70, 16, 5, true, 8},  {1, 4200, 40, 4, true, 8}};
+                               {2, 40, 8, 1, true, 0},    {1, 70, 16, 5, true, 8},  {1, 4200, 40, 4, true, 8},
+                               {2, 90, 131, 2, true, 3},  {1, 130, 33, 3, false, 0}};
 
 TEST_CASE("CUDA causal conv1d forward and backward equal the reference (strided input)") {
   for (const ConvSize& sz : kConvSizes) {
