@@ -61,9 +61,11 @@ __global__ void __launch_bounds__(kThreads)
   T* hd = h + (b * Di + d) * N;
   // A step is a chain of latencies, not of bandwidth: every load that does not depend on Δ
   // (the lane's states and their operands, up to kRegStates of them, u, z, D, the bias, and
-  // (1)'s terms, unrolled) is issued before (1)'s sum, so the channel waits on one round trip to
-  // memory, not one a state. States past kRegStates·Lanes (N > 64 at 16 lanes, N > 16 at 4)
-  // follow in a loop.
+  // (1)'s terms, up to kRegTerms of them) is issued before (1)'s sum, so the channel waits on one
+  // round trip to memory, not one a state or a group of terms (a loop over the terms unrolled by
+  // 4 waited on one a group at 4 lanes a channel). States past kRegStates·Lanes (N > 64 at 16
+  // lanes, N > 16 at 4) and terms past kRegTerms·Lanes (R > 64; Mamba's R = ceil(D / 16))
+  // follow in loops.
   // The exponentials of (2), A = −exp(A_log) and the decay exp(Δ·A), as powers of two: one
   // ex2.approx each where expf takes about ten instructions (tensor/cuda_fast_math.cuh), as in the
   // scan's kernels (ssm/selective_scan.cu). av holds A·log2 e.
@@ -81,9 +83,19 @@ __global__ void __launch_bounds__(kThreads)
   }
   const A ud = A(u[b * Di + d]), zv = A(z[b * ld_z + d]);
   const A skip = Dskip ? A(Dskip[d]) : A(0), bias = b_dt ? A(b_dt[d]) : A(0);
+  // (1)'s terms of this lane, r = lane, lane + Lanes, ..., summed in that order.
+  constexpr int kRegTerms = 64 / Lanes;
+  A wt[kRegTerms], xt[kRegTerms];
+#pragma unroll
+  for (int i = 0; i < kRegTerms; ++i) {
+    const int64_t r = lane + int64_t(i) * Lanes;
+    wt[i] = r < R ? A(W_dt[d * R + r]) : A(0);
+    xt[i] = r < R ? A(x[r]) : A(0);
+  }
   A s = 0;
-#pragma unroll 4
-  for (int64_t r = lane; r < R; r += Lanes) s += A(W_dt[d * R + r]) * A(x[r]);
+#pragma unroll
+  for (int i = 0; i < kRegTerms; ++i) s += wt[i] * xt[i];
+  for (int64_t r = lane + int64_t(kRegTerms) * Lanes; r < R; r += Lanes) s += A(W_dt[d * R + r]) * A(x[r]);
   const A delta = softplus_of(channel_sum<Lanes>(s) + bias);  // (1)
   const A dx = delta * ud;
   A acc = 0;

@@ -532,7 +532,8 @@ TEST_CASE("CUDA selective scan rejects unsupported sizes and host pointers") {
 // than one wave of 16 lanes each on a GPU of up to 187 SMs (2048 threads each), so they take
 // the 4-lane configuration (the 130M model's decode at batch 32, and N = 11 not a multiple of 4);
 // sizes 7 (16 lanes) and 8 (4 lanes) have more states than a lane holds in registers (4 a lane),
-// so the rest go through the kernel's loop.
+// and sizes 9 (16 lanes) and 10 (4 lanes) more dt terms (R > 64: 4 a lane at 16 lanes, 16 at 4),
+// so the rest go through the kernel's loops.
 TEST_CASE("CUDA selective_step matches the float64 reference, float32 and bfloat16") {
   struct Size {
     int64_t B, Di, R, N;
@@ -541,7 +542,8 @@ TEST_CASE("CUDA selective_step matches the float64 reference, float32 and bfloat
   for (const Size& sz : {Size{1, 1536, 48, 16, true, true}, Size{3, 37, 5, 16, true, false},
                          Size{32, 130, 3, 5, false, true}, Size{2, 64, 0, 64, true, true},
                          Size{32, 1536, 48, 16, true, true}, Size{24, 1000, 7, 11, true, false},
-                         Size{2, 64, 3, 80, false, true}, Size{24, 1000, 7, 40, true, true}}) {
+                         Size{2, 64, 3, 80, false, true}, Size{24, 1000, 7, 40, true, true},
+                         Size{1, 100, 80, 16, true, true}, Size{32, 1536, 96, 16, true, false}}) {
     INFO("B=" << sz.B << " Di=" << sz.Di << " R=" << sz.R << " N=" << sz.N);
     const StepInputs s(sz.B, sz.Di, sz.R, sz.N, sz.bias, sz.skip, 40 + sz.Di);
     auto check = [&](auto tag, double tol) {
