@@ -32,8 +32,8 @@
 //             infer's measurement at the prefill shape of the GPU performance issue: batch
 //             4 × length 2048 (all 4 · 2048 positions' logits)
 //   decode, decode_bf16
-//             tokens/s of greedy generation with the recurrent step (DecodeStep: MambaLM::step
-//             recorded as a CUDA graph, as `simba generate` runs it), batch 1 and 32: 256
+//             tokens/s of greedy generation with the recurrent step (DecodeStep: the model's
+//             step recorded as a CUDA graph, as `simba generate` runs it), batch 1 and 32: 256
 //             steps from a one-token prompt, each one token per sequence through all layers
 //             and the head, the next ids the argmax of the logits on the device (nothing read
 //             back); tokens/s = batch · 256 / median time of the 256 steps. The batch runs
