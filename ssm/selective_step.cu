@@ -64,8 +64,9 @@ __global__ void __launch_bounds__(kThreads)
   // (1)'s terms, up to kRegTerms of them) is issued before (1)'s sum, so the channel waits on one
   // round trip to memory, not one a state or a group of terms (a loop over the terms unrolled by
   // 4 waited on one a group at 4 lanes a channel). States past kRegStates·Lanes (N > 64 at 16
-  // lanes, N > 16 at 4) and terms past kRegTerms·Lanes (R > 64; Mamba's R = ceil(D / 16))
-  // follow in loops.
+  // lanes, N > 16 at 4) and terms past kRegTerms·Lanes (R > 48, Mamba's R = ceil(D / 16): 48 at
+  // the 130M shape; held for more, the terms cost the 4-lane kernel an SM's ninth block) follow
+  // in loops.
   // The exponentials of (2), A = −exp(A_log) and the decay exp(Δ·A), as powers of two: one
   // ex2.approx each where expf takes about ten instructions (tensor/cuda_fast_math.cuh), as in the
   // scan's kernels (ssm/selective_scan.cu). av holds A·log2 e.
@@ -84,7 +85,7 @@ __global__ void __launch_bounds__(kThreads)
   const A ud = A(u[b * Di + d]), zv = A(z[b * ld_z + d]);
   const A skip = Dskip ? A(Dskip[d]) : A(0), bias = b_dt ? A(b_dt[d]) : A(0);
   // (1)'s terms of this lane, r = lane, lane + Lanes, ..., summed in that order.
-  constexpr int kRegTerms = 64 / Lanes;
+  constexpr int kRegTerms = 48 / Lanes;
   A wt[kRegTerms], xt[kRegTerms];
 #pragma unroll
   for (int i = 0; i < kRegTerms; ++i) {

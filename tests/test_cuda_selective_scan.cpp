@@ -538,7 +538,7 @@ TEST_CASE("CUDA selective scan rejects unsupported sizes and host pointers") {
 // than one wave of 16 lanes each on a GPU of up to 187 SMs (2048 threads each), so they take
 // the 4-lane configuration (the 130M model's decode at batch 32, and N = 11 not a multiple of 4);
 // sizes 7 (16 lanes) and 8 (4 lanes) have more states than a lane holds in registers (4 a lane),
-// and sizes 9 (16 lanes) and 10 (4 lanes) more dt terms (R > 64: 4 a lane at 16 lanes, 16 at 4),
+// and sizes 9 (16 lanes) and 10 (4 lanes) more dt terms (R > 48: 3 a lane at 16 lanes, 12 at 4),
 // so the rest go through the kernel's loops.
 TEST_CASE("CUDA selective_step matches the float64 reference, float32 and bfloat16") {
   struct Size {
