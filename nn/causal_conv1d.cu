@@ -290,10 +290,10 @@ __global__ void __launch_bounds__(kThreads)
 // windows hold exactly K rows and no tap is tested, and the steps that can meet a row outside
 // [0, L) or past the slice (t < K − 1, t >= t1) run a checked copy of the step, the others
 // none; indices are 32 bits (the launcher checks B·L·C and the strides, and falls back to the
-// two kernels past them). V = 1 (threads = kThreads) serves any
-// layout; V = 4 (threads = kVecThreads) loads and stores V channels at once (x's strides, C and
-// the pointers multiples of V elements). The raw x and dout rows of the next D steps are in
-// flight ahead of the one computed.
+// two kernels past them). V = 1 (threads = kThreads) serves any layout; V = 4 (threads =
+// kVecThreads) loads and stores V channels at once (x's strides, C and the pointers multiples
+// of V elements). The raw x and dout rows of the next D steps are in flight ahead of the one
+// computed.
 // x (B, L, C) strided, dout and dx (B, L, C) contiguous; w (C, K); bias (C) or null; dx,
 // part_w, part_b may be null.
 template <class T, int V, int K>
