@@ -44,7 +44,9 @@ class DecodeStep {
   DecodeStep(const MambaLM& model, int64_t batch, int parts = 0);
 
   // The parts a batch is cut into unless the caller chooses: one on the CPU (its kernels
-  // already use every core) and below kMinRowsToSplit rows; two on a GPU from there on.
+  // already use every core) and below kMinRowsToSplit rows; two on a GPU from there on (at batch
+  // 32 two parts were faster in float32 and even in bfloat16, four slower in both:
+  // bench/RESULTS.md).
   static constexpr int64_t kMinRowsToSplit = 16;
   static int default_parts(int64_t batch, Device device);
 
