@@ -402,37 +402,40 @@ __global__ void __launch_bounds__(V == 1 ? kThreads : kVecThreads)
 
 // One recurrent step: the state row of (b, c) shifted left by one, x written into its last
 // column, then out = bias + Σ_k w[c,k]·state[k] (bias first, taps in order, as the CPU step).
-// Decoding runs it once a layer a token, and its time is its latency. With `packed` (K =
-// kMaxTaps, state and w starting on a whole row of K elements) a thread moves its state row and
-// its taps as one piece each, every load issued before anything is stored: one round trip to
-// memory, and two memory instructions where the loop over the state in memory took a load and a
-// store a tap and read the stored row back (bench/RESULTS.md: a version holding the window
-// element by element in registers was faster at batch 1 and slower at 32).
+// Decoding runs it once a layer a token, and its time is its latency: with K <= kMaxTaps the
+// window is loaded into registers with the taps, x and the bias before anything is stored, so
+// the step waits on one round trip to memory (a loop over the state in memory waited on each
+// store before the next load, and read the stored window back).
 // Launch: grid ceil(B·C / kThreads), block kThreads; thread i owns (b, c) = (i / C, i mod C):
 // its K state values state[(b·C + c)·K ..] (contiguous (B, C, K)), x[b·x_ld + c] and
 // out[b·out_ld + c]; nothing else.
 template <class T>
 __global__ void __launch_bounds__(kThreads)
     conv_step_kernel(T* out, int64_t out_ld, T* state, const T* x, int64_t x_ld, const T* w, const T* bias,
-                     int64_t B, int64_t C, int K, bool silu, bool packed) {
+                     int64_t B, int64_t C, int K, bool silu) {
   const int64_t i = int64_t(blockIdx.x) * kThreads + threadIdx.x;
   if (i >= B * C) return;
   using Acc = acc_t<T>;
-  using Row = Pack<T, kMaxTaps>;
   const int64_t b = i / C, c = i % C;
+  T* s = state + i * K;
   const T xn = x[b * x_ld + c];
   Acc acc = bias ? Acc(bias[c]) : Acc(0);
-  if (packed) {
-    const Row old = reinterpret_cast<const Row*>(state)[i], taps = reinterpret_cast<const Row*>(w)[c];
-    Row row;
+  if (K <= kMaxTaps) {
+    T win[kMaxTaps];  // the new window: the old s[1 .. K−1], then x
+    Acc wk[kMaxTaps];
 #pragma unroll
-    for (int k = 0; k + 1 < kMaxTaps; ++k) row.v[k] = old.v[k + 1];
-    row.v[kMaxTaps - 1] = xn;
-    reinterpret_cast<Row*>(state)[i] = row;
+    for (int k = 0; k < kMaxTaps; ++k) {
+      win[k] = k + 1 < K ? s[k + 1] : xn;
+      wk[k] = k < K ? Acc(w[c * K + k]) : Acc(0);
+    }
 #pragma unroll
-    for (int k = 0; k < kMaxTaps; ++k) acc += Acc(taps.v[k]) * Acc(row.v[k]);
+    for (int k = 0; k < kMaxTaps; ++k) {
+      if (k < K) {
+        s[k] = win[k];
+        acc += wk[k] * Acc(win[k]);
+      }
+    }
   } else {
-    T* s = state + i * K;
     for (int k = 0; k + 1 < K; ++k) s[k] = s[k + 1];
     s[K - 1] = xn;
     for (int k = 0; k < K; ++k) acc += Acc(w[c * K + k]) * Acc(s[k]);
@@ -455,10 +458,8 @@ void causal_conv1d_step_cuda(T* out, int64_t out_ld, T* state, const T* x, int64
   cuda_check_device_pointer(bias, op, "bias");
   if (B == 0) return;
   cudaStream_t stream = cuda_stream(cuda_current_device());
-  const auto whole_rows = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % sizeof(Pack<T, kMaxTaps>) == 0; };
-  const bool packed = K == kMaxTaps && whole_rows(state) && whole_rows(w);
   conv_step_kernel<T><<<blocks_for(B * C), kThreads, 0, stream>>>(out, out_ld, state, x, x_ld, w, bias, B, C, int(K),
-                                                                     silu, packed);
+                                                                     silu);
   SIMBA_CUDA_CHECK(cudaGetLastError());
 }
 

@@ -421,8 +421,8 @@ TEST_CASE("CUDA bfloat16 causal conv1d forward, backward and step equal the CPU 
   }
 
   // The recurrent step: x_t a column view (x_ld = 2C) of a projection, out rows out_ld = C + 2
-  // apart (the gap cells stay NaN on both sides: written by neither). K = kMaxTaps = 4 moves a
-  // state row and its taps as one piece each; K = 1 (x alone), 3 and 6 walk the state in memory.
+  // apart (the gap cells stay NaN on both sides: written by neither). K up to kMaxTaps = 4 keeps
+  // the window in registers (K = 1: x alone); K = 6 walks the state in memory.
   for (const int64_t K : {int64_t(1), int64_t(3), int64_t(4), int64_t(6)}) {
     const int64_t B = 3, C = 37, out_ld = C + 2;
     std::vector<bfloat16> state_cpu = to_bf16(uniform(B * C * K, -1, 1, 131));
