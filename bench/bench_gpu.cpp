@@ -2,6 +2,7 @@
 //
 //   build/bench_gpu [--out FILE.jsonl] [--device I] [--configs A,B,S] [--rows NAME,...]
 //                   [--warmup W] [--samples S] [--budget SECONDS] [--kernels K] [--peer FILE]
+//                   [--decode-parts P]
 //
 // On one GPU:
 //   copy_d2d  a 1 GiB device-to-device cuda_copy: the bandwidth the scan is compared with,
@@ -31,12 +32,13 @@
 //             infer's measurement at the prefill shape of the GPU performance issue: batch
 //             4 × length 2048 (all 4 · 2048 positions' logits)
 //   decode, decode_bf16
-//             tokens/s of greedy generation with the recurrent step (DecodeStep: MambaLM::step
-//             recorded as a CUDA graph, as `simba generate` runs it), batch 1 and 32: 256
+//             tokens/s of greedy generation with the recurrent step (DecodeStep: the model's
+//             step recorded as a CUDA graph, as `simba generate` runs it), batch 1 and 32: 256
 //             steps from a one-token prompt, each one token per sequence through all layers
 //             and the head, the next ids the argmax of the logits on the device (nothing read
-//             back); tokens/s =
-//             batch · 256 / median time of the 256 steps
+//             back); tokens/s = batch · 256 / median time of the 256 steps. The batch runs
+//             in DecodeStep's default parts (ssm/decode_step.h), or in --decode-parts P (at
+//             most the batch); JSON "parts"
 // and with --configs S (config "S" in the rows; Config B's model, float32 and bfloat16):
 //   simba_dense, simba_pruned, simba_dense_bf16, simba_pruned_bf16
 //             simba_forward (ssm/simba_forward.h) without autograd on batch 1 (one long prompt)
@@ -161,6 +163,7 @@ struct Settings {
   int samples = 10;
   double budget_s = 20.0;
   int kernels = 0;  // --kernels: trace one more sample, show this many kernels
+  int decode_parts = 0;  // --decode-parts: the parts of a decode batch (0: DecodeStep's default)
   std::string out;
   std::string peer;  // --peer: the peer's results
 };
@@ -380,7 +383,8 @@ void bench_decode(Row& row, const Settings& s, Device dev, DType dtype, int64_t 
   model.to(dev);
   const Tensor prompt = random_ids(batch, 1, b.vocab, 6, dev).reshape({batch});
   NoGradGuard no_grad;
-  DecodeStep step(model, batch);
+  DecodeStep step(model, batch, int(std::min<int64_t>(s.decode_parts, batch)));
+  row.extra["parts"] = step.parts();
   time_on_device(row, s, 1, [&] {
     step.reset();
     step.ids.copy_(prompt);
@@ -568,6 +572,9 @@ int main(int argc, char** argv) {
   app.add_option("--kernels", s.kernels,
                  "trace one more sample of each row and print its K most expensive kernels (0: off)")
       ->check(CLI::NonNegativeNumber);
+  app.add_option("--decode-parts", s.decode_parts,
+                 "cut each decode batch into this many parts (at most the batch; ssm/decode_step.h), 0: the default")
+      ->check(CLI::Range(0, kMaxCudaBranches));
   CLI11_PARSE(app, argc, argv);
 
   std::vector<const ModelBench*> models;

@@ -277,80 +277,135 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-// causal_conv1d_silu_backward in one pass, K <= kMaxTaps: thread x of block (bx, q) owns
-// channel c = bx·kThreads + x of slice q (the partials kernel's slices and launch) and walks
-// t = t0 .. t1 + K − 2. At each step below L it forms v_t from the last kMaxTaps rows of x (the
-// forward's sum: bias first, taps in order) and g_t = T(dout_t·SiLU'(v_t)), silu_grad's value;
-// for t < t1 it adds g_t to the partials as the partials kernel adds dout'; and it writes
+// causal_conv1d_silu_backward in one pass, K <= kMaxTaps: thread x of block (bx, q) owns the V
+// channels c0 .. c0 + V − 1, c0 = V·(bx·threads + x), of slice q (the partials kernel's slices)
+// and walks t = t0 .. t1 + K − 2. At each step below L it forms v_t from the last K rows of x
+// (the forward's sum: bias first, taps in order) and g_t = T(dout_t·SiLU'(v_t)), silu_grad's
+// value; for t < t1 it adds g_t to the partials as the partials kernel adds dout'; and it writes
 // dx[s], s = t − (K−1) in [t0, t1), from the last K values of g (zeros past L, their taps
 // skipped), taps in increasing k as the dx kernels. So dx, part_w and part_b get the bits of
-// silu_grad followed by the backward, and the K − 1 steps past the slice, whose g the next
-// slice forms as well, are the only work done twice. x (B, L, C) strided, dout and dx (B, L, C)
-// contiguous; w (C, K); bias (C) or null; dx, part_w, part_b may be null.
-template <class T>
-__global__ void __launch_bounds__(kThreads)
+// silu_grad followed by the backward, and the K − 1 steps past the slice, whose g the next slice
+// forms as well, are the only work done twice.
+// The walk is bound by its instructions (bench/RESULTS.md): K is a template parameter, so the
+// windows hold exactly K rows and no tap is tested, and the steps that can meet a row outside
+// [0, L) or past the slice (t < K − 1, t >= t1) run a checked copy of the step, the others
+// none; indices are 32 bits (the launcher checks B·L·C and the strides, and falls back to the
+// two kernels past them). V = 1 (threads = kThreads) serves any layout; V = 4 (threads =
+// kVecThreads) loads and stores V channels at once (x's strides, C and the pointers multiples
+// of V elements). The raw x and dout rows of the next D steps are in flight ahead of the one
+// computed.
+// x (B, L, C) strided, dout and dx (B, L, C) contiguous; w (C, K); bias (C) or null; dx,
+// part_w, part_b may be null.
+template <class T, int V, int K>
+__global__ void __launch_bounds__(V == 1 ? kThreads : kVecThreads)
     conv_silu_backward_kernel(T* dx, double* part_w, double* part_b, const T* dout, const T* x, const T* w,
-                              const T* bias, int64_t L, int64_t C, int K, int64_t nchunks, int64_t x_stride_b,
-                              int64_t x_stride_l) {
+                              const T* bias, int L, int C, int nchunks, int x_stride_b, int x_stride_l) {
   using Acc = acc_t<T>;
-  const int64_t c = int64_t(blockIdx.x) * kThreads + threadIdx.x;
-  if (c >= C) return;
-  const int64_t q = blockIdx.y, b = q / nchunks, t0 = (q % nchunks) * kTimeChunk;
-  const int64_t t1 = L - t0 < kTimeChunk ? L : t0 + kTimeChunk;
-  const int first = kMaxTaps - K;  // the first window slot with a tap
-  const T* xb = x + b * x_stride_b + c;
-  // wr: the taps by window slot (tap k in slot first + k), wk: by k; win and gw: the rows
-  // t − (kMaxTaps−1) .. t of x and g. Every index is a constant: the arrays stay in registers.
-  Acc wr[kMaxTaps], wk[kMaxTaps], win[kMaxTaps] = {}, gw[kMaxTaps] = {};
-  const Acc bi = bias ? Acc(bias[c]) : Acc(0);
+  using P = Pack<T, V>;
+  constexpr int threads = V == 1 ? kThreads : kVecThreads;
+  constexpr int D = sizeof(T) == 2 ? 4 : 2;  // steps of loads in flight, as registers allow
+  const int c0 = (blockIdx.x * threads + threadIdx.x) * V;
+  if (c0 >= C) return;
+  const int q = blockIdx.y, b = q / nchunks, t0 = (q % nchunks) * kTimeChunk;
+  const int t1 = L - t0 < kTimeChunk ? L : t0 + kTimeChunk, tend = t1 + K - 1;
+  const T* xb = x + b * x_stride_b + c0;
+  const T* gb = dout + b * L * C + c0;
+  // wk[k]: tap k; win[j], gw[j]: rows t − (K−1) + j of x and g. Constant indices: registers.
+  Acc wk[K][V], win[K][V] = {}, gw[K][V] = {}, bi[V];
 #pragma unroll
-  for (int j = 0; j < kMaxTaps; ++j) {
-    wr[j] = j >= first ? Acc(w[c * K + j - first]) : Acc(0);
-    wk[j] = j < K ? Acc(w[c * K + j]) : Acc(0);
+  for (int v = 0; v < V; ++v) {
+    bi[v] = bias ? Acc(bias[c0 + v]) : Acc(0);
+#pragma unroll
+    for (int k = 0; k < K; ++k) wk[k][v] = Acc(w[(c0 + v) * K + k]);
   }
 #pragma unroll
-  for (int j = 1; j < kMaxTaps; ++j) {  // rows t0 − kMaxTaps + j, shifted into place below
-    const int64_t s = t0 - kMaxTaps + j;
-    if (j - 1 >= first && s >= 0) win[j] = Acc(xb[s * x_stride_l]);
+  for (int j = 1; j < K; ++j) {  // rows t0 − K + j, shifted into place by the first step
+    const int s = t0 - K + j;
+    load_piece<T, V>(win[j], s >= 0 ? xb + s * x_stride_l : xb, s >= 0);
   }
-  double aw[kMaxTaps] = {}, ab = 0.0;
-  for (int64_t t = t0; t < t1 + K - 1; ++t) {
+  P px[D], pg[D];
+  const auto fetch = [&](int t, P& xo, P& go) {
     const bool in = t < L;
+    xo = in ? *reinterpret_cast<const P*>(xb + t * x_stride_l) : P{};
+    go = in ? *reinterpret_cast<const P*>(gb + t * C) : P{};
+  };
 #pragma unroll
-    for (int j = 0; j < kMaxTaps - 1; ++j) {
-      win[j] = win[j + 1];
-      gw[j] = gw[j + 1];
+  for (int j = 0; j < D; ++j) fetch(t0 + j, px[j], pg[j]);
+  double aw[K][V] = {}, ab[V] = {};
+  // One step; `checked`: t may be < K − 1 (rows before 0 in the window) or >= t1 (past the
+  // slice, maybe past L).
+  const auto step = [&](int t, auto checked) {
+    constexpr bool kChecked = decltype(checked)::value;
+    const bool in = !kChecked || t < L;
+#pragma unroll
+    for (int j = 0; j < K - 1; ++j)
+#pragma unroll
+      for (int v = 0; v < V; ++v) {
+        win[j][v] = win[j + 1][v];
+        gw[j][v] = gw[j + 1][v];
+      }
+    const P cx = px[0], cg = pg[0];
+#pragma unroll
+    for (int j = 0; j < D - 1; ++j) {
+      px[j] = px[j + 1];
+      pg[j] = pg[j + 1];
     }
-    win[kMaxTaps - 1] = in ? Acc(xb[t * x_stride_l]) : Acc(0);
-    Acc v = bi;
+    fetch(t + D, px[D - 1], pg[D - 1]);
 #pragma unroll
-    for (int j = 0; j < kMaxTaps; ++j)
-      if (j >= first && t - (kMaxTaps - 1) + j >= 0) v += wr[j] * win[j];
-    gw[kMaxTaps - 1] = in ? Acc(conv_result<T>(v, true, true, Acc(dout[(b * L + t) * C + c]))) : Acc(0);
-    if (t < t1) {
-      const double gt = gw[kMaxTaps - 1];
-      ab += gt;
+    for (int v = 0; v < V; ++v) {
+      win[K - 1][v] = Acc(cx.v[v]);
+      Acc a = bi[v];
 #pragma unroll
-      for (int j = 0; j < kMaxTaps; ++j)
-        if (j >= first && t - (kMaxTaps - 1) + j >= 0) aw[j] += gt * double(win[j]);
+      for (int j = 0; j < K; ++j)  // tap j meets row t − (K−1) + j
+        if (!kChecked || t - (K - 1) + j >= 0) a += wk[j][v] * win[j][v];
+      gw[K - 1][v] = in ? Acc(conv_result<T>(a, true, true, Acc(cg.v[v]))) : Acc(0);
     }
-    const int64_t s = t - (K - 1);
-    if (dx && s >= t0) {  // s < t1 <= L: the loop ends at t1 + K − 2
-      Acc a = Acc(0);
+    if (!kChecked || t < t1) {
 #pragma unroll
-      for (int k = 0; k < kMaxTaps; ++k)  // tap k meets g row s + K − 1 − k = t − k: slot kMaxTaps − 1 − k
-        if (k < K && t - k < L) a += wk[k] * gw[kMaxTaps - 1 - k];
-      dx[(b * L + s) * C + c] = T(a);
+      for (int v = 0; v < V; ++v) {
+        const double gt = gw[K - 1][v];
+        ab[v] += gt;
+#pragma unroll
+        for (int j = 0; j < K; ++j)
+          if (!kChecked || t - (K - 1) + j >= 0) aw[j][v] += gt * double(win[j][v]);
+      }
     }
+    const int s = t - (K - 1);
+    if (dx && s >= t0) {  // s < t1 <= L: the walk ends at t1 + K − 2
+      P o;
+#pragma unroll
+      for (int v = 0; v < V; ++v) {
+        Acc a = Acc(0);
+#pragma unroll
+        for (int k = 0; k < K; ++k)  // tap k meets g row s + K − 1 − k = t − k: slot K − 1 − k
+          if (!kChecked || t - k < L) a += wk[k][v] * gw[K - 1 - k][v];
+        o.v[v] = T(a);
+      }
+      *reinterpret_cast<P*>(dx + (b * L + s) * C + c0) = o;
+    }
+  };
+  // [t0, ta): rows before 0 in the window; [ta, t1): no check holds (t1 <= L); [t1, tend): past
+  // the slice.
+  const int ta = min(max(t0, K - 1), t1);
+  int t = t0;
+  for (; t < ta; ++t) step(t, std::true_type{});
+  for (; t < t1; ++t) step(t, std::false_type{});
+  for (; t < tend; ++t) step(t, std::true_type{});
+#pragma unroll
+  for (int v = 0; v < V; ++v) {
+    if (part_b) part_b[q * C + c0 + v] = ab[v];
+#pragma unroll
+    for (int k = 0; k < K; ++k)
+      if (part_w) part_w[(q * C + c0 + v) * K + k] = aw[k][v];
   }
-  if (part_b) part_b[q * C + c] = ab;
-#pragma unroll
-  for (int j = 0; j < kMaxTaps; ++j)
-    if (part_w && j >= first) part_w[(q * C + c) * K + j - first] = aw[j];
 }
 
 // One recurrent step: the state row of (b, c) shifted left by one, x written into its last
 // column, then out = bias + Σ_k w[c,k]·state[k] (bias first, taps in order, as the CPU step).
+// Decoding runs it once a layer a token, and its time is its latency: with K <= kMaxTaps the
+// window is loaded into registers with the taps, x and the bias before anything is stored, so
+// the step waits on one round trip to memory (a loop over the state in memory waited on each
+// store before the next load, and read the stored window back).
 // Launch: grid ceil(B·C / kThreads), block kThreads; thread i owns (b, c) = (i / C, i mod C):
 // its K state values state[(b·C + c)·K ..] (contiguous (B, C, K)), x[b·x_ld + c] and
 // out[b·out_ld + c]; nothing else.
@@ -363,10 +418,28 @@ __global__ void __launch_bounds__(kThreads)
   using Acc = acc_t<T>;
   const int64_t b = i / C, c = i % C;
   T* s = state + i * K;
-  for (int k = 0; k + 1 < K; ++k) s[k] = s[k + 1];
-  s[K - 1] = x[b * x_ld + c];
+  const T xn = x[b * x_ld + c];
   Acc acc = bias ? Acc(bias[c]) : Acc(0);
-  for (int k = 0; k < K; ++k) acc += Acc(w[c * K + k]) * Acc(s[k]);
+  if (K <= kMaxTaps) {
+    T win[kMaxTaps];  // the new window: the old s[1 .. K−1], then x
+    Acc wk[kMaxTaps];
+#pragma unroll
+    for (int k = 0; k < kMaxTaps; ++k) {
+      win[k] = k + 1 < K ? s[k + 1] : xn;
+      wk[k] = k < K ? Acc(w[c * K + k]) : Acc(0);
+    }
+#pragma unroll
+    for (int k = 0; k < kMaxTaps; ++k) {
+      if (k < K) {
+        s[k] = win[k];
+        acc += wk[k] * Acc(win[k]);
+      }
+    }
+  } else {
+    for (int k = 0; k + 1 < K; ++k) s[k] = s[k + 1];
+    s[K - 1] = xn;
+    for (int k = 0; k < K; ++k) acc += Acc(w[c * K + k]) * Acc(s[k]);
+  }
   out[b * out_ld + c] = conv_result<T>(acc, silu);
 }
 
@@ -526,7 +599,11 @@ void causal_conv1d_silu_backward_cuda(T* dx, T* dw, T* dbias, const T* dout, con
   const char* op = "causal_conv1d_silu_backward_cuda";
   kernel_check::conv_backward(op, dout, x, w, B, L, C, K);
   const int device = cuda_current_device();
-  if (K > kMaxTaps) {  // the one-pass kernel's windows hold kMaxTaps taps: the two kernels
+  // The one-pass kernel's windows hold kMaxTaps taps and it indexes in 32 bits; past that, the
+  // two kernels.
+  const int64_t nchunks = (L + kTimeChunk - 1) / kTimeChunk;
+  const bool fits = std::max({B * L * C, B * x_stride_b + L * x_stride_l + C, B * nchunks * C * K}) <= INT_MAX;
+  if (K > kMaxTaps || !fits) {
     Storage dv(sizeof(T) * size_t(std::max<int64_t>(1, B * L * C)), Device{DeviceType::CUDA, device});
     causal_conv1d_silu_grad_cuda(static_cast<T*>(dv.data()), dout, x, w, bias, B, L, C, K, x_stride_b, x_stride_l);
     causal_conv1d_backward_cuda(dx, dw, dbias, static_cast<const T*>(dv.data()), x, w, B, L, C, K, x_stride_b,
@@ -539,8 +616,26 @@ void causal_conv1d_silu_backward_cuda(T* dx, T* dw, T* dbias, const T* dout, con
   SIMBA_CHECK(blocks_for(C) <= 65535, op << ": C=" << C << " channels exceed the CUDA grid limit");
   const SlicePartials part(op, B, L, C, K, dw != nullptr, dbias != nullptr, device);
   if (part.Q > 0) {
-    conv_silu_backward_kernel<T><<<dim3(blocks_for(C), unsigned(part.Q)), kThreads, 0, stream>>>(
-        dx, part.w, part.b, dout, x, w, bias, L, C, int(K), part.nchunks, x_stride_b, x_stride_l);
+    constexpr int V = 4;
+    const bool vec = C % V == 0 && x_stride_b % V == 0 && x_stride_l % V == 0 &&
+                     reinterpret_cast<uintptr_t>(x) % (V * sizeof(T)) == 0 &&
+                     reinterpret_cast<uintptr_t>(dout) % (V * sizeof(T)) == 0 &&
+                     reinterpret_cast<uintptr_t>(dx) % (V * sizeof(T)) == 0;
+    const dim3 grid(vec ? unsigned((C / V + kVecThreads - 1) / kVecThreads) : blocks_for(C), unsigned(part.Q));
+    const auto launch = [&](auto kernel) {
+      kernel<<<grid, vec ? kVecThreads : kThreads, 0, stream>>>(dx, part.w, part.b, dout, x, w, bias, int(L), int(C),
+                                                                 int(part.nchunks), int(x_stride_b), int(x_stride_l));
+    };
+    switch (K * (vec ? 1 : -1)) {
+      case 1: launch(conv_silu_backward_kernel<T, V, 1>); break;
+      case 2: launch(conv_silu_backward_kernel<T, V, 2>); break;
+      case 3: launch(conv_silu_backward_kernel<T, V, 3>); break;
+      case 4: launch(conv_silu_backward_kernel<T, V, 4>); break;
+      case -1: launch(conv_silu_backward_kernel<T, 1, 1>); break;
+      case -2: launch(conv_silu_backward_kernel<T, 1, 2>); break;
+      case -3: launch(conv_silu_backward_kernel<T, 1, 3>); break;
+      default: launch(conv_silu_backward_kernel<T, 1, 4>); break;
+    }
     SIMBA_CUDA_CHECK(cudaGetLastError());
   }
   part.sum(stream, dw, dbias);

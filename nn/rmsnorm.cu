@@ -37,6 +37,12 @@ constexpr int kRowsPerChunk = 32;  // rows per dw partial (and per backward bloc
 // its columns of x before it writes the same columns of sum, and reads back only those).
 // Launch: grid rows, block kThreads; block r owns row r of x, add, sum, y (rows, D) contiguous
 // and rstd[r]; thread j handles columns j, j + kThreads, ...
+// A thread keeps its first kRegCols columns (all of a row of up to kRegCols·kThreads: Mamba's
+// D up to 1024) in registers with their weights, loaded before the reduction: the kernel then
+// waits on one round trip to memory, not a second one after the reduction for v and w (a decode
+// step runs it once a layer on a few rows, so its time is its latency). Columns past those are
+// read again after the reduction. A thread's terms of the sum still come in column order.
+constexpr int kRegCols = 4;
 template <class T, bool kAdd>
 __global__ void __launch_bounds__(kThreads)
     rmsnorm_forward_kernel(T* y, acc_t<T>* rstd, const T* x, const T* add, T* sum, const T* w, int64_t D,
@@ -47,20 +53,37 @@ __global__ void __launch_bounds__(kThreads)
   const T* xr = x + r * D;
   T* yr = y + r * D;
   T* sr = kAdd ? sum + r * D : nullptr;
-  Acc ss = 0;
-  for (int64_t j = threadIdx.x; j < D; j += kThreads) {
+  const auto load = [&](int64_t j) {  // v_j, stored to sum with kAdd
     T v = xr[j];
     if constexpr (kAdd) {
       v = T(Acc(v) + Acc(add[r * D + j]));
       sr[j] = v;
     }
-    ss += Acc(v) * Acc(v);
+    return Acc(v);
+  };
+  constexpr int64_t kKept = int64_t(kRegCols) * kThreads;  // columns below this stay in registers
+  Acc ss = 0, v[kRegCols], wv[kRegCols];
+#pragma unroll
+  for (int i = 0; i < kRegCols; ++i) {
+    const int64_t j = threadIdx.x + int64_t(i) * kThreads;
+    v[i] = j < D ? load(j) : Acc(0);
+    wv[i] = j < D ? Acc(w[j]) : Acc(0);
+    ss += v[i] * v[i];
+  }
+  for (int64_t j = threadIdx.x + kKept; j < D; j += kThreads) {
+    const Acc vj = load(j);
+    ss += vj * vj;
   }
   ss = block_reduce<kThreads>(ss, Sum{}, scratch);
   const Acc s = Acc(1.0 / sqrt(double(ss) / double(D) + eps));
   if (threadIdx.x == 0) rstd[r] = s;
+#pragma unroll
+  for (int i = 0; i < kRegCols; ++i) {
+    const int64_t j = threadIdx.x + int64_t(i) * kThreads;
+    if (j < D) yr[j] = T(v[i] * s * wv[i]);
+  }
   const T* vr = kAdd ? sr : xr;
-  for (int64_t j = threadIdx.x; j < D; j += kThreads) yr[j] = T(Acc(vr[j]) * s * Acc(w[j]));
+  for (int64_t j = threadIdx.x + kKept; j < D; j += kThreads) yr[j] = T(Acc(vr[j]) * s * Acc(w[j]));
 }
 
 // Backward: dx_k = s·w_k·dy_k − (s³·x_k/D)·Σ_j dy_j·w_j·x_j per row (if dx; added to dx's

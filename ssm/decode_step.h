@@ -1,13 +1,28 @@
 // ssm/decode_step.h: one recurrent step of MambaLM for a fixed batch, set up once and run once
 // per generated token.
 //
-// Dimension letters as in ssm/mamba_mixer.h (B, V).
+// Dimension letters as in ssm/mamba_mixer.h (B, D, V).
 //
 // On a GPU the step is recorded as a CUDA graph when the object is made (CudaGraph,
 // tensor/cuda_device.h), so a run() is one launch instead of about thirteen kernel launches a
 // layer, which at the 130M shape and batch 1 cost more than the kernels themselves
-// (bench/RESULTS.md). On the CPU run() calls MambaLM::step. Either way run() computes exactly
-// what MambaLM::step computes on that device, with the same kernels in the same order.
+// (bench/RESULTS.md). On the CPU run() calls the same functions directly.
+//
+// Parts. The batch may be cut into P parts of consecutive rows (as equal as can be), each
+// stepped through the layers by itself (MambaLM::step_hidden on its ids and on views of its
+// rows of the state), the head then applied to the whole batch at once. Every row's values
+// depend on its own token and state only, so the parts are independent; on a GPU they are
+// recorded as branches of the graph (cuda_branches), which may run at the same time. A decode
+// step is a chain of small kernels, each waiting on its own memory round trips with much of
+// the GPU idle (bench/RESULTS.md): two chains side by side fill those gaps with each other's
+// work. Each part's products read the layer's weights again (from the L2 cache when the parts
+// run side by side); the head, whose weight is larger than that cache, runs once.
+//
+// run() computes exactly what, for each part, MambaLM::step_hidden computes on that device on
+// the part's rows, followed by the head over all rows: with one part, exactly MambaLM::step
+// (the same kernels in the same order). With several, a part's products have fewer rows than
+// the whole batch's, and cuBLAS may pick another algorithm for them: the logits can differ from
+// MambaLM::step on the whole batch by float rounding.
 //
 // The graph keeps the addresses of `ids`, `logits` and every tensor of `state`: write into them
 // (copy_, fill_, reset()), never assign new tensors to them. The model's weights must not move
@@ -25,12 +40,21 @@ namespace simba {
 
 class DecodeStep {
  public:
-  DecodeStep(const MambaLM& model, int64_t batch);
+  // parts: 1 to min(batch, kMaxCudaBranches), or 0 for default_parts(batch, device).
+  DecodeStep(const MambaLM& model, int64_t batch, int parts = 0);
+
+  // The parts a batch is cut into unless the caller chooses: one on the CPU (its kernels
+  // already use every core) and below kMinRowsToSplit rows; two on a GPU from there on (at batch
+  // 32 two parts were faster in float32 and even in bfloat16, four slower in both:
+  // bench/RESULTS.md).
+  static constexpr int64_t kMinRowsToSplit = 16;
+  static int default_parts(int64_t batch, Device device);
 
   // Zeroes the recurrent state (a new sequence), in place.
   void reset();
-  // logits = MambaLM::step(ids, state), state updated in place.
+  // logits = the step on ids and state (the file comment), state updated in place.
   void run();
+  int parts() const { return int(rows_.size()) - 1; }
 
   Tensor ids;                     // (B) int64 on the model's device: the tokens run() feeds
   Tensor logits;                  // (B, V): what run() produced
@@ -40,7 +64,10 @@ class DecodeStep {
   void step();  // the recorded work
 
   const MambaLM& model_;
-  std::unique_ptr<CudaGraph> graph_;  // null on the CPU
+  std::vector<int64_t> rows_;                       // part p is rows [rows_[p], rows_[p + 1])
+  std::vector<std::vector<MixerState>> part_state_;  // views of `state`, a part's rows
+  Tensor hidden_;                                    // (B, D): the parts' step_hidden (P > 1)
+  std::unique_ptr<CudaGraph> graph_;                 // null on the CPU
 };
 
 }  // namespace simba

@@ -4,6 +4,7 @@
 
 #include "autograd/ops.h"
 #include "nn/init.h"
+#include "ssm/delta_softplus.h"
 #include "ssm/selective_step.h"
 #include "ssm/selective_scan_autograd.h"
 #include "tensor/dispatch.h"
@@ -72,7 +73,9 @@ Variable MambaMixer::forward(const Variable& hidden, MixerTrace* trace) const {
   Variable z = linear(hidden, rows(in_proj->weight, Di), rows(in_proj->bias, Di));  // (B, L, Di)
   Variable u = conv1d->forward_silu(x);                        // (B, L, Di)
   Variable x_dbl = x_proj->forward(u);                          // (B, L, R+2N)
-  Variable delta = softplus(dt_proj->forward(narrow(x_dbl, -1, 0, R)));  // (B, L, Di)
+  // dt_proj's product, then its bias and the softplus in one pass (ssm/delta_softplus.h).
+  Variable dt = linear(narrow(x_dbl, -1, 0, R), dt_proj->weight, Variable());  // (B, L, Di)
+  Variable delta = delta_softplus(dt, dt_proj->bias);                           // (B, L, Di)
   Variable Bm = narrow(x_dbl, -1, R, N);                        // (B, L, N)
   Variable Cm = narrow(x_dbl, -1, R + N, N);                    // (B, L, N)
   Variable A = neg(exp(A_log));                                 // (Di, N)

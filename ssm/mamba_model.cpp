@@ -124,15 +124,19 @@ std::vector<MixerState> MambaLM::new_state(int64_t batch) const {
 
 Tensor MambaLM::step(const Tensor& ids_t, std::vector<MixerState>& state) const {
   NoGradGuard no_grad;
+  return linear(Variable(step_hidden(ids_t, state)), head_weight(), Variable()).data();  // (B, V)
+}
+
+Tensor MambaLM::step_hidden(const Tensor& ids_t, std::vector<MixerState>& state) const {
+  NoGradGuard no_grad;
   SIMBA_CHECK(ids_t.dim() == 1, "MambaLM::step: expected ids (B,), got " << shape_str(ids_t.shape()));
   SIMBA_CHECK(state.size() == backbone_->layers.size(),
               "MambaLM::step: state has " << state.size() << " layers, model has " << backbone_->layers.size());
-  // The same values as h = layer->step(h, state) for every layer, then head.
+  // The same values as h = layer->step(h, state) for every layer, then norm_f.
   Tensor h = embed(ids_t.unsqueeze(1)).data().squeeze(1).contiguous();  // (B, D)
-  const Tensor normed = residual_stream(*backbone_, h, [&](size_t l, const Tensor& x) {
+  return residual_stream(*backbone_, h, [&](size_t l, const Tensor& x) {
     return backbone_->layers[l]->mixer->step(x, state[l]);
   });
-  return linear(Variable(normed), head_weight(), Variable()).data();  // (B, V)
 }
 
 std::map<std::string, Tensor> MambaLM::state_tensors() const {

@@ -83,6 +83,10 @@ class MambaLM : public Module {
   // Recurrent generation: one token per sequence at a time.
   std::vector<MixerState> new_state(int64_t batch) const;
   Tensor step(const Tensor& ids_t, std::vector<MixerState>& state) const;  // (B) -> logits (B, V)
+  // step without the head: (B) -> the final RMSNorm's output (B, D), of which step's logits are
+  // the product with head_weight()ᵀ. Every row is computed from its own id and state alone, so a
+  // part of the batch (its ids and views of its rows of the state) can be stepped by itself.
+  Tensor step_hidden(const Tensor& ids_t, std::vector<MixerState>& state) const;
 
   const MambaConfig& config() const { return cfg_; }
   const MambaBackbone& backbone() const { return *backbone_; }

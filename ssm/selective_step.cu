@@ -23,6 +23,7 @@
 #include "tensor/dtype.h"
 #include "tensor/elementwise_math.h"
 #include "tensor/cuda_check.cuh"
+#include "tensor/cuda_fast_math.cuh"
 #include "tensor/error.h"
 
 namespace simba {
@@ -46,8 +47,8 @@ __global__ void __launch_bounds__(kThreads)
                 const T* __restrict__ u, const T* __restrict__ z, int64_t ld_z, const T* __restrict__ W_dt,
                 const T* __restrict__ b_dt, const T* __restrict__ A_log, const T* __restrict__ Dskip, int64_t B,
                 int64_t Di, int64_t R, int64_t N) {
-  using pointwise::exp_of;
-  using pointwise::sigmoid_of;
+  using fast_math::exp2;
+  using fast_math::sigmoid;
   using pointwise::softplus_of;
   using A = acc_t<T>;
   const int64_t g = (int64_t(blockIdx.x) * kThreads + threadIdx.x) / Lanes;
@@ -60,24 +61,42 @@ __global__ void __launch_bounds__(kThreads)
   T* hd = h + (b * Di + d) * N;
   // A step is a chain of latencies, not of bandwidth: every load that does not depend on Δ
   // (the lane's states and their operands, up to kRegStates of them, u, z, D, the bias, and
-  // (1)'s terms, unrolled) is issued before (1)'s sum, so the channel waits on one round trip to
-  // memory, not one a state. States past kRegStates·Lanes (N > 64 at 16 lanes, N > 16 at 4)
-  // follow in a loop.
+  // (1)'s terms, up to kRegTerms of them) is issued before (1)'s sum, so the channel waits on one
+  // round trip to memory, not one a state or a group of terms (a loop over the terms unrolled by
+  // 4 waited on one a group at 4 lanes a channel). States past kRegStates·Lanes (N > 64 at 16
+  // lanes, N > 16 at 4) and terms past kRegTerms·Lanes (R > 48, Mamba's R = ceil(D / 16): 48 at
+  // the 130M shape; held for more, the terms cost the 4-lane kernel an SM's ninth block) follow
+  // in loops.
+  // The exponentials of (2), A = −exp(A_log) and the decay exp(Δ·A), as powers of two: one
+  // ex2.approx each where expf takes about ten instructions (tensor/cuda_fast_math.cuh), as in the
+  // scan's kernels (ssm/selective_scan.cu). av holds A·log2 e.
+  const A kLog2e = A(1.4426950408889634);
+  const auto A2 = [&](A a_log) { return -exp2(a_log * kLog2e) * kLog2e; };
   A hv[kRegStates], av[kRegStates], Bv[kRegStates], Cv[kRegStates];
 #pragma unroll
   for (int i = 0; i < kRegStates; ++i) {
     const int64_t n = lane + int64_t(i) * Lanes;
     const bool in = n < N;
     hv[i] = in && valid ? A(hd[n]) : A(0);
-    av[i] = in ? A(A_log[d * N + n]) : A(0);
+    av[i] = in ? A2(A(A_log[d * N + n])) : A(0);
     Bv[i] = in ? A(x[R + n]) : A(0);
     Cv[i] = in ? A(x[R + N + n]) : A(0);
   }
   const A ud = A(u[b * Di + d]), zv = A(z[b * ld_z + d]);
   const A skip = Dskip ? A(Dskip[d]) : A(0), bias = b_dt ? A(b_dt[d]) : A(0);
+  // (1)'s terms of this lane, r = lane, lane + Lanes, ..., summed in that order.
+  constexpr int kRegTerms = 48 / Lanes;
+  A wt[kRegTerms], xt[kRegTerms];
+#pragma unroll
+  for (int i = 0; i < kRegTerms; ++i) {
+    const int64_t r = lane + int64_t(i) * Lanes;
+    wt[i] = r < R ? A(W_dt[d * R + r]) : A(0);
+    xt[i] = r < R ? A(x[r]) : A(0);
+  }
   A s = 0;
-#pragma unroll 4
-  for (int64_t r = lane; r < R; r += Lanes) s += A(W_dt[d * R + r]) * A(x[r]);
+#pragma unroll
+  for (int i = 0; i < kRegTerms; ++i) s += wt[i] * xt[i];
+  for (int64_t r = lane + int64_t(kRegTerms) * Lanes; r < R; r += Lanes) s += A(W_dt[d * R + r]) * A(x[r]);
   const A delta = softplus_of(channel_sum<Lanes>(s) + bias);  // (1)
   const A dx = delta * ud;
   A acc = 0;
@@ -85,19 +104,19 @@ __global__ void __launch_bounds__(kThreads)
   for (int i = 0; i < kRegStates; ++i) {
     const int64_t n = lane + int64_t(i) * Lanes;
     if (n < N) {
-      const A hn = exp_of(-delta * exp_of(av[i])) * hv[i] + dx * Bv[i];  // (2)
+      const A hn = exp2(delta * av[i]) * hv[i] + dx * Bv[i];  // (2)
       if (valid) hd[n] = T(hn);
       acc += Cv[i] * hn;
     }
   }
   for (int64_t n = lane + int64_t(kRegStates) * Lanes; n < N; n += Lanes) {  // the lane's further states
     const A h_old = valid ? A(hd[n]) : A(0);
-    const A hn = exp_of(-delta * exp_of(A(A_log[d * N + n]))) * h_old + dx * A(x[R + n]);  // (2)
+    const A hn = exp2(delta * A2(A(A_log[d * N + n]))) * h_old + dx * A(x[R + n]);  // (2)
     if (valid) hd[n] = T(hn);
     acc += A(x[R + N + n]) * hn;
   }
   acc = channel_sum<Lanes>(acc);
-  if (valid && lane == 0) y[b * Di + d] = T((acc + skip * ud) * zv * sigmoid_of(zv));  // (3)
+  if (valid && lane == 0) y[b * Di + d] = T((acc + skip * ud) * zv * sigmoid(zv));  // (3), σ as the scan's gate
 }
 
 }  // namespace

@@ -22,7 +22,8 @@
 //   *_cpu:  the same arithmetic in the same order, OpenMP over (b, d): bit-identical to _ref.
 //   *_cuda: 16 lanes a channel (4 once the channels fill the GPU), splitting (1)'s sum and
 //           the states, shuffles to add (ssm/selective_step.cu); its sums run in a tree order,
-//           not _ref's.
+//           not _ref's, and in float32 the exponentials of (2) and the gate's σ are the
+//           special-function unit's (tensor/cuda_fast_math.cuh), as in the scan's kernels.
 // T = float, double or bfloat16; computed in acc_t<T> (float for bfloat16), each output
 // rounded once. For *_cuda every pointer is device memory on the current device, and the call
 // returns once the work is queued.

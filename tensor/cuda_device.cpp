@@ -37,6 +37,10 @@ void cuda_upload_staged(void*, int, const void*, size_t) { fail_no_cuda("cuda_up
 CudaGraph::CudaGraph(int, const std::function<void()>&) { fail_no_cuda("CudaGraph"); }
 CudaGraph::~CudaGraph() = default;
 void CudaGraph::replay() const { fail_no_cuda("CudaGraph::replay"); }
+size_t CudaGraph::root_count() const { fail_no_cuda("CudaGraph::root_count"); }
+size_t CudaGraph::leaf_count() const { fail_no_cuda("CudaGraph::leaf_count"); }
+void cuda_branches(int, int, const std::function<void(int)>&) { fail_no_cuda("cuda_branches"); }
+int cuda_branch() { return 0; }
 CudaReadback::CudaReadback(int, size_t) { fail_no_cuda("CudaReadback"); }
 CudaReadback::~CudaReadback() = default;
 void CudaReadback::queue(const void*, size_t) { fail_no_cuda("CudaReadback::queue"); }

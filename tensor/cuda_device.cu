@@ -20,6 +20,7 @@
 // free).
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdio>
 #include <cstdint>
@@ -91,6 +92,11 @@ void check_device_index(int device) {
 // cuda_check_device_pointer is skipped (the same calls were checked when they ran before,
 // outside capture), and the allocator's cache is not used.
 thread_local bool t_recording = false;
+
+// Whether this thread is inside cuda_branches, and which branch it is queuing (0 outside one):
+// cuda_branch().
+thread_local bool t_branching = false;
+thread_local int t_branch = 0;
 
 // SIMBA_CUDA_CACHE unset or 1: on; 0: off; anything else is an error naming it. Read at the first
 // allocation (where an error can be thrown; a free always comes after one).
@@ -456,6 +462,76 @@ CudaGraph::~CudaGraph() {
 void CudaGraph::replay() const {
   DeviceGuard guard(device_);
   SIMBA_CUDA_CHECK(cudaGraphLaunch(static_cast<cudaGraphExec_t>(exec_), cuda_stream(device_)));
+}
+
+size_t CudaGraph::root_count() const {
+  size_t n = 0;
+  SIMBA_CUDA_CHECK(cudaGraphGetRootNodes(static_cast<cudaGraph_t>(graph_), nullptr, &n));
+  return n;
+}
+
+size_t CudaGraph::leaf_count() const {
+  const cudaGraph_t graph = static_cast<cudaGraph_t>(graph_);
+  size_t n = 0;
+  SIMBA_CUDA_CHECK(cudaGraphGetNodes(graph, nullptr, &n));
+  std::vector<cudaGraphNode_t> nodes(n);
+  SIMBA_CUDA_CHECK(cudaGraphGetNodes(graph, nodes.data(), &n));
+  size_t leaves = 0;
+  for (cudaGraphNode_t node : nodes) {
+    size_t dependents = 0;
+    SIMBA_CUDA_CHECK(cudaGraphNodeGetDependentNodes(node, nullptr, nullptr, &dependents));
+    leaves += dependents == 0;
+  }
+  return leaves;
+}
+
+int cuda_branch() { return t_branch; }
+
+void cuda_branches(int device, int n, const std::function<void(int)>& branch) {
+  SIMBA_CHECK(n >= 1 && n <= kMaxCudaBranches,
+              "cuda_branches: " << n << " branches, expected 1 to " << kMaxCudaBranches);
+  SIMBA_CHECK(!t_branching, "cuda_branches: called inside branch " << t_branch << " (branches do not nest)");
+  cudaStream_t stream = cuda_stream(device);  // checks the index, sets up the device
+  t_branching = true;
+  struct Reset {  // outside again however the branches end
+    ~Reset() {
+      t_branching = false;
+      t_branch = 0;
+    }
+  } reset;
+  if (!t_recording) {
+    for (int i = 0; i < n; ++i) {
+      t_branch = i;
+      branch(i);
+    }
+    return;
+  }
+  // The capture's dependency set (the nodes the next captured node will wait on): every branch
+  // starts from the set at the call, and the set after the call is the union of the branches'
+  // last nodes. The driver's arrays are valid only until the next call on the stream: copied.
+  const auto dependencies = [&] {
+    cudaStreamCaptureStatus status;
+    const cudaGraphNode_t* deps = nullptr;
+    size_t count = 0;
+    SIMBA_CUDA_CHECK(cudaStreamGetCaptureInfo(stream, &status, nullptr, nullptr, &deps, nullptr, &count));
+    SIMBA_CHECK(status == cudaStreamCaptureStatusActive, "cuda_branches: the device's stream is not capturing");
+    return std::vector<cudaGraphNode_t>(deps, deps + count);
+  };
+  const std::vector<cudaGraphNode_t> fork = dependencies();
+  std::vector<cudaGraphNode_t> join;
+  for (int i = 0; i < n; ++i) {
+    std::vector<cudaGraphNode_t> start = fork;
+    SIMBA_CUDA_CHECK(cudaStreamUpdateCaptureDependencies(stream, start.data(), nullptr, start.size(),
+                                                         cudaStreamSetCaptureDependencies));
+    t_branch = i;
+    branch(i);
+    const std::vector<cudaGraphNode_t> last = dependencies();
+    join.insert(join.end(), last.begin(), last.end());
+  }
+  std::sort(join.begin(), join.end());  // a branch that queued nothing leaves the fork's nodes
+  join.erase(std::unique(join.begin(), join.end()), join.end());
+  SIMBA_CUDA_CHECK(cudaStreamUpdateCaptureDependencies(stream, join.data(), nullptr, join.size(),
+                                                       cudaStreamSetCaptureDependencies));
 }
 
 void cuda_upload_staged(void* dst, int device, const void* src, size_t nbytes) {

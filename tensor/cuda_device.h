@@ -114,11 +114,32 @@ class CudaGraph {
   CudaGraph(const CudaGraph&) = delete;
   CudaGraph& operator=(const CudaGraph&) = delete;
   void replay() const;
+  // The recorded graph's nodes that wait on nothing, and those nothing waits on: one each for a
+  // plain sequence of work; cuda_branches at the start gives a root a branch.
+  size_t root_count() const;
+  size_t leaf_count() const;
 
  private:
   int device_ = 0;
   void* graph_ = nullptr;  // cudaGraph_t
   void* exec_ = nullptr;   // cudaGraphExec_t
 };
+
+// Independent pieces of work on one device, such as the parts of a batch that a recurrent step
+// treats row by row. Calls branch(0), ..., branch(n − 1) in order, 1 <= n <= kMaxCudaBranches.
+// Outside a CudaGraph's recording they simply run one after another on the device's stream.
+// While a graph records, the work branch(i) queues depends only on what was recorded before
+// this call, not on the other branches, and the work recorded after the call waits for every
+// branch: the graph may run the branches at the same time, so that the latency of one branch's
+// small kernels hides behind another's instead of adding to it. The branches must not touch
+// each other's tensors, and each must free what it allocates, like `record`. Each branch's
+// cuBLAS calls go through a cuBLAS handle and workspace of their own (tensor/matmul.cu), in both
+// modes, so that branches running at once never share cuBLAS's scratch memory; a handle is made
+// at its branch's first GEMM, which must therefore come outside recording (run the work once
+// before recording it, as DecodeStep does). Branches do not nest.
+constexpr int kMaxCudaBranches = 8;
+void cuda_branches(int device, int n, const std::function<void(int)>& branch);
+// The branch the calling thread is queuing: i inside branch(i), 0 outside cuda_branches.
+int cuda_branch();
 
 }  // namespace simba

@@ -1,9 +1,9 @@
 // tensor/cuda_fast_math.cuh: float32 exponential functions on the GPU's special-function unit
 // (ex2.approx: one instruction, relative error below 2^-22), for kernels whose instruction count
-// they would otherwise dominate: the selective scan's decays and gate (ssm/selective_scan.cu),
-// the Simba score (ssm/simba_score.cu), the conv's SiLU and its derivative (nn/causal_conv1d.cu). Each has a
-// float64 overload that stays exact: float64 is the type the kernels are checked against
-// references in. Included by .cu files only.
+// they would otherwise dominate: the selective scan's decays and gate (ssm/selective_scan.cu) and
+// the recurrent step's (ssm/selective_step.cu), the Simba score (ssm/simba_score.cu), the conv's
+// SiLU and its derivative (nn/causal_conv1d.cu). Each has a float64 overload that stays exact:
+// float64 is the type the kernels are checked against references in. Included by .cu files only.
 #pragma once
 
 #include <cuda_runtime.h>

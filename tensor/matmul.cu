@@ -26,8 +26,8 @@
 // float32 summation order before the one rounding to bfloat16 (none into a float32 c). cuBLAS documents that its
 // GEMMs give the same bits on every run on GPUs of one architecture and SM count while a
 // single stream is in use: simba issues all work of a device (bfloat16 GEMMs included) on
-// its one stream (cuda_stream), and gives the handle a fixed workspace, so the algorithm
-// cuBLAS picks does not depend on what else ran.
+// its one stream (cuda_stream), and gives each handle (one a branch of cuda_branches) a fixed
+// workspace of the same size, so the algorithm cuBLAS picks does not depend on what else ran.
 #include <cublas_v2.h>
 #include <cuda_pipeline.h>
 #include <cuda_runtime.h>
@@ -38,8 +38,10 @@
 #include <map>
 #include <mutex>
 #include <type_traits>
+#include <utility>
 
 #include "tensor/cuda_check.cuh"
+#include "tensor/cuda_device.h"
 #include "tensor/matmul.h"
 #include "tensor/storage.h"
 
@@ -61,8 +63,10 @@ namespace {
 // cuda_memory_stats counts it as held from a device's first GEMM on.
 constexpr size_t kWorkspaceBytes = size_t(32) << 20;
 
-// The cuBLAS handle of `device` (the current device, made so by cuda_enter), created on first
-// use with the device's simba stream and workspace bound to it. Handles and workspaces are
+// The cuBLAS handle of `device` (the current device, made so by cuda_enter) for the branch the
+// thread is queuing (cuda_branch: 0 but inside cuda_branches, whose branches may run at the same
+// time in a CUDA graph and so must not share a workspace), created on first use with the
+// device's simba stream and a workspace of its own bound to it. Handles and workspaces are
 // destroyed at exit by an atexit function, not by static destructors: registered after the CUDA
 // runtime and cuBLAS started (each registers its own teardown first), it runs while both are
 // still up, so a leak check (compute-sanitizer --leak-check full) finds every allocation returned.
@@ -74,8 +78,8 @@ std::mutex& cublas_mutex() {
   static std::mutex* m = new std::mutex;
   return *m;
 }
-std::map<int, CublasContext>& cublas_contexts() {
-  static auto* contexts = new std::map<int, CublasContext>;
+std::map<std::pair<int, int>, CublasContext>& cublas_contexts() {  // by (device, branch)
+  static auto* contexts = new std::map<std::pair<int, int>, CublasContext>;
   return *contexts;
 }
 
@@ -90,8 +94,16 @@ void destroy_cublas_contexts() {
 
 cublasHandle_t cublas_handle(int device) {
   std::lock_guard<std::mutex> lock(cublas_mutex());
-  auto it = cublas_contexts().find(device);
+  const std::pair<int, int> key{device, cuda_branch()};
+  auto it = cublas_contexts().find(key);
   if (it != cublas_contexts().end()) return it->second.handle;
+  // The workspace would become memory of the graph being recorded: the first GEMM of a device
+  // (and of each branch) runs before any recording (tensor/cuda_device.h).
+  cudaStreamCaptureStatus capturing = cudaStreamCaptureStatusNone;
+  SIMBA_CUDA_CHECK(cudaStreamIsCapturing(cuda_stream(device), &capturing));
+  SIMBA_CHECK(capturing == cudaStreamCaptureStatusNone,
+              "cuBLAS on cuda:" << device << " (branch " << key.second << ") first used while a CUDA graph records: "
+                                << "run the recorded work once before recording it");
   cublasHandle_t h;
   SIMBA_CUBLAS_CHECK(cublasCreate(&h));
   SIMBA_CUBLAS_CHECK(cublasSetStream(h, cuda_stream(device)));  // resets the workspace: set it after
@@ -99,7 +111,7 @@ cublasHandle_t cublas_handle(int device) {
   SIMBA_CUBLAS_CHECK(cublasSetWorkspace(h, workspace->data(), kWorkspaceBytes));
   SIMBA_CUBLAS_CHECK(cublasSetMathMode(h, CUBLAS_DEFAULT_MATH));
   SIMBA_CUBLAS_CHECK(cublasSetPointerMode(h, CUBLAS_POINTER_MODE_HOST));  // alpha, beta on the host
-  cublas_contexts()[device] = CublasContext{h, workspace};
+  cublas_contexts()[key] = CublasContext{h, workspace};
   // After cublasCreate, so that this runs before any teardown cuBLAS itself registers.
   static const bool destroyed_at_exit = std::atexit(destroy_cublas_contexts) == 0;
   (void)destroyed_at_exit;

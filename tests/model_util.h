@@ -4,9 +4,12 @@
 #include <vector>
 
 #include "autograd/ops.h"
+#include "nn/linear.h"
 #include "nn/module.h"
 #include "ssm/mamba_config.h"
+#include "ssm/mamba_model.h"
 #include "tensor/random.h"
+#include "tensor/shape_ops.h"
 
 namespace simba {
 
@@ -40,6 +43,18 @@ inline void jitter(Module& m, uint64_t seed, double scale) {
   NoGradGuard ng;
   for (auto& [name, p] : m.named_parameters())
     p.data().copy_(add(p.data(), affine(randn(p.shape(), g, p.dtype()), scale, 0.0)));
+}
+
+// DecodeStep's step in P parts (ssm/decode_step.h) spelled out: the rows [B·p/P, B·(p+1)/P) of
+// ids (B) stepped by MambaLM::step_hidden on states[p], that part's own state (new_state of
+// its rows), then the head over all B rows at once. P = states.size().
+inline Tensor step_in_parts(const MambaLM& model, const Tensor& ids, std::vector<std::vector<MixerState>>& states) {
+  const int64_t B = ids.size(0), P = int64_t(states.size());
+  std::vector<Tensor> hidden;
+  for (int64_t p = 0; p < P; ++p)
+    hidden.push_back(model.step_hidden(ids.narrow(0, B * p / P, B * (p + 1) / P - B * p / P), states[p]));
+  NoGradGuard ng;
+  return linear(Variable(cat(hidden, 0)), model.head_weight(), Variable()).data();
 }
 
 }  // namespace simba

@@ -25,6 +25,7 @@
 #include <cmath>
 #include <functional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "autograd/ops.h"
@@ -329,37 +330,47 @@ TEST_CASE("CUDA generation: greedy decoding gives the CPU's tokens and logits wi
   }
 }
 
-TEST_CASE("CUDA DecodeStep: the recorded graph gives the eager GPU step's logits and state bit for bit") {
+TEST_CASE("CUDA DecodeStep: the recorded graph gives the eager GPU step's logits and state bit for bit, in parts too") {
   MambaConfig cfg = tiny_config(3);
   cfg.vocab_size = 50;
   cfg.hidden_size = 32;
   cfg.state_size = 8;
-  for (DType dt : {DType::F32, DType::BF16}) {
-    INFO(dtype_name(dt));
-    MambaLM model(cfg, 7);
-    jitter(model, 8, 0.05);
-    model.to(dt);
-    model.to(kGpu);
-    const int64_t B = 3;
-    DecodeStep step(model, B);
-    for (int round = 0; round < 2; ++round) {  // the second after reset(): the same tokens again
-      INFO("round " << round);
-      std::vector<MixerState> ref = model.new_state(B);
-      Tensor next = Tensor::from_ints({B}, {4, 19, 33}, kGpu);
-      for (int t = 0; t < 8; ++t) {
-        step.ids.copy_(next);
-        step.logits.fill_(std::nan(""));  // poisoned: the replay must write every logit
-        step.run();
-        const Tensor expected = model.step(next, ref);
-        REQUIRE(step.logits.device() == kGpu);
-        CHECK(step.logits.to(cpu()).to_vector() == expected.to(cpu()).to_vector());
-        next = argmax(expected, 1);
+  // 17 rows: in 2 parts (8 + 9) bfloat16's products of more than 4 rows run on cuBLAS, a handle
+  // for each branch of the graph (tensor/matmul.cu); in 3 the parts differ in size (5, 6, 6).
+  for (const auto& [B, parts] : std::vector<std::pair<int64_t, int>>{{3, 1}, {17, 1}, {17, 2}, {17, 3}}) {
+    for (DType dt : {DType::F32, DType::BF16}) {
+      INFO(dtype_name(dt) << ", batch " << B << " in " << parts << " parts");
+      MambaLM model(cfg, 7);
+      jitter(model, 8, 0.05);
+      model.to(dt);
+      model.to(kGpu);
+      DecodeStep step(model, B, parts);
+      REQUIRE(step.parts() == parts);
+      std::vector<int64_t> first;
+      for (int64_t b = 0; b < B; ++b) first.push_back((4 + 15 * b) % cfg.vocab_size);
+      for (int round = 0; round < 2; ++round) {  // the second after reset(): the same tokens again
+        INFO("round " << round);
+        // The eager reference: MambaLM::step, or each part's rows on a state of their own.
+        std::vector<std::vector<MixerState>> ref;
+        for (int p = 0; p < parts; ++p) ref.push_back(model.new_state(B * (p + 1) / parts - B * p / parts));
+        Tensor next = Tensor::from_ints({B}, first, kGpu);
+        for (int t = 0; t < 8; ++t) {
+          step.ids.copy_(next);
+          step.logits.fill_(std::nan(""));  // poisoned: the replay must write every logit
+          step.run();
+          const Tensor expected = parts == 1 ? model.step(next, ref[0]) : step_in_parts(model, next, ref);
+          REQUIRE(step.logits.device() == kGpu);
+          CHECK(step.logits.to(cpu()).to_vector() == expected.to(cpu()).to_vector());
+          next = argmax(expected, 1);
+        }
+        for (int p = 0; p < parts; ++p)
+          for (size_t l = 0; l < ref[p].size(); ++l) {
+            const int64_t r0 = B * p / parts, n = B * (p + 1) / parts - r0;
+            CHECK(step.state[l].ssm.narrow(0, r0, n).to(cpu()).to_vector() == ref[p][l].ssm.to(cpu()).to_vector());
+            CHECK(step.state[l].conv.narrow(0, r0, n).to(cpu()).to_vector() == ref[p][l].conv.to(cpu()).to_vector());
+          }
+        step.reset();
       }
-      for (size_t l = 0; l < ref.size(); ++l) {
-        CHECK(step.state[l].ssm.to(cpu()).to_vector() == ref[l].ssm.to(cpu()).to_vector());
-        CHECK(step.state[l].conv.to(cpu()).to_vector() == ref[l].conv.to(cpu()).to_vector());
-      }
-      step.reset();
     }
   }
 }

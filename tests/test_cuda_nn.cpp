@@ -88,9 +88,10 @@ std::vector<bfloat16> poison_bf16(size_t n) { return std::vector<bfloat16>(n, bf
 struct NormSize {
   int64_t rows, D;
 };
-// D = 1; D below, at and just past the block (256) and the backward's register segments (256
-// and 1024 columns); rows across 1, 2, 10 and 257 dw chunks (32): 257 partial rows are summed
-// in 8 slices of 32 or 33 (tensor/cuda_reduce.cuh), 8 loads at a time and a remainder.
+// D = 1; D below, at and just past the block (256), the backward's register segments (256
+// and 1024 columns) and the forward's columns kept in registers (1024); rows across 1, 2, 10
+// and 257 dw chunks (32): 257 partial rows are summed in 8 slices of 32 or 33
+// (tensor/cuda_reduce.cuh), 8 loads at a time and a remainder.
 const NormSize kNormSizes[] = {{1, 1},      {7, 33},     {32, 256}, {37, 257},
                                {65, 768},   {300, 1000}, {41, 2100}, {8200, 33}};
 
@@ -257,10 +258,12 @@ struct ConvSize {
 // 66 slices, whose partials are summed in 8 runs of 8 or 9 (tensor/cuda_reduce.cuh).
 // pad: the extra columns of x's buffer. 3 keeps rows off 16-byte boundaries (the plain kernel);
 // 8 or 0 with C a multiple of 8 gives 16-byte rows (the vector kernel, float32 and bfloat16).
+// The last two: the one-pass SiLU backward's one-channel kernel at K = 2 and 3 (C odd).
 const ConvSize kConvSizes[] = {{1, 1, 1, 1, true},       {2, 3, 5, 4, true},       {3, 70, 129, 4, false},
                                {2, 200, 300, 3, true},   {1, 1000, 17, 4, true},   {4, 65, 257, 1, true},
                                {2, 100, 256, 4, true, 8}, {3, 37, 64, 3, false, 0}, {1, 50, 136, 2, true, 8},
-                               {2, 40, 8, 1, true, 0},    {1, 70, 16, 5, true, 8},  {1, 4200, 40, 4, true, 8}};
+                               {2, 40, 8, 1, true, 0},    {1, 70, 16, 5, true, 8},  {1, 4200, 40, 4, true, 8},
+                               {2, 90, 131, 2, true, 3},  {1, 130, 33, 3, false, 0}};
 
 TEST_CASE("CUDA causal conv1d forward and backward equal the reference (strided input)") {
   for (const ConvSize& sz : kConvSizes) {
@@ -418,36 +421,39 @@ TEST_CASE("CUDA bfloat16 causal conv1d forward, backward and step equal the CPU 
   }
 
   // The recurrent step: x_t a column view (x_ld = 2C) of a projection, out rows out_ld = C + 2
-  // apart (the gap cells stay NaN on both sides: written by neither).
-  const int64_t B = 3, C = 37, K = 4, out_ld = C + 2;
-  std::vector<bfloat16> state_cpu = to_bf16(uniform(B * C * K, -1, 1, 131));
-  const std::vector<bfloat16> w = to_bf16(uniform(C * K, -1, 1, 132)), bias = to_bf16(uniform(C, -1, 1, 133));
-  DevArray<bfloat16> state(state_cpu);
-  const DevArray<bfloat16> dw(w), db(bias);
-  for (int step = 0; step < 6; ++step) {
-    const bool silu = step % 2 == 1;  // the mixer's fused SiLU on odd steps
-    INFO("step " << step << " silu " << silu);
-    const std::vector<bfloat16> xz = to_bf16(uniform(B * 2 * C, -1, 1, 140 + step));
-    const DevArray<bfloat16> dxz(xz);
-    std::vector<bfloat16> out_cpu = poison_bf16(B * out_ld);
-    causal_conv1d_step_cpu<bfloat16>(out_cpu.data(), out_ld, state_cpu.data(), xz.data(), 2 * C, w.data(), bias.data(),
-                                     B, C, K, silu);
-    DevArray<bfloat16> out(poison_bf16(B * out_ld));
-    causal_conv1d_step_cuda<bfloat16>(out.p(), out_ld, state.p(), dxz.p(), 2 * C, dw.p(), db.p(), B, C, K, silu);
-    const std::vector<double> got = widen(out.read()), ref = widen(out_cpu);
-    std::vector<double> got_rows, ref_rows;
-    int64_t gap_written = 0;
-    for (int64_t i = 0; i < B * out_ld; ++i) {
-      if (i % out_ld < C) {
-        got_rows.push_back(got[i]);
-        ref_rows.push_back(ref[i]);
-      } else {
-        gap_written += !std::isnan(got[i]);
+  // apart (the gap cells stay NaN on both sides: written by neither). K up to kMaxTaps = 4 keeps
+  // the window in registers (K = 1: x alone); K = 6 walks the state in memory.
+  for (const int64_t K : {int64_t(1), int64_t(3), int64_t(4), int64_t(6)}) {
+    const int64_t B = 3, C = 37, out_ld = C + 2;
+    std::vector<bfloat16> state_cpu = to_bf16(uniform(B * C * K, -1, 1, 131));
+    const std::vector<bfloat16> w = to_bf16(uniform(C * K, -1, 1, 132)), bias = to_bf16(uniform(C, -1, 1, 133));
+    DevArray<bfloat16> state(state_cpu);
+    const DevArray<bfloat16> dw(w), db(bias);
+    for (int step = 0; step < 6; ++step) {
+      const bool silu = step % 2 == 1;  // the mixer's fused SiLU on odd steps
+      INFO("K " << K << ", step " << step << " silu " << silu);
+      const std::vector<bfloat16> xz = to_bf16(uniform(B * 2 * C, -1, 1, 140 + step));
+      const DevArray<bfloat16> dxz(xz);
+      std::vector<bfloat16> out_cpu = poison_bf16(B * out_ld);
+      causal_conv1d_step_cpu<bfloat16>(out_cpu.data(), out_ld, state_cpu.data(), xz.data(), 2 * C, w.data(),
+                                       bias.data(), B, C, K, silu);
+      DevArray<bfloat16> out(poison_bf16(B * out_ld));
+      causal_conv1d_step_cuda<bfloat16>(out.p(), out_ld, state.p(), dxz.p(), 2 * C, dw.p(), db.p(), B, C, K, silu);
+      const std::vector<double> got = widen(out.read()), ref = widen(out_cpu);
+      std::vector<double> got_rows, ref_rows;
+      int64_t gap_written = 0;
+      for (int64_t i = 0; i < B * out_ld; ++i) {
+        if (i % out_ld < C) {
+          got_rows.push_back(got[i]);
+          ref_rows.push_back(ref[i]);
+        } else {
+          gap_written += !std::isnan(got[i]);
+        }
       }
+      CHECK(normwise_error(got_rows, ref_rows) <= kBf16Tol);
+      CHECK(gap_written == 0);
+      CHECK(widen(state.read()) == widen(state_cpu));  // a shift and a copy: exact
     }
-    CHECK(normwise_error(got_rows, ref_rows) <= kBf16Tol);
-    CHECK(gap_written == 0);
-    CHECK(widen(state.read()) == widen(state_cpu));  // a shift and a copy: exact
   }
 }
 

@@ -27,6 +27,9 @@
 // 7. The fused recurrent step (ssm/selective_step.h) against its float64 reference.
 // 8. A training forward's checkpoints against the reference's states, and the backward that
 //    starts from them against the one that sweeps for itself.
+// 9. The step sizes Δ = softplus(dt + b) (ssm/delta_softplus.h) against the float64 reference,
+//    into a poisoned output, in 16-byte pieces and element by element; in float32 the same bits
+//    as the GPU's add and softplus ops; the op's gradients equal the CPU's.
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -39,11 +42,14 @@
 #include <string>
 #include <vector>
 
+#include "autograd/ops.h"
+#include "ssm/delta_softplus.h"
 #include "ssm/selective_scan.h"
 #include "ssm/selective_step.h"
 #include "tensor/cuda_device.h"
 #include "tensor/error.h"
 #include "tensor/half_types.h"
+#include "tensor/random.h"
 #include "tensor/storage.h"
 #include "tests/cuda_test_util.h"
 #include "tests/step_inputs.h"
@@ -532,7 +538,8 @@ TEST_CASE("CUDA selective scan rejects unsupported sizes and host pointers") {
 // than one wave of 16 lanes each on a GPU of up to 187 SMs (2048 threads each), so they take
 // the 4-lane configuration (the 130M model's decode at batch 32, and N = 11 not a multiple of 4);
 // sizes 7 (16 lanes) and 8 (4 lanes) have more states than a lane holds in registers (4 a lane),
-// so the rest go through the kernel's loop.
+// and sizes 9 (16 lanes) and 10 (4 lanes) more dt terms (R > 48: 3 a lane at 16 lanes, 12 at 4),
+// so the rest go through the kernel's loops.
 TEST_CASE("CUDA selective_step matches the float64 reference, float32 and bfloat16") {
   struct Size {
     int64_t B, Di, R, N;
@@ -541,7 +548,8 @@ TEST_CASE("CUDA selective_step matches the float64 reference, float32 and bfloat
   for (const Size& sz : {Size{1, 1536, 48, 16, true, true}, Size{3, 37, 5, 16, true, false},
                          Size{32, 130, 3, 5, false, true}, Size{2, 64, 0, 64, true, true},
                          Size{32, 1536, 48, 16, true, true}, Size{24, 1000, 7, 11, true, false},
-                         Size{2, 64, 3, 80, false, true}, Size{24, 1000, 7, 40, true, true}}) {
+                         Size{2, 64, 3, 80, false, true}, Size{24, 1000, 7, 40, true, true},
+                         Size{1, 100, 80, 16, true, true}, Size{32, 1536, 96, 16, true, false}}) {
     INFO("B=" << sz.B << " Di=" << sz.Di << " R=" << sz.R << " N=" << sz.N);
     const StepInputs s(sz.B, sz.Di, sz.R, sz.N, sz.bias, sz.skip, 40 + sz.Di);
     auto check = [&](auto tag, double tol) {
@@ -567,5 +575,41 @@ TEST_CASE("CUDA selective_step matches the float64 reference, float32 and bfloat
     };
     check(float{}, kTol);
     check(bfloat16{}, kBf16Tol);
+  }
+}
+
+TEST_CASE("CUDA delta_softplus matches the float64 reference; float32 keeps the unfused ops' bits; gradients") {
+  // Di = 1536 (Mamba-130M: 16-byte pieces), 24 (pieces, M not a multiple of a thread's 4 rows),
+  // 19 (odd: element by element); dt spans e^v tiny, moderate and past the v > 20 cut.
+  for (const auto& [M, Di] : std::vector<std::pair<int64_t, int64_t>>{{130, 1536}, {7, 24}, {37, 19}}) {
+    INFO("M=" << M << " Di=" << Di);
+    Generator g(90 + Di);
+    const Tensor dt64 = affine(rand({M, Di}, g, DType::F64), 60.0, -35.0), b64 = randn({Di}, g, DType::F64);
+    for (const DType dtype : {DType::F32, DType::F64, DType::BF16}) {
+      INFO(dtype_name(dtype));
+      const Tensor dt = dt64.to(dtype), b = b64.to(dtype);
+      const std::vector<double> dtv = dt.to(DType::F64).to_vector(), bv = b.to(DType::F64).to_vector();
+      std::vector<double> ref(M * Di);
+      delta_softplus_forward_ref<double>(ref.data(), dtv.data(), bv.data(), M, Di);
+      const Tensor dt_gpu = dt.to(cuda_test::kGpu), b_gpu = b.to(cuda_test::kGpu);
+      Tensor out = Tensor::full({M, Di}, std::nan(""), dtype, cuda_test::kGpu);
+      SIMBA_DISPATCH_COMPUTE(dtype, "test", [&] {
+        delta_softplus_forward_cuda<scalar_t>(out.device_data<scalar_t>(), dt_gpu.device_data<scalar_t>(),
+                                              b_gpu.device_data<scalar_t>(), M, Di);
+      });
+      const std::vector<double> got = out.to(cpu()).to_vector();
+      const double tol = dtype == DType::BF16 ? kBf16Tol : dtype == DType::F32 ? kTol : 1e-12;
+      CHECK(cuda_test::normwise_error(got, ref) <= tol);
+      if (dtype == DType::F32) CHECK(got == softplus(add(dt_gpu, b_gpu)).to(cpu()).to_vector());
+      // The op on both devices, and its gradients from one random upstream gradient.
+      Variable vd(dt_gpu, true), vb(b_gpu, true), cd(dt, true), cb(b, true);
+      const Tensor up = randn({M, Di}, g).to(dtype);
+      Variable yg = delta_softplus(vd, vb), yc = delta_softplus(cd, cb);
+      CHECK(yg.data().to(cpu()).to_vector() == got);
+      yg.backward(up.to(cuda_test::kGpu));
+      yc.backward(up);
+      CHECK(cuda_test::normwise_error(vd.grad().to(cpu()).to_vector(), cd.grad().to(DType::F64).to_vector()) <= tol);
+      CHECK(cuda_test::normwise_error(vb.grad().to(cpu()).to_vector(), cb.grad().to(DType::F64).to_vector()) <= tol);
+    }
   }
 }

@@ -32,6 +32,8 @@
 #include "tensor/cuda_device.h"
 #include "tensor/dispatch.h"
 #include "tensor/elementwise.h"
+#include "tensor/matmul.h"
+#include "tensor/random.h"
 #include "tensor/readback.h"
 #include "tensor/reduce.h"
 #include "tensor/shape_ops.h"
@@ -443,4 +445,55 @@ TEST_CASE("CUDA Readback: queued on the stream without a wait, one copy counted,
   r.queue(t.narrow(0, 1, 1));  // a second read replaces the first
   CHECK(r.wait() == std::vector<double>{9.0});
   CHECK(contains(error_of([&] { r.queue(Tensor::ones({2}, DType::F64)); }), "on cuda:0, got float64 (2,) on cpu"));
+}
+
+TEST_CASE("CUDA branches: in order outside a graph; recorded, each waits on nothing before it, the work after on all") {
+  // bfloat16 products of 16 rows run on cuBLAS (tensor/matmul.cu): each branch on its own handle
+  // and workspace. Every branch allocates and frees a temporary (the product).
+  const int n = 3;
+  Generator g(41);
+  std::vector<Tensor> a, w, out;
+  for (int i = 0; i < n; ++i) {
+    a.push_back(randn({16, 64}, g, DType::BF16, kDev));
+    w.push_back(randn({64, 48}, g, DType::BF16, kDev));
+    out.push_back(Tensor::empty({16, 48}, DType::BF16, kDev));
+  }
+  Tensor total = Tensor::empty({16, 48}, DType::BF16, kDev);
+  std::vector<int> order, seen_branch;
+  const auto work = [&](int i) {
+    order.push_back(i);
+    seen_branch.push_back(cuda_branch());
+    out[i].copy_(matmul(a[i], w[i]));
+  };
+  cuda_branches(kDev.index, n, work);  // eager: also makes the branches' cuBLAS handles
+  CHECK(order == std::vector<int>{0, 1, 2});
+  CHECK(seen_branch == std::vector<int>{0, 1, 2});
+  CHECK(cuda_branch() == 0);
+  std::vector<std::vector<double>> expected;
+  for (int i = 0; i < n; ++i) expected.push_back(out[i].to(cpu()).to_vector());
+  const std::vector<double> expected_total = add(add(out[0], out[1]), out[2]).to(cpu()).to_vector();
+
+  CudaGraph graph(kDev.index, [&] {
+    cuda_branches(kDev.index, n, work);
+    total.copy_(add(add(out[0], out[1]), out[2]));  // after the join
+  });
+  CHECK(graph.root_count() == size_t(n));  // the branches start from nothing recorded before them
+  CHECK(graph.leaf_count() == 1);          // and the sum waits for all of them
+  for (int round = 0; round < 2; ++round) {
+    INFO("replay " << round);
+    for (Tensor& t : out) t.fill_(std::nan(""));  // poisoned: the replay must write every value
+    total.fill_(std::nan(""));
+    graph.replay();
+    for (int i = 0; i < n; ++i) CHECK(out[i].to(cpu()).to_vector() == expected[i]);
+    CHECK(total.to(cpu()).to_vector() == expected_total);
+  }
+  CudaGraph plain(kDev.index, [&] { total.copy_(add(out[0], out[1])); });
+  CHECK(plain.root_count() == 1);
+  CHECK(plain.leaf_count() == 1);
+
+  CHECK(contains(error_of([&] { cuda_branches(kDev.index, 0, work); }), "0 branches, expected 1 to 8"));
+  CHECK(contains(error_of([&] { cuda_branches(kDev.index, 9, work); }), "9 branches, expected 1 to 8"));
+  CHECK(contains(error_of([&] { cuda_branches(kDev.index, 2, [&](int) { cuda_branches(kDev.index, 2, work); }); }),
+                 "branches do not nest"));
+  CHECK(cuda_branch() == 0);  // back to 0 after an error too
 }

@@ -10,6 +10,7 @@
 #include "autograd/ops.h"
 #include "nn/safetensors.h"
 #include "ssm/decode_step.h"
+#include "ssm/delta_softplus.h"
 #include "ssm/mamba_model.h"
 #include "ssm/selective_scan_autograd.h"
 #include "tests/model_util.h"
@@ -58,6 +59,38 @@ TEST_CASE("gradcheck: selective_scan op in every input, with column-view operand
   };
   expect_ok(gradcheck(g2, {randn({B, L, Di}, g, DType::F64), delta, A, randn({B, L, N}, g, DType::F64),
                            randn({B, L, N}, g, DType::F64)}));
+}
+
+TEST_CASE("delta_softplus: the CPU kernel against the reference, the unfused ops' bits, the gradients") {
+  const int64_t M = 37, Di = 19;
+  Generator g(71);
+  // dt spans softplus' three regimes: e^v tiny, moderate, and past the v > 20 cut.
+  const Tensor dt64 = affine(rand({M, Di}, g, DType::F64), 60.0, -35.0), b64 = randn({Di}, g, DType::F64);
+  for (const DType dt_type : {DType::F64, DType::F32, DType::BF16}) {
+    INFO(dtype_name(dt_type));
+    const Tensor dt = dt64.to(dt_type), b = b64.to(dt_type);
+    // The reference in double from the same stored values, and the CPU kernel into a poisoned output.
+    std::vector<double> ref(M * Di);
+    const std::vector<double> dtv = dt.to(DType::F64).to_vector(), bv = b.to(DType::F64).to_vector();
+    delta_softplus_forward_ref<double>(ref.data(), dtv.data(), bv.data(), M, Di);
+    const Tensor got = delta_softplus(Variable(dt), Variable(b)).data();
+    Tensor poisoned = Tensor::full({M, Di}, std::nan(""), dt_type);
+    SIMBA_DISPATCH_COMPUTE(dt_type, "test", [&] {
+      delta_softplus_forward_cpu<scalar_t>(poisoned.data<scalar_t>(), dt.data<scalar_t>(),
+                                           b.data<scalar_t>(), M, Di);
+    });
+    CHECK(poisoned.to_vector() == got.to_vector());
+    const double tol = dt_type == DType::F64 ? 1e-15 : dt_type == DType::F32 ? 1e-6 : 4e-3;  // relative
+    const std::vector<double> gv = got.to_vector();
+    for (int64_t i = 0; i < M * Di; ++i) CHECK(gv[i] == doctest::Approx(ref[i]).epsilon(tol));
+    // In float32 and float64 the bias is added in T, as the unfused add did: the same bits.
+    if (dt_type != DType::BF16) CHECK(gv == softplus(add(dt, b)).to_vector());
+  }
+  // Gradients in float64 with a random upstream gradient, through the op on a (2, M, Di) input.
+  auto f = [](const std::vector<Variable>& v) { return delta_softplus(v[0], v[1]); };
+  expect_ok(gradcheck(f, {affine(rand({2, 5, Di}, g, DType::F64), 8.0, -4.0), randn({Di}, g, DType::F64)}));
+  CHECK(contains(error_of([&] { delta_softplus(Variable(dt64), Variable(b64.narrow(0, 0, 5))); }),
+                 "delta_softplus: bias of shape (5,) for dt of shape (37, 19) (expected (19,))"));
 }
 
 TEST_CASE("gradcheck: the whole mixer, w.r.t. its input and every parameter") {
@@ -320,4 +353,46 @@ TEST_CASE("DecodeStep on the CPU: run() is MambaLM::step bit for bit, the state 
     CHECK(step.state[0].ssm.shares_storage(ssm0));
     step.reset();
   }
+}
+
+TEST_CASE("DecodeStep in parts on the CPU: each part stepped alone and the head over the batch, bit for bit") {
+  MambaConfig cfg = tiny_config(2);
+  MambaLM model(cfg, 23);
+  jitter(model, 24, 0.05);
+  const int64_t B = 5;
+  for (int parts : {2, 3, 5}) {
+    INFO(parts << " parts");
+    DecodeStep step(model, B, parts);
+    REQUIRE(step.parts() == parts);
+    std::vector<std::vector<MixerState>> ref;  // a state of its own for each part's rows
+    for (int p = 0; p < parts; ++p) ref.push_back(model.new_state(B * (p + 1) / parts - B * p / parts));
+    std::vector<MixerState> whole = model.new_state(B);
+    for (int t = 0; t < 4; ++t) {
+      std::vector<int64_t> v;
+      for (int64_t b = 0; b < B; ++b) v.push_back((t * 5 + b * 3 + 1) % cfg.vocab_size);
+      const Tensor ids = Tensor::from_ints({B}, v);
+      step.ids.copy_(ids);
+      step.logits.fill_(std::nan(""));  // run() must write every logit
+      step.run();
+      CHECK(step.logits.to_vector() == step_in_parts(model, ids, ref).to_vector());
+      // The same function as the whole batch's step: its rows differ by float32 rounding at most.
+      const std::vector<double> got = step.logits.to_vector(), full = model.step(ids, whole).to_vector();
+      for (size_t k = 0; k < got.size(); ++k) CHECK(got[k] == doctest::Approx(full[k]).epsilon(1e-5));
+    }
+    for (int p = 0; p < parts; ++p)
+      for (size_t l = 0; l < ref[p].size(); ++l) {
+        const int64_t r0 = B * p / parts, n = B * (p + 1) / parts - r0;
+        CHECK(step.state[l].ssm.narrow(0, r0, n).to_vector() == ref[p][l].ssm.to_vector());
+        CHECK(step.state[l].conv.narrow(0, r0, n).to_vector() == ref[p][l].conv.to_vector());
+      }
+  }
+  CHECK(contains(error_of([&] { DecodeStep(model, 3, 4); }), "DecodeStep: 4 parts for a batch of 3, expected 1 to 3"));
+  CHECK(contains(error_of([&] { DecodeStep(model, 20, 9); }), "9 parts for a batch of 20, expected 1 to 8"));
+  CHECK(contains(error_of([&] { DecodeStep(model, 3, -1); }), "-1 parts for a batch of 3"));
+  // The default: one part on the CPU; on a GPU two from kMinRowsToSplit rows on.
+  const Device gpu{DeviceType::CUDA, 0};
+  CHECK(DecodeStep::default_parts(32, cpu()) == 1);
+  CHECK(DecodeStep::default_parts(DecodeStep::kMinRowsToSplit - 1, gpu) == 1);
+  CHECK(DecodeStep::default_parts(DecodeStep::kMinRowsToSplit, gpu) == 2);
+  CHECK(DecodeStep(model, 32).parts() == 1);
 }
