@@ -11,9 +11,10 @@
 // - A block owns CH consecutive channels of one batch row and walks the sequence in chunks. A
 //   chunk's tiles (the (B, L, Di) operands: steps x CH channels; B, C: steps x N) are copied
 //   into shared memory by the whole block with 16-byte asynchronous copies, the next chunk's
-//   copy in flight while the current chunk is computed (two stages); results go out through
-//   shared tiles, consecutive threads on consecutive channels. Every global access is a row
-//   segment.
+//   copy in flight while the current chunk is computed (two stages). Every global access is a
+//   row segment: the backward's results go out through shared tiles, consecutive threads on
+//   consecutive channels; the forward's outputs are stored by the lanes that hold their sums, a
+//   warp writing LPC rows of 32/LPC consecutive channels.
 // - exp(Δ·A) is computed as exp2(Δ·A·log2 e) with A·log2 e formed once per state.
 // - B and C are read as acc = acc_t<T> (float for bfloat16): a bfloat16 chunk is widened once
 //   into a float tile by the block, not once per lane.
@@ -63,12 +64,28 @@ __device__ inline void load_states(const double* p, double (&v)[kStatesPerLane])
 }
 static_assert(kStatesPerLane == 4, "load_states reads four states");
 
-// The sum of v over the LPC lanes of a channel (consecutive lanes), in every one of them.
-template <int LPC, class T>
-__device__ inline T lanes_sum(T v) {
+// Sums y[q] over the LPC lanes of a channel (consecutive lanes g = 0 .. LPC-1), each step's
+// sum ending in one lane: afterwards y[LPC·i] of lane g holds the sum for step q = LPC·i + g,
+// i < K / LPC. Each round of the butterfly (offset o) pairs lane g with lane g ^ o; the lane
+// whose bit o is set keeps the steps with that bit set and sends the others, so a round adds
+// half of the values a lane still holds, and a step's sum costs LPC - 1 shuffles in all
+// instead of one shuffle per lane and round. Entries whose index has a bit below LPC set are
+// spent afterwards.
+template <int LPC, int K, class T>
+__device__ inline void lanes_sum_spread(T (&y)[K], int g) {
+  static_assert(K % LPC == 0, "whole rounds of steps");
 #pragma unroll
-  for (int off = LPC / 2; off > 0; off /= 2) v += __shfl_xor_sync(0xffffffffu, v, off);
-  return v;
+  for (int o = LPC / 2; o > 0; o /= 2) {
+    const bool hi = (g & o) != 0;
+#pragma unroll
+    for (int j = 0; j < K; ++j) {
+      // j a step this lane still holds (no bit of LPC above o set) with bit o clear: pair (j, j | o).
+      if ((j & (LPC - 1) & ~(o - 1)) == 0) {
+        const T send = hi ? y[j] : y[j | o], keep = hi ? y[j | o] : y[j];
+        y[j] = keep + __shfl_xor_sync(0xffffffffu, send, o);
+      }
+    }
+  }
 }
 
 // p[0] + p[1] + … + p[LPC - 1], added in lane order (the fixed order of the backward's
@@ -149,11 +166,14 @@ bool rows_in_pieces(V... views) {
 
 // ---- forward ------------------------------------------------------------------------------
 //
-// A block is kFwdCh channels x LPC lanes; chunks of kFwdChunk steps. A lane walks a chunk in
-// groups of kUnroll steps, fully unrolled: the exponentials and loads of a group do not depend
-// on the state, so they overlap the recurrence's chain. The steps write y_t (before the skip
-// and the gate) into a shared tile; the block then adds D·u, applies the gate and stores the
-// chunk's outputs.
+// A block is kFwdCh channels x LPC lanes; chunks of kFwdChunk steps. Once a chunk's tiles have
+// arrived the block forms each (step, channel)'s pair {Δ, Δ·u} in acc once (FwdStep), so that a
+// lane reads one entry a step and the LPC lanes of a channel do not each widen and multiply the
+// same two values. A lane then walks the chunk in groups of kUnroll steps, fully unrolled: the
+// exponentials and loads of a group do not depend on the state, so they overlap the
+// recurrence's chain. After a group the lanes' partial sums of y (3) are added across the
+// channel's lanes with each step's sum ending in one lane (lanes_sum_spread), and that lane adds
+// the skip term, applies the gate (4) and stores the output itself.
 //
 // The same kernel in mode Save computes the states only (no y, no out) and stores the state
 // entering every kBwdChunk-th step into hsave: the backward's first sweep. Mode OutputSave is
@@ -182,6 +202,12 @@ constexpr int kBwdChunk = 16;    // steps per backward chunk: hsave's spacing
 static_assert(kFwdChunk % kBwdChunk == 0 && kBwdChunk % kUnroll == 0, "chunk lengths nest");
 static_assert(kBwdChunk == kScanCheckpointEvery, "hsave is the checkpoints' layout");
 
+// One (step, channel) of a forward chunk, formed once for the channel's lanes.
+template <class A>
+struct alignas(2 * sizeof(A)) FwdStep {
+  A dt, dx;  // Δ_t, Δ_t·u_t
+};
+
 template <class T, int LPC>
 struct ForwardSmem {
   static constexpr int kNP = LPC * kStatesPerLane;  // padded state count
@@ -191,10 +217,11 @@ struct ForwardSmem {
   static constexpr size_t kStateTile = size_t(kFwdChunk) * kNP * sizeof(T);
   static constexpr size_t u = 0, delta = u + 2 * kSeqTile, z = delta + 2 * kSeqTile;
   static constexpr size_t B = z + 2 * kSeqTile, C = B + 2 * kStateTile;
-  static constexpr size_t y = C + 2 * kStateTile;
-  // B and C widened to acc when T is narrower (one stage: filled after the chunk has arrived).
+  // The chunk's FwdStep entries, and B and C widened to acc when T is narrower (one stage each:
+  // formed after the chunk has arrived).
+  static constexpr size_t steps = C + 2 * kStateTile;
   static constexpr size_t kWideTile = std::is_same_v<T, acc> ? 0 : size_t(kFwdChunk) * kNP * sizeof(acc);
-  static constexpr size_t Bw = y + size_t(kFwdChunk) * kFwdCh * sizeof(acc), Cw = Bw + kWideTile;
+  static constexpr size_t Bw = steps + size_t(kFwdChunk) * kFwdCh * sizeof(FwdStep<acc>), Cw = Bw + kWideTile;
   static constexpr size_t bytes = Cw + kWideTile;
   static_assert(kSeqTile % 16 == 0 && kStateTile % 16 == 0, "tiles keep 16-byte alignment");
 };
@@ -212,7 +239,8 @@ struct Segments {
 // Launch: grid (ceil(Di / kFwdCh), B, P), block kFwdCh·LPC threads, dynamic shared memory
 // ForwardSmem<T, LPC>::bytes. Thread i owns channel d = blockIdx.x·kFwdCh + i / LPC of batch
 // row b = blockIdx.y and its states n = (i % LPC)·kStatesPerLane + j, j < kStatesPerLane, over
-// segment p = blockIdx.z: the chunks [p·seg.chunks, (p+1)·seg.chunks) of kFwdChunk steps.
+// segment p = blockIdx.z: the chunks [p·seg.chunks, (p+1)·seg.chunks) of kFwdChunk steps; it
+// stores the outputs of its channel at the steps ≡ i % LPC (mod LPC).
 // Shapes/layout as in ssm/selective_scan.h: out, u, delta, z (B, L, Di) rows; Bm, Cm (B, L, N)
 // rows; A (Di, N); Dskip (Di) or null; h0, h_last (B, Di, N) or null. Every segment reads h0,
 // the last writes h_last: h_last may equal h0 only when P = 1 (a thread reads its h0 entries
@@ -243,7 +271,7 @@ __global__ void __maxnreg__(96)
   T* sz = reinterpret_cast<T*>(smem + S::z);
   T* sB = reinterpret_cast<T*>(smem + S::B);
   T* sC = reinterpret_cast<T*>(smem + S::C);
-  acc* sy = reinterpret_cast<acc*>(smem + S::y);
+  FwdStep<acc>* steps = reinterpret_cast<FwdStep<acc>*>(smem + S::steps);  // [s][c]
 
   const int64_t b = blockIdx.y, c0 = int64_t(blockIdx.x) * kFwdCh;
   const int ncols = Di - c0 < kFwdCh ? int(Di - c0) : kFwdCh;
@@ -270,13 +298,7 @@ __global__ void __maxnreg__(96)
     }
   }
   acc dsum = 0;  // mode Summary: Σ Δ over the segment
-  // The epilogue's channel: threads cover the tile row by row, and kFwdCh divides blockDim.x.
-  const int ec = threadIdx.x % kFwdCh;
-  // This lane's column of sy, made opaque to the optimiser: nvcc 13.0 otherwise folds its
-  // address into the Δ tile's (stage-dependent) one and gets the offset wrong for T = double.
-  acc* ys = sy + c;
-  asm("" : "+l"(ys));
-  const acc Dv = !kStatesOnly && Dskip && ec < ncols ? acc(Dskip[c0 + ec]) : acc(0);
+  const acc Dv = !kStatesOnly && Dskip && valid ? acc(Dskip[d]) : acc(0);
 
   auto issue = [&](int64_t k) {
     const int stage = k & 1;
@@ -307,6 +329,13 @@ __global__ void __maxnreg__(96)
 
     const T* tu = su + stage * kSeq;
     const T* td = sd + stage * kSeq;
+    const T* tz = sz + stage * kSeq;
+    // The chunk's FwdStep entries (zero past tc and past ncols, as the tiles are), and B, C
+    // widened when T is narrower.
+    for (int i = threadIdx.x; i < kSeq; i += blockDim.x) {
+      const acc dt = acc(td[i]);
+      steps[i] = FwdStep<acc>{dt, dt * acc(tu[i])};
+    }
     const acc* wB = reinterpret_cast<const acc*>(sB + stage * kState);
     const acc* wC = reinterpret_cast<const acc*>(sC + stage * kState);
     if constexpr (!std::is_same_v<T, acc>) {
@@ -314,10 +343,11 @@ __global__ void __maxnreg__(96)
       acc* Cw = reinterpret_cast<acc*>(smem + S::Cw);
       widen_tile(Bw, sB + stage * kState, kState);
       if (!kStatesOnly) widen_tile(Cw, sC + stage * kState, kState);
-      __syncthreads();
       wB = Bw;
       wC = Cw;
     }
+    __syncthreads();
+
     // Groups of kUnroll steps: the tile's rows past tc (the last chunk's tail) are zeros, so a
     // group's steps past tc have Δ = 0, a = 1 and no input, h unchanged; their y is not stored.
     for (int s0 = 0; s0 < tc; s0 += kUnroll) {
@@ -331,52 +361,43 @@ __global__ void __maxnreg__(96)
           }
         }
       }
-      // The group's partial sums are reduced over the channel's lanes after the group, so the
+      // The group's partial sums are added across the channel's lanes after the group, so the
       // shuffles do not split the recurrence.
       acc y[kUnroll];
 #pragma unroll
       for (int q = 0; q < kUnroll; ++q) {
         const int s = s0 + q;
-        const acc dt = acc(td[s * kFwdCh + c]);
-        const acc dx = dt * acc(tu[s * kFwdCh + c]);
-        if constexpr (kMode == FwdMode::Summary) dsum += dt;  // 0 past tc
+        const FwdStep<acc> st = steps[s * kFwdCh + c];
+        if constexpr (kMode == FwdMode::Summary) dsum += st.dt;  // 0 past tc
         acc Bq[kStatesPerLane], Cq[kStatesPerLane];
         load_states(wB + s * NP + g * kStatesPerLane, Bq);
         if (!kStatesOnly) load_states(wC + s * NP + g * kStatesPerLane, Cq);
         y[q] = 0;
 #pragma unroll
         for (int j = 0; j < kStatesPerLane; ++j) {
-          const acc a = exp2(dt * A2[j]);              // (1)
-          h[j] = a * h[j] + dx * Bq[j];                  // (2)
-          if (!kStatesOnly) y[q] += Cq[j] * h[j];        // (3), this lane's states
+          const acc a = exp2(st.dt * A2[j]);             // (1)
+          h[j] = a * h[j] + st.dx * Bq[j];                // (2)
+          if (!kStatesOnly) y[q] += Cq[j] * h[j];         // (3), this lane's states
         }
       }
       if constexpr (!kStatesOnly) {
+        lanes_sum_spread<LPC>(y, g);
+        // This lane's steps of the group: (3)'s skip term and the gate (4), stored.
 #pragma unroll
-        for (int q = 0; q < kUnroll; ++q) {
-          const acc yq = lanes_sum<LPC>(y[q]);
-          if (g == 0 && s0 + q < tc) ys[(s0 + q) * kFwdCh] = yq;
-        }
-      }
-    }
-    __syncthreads();
-
-    if constexpr (!kStatesOnly) {
-      // Epilogue: (3)'s skip term and the gate (4), stored row by row.
-      const T* tz = sz + stage * kSeq;
-      T* orow = out.p + (b * L + t0) * out.ld + c0 + ec;
-      if (ec < ncols) {
-        for (int i = threadIdx.x; i < tc * kFwdCh; i += blockDim.x) {
-          acc y = sy[i] + Dv * acc(tu[i]);
-          if (z.p) {
-            const acc zv = acc(tz[i]);
-            y *= zv * sigmoid(zv);  // (4)
+        for (int i = 0; i < kUnroll / LPC; ++i) {
+          const int s = s0 + LPC * i + g;
+          if (valid && s < tc) {
+            acc v = y[LPC * i] + Dv * acc(tu[s * kFwdCh + c]);
+            if (z.p) {
+              const acc zv = acc(tz[s * kFwdCh + c]);
+              v *= zv * sigmoid(zv);  // (4)
+            }
+            out.p[(b * L + t0 + s) * out.ld + d] = T(v);
           }
-          orow[(i / kFwdCh) * out.ld] = T(y);
         }
       }
-      __syncthreads();  // the next issue() overwrites this stage, the next steps write sy
     }
+    __syncthreads();  // the next issue() overwrites this stage, the next chunk's entries these
   }
   if (!kStatesOnly && valid && h_last && p + 1 == P) {
 #pragma unroll
