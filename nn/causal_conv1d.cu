@@ -98,21 +98,32 @@ __device__ inline void load_piece(acc_t<T> (&dst)[V], const T* p, bool in) {
 // (r, cy) owns the steps [t0, t0 + kConvSteps) of batch row b, r = b·ceil(L / kConvSteps) +
 // t0 / kConvSteps, and thread x the channels [c0, c0 + V), c0 = V·(cy·kVecThreads + x).
 // x (B, L, C) strided (x_stride_b, x_stride_l, 1), both strides, C and the pointers multiples
-// of V elements (16 bytes); K <= kMaxTaps. Window slot j holds x row t − (kMaxTaps−1) + j, tap
-// k of K sits in slot kMaxTaps − K + k; rows before t = 0 are skipped as in the plain kernel.
-// dsilu as for the plain kernel, 16-byte aligned.
-template <class T, int V>
+// of V elements (16 bytes); K <= kMaxTaps. dsilu as for the plain kernel, 16-byte aligned, and
+// not null exactly when kGrad (a template argument: the forward holds no registers for it).
+// The thread walks its steps in groups of kConvGroup: it issues the loads of a group's x rows
+// (and dsilu rows) before it computes any of its outputs, so kConvGroup round trips to memory
+// are in flight at once instead of one a step (a step's load, sums and store in turn kept the
+// kernel at a third of the copy bandwidth: bench/RESULTS.md). The rows stay in their storage
+// type until used, and the group loop is not unrolled (unrolled, the bfloat16 forward took 250
+// registers a thread against 156). Row slot j of `rows` holds x row g0 − (kMaxTaps−1) + j for
+// the group starting at g0; tap k of K reads slot i + kMaxTaps − K + k for output step g0 + i;
+// rows before t = 0 are skipped as in the plain kernel (their slots are zeros, never added).
+constexpr int kConvGroup = 8;  // steps whose loads are in flight together; divides kConvSteps
+static_assert(kConvSteps % kConvGroup == 0, "whole groups per tile");
+
+template <class T, int V, bool kGrad>
 __global__ void __launch_bounds__(kVecThreads)
     conv_forward_vec_kernel(T* __restrict__ out, const T* __restrict__ x, const T* __restrict__ w,
                             const T* __restrict__ bias, int64_t L, int64_t C, int K, int64_t x_stride_b,
                             int64_t x_stride_l, bool silu, const T* __restrict__ dsilu) {
   using Acc = acc_t<T>;
+  using Pk = Pack<T, V>;
   const int64_t c0 = (int64_t(blockIdx.y) * kVecThreads + threadIdx.x) * V;
   if (c0 >= C) return;
   const int64_t ntiles = (L + kConvSteps - 1) / kConvSteps;
   const int64_t b = blockIdx.x / ntiles, t0 = (blockIdx.x % ntiles) * kConvSteps;
   const int first = kMaxTaps - K;  // the first slot with a tap
-  Acc wr[kMaxTaps][V], br[V], win[kMaxTaps][V];
+  Acc wr[kMaxTaps][V], br[V];
 #pragma unroll
   for (int v = 0; v < V; ++v) {
     br[v] = bias ? Acc(bias[c0 + v]) : Acc(0);
@@ -120,28 +131,39 @@ __global__ void __launch_bounds__(kVecThreads)
     for (int j = 0; j < kMaxTaps; ++j) wr[j][v] = j >= first ? Acc(w[(c0 + v) * K + j - first]) : Acc(0);
   }
   const T* xb = x + b * x_stride_b + c0;
-  auto load = [&](int64_t t, Acc(&dst)[V]) { load_piece<T, V>(dst, t >= 0 ? xb + t * x_stride_l : xb, t >= 0); };
+  const auto load = [&](int64_t t) { return t >= 0 ? *reinterpret_cast<const Pk*>(xb + t * x_stride_l) : Pk{}; };
+  constexpr int kHalo = kMaxTaps - 1;
+  Pk rows[kHalo + kConvGroup];
 #pragma unroll
-  for (int j = 0; j < kMaxTaps - 1; ++j) load(t0 - (kMaxTaps - 1) + j, win[j]);
+  for (int j = 0; j < kHalo; ++j) rows[j] = load(t0 - kHalo + j);
   const int64_t tend = L - t0 < kConvSteps ? L : t0 + kConvSteps;
-  // out never aliases x (__restrict__): the next step's load need not wait for this one's store.
-  for (int64_t t = t0; t < tend; ++t) {
-    load(t, win[kMaxTaps - 1]);
-    Pack<T, V> o, g{};
-    if (dsilu) g = *reinterpret_cast<const Pack<T, V>*>(dsilu + (b * L + t) * C + c0);
+#pragma unroll 1
+  for (int64_t g0 = t0; g0 < tend; g0 += kConvGroup) {
+    Pk gr[kConvGroup];
 #pragma unroll
-    for (int v = 0; v < V; ++v) {
-      Acc a = br[v];
-#pragma unroll
-      for (int j = 0; j < kMaxTaps; ++j)
-        if (j >= first && t - (kMaxTaps - 1) + j >= 0) a += wr[j][v] * win[j][v];
-      o.v[v] = conv_result<T>(a, silu, dsilu != nullptr, Acc(g.v[v]));
+    for (int i = 0; i < kConvGroup; ++i) {
+      if (g0 + i < tend) {
+        rows[kHalo + i] = load(g0 + i);
+        if constexpr (kGrad) gr[i] = *reinterpret_cast<const Pk*>(dsilu + (b * L + g0 + i) * C + c0);
+      }
     }
-    *reinterpret_cast<Pack<T, V>*>(out + (b * L + t) * C + c0) = o;
 #pragma unroll
-    for (int j = 0; j < kMaxTaps - 1; ++j)
+    for (int i = 0; i < kConvGroup; ++i) {
+      const int64_t t = g0 + i;
+      if (t >= tend) break;
+      Pk o;
 #pragma unroll
-      for (int v = 0; v < V; ++v) win[j][v] = win[j + 1][v];
+      for (int v = 0; v < V; ++v) {
+        Acc a = br[v];
+#pragma unroll
+        for (int j = 0; j < kMaxTaps; ++j)
+          if (j >= first && t - kHalo + j >= 0) a += wr[j][v] * Acc(rows[i + j].v[v]);
+        o.v[v] = conv_result<T>(a, silu, kGrad, kGrad ? Acc(gr[i].v[v]) : Acc(0));
+      }
+      *reinterpret_cast<Pk*>(out + (b * L + t) * C + c0) = o;
+    }
+#pragma unroll
+    for (int j = 0; j < kHalo; ++j) rows[j] = rows[kConvGroup + j];
   }
 }
 
@@ -484,9 +506,9 @@ void launch_conv_rows(const char* op, T* out, const T* x, const T* w, const T* b
   if (K <= kMaxTaps && C % V == 0 && x_stride_b % V == 0 && x_stride_l % V == 0 && starts_piece(x) &&
       starts_piece(out) && starts_piece(dsilu)) {
     const int64_t tiles = B * ((L + kConvSteps - 1) / kConvSteps);
-    conv_forward_vec_kernel<T, V><<<dim3(unsigned(tiles), unsigned((C / V + kVecThreads - 1) / kVecThreads)),
-                                    kVecThreads, 0, stream>>>(out, x, w, bias, L, C, int(K), x_stride_b, x_stride_l,
-                                                              silu, dsilu);
+    const dim3 grid(unsigned(tiles), unsigned((C / V + kVecThreads - 1) / kVecThreads));
+    const auto kernel = dsilu ? conv_forward_vec_kernel<T, V, true> : conv_forward_vec_kernel<T, V, false>;
+    kernel<<<grid, kVecThreads, 0, stream>>>(out, x, w, bias, L, C, int(K), x_stride_b, x_stride_l, silu, dsilu);
   } else {
     conv_forward_kernel<T><<<dim3(unsigned(B * L), blocks_for(C)), kThreads, 0, stream>>>(
         out, x, w, bias, L, C, int(K), x_stride_b, x_stride_l, silu, dsilu);
