@@ -104,10 +104,10 @@ __device__ inline void load_piece(acc_t<T> (&dst)[V], const T* p, bool in) {
 // (and dsilu rows) before it computes any of its outputs, so kConvGroup round trips to memory
 // are in flight at once instead of one a step (a step's load, sums and store in turn kept the
 // kernel at a third of the copy bandwidth: bench/RESULTS.md). The rows stay in their storage
-// type until used, and the group loop is not unrolled (unrolled, the bfloat16 forward took 250
-// registers a thread against 156). Row slot j of `rows` holds x row g0 − (kMaxTaps−1) + j for
-// the group starting at g0; tap k of K reads slot i + kMaxTaps − K + k for output step g0 + i;
-// rows before t = 0 are skipped as in the plain kernel (their slots are zeros, never added).
+// type until used (bfloat16: 156 registers a thread; SiLU's gradient as a runtime pointer held
+// its group too and took 250). Row slot j of `rows` holds x row g0 − (kMaxTaps−1) + j for the
+// group starting at g0; tap k of K reads slot i + kMaxTaps − K + k for output step g0 + i; rows
+// before t = 0 are skipped as in the plain kernel (their slots are zeros, never added).
 constexpr int kConvGroup = 8;  // steps whose loads are in flight together; divides kConvSteps
 static_assert(kConvSteps % kConvGroup == 0, "whole groups per tile");
 
