@@ -137,7 +137,7 @@ __global__ void __launch_bounds__(kVecThreads)
 #pragma unroll
   for (int j = 0; j < kHalo; ++j) rows[j] = load(t0 - kHalo + j);
   const int64_t tend = L - t0 < kConvSteps ? L : t0 + kConvSteps;
-#pragma unroll 1
+#pragma unroll 1  // one group's rows in registers at a time
   for (int64_t g0 = t0; g0 < tend; g0 += kConvGroup) {
     Pk gr[kConvGroup];
 #pragma unroll
