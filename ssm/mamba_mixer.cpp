@@ -5,7 +5,7 @@
 #include "autograd/ops.h"
 #include "nn/init.h"
 #include "ssm/delta_softplus.h"
-#include "ssm/selective_step.h"
+#include "ssm/mixer_step.h"
 #include "ssm/selective_scan_autograd.h"
 #include "tensor/dispatch.h"
 
@@ -97,27 +97,30 @@ Tensor MambaMixer::step(const Tensor& hidden, MixerState& state) const {
               "MambaMixer::step: expected hidden (B, " << D << "), got " << shape_str(hidden.shape()));
   SIMBA_CHECK(state.ssm.shape() == (Shape{batch, Di, N}),
               "MambaMixer::step: state for " << shape_str(state.ssm.shape()) << ", hidden " << shape_str(hidden.shape()));
+  SIMBA_CHECK(state.conv.shape() == (Shape{batch, Di, K}), "MambaMixer::step: conv state of shape "
+                                                                << shape_str(state.conv.shape()) << ", expected ("
+                                                                << batch << ", " << Di << ", " << K << ")");
   const Device dev = hidden.device();
   Tensor xz = in_proj->forward(Variable(hidden)).data();        // (B, 2Di)
-  Tensor u = Tensor::empty({batch, Di}, hidden.dtype(), dev);    // (B, Di): SiLU(conv)
-  causal_conv1d_step(u, state.conv, xz.narrow(1, 0, Di), conv1d->weight.data(),
-                     conv1d->bias.defined() ? conv1d->bias.data() : Tensor(), /*silu=*/true);
-  Tensor x_dbl = x_proj->forward(Variable(u)).data();           // (B, R+2N)
-  // dt_proj, softplus, A = -exp(A_log), the length-1 scan and the state update in one call
-  // (ssm/selective_step.h): the state is updated in place, so a recorded decode step keeps its
-  // address (ssm/decode_step.h).
+  // The conv step, x_proj, dt_proj, softplus, A = -exp(A_log), the length-1 scan and the state
+  // updates in one call (ssm/mixer_step.h): the states are updated in place, so a recorded
+  // decode step keeps their addresses (ssm/decode_step.h).
   Tensor y = Tensor::empty({batch, Di}, hidden.dtype(), dev);
-  const Tensor z = xz.narrow(1, Di, Di), Wdt = dt_proj->weight.data(), Al = A_log.data(), Dd = Dskip.data();
+  const Tensor Wc = conv1d->weight.data(), bc = conv1d->bias.defined() ? conv1d->bias.data() : Tensor();
+  const Tensor Wx = x_proj->weight.data(), Wdt = dt_proj->weight.data(), Al = A_log.data(), Dd = Dskip.data();
   const Tensor bdt = dt_proj->bias.defined() ? dt_proj->bias.data() : Tensor();
-  op_device("MambaMixer::step", {hidden, state.ssm, x_dbl, u, Wdt, bdt, Al, Dd});
-  SIMBA_CHECK(x_dbl.is_contiguous() && u.is_contiguous() && xz.is_contiguous() && state.ssm.is_contiguous() &&
-                  Wdt.is_contiguous() && Al.is_contiguous() && Dd.is_contiguous() && (!bdt.defined() || bdt.is_contiguous()),
+  op_device("MambaMixer::step", {hidden, state.ssm, state.conv, Wc, bc, Wx, Wdt, bdt, Al, Dd});
+  SIMBA_CHECK(xz.is_contiguous() && state.ssm.is_contiguous() && state.conv.is_contiguous() && Wc.is_contiguous() &&
+                  (!bc.defined() || bc.is_contiguous()) && Wx.is_contiguous() && Wdt.is_contiguous() &&
+                  Al.is_contiguous() && Dd.is_contiguous() && (!bdt.defined() || bdt.is_contiguous()),
               "MambaMixer::step: the step's operands must be dense rows");
-  SIMBA_DISPATCH_COMPUTE_KERNEL(dev, hidden.dtype(), "MambaMixer::step", selective_step, y.device_data<scalar_t>(),
-                                state.ssm.device_data<scalar_t>(), x_dbl.device_data<scalar_t>(), R + 2 * N,
-                                u.device_data<scalar_t>(), z.device_data<scalar_t>(), 2 * Di,
-                                Wdt.device_data<scalar_t>(), bdt.defined() ? bdt.device_data<scalar_t>() : nullptr,
-                                Al.device_data<scalar_t>(), Dd.device_data<scalar_t>(), batch, Di, R, N);
+  SIMBA_DISPATCH_COMPUTE_KERNEL(dev, hidden.dtype(), "MambaMixer::step", mixer_step, y.device_data<scalar_t>(),
+                                state.conv.device_data<scalar_t>(), state.ssm.device_data<scalar_t>(),
+                                xz.device_data<scalar_t>(), 2 * Di, xz.device_data<scalar_t>() + Di, 2 * Di,
+                                Wc.device_data<scalar_t>(), bc.defined() ? bc.device_data<scalar_t>() : nullptr,
+                                Wx.device_data<scalar_t>(), Wdt.device_data<scalar_t>(),
+                                bdt.defined() ? bdt.device_data<scalar_t>() : nullptr, Al.device_data<scalar_t>(),
+                                Dd.device_data<scalar_t>(), batch, Di, K, R, N);
   return out_proj->forward(Variable(y)).data();                 // (B, D)
 }
 

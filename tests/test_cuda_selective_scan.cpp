@@ -24,7 +24,8 @@
 //    in place, the recurrent generation step) reproduces the full scan.
 // 5. The calls queue work only: no device-to-host copy, no synchronisation.
 // 6. Bad calls (N > 64, host pointers) throw simba::Error naming the problem.
-// 7. The fused recurrent step (ssm/selective_step.h) against its float64 reference.
+// 7. The fused recurrent step (ssm/selective_step.h) against its float64 reference; the mixer's
+//    step after in_proj (ssm/mixer_step.h) too.
 // 8. A training forward's checkpoints against the reference's states, and the backward that
 //    starts from them against the one that sweeps for itself.
 // 9. The step sizes Δ = softplus(dt + b) (ssm/delta_softplus.h) against the float64 reference,
@@ -44,6 +45,7 @@
 
 #include "autograd/ops.h"
 #include "ssm/delta_softplus.h"
+#include "ssm/mixer_step.h"
 #include "ssm/selective_scan.h"
 #include "ssm/selective_step.h"
 #include "tensor/cuda_device.h"
@@ -575,6 +577,57 @@ TEST_CASE("CUDA selective_step matches the float64 reference, float32 and bfloat
     };
     check(float{}, kTol);
     check(bfloat16{}, kBf16Tol);
+  }
+}
+
+// The mixer's step after in_proj (ssm/mixer_step.h): against the float64 reference on the same
+// (bfloat16-exact) values, two steps in a row, y poisoned with NaN before each. The fused
+// kernel's cases: the 130M shape at batch 1, 16, 33 and 64 (on a GPU of 132 SMs 1, 1, 2 and 4
+// rows a cluster, the last cluster of 33 with one; float64's slices exceed shared memory there
+// and take the three ops), batch 40 (3 rows a cluster), Di = 40 (blocks of a cluster with no
+// channels), R > 48 and N = 64, R and N not whole 16-byte pieces, and no optional operands;
+// Di = 37 and padded rows of an odd stride are not whole pieces: the three ops.
+TEST_CASE("CUDA mixer_step matches the float64 reference, float32, bfloat16 and float64") {
+  struct Size {
+    int64_t B, Di, K, R, N, pad;
+    bool conv_bias, dt_bias, skip;
+  };
+  for (const Size& sz : {Size{1, 1536, 4, 48, 16, 0, true, true, true}, Size{16, 1536, 4, 48, 16, 0, true, true, true},
+                         Size{33, 1536, 4, 48, 16, 8, true, true, true}, Size{3, 40, 4, 5, 16, 0, true, true, true},
+                         Size{4, 64, 4, 80, 64, 8, true, false, true}, Size{2, 24, 2, 3, 5, 0, false, false, false},
+                         Size{2, 37, 3, 7, 11, 1, true, true, true}, Size{5, 64, 4, 6, 16, 3, true, true, false},
+                         Size{64, 1536, 4, 48, 16, 0, true, true, true}, Size{40, 256, 4, 16, 16, 8, true, true, true},
+                         Size{6, 128, 4, 7, 5, 0, true, true, true}}) {
+    INFO("B=" << sz.B << " Di=" << sz.Di << " K=" << sz.K << " R=" << sz.R << " N=" << sz.N << " pad=" << sz.pad);
+    const MixerStepInputs s(sz.B, sz.Di, sz.K, sz.R, sz.N, sz.pad, sz.conv_bias, sz.dt_bias, sz.skip, 70 + sz.Di);
+    auto check = [&](auto tag, double tol) {
+      using T = decltype(tag);
+      INFO(dtype_name(dtype_of<T>::value));
+      const auto dev = [](const std::vector<double>& v) { return cuda_test::DevArray<T>(StepInputs::as<T>(v)); };
+      const auto xz = dev(s.xz), cw = dev(s.conv_w), cb = dev(s.conv_b), Wx = dev(s.W_x), Wdt = dev(s.W_dt),
+                 bdt = dev(s.b_dt), Al = dev(s.A_log), D = dev(s.Dskip);
+      auto cs = dev(s.conv_state), h = dev(s.h);
+      std::vector<double> cs_ref = s.conv_state, h_ref = s.h;
+      for (int step = 0; step < 2; ++step) {
+        INFO("step " << step);
+        std::vector<double> y_ref(s.B * s.Di);
+        mixer_step_ref<double>(y_ref.data(), cs_ref.data(), h_ref.data(), s.xz.data(), s.ld_xz, s.xz.data() + s.Di,
+                               s.ld_xz, s.conv_w.data(), s.conv_bias ? s.conv_b.data() : nullptr, s.W_x.data(),
+                               s.W_dt.data(), s.dt_bias ? s.b_dt.data() : nullptr, s.A_log.data(),
+                               s.skip ? s.Dskip.data() : nullptr, s.B, s.Di, s.K, s.R, s.N);
+        cuda_test::DevArray<T> y(std::vector<T>(s.B * s.Di, T(kNaN)));
+        mixer_step_cuda<T>(y.p(), cs.p(), h.p(), xz.p(), s.ld_xz, xz.p() + s.Di, s.ld_xz, cw.p(),
+                           s.conv_bias ? cb.p() : nullptr, Wx.p(), Wdt.p(), s.dt_bias ? bdt.p() : nullptr, Al.p(),
+                           s.skip ? D.p() : nullptr, s.B, s.Di, s.K, s.R, s.N);
+        CHECK(cuda_test::normwise_error(y.read(), y_ref) <= tol);
+        CHECK(cuda_test::normwise_error(cs.read(), cs_ref) <= tol);
+        CHECK(cuda_test::normwise_error(h.read(), h_ref) <= tol);
+        // The float64 reference goes on from its own states; the device from its rounded ones.
+      }
+    };
+    check(float{}, kTol);
+    check(bfloat16{}, kBf16Tol);
+    check(double{}, 1e-12);
   }
 }
 
