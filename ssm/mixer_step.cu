@@ -180,14 +180,14 @@ __global__ void __launch_bounds__(kThreads) mixer_step_kernel(const MixerStepArg
   // 2. The convolution step: the window moves by one, x enters last.
   for (int m = 0; m < rows; ++m)
     for (int c = t; c < cs; c += kThreads) {
-    T* win = sT + L.conv + (int64_t(m) * Cs + c) * K;  // moved in place, stored after the barrier
-    A acc = a.conv_b ? A(sT[L.cb + c]) : A(0);
-    for (int k = 0; k < K; ++k) {
-      const T v = k + 1 < K ? win[k + 1] : sT[L.x + int64_t(m) * Cs + c];
-      win[k] = v;
-      acc += A(sT[L.cw + int64_t(c) * K + k]) * A(v);
-    }
-    sA[L.u + int64_t(m) * Cs + c] = A(T(fast_math::silu(acc)));  // rounded to T as the conv step's output
+      T* win = sT + L.conv + (int64_t(m) * Cs + c) * K;  // moved in place, stored after the barrier
+      A acc = a.conv_b ? A(sT[L.cb + c]) : A(0);
+      for (int k = 0; k < K; ++k) {
+        const T v = k + 1 < K ? win[k + 1] : sT[L.x + int64_t(m) * Cs + c];
+        win[k] = v;
+        acc += A(sT[L.cw + int64_t(c) * K + k]) * A(v);
+      }
+      sA[L.u + int64_t(m) * Cs + c] = A(T(fast_math::silu(acc)));  // rounded to T as the conv step's output
     }
   __syncthreads();
 
@@ -238,23 +238,23 @@ __global__ void __launch_bounds__(kThreads) mixer_step_kernel(const MixerStepArg
   const A kLog2e = A(1.4426950408889634);
   for (int m = 0; m < rows; ++m)
     for (int c = t; c < cs; c += kThreads) {
-    const int64_t b = b0 + m;
-    const A* xd = sA + L.xd + int64_t(m) * E;
-    A s = a.b_dt ? A(sT[L.bdt + c]) : A(0);
-    const T* wrow = sT + L.wdt + int64_t(c) * R;
-    for_rows(wrow, wrow, R, [&](int r, T w, T) { s += A(w) * xd[r]; });
-    const A delta = softplus_of(s);  // (1)
-    const A ud = sA[L.u + int64_t(m) * Cs + c], dx = delta * ud;
-    T* const hs = sT + L.h + (int64_t(m) * Cs + c) * N;  // updated in place, stored after the loop
-    A acc = 0;
-    for_rows(sT + L.alog + int64_t(c) * N, hs, N, [&](int n, T al, T hv) {
-      const A av = -exp2(A(al) * kLog2e) * kLog2e;          // A·log2 e
-      const A hn = exp2(delta * av) * A(hv) + dx * xd[R + n];  // (2)
-      hs[n] = T(hn);
-      acc += xd[R + N + n] * hn;
-    });
-    const A zv = A(sT[L.z + int64_t(m) * Cs + c]), skip = a.Dskip ? A(sT[L.skip + c]) : A(0);
-    a.y[b * Di + c0 + c] = T((acc + skip * ud) * zv * sigmoid(zv));  // (3)
+      const int64_t b = b0 + m;
+      const A* xd = sA + L.xd + int64_t(m) * E;
+      A s = a.b_dt ? A(sT[L.bdt + c]) : A(0);
+      const T* wrow = sT + L.wdt + int64_t(c) * R;
+      for_rows(wrow, wrow, R, [&](int r, T w, T) { s += A(w) * xd[r]; });
+      const A delta = softplus_of(s);  // (1)
+      const A ud = sA[L.u + int64_t(m) * Cs + c], dx = delta * ud;
+      T* const hs = sT + L.h + (int64_t(m) * Cs + c) * N;  // updated in place, stored after the loop
+      A acc = 0;
+      for_rows(sT + L.alog + int64_t(c) * N, hs, N, [&](int n, T al, T hv) {
+        const A av = -exp2(A(al) * kLog2e) * kLog2e;          // A·log2 e
+        const A hn = exp2(delta * av) * A(hv) + dx * xd[R + n];  // (2)
+        hs[n] = T(hn);
+        acc += xd[R + N + n] * hn;
+      });
+      const A zv = A(sT[L.z + int64_t(m) * Cs + c]), skip = a.Dskip ? A(sT[L.skip + c]) : A(0);
+      a.y[b * Di + c0 + c] = T((acc + skip * ud) * zv * sigmoid(zv));  // (3)
     }
 
   __syncthreads();
