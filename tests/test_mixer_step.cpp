@@ -5,17 +5,24 @@
 //    selective_step_ref; two steps in a row, the second from the states the first left.
 // 2. _cpu agrees with _ref (float64 to 1e-13, float32 to 1e-5, bfloat16 to 1e-2 normwise), with
 //    and without the optional operands, over padded in_proj rows; every y is written (poisoned).
-// 3. Bad sizes, strides and missing operands throw simba::Error naming the function.
+// 3. _cpu gives bit for bit what the layers' own ops give, one after another (the decode step
+//    on the CPU before the fused call): causal_conv1d_step, Linear's product for x_proj,
+//    selective_step_cpu; float32 and bfloat16.
+// 4. Bad sizes, strides and missing operands throw simba::Error naming the function.
 #include <doctest/doctest.h>
 
 #include <cmath>
 #include <limits>
 #include <vector>
 
+#include "autograd/variable.h"
 #include "nn/causal_conv1d.h"
+#include "nn/linear.h"
 #include "ssm/mixer_step.h"
 #include "ssm/selective_step.h"
+#include "tensor/dispatch.h"
 #include "tensor/half_types.h"
+#include "tensor/tensor.h"
 #include "tests/step_inputs.h"
 #include "tests/test_util.h"
 
@@ -110,6 +117,37 @@ TEST_CASE("mixer_step_cpu agrees with mixer_step_ref in every type, and writes e
     check(double{}, 1e-13);
     check(float{}, 1e-5);
     check(bfloat16{}, 1e-2);
+  }
+}
+
+TEST_CASE("mixer_step_cpu equals the layers' ops run one after another, bit for bit") {
+  for (const Size& sz : kSizes) {
+    INFO("B=" << sz.B << " Di=" << sz.Di << " K=" << sz.K << " R=" << sz.R << " N=" << sz.N);
+    const MixerStepInputs s(sz.B, sz.Di, sz.K, sz.R, sz.N, sz.pad, sz.conv_bias, sz.dt_bias, sz.skip, 90 + sz.R);
+    const int64_t B = s.B, Di = s.Di, E = s.R + 2 * s.N;
+    for (const DType dt : {DType::F32, DType::BF16}) {
+      INFO(dtype_name(dt));
+      const Tensor xz = Tensor::from_vector({B, s.ld_xz}, s.xz, dt);
+      const Tensor w = Tensor::from_vector({Di, 1, s.K}, s.conv_w, dt);
+      const Tensor bias = s.conv_bias ? Tensor::from_vector({Di}, s.conv_b, dt) : Tensor();
+      const Tensor Wx = Tensor::from_vector({E, Di}, s.W_x, dt), Wdt = Tensor::from_vector({Di, s.R}, s.W_dt, dt);
+      const Tensor bdt = Tensor::from_vector({Di}, s.b_dt, dt), Al = Tensor::from_vector({Di, s.N}, s.A_log, dt);
+      const Tensor D = Tensor::from_vector({Di}, s.Dskip, dt);
+      Tensor state = Tensor::from_vector({B, Di, s.K}, s.conv_state, dt), h = Tensor::from_vector({B, Di, s.N}, s.h, dt);
+      Tensor u = Tensor::empty({B, Di}, dt), y = Tensor::empty({B, Di}, dt);
+      causal_conv1d_step(u, state, xz.narrow(1, 0, Di), w, bias, /*silu=*/true);
+      const Tensor x_dbl = linear(Variable(u), Variable(Wx), Variable()).data().contiguous();
+      SIMBA_DISPATCH_COMPUTE(dt, "test", [&] {
+        selective_step_cpu<scalar_t>(y.data<scalar_t>(), h.data<scalar_t>(), x_dbl.data<scalar_t>(), E,
+                                     u.data<scalar_t>(), xz.data<scalar_t>() + Di, s.ld_xz, Wdt.data<scalar_t>(),
+                                     s.dt_bias ? bdt.data<scalar_t>() : nullptr, Al.data<scalar_t>(),
+                                     s.skip ? D.data<scalar_t>() : nullptr, B, Di, s.R, s.N);
+        const auto got = steps_of<scalar_t>(mixer_step_cpu<scalar_t>, s, 1);
+        CHECK(got[0] == y.to_vector());
+        CHECK(got[1] == state.to_vector());
+        CHECK(got[2] == h.to_vector());
+      });
+    }
   }
 }
 
