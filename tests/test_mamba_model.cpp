@@ -218,6 +218,22 @@ TEST_CASE("recurrent step mode gives the parallel forward's logits") {
   CHECK(worst <= 1e-5);
 }
 
+// A state that does not fit the batch or the layer is refused before any kernel runs, naming the
+// state and the shape expected.
+TEST_CASE("recurrent step refuses a state of the wrong shape") {
+  MambaConfig cfg = tiny_config(2);
+  MambaLM model(cfg, 41);
+  const int64_t B = 2;
+  const Tensor ids = random_ids(B, 1, cfg.vocab_size, 42).select(1, 0).contiguous();
+  auto wrong_batch = model.new_state(B + 1);
+  CHECK(contains(error_of([&] { model.step(ids, wrong_batch); }), "MambaMixer::step: state for"));
+  auto wrong_conv = model.new_state(B);
+  const Shape bad{B, wrong_conv[1].conv.size(1), wrong_conv[1].conv.size(2) + 1};
+  wrong_conv[1].conv = Tensor::zeros(bad, wrong_conv[1].conv.dtype());
+  const std::string m = error_of([&] { model.step(ids, wrong_conv); });
+  CHECK_MESSAGE(contains(m, "MambaMixer::step: conv state of shape " + shape_str(bad) + ", expected"), m);
+}
+
 // Without autograd the forward fuses each residual add with the next norm (add_rms_norm_): the
 // same logits, bit for bit, as the recorded forward, float32 and float64.
 TEST_CASE("forward without autograd (fused residual adds) equals the recorded forward bit for bit") {
