@@ -1,4 +1,5 @@
-// ssm/mixer_step.cu: mixer_step_cuda (ssm/mixer_step.h).
+// ssm/mixer_step.cu: mixer_step_cuda (ssm/mixer_step.h): the fused kernel for bfloat16, the
+// three ops for every type where it does not apply.
 //
 // Launch: a 1-D grid of kSlices·ceil(B / M) blocks of kThreads = 256 threads in clusters of
 // kSlices = 8 consecutive blocks, M (1 to kMaxRows) batch rows a cluster, chosen by the host.
@@ -43,6 +44,7 @@
 #include <map>
 #include <mutex>
 #include <tuple>
+#include <type_traits>
 #include <utility>
 
 #include "nn/causal_conv1d.h"
@@ -323,39 +325,41 @@ void mixer_step_cuda(T* y, T* conv_state, T* h, const T* x, int64_t ld_x, const 
   if (B == 0) return;
   SIMBA_CHECK(Di <= INT_MAX / 2 && K <= INT_MAX && R + 2 * N <= INT_MAX,
               op << ": sizes Di=" << Di << ", K=" << K << ", R + 2N=" << R + 2 * N << " exceed 32-bit indexing");
-  constexpr int P = 16 / sizeof(T);
-  const int Cs = int(((Di + kSlices - 1) / kSlices + P - 1) / P * P);
   const int device = cuda_current_device();
-  const cudaStream_t stream = cuda_stream(device);
-  int sms = 0;
-  SIMBA_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
-  // Rows a cluster: one while the clusters' blocks fit the SMs once, more (up to kMaxRows) as the
-  // batch grows, so that each block's weight slices serve more rows; fewer where the shared
-  // memory of that many does not fit.
-  const MixerStepArgs<T> args{y,    conv_state, h,    x,    z,    conv_w, conv_b, W_x, W_dt, b_dt, A_log, Dskip,
-                              ld_x, ld_z, int(std::min<int64_t>(B, INT_MAX)), int(Di), int(K), int(R), int(N), Cs};
-  static_assert(kMaxRows == 4, "one kernel a row count");
-  void (*const kernels[kMaxRows])(MixerStepArgs<T>) = {mixer_step_kernel<T, 1>, mixer_step_kernel<T, 2>,
-                                                        mixer_step_kernel<T, 3>, mixer_step_kernel<T, 4>};
-  if (B <= INT_MAX && fused_operands(args)) {
-    for (int M = int(std::min<int64_t>(kMaxRows, (B * kSlices + sms - 1) / sms)); M >= 1; --M) {
-      const auto kernel = kernels[M - 1];
-      const int64_t bytes = SharedLayout<T>(Cs, int(K), int(R), int(N), M).bytes;
-      cudaLaunchConfig_t cfg{};
-      cfg.gridDim = dim3(unsigned((B + M - 1) / M * kSlices));
-      cfg.blockDim = dim3(kThreads);
-      cfg.dynamicSmemBytes = size_t(bytes);
-      cfg.stream = stream;
-      cudaLaunchAttribute cluster{};
-      cluster.id = cudaLaunchAttributeClusterDimension;
-      cluster.val.clusterDim.x = kSlices;
-      cluster.val.clusterDim.y = 1;
-      cluster.val.clusterDim.z = 1;
-      cfg.attrs = &cluster;
-      cfg.numAttrs = 1;
-      if (fused_runs<T>(kernel, device, bytes, cfg)) {
-        SIMBA_CUDA_CHECK(cudaLaunchKernelEx(&cfg, kernel, args));
-        return;
+  if constexpr (std::is_same_v<T, bfloat16>) {  // the fused kernel: bfloat16 only (ssm/mixer_step.h)
+    constexpr int P = 16 / sizeof(T);
+    const int Cs = int(((Di + kSlices - 1) / kSlices + P - 1) / P * P);
+    const cudaStream_t stream = cuda_stream(device);
+    int sms = 0;
+    SIMBA_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+    // Rows a cluster: one while the clusters' blocks fit the SMs once, more (up to kMaxRows) as the
+    // batch grows, so that each block's weight slices serve more rows; fewer where the shared
+    // memory of that many does not fit.
+    const MixerStepArgs<T> args{y,    conv_state, h,    x,    z,    conv_w, conv_b, W_x, W_dt, b_dt, A_log, Dskip,
+                                ld_x, ld_z, int(std::min<int64_t>(B, INT_MAX)), int(Di), int(K), int(R), int(N), Cs};
+    static_assert(kMaxRows == 4, "one kernel a row count");
+    void (*const kernels[kMaxRows])(MixerStepArgs<T>) = {mixer_step_kernel<T, 1>, mixer_step_kernel<T, 2>,
+                                                          mixer_step_kernel<T, 3>, mixer_step_kernel<T, 4>};
+    if (B <= INT_MAX && fused_operands(args)) {
+      for (int M = int(std::min<int64_t>(kMaxRows, (B * kSlices + sms - 1) / sms)); M >= 1; --M) {
+        const auto kernel = kernels[M - 1];
+        const int64_t bytes = SharedLayout<T>(Cs, int(K), int(R), int(N), M).bytes;
+        cudaLaunchConfig_t cfg{};
+        cfg.gridDim = dim3(unsigned((B + M - 1) / M * kSlices));
+        cfg.blockDim = dim3(kThreads);
+        cfg.dynamicSmemBytes = size_t(bytes);
+        cfg.stream = stream;
+        cudaLaunchAttribute cluster{};
+        cluster.id = cudaLaunchAttributeClusterDimension;
+        cluster.val.clusterDim.x = kSlices;
+        cluster.val.clusterDim.y = 1;
+        cluster.val.clusterDim.z = 1;
+        cfg.attrs = &cluster;
+        cfg.numAttrs = 1;
+        if (fused_runs<T>(kernel, device, bytes, cfg)) {
+          SIMBA_CUDA_CHECK(cudaLaunchKernelEx(&cfg, kernel, args));
+          return;
+        }
       }
     }
   }

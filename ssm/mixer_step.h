@@ -7,11 +7,12 @@
 //   y[b, :]     = selective_step(x_dbl[b, :], u[b, :], z[b, :], h[b])    ssm/selective_step.h
 // with conv_state and h updated in place and u and x_dbl rounded to T as the separate ops round
 // them. Decoding runs this once a token and layer; as three launches (conv step, x_proj's
-// product, the step kernel), each waited on its own memory round trips and launch, and the
-// three took more time than the layer's in_proj and out_proj together at batch 32
-// (bench/RESULTS.md). Fused on the GPU, x_proj's sum over the Di channels is the one thing
-// that needs every channel of a row: the blocks that own a row's channels form a thread block
-// cluster and add their partial sums through each other's shared memory.
+// product, the step kernel), each waits on its own memory round trips and launch. Fused on the
+// GPU, x_proj's sum over the Di channels is the one thing that needs every channel of a row:
+// the blocks that own a row's channels form a thread block cluster and add their partial sums
+// through each other's shared memory. That pays in bfloat16 only: in float32 a block's slices
+// are twice the bytes (one block an SM), x_proj's product has a decode kernel of its own
+// (tensor/matmul.h), and the three ops decoded faster at batch 1 and 32 (bench/RESULTS.md).
 //
 // Dimension letters (ssm/mamba_mixer.h): B batch, Di inner channels, K conv width, R dt rank,
 // N state size. Shapes and layout: x (B, Di) rows ld_x apart and z (B, Di) rows ld_z apart (the
@@ -23,10 +24,10 @@
 //   *_ref:  plain loops: the convolution step, the product, selective_step_ref.
 //   *_cpu:  causal_conv1d_step_cpu, batched_gemm_cpu and selective_step_cpu: the unfused
 //           CPU ops' values bit for bit.
-//   *_cuda: one kernel of 8-block clusters where it applies (ssm/mixer_step.cu: compute
-//           capability 9.0 code, 16-byte aligned operands and rows, the block's slices in
-//           shared memory), else the three CUDA ops. Its sums run in other orders than
-//           _ref's, and in float32 the exponentials are the special-function unit's, as in
+//   *_cuda: in bfloat16 one kernel of 8-block clusters where it applies (ssm/mixer_step.cu:
+//           compute capability 9.0 code, 16-byte aligned operands and rows, the block's slices
+//           in shared memory), else the three CUDA ops. The kernel's sums run in other
+//           orders than _ref's, and its exponentials are the special-function unit's, as in
 //           selective_step_cuda.
 // T = float, double or bfloat16; sums in acc_t<T>. For *_cuda every pointer is device memory
 // on the current device, and the call returns once the work is queued.

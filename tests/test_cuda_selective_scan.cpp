@@ -581,10 +581,10 @@ TEST_CASE("CUDA selective_step matches the float64 reference, float32 and bfloat
 }
 
 // The mixer's step after in_proj (ssm/mixer_step.h): against the float64 reference on the same
-// (bfloat16-exact) values, two steps in a row, y poisoned with NaN before each. The fused
-// kernel's cases: the 130M shape at batch 1, 16, 33 and 64 (on a GPU of 132 SMs 1, 1, 2 and 4
-// rows a cluster, the last cluster of 33 with one; float64's slices exceed shared memory there
-// and take the three ops), batch 40 (3 rows a cluster), Di = 40 (blocks of a cluster with no
+// (bfloat16-exact) values, two steps in a row, y poisoned with NaN before each. float32 and
+// float64 take the three ops; bfloat16 the fused kernel in these cases: the 130M shape at
+// batch 1, 16, 33 and 64 (on a GPU of 132 SMs 1, 1, 2 and 4 rows a cluster, the last cluster
+// of 33 with one), batch 40 (3 rows a cluster), Di = 40 (blocks of a cluster with no
 // channels), R > 48 and N = 64, R and N not whole 16-byte pieces, and no optional operands;
 // Di = 37 and padded rows of an odd stride are not whole pieces: the three ops.
 TEST_CASE("CUDA mixer_step matches the float64 reference, float32, bfloat16 and float64") {
