@@ -33,6 +33,7 @@
 #include <cstring>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "nn/causal_conv1d.h"
@@ -422,23 +423,27 @@ TEST_CASE("CUDA bfloat16 causal conv1d forward, backward and step equal the CPU 
 
   // The recurrent step: x_t a column view (x_ld = 2C) of a projection, out rows out_ld = C + 2
   // apart (the gap cells stay NaN on both sides: written by neither). K up to kMaxTaps = 4 keeps
-  // the window in registers (K = 1: x alone); K = 6 walks the state in memory.
-  for (const int64_t K : {int64_t(1), int64_t(3), int64_t(4), int64_t(6)}) {
+  // the window in registers (K = 1: x alone); K = 6 walks the state in memory. K = 4 moves whole
+  // state and tap rows where they are aligned (lead 0) and element by element where the state
+  // and the taps start one element past an aligned address (lead 1).
+  const std::pair<int64_t, int64_t> cases[] = {{1, 0}, {3, 0}, {4, 0}, {4, 1}, {6, 0}};  // (K, lead)
+  for (const auto& [K, lead] : cases) {
     const int64_t B = 3, C = 37, out_ld = C + 2;
-    std::vector<bfloat16> state_cpu = to_bf16(uniform(B * C * K, -1, 1, 131));
-    const std::vector<bfloat16> w = to_bf16(uniform(C * K, -1, 1, 132)), bias = to_bf16(uniform(C, -1, 1, 133));
+    std::vector<bfloat16> state_cpu = to_bf16(uniform(lead + B * C * K, -1, 1, 131));
+    const std::vector<bfloat16> w = to_bf16(uniform(lead + C * K, -1, 1, 132)), bias = to_bf16(uniform(C, -1, 1, 133));
     DevArray<bfloat16> state(state_cpu);
     const DevArray<bfloat16> dw(w), db(bias);
     for (int step = 0; step < 6; ++step) {
       const bool silu = step % 2 == 1;  // the mixer's fused SiLU on odd steps
-      INFO("K " << K << ", step " << step << " silu " << silu);
+      INFO("K " << K << ", lead " << lead << ", step " << step << " silu " << silu);
       const std::vector<bfloat16> xz = to_bf16(uniform(B * 2 * C, -1, 1, 140 + step));
       const DevArray<bfloat16> dxz(xz);
       std::vector<bfloat16> out_cpu = poison_bf16(B * out_ld);
-      causal_conv1d_step_cpu<bfloat16>(out_cpu.data(), out_ld, state_cpu.data(), xz.data(), 2 * C, w.data(),
-                                       bias.data(), B, C, K, silu);
+      causal_conv1d_step_cpu<bfloat16>(out_cpu.data(), out_ld, state_cpu.data() + lead, xz.data(), 2 * C,
+                                       w.data() + lead, bias.data(), B, C, K, silu);
       DevArray<bfloat16> out(poison_bf16(B * out_ld));
-      causal_conv1d_step_cuda<bfloat16>(out.p(), out_ld, state.p(), dxz.p(), 2 * C, dw.p(), db.p(), B, C, K, silu);
+      causal_conv1d_step_cuda<bfloat16>(out.p(), out_ld, state.p() + lead, dxz.p(), 2 * C, dw.p() + lead, db.p(), B, C,
+                                        K, silu);
       const std::vector<double> got = widen(out.read()), ref = widen(out_cpu);
       std::vector<double> got_rows, ref_rows;
       int64_t gap_written = 0;
