@@ -74,11 +74,6 @@ constexpr int kMaxTaps = 4;      // taps the window holds
 constexpr int kConvSteps = 16;   // steps per thread
 constexpr int kVecThreads = 64;  // threads per block
 
-template <class T, int V>
-struct alignas(sizeof(T) * V) Pack {
-  T v[V];
-};
-
 // Elements per 16-byte piece, and whether a pointer starts one: the vector kernels' terms.
 template <class T>
 constexpr int kPiece = 16 / sizeof(T);

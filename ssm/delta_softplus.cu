@@ -22,16 +22,11 @@ constexpr int kThreads = 256;
 constexpr int kRows = 4;  // rows a thread takes
 
 template <class T, int V>
-struct alignas(sizeof(T) * V) Piece {
-  T v[V];
-};
-
-template <class T, int V>
 __global__ void __launch_bounds__(kThreads)
     delta_softplus_kernel(T* __restrict__ delta, const T* __restrict__ dt, const T* __restrict__ bias, int64_t M,
                           int64_t P) {
   using A = acc_t<T>;
-  using Pc = Piece<T, V>;
+  using Pc = Pack<T, V>;
   const int64_t i = int64_t(blockIdx.x) * kThreads + threadIdx.x, g = i / P, p = i % P;
   const int64_t r0 = g * kRows;
   if (r0 >= M) return;

@@ -38,6 +38,14 @@ struct alignas(16) Bytes16 {
   uint32_t w[4];
 };
 
+// V consecutive elements of T at an address aligned to their size, loaded or stored as one
+// access (a vector load of up to 16 bytes; two for 32): for kernels whose threads own a few
+// consecutive elements of a row (a conv window, a channel's states, a run of a row's columns).
+template <class T, int V>
+struct alignas(sizeof(T) * V) Pack {
+  T v[V];
+};
+
 // Blocks for a grid-stride loop over n items with `threads` threads per block: enough blocks
 // to fill the GPU many times over, capped so the grid size stays a valid launch.
 inline unsigned cuda_grid_size(int64_t n, int threads) {

@@ -54,9 +54,7 @@ unsigned grid_for(const StridedLayout<N>& l, Path path) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < (n); i += int64_t(gridDim.x) * blockDim.x)
 
 template <class T>
-struct alignas(16) Pack16 {
-  T v[16 / sizeof(T)];
-};
+using Pack16 = Pack<T, 16 / sizeof(T)>;
 
 // out[i] = f(in[0][i], ..., in[NIn−1][i]) for every element i of layout l (operands {out,
 // in...}), f taking the NIn inputs as an array. Packed: whole 16-byte packs first, then the

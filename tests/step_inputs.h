@@ -25,8 +25,9 @@ struct StepInputs {
   bool bias, skip;
   std::vector<double> x_dbl, u, z, W_dt, b_dt, A_log, Dskip, h;
 
-  StepInputs(int64_t B_, int64_t Di_, int64_t R_, int64_t N_, bool bias_, bool skip_, uint64_t seed)
-      : B(B_), Di(Di_), R(R_), N(N_), ld_dbl(R_ + 2 * N_ + 3), ld_z(2 * Di_), bias(bias_), skip(skip_) {
+  // x_dbl's rows are R + 2N + pad apart (3 by default: rows that start no 16-byte piece).
+  StepInputs(int64_t B_, int64_t Di_, int64_t R_, int64_t N_, bool bias_, bool skip_, uint64_t seed, int64_t pad = 3)
+      : B(B_), Di(Di_), R(R_), N(N_), ld_dbl(R_ + 2 * N_ + pad), ld_z(2 * Di_), bias(bias_), skip(skip_) {
     std::mt19937_64 gen(seed);
     auto draw = [&](size_t n, double lo, double hi) { return draw_bf16_exact(gen, n, lo, hi); };
     x_dbl = draw(B * ld_dbl, -1, 1);

@@ -541,19 +541,25 @@ TEST_CASE("CUDA selective scan rejects unsupported sizes and host pointers") {
 // the 4-lane configuration (the 130M model's decode at batch 32, and N = 11 not a multiple of 4);
 // sizes 7 (16 lanes) and 8 (4 lanes) have more states than a lane holds in registers (4 a lane),
 // and sizes 9 (16 lanes) and 10 (4 lanes) more dt terms (R > 48: 3 a lane at 16 lanes, 12 at 4),
-// so the rest go through the kernel's loops.
+// so the rest go through the kernel's loops. x_dbl's rows are 3 elements longer than R + 2N
+// (no row but the first starts a 16-byte piece), except in the last four sizes (pad 0): 4 lanes
+// at N = 16 with R = 48, 16, 32 and 0, the packed form (a lane's 4 consecutive states, its
+// consecutive terms in packs of 4); size 5 is the first of them with unaligned rows.
 TEST_CASE("CUDA selective_step matches the float64 reference, float32 and bfloat16") {
   struct Size {
     int64_t B, Di, R, N;
     bool bias, skip;
+    int64_t pad = 3;
   };
   for (const Size& sz : {Size{1, 1536, 48, 16, true, true}, Size{3, 37, 5, 16, true, false},
                          Size{32, 130, 3, 5, false, true}, Size{2, 64, 0, 64, true, true},
                          Size{32, 1536, 48, 16, true, true}, Size{24, 1000, 7, 11, true, false},
                          Size{2, 64, 3, 80, false, true}, Size{24, 1000, 7, 40, true, true},
-                         Size{1, 100, 80, 16, true, true}, Size{32, 1536, 96, 16, true, false}}) {
-    INFO("B=" << sz.B << " Di=" << sz.Di << " R=" << sz.R << " N=" << sz.N);
-    const StepInputs s(sz.B, sz.Di, sz.R, sz.N, sz.bias, sz.skip, 40 + sz.Di);
+                         Size{1, 100, 80, 16, true, true}, Size{32, 1536, 96, 16, true, false},
+                         Size{32, 1536, 48, 16, true, true, 0}, Size{24, 1000, 16, 16, true, false, 0},
+                         Size{40, 1000, 32, 16, false, true, 0}, Size{20, 1000, 0, 16, true, true, 0}}) {
+    INFO("B=" << sz.B << " Di=" << sz.Di << " R=" << sz.R << " N=" << sz.N << " pad=" << sz.pad);
+    const StepInputs s(sz.B, sz.Di, sz.R, sz.N, sz.bias, sz.skip, 40 + sz.Di, sz.pad);
     auto check = [&](auto tag, double tol) {
       using T = decltype(tag);
       const cuda_test::DevArray<T> x(StepInputs::as<T>(s.x_dbl)), u(StepInputs::as<T>(s.u)),
