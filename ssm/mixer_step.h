@@ -6,13 +6,11 @@
 //   x_dbl[b, :] = u[b, :] · W_xᵀ                                        x_proj, no bias
 //   y[b, :]     = selective_step(x_dbl[b, :], u[b, :], z[b, :], h[b])    ssm/selective_step.h
 // with conv_state and h updated in place and u and x_dbl rounded to T as the separate ops round
-// them. Decoding runs this once a token and layer; as three launches (conv step, x_proj's
-// product, the step kernel), each waits on its own memory round trips and launch. Fused on the
-// GPU, x_proj's sum over the Di channels is the one thing that needs every channel of a row:
-// the blocks that own a row's channels form a thread block cluster and add their partial sums
-// through each other's shared memory. That pays in bfloat16 only: in float32 a block's slices
-// are twice the bytes (one block an SM), x_proj's product has a decode kernel of its own
-// (tensor/matmul.h), and the three ops decoded faster at batch 1 and 32 (bench/RESULTS.md).
+// them. Decoding runs this once a token and layer. On the GPU these are the three CUDA ops:
+// x_proj's sum over the Di channels needs every channel of a row, and a fused kernel that
+// added the partial sums of a row's blocks through a thread block cluster decoded slower than
+// the three ops once the conv step and the selective step read their rows in 16-byte packs
+// (bench/RESULTS.md, "bfloat16 decode on the three ops").
 //
 // Dimension letters (ssm/mamba_mixer.h): B batch, Di inner channels, K conv width, R dt rank,
 // N state size. Shapes and layout: x (B, Di) rows ld_x apart and z (B, Di) rows ld_z apart (the
@@ -24,11 +22,8 @@
 //   *_ref:  plain loops: the convolution step, the product, selective_step_ref.
 //   *_cpu:  causal_conv1d_step_cpu, batched_gemm_cpu and selective_step_cpu: the unfused
 //           CPU ops' values bit for bit.
-//   *_cuda: in bfloat16 one kernel of 8-block clusters where it applies (ssm/mixer_step.cu:
-//           compute capability 9.0 code, 16-byte aligned operands and rows, the block's slices
-//           in shared memory), else the three CUDA ops. The kernel's sums run in other
-//           orders than _ref's, and its exponentials are the special-function unit's, as in
-//           selective_step_cuda.
+//   *_cuda: causal_conv1d_step_cuda, batched_gemm_cuda and selective_step_cuda: the CUDA
+//           ops' values bit for bit.
 // T = float, double or bfloat16; sums in acc_t<T>. For *_cuda every pointer is device memory
 // on the current device, and the call returns once the work is queued.
 #pragma once

@@ -587,12 +587,10 @@ TEST_CASE("CUDA selective_step matches the float64 reference, float32 and bfloat
 }
 
 // The mixer's step after in_proj (ssm/mixer_step.h): against the float64 reference on the same
-// (bfloat16-exact) values, two steps in a row, y poisoned with NaN before each. float32 and
-// float64 take the three ops; bfloat16 the fused kernel in these cases: the 130M shape at
-// batch 1, 16, 33 and 64 (on a GPU of 132 SMs 1, 1, 2 and 4 rows a cluster, the last cluster
-// of 33 with one), batch 40 (3 rows a cluster), Di = 40 (blocks of a cluster with no
-// channels), R > 48 and N = 64, R and N not whole 16-byte pieces, and no optional operands;
-// Di = 37 and padded rows of an odd stride are not whole pieces: the three ops.
+// (bfloat16-exact) values, two steps in a row, y poisoned with NaN before each: the 130M shape
+// at batch 1, 16, 33 and 64 (the selective step's 16-lane and packed 4-lane kernels, x_proj's
+// product on cuBLAS), R > 48 and N = 64, R and N not whole 16-byte pieces, Di = 37, padded rows
+// of an odd stride, and no optional operands.
 TEST_CASE("CUDA mixer_step matches the float64 reference, float32, bfloat16 and float64") {
   struct Size {
     int64_t B, Di, K, R, N, pad;
