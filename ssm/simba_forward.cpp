@@ -112,7 +112,8 @@ SimbaResult run(const MambaLM& model, const Tensor& ids, int64_t c, const SimbaO
   Variable h = model.embed(ids);  // (B, L, D)
   // Without autograd and without the per-layer trace nothing else holds the residual stream, so
   // a pruned layer adds its rows into it in place instead of into a copy of all B·L rows (its
-  // input rows were gathered before).
+  // input rows were gathered before). Its rows `flat` strictly increase (each kept set ascends,
+  // the continuation rows follow it, the sequences come in order): IndexOrder::Increasing.
   const bool update_in_place = !grad_enabled() && !keep_trace;
   for (int64_t l = 0; l < Lyr; ++l) {
     const MambaBlock& block = *layers[l];
@@ -136,7 +137,7 @@ SimbaResult run(const MambaLM& model, const Tensor& ids, int64_t c, const SimbaO
     if (full)
       h = h + mo;
     else if (update_in_place)
-      index_add_(h.data().view({B * L, D}), 0, flat, mo.data().reshape({B * T, D}));
+      index_add_(h.data().view({B * L, D}), 0, flat, mo.data().reshape({B * T, D}), IndexOrder::Increasing);
     else
       h = reshape(index_add(reshape(h, {B * L, D}), 0, flat, reshape(mo, {B * T, D})), {B, L, D});
     if (keep_trace) res.layer_hidden.push_back(h.data());

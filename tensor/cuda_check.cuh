@@ -62,14 +62,15 @@ inline unsigned cuda_grid_size(int64_t n, int threads) {
 struct CudaErrorRecord {
   unsigned long long op;  // const char* of the op's name; 0 while no error was found
   long long index;        // the offending value
-  long long bound;        // the valid range is [0, bound)
+  long long low, bound;   // the valid range is [low, bound)
 };
 CudaErrorRecord* cuda_error_record(int device);  // the pointer kernels write through
 
 __device__ inline void cuda_report_index_error(CudaErrorRecord* r, const char* op, long long index,
-                                               long long bound) {
+                                               long long bound, long long low = 0) {
   if (atomicCAS(&r->op, 0ull, reinterpret_cast<unsigned long long>(op)) == 0ull) {
     r->index = index;
+    r->low = low;
     r->bound = bound;
     __threadfence_system();
   }

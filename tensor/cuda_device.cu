@@ -283,7 +283,7 @@ CudaErrorRecord* cuda_error_record(int device) {
   if (!r) {
     DeviceGuard guard(device);
     SIMBA_CUDA_CHECK(cudaHostAlloc(reinterpret_cast<void**>(&r), sizeof(CudaErrorRecord), cudaHostAllocMapped));
-    *r = CudaErrorRecord{0, 0, 0};
+    *r = CudaErrorRecord{0, 0, 0, 0};
   }
   return r;  // unified addressing: the host pointer is valid in kernels too
 }
@@ -300,10 +300,11 @@ void throw_recorded_error(int device) {
   }
   const volatile CudaErrorRecord* v = r;
   if (v->op == 0) return;
-  const CudaErrorRecord e{v->op, v->index, v->bound};
+  const CudaErrorRecord e{v->op, v->index, v->low, v->bound};
   r->op = 0;
   SIMBA_FAIL(reinterpret_cast<const char*>(e.op) << " on cuda:" << device << ": index " << e.index
-                                                 << " out of range (expected 0 <= index < " << e.bound << ")");
+                                                 << " out of range (expected " << e.low << " <= index < " << e.bound
+                                                 << ")");
 }
 }  // namespace
 

@@ -64,6 +64,15 @@ void check_indices(const char* op, int dim, const int64_t* index, int64_t count,
                 op << ": index " << index[k] << " out of range for dim " << dim << " of size " << size);
 }
 
+// With IndexOrder::Increasing every index must exceed the one before it (tensor/index.h).
+void check_order(const char* op, int dim, const int64_t* index, int64_t count, IndexOrder order) {
+  if (order != IndexOrder::Increasing) return;
+  for (int64_t k = 1; k < count; ++k)
+    SIMBA_CHECK(index[k] > index[k - 1], op << ": index " << index[k] << " at position " << k << " for dim " << dim
+                                            << " is not above the one before it (" << index[k - 1]
+                                            << "), but the indices were given as strictly increasing");
+}
+
 }  // namespace
 
 template <class T>
@@ -112,7 +121,8 @@ void add_rows(const char* op, int dim, T* dx, const T* dout, const int64_t* inde
 
 template <class T>
 void index_select_backward_cpu(const char* op, int dim, T* dx, const T* dout, const int64_t* index, int64_t outer,
-                               int64_t S, int64_t n, int64_t inner) {
+                               int64_t S, int64_t n, int64_t inner, IndexOrder order) {
+  check_order(op, dim, index, n, order);  // before any write, as the range checks
   if constexpr (std::is_same_v<T, acc_t<T>>) {
     add_rows(op, dim, dx, dout, index, outer, S, n, inner);
   } else {
@@ -191,9 +201,9 @@ Tensor select_rows(const char* op, const Tensor& x, int d, const Tensor& index) 
 }
 
 // out[.., index[i], ..] += src[.., i, ..] in place; out is fresh and
-// contiguous (a copy of index_add's base, or embedding_backward's zeros). The
-// op name is used in messages.
-void accumulate_rows(const char* op, Tensor& out, int d, const Tensor& index, const Tensor& src) {
+// contiguous (a copy of index_add's base, or embedding_backward's zeros), or index_add_'s base.
+// The op name is used in messages.
+void accumulate_rows(const char* op, Tensor& out, int d, const Tensor& index, const Tensor& src, IndexOrder order) {
   check_float(op, out);
   SIMBA_CHECK(src.defined(), op << ": undefined source tensor");
   check_same_dtype(op, out, src);
@@ -210,7 +220,7 @@ void accumulate_rows(const char* op, Tensor& out, int d, const Tensor& index, co
   const IndexGeometry g = geometry(out.shape(), d);
   SIMBA_DISPATCH_COMPUTE_KERNEL(out.device(), out.dtype(), op, index_select_backward, op, d,
                                 out.device_data<scalar_t>(), sc.device_data<scalar_t>(), ic.device_data<int64_t>(),
-                                g.outer, out.size(d), index.size(0), g.inner);
+                                g.outer, out.size(d), index.size(0), g.inner, order);
 }
 
 // index has x's number of dims and x's sizes except in dim d.
@@ -234,16 +244,16 @@ Tensor index_add(const Tensor& base, int dim, const Tensor& index, const Tensor&
   check_data("index_add", base);
   const int d = base.wrap_dim(dim);
   Tensor out = base.clone();
-  accumulate_rows("index_add", out, d, index, src);
+  accumulate_rows("index_add", out, d, index, src, IndexOrder::Any);
   return out;
 }
 
-void index_add_(const Tensor& base, int dim, const Tensor& index, const Tensor& src) {
+void index_add_(const Tensor& base, int dim, const Tensor& index, const Tensor& src, IndexOrder order) {
   check_data("index_add_", base);
   SIMBA_CHECK(base.is_contiguous(), "index_add_: the base " << shape_str(base.shape())
                                                             << " must be contiguous (index_add returns a new tensor)");
   Tensor out = base;
-  accumulate_rows("index_add_", out, base.wrap_dim(dim), index, src);
+  accumulate_rows("index_add_", out, base.wrap_dim(dim), index, src, order);
 }
 
 Tensor gather(const Tensor& x, int dim, const Tensor& index) {
@@ -301,7 +311,8 @@ Tensor embedding_backward(const Tensor& dout, const Tensor& ids, int64_t num_emb
                                                    << shape_str(ids.shape()) << " (expected ids' shape + (D,))");
   const int64_t D = dout.size(-1);
   Tensor dweight = Tensor::zeros({num_embeddings, D}, dout.dtype(), dout.device());
-  accumulate_rows("embedding_backward", dweight, 0, ids.reshape({ids.numel()}), dout.reshape({ids.numel(), D}));
+  accumulate_rows("embedding_backward", dweight, 0, ids.reshape({ids.numel()}), dout.reshape({ids.numel(), D}),
+                  IndexOrder::Any);
   return dweight;
 }
 

@@ -21,7 +21,9 @@
 // CPU loops use (increasing position), so the two variants give the same bits, and repeated
 // runs do too. For embedding_backward at (V, D) = (50280, 768) and 8192 tokens the work is a
 // sort of 8192 16-bit keys and one pass over the tokens' rows: O(tokens·D), independent of V
-// beyond the zero fill of dweight.
+// beyond the zero fill of dweight. An index list the caller gives as strictly increasing
+// (IndexOrder::Increasing) has one contribution a row of dx: add_increasing_rows_kernel adds
+// each directly, checking the order as it goes, with no keys and no sort.
 #include <cub/device/device_radix_sort.cuh>
 #include <cuda_runtime.h>
 
@@ -125,6 +127,29 @@ __global__ void add_row_runs_kernel(T* dx, const T* dout, const uint64_t* key, c
   }
 }
 
+// dx (outer, S, inner) += dout (outer, n, inner) rows for a strictly increasing index: task
+// (o, i) adds dout row (o, i) onto dx row (o, index[i]), the only contribution to that row. An
+// index outside [max(0, index[i − 1] + 1), S) is recorded (by task (0, i)) and its row dropped;
+// the host throws at the next sync, and the rows of dx such a list names are then unspecified
+// (after a fall, two later tasks can name one row). The rounding is add_row_runs_kernel's for
+// a run of one. Launch: grid-stride over the outer·n tasks, one block per task at a time; the
+// block's threads stride over the inner columns (the branch depends on the task only).
+template <class T>
+__global__ void add_increasing_rows_kernel(T* dx, const T* dout, const int64_t* index, int64_t outer, int64_t S,
+                                           int64_t n, int64_t inner, CudaErrorRecord* err, const char* op) {
+  for (int64_t t = blockIdx.x; t < outer * n; t += gridDim.x) {
+    const int64_t o = t / n, i = t - o * n, k = index[i];
+    const int64_t low = i > 0 ? max(int64_t(0), index[i - 1] + 1) : 0;
+    if (k < low || k >= S) {
+      if (o == 0 && threadIdx.x == 0) cuda_report_index_error(err, op, k, S, low);
+      continue;
+    }
+    T* dst = dx + (o * S + k) * inner;
+    const T* src = dout + t * inner;
+    for (int64_t j = threadIdx.x; j < inner; j += blockDim.x) dst[j] = T(acc_t<T>(dst[j]) + acc_t<T>(src[j]));
+  }
+}
+
 // dx[key] += dout[pos] for the sorted element keys: the thread at the first position of a run
 // of equal keys (not the sentinel) adds the run in order and writes dx[key] once.
 // Launch: 1-D grid-stride over the total sorted pairs.
@@ -211,18 +236,29 @@ void gather_forward_cuda(const char* op, int /*dim*/, T* out, const T* x, const 
 
 template <class T>
 void index_select_backward_cuda(const char* op, int /*dim*/, T* dx, const T* dout, const int64_t* index,
-                                int64_t outer, int64_t S, int64_t n, int64_t inner) {
+                                int64_t outer, int64_t S, int64_t n, int64_t inner, IndexOrder order) {
   const int device = cuda_current_device();
   cudaStream_t stream = cuda_stream(device);
+  if (order == IndexOrder::Increasing) {  // its kernel checks every index (range and order)
+    if (n == 0) return;
+    // With nothing to add (outer or inner 0) one pass of n tasks still checks the indices.
+    const bool empty = outer * inner == 0;
+    const int64_t tasks_outer = empty ? 1 : outer, cols = empty ? 0 : inner;
+    add_increasing_rows_kernel<T><<<cuda_grid_size(tasks_outer * n, 1), std::max(32, row_threads(cols)), 0, stream>>>(
+        dx, dout, index, tasks_outer, S, n, cols, cuda_error_record(device), op);
+    SIMBA_CUDA_CHECK(cudaGetLastError());
+    return;
+  }
   check_indices(op, index, n, S, device, stream);
   if (outer * n * inner == 0) return;
   const Device d{DeviceType::CUDA, device};
-  SortedScatter order(n, d);
-  row_keys_kernel<<<cuda_grid_size(n, kThreads), kThreads, 0, stream>>>(order.key_in(), order.pos_in(), index, n, S);
+  SortedScatter sorted(n, d);
+  row_keys_kernel<<<cuda_grid_size(n, kThreads), kThreads, 0, stream>>>(sorted.key_in(), sorted.pos_in(), index, n,
+                                                                        S);
   SIMBA_CUDA_CHECK(cudaGetLastError());
-  order.sort(n, uint64_t(S), d, stream);
+  sorted.sort(n, uint64_t(S), d, stream);
   add_row_runs_kernel<T><<<cuda_grid_size(outer * n, 1), row_threads(inner), 0, stream>>>(
-      dx, dout, order.key_out(), order.pos_out(), outer, S, n, inner);
+      dx, dout, sorted.key_out(), sorted.pos_out(), outer, S, n, inner);
   SIMBA_CUDA_CHECK(cudaGetLastError());
 }
 
@@ -253,7 +289,7 @@ void gather_backward_cuda(const char* op, int /*dim*/, T* dx, const T* dout, con
                                        int64_t);
 #define SIMBA_INDEX_BACKWARD(T)                                                                                  \
   template void index_select_backward_cuda<T>(const char*, int, T*, const T*, const int64_t*, int64_t, int64_t, \
-                                              int64_t, int64_t);                                                \
+                                              int64_t, int64_t, IndexOrder);                                    \
   template void gather_backward_cuda<T>(const char*, int, T*, const T*, const int64_t*, int64_t, int64_t,        \
                                         int64_t, int64_t);
 SIMBA_INDEX_FORWARD(float)

@@ -16,8 +16,16 @@ namespace simba {
 Tensor index_select(const Tensor& x, int dim, const Tensor& index);
 // out = base + Σ: out[.., index[i], ..] += src[.., i, ..]  (the adjoint of index_select).
 Tensor index_add(const Tensor& base, int dim, const Tensor& index, const Tensor& src);
+// What the caller knows of an index list: Any (a row may be named several times: its rows are
+// added in index-list order), or Increasing (strictly increasing, as Simba's kept rows are: each
+// row of base receives at most one row of src, so the CUDA variant adds them directly instead of
+// sorting the destinations first). An Increasing list that is not is an error, reported like an
+// out-of-range index, with the range the index had to lie in (on CUDA at the next sync, the rows
+// it names in base then unspecified; on the CPU before anything is written).
+enum class IndexOrder { Any, Increasing };
 // The same sum into base itself (contiguous): for callers without autograd that own base.
-void index_add_(const Tensor& base, int dim, const Tensor& index, const Tensor& src);
+void index_add_(const Tensor& base, int dim, const Tensor& index, const Tensor& src,
+                IndexOrder order = IndexOrder::Any);
 
 // gather: out has index's shape; out[i][j][k] = x[index[i][j][k]][j][k] for dim 0 (numpy take_along_axis).
 Tensor gather(const Tensor& x, int dim, const Tensor& index);
@@ -46,7 +54,9 @@ Tensor embedding_backward(const Tensor& dout, const Tensor& ids, int64_t num_emb
 // The backward kernels ADD into dx, and are deterministic: each element of dx receives its
 // contributions in increasing index-list position, on either device (CUDA sorts the
 // destinations with a stable radix sort and reduces each run in order, no atomics), so the
-// two variants give the same bits.
+// two variants give the same bits. index_select_backward's `order` (IndexOrder above): with
+// Increasing, each index must also exceed the one before it; CUDA then adds each row directly
+// (one contribution a row of dx: the same bits as the sorted path).
 
 // out (outer, n, inner) = x (outer, S, inner)[:, index[i], :]; index (n).
 template <class T>
@@ -59,10 +69,10 @@ void index_select_forward_cuda(const char* op, int dim, T* out, const T* x, cons
 // index_select_forward.
 template <class T>
 void index_select_backward_cpu(const char* op, int dim, T* dx, const T* dout, const int64_t* index, int64_t outer,
-                               int64_t S, int64_t n, int64_t inner);
+                               int64_t S, int64_t n, int64_t inner, IndexOrder order);
 template <class T>
 void index_select_backward_cuda(const char* op, int dim, T* dx, const T* dout, const int64_t* index,
-                                int64_t outer, int64_t S, int64_t n, int64_t inner);
+                                int64_t outer, int64_t S, int64_t n, int64_t inner, IndexOrder order);
 // out (outer, n, inner): out[o, i, j] = x[o, index[o, i, j], j], x (outer, S, inner),
 // index (outer, n, inner).
 template <class T>

@@ -265,6 +265,35 @@ TEST_CASE("CUDA index_select and index_add equal the CPU bit for bit (repeated i
   }
 }
 
+TEST_CASE("CUDA index_add_ over strictly increasing indices: the sorted path's and the CPU's bits") {
+  // Simba's in-place residual update: rows of a (B·L, D) stream named once each, in increasing
+  // order; D = 768 (whole 16-byte pieces of every type) and 37 (not), dims 0 and 1.
+  const std::vector<std::pair<Shape, int>> cases = {{{300, 768}, 0}, {{9, 90, 37}, 0}, {{9, 90, 37}, 1}};
+  for (DType dt : kFloatTypes) {
+    for (const auto& [base_shape, dim] : cases) {
+      INFO(dtype_name(dt) << " " << shape_str(base_shape) << " dim " << dim);
+      // Each row with probability 1/2, and every third row surely (at least 3 of 9), in order.
+      const int64_t S = base_shape[dim];
+      const std::vector<int64_t> keep = random_ids({S}, 0, 2, 800 + S + dim).to_ints();
+      std::vector<int64_t> rows;
+      for (int64_t i = 0; i < S; ++i)
+        if (keep[i] == 1 || i % 3 == 0) rows.push_back(i);
+      REQUIRE(rows.size() >= 3);
+      const Tensor idx = Tensor::from_ints({int64_t(rows.size())}, rows);
+      Shape src_shape = base_shape;
+      src_shape[dim] = idx.size(0);
+      const Tensor base = random(base_shape, dt, 810 + dim), src = random(src_shape, dt, 811 + dim);
+      const Tensor cpu = base.clone();
+      index_add_(cpu, dim, idx, src);
+      const Tensor sorted = base.to(kGpu), direct = base.to(kGpu);
+      index_add_(sorted, dim, idx.to(kGpu), src.to(kGpu));
+      index_add_(direct, dim, idx.to(kGpu), src.to(kGpu), IndexOrder::Increasing);
+      CHECK(sorted.to_vector() == cpu.to_vector());
+      CHECK(direct.to_vector() == cpu.to_vector());
+    }
+  }
+}
+
 TEST_CASE("CUDA gather and scatter_add equal the CPU bit for bit") {
   for (DType dt : kFloatTypes) {
     const Tensor x = random({6, 5, 17}, dt, 400);
@@ -346,6 +375,12 @@ TEST_CASE("CUDA index ops: an out-of-range index is reported at the next sync, n
   const Tensor x = random({3, 5}, DType::F32, 700).to(kGpu);
   const Tensor src1 = random({3, 1}, DType::F32, 701).to(kGpu), src5 = random({1, 5}, DType::F32, 702).to(kGpu);
   const Tensor dout = random({1, 4}, DType::F32, 703).to(kGpu);
+  const Tensor src3 = random({3, 3}, DType::F32, 704).to(kGpu);
+  const auto add_increasing = [&](const Tensor& index) {
+    const Tensor b = x.clone();
+    index_add_(b, 1, index, src3, IndexOrder::Increasing);
+    return b;
+  };
   struct Case {
     std::function<Tensor()> run;
     const char* message;
@@ -363,6 +398,13 @@ TEST_CASE("CUDA index ops: an out-of-range index is reported at the next sync, n
        "embedding on cuda:0: index 9 out of range (expected 0 <= index < 3)"},
       {[&] { return embedding_backward(dout, Tensor::from_ints({1}, {3}, kGpu), 3); },
        "embedding_backward on cuda:0: index 3 out of range (expected 0 <= index < 3)"},
+      // Given as increasing: a repeat, a fall, and past the end (the range after the one before).
+      {[&] { return add_increasing(Tensor::from_ints({3}, {0, 3, 3}, kGpu)); },
+       "index_add_ on cuda:0: index 3 out of range (expected 4 <= index < 5)"},
+      {[&] { return add_increasing(Tensor::from_ints({3}, {2, 1, 4}, kGpu)); },
+       "index_add_ on cuda:0: index 1 out of range (expected 3 <= index < 5)"},
+      {[&] { return add_increasing(Tensor::from_ints({3}, {0, 1, 5}, kGpu)); },
+       "index_add_ on cuda:0: index 5 out of range (expected 2 <= index < 5)"},
   };
   for (const Case& c : cases) {
     INFO(c.message);

@@ -248,6 +248,43 @@ TEST_CASE("index_add: every dim with repeated indices; float32 agrees with float
   CHECK(base.to_vector() == before.to_vector());
 }
 
+TEST_CASE("index_add_: in place, and with IndexOrder::Increasing the same bits; an unordered index is an error") {
+  Generator gen(14);
+  for (DType dt : {DType::F64, DType::F32, DType::BF16}) {
+    CAPTURE(dtype_name(dt));
+    const Tensor base = randn({4, 9, 3}, gen, DType::F64).to(dt);
+    const Tensor index = Tensor::from_ints({5}, {0, 2, 3, 6, 8});  // strictly increasing, not all rows
+    for (int d : {0, 1}) {
+      CAPTURE(d);
+      const Tensor idx = d == 0 ? Tensor::from_ints({3}, {0, 1, 3}) : index;
+      Shape s = base.shape();
+      s[d] = idx.size(0);
+      const Tensor src = randn(s, gen, DType::F64).to(dt);
+      const Tensor any = base.clone(), increasing = base.clone();
+      index_add_(any, d, idx, src);
+      index_add_(increasing, d, idx, src, IndexOrder::Increasing);
+      CHECK(any.to_vector() == index_add(base, d, idx, src).to_vector());
+      CHECK(increasing.to_vector() == any.to_vector());
+    }
+  }
+  // A repeated or falling index given as increasing: an error before anything is written.
+  const Tensor base = randn({2, 6}, gen, DType::F32), src = randn({2, 3}, gen, DType::F32);
+  for (const auto& [ints, message] :
+       std::vector<std::pair<std::vector<int64_t>, std::string>>{
+           {{0, 3, 3}, "index_add_: index 3 at position 2 for dim 1 is not above the one before it (3)"},
+           {{4, 1, 5}, "index_add_: index 1 at position 1 for dim 1 is not above the one before it (4)"}}) {
+    const Tensor b = base.clone();
+    const std::string m = error_of([&] { index_add_(b, 1, Tensor::from_ints({3}, ints), src, IndexOrder::Increasing); });
+    CHECK_MESSAGE(contains(m, message), m);
+    CHECK(b.to_vector() == base.to_vector());
+    CHECK(error_of([&] { index_add_(base.clone(), 1, Tensor::from_ints({3}, ints), src); }) == "");  // Any allows it
+  }
+  CHECK(contains(error_of([&] {
+                   index_add_(base.clone(), 1, Tensor::from_ints({3}, {0, 2, 6}), src, IndexOrder::Increasing);
+                 }),
+                 "index_add_: index 6 out of range for dim 1 of size 6"));
+}
+
 TEST_CASE("index_select / index_add: OpenMP path matches the loop and is thread-count invariant") {
   Generator gen(5);
   // outer·n·inner = 4·64·300 > kParallelGrain.
