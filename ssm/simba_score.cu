@@ -41,16 +41,20 @@ __device__ inline double abs_t(double v) { return fabs(v); }
 // rows and carries S down them in registers, starting from the sum of Δ over the rows after its
 // chunk, which the first two kernels provide. The sums are in double:
 //   chunk_sum_kernel:    sums[b, c, d] = Σ_{k in chunk c} delta[b, k, d] (k descending);
-//   chunk_suffix_kernel: suffix[b, c, d] = Σ_{c' > c} sums[b, c', d] (c' descending):
-//                        Σ_{k >= (c + 1)·kRows} delta[b, k, d] = S[b, t, d] at the chunk's last row t;
+//   chunk_suffix_kernel: suffix[b, c, d] = Σ_{c' > c} sums[b, c', d]
+//                        = Σ_{k >= (c + 1)·kRows} delta[b, k, d] = S[b, t, d] at the chunk's last row t;
 //   score_chunk_kernel:  for the chunk's rows t descending, S_t = that value, then += delta_t.
 // The CPU adds one chain from the top instead; in double the two orders differ by far less than
 // acc_t<T>'s rounding, below the few-ulp agreement of the scores (the header). delta (B, L, Di)
 // rows; sums and suffix (B, ceil(n / kRows), Di) contiguous.
 // Launch (chunk_sum_kernel): grid (ceil(Di / kThreads), ceil(n / kRows), B), block kThreads;
 // thread x of block (bx, c, b) owns channel d = bx·kThreads + x of chunk c of sequence b.
-// Launch (chunk_suffix_kernel): grid (ceil(Di / kThreads), B), block kThreads; a thread per
-// (b, d) walks the chunks from the last.
+// Launch (chunk_suffix_kernel): grid (ceil(Di / 32), B), block (32, kRuns); the chunks of a
+// sequence are cut into kRuns runs of consecutive chunks, and thread (x, y) of block (bx, b) owns
+// channel d = bx·32 + x (a warp's loads consecutive) in run y: it adds its run's sums (c'
+// descending), the block's threads of d add the later runs' totals (descending), and the thread
+// walks its run down from that. One thread a channel walking every chunk would wait on a chain
+// of ceil(n / kRows) dependent additions, with only B·Di threads to hide them.
 constexpr int64_t kRows = 16;
 template <class T>
 __global__ void __launch_bounds__(kThreads)
@@ -65,16 +69,23 @@ __global__ void __launch_bounds__(kThreads)
   sums[(b * chunks + c) * Di + d] = acc;
 }
 
-__global__ void __launch_bounds__(kThreads)
+constexpr int kRuns = 32;
+__global__ void __launch_bounds__(32 * kRuns)
     chunk_suffix_kernel(double* __restrict__ suffix, const double* __restrict__ sums, int64_t chunks, int64_t Di) {
-  const int64_t d = int64_t(blockIdx.x) * kThreads + threadIdx.x;
-  if (d >= Di) return;
+  __shared__ double run_total[kRuns][32];
+  const int x = threadIdx.x, y = threadIdx.y;
+  const int64_t d = int64_t(blockIdx.x) * 32 + x;
+  const int64_t per = (chunks + kRuns - 1) / kRuns, lo = min(chunks, y * per), hi = min(chunks, lo + per);
   const int64_t base = int64_t(blockIdx.y) * chunks * Di + d;
-  // Separate input and output: the loads do not wait for the previous iteration's store, so they
-  // run ahead of the chain of additions (in place, every step would wait one memory latency).
+  double own = 0.0;
+  if (d < Di)
+    for (int64_t c = hi - 1; c >= lo; --c) own += sums[base + c * Di];
+  run_total[y][x] = own;
+  __syncthreads();
+  if (d >= Di) return;
   double acc = 0.0;
-#pragma unroll 8
-  for (int64_t c = chunks - 1; c >= 0; --c) {
+  for (int r = kRuns - 1; r > y; --r) acc += run_total[r][x];
+  for (int64_t c = hi - 1; c >= lo; --c) {
     suffix[base + c * Di] = acc;
     acc += sums[base + c * Di];
   }
@@ -367,7 +378,8 @@ void simba_scores_batch_cuda(acc_t<T>* scores, SeqView<const T> u, SeqView<const
   chunk_sum_kernel<T><<<dim3(channel_blocks, unsigned(chunks), unsigned(B)), kThreads, 0, stream>>>(sums, delta, L, n,
                                                                                                     Di);
   SIMBA_CUDA_CHECK(cudaGetLastError());
-  chunk_suffix_kernel<<<dim3(channel_blocks, unsigned(B)), kThreads, 0, stream>>>(suffix, sums, chunks, Di);
+  chunk_suffix_kernel<<<dim3(unsigned((Di + 31) / 32), unsigned(B)), dim3(32, kRuns), 0, stream>>>(suffix, sums,
+                                                                                                   chunks, Di);
   SIMBA_CUDA_CHECK(cudaGetLastError());
   transpose_a_kernel<T><<<cuda_grid_size(Di * N, kThreads), kThreads, 0, stream>>>(AT, A, Di, N);
   SIMBA_CUDA_CHECK(cudaGetLastError());
