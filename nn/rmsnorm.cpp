@@ -78,20 +78,51 @@ void rmsnorm_backward_ref(T* dx, T* dw, const T* dy, const T* x, const T* w, con
     for (int64_t j = 0; j < D; ++j) dw[j] = static_cast<T>(acc[j]);
 }
 
+namespace {
+
+// One row of rmsnorm_forward_cpu: yr and its rstd from xr.
+template <class T>
+void norm_row_cpu(T* yr, acc_t<T>* rstd, const T* xr, const T* w, int64_t D, double eps) {
+  using Acc = acc_t<T>;
+  double ss = 0.0;
+  for (int64_t j = 0; j < D; ++j) ss += static_cast<double>(xr[j]) * static_cast<double>(xr[j]);
+  const Acc s = static_cast<Acc>(1.0 / std::sqrt(ss / static_cast<double>(D) + eps));
+  *rstd = s;
+  for (int64_t j = 0; j < D; ++j) yr[j] = static_cast<T>(static_cast<Acc>(xr[j]) * s * static_cast<Acc>(w[j]));
+}
+
+// The checks of the gather variants: sizes and pointers as rmsnorm_forward, every row in [0, S).
+void check_gather(const char* op, const void* y, const void* rstd, const void* x, const int64_t* rows,
+                  const void* w, int64_t n, int64_t S, int64_t D, double eps) {
+  kernel_check::rmsnorm_forward(op, y, rstd, x, w, n, D, eps);
+  if (n > 0) kernel_check::not_null(op, rows, "rows");
+  for (int64_t i = 0; i < n; ++i)
+    SIMBA_CHECK(rows[i] >= 0 && rows[i] < S,
+                op << ": rows[" << i << "] = " << rows[i] << " out of range (expected 0 <= row < " << S << ")");
+}
+
+}  // namespace
+
 template <class T>
 void rmsnorm_forward_cpu(T* y, acc_t<T>* rstd, const T* x, const T* w, int64_t rows, int64_t D, double eps) {
-  using Acc = acc_t<T>;
   kernel_check::rmsnorm_forward("rmsnorm_forward_cpu", y, rstd, x, w, rows, D, eps);
 #pragma omp parallel for schedule(static) if (rows * D > kParallelGrain)
-  for (int64_t r = 0; r < rows; ++r) {
-    const T* xr = x + r * D;
-    T* yr = y + r * D;
-    double ss = 0.0;
-    for (int64_t j = 0; j < D; ++j) ss += static_cast<double>(xr[j]) * static_cast<double>(xr[j]);
-    const Acc s = static_cast<Acc>(1.0 / std::sqrt(ss / static_cast<double>(D) + eps));
-    rstd[r] = s;
-    for (int64_t j = 0; j < D; ++j) yr[j] = static_cast<T>(static_cast<Acc>(xr[j]) * s * static_cast<Acc>(w[j]));
-  }
+  for (int64_t r = 0; r < rows; ++r) norm_row_cpu(y + r * D, rstd + r, x + r * D, w, D, eps);
+}
+
+template <class T>
+void gather_rmsnorm_forward_ref(T* y, acc_t<T>* rstd, const T* x, const int64_t* rows, const T* w, int64_t n,
+                                int64_t S, int64_t D, double eps) {
+  check_gather("gather_rmsnorm_forward_ref", y, rstd, x, rows, w, n, S, D, eps);
+  for (int64_t i = 0; i < n; ++i) rmsnorm_forward_ref(y + i * D, rstd + i, x + rows[i] * D, w, 1, D, eps);
+}
+
+template <class T>
+void gather_rmsnorm_forward_cpu(T* y, acc_t<T>* rstd, const T* x, const int64_t* rows, const T* w, int64_t n,
+                                int64_t S, int64_t D, double eps) {
+  check_gather("gather_rmsnorm_forward_cpu", y, rstd, x, rows, w, n, S, D, eps);
+#pragma omp parallel for schedule(static) if (n * D > kParallelGrain)
+  for (int64_t i = 0; i < n; ++i) norm_row_cpu(y + i * D, rstd + i, x + rows[i] * D, w, D, eps);
 }
 
 // With s = rstd = (mean(x²) + eps)^(-1/2), ∂s/∂x_k = −s³·x_k / D, so for one row
@@ -141,7 +172,9 @@ void rmsnorm_backward_cpu(T* dx, T* dw, const T* dy, const T* x, const T* w, con
 #define SIMBA_INSTANTIATE_RMSNORM(T, V)                                                                     \
   template void rmsnorm_forward_##V<T>(T*, acc_t<T>*, const T*, const T*, int64_t, int64_t, double);        \
   template void add_rmsnorm_forward_##V<T>(T*, acc_t<T>*, T*, const T*, const T*, int64_t, int64_t, double); \
-  template void rmsnorm_backward_##V<T>(T*, T*, const T*, const T*, const T*, const acc_t<T>*, int64_t, int64_t, bool);
+  template void rmsnorm_backward_##V<T>(T*, T*, const T*, const T*, const T*, const acc_t<T>*, int64_t, int64_t, bool); \
+  template void gather_rmsnorm_forward_##V<T>(T*, acc_t<T>*, const T*, const int64_t*, const T*, int64_t, int64_t,     \
+                                              int64_t, double);
 SIMBA_INSTANTIATE_RMSNORM(float, ref)
 SIMBA_INSTANTIATE_RMSNORM(double, ref)
 SIMBA_INSTANTIATE_RMSNORM(float, cpu)
@@ -168,6 +201,30 @@ Tensor add_rms_norm_(Tensor& x, const Tensor& add, const Tensor& w, double eps) 
     SIMBA_DISPATCH_COMPUTE_KERNEL(dev, x.dtype(), "add_rms_norm_", add_rmsnorm_forward, y.device_data<scalar_t>(),
                                   rstd.device_data<acc_t<scalar_t>>(), x.device_data<scalar_t>(),
                                   ac.device_data<scalar_t>(), wc.device_data<scalar_t>(), rows, D, eps);
+  return y;
+}
+
+Tensor gather_rms_norm(const Tensor& x, const Tensor& rows, const Tensor& w, double eps) {
+  SIMBA_CHECK(x.dim() == 2 && x.is_contiguous(),
+              "gather_rms_norm: x must be a contiguous (S, D) matrix, got shape " << shape_str(x.shape()));
+  const int64_t S = x.size(0), D = x.size(1);
+  SIMBA_CHECK(rows.dim() == 1 && rows.dtype() == DType::I64,
+              "gather_rms_norm: rows must be a 1-D int64 tensor, got " << dtype_name(rows.dtype()) << " "
+                                                                       << shape_str(rows.shape()));
+  SIMBA_CHECK(w.dim() == 1 && w.size(0) == D,
+              "gather_rms_norm: weight of shape " << shape_str(w.shape()) << " for rows of " << D);
+  const int64_t n = rows.size(0);
+  SIMBA_CHECK(n == 0 || S > 0, "gather_rms_norm: " << n << " rows asked of an x with none");
+  check_same_dtype("gather_rms_norm", x, w);
+  const Device dev = op_device("gather_rms_norm", {x, rows, w});
+  const Tensor rc = rows.contiguous(), wc = w.contiguous();
+  Tensor y = Tensor::empty({n, D}, x.dtype(), dev);
+  Tensor rstd = Tensor::empty({n}, acc_dtype(x.dtype()), dev);
+  if (n * D > 0)
+    SIMBA_DISPATCH_COMPUTE_KERNEL(dev, x.dtype(), "gather_rms_norm", gather_rmsnorm_forward,
+                                  y.device_data<scalar_t>(), rstd.device_data<acc_t<scalar_t>>(),
+                                  x.device_data<scalar_t>(), rc.device_data<int64_t>(), wc.device_data<scalar_t>(), n,
+                                  S, D, eps);
   return y;
 }
 

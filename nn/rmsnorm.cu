@@ -34,27 +34,38 @@ constexpr int kRowsPerChunk = 32;  // rows per dw partial (and per backward bloc
 
 // Forward: y = v·rstd·w per row, rstd = 1/sqrt(mean(v²) + eps), v = x, or with kAdd
 // v = x + add rounded to T and stored to sum (add_rmsnorm_forward; sum may be x: a thread reads
-// its columns of x before it writes the same columns of sum, and reads back only those).
-// Launch: grid rows, block kThreads; block r owns row r of x, add, sum, y (rows, D) contiguous
-// and rstd[r]; thread j handles columns j, j + kThreads, ...
+// its columns of x before it writes the same columns of sum, and reads back only those), or
+// with kGather v = x's row gather[r] of S (gather_rmsnorm_forward; a row outside [0, S) is
+// recorded in err under op's name and read as zeros). The modes are template arguments so the
+// decode step's add + norm carries no branch of the gather's.
+// Launch: grid rows, block kThreads; block r owns row r of x (or row gather[r]), add, sum, y
+// (rows, D) contiguous and rstd[r]; thread j handles columns j, j + kThreads, ...
 // A thread keeps its first kRegCols columns (all of a row of up to kRegCols·kThreads: Mamba's
 // D up to 1024) in registers with their weights, loaded before the reduction: the kernel then
 // waits on one round trip to memory, not a second one after the reduction for v and w (a decode
 // step runs it once a layer on a few rows, so its time is its latency). Columns past those are
 // read again after the reduction. A thread's terms of the sum still come in column order.
 constexpr int kRegCols = 4;
-template <class T, bool kAdd>
+template <class T, bool kAdd, bool kGather>
 __global__ void __launch_bounds__(kThreads)
     rmsnorm_forward_kernel(T* y, acc_t<T>* rstd, const T* x, const T* add, T* sum, const T* w, int64_t D,
-                           double eps) {
+                           double eps, const int64_t* gather, int64_t S, CudaErrorRecord* err, const char* op) {
+  static_assert(!(kAdd && kGather), "the add writes sum's row r, the gather reads x's row gather[r]");
   using Acc = acc_t<T>;
   __shared__ Acc scratch[kThreads / 32];
   const int64_t r = blockIdx.x;
-  const T* xr = x + r * D;
+  int64_t src = r;
+  bool valid = true;
+  if constexpr (kGather) {
+    src = gather[r];
+    valid = src >= 0 && src < S;
+    if (!valid && threadIdx.x == 0) cuda_report_index_error(err, op, src, S);
+  }
+  const T* xr = x + (valid ? src : 0) * D;
   T* yr = y + r * D;
   T* sr = kAdd ? sum + r * D : nullptr;
   const auto load = [&](int64_t j) {  // v_j, stored to sum with kAdd
-    T v = xr[j];
+    T v = valid ? xr[j] : T(0);
     if constexpr (kAdd) {
       v = T(Acc(v) + Acc(add[r * D + j]));
       sr[j] = v;
@@ -83,7 +94,7 @@ __global__ void __launch_bounds__(kThreads)
     if (j < D) yr[j] = T(v[i] * s * wv[i]);
   }
   const T* vr = kAdd ? sr : xr;
-  for (int64_t j = threadIdx.x + kKept; j < D; j += kThreads) yr[j] = T(Acc(vr[j]) * s * Acc(w[j]));
+  for (int64_t j = threadIdx.x + kKept; j < D; j += kThreads) yr[j] = T(Acc(valid ? vr[j] : T(0)) * s * Acc(w[j]));
 }
 
 // Backward: dx_k = s·w_k·dy_k − (s³·x_k/D)·Σ_j dy_j·w_j·x_j per row (if dx; added to dx's
@@ -178,35 +189,46 @@ void check_cuda_sizes(const char* op, int64_t rows) {
   SIMBA_CHECK(rows <= INT_MAX, op << ": rows=" << rows << " exceeds the CUDA grid limit " << INT_MAX);
 }
 
-// The checks and the launch both forward variants share; kAdd: add into x (updated in place)
-// before the norm.
-template <class T, bool kAdd>
+// The checks and the launch the forward variants share; kAdd: add into x (updated in place)
+// before the norm; kGather: gather (rows of them, into x's S rows) names the rows of x to normalise.
+template <class T, bool kAdd, bool kGather>
 void launch_rmsnorm_forward(const char* op, T* y, acc_t<T>* rstd, const T* x, const T* add, T* sum, const T* w,
-                            int64_t rows, int64_t D, double eps) {
+                            int64_t rows, int64_t D, double eps, const int64_t* gather = nullptr, int64_t S = 0) {
   kernel_check::rmsnorm_forward(op, y, rstd, x, w, rows, D, eps);
   check_cuda_sizes(op, rows);
   if (kAdd && rows > 0) kernel_check::not_null(op, add, "add");
+  if (kGather && rows > 0) kernel_check::not_null(op, gather, "rows");
   cuda_check_device_pointer(y, op, "y");
   cuda_check_device_pointer(rstd, op, "rstd");
   cuda_check_device_pointer(x, op, "x");
   cuda_check_device_pointer(add, op, "add");
   cuda_check_device_pointer(w, op, "w");
+  cuda_check_device_pointer(gather, op, "rows");
   if (rows == 0) return;
-  cudaStream_t stream = cuda_stream(cuda_current_device());
-  rmsnorm_forward_kernel<T, kAdd><<<unsigned(rows), kThreads, 0, stream>>>(y, rstd, x, add, sum, w, D, eps);
+  const int device = cuda_current_device();
+  CudaErrorRecord* const err = kGather ? cuda_error_record(device) : nullptr;
+  rmsnorm_forward_kernel<T, kAdd, kGather>
+      <<<unsigned(rows), kThreads, 0, cuda_stream(device)>>>(y, rstd, x, add, sum, w, D, eps, gather, S, err, op);
   SIMBA_CUDA_CHECK(cudaGetLastError());
 }
 }  // namespace
 
 template <class T>
 void rmsnorm_forward_cuda(T* y, acc_t<T>* rstd, const T* x, const T* w, int64_t rows, int64_t D, double eps) {
-  launch_rmsnorm_forward<T, false>("rmsnorm_forward_cuda", y, rstd, x, nullptr, nullptr, w, rows, D, eps);
+  launch_rmsnorm_forward<T, false, false>("rmsnorm_forward_cuda", y, rstd, x, nullptr, nullptr, w, rows, D, eps);
 }
 
 template <class T>
 void add_rmsnorm_forward_cuda(T* y, acc_t<T>* rstd, T* x, const T* add, const T* w, int64_t rows, int64_t D,
                               double eps) {
-  launch_rmsnorm_forward<T, true>("add_rmsnorm_forward_cuda", y, rstd, x, add, x, w, rows, D, eps);
+  launch_rmsnorm_forward<T, true, false>("add_rmsnorm_forward_cuda", y, rstd, x, add, x, w, rows, D, eps);
+}
+
+template <class T>
+void gather_rmsnorm_forward_cuda(T* y, acc_t<T>* rstd, const T* x, const int64_t* rows, const T* w, int64_t n,
+                                 int64_t S, int64_t D, double eps) {
+  launch_rmsnorm_forward<T, false, true>("gather_rmsnorm_forward_cuda", y, rstd, x, nullptr, nullptr, w, n, D, eps,
+                                         rows, S);
 }
 
 template <class T>
@@ -251,6 +273,8 @@ void rmsnorm_backward_cuda(T* dx, T* dw, const T* dy, const T* x, const T* w, co
 #define SIMBA_INSTANTIATE_RMSNORM_CUDA(T)                                                                   \
   template void rmsnorm_forward_cuda<T>(T*, acc_t<T>*, const T*, const T*, int64_t, int64_t, double);         \
   template void add_rmsnorm_forward_cuda<T>(T*, acc_t<T>*, T*, const T*, const T*, int64_t, int64_t, double); \
+  template void gather_rmsnorm_forward_cuda<T>(T*, acc_t<T>*, const T*, const int64_t*, const T*, int64_t,      \
+                                               int64_t, int64_t, double);                                     \
   template void rmsnorm_backward_cuda<T>(T*, T*, const T*, const T*, const T*, const acc_t<T>*, int64_t, int64_t, \
                                          bool);
 SIMBA_INSTANTIATE_RMSNORM_CUDA(float)

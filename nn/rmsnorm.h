@@ -52,6 +52,23 @@ template <class T>
 void add_rmsnorm_forward_cuda(T* y, acc_t<T>* rstd, T* x, const T* add, const T* w, int64_t rows, int64_t D,
                               double eps);
 
+// The norm of rows picked by index (Simba's pruned layers, whose input rows are picked from the
+// residual stream): y[i, :] and rstd[i] of row rows[i] of x, exactly as rmsnorm_forward gives
+// them for those rows gathered first (index_select), without writing the gathered rows: a pass
+// of n·D elements written and read again saved. x (S, D), y (n, D), w (D) contiguous; rows (n)
+// int64, each in [0, S): the CPU variants throw before writing on one that is not, the CUDA
+// variant records it (thrown at the next sync, like tensor/index.h's ops) and writes its row
+// from zeros.
+template <class T>
+void gather_rmsnorm_forward_ref(T* y, acc_t<T>* rstd, const T* x, const int64_t* rows, const T* w, int64_t n,
+                                int64_t S, int64_t D, double eps);
+template <class T>
+void gather_rmsnorm_forward_cpu(T* y, acc_t<T>* rstd, const T* x, const int64_t* rows, const T* w, int64_t n,
+                                int64_t S, int64_t D, double eps);
+template <class T>
+void gather_rmsnorm_forward_cuda(T* y, acc_t<T>* rstd, const T* x, const int64_t* rows, const T* w, int64_t n,
+                                 int64_t S, int64_t D, double eps);
+
 // dx (rows, D), dw (D) <- dy (rows, D), x (rows, D), w (D), rstd (rows).
 // dx or dw may be null (not needed). dw is overwritten, not accumulated; dx is overwritten, or,
 // when add_dx, added to (each element read, added in acc_t<T> and rounded once): a block's input
@@ -77,6 +94,10 @@ Variable rms_norm(const Variable& x, const Variable& w, double eps);
 // x += add (in place), then the norm of the new x with weight w (no autograd): the fused step
 // of add_rmsnorm_forward. x, add (..., D) of one dtype and device, x contiguous.
 Tensor add_rms_norm_(Tensor& x, const Tensor& add, const Tensor& w, double eps);
+
+// The norm of x's rows `rows` (no autograd): gather_rmsnorm_forward. x (S, D) contiguous, rows
+// (n) int64 on x's device -> (n, D), the bits of rms_norm(index_select(x, 0, rows), w, eps).
+Tensor gather_rms_norm(const Tensor& x, const Tensor& rows, const Tensor& w, double eps);
 
 class RMSNorm : public Module {
  public:

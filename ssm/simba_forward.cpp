@@ -3,6 +3,7 @@
 
 #include "autograd/ops.h"
 #include "nn/cross_entropy.h"
+#include "nn/rmsnorm.h"
 #include "ssm/simba_schedule.h"
 #include "ssm/simba_score.h"
 #include "tensor/dispatch.h"
@@ -123,17 +124,27 @@ SimbaResult run(const MambaLM& model, const Tensor& ids, int64_t c, const SimbaO
     const bool score_here = opt && (select_next || keep_trace);
     res.kept.push_back(kept);
 
-    Tensor flat;  // (B·T): row b·L + position of every processed token
-    Variable x = h;
+    Tensor flat;   // (B·T): row b·L + position of every processed token
+    Variable x = h;  // the layer's input rows, gathered where anything reads them
+    Variable normed;
     if (!full) {
       flat = Tensor::empty({B * T}, DType::I64, dev);
       SIMBA_ON_DEVICE(dev, "simba_forward", simba_rows, flat.device_data<int64_t>(), kept.device_data<int64_t>(), B,
                       n, c, m);
-      x = reshape(index_select(reshape(h, {B * L, D}), 0, flat), {B, T, D});
+      // Without autograd only the norm and the norm criterion read the gathered rows: else the
+      // norm reads them from the stream itself (gather_rms_norm, the same bits), and the rows are
+      // not written and read once more.
+      if (!grad_enabled() && !(score_here && opt->criterion == SimbaCriterion::Norm))
+        normed = Variable(gather_rms_norm(h.data().reshape({B * L, D}), flat, block.norm->weight.data(),
+                                          block.norm->eps)
+                              .view({B, T, D}));
+      else
+        x = reshape(index_select(reshape(h, {B * L, D}), 0, flat), {B, T, D});
     }
+    if (!normed.defined()) normed = block.norm->forward(x);
     MixerTrace trace;
     const bool need_trace = score_here && reads_mixer_trace(opt->criterion);
-    Variable mo = block.mixer->forward(block.norm->forward(x), need_trace ? &trace : nullptr);  // (B, T, D)
+    Variable mo = block.mixer->forward(normed, need_trace ? &trace : nullptr);  // (B, T, D)
     if (full)
       h = h + mo;
     else if (update_in_place)

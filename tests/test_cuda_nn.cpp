@@ -181,6 +181,45 @@ TEST_CASE("CUDA add_rmsnorm_forward equals the tensor add then rmsnorm_forward_c
   }
 }
 
+// The norm of rows picked by index (nn/rmsnorm.h gather_rmsnorm_forward, Simba's pruned layers):
+// the same bits as the GPU norm of the rows gathered first, into poisoned outputs; rows in any
+// order with repeats; D of one row of registers (768), past them (2100) and odd (33). A bad row
+// is reported at the next sync.
+TEST_CASE("CUDA gather_rmsnorm_forward equals rmsnorm_forward_cuda of the gathered rows, bit for bit") {
+  for (const auto& [S, D] : std::vector<std::pair<int64_t, int64_t>>{{300, 768}, {41, 2100}, {70, 33}}) {
+    INFO("S=" << S << " D=" << D);
+    std::mt19937_64 rng(60 + S);
+    std::vector<int64_t> rows(S / 2 + 3);
+    for (int64_t& r : rows) r = int64_t(rng() % uint64_t(S));
+    const int64_t n = int64_t(rows.size());
+    const std::vector<float> x = uniform(S * D, -2, 2, 61 + S), w = uniform(D, 0.5, 1.5, 62 + D);
+    std::vector<float> gathered(n * D);
+    for (int64_t i = 0; i < n; ++i) std::copy_n(x.begin() + rows[i] * D, D, gathered.begin() + i * D);
+    const DevArray<float> dx(x), dw(w), dg(gathered);
+    const DevArray<int64_t> drows(rows);
+    DevArray<float> y(poison(n * D)), rstd(poison(n)), y_want(poison(n * D)), rstd_want(poison(n));
+    gather_rmsnorm_forward_cuda<float>(y.p(), rstd.p(), dx.p(), drows.p(), dw.p(), n, S, D, 1e-5);
+    rmsnorm_forward_cuda<float>(y_want.p(), rstd_want.p(), dg.p(), dw.p(), n, D, 1e-5);
+    CHECK(y.read() == y_want.read());
+    CHECK(rstd.read() == rstd_want.read());
+    const DevArray<bfloat16> bx(to_bf16(x)), bw(to_bf16(w)), bg(to_bf16(gathered));
+    DevArray<bfloat16> by(poison_bf16(n * D)), by_want(poison_bf16(n * D));
+    gather_rmsnorm_forward_cuda<bfloat16>(by.p(), rstd.p(), bx.p(), drows.p(), bw.p(), n, S, D, 1e-5);
+    rmsnorm_forward_cuda<bfloat16>(by_want.p(), rstd_want.p(), bg.p(), bw.p(), n, D, 1e-5);
+    CHECK(widen(by.read()) == widen(by_want.read()));
+    CHECK(rstd.read() == rstd_want.read());
+  }
+  const DevArray<float> x(uniform(10, -1, 1, 63)), w(uniform(5, 0.5, 1.5, 64));
+  const DevArray<int64_t> bad(std::vector<int64_t>{1, 9});
+  DevArray<float> y(poison(10)), rstd(poison(2));
+  CHECK(error_of([&] { gather_rmsnorm_forward_cuda<float>(y.p(), rstd.p(), x.p(), bad.p(), w.p(), 2, 2, 5, 1e-5); }) ==
+        "");
+  const std::string m = error_of([] { cuda_synchronize(0); });
+  CHECK_MESSAGE(m.find("gather_rmsnorm_forward_cuda on cuda:0: index 9 out of range (expected 0 <= index < 2)") !=
+                    std::string::npos,
+                m);
+}
+
 TEST_CASE("CUDA RMSNorm: zero rows give dw = 0; bad calls throw") {
   DevArray<float> w(uniform(5, 0.5, 1.5, 1)), dw(poison(5));
   rmsnorm_backward_cuda<float>(nullptr, dw.p(), nullptr, nullptr, w.p(), nullptr, 0, 5, false);

@@ -30,6 +30,7 @@
 #include "nn/init.h"
 #include "nn/linear.h"
 #include "nn/rmsnorm.h"
+#include "tensor/index.h"
 #include "test_util.h"
 
 using namespace simba;
@@ -316,6 +317,43 @@ TEST_CASE("add_rmsnorm_forward (ref, cpu) and add_rms_norm_ equal the add then t
   }
   Tensor x = randn64({2, 4}, 1);
   CHECK(contains(error_of([&] { add_rms_norm_(x, randn64({2, 5}, 2), randn64({4}, 3), 1e-5); }), "(2, 5)"));
+}
+
+TEST_CASE("gather_rmsnorm_forward (ref, cpu) and gather_rms_norm equal index_select then the norm, bit for bit") {
+  const int64_t S = 41, D = 130;
+  const Tensor rows = Tensor::from_ints({6}, {40, 0, 7, 7, 19, 3});  // any order, repeats allowed
+  for (const DType dt : {DType::F32, DType::F64, DType::BF16}) {
+    INFO(dtype_name(dt));
+    const Tensor x = randn64({S, D}, 311).to(dt), w = randn64({D}, 312).to(dt);
+    const Tensor want = rms_norm(Variable(index_select(x, 0, rows)), Variable(w), 1e-5).data();
+    CHECK(gather_rms_norm(x, rows, w, 1e-5).to_vector() == want.to_vector());
+    if (dt == DType::BF16) continue;  // the reference takes float32 and float64
+    SIMBA_DISPATCH_FLOAT(dt, "test", [&] {
+      using T = scalar_t;
+      const Tensor g = index_select(x, 0, rows);
+      Tensor y = Tensor::full({6, D}, std::nan(""), dt), rstd = Tensor::full({6}, std::nan(""), dt);
+      Tensor y_ref = Tensor::empty({6, D}, dt), rstd_ref = Tensor::empty({6}, dt);
+      gather_rmsnorm_forward_ref<T>(y.data<T>(), rstd.data<T>(), x.data<T>(), rows.data<int64_t>(), w.data<T>(), 6, S,
+                                    D, 1e-5);
+      rmsnorm_forward_ref<T>(y_ref.data<T>(), rstd_ref.data<T>(), g.data<T>(), w.data<T>(), 6, D, 1e-5);
+      CHECK(y.to_vector() == y_ref.to_vector());
+      CHECK(rstd.to_vector() == rstd_ref.to_vector());
+    });
+  }
+  // A row outside [0, S): an error naming it, before anything is written.
+  const Tensor x = randn64({S, D}, 313), w = randn64({D}, 314);
+  for (const int64_t bad : {int64_t(-1), S}) {
+    std::vector<double> y(2 * D, 7.0), rstd(2, 7.0);
+    const int64_t idx[2] = {3, bad};
+    const std::string m = error_of([&] {
+      gather_rmsnorm_forward_cpu<double>(y.data(), rstd.data(), x.data<double>(), idx, w.data<double>(), 2, S, D, 1e-5);
+    });
+    CHECK_MESSAGE(contains(m, "gather_rmsnorm_forward_cpu: rows[1] = " + std::to_string(bad) +
+                                  " out of range (expected 0 <= row < 41)"),
+                  m);
+    CHECK(y == std::vector<double>(2 * D, 7.0));
+  }
+  CHECK(contains(error_of([&] { gather_rms_norm(x.transpose(0, 1), rows, w, 1e-5); }), "contiguous (S, D)"));
 }
 
 TEST_CASE("RMSNorm kernels: OpenMP path equals plain loops; dw is bit-identical for 1 and 2 threads") {
