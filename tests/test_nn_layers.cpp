@@ -354,6 +354,14 @@ TEST_CASE("gather_rmsnorm_forward (ref, cpu) and gather_rms_norm equal index_sel
     CHECK(y == std::vector<double>(2 * D, 7.0));
   }
   CHECK(contains(error_of([&] { gather_rms_norm(x.transpose(0, 1), rows, w, 1e-5); }), "contiguous (S, D)"));
+  // Bad calls name what was expected: rows of another dtype or rank, a weight of another size,
+  // rows asked of an empty x, and a row out of range through the tensor API.
+  CHECK(contains(error_of([&] { gather_rms_norm(x, randn64({6}, 315), w, 1e-5); }), "rows must be a 1-D int64"));
+  CHECK(contains(error_of([&] { gather_rms_norm(x, rows.reshape({2, 3}), w, 1e-5); }), "rows must be a 1-D int64"));
+  CHECK(contains(error_of([&] { gather_rms_norm(x, rows, randn64({D + 1}, 316), 1e-5); }), "for rows of 130"));
+  CHECK(contains(error_of([&] { gather_rms_norm(randn64({0, D}, 317), rows, w, 1e-5); }), "6 rows asked of an x"));
+  CHECK(contains(error_of([&] { gather_rms_norm(x, Tensor::from_ints({2}, {1, 41}), w, 1e-5); }),
+                 "rows[1] = 41 out of range (expected 0 <= row < 41)"));
 }
 
 TEST_CASE("RMSNorm kernels: OpenMP path equals plain loops; dw is bit-identical for 1 and 2 threads") {
