@@ -9,14 +9,14 @@
 
 namespace simba {
 
-int DecodeStep::default_parts(int64_t batch, Device device) {
-  return device.is_cpu() || batch < kMinRowsToSplit ? 1 : 2;
+int DecodeStep::default_parts(int64_t batch, Device device, DType dtype) {
+  return !device.is_cpu() && dtype == DType::F32 && batch >= kMinRowsToSplit ? 2 : 1;
 }
 
 DecodeStep::DecodeStep(const MambaLM& model, int64_t batch, int parts) : model_(model) {
   SIMBA_CHECK(batch >= 1, "DecodeStep: batch must be >= 1, got " << batch);
   const Device dev = model.device();
-  if (parts == 0) parts = default_parts(batch, dev);
+  if (parts == 0) parts = default_parts(batch, dev, model.head_weight().dtype());
   const int64_t most = std::min<int64_t>(batch, kMaxCudaBranches);
   SIMBA_CHECK(parts >= 1 && parts <= most,
               "DecodeStep: " << parts << " parts for a batch of " << batch << ", expected 1 to " << most);

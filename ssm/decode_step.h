@@ -40,15 +40,19 @@ namespace simba {
 
 class DecodeStep {
  public:
-  // parts: 1 to min(batch, kMaxCudaBranches), or 0 for default_parts(batch, device).
+  // parts: 1 to min(batch, kMaxCudaBranches), or 0 for default_parts(batch, device, dtype)
+  // (dtype: the model's, that of its head weight).
   DecodeStep(const MambaLM& model, int64_t batch, int parts = 0);
 
-  // The parts a batch is cut into unless the caller chooses: one on the CPU (its kernels
-  // already use every core) and below kMinRowsToSplit rows; two on a GPU from there on (at batch
-  // 32 two parts were faster in float32 and even in bfloat16, four slower in both:
-  // bench/RESULTS.md).
+  // The parts a batch is cut into unless the caller chooses: two for a float32 model on a GPU
+  // from kMinRowsToSplit rows on, one otherwise. Float32 products of 5 to 32 rows run on simba's
+  // row tiles, whose time grows with the rows, so two chains of half the rows overlap their
+  // latencies (at batch 32 two parts were faster than one, four slower). bfloat16 products of
+  // more than 4 rows run on cuBLAS's tensor-core tiles, which take about as long for 16 rows as
+  // for 32, so two parts double the products' work: one part was faster at batch 32
+  // (bench/RESULTS.md). The CPU's kernels already use every core.
   static constexpr int64_t kMinRowsToSplit = 16;
-  static int default_parts(int64_t batch, Device device);
+  static int default_parts(int64_t batch, Device device, DType dtype);
 
   // Zeroes the recurrent state (a new sequence), in place.
   void reset();

@@ -405,10 +405,12 @@ TEST_CASE("DecodeStep in parts on the CPU: each part stepped alone and the head 
   CHECK(contains(error_of([&] { DecodeStep(model, 3, 4); }), "DecodeStep: 4 parts for a batch of 3, expected 1 to 3"));
   CHECK(contains(error_of([&] { DecodeStep(model, 20, 9); }), "9 parts for a batch of 20, expected 1 to 8"));
   CHECK(contains(error_of([&] { DecodeStep(model, 3, -1); }), "-1 parts for a batch of 3"));
-  // The default: one part on the CPU; on a GPU two from kMinRowsToSplit rows on.
+  // The default: one part on the CPU and in bfloat16; on a GPU in float32 two from kMinRowsToSplit
+  // rows on.
   const Device gpu{DeviceType::CUDA, 0};
-  CHECK(DecodeStep::default_parts(32, cpu()) == 1);
-  CHECK(DecodeStep::default_parts(DecodeStep::kMinRowsToSplit - 1, gpu) == 1);
-  CHECK(DecodeStep::default_parts(DecodeStep::kMinRowsToSplit, gpu) == 2);
+  CHECK(DecodeStep::default_parts(32, cpu(), DType::F32) == 1);
+  CHECK(DecodeStep::default_parts(DecodeStep::kMinRowsToSplit - 1, gpu, DType::F32) == 1);
+  CHECK(DecodeStep::default_parts(DecodeStep::kMinRowsToSplit, gpu, DType::F32) == 2);
+  CHECK(DecodeStep::default_parts(32, gpu, DType::BF16) == 1);
   CHECK(DecodeStep(model, 32).parts() == 1);
 }
