@@ -64,13 +64,22 @@ MambaMixer::MambaMixer(const MambaConfig& cfg, Generator* g, DType dtype)
 Variable MambaMixer::forward(const Variable& hidden, MixerTrace* trace) const {
   SIMBA_CHECK(hidden.dim() == 3 && hidden.size(2) == D,
               "MambaMixer: expected hidden states (B, L, " << D << "), got " << shape_str(hidden.shape()));
-  // in_proj as two GEMMs on the two row blocks of its weight, x = h·W[:Di]ᵀ and
-  // z = h·W[Di:]ᵀ: the same products as splitting h·Wᵀ, but the backward then
-  // slices the small (2Di, D) weight gradient instead of scattering two
-  // (B, L, Di) gradients into a zeroed (B, L, 2Di) buffer.
-  auto rows = [&](const Variable& p, int64_t start) { return p.defined() ? narrow(p, 0, start, Di) : Variable(); };
-  Variable x = linear(hidden, rows(in_proj->weight, 0), rows(in_proj->bias, 0));    // (B, L, Di)
-  Variable z = linear(hidden, rows(in_proj->weight, Di), rows(in_proj->bias, Di));  // (B, L, Di)
+  // in_proj: x = h·W[:Di]ᵀ and z = h·W[Di:]ᵀ. Recorded for a backward, as two GEMMs on the two
+  // row blocks of its weight: the backward then slices the small (2Di, D) weight gradient
+  // instead of scattering two (B, L, Di) gradients into a zeroed (B, L, 2Di) buffer. Without
+  // one, as one GEMM of 2Di columns whose halves x and z are row-strided views (the conv and
+  // the scan read rows at any stride): a few hundred rows (Simba's pruned layers) fill the
+  // GPU with twice the tiles of one launch instead of two launches of half as many.
+  Variable x, z;  // (B, L, Di) each
+  if (grad_enabled()) {
+    auto rows = [&](const Variable& p, int64_t start) { return p.defined() ? narrow(p, 0, start, Di) : Variable(); };
+    x = linear(hidden, rows(in_proj->weight, 0), rows(in_proj->bias, 0));
+    z = linear(hidden, rows(in_proj->weight, Di), rows(in_proj->bias, Di));
+  } else {
+    const Variable xz = in_proj->forward(hidden);  // (B, L, 2Di)
+    x = narrow(xz, -1, 0, Di);
+    z = narrow(xz, -1, Di, Di);
+  }
   Variable u = conv1d->forward_silu(x);                        // (B, L, Di)
   Variable x_dbl = x_proj->forward(u);                          // (B, L, R+2N)
   // dt_proj's product, then its bias and the softplus in one pass (ssm/delta_softplus.h).
