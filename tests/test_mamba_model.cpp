@@ -236,7 +236,7 @@ TEST_CASE("recurrent step refuses a state of the wrong shape") {
 
 // Without autograd the forward fuses each residual add with the next norm (add_rms_norm_): the
 // same logits, bit for bit, as the recorded forward, float32 and float64.
-TEST_CASE("forward without autograd (fused residual adds) equals the recorded forward bit for bit") {
+TEST_CASE("forward without autograd (fused residual adds, in_proj as one product) equals the recorded forward bit for bit") {
   for (const DType dt : {DType::F32, DType::F64}) {
     INFO(dtype_name(dt));
     MambaConfig cfg = tiny_config(3);
