@@ -65,7 +65,8 @@ class MambaLM : public Module {
   std::map<std::string, Tensor> state_tensors() const;  // HF name -> parameter data
 
   // ids (B, L) int64 -> logits (B, L, V). Without autograd (NoGradGuard) each layer's residual
-  // add is fused with the next norm, as in step: the same values in fewer passes.
+  // add is fused with the next norm, as in step (the same values in fewer passes), and in_proj
+  // is one product (ssm/mamba_mixer.cpp: equal to the recorded forward up to float rounding).
   Variable forward(const Tensor& ids) const;
   // Mean cross-entropy of the predictions at inputs (B, L) against targets (B, L) int64: the
   // training loss. The head and the loss are one node, linear_cross_entropy

@@ -236,10 +236,15 @@ TEST_CASE("recurrent step refuses a state of the wrong shape") {
 
 // Without autograd the forward fuses each residual add with the next norm (add_rms_norm_): the
 // same logits, bit for bit, as the recorded forward, float32 and float64.
-TEST_CASE("forward without autograd (fused residual adds, in_proj as one product) equals the recorded forward bit for bit") {
+TEST_CASE("forward without autograd (fused residual adds, in_proj as one product) equals the recorded forward") {
+  // The residual adds fused into the norms give the same bits; in_proj as one product of 2Di
+  // columns instead of two of Di is another GEMM shape, which BLAS may sum in another order (at
+  // D 8 OpenBLAS's float32 logits then differ in the last bit), so the two agree to rounding. A
+  // wrong half of in_proj for x or z would move the logits by far more.
   for (const DType dt : {DType::F32, DType::F64}) {
     INFO(dtype_name(dt));
     MambaConfig cfg = tiny_config(3);
+    cfg.hidden_size = 8;
     MambaLM model(cfg, 31);
     jitter(model, 32, 0.05);
     model.to(dt);
@@ -251,7 +256,14 @@ TEST_CASE("forward without autograd (fused residual adds, in_proj as one product
       fused = model.forward(ids).data();
     }
     REQUIRE(fused.shape() == recorded.shape());
-    CHECK(fused.to(DType::F64).to_vector() == recorded.to(DType::F64).to_vector());
+    const std::vector<double> a = fused.to(DType::F64).to_vector(), b = recorded.to(DType::F64).to_vector();
+    double diff = 0.0, scale = 0.0;
+    for (size_t i = 0; i < a.size(); ++i) {
+      diff = std::max(diff, std::abs(a[i] - b[i]));
+      scale = std::max(scale, std::abs(b[i]));
+    }
+    CHECK(scale > 0.1);
+    CHECK(diff <= (dt == DType::F32 ? 1e-6 : 1e-14) * scale);
   }
 }
 
