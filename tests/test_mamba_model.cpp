@@ -234,13 +234,12 @@ TEST_CASE("recurrent step refuses a state of the wrong shape") {
   CHECK_MESSAGE(contains(m, "MambaMixer::step: conv state of shape " + shape_str(bad) + ", expected"), m);
 }
 
-// Without autograd the forward fuses each residual add with the next norm (add_rms_norm_): the
-// same logits, bit for bit, as the recorded forward, float32 and float64.
+// Without autograd the forward fuses each residual add with the next norm (add_rms_norm_), which
+// gives the same bits, and runs in_proj as one product of 2Di columns instead of two of Di:
+// another GEMM shape, which BLAS may sum in another order (at D 8 OpenBLAS's float32 logits then
+// differ in the last bit), so the two forwards agree to rounding, float32 and float64. A wrong
+// half of in_proj for x or z would move the logits by far more.
 TEST_CASE("forward without autograd (fused residual adds, in_proj as one product) equals the recorded forward") {
-  // The residual adds fused into the norms give the same bits; in_proj as one product of 2Di
-  // columns instead of two of Di is another GEMM shape, which BLAS may sum in another order (at
-  // D 8 OpenBLAS's float32 logits then differ in the last bit), so the two agree to rounding. A
-  // wrong half of in_proj for x or z would move the logits by far more.
   for (const DType dt : {DType::F32, DType::F64}) {
     INFO(dtype_name(dt));
     MambaConfig cfg = tiny_config(3);
