@@ -6,7 +6,9 @@
 // On a GPU the step is recorded as a CUDA graph when the object is made (CudaGraph,
 // tensor/cuda_device.h), so a run() is one launch instead of several a layer (add + RMSNorm,
 // in_proj, the mixer step of ssm/mixer_step.h, out_proj), whose launch costs at the 130M shape
-// and batch 1 exceeded the kernels' own time (bench/RESULTS.md). On the CPU run() calls the same functions directly.
+// and batch 1 exceeded the kernels' own time (bench/RESULTS.md). While it records,
+// MambaLM::step_hidden adds nodes beside the chain that fetch the next layers' weights into the
+// L2 cache (cuda_prefetch_l2). On the CPU run() calls the same functions directly.
 //
 // Parts. The batch may be cut into P parts of consecutive rows (as equal as can be), each
 // stepped through the layers by itself (MambaLM::step_hidden on its ids and on views of its

@@ -1,5 +1,6 @@
 #include "ssm/mamba_model.h"
 
+#include <algorithm>
 #include <cmath>
 #include <set>
 
@@ -7,6 +8,7 @@
 #include "nn/linear.h"
 #include "nn/linear_cross_entropy.h"
 #include "nn/model_weights.h"
+#include "tensor/cuda_device.h"
 #include "tensor/file_io.h"
 
 namespace simba {
@@ -134,7 +136,27 @@ Tensor MambaLM::step_hidden(const Tensor& ids_t, std::vector<MixerState>& state)
               "MambaLM::step: state has " << state.size() << " layers, model has " << backbone_->layers.size());
   // The same values as h = layer->step(h, state) for every layer, then norm_f.
   Tensor h = embed(ids_t.unsqueeze(1)).data().squeeze(1).contiguous();  // (B, D)
+  // Decoding reads every weight once a token, each product's from DRAM into a kernel of a few
+  // microseconds that waits on it (bench/RESULTS.md). On a GPU the weights of the next
+  // kPrefetchLayers layers are asked of the L2 cache one layer ahead of their use, one node for
+  // the group (cuda_prefetch_l2, which acts while DecodeStep records its graph): each node
+  // delays the chain beside it by about a launch, so a node a layer cost more than it saved. A
+  // group is 22.6 MB in bfloat16 at the 130M shape, under half of the H100's and H200's 50 MB L2
+  // (float32's 45 MB moved its decode rows by under 1 %). With the batch in parts
+  // (DecodeStep) part 0 asks for every part.
+  constexpr size_t kPrefetchLayers = 3;
+  const auto& layers = backbone_->layers;
+  const bool prefetch = !device().is_cpu() && cuda_branch() == 0;
+  const auto prefetch_layers = [&](size_t first, size_t count) {
+    std::vector<std::pair<const void*, size_t>> ranges;
+    for (size_t l = first; l < std::min(layers.size(), first + count); ++l)
+      for (const Variable& p : layers[l]->parameters())
+        ranges.emplace_back(p.data().raw_data(), size_t(p.data().numel()) * dtype_size(p.data().dtype()));
+    if (!ranges.empty()) cuda_prefetch_l2(device().index, ranges);
+  };
+  if (prefetch) prefetch_layers(0, 1);
   return residual_stream(*backbone_, h, [&](size_t l, const Tensor& x) {
+    if (prefetch && l % kPrefetchLayers == 0) prefetch_layers(l + 1, kPrefetchLayers);
     return backbone_->layers[l]->mixer->step(x, state[l]);
   });
 }

@@ -41,6 +41,7 @@ size_t CudaGraph::root_count() const { fail_no_cuda("CudaGraph::root_count"); }
 size_t CudaGraph::leaf_count() const { fail_no_cuda("CudaGraph::leaf_count"); }
 void cuda_branches(int, int, const std::function<void(int)>&) { fail_no_cuda("cuda_branches"); }
 int cuda_branch() { return 0; }
+void cuda_prefetch_l2(int, const std::vector<std::pair<const void*, size_t>>&) { fail_no_cuda("cuda_prefetch_l2"); }
 CudaReadback::CudaReadback(int, size_t) { fail_no_cuda("CudaReadback"); }
 CudaReadback::~CudaReadback() = default;
 void CudaReadback::queue(const void*, size_t) { fail_no_cuda("CudaReadback::queue"); }

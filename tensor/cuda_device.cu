@@ -486,6 +486,53 @@ size_t CudaGraph::leaf_count() const {
   return leaves;
 }
 
+namespace {
+// The capture's dependency set: the nodes the next node captured on `stream` will wait on. The
+// driver's array is valid only until the next call on the stream: copied.
+std::vector<cudaGraphNode_t> capture_dependencies(cudaStream_t stream, const char* op) {
+  cudaStreamCaptureStatus status;
+  const cudaGraphNode_t* deps = nullptr;
+  size_t count = 0;
+  SIMBA_CUDA_CHECK(cudaStreamGetCaptureInfo(stream, &status, nullptr, nullptr, &deps, nullptr, &count));
+  SIMBA_CHECK(status == cudaStreamCaptureStatusActive, op << ": the device's stream is not capturing");
+  return std::vector<cudaGraphNode_t>(deps, deps + count);
+}
+
+// cuda_prefetch_l2's work: up to kPrefetchRanges ranges cut into pieces of kPrefetchPiece bytes
+// (a range's last piece shorter), numbered across the ranges (range r's from first[r]); thread
+// g of the grid asks for pieces g, g + the grid's threads, ... On sm_90 a piece is one bulk
+// prefetch (cp.async.bulk.prefetch.L2), served by the multiprocessor's copy engine at about a
+// 128-byte line a cycle while the block waits: about 225 GB/s a block. More blocks fetch faster
+// but delay the work beside them (decode ran 6-13 % slower with a block a piece, bench/RESULTS.md),
+// hence at most kPrefetchBlocks. Before sm_90: one prefetch.global.L2 a 128-byte line.
+// Launch: grid min(ceil(pieces / kPrefetchThreads), kPrefetchBlocks), block kPrefetchThreads.
+constexpr int kPrefetchRanges = 64, kPrefetchThreads = 256, kPrefetchBlocks = 3;
+constexpr uint32_t kPrefetchPiece = 32 * 1024;
+struct PrefetchList {
+  const char* p[kPrefetchRanges];
+  size_t bytes[kPrefetchRanges];  // multiples of 16, p 16-byte aligned
+  int64_t first[kPrefetchRanges + 1];
+  int n;
+};
+
+__global__ void __launch_bounds__(kPrefetchThreads) prefetch_l2_kernel(PrefetchList list) {
+  int r = 0;
+  for (int64_t g = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; g < list.first[list.n];
+       g += int64_t(gridDim.x) * blockDim.x) {
+    while (g >= list.first[r + 1]) ++r;
+    const size_t off = size_t(g - list.first[r]) * kPrefetchPiece;
+    const char* a = list.p[r] + off;
+    const size_t left = list.bytes[r] - off;
+    const uint32_t size = left < kPrefetchPiece ? uint32_t(left) : kPrefetchPiece;
+#if __CUDA_ARCH__ >= 900
+    asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(a), "r"(size) : "memory");
+#else
+    for (uint32_t o = 0; o < size; o += 128) asm volatile("prefetch.global.L2 [%0];" ::"l"(a + o));
+#endif
+  }
+}
+}  // namespace
+
 int cuda_branch() { return t_branch; }
 
 void cuda_branches(int device, int n, const std::function<void(int)>& branch) {
@@ -507,18 +554,9 @@ void cuda_branches(int device, int n, const std::function<void(int)>& branch) {
     }
     return;
   }
-  // The capture's dependency set (the nodes the next captured node will wait on): every branch
-  // starts from the set at the call, and the set after the call is the union of the branches'
-  // last nodes. The driver's arrays are valid only until the next call on the stream: copied.
-  const auto dependencies = [&] {
-    cudaStreamCaptureStatus status;
-    const cudaGraphNode_t* deps = nullptr;
-    size_t count = 0;
-    SIMBA_CUDA_CHECK(cudaStreamGetCaptureInfo(stream, &status, nullptr, nullptr, &deps, nullptr, &count));
-    SIMBA_CHECK(status == cudaStreamCaptureStatusActive, "cuda_branches: the device's stream is not capturing");
-    return std::vector<cudaGraphNode_t>(deps, deps + count);
-  };
-  const std::vector<cudaGraphNode_t> fork = dependencies();
+  // Every branch starts from the capture's dependency set at the call, and the set after the
+  // call is the union of the branches' last nodes.
+  const std::vector<cudaGraphNode_t> fork = capture_dependencies(stream, "cuda_branches");
   std::vector<cudaGraphNode_t> join;
   for (int i = 0; i < n; ++i) {
     std::vector<cudaGraphNode_t> start = fork;
@@ -526,12 +564,41 @@ void cuda_branches(int device, int n, const std::function<void(int)>& branch) {
                                                          cudaStreamSetCaptureDependencies));
     t_branch = i;
     branch(i);
-    const std::vector<cudaGraphNode_t> last = dependencies();
+    const std::vector<cudaGraphNode_t> last = capture_dependencies(stream, "cuda_branches");
     join.insert(join.end(), last.begin(), last.end());
   }
   std::sort(join.begin(), join.end());  // a branch that queued nothing leaves the fork's nodes
   join.erase(std::unique(join.begin(), join.end()), join.end());
   SIMBA_CUDA_CHECK(cudaStreamUpdateCaptureDependencies(stream, join.data(), nullptr, join.size(),
+                                                       cudaStreamSetCaptureDependencies));
+}
+
+void cuda_prefetch_l2(int device, const std::vector<std::pair<const void*, size_t>>& ranges) {
+  if (!t_recording) return;
+  PrefetchList list{};
+  for (const auto& [p, bytes] : ranges) {
+    // The whole 16-byte units inside the range (a bulk prefetch's unit); the bytes at its ends
+    // are not asked for: a hint.
+    const uintptr_t a = reinterpret_cast<uintptr_t>(p), first = (a + 15) / 16 * 16, end = (a + bytes) / 16 * 16;
+    if (end <= first) continue;
+    SIMBA_CHECK(list.n < kPrefetchRanges,
+                "cuda_prefetch_l2: " << ranges.size() << " ranges, expected at most " << kPrefetchRanges);
+    list.p[list.n] = reinterpret_cast<const char*>(first);
+    list.bytes[list.n] = end - first;
+    list.first[list.n + 1] = list.first[list.n] + int64_t((end - first + kPrefetchPiece - 1) / kPrefetchPiece);
+    ++list.n;
+  }
+  if (list.n == 0) return;
+  cudaStream_t stream = cuda_stream(device);  // checks the index, sets up the device
+  DeviceGuard guard(device);
+  const std::vector<cudaGraphNode_t> before = capture_dependencies(stream, "cuda_prefetch_l2");
+  const int64_t pieces = list.first[list.n];
+  const int64_t blocks = std::min<int64_t>((pieces + kPrefetchThreads - 1) / kPrefetchThreads, kPrefetchBlocks);
+  prefetch_l2_kernel<<<unsigned(blocks), kPrefetchThreads, 0, stream>>>(list);
+  SIMBA_CUDA_CHECK(cudaGetLastError());
+  // The work recorded next waits on what it would have waited on without the prefetch.
+  std::vector<cudaGraphNode_t> restore = before;
+  SIMBA_CUDA_CHECK(cudaStreamUpdateCaptureDependencies(stream, restore.data(), nullptr, restore.size(),
                                                        cudaStreamSetCaptureDependencies));
 }
 

@@ -18,6 +18,8 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "tensor/storage.h"
 
@@ -141,5 +143,15 @@ constexpr int kMaxCudaBranches = 8;
 void cuda_branches(int device, int n, const std::function<void(int)>& branch);
 // The branch the calling thread is queuing: i inside branch(i), 0 outside cuda_branches.
 int cuda_branch();
+
+// A hint that work recorded after the call reads these ranges of device memory on `device`
+// (pointer, bytes): while a CudaGraph records, adds a node that asks the device's L2 cache for
+// them, which waits on what was recorded before the call and which nothing recorded after the
+// call waits on (a replay still ends after it), so it runs beside that work. A small kernel a
+// few microseconds from DRAM spends most of its time waiting for its operands; fetched ahead,
+// they come from L2 instead. Outside a recording the call does nothing: the host queues eager
+// work one kernel at a time, and a side stream would need its own synchronisation. Only whole
+// 16-byte units are asked for; at most 64 ranges that hold one.
+void cuda_prefetch_l2(int device, const std::vector<std::pair<const void*, size_t>>& ranges);
 
 }  // namespace simba

@@ -497,3 +497,55 @@ TEST_CASE("CUDA branches: in order outside a graph; recorded, each waits on noth
                  "branches do not nest"));
   CHECK(cuda_branch() == 0);  // back to 0 after an error too
 }
+
+TEST_CASE("CUDA L2 prefetch: recorded as a node that waits on the work before it and that nothing waits on") {
+  Generator g(43);
+  // Sizes past several 32 KB pieces, ranges that start and end inside 16-byte units, one too
+  // small to hold a whole unit (not asked for).
+  const Tensor a = randn({300, 129}, g, DType::F32, kDev), b = randn({300, 129}, g, DType::F32, kDev);
+  const Tensor tiny = randn({3}, g, DType::F32, kDev);
+  Tensor out = Tensor::empty({300, 129}, DType::F32, kDev);
+  const auto bytes = [](const Tensor& t) { return size_t(t.numel()) * dtype_size(t.dtype()); };
+  const std::vector<std::pair<const void*, size_t>> ranges = {
+      {a.raw_data(), bytes(a)},
+      {static_cast<const char*>(b.raw_data()) + 4, bytes(b) - 9},
+      {static_cast<const char*>(tiny.raw_data()) + 1, 12}};
+  const std::vector<double> expected = add(a, b).to(cpu()).to_vector();
+
+  const CudaSyncCounts before = cuda_sync_counts();
+  cuda_prefetch_l2(kDev.index, ranges);  // outside a recording: nothing queued, nothing waited for
+  const CudaSyncCounts after = cuda_sync_counts();
+  CHECK(after.synchronizations == before.synchronizations);
+  CHECK(after.device_to_host_copies == before.device_to_host_copies);
+
+  CudaGraph graph(kDev.index, [&] {
+    out.fill_(1.0);
+    cuda_prefetch_l2(kDev.index, ranges);
+    out.copy_(add(a, b));
+  });
+  // fill -> add -> copy in a chain; the prefetch waits on the fill, and nothing on the prefetch.
+  CHECK(graph.root_count() == 1);
+  CHECK(graph.leaf_count() == 2);
+  for (int round = 0; round < 2; ++round) {
+    INFO("replay " << round);
+    out.fill_(std::nan(""));
+    graph.replay();
+    CHECK(out.to(cpu()).to_vector() == expected);
+  }
+  CudaGraph first(kDev.index, [&] {  // a prefetch recorded first waits on nothing
+    cuda_prefetch_l2(kDev.index, ranges);
+    out.copy_(add(a, b));
+  });
+  CHECK(first.root_count() == 2);
+  CHECK(first.leaf_count() == 2);
+  CudaGraph none(kDev.index, [&] {  // no whole 16-byte unit: no node
+    cuda_prefetch_l2(kDev.index, {{static_cast<const char*>(tiny.raw_data()) + 1, 12}});
+    out.copy_(add(a, b));
+  });
+  CHECK(none.root_count() == 1);
+  CHECK(none.leaf_count() == 1);
+
+  const std::vector<std::pair<const void*, size_t>> many(65, {a.raw_data(), bytes(a)});
+  CHECK(contains(error_of([&] { CudaGraph too_many(kDev.index, [&] { cuda_prefetch_l2(kDev.index, many); }); }),
+                 "65 ranges, expected at most 64"));
+}
